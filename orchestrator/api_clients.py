@@ -1,0 +1,297 @@
+"""UnifiedClient: one call interface over every provider, with the cross-cutting rules.
+
+Everything that must be the same whatever the provider lives here: the response cache,
+budget reservation, per-call timeouts, retries with backoff, model health, cost from the
+catalog, and the ``llm_call`` event pair around every attempt (cached answers included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import events
+from .cache import CachedAnswer, ResponseCache, cache_key
+from .models import CALL_TYPE_PHASE, Budget, ModelInfo, Phase, get_model
+from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
+
+logger = logging.getLogger("orchestrator.client")
+
+# Chat templates add a few tokens around the text; a token is at least one UTF-8 byte
+# for the byte-level BPE tokenizers of every catalog model, so bytes + overhead is a
+# true upper bound of the prompt's tokens.
+_TEMPLATE_OVERHEAD_TOKENS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class APIResponse:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    model: str
+    latency_ms: float = 0.0
+    cached: bool = False
+    cost_usd: float = 0.0
+    finish_reason: str = "stop"
+    attempts: int = 1
+    provider: str = ""
+
+
+class BudgetExceededError(Exception):
+    """The remaining budget cannot pay for the worst case of the call; nothing was sent."""
+
+
+class TimeBudgetExceededError(Exception):
+    """The remaining wall-clock budget is too short for the call; nothing was sent."""
+
+
+class LLMCallError(Exception):
+    """Every attempt of a call failed; ``last`` is the last provider error."""
+
+    def __init__(self, model: str, last: ProviderError, attempts: int) -> None:
+        super().__init__(f"{model}: {last} (after {attempts} attempt{'s' if attempts != 1 else ''})")
+        self.model = model
+        self.last = last
+        self.attempts = attempts
+        self.error_type = last.error_type
+
+
+def worst_case_input_tokens(system: str, prompt: str) -> int:
+    return len(system.encode("utf-8")) + len(prompt.encode("utf-8")) + _TEMPLATE_OVERHEAD_TOKENS
+
+
+class UnifiedClient:
+    """Routes calls to provider adapters by the catalog's provider name.
+
+    ``providers`` maps a provider name of the catalog (``local``, ``openai``,
+    ``anthropic``, ...) to its adapter.  When omitted, the default adapters are built.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider] | None = None,
+        *,
+        cache: ResponseCache | None = None,
+        concurrency: int = 8,
+        budget: Budget | None = None,
+        default_timeout: float = 120.0,
+        default_retries: int = 2,
+        unhealthy_after: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        local_model: str | None = None,
+    ) -> None:
+        if providers is None:
+            from .providers.registry import default_providers
+
+            providers = default_providers(local_model=local_model)
+        self.providers: dict[str, Provider] = dict(providers)
+        self.cache = cache
+        self.concurrency = concurrency
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self.budget = budget
+        self.default_timeout = default_timeout
+        self.default_retries = default_retries
+        self.unhealthy_after = unhealthy_after
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._sleep = sleep
+        self._consecutive_failures: dict[str, int] = {}
+        self.unhealthy: dict[str, str] = {}
+
+    # -- routing helpers -------------------------------------------------------------
+    def provider_for(self, model: str | ModelInfo) -> Provider | None:
+        info = model if isinstance(model, ModelInfo) else get_model(model)
+        return self.providers.get(info.provider)
+
+    def availability(self, model: str) -> tuple[bool, str]:
+        """(usable, reason when not) for a catalog model, health included."""
+        try:
+            info = get_model(model)
+        except KeyError as exc:
+            return False, str(exc.args[0])
+        provider = self.providers.get(info.provider)
+        if provider is None:
+            return False, f"no adapter for provider {info.provider!r}"
+        if model in self.unhealthy:
+            return False, f"unhealthy: {self.unhealthy[model]}"
+        return provider.availability(model)
+
+    def is_usable(self, model: str) -> bool:
+        return self.availability(model)[0]
+
+    def mark_unhealthy(self, model: str, reason: str) -> None:
+        if model not in self.unhealthy:
+            self.unhealthy[model] = reason
+            logger.warning("model %s marked unhealthy for the rest of the run: %s", model, reason)
+            events.emit(events.model_unhealthy, model=model, reason=reason)
+
+    # -- the call --------------------------------------------------------------------
+    async def call(
+        self,
+        model: str,
+        prompt: str,
+        system: str = "",
+        max_tokens: int = 1024,
+        temperature: float = 0.3,
+        timeout: float | None = None,
+        retries: int | None = None,
+        bypass_cache: bool = False,
+        json_schema: dict[str, Any] | None = None,
+        *,
+        call_type: str = "generate",
+        variant: int = 0,
+    ) -> APIResponse:
+        """Answer ``prompt`` with ``model``.
+
+        Raises :class:`BudgetExceededError` / :class:`TimeBudgetExceededError` when the
+        call cannot be paid for (nothing is sent), :class:`LLMCallError` when every
+        attempt failed.  ``variant`` makes an otherwise identical call a distinct cache
+        entry (second evaluation sample, retry after an unusable answer).
+        """
+        info = get_model(model)
+        provider = self.providers.get(info.provider)
+        if provider is None:
+            raise LLMCallError(model, ProviderError(f"no adapter for provider {info.provider!r}",
+                                                    fatal_for_model=True), 0)
+        max_tokens = max(1, min(max_tokens, info.max_output_tokens))
+        phase = CALL_TYPE_PHASE.get(call_type, Phase.GENERATION)
+        key = None
+        if self.cache is not None:
+            key = cache_key(model, system, prompt, max_tokens, temperature, json_schema, variant)
+            if not bypass_cache:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    return self._answer_from_cache(info, hit, key, call_type, max_tokens, temperature,
+                                                   prompt, system)
+
+        retries = self.default_retries if retries is None else retries
+        timeout = self.default_timeout if timeout is None else timeout
+        last_error: ProviderError | None = None
+        for attempt in range(1, retries + 2):
+            try:
+                response = await self._attempt(provider, info, prompt, system, max_tokens, temperature,
+                                               timeout, json_schema, call_type, phase, attempt)
+            except ProviderError as exc:
+                last_error = exc
+                self._record_failure(model, exc)
+                if not exc.transient or attempt > retries or model in self.unhealthy:
+                    break
+                delay = self._backoff(attempt, exc.retry_after)
+                events.emit(events.llm_retry, model=model, attempt=attempt,
+                            error_type=exc.error_type, delay_seconds=delay)
+                if self.budget is not None and delay >= self.budget.remaining_seconds:
+                    break
+                await self._sleep(delay)
+                continue
+            self._consecutive_failures[model] = 0
+            if self.cache is not None and key is not None:
+                self.cache.put(key, model, CachedAnswer(response.text, response.input_tokens,
+                                                        response.output_tokens, response.finish_reason,
+                                                        None))
+            return response
+        assert last_error is not None
+        raise LLMCallError(model, last_error, attempt)
+
+    def _answer_from_cache(self, info: ModelInfo, hit: CachedAnswer, key: str, call_type: str,
+                           max_tokens: int, temperature: float, prompt: str, system: str) -> APIResponse:
+        with events.traced_llm_call(info.name, call_type, provider=info.provider, max_tokens=max_tokens,
+                                    temperature=temperature, prompt=prompt, system=system) as handle:
+            events.emit(events.cache_hit, model=info.name, call_type=call_type, cache_key=key[:16])
+            handle.set_attributes({
+                "llm.tokens_in": hit.input_tokens, "llm.tokens_out": hit.output_tokens,
+                "llm.cost_usd": 0.0, "llm.latency_ms": 0.0, "llm.cached": True,
+                "llm.finish_reason": hit.finish_reason,
+            })
+            handle.set_completion(hit.text)
+        return APIResponse(hit.text, hit.input_tokens, hit.output_tokens, info.name, 0.0, True, 0.0,
+                           hit.finish_reason, 0, info.provider)
+
+    async def _attempt(self, provider: Provider, info: ModelInfo, prompt: str, system: str,
+                       max_tokens: int, temperature: float, timeout: float,
+                       json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
+                       attempt: int) -> APIResponse:
+        async with self._semaphore:
+            budget = self.budget
+            worst = info.cost(worst_case_input_tokens(system, prompt), max_tokens)
+            if budget is not None:
+                if budget.remaining_seconds < 1.0:
+                    raise TimeBudgetExceededError(
+                        f"{budget.remaining_seconds:.1f}s left of the time budget; {info.name} not called")
+                timeout = min(timeout, budget.remaining_seconds)
+                if not budget.reserve(worst):
+                    events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
+                                fraction=budget.spent_usd / budget.max_usd if budget.max_usd else 1.0,
+                                reason=f"call to {info.name} refused: worst case ${worst:.6f} > "
+                                       f"remaining ${budget.remaining_usd:.6f}")
+                    raise BudgetExceededError(
+                        f"worst-case cost ${worst:.6f} of {info.name} exceeds the remaining "
+                        f"${budget.remaining_usd:.6f}")
+            request = ProviderRequest(info.name, prompt, system, max_tokens, temperature, json_schema, timeout)
+            cost = 0.0
+            try:
+                with events.traced_llm_call(info.name, call_type, provider=info.provider,
+                                            max_tokens=max_tokens, temperature=temperature, attempt=attempt,
+                                            prompt=prompt, system=system) as handle:
+                    started = time.perf_counter()
+                    try:
+                        # the adapter enforces the timeout itself; this is the safety net
+                        raw: ProviderResponse = await asyncio.wait_for(provider.complete(request),
+                                                                      timeout + 5.0)
+                    except TimeoutError:
+                        raise ProviderError(f"{info.name} timed out after {timeout:.1f}s", transient=True,
+                                            error_type="TimeoutError") from None
+                    except ProviderError as exc:
+                        handle.set_attribute("error.type", exc.error_type)
+                        if exc.status_code is not None:
+                            handle.set_attribute("http.response.status_code", exc.status_code)
+                        raise
+                    latency_ms = (time.perf_counter() - started) * 1000
+                    cost = info.cost(raw.input_tokens, raw.output_tokens)
+                    handle.set_attributes({
+                        "llm.tokens_in": raw.input_tokens, "llm.tokens_out": raw.output_tokens,
+                        "llm.cost_usd": cost, "llm.latency_ms": round(latency_ms, 3), "llm.cached": False,
+                        "llm.finish_reason": raw.finish_reason,
+                        "llm.response_model": raw.response_model or info.name,
+                    })
+                    handle.set_completion(raw.text)
+            finally:
+                if budget is not None:
+                    budget.settle(worst, cost, phase)
+                    self._maybe_warn(budget)
+        return APIResponse(raw.text, raw.input_tokens, raw.output_tokens, info.name, latency_ms, False, cost,
+                           raw.finish_reason, attempt, info.provider)
+
+    _WARN_FRACTIONS = (0.5, 0.8, 0.95)
+
+    def _maybe_warn(self, budget: Budget) -> None:
+        if budget.max_usd <= 0:
+            return
+        fraction = budget.spent_usd / budget.max_usd
+        warned = getattr(budget, "_warned", 0.0)
+        crossed = [f for f in self._WARN_FRACTIONS if warned < f <= fraction]
+        if crossed:
+            budget._warned = crossed[-1]  # type: ignore[attr-defined]
+            events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
+                        fraction=fraction, reason=f"spent {crossed[-1]:.0%} of the budget")
+
+    def _record_failure(self, model: str, exc: ProviderError) -> None:
+        count = self._consecutive_failures.get(model, 0) + 1
+        self._consecutive_failures[model] = count
+        if exc.fatal_for_model:
+            self.mark_unhealthy(model, f"{exc.error_type}: {exc}")
+        elif count >= self.unhealthy_after:
+            self.mark_unhealthy(model, f"{count} consecutive failures, last {exc.error_type}")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter; ``Retry-After`` wins when the server sends it."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.backoff_max)
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,74 @@
+"""The one interface every provider adapter implements, and the errors they raise.
+
+Adapters translate a :class:`ProviderRequest` into their SDK's call and the SDK's answer
+into a :class:`ProviderResponse`; everything else (retries, cache, cost, budget, events)
+lives in the client so it is the same for every provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    model: str
+    prompt: str
+    system: str = ""
+    max_tokens: int = 1024
+    temperature: float = 0.3
+    json_schema: dict[str, Any] | None = None
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResponse:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str = "stop"
+    response_model: str | None = None
+
+
+class ProviderError(Exception):
+    """A provider call failed.
+
+    ``transient`` errors (timeouts, connection errors, 429, 5xx, overloaded) are retried;
+    permanent ones (400, 401, 403, 404) are not.  ``fatal_for_model`` marks errors after
+    which the model is useless for the rest of the run (auth, not found).  The message
+    must never contain a secret: adapters build it from status and error type only.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, status_code: int | None = None,
+                 retry_after: float | None = None, fatal_for_model: bool = False,
+                 error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.fatal_for_model = fatal_for_model
+        self.error_type = error_type or type(self).__name__
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider cannot be used at all here (SDK or extra missing, no key, no model file)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False, fatal_for_model=True,
+                         error_type="ProviderUnavailable")
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """An adapter for one provider family."""
+
+    name: str
+
+    def availability(self, model: str) -> tuple[bool, str]:
+        """(usable, reason when not): key present, SDK installed, model file found."""
+        ...
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """One attempt; raise :class:`ProviderError` on failure."""
+        ...

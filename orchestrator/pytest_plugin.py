@@ -1,0 +1,1 @@
+"""pytest fixtures for users of the orchestrator (filled by the observers work)."""

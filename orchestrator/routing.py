@@ -1,0 +1,48 @@
+"""Model routing: which model does a task type get, and who critiques it.
+
+Candidates come from the routing table, keeping only models the client can use now
+(adapter present, key and SDK available, healthy).  ``only_model`` (the CLI's
+``--model``) restricts everything to one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .api_clients import UnifiedClient
+from .models import LOCAL_MODEL, PLANNER_CANDIDATES, ROUTING, TaskType, get_model
+
+
+class NoModelAvailable(Exception):
+    """No candidate model is usable for a role."""
+
+
+class Router:
+    def __init__(self, client: UnifiedClient, only_model: str | None = None) -> None:
+        self.client = client
+        self.only_model = only_model
+
+    def _usable(self, names: Iterable[str]) -> list[str]:
+        if self.only_model:
+            names = [self.only_model]
+        seen: list[str] = []
+        for name in names:
+            if name not in seen and self.client.is_usable(name):
+                seen.append(name)
+        return seen
+
+    def candidates(self, task_type: TaskType) -> list[str]:
+        """Usable models for ``task_type``, best first; the local model is the last resort."""
+        return self._usable((*ROUTING[task_type], LOCAL_MODEL))
+
+    def planner_candidates(self) -> list[str]:
+        return self._usable((*PLANNER_CANDIDATES, LOCAL_MODEL))
+
+    def reviewer_for(self, model: str, task_type: TaskType) -> str:
+        """A usable model of another provider when there is one, else ``model`` itself."""
+        provider = get_model(model).provider
+        pool = self._usable((*ROUTING[task_type], *ROUTING[TaskType.EVALUATION], LOCAL_MODEL))
+        for name in pool:
+            if get_model(name).provider != provider:
+                return name
+        return model
