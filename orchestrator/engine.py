@@ -17,7 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import events
-from .api_clients import APIResponse, BudgetExceededError, LLMCallError, TimeBudgetExceededError, UnifiedClient
+from .api_clients import (
+    APIResponse,
+    BudgetExceededError,
+    LLMCallError,
+    TimeBudgetExceededError,
+    UnifiedClient,
+)
 from .models import (
     Budget,
     ProjectState,
@@ -68,10 +74,10 @@ def decomposition_schema(max_tasks: int) -> dict:
 EVALUATION_SCHEMA = {
     "type": "object",
     "properties": {
-        "score": {"type": "number", "minimum": 0, "maximum": 1},
         "reasons": {"type": "string", "maxLength": 300},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
     },
-    "required": ["score", "reasons"],
+    "required": ["reasons", "score"],
 }
 
 
@@ -251,6 +257,7 @@ class Orchestrator:
         self.evaluation_samples = max(1, evaluation_samples)
         self.project_tasks = project_tasks
         self._stop_reason: str | None = None  # "budget" or "time" once either ran out
+        self._project_brief = ""
 
     # -- the run ---------------------------------------------------------------------
     async def run_project(self, project_description: str, success_criteria: str,
@@ -259,6 +266,8 @@ class Orchestrator:
         self.budget.restart_clock()
         self.client.budget = self.budget
         self._stop_reason = None
+        self._project_brief = f"Project: {project_description}" + (
+            f"\nSuccess criteria: {success_criteria}" if success_criteria else "")
         state = ProjectState(project_id=project_id, description=project_description,
                              criteria=success_criteria, budget=self.budget)
         with events.traced_project(project_id, project_description, success_criteria,
@@ -321,11 +330,9 @@ class Orchestrator:
                   "Answer only with JSON matching the schema.")
         prompt = (
             f"Project: {description}\nSuccess criteria: {criteria}\n\n"
-            f"Return between 1 and {max_tasks} tasks as JSON: "
-            '{"tasks": [{"id": "task_1", "type": "code_generation", "prompt": "what to do", '
-            '"depends_on": []}]}. '
-            f"Allowed types: {', '.join(t.value for t in TaskType)}. "
-            "A task's depends_on lists ids of tasks whose output it needs."
+            f"Return between 1 and {max_tasks} tasks. Each task has a short id, a type "
+            f"(one of {', '.join(t.value for t in TaskType)}), a prompt that says exactly what to "
+            "produce for this project, and depends_on: the ids of tasks whose output it needs."
         )
         reason = ""
         for variant in range(2):
@@ -477,6 +484,9 @@ class Orchestrator:
 
     def _task_prompt(self, task: Task, context: Mapping[str, str], model: str, max_tokens: int) -> str:
         prompt = task.prompt
+        if self._project_brief and self._project_brief not in prompt:
+            # a task prompt from a weak planner can be vague; the project keeps it grounded
+            prompt = f"{self._project_brief}\n\nYour part: {prompt}"
         if not context:
             return prompt
         info = get_model(model)
@@ -560,8 +570,8 @@ class Orchestrator:
         scores: list[float] = []
         reasons: list[str] = []
         prompt = (f"Task:\n{task.prompt}\n\nAnswer:\n{output}\n\n"
-                  "Score how well the answer solves the task, from 0 (useless) to 1 (perfect). "
-                  'Answer with JSON: {"score": <number 0..1>, "reasons": "<one sentence>"}.')
+                  "Does the answer solve the task correctly and completely? Answer in JSON: first "
+                  "your reasons in one or two sentences, then a score from 0 (wrong) to 1 (perfect).")
         for sample in range(samples):
             response = await self._call(result, evaluator, prompt, system="You are an exacting evaluator.",
                                         max_tokens=EVALUATE_MAX_TOKENS, temperature=0.0 if sample == 0 else 0.7,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class TaskType(str, Enum):
+class TaskType(StrEnum):
     CODE_GENERATION = "code_generation"
     CODE_REVIEW = "code_review"
     COMPLEX_REASONING = "complex_reasoning"
@@ -22,7 +22,7 @@ class TaskType(str, Enum):
     EVALUATION = "evaluation"
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -31,7 +31,7 @@ class TaskStatus(str, Enum):
     SKIPPED = "skipped"
 
 
-class ProjectStatus(str, Enum):
+class ProjectStatus(StrEnum):
     SUCCESS = "success"
     PARTIAL_SUCCESS = "partial_success"
     FAILED = "failed"
@@ -39,7 +39,7 @@ class ProjectStatus(str, Enum):
     TIMED_OUT = "timed_out"
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Where money goes; the budget keeps spend per phase."""
 
     DECOMPOSITION = "decomposition"

@@ -1,0 +1,272 @@
+"""Command line: ``orchestrator -p "project" -c "criteria" [options]``.
+
+Exit codes: 0 the project succeeded; 1 partial success, failure, budget exhausted or
+timed out; 2 bad usage or input (one line on stderr, nothing run); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad flags or input: reported in one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="orchestrator",
+        description="Decompose a project into tasks and run them across LLM providers with critique, "
+                    "scoring, budgets and observable events.",
+        epilog="Exit codes: 0 success; 1 partial success, failure, budget exhausted or timed out; "
+               "2 bad usage or input; 130 interrupted. Subcommands: 'orchestrator models' lists the "
+               "model catalog.",
+    )
+    run = p.add_argument_group("project")
+    run.add_argument("--project", "-p", help="what to build (the project description)")
+    run.add_argument("--criteria", "-c", help="success criteria")
+    run.add_argument("--file", "-f", metavar="YAML",
+                     help="project file (keys: project, criteria, budget_usd, time_seconds, concurrency, "
+                          "output_dir, tasks)")
+    run.add_argument("--budget", "-b", type=float, help="max spend in USD (default 8.0)")
+    run.add_argument("--time", "-t", type=float, help="max wall-clock seconds (default 5400)")
+    run.add_argument("--concurrency", type=int, help="tasks run at once (default 4)")
+    run.add_argument("--output-dir", "-o", help="write one file per task and summary.json here")
+    run.add_argument("--model", help="use only this catalog model for every role")
+    run.add_argument("--local-model", metavar="PATH", help="GGUF file for the embedded local model")
+    run.add_argument("--max-tasks", type=int, help="upper bound of the decomposition (1..15)")
+    run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
+    run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
+    return p
+
+
+@dataclass
+class RunOptions:
+    project: str
+    criteria: str
+    budget_usd: float = 8.0
+    time_seconds: float = 5400.0
+    concurrency: int = 4
+    output_dir: str | None = None
+    tasks: list[Any] | None = None
+
+
+def _load_project_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{path}: no such project file")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a UTF-8 text file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping with at least 'project' and 'criteria'")
+    known = {"project", "criteria", "budget_usd", "time_seconds", "concurrency", "output_dir", "tasks",
+             "policies", "remediation", "validators"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return data
+
+
+def _positive(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> Any:
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return number
+
+
+def resolve_options(args: argparse.Namespace) -> RunOptions:
+    """Flags beat the project file; the file beats defaults."""
+    data: dict[str, Any] = _load_project_file(args.file) if args.file else {}
+    project = args.project or data.get("project")
+    criteria = args.criteria or data.get("criteria") or ""
+    if not project or not str(project).strip():
+        raise UsageError("no project given: use --project TEXT or --file project.yaml")
+    where = f"{args.file}: " if args.file else ""
+    opts = RunOptions(project=str(project).strip(), criteria=str(criteria).strip())
+    budget = args.budget if args.budget is not None else data.get("budget_usd", 8.0)
+    opts.budget_usd = _positive(f"{where}budget" if args.budget is None else "--budget", budget, allow_zero=True)
+    time_s = args.time if args.time is not None else data.get("time_seconds", 5400.0)
+    opts.time_seconds = _positive("--time" if args.time is not None else f"{where}time_seconds", time_s)
+    conc = args.concurrency if args.concurrency is not None else data.get("concurrency", 4)
+    opts.concurrency = _positive("--concurrency" if args.concurrency is not None else f"{where}concurrency",
+                                 conc, integer=True)
+    opts.output_dir = args.output_dir or data.get("output_dir")
+    if args.max_tasks is not None and not 1 <= args.max_tasks <= 15:
+        raise UsageError("--max-tasks must be between 1 and 15")
+    if data.get("tasks") is not None:
+        opts.tasks = _parse_tasks(data["tasks"], args.file)
+    return opts
+
+
+def _parse_tasks(raw: Any, path: str) -> list[Any]:
+    from .models import Task, TaskType
+
+    if not isinstance(raw, list) or not raw:
+        raise UsageError(f"{path}: 'tasks' must be a non-empty list")
+    tasks = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not item.get("prompt"):
+            raise UsageError(f"{path}: tasks[{i}] needs at least a 'prompt'")
+        try:
+            ttype = TaskType(item.get("type", "complex_reasoning"))
+        except ValueError:
+            raise UsageError(f"{path}: tasks[{i}].type {item.get('type')!r} is not one of "
+                             f"{', '.join(t.value for t in TaskType)}") from None
+        tasks.append(Task(id=str(item.get("id", f"task_{i + 1}")), type=ttype, prompt=str(item["prompt"]),
+                          depends_on=[str(d) for d in item.get("depends_on", [])],
+                          acceptance_threshold=item.get("acceptance_threshold"),
+                          max_iterations=item.get("max_iterations"),
+                          max_output_tokens=item.get("max_output_tokens")))
+    return tasks
+
+
+def _safe_filename(task_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task_id)[:80] or "task"
+
+
+def write_outputs(state: Any, output_dir: str) -> Path:
+    """One file per task (``<task_id>.md`` or ``.py`` for code) plus ``summary.json``."""
+    from .models import TaskType
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for tid, result in state.results.items():
+        task = state.tasks.get(tid)
+        if not result.output:
+            continue
+        suffix = ".py" if task is not None and task.type == TaskType.CODE_GENERATION else ".md"
+        text = result.output
+        if suffix == ".py":
+            from .validators import extract_code
+
+            text = extract_code(result.output)
+        (out / f"{_safe_filename(tid)}{suffix}").write_text(text, encoding="utf-8")
+    summary = state.to_dict()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return out
+
+
+def print_summary(state: Any, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Project {state.project_id}: {state.status.value if state.status else '?'}")
+    for col in ("task", "type", "model", "score", "iter", "tokens in/out", "cost $", "status"):
+        table.add_column(col, justify="right" if col in ("score", "iter", "cost $") else "left")
+    tin = tout = 0
+    for tid in state.execution_order:
+        task, r = state.tasks[tid], state.results.get(tid)
+        if r is None:
+            continue
+        tin += r.input_tokens
+        tout += r.output_tokens
+        table.add_row(tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations),
+                      f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", r.status.value)
+    console.print(table)
+    b = state.budget
+    console.print(f"Total: {len(state.tasks)} tasks, {tin}/{tout} tokens, ${b.spent_usd:.6f} of "
+                  f"${b.max_usd:.2f}, {b.elapsed_seconds:.1f}s; status {state.status.value}")
+    for note in state.notes:
+        console.print(f"note: {note}", style="dim")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        for noisy in ("httpx", "httpcore", "openai", "anthropic", "google_genai"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _run(opts: RunOptions, args: argparse.Namespace) -> Any:
+    from .api_clients import UnifiedClient
+    from .cache import ResponseCache
+    from .engine import Orchestrator
+    from .models import Budget
+
+    cache = None if args.no_cache else ResponseCache(args.cache_dir)
+    client = UnifiedClient(cache=cache, concurrency=max(opts.concurrency, 1) * 2, local_model=args.local_model)
+    orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
+                        concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
+                        project_tasks=opts.tasks)
+    return await orch.run_project(opts.project, opts.criteria)
+
+
+def _check_model_choice(args: argparse.Namespace) -> None:
+    from .api_clients import UnifiedClient
+    from .models import CATALOG
+
+    if args.local_model and not Path(args.local_model).is_file():
+        raise UsageError(f"--local-model: no such file: {args.local_model}")
+    client = UnifiedClient(local_model=args.local_model)
+    if args.model:
+        if args.model not in CATALOG:
+            raise UsageError(f"--model: unknown model {args.model!r} (see 'orchestrator models')")
+        ok, why = client.availability(args.model)
+        if not ok:
+            raise UsageError(f"--model {args.model} is not usable here: {why}")
+    elif not any(client.is_usable(name) for name in CATALOG):
+        ok, why = client.availability("smollm2-135m")
+        raise UsageError(f"no usable model: set a provider API key, or {why}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        _configure_logging(args.verbose)
+        opts = resolve_options(args)
+        _check_model_choice(args)
+    except UsageError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from rich.console import Console
+
+    console = Console()
+    try:
+        state = asyncio.run(_run(opts, args))
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print_summary(state, console)
+    if opts.output_dir:
+        try:
+            where = write_outputs(state, opts.output_dir)
+            console.print(f"Results written to {where}")
+        except OSError as exc:
+            print(f"orchestrator: error: cannot write results to {opts.output_dir}: {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    from .models import ProjectStatus
+
+    return EXIT_OK if state.status == ProjectStatus.SUCCESS else EXIT_RUN_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
