@@ -233,12 +233,13 @@ class UnifiedClient:
                     raise BudgetExceededError(
                         f"worst-case cost ${worst:.6f} of {info.name} exceeds the remaining "
                         f"${budget.remaining_usd:.6f}")
-            request = ProviderRequest(info.name, prompt, system, max_tokens, temperature, json_schema, timeout)
             cost = 0.0
             try:
                 with events.traced_llm_call(info.name, call_type, provider=info.provider,
                                             max_tokens=max_tokens, temperature=temperature, attempt=attempt,
                                             prompt=prompt, system=system) as handle:
+                    request = ProviderRequest(info.name, prompt, system, max_tokens, temperature, json_schema,
+                                              timeout, dict(handle.carrier) or None)
                     started = time.perf_counter()
                     try:
                         # the adapter enforces the timeout itself; this is the safety net

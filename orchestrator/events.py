@@ -163,7 +163,7 @@ class Event:
         out: dict[str, Any] = {"signal": self.signal_name}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, BaseException):
+            if isinstance(value, BaseException) or f.name == "carrier":
                 continue
             if isinstance(value, Mapping):
                 value = dict(value)
@@ -262,6 +262,10 @@ class LlmCallStarted(PairStart):
     attempt: int = 1
     prompt: str | None = field(default=None, repr=False)
     system: str | None = field(default=None, repr=False)
+    carrier: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """Propagation headers for the outgoing request.  The one mutable field: a tracing
+    observer may put the call's W3C ``traceparent`` here on start; the client sends
+    whatever it holds with the provider request (emitters stay free of OpenTelemetry)."""
     signal_name: ClassVar[str] = "llm_call_started"
 
 
@@ -463,6 +467,10 @@ class _NoopHandle:
     def correlation_id(self) -> None:
         return None
 
+    @property
+    def carrier(self) -> dict[str, str]:
+        return {}
+
 
 _NOOP = _NoopHandle()
 
@@ -494,6 +502,11 @@ class PairHandle:
     @property
     def start_payload(self) -> PairStart:
         return self._start
+
+    @property
+    def carrier(self) -> dict[str, str]:
+        """Propagation headers observers filled on start (empty for non-LLM pairs)."""
+        return getattr(self._start, "carrier", None) or {}
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         self._attrs[key] = value

@@ -20,6 +20,8 @@ class ProviderRequest:
     temperature: float = 0.3
     json_schema: dict[str, Any] | None = None
     timeout: float = 60.0
+    headers: dict[str, str] | None = None
+    """Extra HTTP headers (trace context propagation); adapters of HTTP APIs send them."""
 
 
 @dataclass(frozen=True, slots=True)
