@@ -1,0 +1,161 @@
+"""The event bus: pairs, payloads, isolation of receivers, the no-receiver fast path."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import logging
+
+import pytest
+
+from orchestrator import events
+
+
+class Collector:
+    """A bound-method observer: blinker would drop it at the next GC if connected weakly."""
+
+    def __init__(self) -> None:
+        self.seen: list[events.Event] = []
+
+    def on_event(self, payload: events.Event) -> None:
+        self.seen.append(payload)
+
+
+@pytest.fixture
+def collector():
+    c = Collector()
+    for sig in events.ALL_SIGNALS:
+        sig.connect(c.on_event)
+    yield c
+    for sig in events.ALL_SIGNALS:
+        sig.disconnect(c.on_event)
+
+
+def test_bound_methods_stay_connected_after_gc():
+    c = Collector()
+    events.task_started.connect(c.on_event)
+    try:
+        gc.collect()
+        with events.traced_task("t", "code_generation"):
+            pass
+        assert [type(p).__name__ for p in c.seen] == ["TaskStarted"]
+    finally:
+        events.task_started.disconnect(c.on_event)
+
+
+def test_pair_payloads_share_ids_and_nest(collector):
+    with events.traced_project("p1", "describe", "criteria", 1.0, 60.0):
+        with events.traced_task("t1", "code_generation", "do it") as task:
+            with events.traced_llm_call("m1", "generate", provider="local", max_tokens=10) as call:
+                call.set_attribute("llm.tokens_in", 7)
+                call.set_completion("answer")
+            task.set_attribute("task.status", "completed")
+    names = [p.signal_name for p in collector.seen]
+    assert names == ["project_started", "task_started", "llm_call_started", "llm_call_finished",
+                     "task_finished", "project_finished"]
+    proj_s, task_s, call_s, call_f, task_f, proj_f = collector.seen
+    assert proj_s.correlation_id == proj_f.correlation_id and proj_s.parent_id is None
+    assert task_s.parent_id == proj_s.correlation_id
+    assert call_s.parent_id == task_s.correlation_id == task_f.correlation_id
+    assert call_f.attributes["llm.tokens_in"] == 7 and call_f.completion == "answer"
+    assert call_s.task_id == "t1" and call_s.project_id == "p1" and call_f.provider == "local"
+    assert task_f.attributes["task.status"] == "completed"
+    assert len({proj_s.correlation_id, task_s.correlation_id, call_s.correlation_id}) == 3
+    assert all(p.timestamp_ns > 0 for p in collector.seen)
+    assert call_f.duration_ns >= 0 and call_f.status == "ok"
+
+
+def test_payloads_are_immutable(collector):
+    with events.traced_task("t1", "code_generation"):
+        pass
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        collector.seen[0].task_id = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        collector.seen[1].attributes["x"] = 1  # type: ignore[index]
+
+
+def test_finish_carries_the_error_and_is_sent_once(collector):
+    with pytest.raises(ValueError):
+        with events.traced_llm_call("m", "critique"):
+            raise ValueError("boom")
+    finishes = [p for p in collector.seen if isinstance(p, events.LlmCallFinished)]
+    assert len(finishes) == 1
+    assert finishes[0].status == "error" and finishes[0].error_type == "ValueError"
+    assert isinstance(finishes[0].exception, ValueError)
+
+
+async def test_cancelled_task_sends_finish_with_cancelled(collector):
+    started = asyncio.Event()
+
+    async def body():
+        with events.traced_task("slow", "summarization"):
+            started.set()
+            await asyncio.sleep(10)
+
+    fut = asyncio.ensure_future(body())
+    await started.wait()
+    fut.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fut
+    finish = [p for p in collector.seen if isinstance(p, events.TaskFinished)]
+    assert len(finish) == 1 and finish[0].status == "cancelled"
+
+
+async def test_concurrent_tasks_keep_their_own_parents(collector):
+    async def one(i):
+        with events.traced_task(f"t{i}", "code_generation"):
+            await asyncio.sleep(0.001 * (i % 3))
+            with events.traced_llm_call("m", "generate"):
+                await asyncio.sleep(0.001)
+
+    with events.traced_project("p", "d"):
+        await asyncio.gather(*(one(i) for i in range(20)))
+    task_ids = {p.task_id: p.correlation_id for p in collector.seen if isinstance(p, events.TaskStarted)}
+    calls = [p for p in collector.seen if isinstance(p, events.LlmCallStarted)]
+    assert len(calls) == 20
+    for call in calls:
+        assert call.parent_id == task_ids[call.task_id]
+
+
+def test_raising_receiver_is_isolated_and_logged_once(collector, caplog):
+    def broken(payload):
+        raise RuntimeError("observer bug")
+
+    events.task_started.connect(broken)
+    try:
+        with caplog.at_level(logging.WARNING, logger="orchestrator.events"):
+            for _ in range(3):
+                with events.traced_task("t", "code_generation"):
+                    pass
+    finally:
+        events.task_started.disconnect(broken)
+    # the healthy collector still saw every event
+    assert sum(isinstance(p, events.TaskStarted) for p in collector.seen) == 3
+    assert sum(isinstance(p, events.TaskFinished) for p in collector.seen) == 3
+    failures = [r for r in caplog.records if "observer bug" in r.getMessage()]
+    assert len(failures) == 1
+
+
+def test_no_receiver_means_shared_noop_handle():
+    assert not events.is_active()
+    handle = events.traced_llm_call("m", "generate")
+    assert handle is events.traced_task("t", "x") is events.traced_policy_check(1)
+    with handle as h:
+        h.set_attribute("a", 1)
+    assert h.correlation_id is None and h.carrier == {}
+
+
+def test_point_events_carry_the_enclosing_pair(collector):
+    with events.traced_task("t9", "summarization") as task:
+        events.emit(events.validation_failed, validator="json", message="bad", iteration=2)
+    point = next(p for p in collector.seen if isinstance(p, events.ValidationFailed))
+    assert point.parent_id == task.correlation_id and point.task_id == "t9"
+    assert point.to_dict()["signal"] == "validation_failed"
+
+
+def test_every_signal_documents_its_payload():
+    assert len(events.ALL_SIGNALS) == len({s.name for s in events.ALL_SIGNALS})
+    for sig in events.ALL_SIGNALS:
+        assert sig.payload_type.signal_name == sig.name
+        assert sig.payload_type.__name__ in sig.__doc__
