@@ -275,7 +275,7 @@ class Orchestrator:
             try:
                 if self.project_tasks:
                     tasks, notes = sanitize_tasks([t.to_dict() for t in self.project_tasks],
-                                                  self.max_tasks or MAX_TASKS)
+                                                  len(self.project_tasks))  # given tasks are not clamped
                     self._restore_explicit_settings(tasks)
                 else:
                     tasks, notes = await self._decompose(project_description, success_criteria)
