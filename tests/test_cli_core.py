@@ -1,0 +1,104 @@
+"""The CLI: usage errors, and real end-to-end runs on the embedded local model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator import cli, events
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--bogus"], "unrecognized arguments"),
+    ([], "no project given"),
+    (["-p", "x", "--budget", "-1"], "--budget must be >= 0"),
+    (["-p", "x", "--concurrency", "0"], "--concurrency must be > 0"),
+    (["-p", "x", "--budget", "abc"], "invalid float value"),
+    (["-p", "x", "--model", "no-such-model"], "unknown model"),
+    (["-p", "x", "--local-model", "/nonexistent.gguf"], "no such file"),
+    (["-p", "x", "--max-tasks", "40"], "--max-tasks must be between 1 and 15"),
+])
+def test_usage_errors_are_one_line_and_exit_2(argv, fragment, capsys):
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert fragment in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("project: [unclosed", "not valid YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("project: x\ncriteria: y\nbudjet_usd: 3\n", "unknown key 'budjet_usd'"),
+    ("project: x\nbudget_usd: lots\n", "budget must be a number"),
+    ("project: x\ntasks:\n  - id: a\n    type: poetry\n    prompt: p\n", "tasks[0].type 'poetry'"),
+    ("criteria: only criteria\n", "no project given"),
+])
+def test_malformed_project_files(tmp_path, content, fragment, capsys):
+    f = tmp_path / "project.yaml"
+    f.write_text(content)
+    assert cli.main(["-f", str(f)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_help_works_as_written():
+    proc = _run_cli("--help", timeout=60)
+    assert proc.returncode == 0
+    for flag in ("--project", "--criteria", "--budget", "--output-dir", "--no-cache", "Exit codes"):
+        assert flag in proc.stdout
+
+
+def test_real_run_on_the_local_model(tmp_path, capsys):
+    """The product's main job, in-process so the events can be checked: a real project on
+    SmolLM2 through the real CLI code path."""
+    seen: list[events.Event] = []
+    for sig in events.ALL_SIGNALS:
+        sig.connect(seen.append)
+    try:
+        code = cli.main(["-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
+                         "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"), "--max-tasks", "2"])
+    finally:
+        for sig in events.ALL_SIGNALS:
+            sig.disconnect(seen.append)
+    out = capsys.readouterr().out
+    assert code in (cli.EXIT_OK, cli.EXIT_RUN_FAILED)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] in ("success", "partial_success", "failed")
+    assert summary["budget"]["spent_usd"] == 0.0  # the local model is free
+    assert "Total:" in out and summary["project_id"] in out
+    # every start has exactly one finish, nesting is proper
+    from tests.test_engine_core import _assert_pairs_balanced
+
+    _assert_pairs_balanced(seen)
+    task_starts = {p.task_id: p for p in seen if isinstance(p, events.TaskStarted)}
+    assert set(task_starts) == set(summary["tasks"])
+    calls = [p for p in seen if isinstance(p, events.LlmCallFinished)]
+    assert calls[0].call_type == "decompose" and calls[0].task_id is None
+    for tid, start in task_starts.items():
+        mine = [c for c in calls if c.parent_id == start.correlation_id]
+        assert {"generate", "critique", "revise"} <= {c.call_type for c in mine}, tid
+        assert all(c.attributes["llm.tokens_out"] > 0 for c in mine if not c.attributes["llm.cached"])
+        assert summary["results"][tid]["output_tokens"] == sum(c.attributes["llm.tokens_out"] for c in mine)
+    assert sum(c.attributes["llm.cost_usd"] for c in calls) == summary["budget"]["spent_usd"]
+    for tid, result in summary["results"].items():
+        if result["output"]:
+            assert any(p.name.startswith(tid) for p in (tmp_path / "out").iterdir())
+
+
+def test_seed_command_works_as_written(tmp_path):
+    proc = _run_cli("--project", "Add 1+1", "--criteria", "returns 2", "--budget", "0.01",
+                    "--cache-dir", str(tmp_path))
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Total:" in proc.stdout and "$0.000000 of $0.01" in proc.stdout
+    assert "Traceback" not in proc.stderr
