@@ -243,3 +243,32 @@ def _assert_pairs_balanced(recorded):
             del open_[p.correlation_id]
             closed.add(p.correlation_id)
     assert not open_
+
+
+async def test_time_cap_stops_the_run_with_timed_out():
+    plan = decomposition(*({"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "depends_on": []}
+                           for i in range(4)))
+    provider = ScriptedProvider(plan=plan, latency=0.3, score=0.1)
+    budget = Budget(max_usd=1.0, max_time_seconds=2.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    state = await _orch(provider, budget=budget, concurrency=1).run_project("p", "c")
+    assert state.status == ProjectStatus.TIMED_OUT
+    assert loop.time() - started < 2.0 + 0.5  # no call was started that the cap could not hold
+    assert any(r.status == TaskStatus.SKIPPED for r in state.results.values())
+
+
+async def test_dependency_context_is_truncated_to_the_window():
+    huge = "x" * 200_000
+
+    def answer(req: ProviderRequest):
+        return huge if "make big" in req.prompt else "short"
+
+    provider = ScriptedProvider(answer=answer, plan=decomposition(
+        {"id": "big", "type": "summarization", "prompt": "make big", "depends_on": []},
+        {"id": "user", "type": "summarization", "prompt": "use big", "depends_on": ["big"]}))
+    await _orch(provider).run_project("p", "c")
+    prompts = [r.prompt for r in provider.requests if "use big" in r.prompt and r.prompt.startswith("Context")]
+    assert prompts, "the dependant's generate prompt carries the context"
+    window_chars = 8192 * 3  # SmolLM2's window, at the engine's 3 characters per token
+    assert len(prompts[0]) < window_chars and "[...truncated]" in prompts[0]
