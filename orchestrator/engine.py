@@ -505,8 +505,8 @@ class Orchestrator:
         """Rounds of critique -> revise -> validate -> evaluate on ``model`` until the
         threshold, a plateau, the iteration cap, or the money/time for a round runs out."""
         info = get_model(model)
-        reviewer = self.router.reviewer_for(model, task.type)
-        result.model_used, result.reviewer_model = model, reviewer
+        reviewers = self.router.reviewer_candidates(model, task.type)
+        result.model_used, result.reviewer_model = model, reviewers[0]
         max_tokens = min(task.output_tokens_cap, info.max_output_tokens)
         prompt = self._task_prompt(task, context, model, max_tokens)
         system = _SYSTEM_PROMPTS.get(task.type, _SYSTEM_PROMPTS[TaskType.COMPLEX_REASONING])
@@ -525,13 +525,13 @@ class Orchestrator:
                 feedback = ""
             else:
                 draft, feedback = best.output, best.reasons
-            critique = (await self._call(
-                result, reviewer,
-                f"Task:\n{task.prompt}\n\nAnswer to review:\n{draft}\n\n"
-                + (f"Earlier evaluation: {feedback}\n\n" if feedback else "")
-                + "List the concrete problems of this answer and how to fix them. Be brief.",
-                system="You are a strict, precise reviewer.", max_tokens=min(CRITIQUE_MAX_TOKENS, max_tokens),
-                temperature=0.2, call_type="critique", variant=iteration)).text
+            critique_prompt = (f"Task:\n{task.prompt}\n\nAnswer to review:\n{draft}\n\n"
+                               + (f"Earlier evaluation: {feedback}\n\n" if feedback else "")
+                               + "List the concrete problems of this answer and how to fix them. Be brief.")
+            critique = (await self._with_reviewer(result, reviewers, lambda rv, p=critique_prompt, i=iteration: (
+                self._call(result, rv, p, system="You are a strict, precise reviewer.",
+                           max_tokens=min(CRITIQUE_MAX_TOKENS, max_tokens), temperature=0.2,
+                           call_type="critique", variant=i)))).text
             revised = (await self._call(
                 result, model,
                 f"{prompt}\n\nYour previous answer:\n{draft}\n\nReview:\n{critique}\n\n"
@@ -546,7 +546,8 @@ class Orchestrator:
             if failed:
                 current = _Round(revised, 0.0, False, "; ".join(f"{c.validator}: {c.message}" for c in failed))
             else:
-                score, reasons = await self._evaluate(result, reviewer, task, revised)
+                score, reasons = await self._with_reviewer(
+                    result, reviewers, lambda rv, out=revised: self._evaluate(result, rv, task, out))
                 current = _Round(revised, score, True, reasons)
             if best is None or current.score > best.score or (not best.passed_validators and
                                                               current.passed_validators):
@@ -564,6 +565,19 @@ class Orchestrator:
                 stalls = 0
             previous = current.score
         return best
+
+    async def _with_reviewer(self, result: TaskResult, reviewers: list[str], make_call):
+        """Run a critic/evaluator call, moving to the next reviewer when one fails; the
+        task's own model is the last reviewer and its failure is the task model's failure."""
+        while True:
+            try:
+                return await make_call(reviewers[0])
+            except LLMCallError as exc:
+                if len(reviewers) == 1:
+                    raise
+                logger.info("reviewer %s failed (%s); using %s", reviewers[0], exc.error_type, reviewers[1])
+                reviewers.pop(0)
+                result.reviewer_model = reviewers[0]
 
     async def _evaluate(self, result: TaskResult, evaluator: str, task: Task, output: str) -> tuple[float, str]:
         samples = 1 if get_model(evaluator).is_local else self.evaluation_samples

@@ -38,11 +38,13 @@ class Router:
     def planner_candidates(self) -> list[str]:
         return self._usable((*PLANNER_CANDIDATES, LOCAL_MODEL))
 
-    def reviewer_for(self, model: str, task_type: TaskType) -> str:
-        """A usable model of another provider when there is one, else ``model`` itself."""
+    def reviewer_candidates(self, model: str, task_type: TaskType) -> list[str]:
+        """Usable models of other providers, best first, then ``model`` itself: the critic
+        and evaluator of a task, with fallbacks when one fails."""
         provider = get_model(model).provider
         pool = self._usable((*ROUTING[task_type], *ROUTING[TaskType.EVALUATION], LOCAL_MODEL))
-        for name in pool:
-            if get_model(name).provider != provider:
-                return name
-        return model
+        return [name for name in pool if get_model(name).provider != provider] + [model]
+
+    def reviewer_for(self, model: str, task_type: TaskType) -> str:
+        """A usable model of another provider when there is one, else ``model`` itself."""
+        return self.reviewer_candidates(model, task_type)[0]
