@@ -178,7 +178,8 @@ def print_summary(state: Any, console: Any) -> None:
 
     table = Table(title=f"Project {state.project_id}: {state.status.value if state.status else '?'}")
     for col in ("task", "type", "model", "score", "iter", "tokens in/out", "cost $", "status"):
-        table.add_column(col, justify="right" if col in ("score", "iter", "cost $") else "left")
+        table.add_column(col, justify="right" if col in ("score", "iter", "cost $") else "left",
+                         overflow="fold")
     tin = tout = 0
     for tid in state.execution_order:
         task, r = state.tasks[tid], state.results.get(tid)
