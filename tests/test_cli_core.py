@@ -102,3 +102,15 @@ def test_seed_command_works_as_written(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr
     assert "Total:" in proc.stdout and "$0.000000 of $0.01" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_without_the_local_extra_the_message_names_it():
+    code = ("import sys; sys.modules['llama_cpp'] = None\n"
+            "from orchestrator import cli\n"
+            "sys.exit(cli.main(['-p', 'x']))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=env)
+    assert proc.returncode == 2
+    assert "'local' extra" in proc.stderr and "pip install" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
