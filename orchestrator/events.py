@@ -23,12 +23,13 @@ Design notes (why, not what):
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -40,12 +41,12 @@ __all__ = [
     "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked",
     "RemediationStarted", "RemediationFinished",
     "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback",
-    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry",
+    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned",
     "project_started", "project_finished", "task_started", "task_finished",
     "llm_call_started", "llm_call_finished", "policy_check_started", "policy_checked",
     "remediation_started", "remediation_finished",
     "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback",
-    "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry",
+    "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
     "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
@@ -65,11 +66,13 @@ class BusSignal(Signal):
 
     def connect(self, receiver, sender: Any = ANY, weak: bool = False):  # noqa: D102
         result = super().connect(receiver, sender, weak=weak)
+        self._snapshot = None
         _refresh_active()
         return result
 
     def disconnect(self, receiver, sender: Any = ANY) -> None:  # noqa: D102
         super().disconnect(receiver, sender)
+        self._snapshot = None
         _refresh_active()
 
     def send(self, sender: Any = None, /, **kwargs: Any) -> list[tuple[Callable, Any]]:
@@ -78,7 +81,10 @@ class BusSignal(Signal):
         if self.is_muted or not self.receivers:
             return []
         results = []
-        for receiver in tuple(self.receivers.values()):
+        receivers = self._snapshot
+        if receivers is None:  # rebuilt after each connect/disconnect, not on every send
+            receivers = self._snapshot = tuple(self.receivers.values())
+        for receiver in receivers:
             if isinstance(receiver, weakref.ref):
                 receiver = receiver()  # a live weakref, or None when collected
                 if receiver is None:
@@ -99,6 +105,7 @@ class BusSignal(Signal):
     def __init__(self, name: str, doc: str) -> None:
         super().__init__(doc)
         self.name = name
+        self._snapshot: tuple[Any, ...] | None = None
 
     def __repr__(self) -> str:
         return f"<BusSignal {self.name}>"
@@ -114,9 +121,62 @@ def is_active() -> bool:
     return _ACTIVE
 
 
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
+def _reseed_ids() -> None:  # a forked child must not repeat its parent's ids
+    global _ID_PREFIX, _id_counter
+    _ID_PREFIX, _id_counter = os.urandom(4).hex(), itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
 def new_correlation_id() -> str:
-    """16 hex chars, unique per pair (and per attempt: every retry is a new pair)."""
-    return os.urandom(8).hex()
+    """16 hex chars, unique per pair (and per attempt: every retry is a new pair): a
+    random per-process prefix and a counter (cheaper than 8 random bytes per pair)."""
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
+
+
+def _fast_init(cls: type) -> type:
+    """Replace a frozen slotted dataclass's generated ``__init__`` with an equivalent one
+    that writes the slots through their descriptors: the generated one goes through
+    ``object.__setattr__`` per field, which made payload creation the largest cost of an
+    emit point with a receiver.  Same signature, defaults and default factories;
+    instances stay frozen (``__setattr__`` still raises)."""
+    ns: dict[str, Any] = {"_NO_VALUE": object()}
+    params: list[str] = []
+    body: list[str] = []
+    kw_only_started = False
+    for f in fields(cls):
+        descriptor = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
+        ns[f"_set_{f.name}"] = descriptor.__set__
+        if f.kw_only and not kw_only_started:
+            params.append("*")
+            kw_only_started = True
+        if f.default is not MISSING:
+            ns[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            body.append(f"_set_{f.name}(self, {f.name})")
+        elif f.default_factory is not MISSING:
+            ns[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_NO_VALUE")
+            body.append(f"_set_{f.name}(self, _factory_{f.name}() if {f.name} is _NO_VALUE else {f.name})")
+        else:
+            params.append(f.name)
+            body.append(f"_set_{f.name}(self, {f.name})")
+    if hasattr(cls, "__post_init__"):
+        body.append("self.__post_init__()")
+    source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body or ["pass"])
+    exec(source, ns)  # noqa: S102 - generated from the class's own field list
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init
+    return cls
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,6 +191,7 @@ class _Ctx:
     parent_id: str | None = None
 
 
+_fast_init(_Ctx)
 _ROOT_CTX = _Ctx()
 _ctx: contextvars.ContextVar[_Ctx] = contextvars.ContextVar("orchestrator_event_ctx", default=_ROOT_CTX)
 
@@ -394,6 +455,15 @@ class LlmRetry(PointEvent):
     signal_name: ClassVar[str] = "llm_retry"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksPlanned(PointEvent):
+    """The task DAG is known (decomposed or given); progress displays take the total here."""
+
+    task_count: int
+    task_ids: tuple[str, ...] = ()
+    signal_name: ClassVar[str] = "tasks_planned"
+
+
 # ---------------------------------------------------------------------------------------
 # Signals
 # ---------------------------------------------------------------------------------------
@@ -423,6 +493,7 @@ model_unhealthy = _signal("model_unhealthy", ModelUnhealthy, "Point event: a mod
 task_skipped = _signal("task_skipped", TaskSkipped, "Point event: a task will not run.")
 iteration_scored = _signal("iteration_scored", IterationScored, "Point event: a task iteration was evaluated.")
 llm_retry = _signal("llm_retry", LlmRetry, "Point event: a transient LLM error will be retried.")
+tasks_planned = _signal("tasks_planned", TasksPlanned, "Point event: the task DAG is known, before scheduling.")
 
 PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
     (project_started, project_finished),
@@ -433,10 +504,13 @@ PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
 )
 POINT_SIGNALS: tuple[BusSignal, ...] = (
     budget_warning, cache_hit, validation_failed, decomposition_fallback,
-    model_unhealthy, task_skipped, iteration_scored, llm_retry,
+    model_unhealthy, task_skipped, iteration_scored, llm_retry, tasks_planned,
 )
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}
+
+for _sig in ALL_SIGNALS:
+    _fast_init(_sig.payload_type)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""OpenTelemetry export plumbing that keeps a bad collector from hurting a run.
+
+* :class:`GuardedSpanExporter` wraps an OTLP exporter: it never raises, reports the first
+  failure as one warning line naming the endpoint (no traceback), counts what was lost,
+  and can be abandoned at shutdown so no export outlives the bounded flush.
+* :class:`QuietExporterLogs` swallows the OTLP exporters' and batch processor's own log
+  records (retries, "Failed to export", "Queue full", tracebacks) while our exporter is
+  installed; their last message is kept as the detail of our one warning.
+* :func:`run_bounded` runs a blocking call (flush, shutdown) in a daemon thread and
+  waits at most a given time for it.
+
+Imported only when tracing is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+logger = logging.getLogger("orchestrator.tracing")
+
+_NOISY_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.trace.export",
+)
+
+
+class QuietExporterLogs(logging.Filter):
+    """Drops every record of the OTLP exporter/batch-processor loggers while installed."""
+
+    def __init__(self) -> None:
+        super().__init__("orchestrator-quiet-otlp")
+        self.last_message: str | None = None
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            try:
+                self.last_message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a malformed record must not escape a filter
+                self.last_message = str(record.msg)
+            self.dropped += 1
+        return False
+
+    def install(self) -> None:
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def uninstall(self) -> None:
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+    def detail(self) -> str:
+        """A short form of the last swallowed message (status code when there is one)."""
+        text = (self.last_message or "").splitlines()[0] if self.last_message else ""
+        match = re.search(r"error code: (?:StatusCode\.)?(\w+)", text)
+        if match:
+            return f"gRPC {match.group(1)}"
+        match = re.search(r"(?:status|code)[:= ]+(\d{3})", text)
+        if match:
+            return f"HTTP {match.group(1)}"
+        return text[:160]
+
+
+class GuardedSpanExporter(SpanExporter):
+    """Wraps the real exporter; see the module doc."""
+
+    def __init__(self, inner: SpanExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
+        self.inner = inner
+        self.endpoint = endpoint
+        self.quiet = quiet
+        self.exported = 0
+        self.failed = 0
+        self.abandoned = False
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def warn_once(self, what: str) -> None:
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        logger.warning("%s", what)
+
+    @property
+    def warned(self) -> bool:
+        return self._warned
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.abandoned:
+            self.failed += len(spans)
+            return SpanExportResult.FAILURE
+        detail = ""
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:  # noqa: BLE001 - a broken exporter must not reach the SDK's traceback log
+            result, detail = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        if result == SpanExportResult.SUCCESS:
+            self.exported += len(spans)
+            return result
+        self.failed += len(spans)
+        if not detail and self.quiet is not None:
+            detail = self.quiet.detail()
+        self.warn_once(f"tracing: cannot export spans to {self.endpoint}"
+                       f"{f' ({detail})' if detail else ''}; the run goes on without them")
+        return result
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def abandon(self) -> None:
+        """Stop exporting now: later batches fail at once, retries and channels end."""
+        self.abandoned = True
+        self.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            return self.inner.force_flush(timeout_millis)
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def run_bounded(fn: Callable[[], object], timeout_s: float, name: str = "orchestrator-otel-flush") -> bool:
+    """Run ``fn`` in a daemon thread; True when it finished within ``timeout_s``."""
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - shutdown errors are not the run's problem
+            logger.debug("tracing shutdown step failed", exc_info=True)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return done.wait(max(0.0, timeout_s))

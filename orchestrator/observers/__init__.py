@@ -1,0 +1,47 @@
+"""Observers of the event bus: one file each, one small base.
+
+``Observer`` (base.py), ``TracingObserver`` (tracing.py), ``MetricsObserver``
+(metrics.py), ``LoggingObserver`` (logging.py), ``ProgressObserver`` (progress.py),
+``EventRecorder`` (recorder.py); ``load_observer`` (loading.py) and
+``setup_observers`` (setup.py) for the CLI.
+
+Names are imported on first use, so ``import orchestrator.observers`` does not import
+OpenTelemetry; only the tracing and metrics observers need it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Observer": "base",
+    "redact": "base",
+    "TracingObserver": "tracing",
+    "MetricsObserver": "metrics",
+    "LoggingObserver": "logging",
+    "ProgressObserver": "progress",
+    "EventRecorder": "recorder",
+    "read_jsonl": "recorder",
+    "load_observer": "loading",
+    "ObserverLoadError": "loading",
+    "setup_observers": "setup",
+    "validate_observer_options": "setup",
+    "ObserverOptions": "setup",
+    "ObserverSession": "setup",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrator.observers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,153 @@
+"""The one small base every observer builds on.
+
+An observer is an object whose ``on_<signal name>`` methods receive the payloads of the
+bus signals of the same name (``on_task_started``, ``on_llm_call_finished``,
+``on_validation_failed``...).  ``subscribe()`` connects every such method that exists,
+``unsubscribe()`` disconnects them; an observer is also a context manager that is
+subscribed inside its ``with`` block.
+
+Receivers are always connected strongly (``weak=False``): blinker's weak default would
+silently drop the bound methods of an observer nobody else holds.
+
+This module imports nothing from OpenTelemetry: observers that do not trace stay usable
+without the ``tracing`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import events
+
+__all__ = ["Observer", "redact", "register_span_source", "span_ids_for"]
+
+
+class Observer:
+    """Base class: define ``on_<signal_name>(payload)`` methods and subscribe.
+
+    Example::
+
+        class SlowCallAlarm(Observer):
+            def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
+                if p.duration_ns > 30e9:
+                    print("slow call", p.model, p.call_type)
+
+        with SlowCallAlarm():
+            asyncio.run(orchestrator.run_project(...))
+    """
+
+    def __init__(self) -> None:
+        self._connected: list[tuple[events.BusSignal, Callable[[Any], Any]]] = []
+        self._sub_lock = threading.Lock()
+
+    # -- which receivers -------------------------------------------------------------
+    def handlers(self) -> list[tuple[events.BusSignal, Callable[[Any], Any]]]:
+        """(signal, receiver) pairs to connect: every ``on_<name>`` method defined."""
+        out = []
+        for sig in events.ALL_SIGNALS:
+            method = getattr(self, f"on_{sig.name}", None)
+            if callable(method):
+                out.append((sig, method))
+        return out
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def subscribed(self) -> bool:
+        return bool(getattr(self, "_connected", None))
+
+    def subscribe(self):
+        """Connect every handler (strongly); a second call does nothing.  Returns self."""
+        if not hasattr(self, "_connected"):  # a subclass forgot super().__init__()
+            Observer.__init__(self)
+        with self._sub_lock:
+            if self._connected:
+                return self
+            pairs = self.handlers()
+            for sig, receiver in pairs:
+                sig.connect(receiver, weak=False)
+            self._connected = list(pairs)
+        return self
+
+    def unsubscribe(self) -> None:
+        """Disconnect every handler, then :meth:`close`.  Safe to call twice."""
+        if not hasattr(self, "_connected"):
+            return
+        with self._sub_lock:
+            pairs, self._connected = self._connected, []
+            for sig, receiver in pairs:
+                sig.disconnect(receiver)
+        if pairs:
+            self.close()
+
+    def close(self) -> None:
+        """Called once after unsubscribing: release resources (end spans, stop displays)."""
+
+    def __enter__(self):
+        return self.subscribe()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.unsubscribe()
+
+
+# ---------------------------------------------------------------------------------------
+# Span ids of pairs, for observers that want to log them (no OpenTelemetry import here)
+# ---------------------------------------------------------------------------------------
+
+_span_sources: list[weakref.ref] = []
+
+
+def register_span_source(source: Any) -> None:
+    """Register an object with ``span_ids(correlation_id) -> (trace_id, span_id) | None``
+    (the tracing observer does, for its live and recently finished spans)."""
+    _span_sources.append(weakref.ref(source))
+
+
+def unregister_span_source(source: Any) -> None:
+    _span_sources[:] = [r for r in _span_sources if r() is not None and r() is not source]
+
+
+def span_ids_for(correlation_id: str | None) -> tuple[str, str] | None:
+    """(trace id, span id) as hex of the span made for a pair, when one was made."""
+    if not correlation_id:
+        return None
+    for ref in tuple(_span_sources):
+        source = ref()
+        if source is not None:
+            ids = source.span_ids(correlation_id)
+            if ids is not None:
+                return ids
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Redaction of secrets in free text (error messages, captured content)
+# ---------------------------------------------------------------------------------------
+
+_SECRET_PATTERNS = re.compile(
+    r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
+    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{12,}|"
+    r"(?i:api[_-]?key|x-api-key|x-goog-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9._\-]{8,})"
+)
+_SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_PASSWORD|_ACCESS_KEY)$")
+
+
+def _secret_env_values() -> Iterable[str]:
+    for name, value in os.environ.items():
+        if len(value) >= 8 and _SECRET_ENV.search(name.upper()):
+            yield value
+
+
+def redact(text: str) -> str:
+    """``text`` with API keys (literal values of ``*_API_KEY``/``*_TOKEN``/... variables
+    and well-known key shapes) replaced by ``[REDACTED]``."""
+    if not text:
+        return text
+    for value in _secret_env_values():
+        if value in text:
+            text = text.replace(value, "[REDACTED]")
+    return _SECRET_PATTERNS.sub("[REDACTED]", text)

@@ -1,0 +1,239 @@
+"""Everything the CLI's observer flags do, in one call.
+
+::
+
+    try:
+        session = setup_observers(args, console=console)   # argparse namespace or ObserverOptions
+    except ValueError as exc:                              # bad URL, rate, observer spec, missing extra
+        print(f"orchestrator: error: {exc}", file=sys.stderr); return 2
+    try:
+        state = asyncio.run(run(...))
+    finally:
+        ...print the summary...
+        session.finish(state)    # unsubscribe, bounded flush, close the JSONL, dev-mode tree
+
+Nothing of OpenTelemetry is imported unless tracing is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ObserverOptions", "ObserverSession", "setup_observers", "validate_observer_options"]
+
+logger = logging.getLogger("orchestrator.observers")
+
+
+@dataclass
+class ObserverOptions:
+    """The CLI's observer flags (same names as the argparse destinations).
+
+    ``observers`` may also be given as ``observer`` (argparse ``dest`` of a repeatable
+    ``--observer``).  ``otlp_endpoint`` implies ``tracing``.  ``progress`` turns the live
+    display on (it still stays off when the console is not a terminal or ``quiet``).
+    """
+
+    tracing: bool = False
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    service_name: str | None = None
+    sample_rate: float | None = None
+    capture_content: bool = False
+    observers: Sequence[str] = ()
+    events_jsonl: str | None = None
+    quiet: bool = False
+    verbose: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> ObserverOptions:
+        if isinstance(ns, cls):
+            return ns
+        get = (lambda k, d=None: ns.get(k, d)) if isinstance(ns, dict) else (lambda k, d=None: getattr(ns, k, d))
+        observers = get("observers", None)
+        if observers is None:
+            observers = get("observer", None)
+        return cls(
+            tracing=bool(get("tracing", False)),
+            otlp_endpoint=get("otlp_endpoint"),
+            otlp_protocol=get("otlp_protocol"),
+            service_name=get("service_name"),
+            sample_rate=get("sample_rate"),
+            capture_content=bool(get("capture_content", False)),
+            observers=tuple(observers or ()),
+            events_jsonl=get("events_jsonl"),
+            quiet=bool(get("quiet", False)),
+            verbose=bool(get("verbose", False)),
+            progress=bool(get("progress", True)),
+        )
+
+
+def validate_observer_options(options: Any) -> ObserverOptions:
+    """Check the flags (and the ``OTEL_*`` variables they would combine with) before any
+    work starts.  Returns normalised options; raises ValueError with a one-line message
+    (the CLI exits 2): bad endpoint URL, protocol or sample rate, ``--tracing`` without
+    the ``tracing`` extra, an ``--events-jsonl`` path that is a directory."""
+    from ..tracing import (
+        EXTRA_HINT,
+        TracingConfig,
+        resolve_config,
+        tracing_available,
+        validate_endpoint,
+        validate_protocol,
+        validate_sample_rate,
+    )
+
+    opts = ObserverOptions.from_namespace(options)
+    if opts.sample_rate is not None:
+        opts.sample_rate = validate_sample_rate(opts.sample_rate)
+    if opts.otlp_endpoint is not None:
+        opts.otlp_endpoint = validate_endpoint(opts.otlp_endpoint)
+        opts.tracing = True
+    if opts.otlp_protocol is not None:
+        opts.otlp_protocol = validate_protocol(opts.otlp_protocol)
+    if opts.service_name is not None and not str(opts.service_name).strip():
+        raise ValueError("--service-name must not be empty")
+    if opts.events_jsonl is not None:
+        path = Path(opts.events_jsonl)
+        if path.is_dir():
+            raise ValueError(f"--events-jsonl {opts.events_jsonl}: is a directory")
+    if opts.tracing:
+        if not tracing_available():
+            raise ValueError(f"--tracing needs the OpenTelemetry packages (the 'tracing' extra): {EXTRA_HINT}")
+        resolve_config(_tracing_config(opts, TracingConfig))  # validates the OTEL_* variables too
+    return opts
+
+
+def _tracing_config(opts: ObserverOptions, config_type: Any) -> Any:
+    kwargs: dict[str, Any] = {"enabled": True, "otlp_endpoint": opts.otlp_endpoint,
+                              "otlp_protocol": opts.otlp_protocol, "dev_print": False,
+                              "capture_content": True if opts.capture_content else None}
+    if opts.service_name:
+        kwargs["service_name"] = opts.service_name
+    if opts.sample_rate is not None:
+        kwargs["sample_rate"] = float(opts.sample_rate)
+    return config_type(**kwargs)
+
+
+@dataclass
+class ObserverSession:
+    """What :func:`setup_observers` subscribed; :meth:`finish` undoes it (once)."""
+
+    options: ObserverOptions
+    console: Any = None
+    observers: list[Any] = field(default_factory=list)
+    recorder: Any = None
+    tracing_enabled: bool = False
+    dev_mode: bool = False
+    endpoint: str | None = None
+    finished: bool = False
+    flushed: bool | None = None
+
+    def finish(self, state: Any = None, *, console: Any = None, timeout_s: float = 3.0) -> dict[str, Any]:
+        """Unsubscribe every observer (ending spans left open), flush spans within
+        ``timeout_s``, close the events JSONL, and in dev mode print the span tree.
+        Never raises; returns what happened (for tests and logs)."""
+        report: dict[str, Any] = {"flushed": self.flushed, "spans": 0, "events_jsonl": None}
+        if self.finished:
+            return report
+        self.finished = True
+        for obs in reversed(self.observers):
+            try:
+                obs.unsubscribe()
+            except Exception:  # noqa: BLE001 - one observer's close must not stop the others
+                logger.warning("observer %s failed to unsubscribe", type(obs).__name__, exc_info=True)
+        if self.recorder is not None:
+            report["events_jsonl"] = str(self.recorder.jsonl_path)
+        if self.tracing_enabled:
+            from .. import tracing
+
+            spans = tracing.dev_spans() if self.dev_mode else []
+            state_info = tracing.tracing_state()
+            report["exported"] = state_info.get("exported")
+            self.flushed = tracing.shutdown_tracing(timeout_s)
+            report["flushed"] = self.flushed
+            report["spans"] = len(spans)
+            if self.dev_mode and not self.options.quiet:
+                try:
+                    from ..devtree import print_span_tree
+
+                    out = console or self.console
+                    if out is None:
+                        from rich.console import Console
+
+                        out = Console()
+                    title = None
+                    if state is not None and getattr(state, "project_id", None) and len(
+                            [s for s in spans if s.parent is None]) > 1:
+                        title = f"Spans of {state.project_id}"
+                    print_span_tree(spans, out, title)
+                except Exception:  # noqa: BLE001 - a display problem must not change the exit code
+                    logger.warning("could not print the span tree", exc_info=True)
+        return report
+
+    def __enter__(self) -> ObserverSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+
+def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
+    """Subscribe what the options ask for and return the session.
+
+    Order of subscription (= order receivers are called): events JSONL recorder,
+    tracing, logging (``verbose``), progress, then ``--observer`` ones in the given order.
+    Raises ValueError (one line) for bad options or an observer that cannot be loaded;
+    nothing stays subscribed then.
+    """
+    opts = validate_observer_options(options)
+    session = ObserverSession(options=opts, console=console)
+
+    def add(obs: Any) -> Any:
+        obs.subscribe()
+        session.observers.append(obs)
+        return obs
+
+    try:
+        # load user observers first: a bad spec must fail before anything is connected
+        from .loading import load_observer
+
+        extra = [load_observer(spec) for spec in opts.observers]
+        if opts.events_jsonl:
+            from .recorder import EventRecorder
+
+            try:
+                session.recorder = add(EventRecorder(jsonl_path=opts.events_jsonl, mode="w", keep=False))
+            except OSError as exc:
+                raise ValueError(f"--events-jsonl {opts.events_jsonl}: {exc.strerror or exc}") from None
+        if opts.tracing:
+            from .. import tracing
+
+            provider = tracing.configure_tracing(_tracing_config(opts, tracing.TracingConfig), console=console)
+            if provider is not None:
+                resolved = tracing.tracing_state()["resolved"]
+                session.tracing_enabled = True
+                session.endpoint = resolved.endpoint
+                session.dev_mode = resolved.endpoint is None
+            else:
+                logger.warning("tracing is off: OTEL_SDK_DISABLED=true")
+        if opts.verbose:
+            from .logging import LoggingObserver
+
+            add(LoggingObserver())
+        if opts.progress and not opts.quiet:
+            from .progress import ProgressObserver
+
+            progress = ProgressObserver(console, quiet=opts.quiet)
+            if progress.enabled:
+                add(progress)
+        for obs in extra:
+            add(obs)
+    except BaseException:
+        session.finish(timeout_s=1.0)
+        raise
+    return session
