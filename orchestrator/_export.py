@@ -40,16 +40,17 @@ class QuietExporterLogs(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__("orchestrator-quiet-otlp")
-        self.last_message: str | None = None
+        self.messages: list[str] = []  # the first few swallowed warnings, for the detail
         self.dropped = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
-            try:
-                self.last_message = record.getMessage()
-            except Exception:  # noqa: BLE001 - a malformed record must not escape a filter
-                self.last_message = str(record.msg)
             self.dropped += 1
+            if len(self.messages) < 20:
+                try:
+                    self.messages.append(record.getMessage())
+                except Exception:  # noqa: BLE001 - a malformed record must not escape a filter
+                    self.messages.append(str(record.msg))
         return False
 
     def install(self) -> None:
@@ -61,15 +62,27 @@ class QuietExporterLogs(logging.Filter):
             logging.getLogger(name).removeFilter(self)
 
     def detail(self) -> str:
-        """A short form of the last swallowed message (status code when there is one)."""
-        text = (self.last_message or "").splitlines()[0] if self.last_message else ""
-        match = re.search(r"error code: (?:StatusCode\.)?(\w+)", text)
-        if match:
-            return f"gRPC {match.group(1)}"
-        match = re.search(r"(?:status|code)[:= ]+(\d{3})", text)
-        if match:
-            return f"HTTP {match.group(1)}"
-        return text[:160]
+        """A short reason from the swallowed messages: refused, a gRPC status, an HTTP
+        status, a timeout; else the last message's first line."""
+        text = "\n".join(self.messages)
+        if not text:
+            return ""
+        if "Connection refused" in text:
+            return "connection refused"
+        for pattern, template in _DETAILS:
+            match = re.search(pattern, text)
+            if match:
+                return template.format(*match.groups())
+        if re.search(r"(?i)timed? ?out", text):
+            return "timed out"
+        return self.messages[-1].splitlines()[0][:160]
+
+
+_DETAILS = (
+    (r"(?:error code: |Transient error )StatusCode\.(\w+)", "gRPC {}"),
+    (r"batch code: (\d{3})", "HTTP {}"),
+    (r"Transient error ([A-Z][A-Za-z ]+?) encountered", "HTTP {}"),
+)
 
 
 class GuardedSpanExporter(SpanExporter):
@@ -111,8 +124,8 @@ class GuardedSpanExporter(SpanExporter):
         self.failed += len(spans)
         if not detail and self.quiet is not None:
             detail = self.quiet.detail()
-        self.warn_once(f"tracing: cannot export spans to {self.endpoint}"
-                       f"{f' ({detail})' if detail else ''}; the run goes on without them")
+        self.warn_once(f"span export to {self.endpoint} failed{f' ({detail})' if detail else ''}; "
+                       "the run goes on, its spans may be lost")
         return result
 
     def shutdown(self) -> None:

@@ -446,8 +446,8 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     if isinstance(exporter, GuardedSpanExporter):
         if not ok:
             exporter.abandon()
-            exporter.warn_once(f"tracing: could not flush spans to {exporter.endpoint} within {timeout:g} s "
-                               "(collector down or hanging); they are dropped")
+            exporter.warn_once(f"span export to {exporter.endpoint} did not finish within {timeout:g} s "
+                               "(collector down or hanging); the remaining spans are dropped")
         elif quiet is not None:
             quiet.uninstall()
         # when abandoned, the filter stays: the export thread may still log on its way out

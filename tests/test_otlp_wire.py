@@ -1,0 +1,271 @@
+"""Spans on the wire: loopback OTLP receivers (gRPC with grpcio + opentelemetry-proto, and
+HTTP/protobuf) get a real run's spans with the right resource and parentage; a collector
+that is down, hangs or answers 503 never fails the run and the process exits within 5 s
+of the run's end with one warning naming the endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+import orchestrator.tracing as t
+from orchestrator import events
+from orchestrator.api_clients import UnifiedClient
+from orchestrator.engine import Orchestrator
+from orchestrator.models import Budget, ProjectStatus
+from tests.scripted import ScriptedProvider, decomposition
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAN = decomposition(
+    {"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
+    {"id": "b", "type": "code_generation", "prompt": "write mul(a, b)", "depends_on": ["a"]},
+)
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch):
+    for var in list(os.environ):
+        if var.startswith("OTEL_"):
+            monkeypatch.delenv(var)
+    t.shutdown_tracing()
+    yield
+    t.shutdown_tracing()
+    assert not events.is_active()
+
+
+class GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list = []
+        self.metadata: list[dict] = []
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def Export(self, request, context):  # noqa: N802 - the gRPC method name
+        self.requests.append(request)
+        self.metadata.append(dict(context.invocation_metadata()))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+
+class HttpCollector:
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list = []
+        self.headers: list[dict] = []
+        self.paths: list[str] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                collector.paths.append(self.path)
+                collector.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if status == 200:
+                    collector.requests.append(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
+                payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _value(any_value):
+    kind = any_value.WhichOneof("value")
+    value = getattr(any_value, kind)
+    if kind == "array_value":
+        return tuple(_value(v) for v in value.values)
+    return value
+
+
+def spans_of(requests) -> tuple[dict, list]:
+    """(resource attributes, spans as dicts) of every export request."""
+    resource, spans = {}, []
+    for req in requests:
+        for rs in req.resource_spans:
+            resource = {kv.key: _value(kv.value) for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    spans.append({"name": s.name, "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
+                                  "parent": s.parent_span_id.hex() or None, "kind": s.kind,
+                                  "scope": ss.scope.name, "status": s.status.code,
+                                  "attrs": {kv.key: _value(kv.value) for kv in s.attributes}})
+    return resource, spans
+
+
+def run_engine():
+    provider = ScriptedProvider(plan=PLAN)
+    provider.name = "openai"
+    orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"openai": provider}), concurrency=2)
+    return asyncio.run(orch.run_project("Build a calculator", "it adds")), provider
+
+
+def check_tree(spans: list, provider) -> None:
+    by_id = {s["span_id"]: s for s in spans}
+    names = sorted(s["name"] for s in spans)
+    assert names.count("run_project") == 1 and "task:a" in names and "task:b" in names
+    assert sum(n.startswith("llm_call:") for n in names) == len(provider.requests)
+    root = next(s for s in spans if s["name"] == "run_project")
+    assert root["parent"] is None
+    assert len({s["trace_id"] for s in spans}) == 1
+    for s in spans:
+        assert s["scope"] == "orchestrator"
+        if s["name"].startswith("task:") or s["name"] == "llm_call:decompose":
+            assert by_id[s["parent"]] is root
+        elif s["name"].startswith("llm_call:"):
+            assert by_id[s["parent"]]["name"].startswith("task:")
+            assert s["kind"] == 3  # SPAN_KIND_CLIENT
+            assert s["attrs"]["gen_ai.usage.input_tokens"] == 100
+            assert s["attrs"]["gen_ai.response.finish_reasons"] == ("stop",)
+    assert root["attrs"]["project.status"] == "success"
+
+
+def test_grpc_receiver_gets_the_tree_with_resource_and_headers(monkeypatch):
+    collector = GrpcCollector()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=observability")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci")
+    try:
+        t.configure_tracing(t.TracingConfig(enabled=True, otlp_endpoint=f"http://127.0.0.1:{collector.port}",
+                                            service_name="wire-grpc"))
+        assert t.tracing_state()["resolved"].protocol == "grpc"
+        state, provider = run_engine()
+        assert t.shutdown_tracing(5.0) is True
+    finally:
+        collector.stop()
+    assert state.status == ProjectStatus.SUCCESS
+    resource, spans = spans_of(collector.requests)
+    assert resource["service.name"] == "wire-grpc"
+    assert resource["deployment.environment"] == "ci"
+    assert resource["telemetry.sdk.language"] == "python" and "service.version" in resource
+    check_tree(spans, provider)
+    assert collector.metadata[0].get("x-team") == "observability"
+
+
+def test_http_receiver_from_environment_variables(monkeypatch):
+    collector = HttpCollector()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{collector.port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=observability")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "wire-http-env")
+    try:
+        t.configure_tracing(t.TracingConfig(enabled=True))
+        state, provider = run_engine()
+        assert t.shutdown_tracing(5.0) is True
+    finally:
+        collector.stop()
+    assert state.status == ProjectStatus.SUCCESS
+    assert set(collector.paths) == {"/v1/traces"}
+    assert collector.headers[0]["content-type"] == "application/x-protobuf"
+    assert collector.headers[0]["x-team"] == "observability"
+    resource, spans = spans_of(collector.requests)
+    assert resource["service.name"] == "wire-http-env"  # not overwritten by the default
+    check_tree(spans, provider)
+
+
+def test_http_receiver_chosen_by_the_url():
+    collector = HttpCollector()
+    try:
+        t.configure_tracing(t.TracingConfig(enabled=True,
+                                            otlp_endpoint=f"http://127.0.0.1:{collector.port}/v1/traces"))
+        assert t.tracing_state()["resolved"].protocol == "http/protobuf"
+        state, provider = run_engine()
+        assert t.shutdown_tracing(5.0) is True
+    finally:
+        collector.stop()
+    resource, spans = spans_of(collector.requests)
+    assert resource["service.name"] == "multi-llm-orchestrator"
+    check_tree(spans, provider)
+
+
+# -- collector faults (separate processes: the exit time is part of the contract) ------------
+
+SCRIPT = """
+import asyncio, json, sys, time
+from orchestrator.observers.setup import setup_observers
+from orchestrator import Orchestrator, Budget, UnifiedClient
+from tests.scripted import ScriptedProvider
+
+session = setup_observers({{"otlp_endpoint": "{url}", "quiet": True}})
+orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({{"local": ScriptedProvider(latency=0.01)}}))
+started = time.monotonic()
+state = asyncio.run(orch.run_project("Build add", "it adds"))
+print("RUN", json.dumps({{"status": state.status.value, "tasks": len(state.results),
+                         "seconds": time.monotonic() - started, "end": time.time()}}), flush=True)
+session.finish(state)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol, fault", [("grpc", "refused"), ("grpc", "hang"), ("http", "hang"),
+                                             ("http", "503")])
+def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault):
+    import json
+
+    cleanup = None
+    if fault == "refused":
+        port = _free_port()
+    elif fault == "hang":  # accepts connections (kernel backlog) and never answers
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        cleanup = listener.close
+    else:
+        server = HttpCollector(status=503)
+        port = server.port
+        cleanup = server.stop
+    url = f"http://127.0.0.1:{port}" + ("/v1/traces" if protocol == "http" else "")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    try:
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT.format(url=url))], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        exited = time.time()
+    finally:
+        if cleanup:
+            cleanup()
+    assert proc.returncode == 0, proc.stderr
+    run_line = next(line for line in proc.stdout.splitlines() if line.startswith("RUN "))
+    result = json.loads(run_line[4:])
+    assert result["status"] == "success" and result["tasks"] == 1
+    assert result["seconds"] < 5.0  # the run itself was not slowed
+    assert exited - result["end"] < 5.0, f"process exited {exited - result['end']:.1f}s after the run"
+    assert "Traceback" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1, proc.stderr
+    assert f"span export to {url} " in warnings[0]
+    expected = {"refused": ["(connection refused)"], "503": ["(HTTP Service Unavailable)"],
+                # whichever comes first: the bounded flush giving up, or the export's own deadline
+                "hang": ["did not finish within 3 s", "DEADLINE_EXCEEDED", "timed out"]}
+    assert any(e in warnings[0] for e in expected[fault]), warnings[0]
