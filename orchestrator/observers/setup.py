@@ -152,10 +152,10 @@ class ObserverSession:
             from .. import tracing
 
             spans = tracing.dev_spans() if self.dev_mode else []
-            state_info = tracing.tracing_state()
-            report["exported"] = state_info.get("exported")
+            exporter = tracing.tracing_state()["exporter"]
             self.flushed = tracing.shutdown_tracing(timeout_s)
             report["flushed"] = self.flushed
+            report["exported"] = getattr(exporter, "exported", None)  # counted by the OTLP guard
             report["spans"] = len(spans)
             if self.dev_mode and not self.options.quiet:
                 try:

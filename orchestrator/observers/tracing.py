@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import fields
@@ -208,9 +209,10 @@ class TracingObserver(Observer):
             exc = p.exception
             if isinstance(exc, BaseException):
                 extra = None
-                text = str(exc)
-                if text and redact(text) != text:
-                    extra = {"exception.message": redact(text)}
+                stack = "".join(traceback.format_exception(exc))
+                clean = redact(stack)
+                if clean != stack:  # a secret in the message or the source lines shown
+                    extra = {"exception.message": redact(str(exc)), "exception.stacktrace": clean}
                 span.record_exception(exc, attributes=extra, timestamp=p.timestamp_ns, escaped=True)
         span.set_attributes(attrs)
         span.end(end_time=p.timestamp_ns)
