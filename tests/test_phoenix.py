@@ -1,0 +1,141 @@
+"""Against a real backend: Arize Phoenix (``phoenix serve`` from the venv, loopback ports,
+a temporary working directory).  A run's spans are sent over OTLP gRPC and over
+OTLP HTTP; Phoenix's REST API must show every span of each run as one tree, with the
+LLM calls classified as LLM spans (OpenInference ``openinference.span.kind``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SEND = """
+import asyncio, json, sys
+from orchestrator.observers.setup import setup_observers
+from orchestrator import Orchestrator, Budget, UnifiedClient
+from tests.scripted import ScriptedProvider, decomposition
+
+provider = ScriptedProvider(plan=decomposition(
+    {"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
+    {"id": "b", "type": "summarization", "prompt": "summarize add", "depends_on": ["a"]}))
+provider.name = "openai"  # a remote, priced model: LLM spans of kind CLIENT
+session = setup_observers({"otlp_endpoint": sys.argv[1], "service_name": "phoenix-test", "quiet": True})
+orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"openai": provider}), concurrency=2)
+state = asyncio.run(orch.run_project("Build add", "it adds"))
+report = session.finish(state)
+print(json.dumps({"status": state.status.value, "project_id": state.project_id, "calls": len(provider.requests),
+                  "flushed": report["flushed"], "exported": report["exported"]}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except OSError:
+        return 0, b""
+
+
+@pytest.fixture(scope="module")
+def phoenix(tmp_path_factory):
+    work = tmp_path_factory.mktemp("phoenix")
+    http_port, grpc_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))}
+    env.update(PHOENIX_WORKING_DIR=str(work), PHOENIX_HOST="127.0.0.1", PHOENIX_PORT=str(http_port),
+               PHOENIX_GRPC_PORT=str(grpc_port), PHOENIX_TELEMETRY_ENABLED="false")
+    log = (work / "phoenix.log").open("wb")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "phoenix"), "serve"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while _get(f"{base}/healthz")[0] != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise AssertionError("phoenix did not start:\n" + (work / "phoenix.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield {"base": base, "grpc": f"http://127.0.0.1:{grpc_port}", "http": f"{base}/v1/traces"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def _send(endpoint: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SEND), endpoint], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "export" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _spans_of_project(base: str, project_id: str, expected: int) -> list[dict]:
+    """Spans of one run (by ``project.id`` on its root), waiting for Phoenix to ingest them."""
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = _get(f"{base}/v1/projects/default/spans?limit=1000")
+        spans = json.loads(body)["data"] if status == 200 else []
+        roots = [s for s in spans if s["name"] == "run_project" and
+                 s["attributes"].get("project.id") == project_id]
+        if roots:
+            trace_id = roots[0]["context"]["trace_id"]
+            mine = [s for s in spans if s["context"]["trace_id"] == trace_id]
+            if len(mine) >= expected:
+                return mine
+        if time.monotonic() > deadline:
+            raise AssertionError(f"phoenix has {len(spans)} spans, not the {expected} of {project_id}")
+        time.sleep(0.5)
+
+
+def _check_tree(spans: list[dict], calls: int) -> None:
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    roots = [s for s in spans if s["parent_id"] is None]
+    assert [r["name"] for r in roots] == ["run_project"]
+    root = roots[0]
+    assert root["span_kind"] == "AGENT"
+    assert root["attributes"]["project.status"] == "success"
+    tasks = [s for s in spans if s["name"].startswith("task:")]
+    assert sorted(s["name"] for s in tasks) == ["task:a", "task:b"]
+    for task in tasks:
+        assert task["span_kind"] == "CHAIN" and by_id[task["parent_id"]] is root
+        assert task["attributes"]["task.status"] == "completed"
+    llm = [s for s in spans if s["name"].startswith("llm_call:")]
+    assert len(llm) == calls and len(spans) == 1 + len(tasks) + calls
+    for span in llm:
+        assert span["span_kind"] == "LLM", span["name"]
+        parent = by_id[span["parent_id"]]
+        assert parent is root if span["name"] == "llm_call:decompose" else parent in tasks
+        a = span["attributes"]
+        assert a["llm.token_count.prompt"] == 100 and a["llm.token_count.completion"] == 50
+        assert a["llm.model_name"] == a["gen_ai.request.model"]
+        assert a["gen_ai.usage.input_tokens"] == 100
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_phoenix_shows_the_whole_tree_with_llm_spans(phoenix, transport):
+    result = _send(phoenix[transport])
+    assert result["status"] == "success" and result["flushed"] is True
+    assert result["exported"] == result["calls"] + 3  # every span went out
+    spans = _spans_of_project(phoenix["base"], result["project_id"], result["calls"] + 3)
+    _check_tree(spans, result["calls"])
