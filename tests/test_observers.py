@@ -380,3 +380,31 @@ def test_fixtures_work_in_a_users_test_file(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert "1 failed, 2 passed" in proc.stdout, proc.stdout[-2000:]
     assert "no task was skipped" in proc.stdout
+
+
+def test_a_recorded_event_log_replays_into_the_same_spans(tmp_path, span_exporter):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from orchestrator.observers.recorder import replay
+    from orchestrator.observers.tracing import TracingObserver
+
+    path = tmp_path / "run.jsonl"
+    with EventRecorder(jsonl_path=path):
+        _run_engine()
+    live = span_exporter.get_finished_spans()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = TracingObserver(provider, attach_context=False)
+    assert replay(read_jsonl(path), observer) == len(path.read_text().splitlines())
+    assert observer.open_span_count == 0
+    rebuilt = exporter.get_finished_spans()
+
+    def shape(spans):
+        by_id = {s.context.span_id: s.name for s in spans}
+        return sorted((s.name, s.start_time, s.end_time, by_id.get(s.parent.span_id) if s.parent else None,
+                       s.attributes.get("llm.tokens_in")) for s in spans)
+
+    assert shape(rebuilt) == shape(live)

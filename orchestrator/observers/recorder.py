@@ -26,7 +26,7 @@ from typing import IO, Any
 from .. import events
 from .base import Observer
 
-__all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "CONTENT_FIELDS"]
+__all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "CONTENT_FIELDS"]
 
 CONTENT_FIELDS = ("prompt", "system", "completion")
 
@@ -189,3 +189,24 @@ def read_jsonl(path: str | Path, as_payloads: bool = False) -> list[Any]:
                 raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from None
             out.append(payload_from_dict(data) if as_payloads else data)
     return out
+
+
+def replay(payloads: Iterable[events.Event | dict[str, Any]], *observers: Any) -> int:
+    """Feed recorded events (payload objects or their JSON dicts) to observers' handlers
+    in order, without the bus: e.g. rebuild a run's spans from an ``--events-jsonl`` file
+    with ``TracingObserver(provider, attach_context=False)`` (spans keep the recorded
+    timestamps).  Returns the number of events replayed."""
+    tables = []
+    for obs in observers:
+        table: dict[str, list[Any]] = {}
+        for sig, receiver in obs.handlers():
+            table.setdefault(sig.name, []).append(receiver)
+        tables.append(table)
+    count = 0
+    for item in payloads:
+        payload = payload_from_dict(item) if isinstance(item, dict) else item
+        for table in tables:
+            for receiver in table.get(payload.signal_name, ()):
+                receiver(payload)
+        count += 1
+    return count
