@@ -104,7 +104,8 @@ _span_sources: list[weakref.ref] = []
 def register_span_source(source: Any) -> None:
     """Register an object with ``span_ids(correlation_id) -> (trace_id, span_id) | None``
     (the tracing observer does, for its live and recently finished spans)."""
-    _span_sources.append(weakref.ref(source))
+    if not any(r() is source for r in _span_sources):
+        _span_sources.append(weakref.ref(source))
 
 
 def unregister_span_source(source: Any) -> None:

@@ -238,6 +238,10 @@ class TracingObserver(Observer):
             count += 1
         return count
 
+    def subscribe(self):
+        register_span_source(self)  # again, after an unsubscribe
+        return super().subscribe()
+
     def close(self) -> None:
         """End every span still open (status ERROR) and stop answering span-id lookups."""
         self._end_orphans(None, None, all_=True)
