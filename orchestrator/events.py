@@ -71,9 +71,25 @@ class BusSignal(Signal):
         return result
 
     def disconnect(self, receiver, sender: Any = ANY) -> None:  # noqa: D102
-        super().disconnect(receiver, sender)
+        super().disconnect(self._stored(receiver), sender)
         self._snapshot = None
         _refresh_active()
+
+    def _stored(self, receiver: Any) -> Any:
+        """The connected object equal to ``receiver``: blinker keys a builtin bound method
+        (``events_list.append``) by the id of the method object, which is new at every
+        attribute access, so ``disconnect(lst.append)`` would silently leave it connected."""
+        for stored in self.receivers.values():
+            if isinstance(stored, weakref.ref):
+                stored = stored()
+            if stored is receiver:
+                return receiver
+        for stored in self.receivers.values():
+            if isinstance(stored, weakref.ref):
+                stored = stored()
+            if stored is not None and stored == receiver:
+                return stored
+        return receiver
 
     def send(self, sender: Any = None, /, **kwargs: Any) -> list[tuple[Callable, Any]]:
         """Deliver ``sender`` (the payload) to every receiver; a raising receiver is
