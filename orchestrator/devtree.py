@@ -30,6 +30,7 @@ _TOKENS = (("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
            ("task.tokens_in", "task.tokens_out"),
            ("project.tokens_in", "project.tokens_out"),
            ("remediation.tokens_in", "remediation.tokens_out"))
+_ROUTINE_EVENTS = {"exception", "iteration_scored"}  # shown by the status / score already
 _COST = ("llm.cost_usd", "task.cost_usd", "project.cost_usd", "remediation.cost_usd")
 
 
@@ -75,7 +76,7 @@ def span_label(span: ReadableSpan) -> str:
     else:
         parts.append("[green]ok[/green]")
     if span.events:
-        counts = collections.Counter(e.name for e in span.events if e.name != "exception")
+        counts = collections.Counter(e.name for e in span.events if e.name not in _ROUTINE_EVENTS)
         if counts:
             parts.append("[magenta]" + ", ".join(
                 escape(name) + (f"×{n}" if n > 1 else "") for name, n in counts.items()) + "[/magenta]")
