@@ -493,3 +493,26 @@ def test_sampler_resolution():
     assert env_sampler.sampler_from_env and env_sampler.sample_rate is None
     flag = t.resolve_config(TracingConfig(enabled=True, sample_rate=0.5), {"OTEL_TRACES_SAMPLER": "always_off"})
     assert flag.sample_rate == 0.5 and not flag.sampler_from_env
+
+
+def test_dev_tree_shows_errors_and_notable_events(span_exporter):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from orchestrator.devtree import print_span_tree
+
+    with pytest.raises(KeyError):
+        with events.traced_project("p", "d"):
+            with traced_task("t1", "CODE"):
+                for _ in range(2):
+                    events.emit(events.validation_failed, validator="syntax", message="bad")
+                events.emit(events.iteration_scored, iteration=1, score=0.1, best_score=0.1)
+                raise KeyError("missing")
+    out = StringIO()
+    print_span_tree(span_exporter.get_finished_spans(), Console(file=out, width=300))
+    lines = out.getvalue().splitlines()
+    task_line = next(line for line in lines if "task:t1" in line)
+    assert "validation_failed×2" in task_line and "iteration_scored" not in task_line
+    assert "ERROR" in task_line and "KeyError" in task_line
+    assert lines[0].startswith("run_project") and "ERROR" in lines[0]
