@@ -53,6 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
+    obs = p.add_argument_group("observability")
+    obs.add_argument("--tracing", action="store_true",
+                     help="OpenTelemetry tracing (needs the 'tracing' extra); without --otlp-endpoint the span "
+                          "tree is printed after the summary")
+    obs.add_argument("--otlp-endpoint", metavar="URL", help="export spans over OTLP to this collector, e.g. "
+                                                            "http://127.0.0.1:4317 (implies --tracing)")
+    obs.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
+                     help="OTLP protocol (default: OTEL_EXPORTER_OTLP_PROTOCOL, else from the URL)")
+    obs.add_argument("--service-name", help="service.name resource attribute (default: OTEL_SERVICE_NAME, "
+                                            "else multi-llm-orchestrator)")
+    obs.add_argument("--sample-rate", type=float, help="trace sampling ratio 0..1 (default 1.0)")
+    obs.add_argument("--capture-content", action="store_true",
+                     help="record prompt and completion text in spans (off by default)")
+    obs.add_argument("--observer", action="append", default=[], metavar="SPEC",
+                     help="subscribe an observer: package.module:factory or an entry-point name of the "
+                          "'orchestrator.observers' group (repeatable)")
+    obs.add_argument("--events-jsonl", metavar="FILE", help="write every event as a JSON line to FILE")
+    obs.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
     return p
 
 

@@ -1,6 +1,11 @@
 """The Orchestrator: decompose a project into tasks, schedule the DAG, run each task's
 generate -> critique -> revise -> validate -> evaluate loop under a hard budget.
 
+Every model is checked against the task's policies before its first use (``policy``);
+failures - a call that fails, an output a validator rejects, a score below the threshold,
+a budget running low - go to the remediation engine, whose decision the loop carries out
+(``remediation``).
+
 The engine talks to the outside world only through the client (LLM calls) and the event
 bus (``orchestrator.events``); it never imports an observer or OpenTelemetry.
 """
@@ -14,7 +19,8 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from . import events
 from .api_clients import (
@@ -23,6 +29,7 @@ from .api_clients import (
     LLMCallError,
     TimeBudgetExceededError,
     UnifiedClient,
+    worst_case_input_tokens,
 )
 from .models import (
     Budget,
@@ -34,8 +41,19 @@ from .models import (
     TaskType,
     get_model,
 )
+from .policy import ModelProfile, Policy, PolicyEngine, PolicyResult, PolicySet, PolicyViolationError
+from .remediation import (
+    Decision,
+    RemediationConfig,
+    RemediationEngine,
+    Situation,
+    Strategy,
+    TaskRemediation,
+    Trigger,
+    adjust_prompt_instruction,
+)
 from .routing import Router
-from .validators import run_validators
+from .validators import ValidationResult, ValidatorConfig, run_validators
 
 logger = logging.getLogger("orchestrator.engine")
 
@@ -95,6 +113,54 @@ class _Round:
     score: float
     passed_validators: bool
     reasons: str = ""
+    model: str = ""
+    failed: tuple[str, ...] = ()  # the validators that rejected the output
+
+
+@dataclass
+class _TaskRun:
+    """One task's loop state: the model in use, the best round, the round in flight."""
+
+    task: Task
+    context: Mapping[str, str]
+    result: TaskResult
+    policies: tuple[Policy, ...]
+    remediation: TaskRemediation
+    candidates: list[str]
+    threshold: float                # lowered by degrade_threshold
+    model: str = ""
+    reviewers: list[str] = field(default_factory=list)
+    prompt: str = ""
+    system: str = ""
+    max_tokens: int = 0
+    tried: set[str] = field(default_factory=set)
+    checked: dict[str, PolicyResult] = field(default_factory=dict)
+    best: _Round | None = None
+    last: _Round | None = None      # the latest completed round
+    draft: str | None = None        # steps of the round in flight, kept across a retry
+    critique: str | None = None
+    revised: str | None = None
+    revised_by: str = ""
+    instruction: str = ""           # adjust_prompt: the failure spelled out for the next revise
+    skipped: set[str] = field(default_factory=set)
+    accepted: bool = False          # degrade_threshold accepted the best output
+    aborted: str | None = None
+    stopped: bool = False           # a failure nothing remedied, or money/time ran out
+    on_fail: tuple[str | None, str | None] = (None, None)
+    last_round_cost: float = 0.0
+
+    @property
+    def rounds_left(self) -> int:
+        return max(0, self.task.iterations_cap - self.result.iterations)
+
+    @property
+    def done(self) -> bool:
+        best = self.best
+        return bool(self.accepted or self.aborted or self.stopped or (
+            best is not None and best.passed_validators and best.score >= self.threshold))
+
+
+_NO_MODEL = object()  # fallback_model found no model
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,7 +311,17 @@ class Orchestrator:
         max_tasks: int | None = None,
         evaluation_samples: int = 2,
         project_tasks: list[Task] | None = None,
+        policies: PolicySet | list[Policy] | Mapping[str, Any] | None = None,
+        remediation: RemediationConfig | RemediationEngine | Mapping[str, Any] | None = None,
+        validators: ValidatorConfig | Mapping[str, Any] | None = None,
+        policy_engine: PolicyEngine | None = None,
     ) -> None:
+        """``policies``: a :class:`~orchestrator.policy.PolicySet`, a list of
+        :class:`~orchestrator.policy.Policy` (global ones), or policy-file-shaped data.
+        ``remediation``: a :class:`~orchestrator.remediation.RemediationConfig`, its data,
+        or a :class:`~orchestrator.remediation.RemediationEngine`.  ``validators``: a
+        :class:`~orchestrator.validators.ValidatorConfig` or its data.  Bad data raises
+        a one-line :class:`~orchestrator._config_errors.ConfigError` (a ValueError)."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.budget = budget or Budget()
@@ -256,6 +332,12 @@ class Orchestrator:
         self.max_tasks = max_tasks
         self.evaluation_samples = max(1, evaluation_samples)
         self.project_tasks = project_tasks
+        self.policies = PolicySet.coerce(policies)
+        self.policy_engine = policy_engine or PolicyEngine()
+        self.remediation = RemediationEngine.coerce(remediation)
+        self.validators = ValidatorConfig.coerce(validators)
+        self._sleep = getattr(self.client, "_sleep", None) or asyncio.sleep  # auto_retry's pause
+        self._latency_ms: dict[str, float] = {}  # observed per model (moving average), for policies
         self._stop_reason: str | None = None  # "budget" or "time" once either ran out
         self._project_brief = ""
 
@@ -273,6 +355,8 @@ class Orchestrator:
         with events.traced_project(project_id, project_description, success_criteria,
                                    self.budget.max_usd, self.budget.max_time_seconds) as span:
             try:
+                if self.policies:
+                    self._preflight()
                 if self.project_tasks:
                     tasks, notes = sanitize_tasks([t.to_dict() for t in self.project_tasks],
                                                   len(self.project_tasks))  # given tasks are not clamped
@@ -294,6 +378,35 @@ class Orchestrator:
                     "project.task_count": len(state.tasks),
                 })
         return state
+
+    # -- policies --------------------------------------------------------------------
+    def _preflight(self) -> None:
+        """Stop before spending anything when the policies leave the project nothing to
+        run: no compliant usable model for any explicit task, or for any task type when
+        the project is to be decomposed.  (A silent feasibility check: the real checks,
+        with their events, happen when a model is about to be used.)"""
+        engine = self.policy_engine
+        if self.project_tasks:
+            groups = [(f"task {t.id}", self.policies.for_task(t), self.router.candidates(t.type))
+                      for t in self.project_tasks]
+        else:
+            groups = [(f"task type {tt.value}", self.policies.for_type(tt), self.router.candidates(tt))
+                      for tt in TaskType]
+        details = []
+        for label, policies, candidates in groups:
+            results = [engine.evaluate(m, self._profile(m), policies) for m in candidates]
+            if not candidates or any(r.passed for r in results):
+                return
+            details.append(f"{label}: " + "; ".join(f"{r.model}: {r.reason}" for r in results[:4]))
+        names = ", ".join(sorted({p.name for p in self.policies.global_policies}
+                                 | {p.name for v in self.policies.by_task_type.values() for p in v}
+                                 | {p.name for v in self.policies.by_task.values() for p in v}))
+        more = f" | and {len(details) - 3} more" if len(details) > 3 else ""
+        raise PolicyViolationError(f"project: no usable model satisfies the policies {names} for any task; "
+                                   f"nothing was run: {' | '.join(details[:3])}{more}")
+
+    def _profile(self, model: str) -> ModelProfile:
+        return ModelProfile.from_catalog(model, self._latency_ms.get(model))
 
     def _restore_explicit_settings(self, tasks: list[Task]) -> None:
         given = {t.id: t for t in self.project_tasks or []}
@@ -324,6 +437,16 @@ class Orchestrator:
         if not planners:
             raise RuntimeError("no usable model: set a provider key or install the 'local' extra")
         planner = planners[0]
+        policies = self.policies.for_project()
+        if policies:  # the planner gets the project description: the global policies apply
+            results = []
+            for candidate in planners:
+                results.append(self.policy_engine.check(candidate, self._profile(candidate), policies))
+                if results[-1].passed:
+                    break
+            if not results[-1].passed:
+                raise PolicyViolationError.for_candidates(None, policies, results, "project (decomposition)")
+            planner = results[-1].model
         max_tasks = self.max_tasks or (LOCAL_PLANNER_MAX_TASKS if get_model(planner).is_local else MAX_TASKS)
         schema = decomposition_schema(max_tasks)
         system = ("You are a software project planner. Split the project into small, concrete tasks. "
@@ -429,29 +552,86 @@ class Orchestrator:
             return result
 
     async def _task_loop(self, task: Task, context: Mapping[str, str], result: TaskResult) -> None:
-        candidates = self.router.candidates(task.type)
-        if not candidates:
+        run = _TaskRun(task, context, result, self.policies.for_task(task) if self.policies else (),
+                       self.remediation.for_task(task.id), self.router.candidates(task.type), task.threshold)
+        if not run.candidates:
             result.status, result.error = TaskStatus.FAILED, "no usable model for this task type"
             return
-        best: _Round | None = None
-        while candidates:
-            model = candidates.pop(0)
-            try:
-                best = await self._iterate(task, context, result, model, best)
+        if not self._switch_model(run):
+            result.status, result.error = TaskStatus.FAILED, str(self._policy_error(run))
+            return
+        try:
+            await self._rounds(run)
+        except _StopTask as exc:  # raised while a remediation scored an output
+            self._stop(run, exc.kind, str(exc))
+        self._conclude(run)
+
+    async def _rounds(self, run: _TaskRun) -> None:
+        """Rounds until the threshold, a plateau, the iteration cap, an abort, or the
+        money/time for a round runs out; every trigger goes to the remediation engine."""
+        task, result = run.task, run.result
+        loop = asyncio.get_running_loop()
+        action: Decision | None = None
+        round_seconds = 0.0
+        stalls, previous = 0, None
+        while not run.done:
+            if result.iterations >= task.iterations_cap:
                 break
-            except LLMCallError as exc:
-                result.error = str(exc)
-                candidates = [c for c in candidates if self.client.is_usable(c)]
-                if candidates:
-                    result.fallback_count += 1
-                    logger.info("task %s: %s failed (%s); falling back to %s", task.id, model,
-                                exc.error_type, candidates[0])
-            except _StopTask as exc:
-                self._stop_reason = self._stop_reason or exc.kind
-                result.error = str(exc)
+            if result.iterations and round_seconds > self.budget.remaining_seconds:
+                self._stop(run, "time", "not enough time left for another round")
                 break
+            if action is None and self._budget_low(run):
+                action = await self._on_trigger(run, self._situation(
+                    run, Trigger.BUDGET_LOW, f"${self.budget.remaining_usd:.6f} left, the last round cost "
+                                             f"${run.last_round_cost:.6f}", cheaper=True))
+                if run.done:
+                    break
+            started, spent_before = loop.time(), result.cost_usd
+            pending, action = action, None
+            outcome = await self._round_with(run, pending)
+            if outcome is _NO_MODEL:  # fallback_model found nothing: ask again without it
+                assert pending is not None
+                action = await self._on_trigger(run, replace(pending.situation, has_fallback=False),
+                                                *run.on_fail)
+                continue
+            if isinstance(outcome, LLMCallError):
+                action = await self._on_trigger(run, self._situation(
+                    run, Trigger.LLM_ERROR, str(outcome), transient=bool(outcome.last.transient)), str(outcome))
+                continue
+            if isinstance(outcome, _StopTask):
+                if outcome.kind == "budget":
+                    action = await self._on_trigger(run, self._situation(
+                        run, Trigger.BUDGET_LOW, str(outcome), cheaper=True), str(outcome), "budget")
+                else:
+                    self._stop(run, outcome.kind, str(outcome))
+                continue
+            current: _Round = outcome  # type: ignore[assignment]
+            round_seconds = loop.time() - started
+            run.last_round_cost = result.cost_usd - spent_before
+            self._record_round(run, current)
+            if run.done:
+                break
+            if current.passed_validators:
+                if previous is not None and abs(current.score - previous) < PLATEAU_DELTA:
+                    stalls += 1
+                    if stalls >= 2:
+                        break
+                else:
+                    stalls = 0
+                previous = current.score
+                if current.score < run.threshold:
+                    action = await self._on_trigger(run, self._situation(
+                        run, Trigger.SCORE_BELOW_THRESHOLD, current.reasons, score=current.score))
+            else:
+                action = await self._on_trigger(run, self._situation(
+                    run, Trigger.VALIDATION_FAILED, current.reasons, failed=current.failed))
+
+    def _conclude(self, run: _TaskRun) -> None:
+        task, result, best = run.task, run.result, run.best
+        result.model_used = best.model if best is not None and best.model else run.model
         if best is None:
             result.status = TaskStatus.FAILED
+            result.error = result.error or "no output"
             return
         result.output, result.score = best.output, best.score
         result.deterministic_check_passed = best.passed_validators
@@ -463,10 +643,278 @@ class Orchestrator:
             result.status = TaskStatus.FAILED
             result.error = result.error or "no output passed the validators"
 
+    def _stop(self, run: _TaskRun, kind: str, message: str) -> None:
+        """Money or time ran out: the task stops, and the run will not start new tasks."""
+        self._stop_reason = self._stop_reason or kind
+        run.result.error = message
+        run.stopped = True
+
+    def _record_round(self, run: _TaskRun, current: _Round) -> None:
+        best = run.best
+        if best is None or current.score > best.score or (not best.passed_validators and current.passed_validators):
+            run.best = best = current
+        run.last = current
+        events.emit(events.iteration_scored, iteration=run.result.iterations, score=current.score,
+                    best_score=best.score)
+
+    # -- models and policies ---------------------------------------------------------
+    def _switch_model(self, run: _TaskRun, cheaper: bool = False) -> bool:
+        """Move to the next untried, usable candidate that passes the task's policies (a
+        cheaper one when asked).  False when there is none."""
+        limit = None
+        if cheaper and run.model:
+            current = get_model(run.model)
+            limit = current.input_per_m + current.output_per_m
+        for candidate in run.candidates:
+            if candidate in run.tried or not self.client.is_usable(candidate):
+                continue
+            if limit is not None:
+                info = get_model(candidate)
+                if info.input_per_m + info.output_per_m >= limit:
+                    continue
+            run.tried.add(candidate)
+            if not self._allowed(run, candidate):
+                continue
+            self._use_model(run, candidate)
+            return True
+        return False
+
+    def _use_model(self, run: _TaskRun, model: str) -> None:
+        info = get_model(model)
+        run.model = model
+        run.reviewers = self.router.reviewer_candidates(model, run.task.type)
+        run.max_tokens = min(run.task.output_tokens_cap, info.max_output_tokens)
+        run.prompt = self._task_prompt(run.task, run.context, model, run.max_tokens)
+        run.system = _SYSTEM_PROMPTS.get(run.task.type, _SYSTEM_PROMPTS[TaskType.COMPLEX_REASONING])
+        run.result.model_used, run.result.reviewer_model = model, run.reviewers[0]
+
+    def _allowed(self, run: _TaskRun, model: str) -> bool:
+        """Policy check of ``model`` for the task (once per task and model; each check is a
+        policy_check pair).  No policies: allowed, nothing sent."""
+        if not run.policies:
+            return True
+        checked = run.checked.get(model)
+        if checked is None:
+            call_cost, task_cost = self._estimates(run, model)
+            checked = run.checked[model] = self.policy_engine.check(
+                model, self._profile(model), run.policies, call_cost_usd=call_cost, task_cost_usd=task_cost)
+        return checked.passed
+
+    def _estimates(self, run: _TaskRun, model: str) -> tuple[float, float]:
+        """Worst-case cost of one call of the task on ``model`` (prompt, context, the
+        previous answer and a review, full output) and of the task (one generate and one
+        revise per round, plus what the task spent already)."""
+        info = get_model(model)
+        task = run.task
+        max_tokens = min(task.output_tokens_cap, info.max_output_tokens)
+        context = sum(len(v.encode("utf-8")) for v in run.context.values())
+        input_tokens = (worst_case_input_tokens(_SYSTEM_PROMPTS.get(task.type, ""), task.prompt)
+                        + len(self._project_brief.encode("utf-8")) + context + 2 * max_tokens)
+        call = info.cost(min(input_tokens, info.context_window), max_tokens)
+        return call, run.result.cost_usd + call * (1 + task.iterations_cap)
+
+    def _policy_error(self, run: _TaskRun) -> PolicyViolationError | str:
+        if not run.policies:
+            return "no usable model for this task type"
+        return PolicyViolationError.for_candidates(run.task.id, run.policies, list(run.checked.values()))
+
+    def _has_fallback(self, run: _TaskRun, cheaper: bool = False) -> bool:
+        limit = None
+        if cheaper and run.model:
+            current = get_model(run.model)
+            limit = current.input_per_m + current.output_per_m
+        for candidate in run.candidates:
+            if candidate in run.tried or not self.client.is_usable(candidate):
+                continue
+            if candidate in run.checked and not run.checked[candidate].passed:
+                continue
+            if limit is not None:
+                info = get_model(candidate)
+                if info.input_per_m + info.output_per_m >= limit:
+                    continue
+            return True
+        return False
+
+    # -- remediation -----------------------------------------------------------------
+    def _budget_low(self, run: _TaskRun) -> bool:
+        rounds = self.remediation.config.budget_low_rounds
+        return run.last_round_cost > 0 and self.budget.remaining_usd < rounds * run.last_round_cost
+
+    def _situation(self, run: _TaskRun, trigger: Trigger, detail: str = "", *, transient: bool = False,
+                   cheaper: bool = False, failed: tuple[str, ...] = (), score: float = 0.0) -> Situation:
+        best = run.best
+        return Situation(
+            trigger=trigger, detail=detail[:600], rounds_left=run.rounds_left, transient=transient,
+            has_fallback=self._has_fallback(run, cheaper),
+            best_passed=bool(best is not None and best.passed_validators and best.output.strip()),
+            best_score=best.score if best is not None else 0.0, score=score, threshold=run.threshold,
+            failed_validators=failed,
+            skippable_validators=frozenset(v for p in run.policies for v in p.skippable_validators),
+            time_left_seconds=self.budget.remaining_seconds,
+        )
+
+    async def _on_trigger(self, run: _TaskRun, situation: Situation, fatal: str | None = None,
+                          stop_kind: str | None = None) -> Decision | None:
+        """Ask the remediation engine and do what it decides.  Returns the decision when
+        it is carried out by the next round (auto_retry, fallback_model, adjust_prompt);
+        the others are done here.  When nothing is decided and the loop cannot go on
+        (``fatal``: a failed call, a refused one), the task stops with that error."""
+        run.on_fail = (fatal, stop_kind)
+        decision = run.remediation.decide(situation)
+        if decision is None:
+            if fatal is not None and not run.done:
+                if stop_kind:
+                    self._stop(run, stop_kind, fatal)
+                else:
+                    run.result.error = fatal
+                    run.stopped = True
+            return None
+        logger.info("task %s: %s -> %s (attempt %d)", run.task.id, situation.trigger.value,
+                    decision.strategy.value, decision.attempt)
+        if decision.runs_round:
+            return decision
+        with self.remediation.attempt(decision) as attempt:
+            if decision.strategy == Strategy.ABORT_TASK:
+                run.aborted = f"aborted by remediation after {situation.trigger.value}: {situation.detail[:300]}"
+                run.result.error = run.aborted
+                attempt.success = True
+            elif decision.strategy == Strategy.DEGRADE_THRESHOLD:
+                assert decision.new_threshold is not None
+                run.threshold = decision.new_threshold
+                attempt.set_attribute("remediation.threshold", run.threshold)
+                best = run.best
+                if best is not None and best.passed_validators and best.score >= run.threshold:
+                    run.accepted = attempt.success = True
+            elif decision.strategy == Strategy.SKIP_VALIDATOR:
+                attempt.set_attribute("remediation.skipped_validators", list(decision.skip))
+                attempt.success = await self._skip_validators(run, decision)
+        if fatal is not None and not run.done:  # the failed call is still unanswered
+            if stop_kind:
+                self._stop(run, stop_kind, fatal)
+            else:
+                run.result.error = fatal
+                run.stopped = True
+        return None
+
+    async def _round_with(self, run: _TaskRun, decision: Decision | None) -> object:
+        """The next round; inside the remediation pair when a decision asked for it."""
+        if decision is None:
+            return await self._round_outcome(run)
+        before = run.best.score if run.best is not None else 0.0
+        with self.remediation.attempt(decision) as attempt:
+            if decision.strategy == Strategy.AUTO_RETRY:
+                if decision.delay_seconds > 0:
+                    await self._sleep(decision.delay_seconds)
+            elif decision.strategy == Strategy.FALLBACK_MODEL:
+                previous = run.model
+                if not self._switch_model(run, cheaper=decision.trigger == Trigger.BUDGET_LOW):
+                    return _NO_MODEL
+                run.result.fallback_count += 1
+                attempt.set_attribute("remediation.from_model", previous)
+                attempt.set_attribute("remediation.to_model", run.model)
+                logger.info("task %s: falling back from %s to %s", run.task.id, previous, run.model)
+            elif decision.strategy == Strategy.ADJUST_PROMPT:
+                run.instruction = adjust_prompt_instruction(decision.situation)
+            outcome = await self._round_outcome(run)
+            if isinstance(outcome, _Round):
+                if decision.trigger == Trigger.VALIDATION_FAILED:
+                    attempt.success = outcome.passed_validators
+                elif decision.trigger == Trigger.SCORE_BELOW_THRESHOLD:
+                    attempt.success = outcome.passed_validators and outcome.score > before
+                else:
+                    attempt.success = True
+        return outcome
+
+    async def _skip_validators(self, run: _TaskRun, decision: Decision) -> bool:
+        """skip_validator: stop running the skipped validators for this task and score the
+        latest output without them."""
+        run.skipped.update(decision.skip)
+        last = run.last
+        if last is None:
+            return False
+        failed = [c for c in await self._validate(run, last.output) if not c.passed]
+        if failed:
+            self._emit_failures(failed, run.result.iterations)
+            return False
+        try:
+            score, reasons = await self._with_reviewer(
+                run, lambda rv: self._evaluate(run.result, rv, run.task, last.output))
+        except LLMCallError:
+            return False
+        self._record_round(run, _Round(last.output, score, True, reasons, last.model))
+        return True
+
+    # -- one round -------------------------------------------------------------------
+    async def _round_outcome(self, run: _TaskRun) -> object:
+        try:
+            return await self._round(run)
+        except (LLMCallError, _StopTask) as exc:
+            return exc
+
+    async def _round(self, run: _TaskRun) -> _Round:
+        """generate (first round) -> critique -> revise -> validate -> evaluate.  Steps done
+        before a failure are kept in ``run`` so a retried round resumes after them."""
+        task, result, model = run.task, run.result, run.model
+        iteration = result.iterations + 1
+        if run.draft is None:
+            if run.best is None:
+                run.draft = (await self._call(result, model, run.prompt, system=run.system,
+                                              max_tokens=run.max_tokens, temperature=0.3,
+                                              call_type="generate")).text
+            else:
+                run.draft = run.best.output
+        draft = run.draft
+        if run.critique is None:
+            feedback = run.best.reasons if run.best is not None else ""
+            critique_prompt = (f"Task:\n{task.prompt}\n\nAnswer to review:\n{draft}\n\n"
+                               + (f"Earlier evaluation: {feedback}\n\n" if feedback else "")
+                               + "List the concrete problems of this answer and how to fix them. Be brief.")
+            run.critique = (await self._with_reviewer(run, lambda rv: self._call(
+                result, rv, critique_prompt, system="You are a strict, precise reviewer.",
+                max_tokens=min(CRITIQUE_MAX_TOKENS, run.max_tokens), temperature=0.2,
+                call_type="critique", variant=iteration))).text
+        if run.revised is None:
+            instruction = f"{run.instruction}\n\n" if run.instruction else ""
+            run.revised = (await self._call(
+                result, model,
+                f"{run.prompt}\n\nYour previous answer:\n{draft}\n\nReview:\n{run.critique}\n\n"
+                f"{instruction}Write the improved, complete answer.",
+                system=run.system, max_tokens=run.max_tokens, temperature=0.3, call_type="revise",
+                variant=iteration)).text
+            run.revised_by = model
+        revised = run.revised
+        failed = [c for c in await self._validate(run, revised) if not c.passed]
+        self._emit_failures(failed, iteration)
+        if failed:
+            current = _Round(revised, 0.0, False, "; ".join(f"{c.validator}: {c.message}" for c in failed),
+                             run.revised_by, tuple(c.validator for c in failed))
+        else:
+            score, reasons = await self._with_reviewer(
+                run, lambda rv: self._evaluate(result, rv, task, revised))
+            current = _Round(revised, score, True, reasons, run.revised_by)
+        result.iterations = iteration
+        run.draft = run.critique = run.revised = None
+        run.instruction = ""
+        return current
+
+    async def _validate(self, run: _TaskRun, output: str) -> list[ValidationResult]:
+        # in a thread: the pytest and ruff validators run subprocesses
+        return await asyncio.to_thread(run_validators, output, run.task, self.validators, skip=run.skipped)
+
+    @staticmethod
+    def _emit_failures(failed: list[ValidationResult], iteration: int) -> None:
+        for check in failed:
+            events.emit(events.validation_failed, validator=check.validator, message=check.message[:300],
+                        iteration=iteration)
+
     def _account(self, result: TaskResult, response: APIResponse) -> None:
         result.cost_usd += response.cost_usd
         result.input_tokens += response.input_tokens
         result.output_tokens += response.output_tokens
+        if not response.cached:
+            seen = self._latency_ms.get(response.model)
+            self._latency_ms[response.model] = (response.latency_ms if seen is None
+                                                else 0.7 * seen + 0.3 * response.latency_ms)
 
     async def _call(self, result: TaskResult, model: str, prompt: str, *, system: str, max_tokens: int,
                     temperature: float, call_type: str, json_schema: dict | None = None,
@@ -500,84 +948,24 @@ class Orchestrator:
             parts.append(f"### Output of {dep_id}\n{text}")
         return "Context from earlier tasks:\n" + "\n\n".join(parts) + f"\n\n### Your task\n{prompt}"
 
-    async def _iterate(self, task: Task, context: Mapping[str, str], result: TaskResult, model: str,
-                       best: _Round | None) -> _Round | None:
-        """Rounds of critique -> revise -> validate -> evaluate on ``model`` until the
-        threshold, a plateau, the iteration cap, or the money/time for a round runs out."""
-        info = get_model(model)
-        reviewers = self.router.reviewer_candidates(model, task.type)
-        result.model_used, result.reviewer_model = model, reviewers[0]
-        max_tokens = min(task.output_tokens_cap, info.max_output_tokens)
-        prompt = self._task_prompt(task, context, model, max_tokens)
-        system = _SYSTEM_PROMPTS.get(task.type, _SYSTEM_PROMPTS[TaskType.COMPLEX_REASONING])
-        stalls, previous = 0, None
-        round_seconds = 0.0
-        loop = asyncio.get_running_loop()
-        while result.iterations < task.iterations_cap:
-            if result.iterations and round_seconds > self.budget.remaining_seconds:
-                raise _StopTask("not enough time left for another round", "time")
-            started = loop.time()
-            result.iterations += 1
-            iteration = result.iterations
-            if best is None:
-                draft = (await self._call(result, model, prompt, system=system, max_tokens=max_tokens,
-                                          temperature=0.3, call_type="generate")).text
-                feedback = ""
-            else:
-                draft, feedback = best.output, best.reasons
-            critique_prompt = (f"Task:\n{task.prompt}\n\nAnswer to review:\n{draft}\n\n"
-                               + (f"Earlier evaluation: {feedback}\n\n" if feedback else "")
-                               + "List the concrete problems of this answer and how to fix them. Be brief.")
-            critique = (await self._with_reviewer(result, reviewers, lambda rv, p=critique_prompt, i=iteration: (
-                self._call(result, rv, p, system="You are a strict, precise reviewer.",
-                           max_tokens=min(CRITIQUE_MAX_TOKENS, max_tokens), temperature=0.2,
-                           call_type="critique", variant=i)))).text
-            revised = (await self._call(
-                result, model,
-                f"{prompt}\n\nYour previous answer:\n{draft}\n\nReview:\n{critique}\n\n"
-                "Write the improved, complete answer.",
-                system=system, max_tokens=max_tokens, temperature=0.3, call_type="revise",
-                variant=iteration)).text
-            checks = run_validators(revised, task)
-            failed = [c for c in checks if not c.passed]
-            for check in failed:
-                events.emit(events.validation_failed, validator=check.validator, message=check.message[:300],
-                            iteration=iteration)
-            if failed:
-                current = _Round(revised, 0.0, False, "; ".join(f"{c.validator}: {c.message}" for c in failed))
-            else:
-                score, reasons = await self._with_reviewer(
-                    result, reviewers, lambda rv, out=revised: self._evaluate(result, rv, task, out))
-                current = _Round(revised, score, True, reasons)
-            if best is None or current.score > best.score or (not best.passed_validators and
-                                                              current.passed_validators):
-                best = current
-            events.emit(events.iteration_scored, iteration=iteration, score=current.score,
-                        best_score=best.score)
-            round_seconds = loop.time() - started
-            if best.passed_validators and best.score >= task.threshold:
-                break
-            if previous is not None and abs(current.score - previous) < PLATEAU_DELTA:
-                stalls += 1
-                if stalls >= 2:
-                    break
-            else:
-                stalls = 0
-            previous = current.score
-        return best
-
-    async def _with_reviewer(self, result: TaskResult, reviewers: list[str], make_call):
-        """Run a critic/evaluator call, moving to the next reviewer when one fails; the
-        task's own model is the last reviewer and its failure is the task model's failure."""
+    async def _with_reviewer(self, run: _TaskRun, make_call):
+        """Run a critic/evaluator call on the first reviewer the policies allow, moving to
+        the next when one fails; the task's own model is the last reviewer and its failure
+        is the task model's failure."""
+        reviewers = run.reviewers
         while True:
+            reviewer = reviewers[0]
+            if len(reviewers) > 1 and reviewer != run.model and not self._allowed(run, reviewer):
+                reviewers.pop(0)
+                continue
+            run.result.reviewer_model = reviewer
             try:
-                return await make_call(reviewers[0])
+                return await make_call(reviewer)
             except LLMCallError as exc:
                 if len(reviewers) == 1:
                     raise
-                logger.info("reviewer %s failed (%s); using %s", reviewers[0], exc.error_type, reviewers[1])
+                logger.info("reviewer %s failed (%s); using %s", reviewer, exc.error_type, reviewers[1])
                 reviewers.pop(0)
-                result.reviewer_model = reviewers[0]
 
     async def _evaluate(self, result: TaskResult, evaluator: str, task: Task, output: str) -> tuple[float, str]:
         samples = 1 if get_model(evaluator).is_local else self.evaluation_samples

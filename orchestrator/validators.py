@@ -1,19 +1,56 @@
 """Deterministic validators: the hard gate an output passes before it is scored.
 
-A validator is a plain function ``(output, task) -> ValidationResult``; a failure scores
-the round 0 whatever the evaluator would have said, because an LLM judge cannot be
-trusted to notice that code does not parse.
+A validator is a function ``(output, task, **options) -> ValidationResult``; a failure
+scores the round 0 whatever the evaluator would have said, because an LLM judge cannot be
+trusted to notice that code does not parse or that its tests fail.
+
+Built in:
+
+* ``not_empty`` - the answer has non-blank text.
+* ``python_syntax`` - the answer's Python code (fenced blocks, or the bare text) parses.
+* ``json`` - the answer is JSON; ``schema`` (optional) is a JSON schema it must match.
+* ``length`` - ``min_chars``/``max_chars``/``min_words``/``max_words``.
+* ``ruff`` - ``ruff check`` finds nothing (rules ``select``, default the fatal set
+  ``E9,F63,F7,F82``: syntax errors, undefined names); passes with a note when ruff is not
+  installed.
+* ``pytest`` - runs the tests the answer contains (code blocks defining ``test_*``),
+  or, when it has none, an import smoke test of its code; in a temporary directory, in a
+  subprocess, killed at ``timeout`` seconds, without network access (see
+  :func:`run_isolated`), with an environment holding no API key.
+
+Each task type has default validators (:data:`DEFAULT_VALIDATORS`); a
+:class:`ValidatorConfig` (the project file's ``validators`` key) changes them per task
+type or per task.  The cheap validators run first; the expensive ones (``pytest``,
+``ruff``) only when every cheap one passed.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from ._config_errors import ConfigError, unknown
 from .models import Task, TaskType
+
+__all__ = [
+    "ValidationResult", "ValidatorSpec", "ValidatorConfig", "VALIDATORS", "DEFAULT_VALIDATORS",
+    "extract_code", "extract_json_text", "python_syntax", "json_valid", "not_empty", "length",
+    "ruff_check", "pytest_check", "run_validators", "validators_for", "validator_names",
+    "register_validator", "run_isolated", "network_namespace_available", "ConfigError",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +60,7 @@ class ValidationResult:
     message: str = ""
 
 
-Validator = Callable[[str, Task], ValidationResult]
+Validator = Callable[..., ValidationResult]
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -35,10 +72,20 @@ def extract_code(output: str, languages: tuple[str, ...] = ("python", "py", ""))
     return "\n\n".join(blocks) if blocks else output
 
 
+def code_blocks(output: str, languages: tuple[str, ...] = ("python", "py", "")) -> list[str]:
+    """The fenced blocks one by one, or ``[output]`` when the answer has no fences."""
+    blocks = [body for lang, body in _FENCE.findall(output) if lang.lower() in languages]
+    return blocks if blocks else [output]
+
+
 def extract_json_text(output: str) -> str:
     blocks = [body for lang, body in _FENCE.findall(output) if lang.lower() in ("json", "")]
     return blocks[0] if blocks else output.strip()
 
+
+# ---------------------------------------------------------------------------------------
+# Cheap validators
+# ---------------------------------------------------------------------------------------
 
 def python_syntax(output: str, task: Task | None = None) -> ValidationResult:
     code = extract_code(output)
@@ -51,11 +98,19 @@ def python_syntax(output: str, task: Task | None = None) -> ValidationResult:
     return ValidationResult("python_syntax", True)
 
 
-def json_valid(output: str, task: Task | None = None) -> ValidationResult:
+def json_valid(output: str, task: Task | None = None, *, schema: Mapping[str, Any] | None = None) -> ValidationResult:
     try:
-        json.loads(extract_json_text(output))
+        data = json.loads(extract_json_text(output))
     except ValueError as exc:
         return ValidationResult("json", False, f"invalid JSON: {exc}")
+    if schema is not None:
+        import jsonschema
+
+        validator_cls = jsonschema.validators.validator_for(schema)
+        error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(data))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            return ValidationResult("json", False, f"schema: {where}: {error.message[:300]}")
     return ValidationResult("json", True)
 
 
@@ -64,22 +119,548 @@ def not_empty(output: str, task: Task | None = None) -> ValidationResult:
     return ValidationResult("not_empty", ok, "" if ok else "empty answer")
 
 
-VALIDATORS: dict[str, Validator] = {
-    "python_syntax": python_syntax,
-    "json": json_valid,
-    "not_empty": not_empty,
+def length(output: str, task: Task | None = None, *, min_chars: int | None = None, max_chars: int | None = None,
+           min_words: int | None = None, max_words: int | None = None) -> ValidationResult:
+    chars, words = len(output.strip()), len(output.split())
+    for value, limit, what, cmp in ((chars, min_chars, "characters", "fewer"), (chars, max_chars, "characters", "more"),
+                                    (words, min_words, "words", "fewer"), (words, max_words, "words", "more")):
+        if limit is None:
+            continue
+        if (cmp == "fewer" and value < limit) or (cmp == "more" and value > limit):
+            key = f"{'min' if cmp == 'fewer' else 'max'}_{'chars' if what == 'characters' else 'words'}"
+            return ValidationResult("length", False, f"answer has {value} {what}, {cmp} than {key} {limit}")
+    return ValidationResult("length", True)
+
+
+# ---------------------------------------------------------------------------------------
+# Subprocess validators: ruff and pytest
+# ---------------------------------------------------------------------------------------
+
+def _ruff_executable() -> str | None:
+    sibling = Path(sys.executable).with_name("ruff")
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    found = shutil.which("ruff")
+    if found:
+        return found
+    try:
+        from ruff.__main__ import find_ruff_bin  # type: ignore[import-not-found]
+
+        return str(find_ruff_bin())
+    except Exception:  # noqa: BLE001 - not installed, or an unexpected layout
+        return None
+
+
+RUFF_DEFAULT_SELECT = ("E9", "F63", "F7", "F82")
+
+
+def ruff_check(output: str, task: Task | None = None, *, select: Iterable[str] | str = RUFF_DEFAULT_SELECT,
+               timeout: float = 30.0) -> ValidationResult:
+    exe = _ruff_executable()
+    if exe is None:
+        return ValidationResult("ruff", True, "skipped: ruff is not installed")
+    code = extract_code(output)
+    if not code.strip():
+        return ValidationResult("ruff", False, "no code in the answer")
+    rules = select if isinstance(select, str) else ",".join(select)
+    cmd = [exe, "check", "--isolated", "--no-cache", "--output-format", "concise", "--select", rules,
+           "--stdin-filename", "solution.py", "-"]
+    try:
+        proc = subprocess.run(cmd, input=code, capture_output=True, text=True, timeout=timeout,
+                              env=_clean_env(tempfile.gettempdir()))
+    except subprocess.TimeoutExpired:
+        return ValidationResult("ruff", False, f"ruff timed out after {timeout:g}s")
+    if proc.returncode == 0:
+        return ValidationResult("ruff", True)
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("solution.py:")]
+    if not lines:
+        return ValidationResult("ruff", False, f"ruff failed: {(proc.stderr or proc.stdout).strip()[:300]}")
+    more = f" (+{len(lines) - 3} more)" if len(lines) > 3 else ""
+    return ValidationResult("ruff", False, "; ".join(ln.removeprefix("solution.py:") for ln in lines[:3]) + more)
+
+
+_GUARD_SOURCE = textwrap.dedent('''\
+    """Written by the orchestrator's pytest validator: no network from Python code."""
+    import errno as _errno
+    import socket as _socket
+
+    _MESSAGE = "network access is disabled in the orchestrator's pytest validator"
+    _INET = {_socket.AF_INET, getattr(_socket, "AF_INET6", _socket.AF_INET)}
+
+
+    def _deny(*args, **kwargs):
+        raise PermissionError(_errno.EACCES, _MESSAGE)
+
+
+    def _guard(name):
+        original = getattr(_socket.socket, name)
+
+        def guarded(self, *args, **kwargs):
+            if self.family in _INET:
+                _deny()
+            return original(self, *args, **kwargs)
+
+        guarded.__name__ = name
+        setattr(_socket.socket, name, guarded)
+
+
+    for _name in ("connect", "connect_ex", "sendto", "sendmsg"):
+        _guard(_name)
+    for _name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "create_connection"):
+        setattr(_socket, _name, _deny)
+    ''')
+
+
+@functools.lru_cache(maxsize=1)
+def _namespace_prefix() -> tuple[str, ...] | None:
+    """``unshare`` arguments that run a command in a new, empty network namespace (only a
+    loopback interface, down), or None where Linux namespaces are not available."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        return None
+    for prefix in ((exe, "-rn"), (exe, "-n")):
+        try:
+            probe = subprocess.run([*prefix, sys.executable, "-S", "-c", "pass"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+def network_namespace_available() -> bool:
+    """True when subprocesses can be put in an empty network namespace (``unshare``)."""
+    return _namespace_prefix() is not None
+
+
+def _clean_env(home: str, pythonpath: str | None = None) -> dict[str, str]:
+    """No API key, proxy or user setting reaches generated code."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "TMPDIR": home,
+           "LANG": os.environ.get("LANG", "C.UTF-8"), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONNOUSERSITE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "NO_COLOR": "1"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class IsolatedRun:
+    returncode: int | None
+    output: str
+    timed_out: bool
+    isolation: str  # "namespace+guard", "guard" or "none"
+
+
+def run_isolated(argv: list[str], workdir: str, *, timeout: float, isolation: str = "auto") -> IsolatedRun:
+    """Run ``argv`` in ``workdir`` with no network and a clean environment; kill its
+    whole process group at ``timeout`` seconds.
+
+    ``isolation``: ``auto`` - an empty network namespace (``unshare -rn``) when
+    available, always plus a ``sitecustomize`` that makes Python's socket connects,
+    sends and name lookups raise; ``namespace`` - require the namespace; ``guard`` - the
+    Python guard only; ``none`` - no network restriction (opt-in escape hatch).
+    """
+    if isolation not in ISOLATION_MODES:
+        raise ValueError(unknown("isolation", isolation, ISOLATION_MODES))
+    guard_dir = None
+    label = "none"
+    prefix: tuple[str, ...] = ()
+    if isolation != "none":
+        guard_dir = Path(workdir) / ".netguard"
+        guard_dir.mkdir(exist_ok=True)
+        (guard_dir / "sitecustomize.py").write_text(_GUARD_SOURCE, encoding="utf-8")
+        label = "guard"
+        if isolation in ("auto", "namespace"):
+            ns = _namespace_prefix()
+            if ns is not None:
+                prefix, label = ns, "namespace+guard"
+            elif isolation == "namespace":
+                return IsolatedRun(None, "network namespace isolation is not available here (unshare -rn failed)",
+                                   False, "none")
+    pythonpath = os.pathsep.join(p for p in (str(guard_dir) if guard_dir else "", workdir) if p)
+    env = _clean_env(workdir, pythonpath)
+    proc = subprocess.Popen([*prefix, *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return IsolatedRun(proc.returncode, out.decode("utf-8", "replace"), False, label)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            out, _ = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipe
+            out = b""
+            proc.kill()
+        return IsolatedRun(None, (out or b"").decode("utf-8", "replace"), True, label)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+            proc.wait()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+
+
+ISOLATION_MODES = ("auto", "namespace", "guard", "none")
+
+
+def _defines_tests(tree: ast.Module) -> bool:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test"):
+            return True
+        if isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            return True
+    return False
+
+
+def _imported_modules(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def plan_test_files(output: str) -> tuple[dict[str, str], list[str]]:
+    """The files the pytest validator writes: the answer's non-test code as
+    ``solution.py``, each block defining tests as ``test_task_<n>.py``, and, for a module
+    the tests import that is neither written nor installed, a copy of the solution under
+    that name (a model often writes ``from rate_limiter import ...``).  Returns the files
+    and the test file names.  Blocks that do not parse go to the solution (so the smoke
+    test reports the error)."""
+    import importlib.util
+
+    code, tests = [], []
+    for block in code_blocks(output):
+        if not block.strip():
+            continue
+        try:
+            tree = ast.parse(block)
+        except SyntaxError:
+            code.append(block)
+            continue
+        if _defines_tests(tree):
+            tests.append((block, tree))
+        else:
+            code.append(block)
+    files: dict[str, str] = {}
+    if code:
+        files["solution.py"] = "\n\n".join(code)
+    test_names = []
+    for index, (block, _) in enumerate(tests, 1):
+        name = "test_solution.py" if len(tests) == 1 else f"test_task_{index}.py"
+        files[name] = block
+        test_names.append(name)
+    if "solution.py" in files:
+        for _, tree in tests:
+            for module in sorted(_imported_modules(tree)):
+                if (f"{module}.py" in files or module in sys.stdlib_module_names
+                        or not module.isidentifier() or module.startswith("test")):
+                    continue
+                try:
+                    installed = importlib.util.find_spec(module) is not None
+                except (ImportError, ValueError):
+                    installed = False
+                if not installed:
+                    files[f"{module}.py"] = files["solution.py"]
+    return files, test_names
+
+
+def _pytest_summary(text: str) -> str:
+    lines = [ln.rstrip() for ln in text.splitlines()]
+    failures = [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+    tail = next((ln.strip("= ").strip() for ln in reversed(lines) if ln.strip()), "")
+    parts = [tail] + failures[:3]
+    if len(failures) > 3:
+        parts.append(f"+{len(failures) - 3} more")
+    message = ": ".join(parts[:1]) + ("; " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+    if not failures:
+        errors = [ln.strip() for ln in lines if ln.startswith("E ")]
+        if errors:
+            message += f"; {errors[0][:200]}"
+    return message[:600]
+
+
+def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0, smoke: bool = True,
+                 isolation: str = "auto") -> ValidationResult:
+    """Run the answer's tests (or import its code) in a sandboxed subprocess."""
+    files, tests = plan_test_files(output)
+    if not files:
+        return ValidationResult("pytest", False, "no code in the answer")
+    if not tests and not smoke:
+        return ValidationResult("pytest", True, "no tests in the answer")
+    import importlib.util
+
+    if tests and importlib.util.find_spec("pytest") is None:
+        return ValidationResult("pytest", True, "skipped: pytest is not installed")
+    with tempfile.TemporaryDirectory(prefix="orchestrator-pytest-") as tmp:
+        for name, source in files.items():
+            (Path(tmp) / name).write_text(source, encoding="utf-8")
+        if tests:
+            (Path(tmp) / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+            argv = [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider",
+                    "--tb=short", "-x", *tests]
+        else:
+            argv = [sys.executable, "-c", "import solution"]
+        run = run_isolated(argv, tmp, timeout=timeout, isolation=isolation)
+    if run.timed_out:
+        return ValidationResult("pytest", False, f"timed out after {timeout:g}s (killed)")
+    if run.returncode is None:
+        return ValidationResult("pytest", False, run.output)
+    if not tests:
+        if run.returncode == 0:
+            return ValidationResult("pytest", True, "import smoke test passed (the answer has no tests)")
+        last = next((ln.strip() for ln in reversed(run.output.splitlines()) if ln.strip()), "")
+        return ValidationResult("pytest", False, f"importing the code failed: {last[:300]}")
+    if run.returncode == 0:
+        return ValidationResult("pytest", True, _pytest_summary(run.output))
+    if run.returncode == 5:
+        return ValidationResult("pytest", True, "no tests collected")
+    return ValidationResult("pytest", False, _pytest_summary(run.output) or f"pytest exit code {run.returncode}")
+
+
+# ---------------------------------------------------------------------------------------
+# Registry, specs and configuration
+# ---------------------------------------------------------------------------------------
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _isolation(value: Any) -> str:
+    if value not in ISOLATION_MODES:
+        raise ValueError(unknown("isolation", value, ISOLATION_MODES))
+    return str(value)
+
+
+def _json_schema(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a JSON schema object, got {value!r}"[:200])
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(value).check_schema(value)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+    return dict(value)
+
+
+def _rules(value: Any) -> str:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items or not all(
+            isinstance(i, str) and re.fullmatch(r"[A-Z]+[0-9]*", i.strip()) for i in items):
+        raise ValueError(f"must be ruff rule codes such as E9 or F821, got {value!r}")
+    return ",".join(i.strip() for i in items)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    func: Validator
+    options: Mapping[str, Callable[[Any], Any]]
+    expensive: bool = False
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "not_empty": _Entry(not_empty, {}),
+    "python_syntax": _Entry(python_syntax, {}),
+    "json": _Entry(json_valid, {"schema": _json_schema}),
+    "length": _Entry(length, {"min_chars": _count, "max_chars": _count, "min_words": _count, "max_words": _count}),
+    "ruff": _Entry(ruff_check, {"select": _rules, "timeout": _positive_number}, expensive=True),
+    "pytest": _Entry(pytest_check, {"timeout": _positive_number, "smoke": _boolean, "isolation": _isolation},
+                     expensive=True),
 }
 
-DEFAULT_VALIDATORS: dict[TaskType, tuple[str, ...]] = {
-    TaskType.CODE_GENERATION: ("not_empty", "python_syntax"),
-    TaskType.DATA_EXTRACTION: ("not_empty", "json"),
+# name -> function with default options (kept for callers of the first version)
+VALIDATORS: dict[str, Validator] = {name: e.func for name, e in _REGISTRY.items()}
+
+
+def validator_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def register_validator(name: str, func: Validator, *, options: Mapping[str, Callable[[Any], Any]] | None = None,
+                       expensive: bool = False) -> None:
+    """Add a validator ``func(output, task, **options) -> ValidationResult``; each option
+    maps to a converter that returns the value or raises ``ValueError``."""
+    _REGISTRY[name] = _Entry(func, dict(options or {}), expensive)
+    VALIDATORS[name] = func
+
+
+@dataclass(frozen=True)
+class ValidatorSpec:
+    """A validator by name with its options, e.g. ``ValidatorSpec("pytest", {"timeout": 30})``."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        entry = _REGISTRY.get(self.name)
+        if entry is None:
+            raise ConfigError(unknown("validator", self.name, _REGISTRY))
+        clean = {}
+        for key, value in dict(self.options or {}).items():
+            convert = entry.options.get(key)
+            if convert is None:
+                known = list(entry.options) or ["(none)"]
+                raise ConfigError(unknown(f"option of {self.name}", key, known), key=f"{self.name}.{key}")
+            try:
+                clean[key] = convert(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), key=f"{self.name}.{key}") from None
+        if self.name == "length":
+            for low, high in (("min_chars", "max_chars"), ("min_words", "max_words")):
+                if low in clean and high in clean and clean[low] > clean[high]:
+                    raise ConfigError(f"{low} {clean[low]} is more than {high} {clean[high]}", key=f"length.{low}")
+        object.__setattr__(self, "options", clean)
+
+    @property
+    def expensive(self) -> bool:
+        return _REGISTRY[self.name].expensive
+
+    def __call__(self, output: str, task: Task | None = None) -> ValidationResult:
+        return _REGISTRY[self.name].func(output, task, **self.options)
+
+    @classmethod
+    def parse(cls, item: Any) -> ValidatorSpec:
+        """``"pytest"``, ``{"pytest": {"timeout": 30}}`` or ``{"pytest": null}``."""
+        if isinstance(item, ValidatorSpec):
+            return item
+        if isinstance(item, str):
+            return cls(item)
+        if isinstance(item, Mapping) and len(item) == 1:
+            (name, options), = item.items()
+            if options is not None and not isinstance(options, Mapping):
+                raise ConfigError(f"options of {name} must be a mapping, got {options!r}"[:200], key=str(name))
+            return cls(str(name), dict(options or {}))
+        raise ConfigError(f"a validator is a name or a one-key mapping {{name: {{options}}}}, got {item!r}"[:200])
+
+
+def _specs(*names: str) -> tuple[ValidatorSpec, ...]:
+    return tuple(ValidatorSpec(n) for n in names)
+
+
+DEFAULT_VALIDATORS: dict[TaskType, tuple[ValidatorSpec, ...]] = {
+    TaskType.CODE_GENERATION: _specs("not_empty", "python_syntax", "pytest"),
+    TaskType.CODE_REVIEW: _specs("not_empty"),
+    TaskType.COMPLEX_REASONING: _specs("not_empty"),
+    TaskType.CREATIVE_WRITING: _specs("not_empty"),
+    TaskType.DATA_EXTRACTION: _specs("not_empty", "json"),
+    TaskType.SUMMARIZATION: _specs("not_empty"),
+    TaskType.EVALUATION: _specs("not_empty"),
 }
 
 
-def validators_for(task: Task) -> list[Validator]:
-    return [VALIDATORS[name] for name in DEFAULT_VALIDATORS.get(task.type, ("not_empty",))]
+@dataclass(frozen=True)
+class ValidatorConfig:
+    """Validators per task type (a given type replaces its defaults; types not given
+    keep theirs) and per task id (replaces its type's list)."""
+
+    by_type: Mapping[TaskType, tuple[ValidatorSpec, ...]] = field(default_factory=dict)
+    by_task: Mapping[str, tuple[ValidatorSpec, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_type", {TaskType(k): tuple(ValidatorSpec.parse(s) for s in v)
+                                             for k, v in self.by_type.items()})
+        object.__setattr__(self, "by_task", {str(k): tuple(ValidatorSpec.parse(s) for s in v)
+                                             for k, v in self.by_task.items()})
+
+    def for_task(self, task: Task) -> tuple[ValidatorSpec, ...]:
+        if task.id in self.by_task:
+            return self.by_task[task.id]
+        if task.type in self.by_type:
+            return self.by_type[task.type]
+        return DEFAULT_VALIDATORS.get(task.type, _specs("not_empty"))
+
+    @classmethod
+    def coerce(cls, value: Any, source: str = "validators") -> ValidatorConfig:
+        if value is None:
+            return cls()
+        if isinstance(value, ValidatorConfig):
+            return value
+        return cls.from_data(value, source)
+
+    @classmethod
+    def from_data(cls, data: Any, source: str = "") -> ValidatorConfig:
+        """``{code_generation: [python_syntax, {pytest: {timeout: 30}}], tasks: {t1: [json]}}``."""
+        try:
+            return cls._parse(data)
+        except ConfigError as exc:
+            raise exc.within(source=source) from None
+
+    @classmethod
+    def _parse(cls, data: Any) -> ValidatorConfig:
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"expected a mapping of task types (and 'tasks') to lists of validators, got {data!r}"[:200])
+        known = [t.value for t in TaskType] + ["tasks"]
+        by_type: dict[TaskType, tuple[ValidatorSpec, ...]] = {}
+        by_task: dict[str, tuple[ValidatorSpec, ...]] = {}
+        for key, value in data.items():
+            if key == "tasks":
+                if not isinstance(value, Mapping):
+                    raise ConfigError("must map task ids to lists of validators", key="tasks")
+                for tid, items in value.items():
+                    by_task[str(tid)] = _parse_specs(items, f"tasks.{tid}")
+                continue
+            if key not in known:
+                raise ConfigError(unknown("task type", key, known), key=str(key))
+            by_type[TaskType(key)] = _parse_specs(value, str(key))
+        return cls(by_type, by_task)
 
 
-def run_validators(output: str, task: Task) -> list[ValidationResult]:
-    """Every validator of the task's type, in order; all results are returned."""
-    return [validator(output, task) for validator in validators_for(task)]
+def _parse_specs(items: Any, key: str) -> tuple[ValidatorSpec, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigError(f"must be a list of validators, got {items!r}"[:200], key=key)
+    out = []
+    for index, item in enumerate(items):
+        try:
+            out.append(ValidatorSpec.parse(item))
+        except ConfigError as exc:
+            raise exc.within(f"{key}[{index}]") from None
+    return tuple(out)
+
+
+def validators_for(task: Task, config: ValidatorConfig | None = None) -> tuple[ValidatorSpec, ...]:
+    return (config or _DEFAULT_CONFIG).for_task(task)
+
+
+_DEFAULT_CONFIG = ValidatorConfig()
+
+
+def run_validators(output: str, task: Task, config: ValidatorConfig | None = None, *,
+                   skip: Iterable[str] = ()) -> list[ValidationResult]:
+    """The task's validators in order, cheap ones first; the expensive ones (pytest,
+    ruff) run only when every cheap one passed.  Validators named in ``skip`` do not run.
+    Returns the results of those that ran."""
+    skipped = set(skip)
+    specs = [s for s in validators_for(task, config) if s.name not in skipped]
+    results = [spec(output, task) for spec in specs if not spec.expensive]
+    if all(r.passed for r in results):
+        results += [spec(output, task) for spec in specs if spec.expensive]
+    return results

@@ -85,8 +85,12 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
     assert set(task_starts) == set(summary["tasks"])
     calls = [p for p in seen if isinstance(p, events.LlmCallFinished)]
     assert calls[0].call_type == "decompose" and calls[0].task_id is None
+    remediations = {p.correlation_id: p for p in seen if isinstance(p, events.RemediationStarted)}
     for tid, start in task_starts.items():
-        mine = [c for c in calls if c.parent_id == start.correlation_id]
+        mine = [c for c in calls if c.task_id == tid]
+        # a call's parent is its task, or a remediation attempt of that task (a round it re-ran)
+        assert all(c.parent_id == start.correlation_id or remediations[c.parent_id].parent_id
+                   == start.correlation_id for c in mine), tid
         assert {"generate", "critique", "revise"} <= {c.call_type for c in mine}, tid
         assert all(c.attributes["llm.tokens_out"] > 0 for c in mine if not c.attributes["llm.cached"])
         assert summary["results"][tid]["output_tokens"] == sum(c.attributes["llm.tokens_out"] for c in mine)
