@@ -262,18 +262,33 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging(args.verbose)
         opts = resolve_options(args)
         _check_model_choice(args)
-    except UsageError as exc:
+        from .observers.setup import validate_observer_options
+
+        validate_observer_options(args)
+    except (UsageError, ValueError) as exc:
         print(f"orchestrator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from rich.console import Console
 
+    from .observers.setup import setup_observers
+
     console = Console()
+    try:
+        session = setup_observers(args, console=console)
+    except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         state = asyncio.run(_run(opts, args))
     except KeyboardInterrupt:
+        session.finish(None, console=console)  # spans left open end as errors and still export
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BaseException:
+        session.finish(None, console=console)
+        raise
     print_summary(state, console)
+    session.finish(state, console=console)
     if opts.output_dir:
         try:
             where = write_outputs(state, opts.output_dir)

@@ -366,6 +366,8 @@ class Orchestrator:
                 state.notes.extend(notes)
                 state.tasks = {t.id: t for t in tasks}
                 state.execution_order = topological_order(state.tasks)
+                events.emit(events.tasks_planned, task_count=len(tasks),
+                            task_ids=tuple(state.execution_order))
                 if tasks:
                     await self._schedule(state)
             finally:
