@@ -30,7 +30,7 @@ _TOKENS = (("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
            ("task.tokens_in", "task.tokens_out"),
            ("project.tokens_in", "project.tokens_out"),
            ("remediation.tokens_in", "remediation.tokens_out"))
-_ROUTINE_EVENTS = {"exception", "iteration_scored"}  # shown by the status / score already
+_ROUTINE_EVENTS = {"exception", "iteration_scored", "tasks_planned"}  # shown by the status, score, tree already
 _COST = ("llm.cost_usd", "task.cost_usd", "project.cost_usd", "remediation.cost_usd")
 
 

@@ -67,7 +67,8 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
         sig.connect(seen.append)
     try:
         code = cli.main(["-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
-                         "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"), "--max-tasks", "2"])
+                         "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"), "--max-tasks", "2",
+                         "--tracing", "--events-jsonl", str(tmp_path / "events.jsonl")])
     finally:
         for sig in events.ALL_SIGNALS:
             sig.disconnect(seen.append)
@@ -98,6 +99,16 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
     for tid, result in summary["results"].items():
         if result["output"]:
             assert any(p.name.startswith(tid) for p in (tmp_path / "out").iterdir())
+    # --tracing without an endpoint: the span tree follows the summary, one node per span
+    tree = out[out.index("Total:"):]
+    assert "run_project" in tree and "llm_call:decompose" in tree
+    for tid in task_starts:
+        assert f"task:{tid}" in tree
+    assert tree.count("llm_call:") == len(calls)
+    # --events-jsonl: the same events, in order, as JSON lines
+    recorded = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [r["signal"] for r in recorded] == [type(p).signal_name for p in seen]
+    assert [r["correlation_id"] for r in recorded] == [p.correlation_id for p in seen]
 
 
 def test_seed_command_works_as_written(tmp_path):

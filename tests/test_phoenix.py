@@ -139,3 +139,40 @@ def test_phoenix_shows_the_whole_tree_with_llm_spans(phoenix, transport):
     assert result["exported"] == result["calls"] + 3  # every span went out
     spans = _spans_of_project(phoenix["base"], result["project_id"], result["calls"] + 3)
     _check_tree(spans, result["calls"])
+
+
+def test_a_real_cli_run_on_the_local_model_arrives_in_phoenix(phoenix, tmp_path):
+    """What a user does: the CLI, the embedded model, ``--otlp-endpoint`` to Phoenix."""
+    project = tmp_path / "project.yaml"
+    project.write_text("project: Write a Python function double(x) that returns 2 * x\n"
+                       "criteria: double(2) == 4\n"
+                       "tasks:\n  - id: double\n    type: code_generation\n"
+                       "    prompt: Write a Python function double(x) that returns 2 * x.\n"
+                       "    max_iterations: 1\n")
+    jsonl = tmp_path / "events.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-f", str(project), "--no-cache",
+                           "--otlp-endpoint", phoenix["grpc"], "--events-jsonl", str(jsonl)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr and "export" not in proc.stderr, proc.stderr
+    recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    project_id = recorded[0]["project_id"]
+    pairs = [r for r in recorded if r["signal"] in ("llm_call_finished", "task_finished", "project_finished",
+                                                    "remediation_finished", "policy_checked")]
+    spans = _spans_of_project(phoenix["base"], project_id, len(pairs))
+    assert len(spans) == len(pairs)
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    (root,) = [s for s in spans if s["parent_id"] is None]
+    assert root["name"] == "run_project" and root["attributes"]["project.id"] == project_id
+    (task,) = [s for s in spans if s["name"] == "task:double"]
+    assert by_id[task["parent_id"]] is root
+    llm = [s for s in spans if s["name"].startswith("llm_call:")]
+    finished = [r for r in recorded if r["signal"] == "llm_call_finished"]
+    assert len(llm) == len(finished) >= 3  # generate, critique, revise at least
+    for span in llm:
+        assert span["span_kind"] == "LLM"
+        assert span["attributes"]["gen_ai.request.model"] == "smollm2-135m"
+    # token counts in Phoenix are the model's own, as the events reported them
+    assert sorted(s["attributes"]["gen_ai.usage.output_tokens"] for s in llm) == sorted(
+        r["attributes"]["llm.tokens_out"] for r in finished)
