@@ -28,6 +28,12 @@ def _run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     (["-p", "x", "--model", "no-such-model"], "unknown model"),
     (["-p", "x", "--local-model", "/nonexistent.gguf"], "no such file"),
     (["-p", "x", "--max-tasks", "40"], "--max-tasks must be between 1 and 15"),
+    (["-p", "x", "--otlp-endpoint", "localhost:4317"], "--otlp-endpoint"),
+    (["-p", "x", "--otlp-endpoint", "ftp://127.0.0.1:4317"], "--otlp-endpoint"),
+    (["-p", "x", "--sample-rate", "1.5"], "sample"),
+    (["-p", "x", "--otlp-protocol", "udp"], "invalid choice"),
+    (["-p", "x", "--observer", "no_such_module_xyz:factory"], "no_such_module_xyz"),
+    (["-p", "x", "--service-name", " "], "--service-name must not be empty"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(argv, fragment, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
