@@ -38,8 +38,9 @@ _NOISY_LOGGERS = (
 class QuietExporterLogs(logging.Filter):
     """Drops every record of the OTLP exporter/batch-processor loggers while installed."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_loggers: Sequence[str] = ()) -> None:
         super().__init__("orchestrator-quiet-otlp")
+        self.loggers = (*_NOISY_LOGGERS, *extra_loggers)
         self.messages: list[str] = []  # the first few swallowed warnings, for the detail
         self.dropped = 0
 
@@ -54,11 +55,11 @@ class QuietExporterLogs(logging.Filter):
         return False
 
     def install(self) -> None:
-        for name in _NOISY_LOGGERS:
+        for name in self.loggers:
             logging.getLogger(name).addFilter(self)
 
     def uninstall(self) -> None:
-        for name in _NOISY_LOGGERS:
+        for name in self.loggers:
             logging.getLogger(name).removeFilter(self)
 
     def detail(self) -> str:

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     obs.add_argument("--sample-rate", type=float, help="trace sampling ratio 0..1 (default 1.0)")
     obs.add_argument("--capture-content", action="store_true",
                      help="record prompt and completion text in spans (off by default)")
+    obs.add_argument("--metrics", action="store_true",
+                     help="also export OpenTelemetry metrics (tokens, durations, cost, tasks) to the OTLP endpoint")
     obs.add_argument("--observer", action="append", default=[], metavar="SPEC",
                      help="subscribe an observer: package.module:factory or an entry-point name of the "
                           "'orchestrator.observers' group (repeatable)")

@@ -308,7 +308,8 @@ def _build_sampler(resolved: ResolvedTracing):
     return sampling.ParentBased(sampling.TraceIdRatioBased(resolved.sample_rate or 0.0))
 
 
-def _build_resource(cfg: TracingConfig, resolved: ResolvedTracing):
+def build_resource(cfg: TracingConfig, resolved: ResolvedTracing):
+    """The resource of every signal we export (spans and, with --metrics, metrics)."""
     from opentelemetry.sdk.resources import Resource
 
     attrs: dict[str, Any] = {"service.version": _version()}
@@ -354,7 +355,7 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None):
 
         from .observers.tracing import TracingObserver
 
-        provider = TracerProvider(resource=_build_resource(cfg, resolved), sampler=_build_sampler(resolved),
+        provider = TracerProvider(resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved),
                                   shutdown_on_exit=False)  # our own bounded shutdown runs at exit
         if resolved.endpoint:
             from ._export import GuardedSpanExporter, QuietExporterLogs

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 import orchestrator.tracing as t
@@ -53,6 +54,9 @@ class GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
         self.metadata: list[dict] = []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
+        self.metric_requests: list = []
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self.metric_requests),
+                                                                      self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
@@ -65,9 +69,19 @@ class GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
         self.server.stop(0)
 
 
+class _GrpcMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, requests: list) -> None:
+        self.requests = requests
+
+    def Export(self, request, context):  # noqa: N802 - the gRPC method name
+        self.requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
 class HttpCollector:
     def __init__(self, status: int = 200) -> None:
         self.requests: list = []
+        self.metric_requests: list = []
         self.headers: list[dict] = []
         self.paths: list[str] = []
         collector = self
@@ -77,7 +91,10 @@ class HttpCollector:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 collector.paths.append(self.path)
                 collector.headers.append({k.lower(): v for k, v in self.headers.items()})
-                if status == 200:
+                if status == 200 and self.path.endswith("/v1/metrics"):
+                    collector.metric_requests.append(
+                        metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
+                elif status == 200:
                     collector.requests.append(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
                 payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
                 self.send_response(status)
@@ -205,6 +222,64 @@ def test_http_receiver_chosen_by_the_url():
     check_tree(spans, provider)
 
 
+def attributes_of(point) -> dict:
+    return {kv.key: _value(kv.value) for kv in point.attributes}
+
+
+def metrics_of(requests) -> tuple[dict, dict]:
+    """(resource attributes, {metric name: [data points]}) of every metrics export request."""
+    resource, found = {}, {}
+    for req in requests:
+        for rm in req.resource_metrics:
+            resource = {kv.key: _value(kv.value) for kv in rm.resource.attributes}
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    found.setdefault(m.name, []).extend(getattr(m, kind).data_points)
+    return resource, found
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_metrics_go_to_the_same_collector_as_the_spans(transport):
+    from orchestrator.observers.setup import setup_observers
+
+    collector = GrpcCollector() if transport == "grpc" else HttpCollector()
+    url = f"http://127.0.0.1:{collector.port}" + ("/v1/traces" if transport == "http" else "")
+    try:
+        session = setup_observers({"otlp_endpoint": url, "metrics": True, "quiet": True,
+                                   "service_name": "wire-metrics"})
+        state, provider = run_engine()
+        report = session.finish(state)
+    finally:
+        collector.stop()
+    assert state.status == ProjectStatus.SUCCESS
+    assert report["metrics_flushed"] is True and report["metrics_exported"] >= 1
+    if transport == "http":
+        assert "/v1/metrics" in collector.paths and "/v1/traces" in collector.paths
+    resource, found = metrics_of(collector.metric_requests)
+    assert resource["service.name"] == "wire-metrics"
+    _, spans = spans_of(collector.requests)
+    assert len(spans) == len(provider.requests) + 3  # spans went out too
+    calls = len(provider.requests)  # the scripted provider reports 100 in / 50 out per call
+    tokens = {"input": 0, "output": 0}
+    for dp in found["gen_ai.client.token.usage"]:
+        attrs = attributes_of(dp)
+        tokens[attrs["gen_ai.token.type"]] += dp.sum
+        assert attrs["gen_ai.provider.name"] == "openai" and attrs["gen_ai.operation.name"] == "chat"
+    assert tokens == {"input": 100 * calls, "output": 50 * calls}
+    assert sum(dp.count for dp in found["gen_ai.client.operation.duration"]) == calls
+    assert sum(dp.as_double for dp in found["orchestrator.llm.cost"]) == pytest.approx(state.budget.spent_usd)
+    statuses = {attributes_of(dp)["task.status"]: dp.as_int for dp in found["orchestrator.tasks"]}
+    assert statuses == {"completed": 2}
+
+
+def test_metrics_without_an_endpoint_is_a_usage_error():
+    from orchestrator.observers.setup import validate_observer_options
+
+    with pytest.raises(ValueError, match="--metrics needs an OTLP endpoint"):
+        validate_observer_options({"metrics": True})
+
+
 # -- collector faults (separate processes: the exit time is part of the contract) ------------
 
 SCRIPT = """
@@ -213,7 +288,7 @@ from orchestrator.observers.setup import setup_observers
 from orchestrator import Orchestrator, Budget, UnifiedClient
 from tests.scripted import ScriptedProvider
 
-session = setup_observers({{"otlp_endpoint": "{url}", "quiet": True}})
+session = setup_observers({{"otlp_endpoint": "{url}", "quiet": True, "metrics": {metrics}}})
 orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({{"local": ScriptedProvider(latency=0.01)}}))
 started = time.monotonic()
 state = asyncio.run(orch.run_project("Build add", "it adds"))
@@ -229,9 +304,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("protocol, fault", [("grpc", "refused"), ("grpc", "hang"), ("http", "hang"),
-                                             ("http", "503")])
-def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault):
+@pytest.mark.parametrize("protocol, fault, metrics", [
+    ("grpc", "refused", False), ("grpc", "hang", False), ("http", "hang", False), ("http", "503", False),
+    ("grpc", "hang", True), ("http", "refused", True)])
+def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics):
     import json
 
     cleanup = None
@@ -250,7 +326,7 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault):
     url = f"http://127.0.0.1:{port}" + ("/v1/traces" if protocol == "http" else "")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     try:
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT.format(url=url))], cwd=ROOT,
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT.format(url=url, metrics=metrics))], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=60)
         exited = time.time()
     finally:
@@ -264,6 +340,10 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault):
     assert exited - result["end"] < 5.0, f"process exited {exited - result['end']:.1f}s after the run"
     assert "Traceback" not in proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    if metrics:  # one more line, for the metrics, naming their endpoint
+        (metric_warning,) = [w for w in warnings if "metric export to" in w]
+        assert f"metric export to {url.removesuffix('/v1/traces')}" in metric_warning
+        warnings.remove(metric_warning)
     assert len(warnings) == 1, proc.stderr
     assert f"span export to {url} " in warnings[0]
     expected = {"refused": ["(connection refused)"], "503": ["(HTTP Service Unavailable)"],

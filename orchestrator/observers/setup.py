@@ -18,6 +18,7 @@ Nothing of OpenTelemetry is imported unless tracing is on.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ class ObserverOptions:
     """The CLI's observer flags (same names as the argparse destinations).
 
     ``observers`` may also be given as ``observer`` (argparse ``dest`` of a repeatable
-    ``--observer``).  ``otlp_endpoint`` implies ``tracing``.  ``progress`` turns the live
+    ``--observer``).  ``otlp_endpoint`` and ``metrics`` imply ``tracing``; ``metrics``
+    exports the MetricsObserver's metrics to the same OTLP endpoint.  ``progress`` turns the live
     display on (it still stays off when the console is not a terminal or ``quiet``).
     """
 
@@ -43,6 +45,7 @@ class ObserverOptions:
     service_name: str | None = None
     sample_rate: float | None = None
     capture_content: bool = False
+    metrics: bool = False
     observers: Sequence[str] = ()
     events_jsonl: str | None = None
     quiet: bool = False
@@ -64,6 +67,7 @@ class ObserverOptions:
             service_name=get("service_name"),
             sample_rate=get("sample_rate"),
             capture_content=bool(get("capture_content", False)),
+            metrics=bool(get("metrics", False)),
             observers=tuple(observers or ()),
             events_jsonl=get("events_jsonl"),
             quiet=bool(get("quiet", False)),
@@ -101,10 +105,14 @@ def validate_observer_options(options: Any) -> ObserverOptions:
         path = Path(opts.events_jsonl)
         if path.is_dir():
             raise ValueError(f"--events-jsonl {opts.events_jsonl}: is a directory")
+    if opts.metrics:
+        opts.tracing = True
     if opts.tracing:
         if not tracing_available():
             raise ValueError(f"--tracing needs the OpenTelemetry packages (the 'tracing' extra): {EXTRA_HINT}")
-        resolve_config(_tracing_config(opts, TracingConfig))  # validates the OTEL_* variables too
+        resolved = resolve_config(_tracing_config(opts, TracingConfig))  # validates the OTEL_* variables too
+        if opts.metrics and resolved.enabled and not resolved.endpoint:
+            raise ValueError("--metrics needs an OTLP endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
     return opts
 
 
@@ -130,6 +138,7 @@ class ObserverSession:
     tracing_enabled: bool = False
     dev_mode: bool = False
     endpoint: str | None = None
+    metrics_export: Any = None  # orchestrator.metrics_export.MetricsExport with --metrics
     finished: bool = False
     flushed: bool | None = None
 
@@ -148,6 +157,13 @@ class ObserverSession:
                 logger.warning("observer %s failed to unsubscribe", type(obs).__name__, exc_info=True)
         if self.recorder is not None:
             report["events_jsonl"] = str(self.recorder.jsonl_path)
+        metrics_done: threading.Thread | None = None
+        if self.metrics_export is not None:  # flushed alongside the spans: one shared time bound
+            export = self.metrics_export
+            metrics_done = threading.Thread(
+                target=lambda: report.__setitem__("metrics_flushed", export.shutdown(timeout_s)),
+                name="orchestrator-metrics-shutdown", daemon=True)
+            metrics_done.start()
         if self.tracing_enabled:
             from .. import tracing
 
@@ -173,6 +189,10 @@ class ObserverSession:
                     print_span_tree(spans, out, title)
                 except Exception:  # noqa: BLE001 - a display problem must not change the exit code
                     logger.warning("could not print the span tree", exc_info=True)
+        if metrics_done is not None:
+            metrics_done.join(timeout_s + 0.5)
+            report.setdefault("metrics_flushed", False)
+            report["metrics_exported"] = self.metrics_export.exporter.exported
         return report
 
     def __enter__(self) -> ObserverSession:
@@ -186,7 +206,7 @@ def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
     """Subscribe what the options ask for and return the session.
 
     Order of subscription (= order receivers are called): events JSONL recorder,
-    tracing, logging (``verbose``), progress, then ``--observer`` ones in the given order.
+    tracing, metrics (``metrics``), logging (``verbose``), progress, then ``--observer`` ones in the given order.
     Raises ValueError (one line) for bad options or an observer that cannot be loaded;
     nothing stays subscribed then.
     """
@@ -221,6 +241,15 @@ def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
                 session.dev_mode = resolved.endpoint is None
             else:
                 logger.warning("tracing is off: OTEL_SDK_DISABLED=true")
+        if opts.metrics and session.tracing_enabled:
+            from .. import tracing
+            from ..metrics_export import configure_metrics
+            from .metrics import MetricsObserver
+
+            state = tracing.tracing_state()
+            session.metrics_export = configure_metrics(_tracing_config(opts, tracing.TracingConfig),
+                                                       state["resolved"])
+            add(MetricsObserver(session.metrics_export.provider))
         if opts.verbose:
             from .logging import LoggingObserver
 

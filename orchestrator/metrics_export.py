@@ -1,0 +1,160 @@
+"""OTLP export of the :class:`~orchestrator.observers.metrics.MetricsObserver`'s metrics.
+
+Metrics go to the collector the spans go to (same endpoint, protocol, headers and
+resource), so one ``--otlp-endpoint`` gives a backend both the trees and the token,
+duration and cost series.  They are opt-in (``--metrics``) because some trace-only
+backends (Arize Phoenix, Jaeger) reject the metrics service and would only produce a
+warning.
+
+The same fault rules as for spans hold: a collector that is down or hangs never fails
+or slows the run; the final export is bounded by :func:`shutdown_metrics`, and the first
+failure is one warning line naming the endpoint.
+
+Imported only when metrics are asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+
+from . import tracing
+from ._export import QuietExporterLogs, run_bounded
+
+__all__ = ["GuardedMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint"]
+
+logger = logging.getLogger("orchestrator.tracing")
+
+#: how often a long run pushes its cumulative metrics (the last push is at the end)
+EXPORT_INTERVAL_S = 30.0
+
+
+def metrics_endpoint(resolved: tracing.ResolvedTracing, environ: Mapping[str, str] | None = None) -> str:
+    """Where metrics go: ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` when set, else the span
+    endpoint (gRPC serves both services on one address; over HTTP the path becomes
+    ``/v1/metrics``)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
+    if explicit:
+        return tracing.validate_endpoint(explicit, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    endpoint = resolved.endpoint or ""
+    if resolved.protocol == tracing.HTTP_PROTOBUF:
+        base = endpoint.rstrip("/")
+        if base.endswith("/v1/traces"):
+            base = base[: -len("/v1/traces")]
+        return base + "/v1/metrics"
+    return endpoint
+
+
+class GuardedMetricExporter(MetricExporter):
+    """Wraps the OTLP metric exporter: never raises, warns once naming the endpoint."""
+
+    def __init__(self, inner: MetricExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
+        super().__init__(preferred_temporality=inner._preferred_temporality,  # noqa: SLF001 - pass through
+                         preferred_aggregation=inner._preferred_aggregation)  # noqa: SLF001
+        self.inner = inner
+        self.endpoint = endpoint
+        self.quiet = quiet
+        self.exported = 0  # successful export requests
+        self.failed = 0
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        detail = ""
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis)
+        except Exception as exc:  # noqa: BLE001 - a broken exporter must not reach the SDK's traceback log
+            result, detail = MetricExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
+        if result == MetricExportResult.SUCCESS:
+            self.exported += 1
+            return result
+        self.failed += 1
+        if not detail and self.quiet is not None:
+            detail = self.quiet.detail()
+        with self._lock:
+            first, self._warned = not self._warned, True
+        if first:
+            logger.warning("metric export to %s failed%s; the run goes on", self.endpoint,
+                           f" ({detail})" if detail else "")
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        try:
+            return self.inner.force_flush(timeout_millis)
+        except Exception:  # noqa: BLE001
+            return False
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        try:
+            self.inner.shutdown(timeout_millis=timeout_millis)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@dataclass
+class MetricsExport:
+    """A configured meter provider and its exporter; :meth:`shutdown` does the last push."""
+
+    provider: MeterProvider
+    exporter: GuardedMetricExporter
+    quiet: QuietExporterLogs
+
+    def shutdown(self, timeout_s: float = 3.0) -> bool:
+        """Export what was recorded and stop, waiting at most ``timeout_s``; True when
+        the last export finished in time (it may still have failed: see ``exporter``)."""
+        ok = run_bounded(self.provider.shutdown, timeout_s, name="orchestrator-otel-metrics")
+        if not ok:
+            logger.warning("metric export to %s did not finish within %g s (collector down or hanging); "
+                           "the run's metrics are dropped", self.exporter.endpoint, timeout_s)
+        else:
+            self.quiet.uninstall()
+        return ok
+
+
+def _otlp_metric_exporter(protocol: str | None, endpoint: str, headers: Mapping[str, str] | None,
+                          timeout_s: float) -> MetricExporter:
+    hdrs = dict(headers) if headers else None
+    if protocol == tracing.HTTP_PROTOBUF:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(endpoint=endpoint, headers=hdrs, timeout=timeout_s)
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+        OTLPMetricExporter as GrpcMetricExporter,
+    )
+
+    return GrpcMetricExporter(endpoint=endpoint, insecure=urlsplit(endpoint).scheme == "http", headers=hdrs,
+                              timeout=timeout_s)
+
+
+def configure_metrics(cfg: tracing.TracingConfig, resolved: tracing.ResolvedTracing) -> MetricsExport:
+    """A meter provider exporting over OTLP next to the spans of ``resolved`` (which must
+    have an endpoint); same resource as the tracer provider."""
+    if not resolved.endpoint:
+        raise ValueError("--metrics needs an OTLP endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
+    endpoint = metrics_endpoint(resolved)
+    quiet = QuietExporterLogs(extra_loggers=(
+        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+        "opentelemetry.sdk.metrics._internal.export"))
+    quiet.install()
+    exporter = GuardedMetricExporter(
+        _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, cfg.export_timeout_s), endpoint, quiet)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_INTERVAL_S * 1000,
+                                           export_timeout_millis=cfg.export_timeout_s * 1000)
+    provider = MeterProvider(metric_readers=[reader], resource=tracing.build_resource(cfg, resolved),
+                             shutdown_on_exit=False)  # the bounded shutdown above runs instead
+    return MetricsExport(provider, exporter, quiet)
