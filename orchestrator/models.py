@@ -102,14 +102,31 @@ CATALOG: dict[str, ModelInfo] = {
         ModelInfo("deepseek-chat", "deepseek", 0.28, 0.42, 128_000, 8_192, region="cn"),
         ModelInfo("deepseek-reasoner", "deepseek", 0.28, 0.42, 128_000, 65_536, region="cn"),
         ModelInfo("kimi-k2-0905-preview", "kimi", 0.60, 2.50, 262_144, 16_384, region="cn"),
+        ModelInfo("kimi-k2-turbo-preview", "kimi", 1.15, 8.00, 262_144, 16_384, region="cn"),
+        ModelInfo("kimi-k2-thinking", "kimi", 0.60, 2.50, 262_144, 32_768, region="cn"),
+        # OpenRouter ids are "<upstream>/<model>"; it bills the upstream's list price
+        ModelInfo("openai/gpt-4o-mini", "openrouter", 0.15, 0.60, 128_000, 16_384),
+        ModelInfo("anthropic/claude-sonnet-4.5", "openrouter", 3.00, 15.00, 1_000_000, 64_000),
+        ModelInfo("google/gemini-2.5-flash", "openrouter", 0.30, 2.50, 1_048_576, 65_535),
+        ModelInfo("meta-llama/llama-3.3-70b-instruct", "openrouter", 0.13, 0.40, 131_072, 16_384),
     )
 }
 
 
-def register_model(info: ModelInfo) -> ModelInfo:
-    """Add (or replace) a catalog entry, e.g. a model served by a local server."""
+def register_model(info: ModelInfo) -> ModelInfo | None:
+    """Add (or replace) a catalog entry, e.g. a model served by a local server; returns
+    the entry it replaced (None if new), so a caller can put it back after the run."""
+    previous = CATALOG.get(info.name)
     CATALOG[info.name] = info
-    return info
+    return previous
+
+
+def unregister_model(name: str, previous: ModelInfo | None = None) -> None:
+    """Undo :func:`register_model`: restore ``previous`` or drop the entry."""
+    if previous is None:
+        CATALOG.pop(name, None)
+    else:
+        CATALOG[name] = previous
 
 
 def get_model(name: str) -> ModelInfo:
@@ -122,24 +139,24 @@ def get_model(name: str) -> ModelInfo:
 # Ordered candidates per task type: the first available, healthy and policy-compliant wins.
 ROUTING: dict[TaskType, tuple[str, ...]] = {
     TaskType.CODE_GENERATION: ("claude-sonnet-4-5", "gpt-4.1", "deepseek-chat", "gemini-2.5-pro",
-                               "kimi-k2-0905-preview", "gpt-4o-mini", LOCAL_MODEL),
+                               "kimi-k2-0905-preview", "gpt-4o-mini", "anthropic/claude-sonnet-4.5", LOCAL_MODEL),
     TaskType.CODE_REVIEW: ("gpt-4.1", "claude-sonnet-4-5", "gemini-2.5-pro", "deepseek-chat",
-                           "gpt-4o-mini", LOCAL_MODEL),
+                           "gpt-4o-mini", "google/gemini-2.5-flash", LOCAL_MODEL),
     TaskType.COMPLEX_REASONING: ("claude-opus-4-1", "gpt-4.1", "gemini-2.5-pro", "deepseek-reasoner",
-                                 "claude-sonnet-4-5", LOCAL_MODEL),
+                                 "claude-sonnet-4-5", "anthropic/claude-sonnet-4.5", LOCAL_MODEL),
     TaskType.CREATIVE_WRITING: ("claude-sonnet-4-5", "gpt-4o", "gemini-2.5-flash", "kimi-k2-0905-preview",
-                                LOCAL_MODEL),
+                                "anthropic/claude-sonnet-4.5", LOCAL_MODEL),
     TaskType.DATA_EXTRACTION: ("gpt-4o-mini", "gemini-2.5-flash", "claude-haiku-4-5", "deepseek-chat",
-                               LOCAL_MODEL),
+                               "openai/gpt-4o-mini", LOCAL_MODEL),
     TaskType.SUMMARIZATION: ("gemini-2.5-flash", "gpt-4o-mini", "claude-haiku-4-5", "deepseek-chat",
-                             LOCAL_MODEL),
+                             "google/gemini-2.5-flash", LOCAL_MODEL),
     TaskType.EVALUATION: ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "deepseek-chat",
-                          LOCAL_MODEL),
+                          "openai/gpt-4o-mini", LOCAL_MODEL),
 }
 
 # Planner (decomposition) and evaluator preferences.
 PLANNER_CANDIDATES: tuple[str, ...] = ("claude-sonnet-4-5", "gpt-4.1", "gemini-2.5-pro", "deepseek-chat",
-                                       "gpt-4o-mini", LOCAL_MODEL)
+                                       "gpt-4o-mini", "anthropic/claude-sonnet-4.5", LOCAL_MODEL)
 
 
 @dataclass(frozen=True, slots=True)

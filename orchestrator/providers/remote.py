@@ -1,0 +1,110 @@
+"""What every SDK-backed adapter shares: key lookup, availability, one SDK client per loop.
+
+Why:
+
+* availability must say *why not* (SDK missing, which variable to set, key rejected) so
+  ``orchestrator models`` and ``--model`` errors are actionable;
+* an SDK's async HTTP client belongs to the event loop it first ran on; a process may
+  run several loops (tests, a library user calling ``asyncio.run`` twice), so clients
+  are kept per loop, in a weak map that forgets closed loops;
+* a 401 means the key is wrong for every model of the provider, not only the one
+  called: after one, the adapter reports itself unavailable, so routing stops trying
+  the provider's other models (the client still marks the failing model unhealthy and
+  sends the event);
+* SDK clients are built with ``max_retries=0``: the orchestrator's client retries, so
+  that every attempt is its own ``llm_call`` pair with its own backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import weakref
+from typing import Any
+
+from .base import ProviderError, ProviderRequest
+from .secrets import Secret, key_from_env, scrub
+
+INSTALL_HINT = "pip install 'multi-llm-orchestrator[providers]'"
+
+
+class RemoteProvider:
+    """Base of the HTTP adapters; subclasses implement ``_new_client`` and ``complete``."""
+
+    name: str = "remote"
+    sdk_module: str = ""
+    sdk_package: str = ""
+    key_envs: tuple[str, ...] = ()
+    base_url_envs: tuple[str, ...] = ()
+    default_base_url: str | None = None
+    key_required: bool = True
+
+    def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
+        self._explicit_key = Secret(api_key) if api_key else None
+        self._explicit_base_url = base_url
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._auth_failure: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+
+    # -- configuration ----------------------------------------------------------------
+    def _key(self) -> tuple[str | None, Secret | None]:
+        if self._explicit_key is not None:
+            return "api_key", self._explicit_key
+        return key_from_env(*self.key_envs)
+
+    @property
+    def base_url(self) -> str | None:
+        if self._explicit_base_url:
+            return self._explicit_base_url
+        for name in self.base_url_envs:
+            value = os.environ.get(name, "").strip()
+            if value:
+                return value
+        return self.default_base_url
+
+    def sdk_installed(self) -> bool:
+        return importlib.util.find_spec(self.sdk_module) is not None
+
+    def availability(self, model: str) -> tuple[bool, str]:
+        if not self.sdk_installed():
+            return False, f"the {self.sdk_package!r} SDK is not installed: {INSTALL_HINT}"
+        if self.key_required and self._key()[1] is None:
+            return False, f"{' or '.join(self.key_envs)} not set"
+        if self._auth_failure:
+            return False, self._auth_failure
+        return True, ""
+
+    # -- SDK clients ------------------------------------------------------------------
+    def client(self, timeout: float) -> Any:
+        """The SDK client of the running loop (built on first use)."""
+        loop = asyncio.get_running_loop()
+        existing = self._clients.get(loop)
+        if existing is None:
+            _, key = self._key()
+            existing = self._new_client(key, timeout)
+            self._clients[loop] = existing
+        return existing
+
+    def _new_client(self, key: Secret | None, timeout: float) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- errors -----------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._key()[1])
+
+    def _note(self, error: ProviderError) -> ProviderError:
+        """Remember a rejected key so the provider's other models are skipped too."""
+        if error.status_code == 401:
+            self._auth_failure = f"key rejected by {self.name} (HTTP 401)"
+        return error
+
+    @staticmethod
+    def messages(request: ProviderRequest) -> list[dict[str, str]]:
+        out = []
+        if request.system:
+            out.append({"role": "system", "content": request.system})
+        out.append({"role": "user", "content": request.prompt})
+        return out
