@@ -370,6 +370,12 @@ class Orchestrator:
                             task_ids=tuple(state.execution_order))
                 if tasks:
                     await self._schedule(state)
+            except PolicyViolationError as exc:
+                # raised before any call was sent (preflight, planner check): the caller
+                # still gets the state, with the reason, to report and write out
+                state.notes.append(str(exc))
+                exc.state = state
+                raise
             finally:
                 state.status = self._final_status(state)
                 span.set_attributes({
@@ -394,18 +400,20 @@ class Orchestrator:
         else:
             groups = [(f"task type {tt.value}", self.policies.for_type(tt), self.router.candidates(tt))
                       for tt in TaskType]
-        details = []
-        for label, policies, candidates in groups:
+        details: dict[str, str] = {}  # "model: reason", once each, whatever the group
+        for _label, policies, candidates in groups:
             results = [engine.evaluate(m, self._profile(m), policies) for m in candidates]
             if not candidates or any(r.passed for r in results):
                 return
-            details.append(f"{label}: " + "; ".join(f"{r.model}: {r.reason}" for r in results[:4]))
+            for r in results:
+                details.setdefault(f"{r.model}: {r.reason}", "")
         names = ", ".join(sorted({p.name for p in self.policies.global_policies}
                                  | {p.name for v in self.policies.by_task_type.values() for p in v}
                                  | {p.name for v in self.policies.by_task.values() for p in v}))
-        more = f" | and {len(details) - 3} more" if len(details) > 3 else ""
+        shown = list(details)[:4]
+        more = f"; and {len(details) - 4} more" if len(details) > 4 else ""
         raise PolicyViolationError(f"project: no usable model satisfies the policies {names} for any task; "
-                                   f"nothing was run: {' | '.join(details[:3])}{more}")
+                                   f"nothing was run or spent: {'; '.join(shown)}{more}")
 
     def _profile(self, model: str) -> ModelProfile:
         return ModelProfile.from_catalog(model, self._latency_ms.get(model))

@@ -321,6 +321,9 @@ class PolicyViolationError(Exception):
         self.task_id = task_id
         self.policies = tuple(policies)
         self.results = tuple(results)
+        self.state: Any = None
+        """Set by ``Orchestrator.run_project`` when it stops a project: the (empty) ProjectState,
+        so a caller can still report and write the results of a run that spent nothing."""
 
     @classmethod
     def for_candidates(cls, task_id: str | None, policies: Sequence[Policy],
