@@ -134,6 +134,7 @@ class _TaskRun:
     system: str = ""
     max_tokens: int = 0
     tried: set[str] = field(default_factory=set)
+    failed_models: set[str] = field(default_factory=set)  # a call of theirs failed in this task
     checked: dict[str, PolicyResult] = field(default_factory=dict)
     best: _Round | None = None
     last: _Round | None = None      # the latest completed round
@@ -605,8 +606,12 @@ class Orchestrator:
                                                 *run.on_fail)
                 continue
             if isinstance(outcome, LLMCallError):
+                # auto_retry only while the client still sends to the model: once it marked the
+                # model unhealthy it refuses the call, and a "retry" would send nothing
+                retryable = bool(outcome.last.transient) and self.client.is_usable(outcome.model)
+                run.failed_models.add(outcome.model)
                 action = await self._on_trigger(run, self._situation(
-                    run, Trigger.LLM_ERROR, str(outcome), transient=bool(outcome.last.transient)), str(outcome))
+                    run, Trigger.LLM_ERROR, str(outcome), transient=retryable), str(outcome))
                 continue
             if isinstance(outcome, _StopTask):
                 if outcome.kind == "budget":
@@ -692,7 +697,9 @@ class Orchestrator:
     def _use_model(self, run: _TaskRun, model: str) -> None:
         info = get_model(model)
         run.model = model
-        run.reviewers = self.router.reviewer_candidates(model, run.task.type)
+        # a model that just failed this task is not asked to review its replacement
+        run.reviewers = [r for r in self.router.reviewer_candidates(model, run.task.type)
+                         if r == model or r not in run.failed_models]
         run.max_tokens = min(run.task.output_tokens_cap, info.max_output_tokens)
         run.prompt = self._task_prompt(run.task, run.context, model, run.max_tokens)
         run.system = _SYSTEM_PROMPTS.get(run.task.type, _SYSTEM_PROMPTS[TaskType.COMPLEX_REASONING])
