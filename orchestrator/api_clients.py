@@ -171,6 +171,9 @@ class UnifiedClient:
                     return self._answer_from_cache(info, hit, key, call_type, max_tokens, temperature,
                                                    prompt, system)
 
+        if model in self.unhealthy:  # e.g. its key was rejected: another request would fail the same way
+            raise LLMCallError(model, ProviderError(f"{model} is unhealthy ({self.unhealthy[model]})",
+                                                    fatal_for_model=True, error_type="ModelUnhealthy"), 0)
         retries = self.default_retries if retries is None else retries
         timeout = self.default_timeout if timeout is None else timeout
         last_error: ProviderError | None = None

@@ -1,7 +1,8 @@
 """Command line: ``orchestrator -p "project" -c "criteria" [options]``.
 
 Exit codes: 0 the project succeeded; 1 partial success, failure, budget exhausted or
-timed out; 2 bad usage or input (one line on stderr, nothing run); 130 interrupted.
+timed out; 2 bad usage or input (one line on stderr, nothing run); 3 the policies leave
+the project no model (one line on stderr, nothing spent); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_POLICY_BLOCKED = 3  # the policies leave no model for the project: stopped before spending anything
 
 
 class UsageError(Exception):
@@ -34,21 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decompose a project into tasks and run them across LLM providers with critique, "
                     "scoring, budgets and observable events.",
         epilog="Exit codes: 0 success; 1 partial success, failure, budget exhausted or timed out; "
-               "2 bad usage or input; 130 interrupted. Subcommands: 'orchestrator models' lists the "
-               "model catalog.",
+               "2 bad usage or input; 3 the policies leave the project no model (nothing spent); "
+               "130 interrupted. Subcommands: 'orchestrator models' lists the "
+               "model catalog; 'orchestrator policy check FILE' validates a policy or project file.",
     )
     run = p.add_argument_group("project")
     run.add_argument("--project", "-p", help="what to build (the project description)")
     run.add_argument("--criteria", "-c", help="success criteria")
     run.add_argument("--file", "-f", metavar="YAML",
                      help="project file (keys: project, criteria, budget_usd, time_seconds, concurrency, "
-                          "output_dir, tasks)")
+                          "output_dir, tasks, policies, remediation, validators)")
+    run.add_argument("--policy", metavar="FILE",
+                     help="policy file (YAML or JSON): global policies and per-task-type / per-task overrides, "
+                          "applied on top of the project file's; check one with 'orchestrator policy check FILE'")
     run.add_argument("--budget", "-b", type=float, help="max spend in USD (default 8.0)")
     run.add_argument("--time", "-t", type=float, help="max wall-clock seconds (default 5400)")
     run.add_argument("--concurrency", type=int, help="tasks run at once (default 4)")
     run.add_argument("--output-dir", "-o", help="write one file per task and summary.json here")
     run.add_argument("--model", help="use only this catalog model for every role")
     run.add_argument("--local-model", metavar="PATH", help="GGUF file for the embedded local model")
+    run.add_argument("--provider-url", metavar="URL",
+                     help="an OpenAI-compatible server (Ollama, vLLM, llama.cpp), e.g. "
+                          "http://127.0.0.1:11434/v1; needs --model NAME (the server's model name)")
+    run.add_argument("--list-models", action="store_true",
+                     help="print the model catalog (prices, context, available or why not) and exit")
     run.add_argument("--max-tasks", type=int, help="upper bound of the decomposition (1..15)")
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
@@ -85,6 +96,8 @@ class RunOptions:
     concurrency: int = 4
     output_dir: str | None = None
     tasks: list[Any] | None = None
+    file_data: dict[str, Any] | None = None  # the project file, for its policies/remediation/validators
+    config: Any = None  # policy_cli.RunConfig, loaded once the catalog is final
 
 
 def _load_project_file(path: str) -> dict[str, Any]:
@@ -142,6 +155,7 @@ def resolve_options(args: argparse.Namespace) -> RunOptions:
         raise UsageError("--max-tasks must be between 1 and 15")
     if data.get("tasks") is not None:
         opts.tasks = _parse_tasks(data["tasks"], args.file)
+    opts.file_data = data
     return opts
 
 
@@ -232,11 +246,68 @@ async def _run(opts: RunOptions, args: argparse.Namespace) -> Any:
     from .models import Budget
 
     cache = None if args.no_cache else ResponseCache(args.cache_dir)
-    client = UnifiedClient(cache=cache, concurrency=max(opts.concurrency, 1) * 2, local_model=args.local_model)
+    client = UnifiedClient(_providers(args), cache=cache, concurrency=max(opts.concurrency, 1) * 2)
     orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
-                        project_tasks=opts.tasks)
+                        project_tasks=opts.tasks, **(opts.config.engine_kwargs() if opts.config else {}))
     return await orch.run_project(opts.project, opts.criteria)
+
+
+def _providers(args: argparse.Namespace) -> dict[str, Any]:
+    from .providers.registry import default_providers
+
+    return default_providers(args.local_model, server_url=getattr(args, "provider_url", None))
+
+
+def _setup_server(args: argparse.Namespace) -> None:
+    """``--provider-url URL --model NAME``: check the URL, reach the server, and put NAME
+    in the catalog as a model of the ``server`` provider for this run."""
+    if not getattr(args, "provider_url", None):
+        return
+    from .models import register_model
+    from .providers.registry import check_server_url, probe_server, server_model_info
+
+    if not args.model:
+        raise UsageError("--provider-url needs --model NAME (the model name the server serves)")
+    args.provider_url = check_server_url(args.provider_url)
+    probe_server(args.provider_url)
+    register_model(server_model_info(args.model, args.provider_url))
+
+
+def _models_command(argv: list[str]) -> int:
+    """``orchestrator models [--provider-url URL --model NAME] [--local-model PATH]``."""
+    try:
+        args = build_parser().parse_args(argv)
+        _setup_server(args)
+    except (UsageError, ValueError) as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from rich.console import Console
+
+    from .api_clients import UnifiedClient
+    from .model_list import print_models
+
+    console = Console()
+    if not console.is_terminal:  # piped: no folding of long model names and reasons
+        console = Console(width=200)
+    print_models(UnifiedClient(_providers(args)), console)
+    return EXIT_OK
+
+
+def _policy_blocked(exc: Exception, opts: RunOptions, session: Any, console: Any) -> int:
+    """The policies leave the project no model: one line on stderr, exit 3.  The run
+    stopped before any call, so nothing was spent; the (empty) results still go to the
+    observers and, with ``--output-dir``, to ``summary.json`` with the reason."""
+    state = getattr(exc, "state", None)
+    session.finish(state, console=console)
+    print(f"orchestrator: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    if state is not None and opts.output_dir:
+        try:
+            write_outputs(state, opts.output_dir)
+        except OSError as err:
+            print(f"orchestrator: error: cannot write results to {opts.output_dir}: {err.strerror}",
+                  file=sys.stderr)
+    return EXIT_POLICY_BLOCKED
 
 
 def _check_model_choice(args: argparse.Namespace) -> None:
@@ -245,7 +316,7 @@ def _check_model_choice(args: argparse.Namespace) -> None:
 
     if args.local_model and not Path(args.local_model).is_file():
         raise UsageError(f"--local-model: no such file: {args.local_model}")
-    client = UnifiedClient(local_model=args.local_model)
+    client = UnifiedClient(_providers(args))
     if args.model:
         if args.model not in CATALOG:
             raise UsageError(f"--model: unknown model {args.model!r} (see 'orchestrator models')")
@@ -259,11 +330,22 @@ def _check_model_choice(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["models"] or "--list-models" in argv:
+        return _models_command([a for a in argv if a not in ("models", "--list-models")])
+    if argv[:1] == ["policy"]:
+        from .policy_cli import policy_main
+
+        return policy_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
         _configure_logging(args.verbose)
+        _setup_server(args)
         opts = resolve_options(args)
         _check_model_choice(args)
+        from .policy import PolicyViolationError
+        from .policy_cli import load_run_config  # after the catalog is final (--provider-url)
+
+        opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
         from .observers.setup import validate_observer_options
 
         validate_observer_options(args)
@@ -286,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
         session.finish(None, console=console)  # spans left open end as errors and still export
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except PolicyViolationError as exc:  # stopped before any call: nothing was spent
+        return _policy_blocked(exc, opts, session, console)
+    except Exception as exc:  # a provider or configuration failure: one line, no traceback
+        session.finish(None, console=console)
+        from .observers.base import redact
+
+        print(f"orchestrator: error: {redact(str(exc)) or type(exc).__name__}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except BaseException:
         session.finish(None, console=console)
         raise

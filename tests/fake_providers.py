@@ -236,3 +236,25 @@ class FakeServer:
 
     def schemas(self) -> list[dict[str, Any] | None]:
         return [request_schema(self.kind, r.body) for r in self.requests]
+
+
+class SleepRecorder:
+    """The client's injectable sleep: records the delays instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY",
+                 "KIMI_API_KEY", "MOONSHOT_API_KEY", "OPENROUTER_API_KEY", "ORCHESTRATOR_SERVER_API_KEY")
+BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "DEEPSEEK_BASE_URL",
+                      "KIMI_BASE_URL", "MOONSHOT_BASE_URL", "OPENROUTER_BASE_URL")
+
+
+def clean_provider_env(monkeypatch: Any) -> None:
+    """No key nor base URL of the developer's environment leaks into a test."""
+    for name in (*KEY_VARIABLES, *BASE_URL_VARIABLES):
+        monkeypatch.delenv(name, raising=False)

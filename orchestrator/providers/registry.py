@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from ..models import CATALOG, ModelInfo
 from .anthropic import AnthropicProvider
 from .base import Provider
 from .google import GoogleProvider
@@ -12,6 +18,8 @@ from .secrets import load_dotenv
 SERVER_PROVIDER = "server"
 """Catalog provider name of models served by ``--provider-url`` (Ollama, vLLM, llama.cpp)."""
 
+SERVER_CONTEXT_WINDOW = 8192
+SERVER_MAX_OUTPUT = 2048
 REMOTE_PRESETS = tuple(name for name in PRESETS if name != SERVER_PROVIDER)
 
 
@@ -32,3 +40,44 @@ def default_providers(local_model: str | None = None, *, server_url: str | None 
     if server_url:
         providers[SERVER_PROVIDER] = OpenAICompatProvider.for_server(server_url)
     return providers
+
+
+def server_model_info(name: str, base_url: str) -> ModelInfo:
+    """The catalog entry of a model served at ``base_url``.
+
+    A name the catalog knows keeps its prices and window (a gateway in front of a paid
+    model still costs money); an unknown name is free, with an 8k window.  A server on
+    loopback keeps data on the machine, so it gets the local model's tags and region."""
+    loopback = (urlsplit(base_url).hostname or "") in {"127.0.0.1", "localhost", "::1"}
+    known = CATALOG.get(name)
+    if known is not None:
+        return replace(known, provider=SERVER_PROVIDER)
+    return ModelInfo(name, SERVER_PROVIDER, 0.0, 0.0, SERVER_CONTEXT_WINDOW, SERVER_MAX_OUTPUT,
+                     region="local" if loopback else "self-hosted",
+                     tags=("no_train", "pii_allowed", "offline") if loopback else ())
+
+
+def check_server_url(url: str) -> str:
+    """``url`` normalised, or ValueError with a one-line reason (scheme, host)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--provider-url {url!r} is not an http(s) URL such as http://127.0.0.1:11434/v1")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"--provider-url {url!r} has an invalid port") from None
+    return url.strip().rstrip("/")
+
+
+def probe_server(base_url: str, timeout: float = 5.0) -> None:
+    """ValueError (one line) when nothing answers at ``base_url``; any HTTP answer, even
+    an error status, means a server is there.  Catches a typo'd port before a run."""
+    request = urllib.request.Request(f"{base_url}/models", method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - the user's own URL
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ValueError(f"--provider-url {base_url}: cannot connect ({reason})") from None
