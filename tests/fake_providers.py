@@ -159,6 +159,8 @@ class FakeServer:
         self.tokens = tokens
         self.script: deque[Script] = deque()
         self.requests: list[Recorded] = []
+        self.fallback: Callable[[Recorded], Reply] | None = None
+        """Answers when the script is empty (default: a competent model)."""
         self._release = threading.Event()
         self._lock = threading.Lock()
         server = self
@@ -201,6 +203,8 @@ class FakeServer:
         with self._lock:
             self.requests.append(record)
             step = self.script.popleft() if self.script else None
+        if step is None and self.fallback is not None:
+            return self.fallback(record)
         if step is None:
             return auto_reply(self.kind, record.path, record.body, self.tokens)
         return step(record) if callable(step) else step
