@@ -87,6 +87,16 @@ async def test_json_ladder_steps_down_when_the_endpoint_rejects_a_format(env, se
     assert provider.json_mode("gpt-4o") == "json_object"
 
 
+async def test_a_500_that_names_response_format_steps_down_too(env, server):
+    """llama-cpp-python's server reports a refused response_format as a 500."""
+    server.push(Reply(status=500, body={"error": {"message": "1 validation error: ('body', 'response_format', "
+                                                             "'type') Input should be 'text' or 'json_object'"}}))
+    sleep = SleepRecorder()
+    resp = await client_for(sleep).call("gpt-4o", "q", json_schema=SCHEMA)
+    assert resp.attempts == 1 and sleep.delays == []
+    assert server.requests[1].body["response_format"]["type"] == "json_object"
+
+
 async def test_last_rung_is_the_prompt_and_the_json_is_extracted(env, server):
     server.push(error("openai", 400, "no"), error("openai", 400, "no"), error("openai", 400, "no"),
                 Reply(body=openai_answer('Sure! Here it is:\n```json\n{"answer": "x"}\n```\nBye')))

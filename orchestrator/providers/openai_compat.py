@@ -24,8 +24,10 @@ walks down a ladder and remembers, per model, the first rung the endpoint accept
 4. no ``response_format``: the schema is put in the system prompt and the JSON value is
    extracted from the answer (code fences and surrounding prose removed).
 
-A rung is abandoned only when the endpoint answers 400 or 422 (it rejected the
-parameter); any other error is reported as usual.  From rung 2 on the schema is also
+A rung is abandoned only when the endpoint rejects the parameter: HTTP 400 or 422, or
+another error status whose message names ``response_format``/``json_schema``
+(llama-cpp-python's server reports its request validation errors as 500); any other
+error is reported as usual.  From rung 2 on the schema is also
 described in the system prompt, because JSON mode alone does not say which JSON.
 """
 
@@ -72,6 +74,16 @@ PRESETS: dict[str, Preset] = {
                          "https://openrouter.ai/api/v1"),
     "server": Preset("server", ("ORCHESTRATOR_SERVER_API_KEY",), (), None, key_required=False),
 }
+
+
+def _rejects_format(error: ProviderError) -> bool:
+    """The endpoint refused the ``response_format`` itself: a 400/422, or any error status
+    whose message names it (llama-cpp-python's server answers its validation errors with
+    500, and would otherwise be retried to no end)."""
+    if error.status_code in _REJECTED_PARAMETER:
+        return True
+    message = str(error)
+    return error.status_code is not None and ("response_format" in message or "json_schema" in message)
 
 
 def estimate_tokens(text: str) -> int:
@@ -145,7 +157,7 @@ class OpenAICompatProvider(RemoteProvider):
             try:
                 response = await self._send(request, mode)
             except ProviderError as exc:
-                if exc.status_code in _REJECTED_PARAMETER and mode != JSON_LADDER[-1]:
+                if _rejects_format(exc) and mode != JSON_LADDER[-1]:
                     mode = JSON_LADDER[JSON_LADDER.index(mode) + 1]
                     self._json_mode[request.model] = mode
                     continue
