@@ -480,6 +480,7 @@ class Orchestrator:
                 return [], [f"decomposition not affordable: {exc}"]
             except LLMCallError as exc:
                 reason = f"decomposition call failed: {exc}"
+                planner = self._next_planner(planners, planner, policies)
                 continue
             tasks, notes = sanitize_tasks(parse_json_answer(response.text), max_tasks)
             if tasks:
@@ -489,6 +490,18 @@ class Orchestrator:
                         prompt=f"{description}\nSuccess criteria: {criteria}")
         events.emit(events.decomposition_fallback, reason=reason[:300])
         return [fallback], [f"decomposition unusable twice ({reason}); running the project as one task"]
+
+    def _next_planner(self, planners: list[str], planner: str, policies: Any) -> str:
+        """``planner`` while the client still sends to it; once it is out for the run (a
+        rejected key, an unknown model, repeated failures), the next usable candidate that
+        passes the project's policies, so one dead provider does not cost the plan."""
+        if self.client.is_usable(planner):
+            return planner
+        for candidate in planners[planners.index(planner) + 1:]:
+            if self.client.is_usable(candidate) and (
+                    not policies or self.policy_engine.check(candidate, self._profile(candidate), policies).passed):
+                return candidate
+        return planner
 
     # -- scheduling ------------------------------------------------------------------
     async def _schedule(self, state: ProjectState) -> None:

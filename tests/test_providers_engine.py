@@ -90,3 +90,13 @@ async def test_persistent_5xx_is_retried_then_the_model_is_dropped(servers, orch
     assert len(attempts) == 3 and {c.attributes["error.type"] for c in attempts} == {"Overloaded"}
     assert len(orchestrator_events.of("llm_retry")) >= 2 and len(orch.client._sleep.delays) >= 2
     assert orchestrator_events.of("model_unhealthy")[0].reason.startswith("3 consecutive failures")
+
+
+async def test_a_dead_planner_hands_the_plan_to_the_next_candidate(servers, orchestrator_events):
+    oai, ant = servers
+    ant.fallback = lambda r: error("anthropic", 401, "invalid x-api-key", error_type="authentication_error")
+    state = await orchestrator().run_project("Write a Python function add(a, b)", "add(1, 2) == 3")
+    decompositions = [c for c in calls(orchestrator_events) if c.call_type == "decompose"]
+    assert [(c.model, c.status) for c in decompositions] == [("claude-sonnet-4-5", "error"), ("gpt-4.1", "ok")]
+    assert orchestrator_events.of("decomposition_fallback") == []
+    assert list(state.results) == ["t1"] and state.results["t1"].model_used == "gpt-4.1"
