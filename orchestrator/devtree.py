@@ -51,6 +51,8 @@ def span_label(span: ReadableSpan) -> str:
     parts = [f"[bold]{escape(span.name)}[/bold]"]
     if "llm.model" in a:
         parts.append(f"[cyan]{escape(str(a['llm.model']))}[/cyan]")
+    elif "policy.model" in a:  # which model a policy check judged
+        parts.append(f"[cyan]{escape(str(a['policy.model']))}[/cyan]")
     parts.append(_duration(span))
     for tin_key, tout_key in _TOKENS:
         if tin_key in a or tout_key in a:
@@ -68,9 +70,15 @@ def span_label(span: ReadableSpan) -> str:
     if "task.score" in a:
         parts.append(f"score {float(a['task.score']):.2f}")
     if "policy.passed" in a:
-        parts.append("passed" if a["policy.passed"] else "[yellow]violations[/yellow]")
+        noted = int(a.get("policy.violations", 0) or 0)
+        if not a["policy.passed"]:
+            parts.append("[yellow]blocked[/yellow]")
+        else:  # soft/monitor violations do not block but are worth seeing
+            parts.append("passed" + (f" ({noted} violation{'s' if noted > 1 else ''} noted)" if noted else ""))
     if "remediation.strategy" in a:
         parts.append(escape(f"{a['remediation.strategy']} ({a.get('remediation.trigger', '')})"))
+        if "remediation.success" in a:
+            parts.append("succeeded" if a["remediation.success"] else "[yellow]did not help[/yellow]")
     if span.status.status_code == StatusCode.ERROR:
         parts.append(f"[bold red]ERROR[/bold red] [red]{escape(span.status.description or '')}[/red]")
     else:
