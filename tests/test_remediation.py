@@ -70,6 +70,18 @@ def test_decide_takes_the_first_applicable_step_with_attempts_left():
     assert no_rounds.decide(Situation(Trigger.LLM_ERROR, rounds_left=0, transient=True, has_fallback=True)) is None
 
 
+def test_budget_low_degrades_first_then_moves_to_a_cheaper_model():
+    rem = TaskRemediation(RemediationConfig())
+    low = Situation(Trigger.BUDGET_LOW, rounds_left=2, has_fallback=True, best_passed=True, threshold=0.85)
+    first = rem.decide(low)
+    assert first.strategy == Strategy.DEGRADE_THRESHOLD and first.new_threshold == 0.75
+    assert rem.decide(low).strategy == Strategy.FALLBACK_MODEL
+    assert rem.decide(low) is None
+    nothing_passed = TaskRemediation(RemediationConfig())  # nothing to accept: straight to the cheaper model
+    assert nothing_passed.decide(Situation(Trigger.BUDGET_LOW, rounds_left=2, has_fallback=True,
+                                           threshold=0.85)).strategy == Strategy.FALLBACK_MODEL
+
+
 def test_skip_validator_only_where_a_policy_allows_it():
     cfg = RemediationConfig({"validation_failed": ["skip_validator", "abort_task"]})
     failed = Situation(Trigger.VALIDATION_FAILED, rounds_left=2, failed_validators=("pytest",))
