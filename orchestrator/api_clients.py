@@ -81,7 +81,7 @@ class UnifiedClient:
         budget: Budget | None = None,
         default_timeout: float = 120.0,
         default_retries: int = 2,
-        unhealthy_after: int = 3,
+        unhealthy_after: int = 6,  # two calls' worth of attempts: remediation's auto_retry gets its turn
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,

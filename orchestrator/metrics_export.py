@@ -85,12 +85,17 @@ class GuardedMetricExporter(MetricExporter):
         self.failed += 1
         if not detail and self.quiet is not None:
             detail = self.quiet.detail()
+        self.warn_once(f"metric export to {self.endpoint} failed{f' ({detail})' if detail else ''}; "
+                       "the run goes on")
+        return result
+
+    def warn_once(self, message: str) -> None:
+        """The first problem is one warning line; later ones (a failed export, then a
+        shutdown that times out on the same dead collector) say nothing new."""
         with self._lock:
             first, self._warned = not self._warned, True
         if first:
-            logger.warning("metric export to %s failed%s; the run goes on", self.endpoint,
-                           f" ({detail})" if detail else "")
-        return result
+            logger.warning("%s", message)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         try:
@@ -118,8 +123,8 @@ class MetricsExport:
         the last export finished in time (it may still have failed: see ``exporter``)."""
         ok = run_bounded(self.provider.shutdown, timeout_s, name="orchestrator-otel-metrics")
         if not ok:
-            logger.warning("metric export to %s did not finish within %g s (collector down or hanging); "
-                           "the run's metrics are dropped", self.exporter.endpoint, timeout_s)
+            self.exporter.warn_once(f"metric export to {self.exporter.endpoint} did not finish within "
+                                    f"{timeout_s:g} s (collector down or hanging); the run's metrics are dropped")
         else:
             self.quiet.uninstall()
         return ok

@@ -22,8 +22,8 @@ Strategies (what the engine does; what ``remediation.success`` means):
 * ``auto_retry`` - wait ``retry_delay_seconds`` and run the failed round again on the
   same model, keeping its finished steps (transient errors only, and only while the
   client has not marked the model unhealthy: with the client's defaults - 2 retries,
-  unhealthy after 3 consecutive failures - a model that failed every attempt of a call
-  goes straight to ``fallback_model``).  Success: the round completed.
+  unhealthy after 6 consecutive failures - a call that failed every attempt gets one
+  more call before ``fallback_model``).  Success: the round completed.
 * ``fallback_model`` - move to the next candidate model that is usable and passes the
   task's policies (for ``budget_low``: a cheaper one) and run the round on it.  Success:
   a model was found and the round completed (passed the validators, for

@@ -87,9 +87,11 @@ async def test_persistent_5xx_is_retried_then_the_model_is_dropped(servers, orch
     assert state.results["t1"].model_used == "gpt-4.1"
     assert state.results["t1"].status == TaskStatus.COMPLETED
     attempts = [c for c in calls(orchestrator_events) if c.model == "claude-sonnet-4-5"]
-    assert len(attempts) == 3 and {c.attributes["error.type"] for c in attempts} == {"Overloaded"}
-    assert len(orchestrator_events.of("llm_retry")) >= 2 and len(orch.client._sleep.delays) >= 2
-    assert orchestrator_events.of("model_unhealthy")[0].reason.startswith("3 consecutive failures")
+    # one call with its 2 retries, remediation's auto_retry (another call, 3 more attempts), then out
+    assert len(attempts) == 6 and {c.attributes["error.type"] for c in attempts} == {"Overloaded"}
+    assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")][:2] == ["auto_retry", "fallback_model"]
+    assert len(orchestrator_events.of("llm_retry")) >= 4 and len(orch.client._sleep.delays) >= 4
+    assert orchestrator_events.of("model_unhealthy")[0].reason.startswith("6 consecutive failures")
 
 
 async def test_a_dead_planner_hands_the_plan_to_the_next_candidate(servers, orchestrator_events):

@@ -154,14 +154,15 @@ async def test_a_permanent_error_is_not_retried_it_falls_back(orchestrator_event
     assert len(provs["google"].requests) == 1
 
 
-async def test_with_the_clients_default_health_an_exhausted_model_is_not_retried(orchestrator_events):
+async def test_with_the_clients_default_health_one_auto_retry_then_the_model_is_out(orchestrator_events):
     provs = {"google": _failing("google"), "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN,
                                                                       answer="a fine summary")}
-    client = UnifiedClient(provs, sleep=_no_sleep)  # unhealthy after 3 consecutive failures
+    client = UnifiedClient(provs, sleep=_no_sleep)  # 2 retries per call, unhealthy after 6 failures in a row
     state = await Orchestrator(budget=Budget(5.0, 600), client=client).run_project("Summarize", "s")
     assert state.results["t"].status == TaskStatus.COMPLETED
-    assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")] == ["fallback_model"]
-    assert len(provs["google"].requests) == 3
+    assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")] == ["auto_retry", "fallback_model"]
+    assert len(provs["google"].requests) == 6  # two calls of three attempts, then never again
+    assert "gemini-2.5-flash" in client.unhealthy
 
 
 async def test_when_every_model_fails_the_task_is_aborted_with_the_error(orchestrator_events):
