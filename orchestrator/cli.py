@@ -231,6 +231,16 @@ def print_summary(state: Any, console: Any) -> None:
         console.print(f"note: {note}", style="dim")
 
 
+def _write_results(state: Any, output_dir: str, console: Any) -> bool:
+    try:
+        where = write_outputs(state, output_dir)
+    except OSError as exc:
+        print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror}", file=sys.stderr)
+        return False
+    console.print(f"Results written to {where}")
+    return True
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -239,7 +249,7 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _run(opts: RunOptions, args: argparse.Namespace) -> Any:
+def _orchestrator(opts: RunOptions, args: argparse.Namespace) -> Any:
     from .api_clients import UnifiedClient
     from .cache import ResponseCache
     from .engine import Orchestrator
@@ -250,7 +260,7 @@ async def _run(opts: RunOptions, args: argparse.Namespace) -> Any:
     orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, **(opts.config.engine_kwargs() if opts.config else {}))
-    return await orch.run_project(opts.project, opts.criteria)
+    return orch
 
 
 def _providers(args: argparse.Namespace) -> dict[str, Any]:
@@ -302,11 +312,7 @@ def _policy_blocked(exc: Exception, opts: RunOptions, session: Any, console: Any
     session.finish(state, console=console)
     print(f"orchestrator: error: {' '.join(str(exc).split())}", file=sys.stderr)
     if state is not None and opts.output_dir:
-        try:
-            write_outputs(state, opts.output_dir)
-        except OSError as err:
-            print(f"orchestrator: error: cannot write results to {opts.output_dir}: {err.strerror}",
-                  file=sys.stderr)
+        _write_results(state, opts.output_dir, console)
     return EXIT_POLICY_BLOCKED
 
 
@@ -362,10 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
         print(f"orchestrator: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    orch = None
     try:
-        state = asyncio.run(_run(opts, args))
+        orch = _orchestrator(opts, args)
+        state = asyncio.run(orch.run_project(opts.project, opts.criteria))
     except KeyboardInterrupt:
-        session.finish(None, console=console)  # spans left open end as errors and still export
+        state = getattr(orch, "state", None)
+        if state is not None:  # what finished (and the best output of what was running) is kept
+            print_summary(state, console)
+        session.finish(state, console=console)  # spans left open end as errors and still export
+        if state is not None and opts.output_dir:
+            _write_results(state, opts.output_dir, console)
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PolicyViolationError as exc:  # stopped before any call: nothing was spent
@@ -381,14 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     print_summary(state, console)
     session.finish(state, console=console)
-    if opts.output_dir:
-        try:
-            where = write_outputs(state, opts.output_dir)
-            console.print(f"Results written to {where}")
-        except OSError as exc:
-            print(f"orchestrator: error: cannot write results to {opts.output_dir}: {exc.strerror}",
-                  file=sys.stderr)
-            return EXIT_USAGE
+    if opts.output_dir and not _write_results(state, opts.output_dir, console):
+        return EXIT_USAGE
     from .models import ProjectStatus
 
     return EXIT_OK if state.status == ProjectStatus.SUCCESS else EXIT_RUN_FAILED

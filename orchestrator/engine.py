@@ -340,6 +340,7 @@ class Orchestrator:
         self._sleep = getattr(self.client, "_sleep", None) or asyncio.sleep  # auto_retry's pause
         self._latency_ms: dict[str, float] = {}  # observed per model (moving average), for policies
         self._stop_reason: str | None = None  # "budget" or "time" once either ran out
+        self.state: ProjectState | None = None  # the run in progress or last run: kept when interrupted
         self._project_brief = ""
 
     # -- the run ---------------------------------------------------------------------
@@ -353,6 +354,7 @@ class Orchestrator:
             f"\nSuccess criteria: {success_criteria}" if success_criteria else "")
         state = ProjectState(project_id=project_id, description=project_description,
                              criteria=success_criteria, budget=self.budget)
+        self.state = state
         with events.traced_project(project_id, project_description, success_criteria,
                                    self.budget.max_usd, self.budget.max_time_seconds) as span:
             try:
@@ -376,6 +378,9 @@ class Orchestrator:
                 # still gets the state, with the reason, to report and write out
                 state.notes.append(str(exc))
                 exc.state = state
+                raise
+            except asyncio.CancelledError:
+                state.notes.append("interrupted: the results so far are kept, unfinished tasks failed")
                 raise
             finally:
                 state.status = self._final_status(state)
@@ -542,7 +547,7 @@ class Orchestrator:
                         release(tid)
                         continue
                     context = {d: state.results[d].output for d in task.depends_on}
-                    running[asyncio.ensure_future(self._run_task(task, context))] = tid
+                    running[asyncio.ensure_future(self._run_task(task, context, state.results))] = tid
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -557,9 +562,14 @@ class Orchestrator:
                 await asyncio.gather(*running, return_exceptions=True)
 
     # -- one task --------------------------------------------------------------------
-    async def _run_task(self, task: Task, context: Mapping[str, str]) -> TaskResult:
+    async def _run_task(self, task: Task, context: Mapping[str, str],
+                        results: dict[str, TaskResult] | None = None) -> TaskResult:
+        """``results``: where the result lives while the task runs, so that an interrupted
+        run still has it (with the best output so far)."""
         with events.traced_task(task.id, task.type.value, task.prompt) as span:
             result = TaskResult(task_id=task.id, status=TaskStatus.RUNNING)
+            if results is not None:
+                results[task.id] = result
             try:
                 await self._task_loop(task, context, result)
             finally:
@@ -588,6 +598,11 @@ class Orchestrator:
             await self._rounds(run)
         except _StopTask as exc:  # raised while a remediation scored an output
             self._stop(run, exc.kind, str(exc))
+        except asyncio.CancelledError:  # interrupted: the best output so far is kept
+            self._conclude(run)
+            if result.status != TaskStatus.COMPLETED:
+                result.status, result.error = TaskStatus.FAILED, "interrupted"
+            raise
         self._conclude(run)
 
     async def _rounds(self, run: _TaskRun) -> None:

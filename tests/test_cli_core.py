@@ -135,3 +135,58 @@ def test_without_the_local_extra_the_message_names_it():
     assert proc.returncode == 2
     assert "'local' extra" in proc.stderr and "pip install" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_keeps_the_results_so_far(tmp_path):
+    """Interrupted after the first task finished: exit 130, the summary and summary.json
+    still have the finished task, the running one is failed as interrupted, every span
+    pair is closed."""
+    import os
+    import signal
+    import time
+
+    project = tmp_path / "project.yaml"
+    project.write_text("project: Two small functions\ncriteria: they work\ntasks:\n"
+                       "  - id: first\n    type: summarization\n    prompt: Say hello in one sentence.\n"
+                       "    max_iterations: 1\n"
+                       "  - id: second\n    type: code_generation\n    prompt: Write a long Python module "
+                       "with ten functions.\n    depends_on: [first]\n    max_iterations: 3\n")
+    jsonl = tmp_path / "events.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "-f", str(project), "--no-cache",
+                             "-o", str(tmp_path / "out"), "--events-jsonl", str(jsonl)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not _second_started(jsonl):
+            assert proc.poll() is None and time.monotonic() < deadline, "the second task never started"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "interrupted" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    first, second = summary["results"]["first"], summary["results"]["second"]
+    assert first["status"] in ("completed", "degraded") and first["output"]
+    assert second["status"] in ("failed", "completed") and second["status"] != "running"
+    if second["status"] == "failed":
+        assert second["error"] == "interrupted"
+    assert any(note.startswith("interrupted") for note in summary["notes"])
+    assert "Total:" in out and "first" in out
+    recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    starts = [r["correlation_id"] for r in recorded if r["signal"].endswith("_started")]
+    finishes = [r["correlation_id"] for r in recorded if r["signal"].endswith("_finished") or
+                r["signal"] == "policy_checked"]
+    assert sorted(starts) == sorted(finishes)  # nothing left open
+    (project_end,) = [r for r in recorded if r["signal"] == "project_finished"]
+    assert project_end["status"] != "ok"
+
+
+def _second_started(jsonl: Path) -> str:
+    """The JSONL lines of the second task's start (empty until it starts)."""
+    if not jsonl.exists():
+        return ""
+    return "".join(line for line in jsonl.read_text().splitlines(keepends=True)
+                   if '"task_started"' in line and '"second"' in line)
