@@ -701,9 +701,9 @@ class Orchestrator:
                     best_score=best.score)
 
     # -- models and policies ---------------------------------------------------------
-    def _switch_model(self, run: _TaskRun, cheaper: bool = False) -> bool:
-        """Move to the next untried, usable candidate that passes the task's policies (a
-        cheaper one when asked).  False when there is none."""
+    def _untried(self, run: _TaskRun, cheaper: bool):
+        """Candidates not tried yet for the task that the client can still call (cheaper
+        than the current model, in input plus output price per 1M, when asked)."""
         limit = None
         if cheaper and run.model:
             current = get_model(run.model)
@@ -715,6 +715,12 @@ class Orchestrator:
                 info = get_model(candidate)
                 if info.input_per_m + info.output_per_m >= limit:
                     continue
+            yield candidate
+
+    def _switch_model(self, run: _TaskRun, cheaper: bool = False) -> bool:
+        """Move to the next untried, usable candidate that passes the task's policies (a
+        cheaper one when asked).  False when there is none."""
+        for candidate in list(self._untried(run, cheaper)):
             run.tried.add(candidate)
             if not self._allowed(run, candidate):
                 continue
@@ -764,21 +770,7 @@ class Orchestrator:
         return PolicyViolationError.for_candidates(run.task.id, run.policies, list(run.checked.values()))
 
     def _has_fallback(self, run: _TaskRun, cheaper: bool = False) -> bool:
-        limit = None
-        if cheaper and run.model:
-            current = get_model(run.model)
-            limit = current.input_per_m + current.output_per_m
-        for candidate in run.candidates:
-            if candidate in run.tried or not self.client.is_usable(candidate):
-                continue
-            if candidate in run.checked and not run.checked[candidate].passed:
-                continue
-            if limit is not None:
-                info = get_model(candidate)
-                if info.input_per_m + info.output_per_m >= limit:
-                    continue
-            return True
-        return False
+        return any(not (c in run.checked and not run.checked[c].passed) for c in self._untried(run, cheaper))
 
     # -- remediation -----------------------------------------------------------------
     def _budget_low(self, run: _TaskRun) -> bool:

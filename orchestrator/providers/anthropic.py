@@ -24,7 +24,7 @@ import json
 from typing import Any
 
 from . import errors
-from .base import ProviderError, ProviderRequest, ProviderResponse
+from .base import ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
 from .secrets import Secret
 
@@ -84,18 +84,6 @@ class AnthropicProvider(RemoteProvider):
                     continue
                 raise error from None
             return self._read(request, raw, wrapped)
-
-    def _map_error(self, request: ProviderRequest, exc: Exception) -> ProviderError:
-        status = getattr(exc, "status_code", None)
-        if isinstance(status, int):
-            detail = self._scrub(errors.sdk_detail(exc))
-            response = getattr(exc, "response", None)
-            return self._note(errors.from_status(self.name, request.model, status, detail,
-                                                 headers=getattr(response, "headers", None)))
-        mapped = errors.transport_error(self.name, request.model, exc, request.timeout)
-        if mapped is not None:
-            return mapped
-        return errors.malformed(self.name, request.model, self._scrub(f"{type(exc).__name__}: {exc}"))
 
     def _read(self, request: ProviderRequest, raw: Any, wrapped: bool) -> ProviderResponse:
         model = request.model

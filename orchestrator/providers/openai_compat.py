@@ -194,18 +194,6 @@ class OpenAICompatProvider(RemoteProvider):
             raise self._map_error(request, exc) from None
         return self._read(request, raw)
 
-    def _map_error(self, request: ProviderRequest, exc: Exception) -> ProviderError:
-        status = getattr(exc, "status_code", None)
-        if isinstance(status, int):
-            detail = self._scrub(errors.sdk_detail(exc))
-            response = getattr(exc, "response", None)
-            return self._note(errors.from_status(self.name, request.model, status, detail,
-                                                 headers=getattr(response, "headers", None)))
-        mapped = errors.transport_error(self.name, request.model, exc, request.timeout)
-        if mapped is not None:
-            return mapped
-        return errors.malformed(self.name, request.model, self._scrub(f"{type(exc).__name__}: {exc}"))
-
     def _read(self, request: ProviderRequest, raw: Any) -> ProviderResponse:
         model = request.model
         try:

@@ -23,6 +23,7 @@ import os
 import weakref
 from typing import Any
 
+from . import errors
 from .base import ProviderError, ProviderRequest
 from .secrets import Secret, key_from_env, scrub
 
@@ -94,6 +95,22 @@ class RemoteProvider:
     # -- errors -----------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
         return scrub(text, self._key()[1])
+
+    def _map_error(self, request: ProviderRequest, exc: Exception) -> ProviderError:
+        """An SDK exception as a ProviderError: HTTP statuses by the shared table (with
+        Retry-After), transport failures as transient, anything else as a malformed
+        answer; messages scrubbed of the key.  (The openai and anthropic SDKs share the
+        ``status_code``/``response`` shape; Google's adapter overrides this.)"""
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int):
+            detail = self._scrub(errors.sdk_detail(exc))
+            response = getattr(exc, "response", None)
+            return self._note(errors.from_status(self.name, request.model, status, detail,
+                                                 headers=getattr(response, "headers", None)))
+        mapped = errors.transport_error(self.name, request.model, exc, request.timeout)
+        if mapped is not None:
+            return mapped
+        return errors.malformed(self.name, request.model, self._scrub(f"{type(exc).__name__}: {exc}"))
 
     def _note(self, error: ProviderError) -> ProviderError:
         """Remember a rejected key so the provider's other models are skipped too."""
