@@ -799,12 +799,7 @@ class Orchestrator:
         run.on_fail = (fatal, stop_kind)
         decision = run.remediation.decide(situation)
         if decision is None:
-            if fatal is not None and not run.done:
-                if stop_kind:
-                    self._stop(run, stop_kind, fatal)
-                else:
-                    run.result.error = fatal
-                    run.stopped = True
+            self._give_up(run, fatal, stop_kind)
             return None
         logger.info("task %s: %s -> %s (attempt %d)", run.task.id, situation.trigger.value,
                     decision.strategy.value, decision.attempt)
@@ -825,13 +820,19 @@ class Orchestrator:
             elif decision.strategy == Strategy.SKIP_VALIDATOR:
                 attempt.set_attribute("remediation.skipped_validators", list(decision.skip))
                 attempt.success = await self._skip_validators(run, decision)
-        if fatal is not None and not run.done:  # the failed call is still unanswered
-            if stop_kind:
-                self._stop(run, stop_kind, fatal)
-            else:
-                run.result.error = fatal
-                run.stopped = True
+        self._give_up(run, fatal, stop_kind)  # when the failed call is still unanswered
         return None
+
+    def _give_up(self, run: _TaskRun, fatal: str | None, stop_kind: str | None) -> None:
+        """Nothing remedied a failed or refused call: the task stops with its error (a
+        refusal for money or time also stops the run from starting new tasks)."""
+        if fatal is None or run.done:
+            return
+        if stop_kind:
+            self._stop(run, stop_kind, fatal)
+        else:
+            run.result.error = fatal
+            run.stopped = True
 
     async def _round_with(self, run: _TaskRun, decision: Decision | None) -> object:
         """The next round; inside the remediation pair when a decision asked for it."""
