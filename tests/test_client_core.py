@@ -14,16 +14,6 @@ from orchestrator.providers.base import ProviderError, ProviderRequest, Provider
 from tests.scripted import ScriptedProvider
 
 
-@pytest.fixture
-def recorded():
-    seen: list[events.Event] = []
-    for sig in events.ALL_SIGNALS:
-        sig.connect(seen.append)
-    yield seen
-    for sig in events.ALL_SIGNALS:
-        sig.disconnect(seen.append)
-
-
 def test_cache_key_changes_with_everything_that_changes_the_answer():
     base = dict(model="m", system="s", prompt="p", max_tokens=10, temperature=0.1, json_schema=None)
     k = cache_key(**base)

@@ -16,16 +16,6 @@ from orchestrator.providers.base import ProviderError, ProviderRequest
 from tests.scripted import ScriptedProvider, decomposition
 
 
-@pytest.fixture
-def recorded():
-    seen: list[events.Event] = []
-    for sig in events.ALL_SIGNALS:
-        sig.connect(seen.append)
-    yield seen
-    for sig in events.ALL_SIGNALS:
-        sig.disconnect(seen.append)
-
-
 def _orch(provider, **kw):
     budget = kw.pop("budget", Budget(1.0, 600))
     client = UnifiedClient({"local": provider})
