@@ -447,8 +447,9 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     if isinstance(exporter, GuardedSpanExporter):
         if not ok:
             exporter.abandon()
+            detail = quiet.detail() if quiet is not None else ""  # e.g. the 503 it kept retrying
             exporter.warn_once(f"span export to {exporter.endpoint} did not finish within {timeout:g} s "
-                               "(collector down or hanging); the remaining spans are dropped")
+                               f"({detail or 'collector down or hanging'}); the remaining spans are dropped")
         elif quiet is not None:
             quiet.uninstall()
         # when abandoned, the filter stays: the export thread may still log on its way out

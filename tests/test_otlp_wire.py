@@ -350,3 +350,23 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics)
                 # whichever comes first: the bounded flush giving up, or the export's own deadline
                 "hang": ["did not finish within 3 s", "DEADLINE_EXCEEDED", "timed out"]}
     assert any(e in warnings[0] for e in expected[fault]), warnings[0]
+
+
+def test_a_flush_cut_short_still_says_why(caplog):
+    """A 503 the exporter keeps retrying outlasts a short flush: the one warning names
+    the endpoint and the collector's answer, not only the timeout."""
+    from orchestrator.observers.setup import setup_observers
+
+    collector = HttpCollector(status=503)
+    url = f"http://127.0.0.1:{collector.port}/v1/traces"
+    try:
+        session = setup_observers({"otlp_endpoint": url, "quiet": True, "progress": False})
+        state, _ = run_engine()
+        with caplog.at_level("WARNING", logger="orchestrator.tracing"):
+            report = session.finish(state, timeout_s=0.3)
+    finally:
+        collector.stop()
+    assert state.status == ProjectStatus.SUCCESS and report["flushed"] is False
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "orchestrator.tracing"]
+    assert warning.startswith(f"span export to {url} ")
+    assert "(HTTP Service Unavailable)" in warning
