@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator import events  # noqa: E402
+from orchestrator import events
 
 N = 500_000
 REPEATS = 7

@@ -15,10 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.api_clients import UnifiedClient  # noqa: E402
-from orchestrator.engine import Orchestrator  # noqa: E402
-from orchestrator.models import Budget, Task, TaskType  # noqa: E402
-from orchestrator.providers.base import ProviderRequest, ProviderResponse  # noqa: E402
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.tasks import Task, TaskType
+from orchestrator.engine import Orchestrator
+from orchestrator.llm.client import UnifiedClient
+from orchestrator.llm.providers.base import ProviderRequest, ProviderResponse
 
 LATENCY = 0.04
 CALLS_PER_TASK = 4  # generate, critique, revise, evaluate (one sample on the local model)

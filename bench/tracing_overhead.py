@@ -29,8 +29,8 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from orchestrator import events  # noqa: E402
-from orchestrator.observers.tracing import TracingObserver  # noqa: E402
+from orchestrator import events
+from orchestrator.observers.tracing import TracingObserver
 
 CALLS = ("generate", "critique", "revise", "evaluate")
 SPANS_PER_ITERATION = 1 + len(CALLS)

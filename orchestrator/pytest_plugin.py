@@ -32,7 +32,7 @@ import pytest
 @pytest.fixture
 def orchestrator_events():
     """An EventRecorder subscribed for the duration of the test."""
-    from orchestrator.observers.recorder import EventRecorder
+    from .observers.recorder import EventRecorder
 
     recorder = EventRecorder()
     recorder.subscribe()
@@ -80,7 +80,7 @@ def span_exporter():
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-        from orchestrator.observers.tracing import TracingObserver
+        from .observers.tracing import TracingObserver
     except ImportError:  # pragma: no cover - depends on the environment
         pytest.skip("span_exporter needs the tracing extra: pip install 'multi-llm-orchestrator[tracing]'")
     exporter = _capture_class()()

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orchestrator.providers.base import ProviderError, ProviderRequest, ProviderResponse
+from orchestrator.llm.providers.base import ProviderError, ProviderRequest, ProviderResponse
 
 Answer = str | ProviderResponse | ProviderError | Callable[[ProviderRequest], "str | ProviderResponse"]
 

@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from orchestrator import events
-from orchestrator.api_clients import BudgetExceededError, LLMCallError, UnifiedClient, worst_case_input_tokens
-from orchestrator.cache import ResponseCache, cache_key
-from orchestrator.models import Budget, get_model
-from orchestrator.providers.base import ProviderError, ProviderRequest, ProviderResponse
+from orchestrator.domain.budget import Budget
+from orchestrator.llm.cache import ResponseCache, cache_key
+from orchestrator.llm.catalog import get_model
+from orchestrator.llm.client import BudgetExceededError, LLMCallError, UnifiedClient, worst_case_input_tokens
+from orchestrator.llm.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from tests.scripted import ScriptedProvider
 
 

@@ -9,10 +9,12 @@ import json
 import pytest
 
 from orchestrator import events
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import ProjectStatus, TaskStatus
+from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator, sanitize_tasks, topological_order
-from orchestrator.models import Budget, ProjectStatus, Task, TaskStatus, TaskType
-from orchestrator.providers.base import ProviderError, ProviderRequest
+from orchestrator.llm.client import UnifiedClient
+from orchestrator.llm.providers.base import ProviderError, ProviderRequest
 from tests.scripted import ScriptedProvider, decomposition
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.cache import CachedAnswer, ResponseCache
-from orchestrator.models import CATALOG, LOCAL_MODEL, ROUTING, Budget, TaskType, get_model
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.tasks import TaskType
+from orchestrator.llm.cache import CachedAnswer, ResponseCache
+from orchestrator.llm.catalog import CATALOG, LOCAL_MODEL, ROUTING, get_model
 
 
 def test_budget_reserve_and_settle_never_overshoot():

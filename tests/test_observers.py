@@ -18,14 +18,14 @@ import pytest
 from rich.console import Console
 
 from orchestrator import events
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.cli.observers import ObserverOptions, setup_observers, validate_observer_options
+from orchestrator.domain.budget import Budget
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget
+from orchestrator.llm.client import UnifiedClient
 from orchestrator.observers import loading
 from orchestrator.observers.base import Observer, redact
 from orchestrator.observers.progress import ProgressObserver
 from orchestrator.observers.recorder import EventRecorder, read_jsonl
-from orchestrator.observers.setup import ObserverOptions, setup_observers, validate_observer_options
 from tests.scripted import ScriptedProvider, decomposition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +299,7 @@ def _python(code: str, env_extra: dict | None = None) -> subprocess.CompletedPro
 def test_without_tracing_nothing_of_opentelemetry_is_imported():
     proc = _python("""
         import asyncio, sys
-        from orchestrator.observers.setup import setup_observers
+        from orchestrator.cli.observers import setup_observers
         from orchestrator import Orchestrator, Budget, UnifiedClient
         from tests.scripted import ScriptedProvider
         session = setup_observers({"tracing": False, "verbose": True, "observer": ["logging"],
@@ -325,7 +325,7 @@ def test_missing_tracing_packages_name_the_extra():
                 return None
 
         sys.meta_path.insert(0, Block())
-        from orchestrator.observers.setup import setup_observers
+        from orchestrator.cli.observers import setup_observers
         try:
             setup_observers({"tracing": True})
         except ValueError as exc:

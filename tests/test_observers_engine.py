@@ -13,9 +13,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.trace import SpanKind, StatusCode
 
 from orchestrator import events
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import ProjectStatus
+from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget, ProjectStatus, Task, TaskType
+from orchestrator.llm.client import UnifiedClient
 from orchestrator.observers.logging import LoggingObserver
 from orchestrator.observers.metrics import DURATION_BUCKETS, TOKEN_USAGE_BUCKETS, MetricsObserver
 from orchestrator.observers.recorder import EventRecorder
@@ -264,7 +266,7 @@ def test_metrics_observer_records_the_gen_ai_instruments():
 
 
 def test_metrics_count_failed_calls_with_error_type():
-    from orchestrator.providers.base import ProviderError
+    from orchestrator.llm.providers.base import ProviderError
 
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)

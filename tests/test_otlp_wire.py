@@ -24,9 +24,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 import orchestrator.tracing as t
 from orchestrator import events
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import ProjectStatus
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget, ProjectStatus
+from orchestrator.llm.client import UnifiedClient
 from tests.scripted import ScriptedProvider, decomposition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,7 +242,7 @@ def metrics_of(requests) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_metrics_go_to_the_same_collector_as_the_spans(transport):
-    from orchestrator.observers.setup import setup_observers
+    from orchestrator.cli.observers import setup_observers
 
     collector = GrpcCollector() if transport == "grpc" else HttpCollector()
     url = f"http://127.0.0.1:{collector.port}" + ("/v1/traces" if transport == "http" else "")
@@ -274,7 +275,7 @@ def test_metrics_go_to_the_same_collector_as_the_spans(transport):
 
 
 def test_metrics_without_an_endpoint_is_a_usage_error():
-    from orchestrator.observers.setup import validate_observer_options
+    from orchestrator.cli.observers import validate_observer_options
 
     with pytest.raises(ValueError, match="--metrics needs an OTLP endpoint"):
         validate_observer_options({"metrics": True})
@@ -284,7 +285,7 @@ def test_metrics_without_an_endpoint_is_a_usage_error():
 
 SCRIPT = """
 import asyncio, json, sys, time
-from orchestrator.observers.setup import setup_observers
+from orchestrator.cli.observers import setup_observers
 from orchestrator import Orchestrator, Budget, UnifiedClient
 from tests.scripted import ScriptedProvider
 
@@ -355,7 +356,7 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics)
 def test_a_flush_cut_short_still_says_why(caplog):
     """A 503 the exporter keeps retrying outlasts a short flush: the one warning names
     the endpoint and the collector's answer, not only the timeout."""
-    from orchestrator.observers.setup import setup_observers
+    from orchestrator.cli.observers import setup_observers
 
     collector = HttpCollector(status=503)
     url = f"http://127.0.0.1:{collector.port}/v1/traces"

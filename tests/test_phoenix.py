@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SEND = """
 import asyncio, json, sys
-from orchestrator.observers.setup import setup_observers
+from orchestrator.cli.observers import setup_observers
 from orchestrator import Orchestrator, Budget, UnifiedClient
 from tests.scripted import ScriptedProvider, decomposition
 

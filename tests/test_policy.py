@@ -7,10 +7,11 @@ import logging
 
 import pytest
 
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import ProjectStatus, TaskStatus
+from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget, ProjectStatus, Task, TaskStatus, TaskType
-from orchestrator.policy import (
+from orchestrator.governance.policy import (
     ConfigError,
     EnforcementMode,
     ModelProfile,
@@ -19,6 +20,7 @@ from orchestrator.policy import (
     PolicySet,
     PolicyViolationError,
 )
+from orchestrator.llm.client import UnifiedClient
 from tests.scripted import ScriptedProvider, decomposition
 
 PLAN = decomposition({"id": "t", "type": "summarization", "prompt": "summarize the notes", "depends_on": []})

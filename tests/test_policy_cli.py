@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli
+from orchestrator.domain.results import ProjectState, ProjectStatus
+from orchestrator.domain.tasks import TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import ProjectState, ProjectStatus, TaskType
-from orchestrator.policy import EnforcementMode
-from orchestrator.remediation import Strategy, Trigger
+from orchestrator.governance.policy import EnforcementMode
+from orchestrator.governance.remediation import Strategy, Trigger
 
 ROOT = Path(__file__).resolve().parents[1]
 

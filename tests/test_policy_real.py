@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator import cli
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.cli import wiring
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import TaskStatus
+from orchestrator.domain.tasks import TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import LOCAL_MODEL, Budget, TaskStatus, TaskType
-from orchestrator.providers.base import ProviderError
-from orchestrator.providers.local import LocalProvider
+from orchestrator.llm.catalog import LOCAL_MODEL
+from orchestrator.llm.client import UnifiedClient
+from orchestrator.llm.providers.base import ProviderError
+from orchestrator.llm.providers.local import LocalProvider
 from tests.scripted import ScriptedProvider
 
 
@@ -116,7 +120,7 @@ def _descendants(ex, span) -> list:
 def test_the_cli_dev_tree_shows_policy_checks_and_remediations(tmp_path, monkeypatch, capsys):
     """The same situation through the CLI (project file policies, --tracing without an
     endpoint): the printed tree has the blocked and passed checks and the fallback."""
-    monkeypatch.setattr(cli, "_providers", lambda args: _providers(args.local_model))
+    monkeypatch.setattr(wiring, "build_providers", lambda args: _providers(args.local_model))
     monkeypatch.setenv("COLUMNS", "250")  # one line per tree node
     project = tmp_path / "project.yaml"
     project.write_text(

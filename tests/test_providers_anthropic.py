@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from orchestrator.api_clients import LLMCallError, UnifiedClient
-from orchestrator.models import get_model
-from orchestrator.providers.anthropic import AnthropicProvider
-from orchestrator.providers.registry import default_providers
+from orchestrator.llm.catalog import get_model
+from orchestrator.llm.client import LLMCallError, UnifiedClient
+from orchestrator.llm.providers.anthropic import AnthropicProvider
+from orchestrator.llm.providers.registry import default_providers
 from tests.fake_providers import FakeServer, Reply, SleepRecorder, anthropic_answer, clean_provider_env, error
 
 KEY = "sk-ant-api03-TESTKEY0123456789abcdefXYZ"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli
-from orchestrator.models import CATALOG
+from orchestrator.llm.catalog import CATALOG
 from tests.fake_providers import (
     BASE_URL_VARIABLES,
     KEY_VARIABLES,

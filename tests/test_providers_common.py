@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from orchestrator.models import CATALOG, get_model
-from orchestrator.providers import errors
-from orchestrator.providers.registry import (
+from orchestrator.llm.catalog import CATALOG, get_model
+from orchestrator.llm.providers import errors
+from orchestrator.llm.providers.registry import (
     check_server_url,
     default_providers,
     probe_server,
     server_model_info,
 )
-from orchestrator.providers.secrets import Secret, key_from_env, load_dotenv, parse_dotenv, scrub
+from orchestrator.llm.providers.secrets import Secret, key_from_env, load_dotenv, parse_dotenv, scrub
 from tests.fake_providers import FakeServer, clean_provider_env
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import events
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import TaskStatus
+from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget, Task, TaskStatus, TaskType, get_model
-from orchestrator.providers.registry import default_providers
+from orchestrator.llm.catalog import get_model
+from orchestrator.llm.client import UnifiedClient
+from orchestrator.llm.providers.registry import default_providers
 from tests.fake_providers import FakeServer, SleepRecorder, clean_provider_env, error
 
 OPENAI_TOKENS, ANTHROPIC_TOKENS = (1234, 567), (321, 54)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from orchestrator.api_clients import LLMCallError, UnifiedClient
-from orchestrator.models import get_model
-from orchestrator.providers.google import GoogleProvider
-from orchestrator.providers.registry import default_providers
+from orchestrator.llm.catalog import get_model
+from orchestrator.llm.client import LLMCallError, UnifiedClient
+from orchestrator.llm.providers.google import GoogleProvider
+from orchestrator.llm.providers.registry import default_providers
 from tests.fake_providers import FakeServer, Reply, SleepRecorder, clean_provider_env, error, gemini_answer
 
 KEY = "AIzaTESTKEY0123456789abcdefghijklmnopq"

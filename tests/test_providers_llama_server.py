@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli, events
-from orchestrator.models import CATALOG
+from orchestrator.llm.catalog import CATALOG
 from tests.fake_providers import clean_provider_env
 
 MODEL = "smollm2-server"

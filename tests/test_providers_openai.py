@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from orchestrator.api_clients import LLMCallError, UnifiedClient
-from orchestrator.models import get_model
-from orchestrator.providers.openai_compat import OpenAICompatProvider, extract_json
-from orchestrator.providers.registry import default_providers
+from orchestrator.llm.catalog import get_model
+from orchestrator.llm.client import LLMCallError, UnifiedClient
+from orchestrator.llm.providers.openai_compat import OpenAICompatProvider, extract_json
+from orchestrator.llm.providers.registry import default_providers
 from tests.fake_providers import FakeServer, Reply, SleepRecorder, clean_provider_env, error, openai_answer
 
 KEY = "sk-proj-TESTKEY0123456789abcdefXYZ"

@@ -8,12 +8,12 @@ import asyncio
 
 import pytest
 
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import ProjectStatus, TaskStatus
+from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget, ProjectStatus, Task, TaskStatus, TaskType
-from orchestrator.policy import Policy
-from orchestrator.providers.base import ProviderError
-from orchestrator.remediation import (
+from orchestrator.governance.policy import Policy
+from orchestrator.governance.remediation import (
     DEFAULT_PLANS,
     ConfigError,
     RemediationConfig,
@@ -23,6 +23,8 @@ from orchestrator.remediation import (
     TaskRemediation,
     Trigger,
 )
+from orchestrator.llm.client import UnifiedClient
+from orchestrator.llm.providers.base import ProviderError
 from tests.scripted import ScriptedProvider, decomposition
 
 SUMMARY_PLAN = decomposition({"id": "t", "type": "summarization", "prompt": "summarize the notes",

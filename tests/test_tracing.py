@@ -500,7 +500,7 @@ def test_dev_tree_shows_errors_and_notable_events(span_exporter):
 
     from rich.console import Console
 
-    from orchestrator.devtree import print_span_tree
+    from orchestrator.otel.devtree import print_span_tree
 
     with pytest.raises(KeyError):
         with events.traced_project("p", "d"):

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from orchestrator.api_clients import UnifiedClient
+from orchestrator.domain.budget import Budget
+from orchestrator.domain.results import TaskStatus
+from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator
-from orchestrator.models import Budget, Task, TaskStatus, TaskType
-from orchestrator.validators import (
+from orchestrator.governance.validators import (
     ConfigError,
     ValidatorConfig,
     ValidatorSpec,
@@ -27,6 +28,7 @@ from orchestrator.validators import (
     run_validators,
     validators_for,
 )
+from orchestrator.llm.client import UnifiedClient
 from tests.scripted import ScriptedProvider
 
 

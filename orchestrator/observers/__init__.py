@@ -2,8 +2,9 @@
 
 ``Observer`` (base.py), ``TracingObserver`` (tracing.py), ``MetricsObserver``
 (metrics.py), ``LoggingObserver`` (logging.py), ``ProgressObserver`` (progress.py),
-``EventRecorder`` (recorder.py); ``load_observer`` (loading.py) and
-``setup_observers`` (setup.py) for the CLI.
+``EventRecorder`` (recorder.py); ``load_observer`` (loading.py) for specs such as
+``package.module:factory``.  Wiring observers from command-line flags is the CLI's job
+(:mod:`orchestrator.cli.observers`).
 
 Names are imported on first use, so ``import orchestrator.observers`` does not import
 OpenTelemetry; only the tracing and metrics observers need it.
@@ -25,10 +26,6 @@ _EXPORTS = {
     "read_jsonl": "recorder",
     "load_observer": "loading",
     "ObserverLoadError": "loading",
-    "setup_observers": "setup",
-    "validate_observer_options": "setup",
-    "ObserverOptions": "setup",
-    "ObserverSession": "setup",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,9 +8,13 @@ disagrees with routing.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from .models import CATALOG, ModelInfo
+from ..llm.catalog import CATALOG, ModelInfo
+from .errors import EXIT_OK, EXIT_USAGE, UsageError
+from .parser import build_parser
+from .wiring import build_providers, setup_server
 
 
 def _price(value: float) -> str:
@@ -38,3 +42,22 @@ def print_models(client: Any, console: Any) -> None:
     for row in catalog_rows(client):
         table.add_row(*row)
     console.print(table)
+
+
+def models_main(argv: list[str]) -> int:
+    """``orchestrator models [--provider-url URL --model NAME] [--local-model PATH]``."""
+    try:
+        args = build_parser().parse_args(argv)
+        setup_server(args)
+    except (UsageError, ValueError) as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from rich.console import Console
+
+    from ..llm.client import UnifiedClient
+
+    console = Console()
+    if not console.is_terminal:  # piped: no folding of long model names and reasons
+        console = Console(width=200)
+    print_models(UnifiedClient(build_providers(args)), console)
+    return EXIT_OK

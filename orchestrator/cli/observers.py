@@ -138,7 +138,7 @@ class ObserverSession:
     tracing_enabled: bool = False
     dev_mode: bool = False
     endpoint: str | None = None
-    metrics_export: Any = None  # orchestrator.metrics_export.MetricsExport with --metrics
+    metrics_export: Any = None  # orchestrator.otel.metrics.MetricsExport with --metrics
     finished: bool = False
     flushed: bool | None = None
 
@@ -175,7 +175,7 @@ class ObserverSession:
             report["spans"] = len(spans)
             if self.dev_mode and not self.options.quiet:
                 try:
-                    from ..devtree import print_span_tree
+                    from ..otel.devtree import print_span_tree
 
                     out = console or self.console
                     if out is None:
@@ -220,11 +220,11 @@ def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
 
     try:
         # load user observers first: a bad spec must fail before anything is connected
-        from .loading import load_observer
+        from ..observers.loading import load_observer
 
         extra = [load_observer(spec) for spec in opts.observers]
         if opts.events_jsonl:
-            from .recorder import EventRecorder
+            from ..observers.recorder import EventRecorder
 
             try:
                 session.recorder = add(EventRecorder(jsonl_path=opts.events_jsonl, mode="w", keep=False))
@@ -243,19 +243,19 @@ def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
                 logger.warning("tracing is off: OTEL_SDK_DISABLED=true")
         if opts.metrics and session.tracing_enabled:
             from .. import tracing
-            from ..metrics_export import configure_metrics
-            from .metrics import MetricsObserver
+            from ..observers.metrics import MetricsObserver
+            from ..otel.metrics import configure_metrics
 
             state = tracing.tracing_state()
             session.metrics_export = configure_metrics(_tracing_config(opts, tracing.TracingConfig),
                                                        state["resolved"])
             add(MetricsObserver(session.metrics_export.provider))
         if opts.verbose:
-            from .logging import LoggingObserver
+            from ..observers.logging import LoggingObserver
 
             add(LoggingObserver())
         if opts.progress and not opts.quiet:
-            from .progress import ProgressObserver
+            from ..observers.progress import ProgressObserver
 
             progress = ProgressObserver(console, quiet=opts.quiet)
             if progress.enabled:

@@ -7,7 +7,7 @@ import urllib.request
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from ..models import CATALOG, ModelInfo
+from ..catalog import CATALOG, ModelInfo
 from .anthropic import AnthropicProvider
 from .base import Provider
 from .google import GoogleProvider

@@ -15,18 +15,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import events
+from .. import events
+from ..domain.budget import CALL_TYPE_PHASE, Budget, Phase
 from .cache import CachedAnswer, ResponseCache, cache_key
-from .models import CALL_TYPE_PHASE, Budget, ModelInfo, Phase, get_model
+from .catalog import ModelInfo, get_model
+from .costing import worst_case_input_tokens
+from .errors import BudgetExceededError, LLMCallError, TimeBudgetExceededError
 from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
 
 logger = logging.getLogger("orchestrator.client")
-
-# Chat templates add a few tokens around the text; a token is at least one UTF-8 byte
-# for the byte-level BPE tokenizers of every catalog model, so bytes + overhead is a
-# true upper bound of the prompt's tokens.
-_TEMPLATE_OVERHEAD_TOKENS = 64
-
 
 @dataclass(frozen=True, slots=True)
 class APIResponse:
@@ -40,29 +37,6 @@ class APIResponse:
     finish_reason: str = "stop"
     attempts: int = 1
     provider: str = ""
-
-
-class BudgetExceededError(Exception):
-    """The remaining budget cannot pay for the worst case of the call; nothing was sent."""
-
-
-class TimeBudgetExceededError(Exception):
-    """The remaining wall-clock budget is too short for the call; nothing was sent."""
-
-
-class LLMCallError(Exception):
-    """Every attempt of a call failed; ``last`` is the last provider error."""
-
-    def __init__(self, model: str, last: ProviderError, attempts: int) -> None:
-        super().__init__(f"{model}: {last} (after {attempts} attempt{'s' if attempts != 1 else ''})")
-        self.model = model
-        self.last = last
-        self.attempts = attempts
-        self.error_type = last.error_type
-
-
-def worst_case_input_tokens(system: str, prompt: str) -> int:
-    return len(system.encode("utf-8")) + len(prompt.encode("utf-8")) + _TEMPLATE_OVERHEAD_TOKENS
 
 
 class UnifiedClient:

@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from . import events
-from ._config_errors import ConfigError, unknown
+from .. import events
+from ..domain.errors import ConfigError, unknown
 
 __all__ = [
     "Trigger", "Strategy", "Step", "RemediationConfig", "Situation", "Decision", "TaskRemediation",

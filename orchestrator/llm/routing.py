@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .api_clients import UnifiedClient
-from .models import LOCAL_MODEL, PLANNER_CANDIDATES, ROUTING, TaskType, get_model
+from ..domain.tasks import TaskType
+from .catalog import LOCAL_MODEL, PLANNER_CANDIDATES, ROUTING, get_model
+from .client import UnifiedClient
 
 
 class NoModelAvailable(Exception):

@@ -31,8 +31,9 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 
-from . import tracing
-from ._export import QuietExporterLogs, run_bounded
+from . import config as tracing_config
+from .export import QuietExporterLogs, run_bounded
+from .setup import build_resource
 
 __all__ = ["GuardedMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint"]
 
@@ -42,16 +43,16 @@ logger = logging.getLogger("orchestrator.tracing")
 EXPORT_INTERVAL_S = 30.0
 
 
-def metrics_endpoint(resolved: tracing.ResolvedTracing, environ: Mapping[str, str] | None = None) -> str:
+def metrics_endpoint(resolved: tracing_config.ResolvedTracing, environ: Mapping[str, str] | None = None) -> str:
     """Where metrics go: ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` when set, else the span
     endpoint (gRPC serves both services on one address; over HTTP the path becomes
     ``/v1/metrics``)."""
     env = os.environ if environ is None else environ
     explicit = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
     if explicit:
-        return tracing.validate_endpoint(explicit, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        return tracing_config.validate_endpoint(explicit, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
     endpoint = resolved.endpoint or ""
-    if resolved.protocol == tracing.HTTP_PROTOBUF:
+    if resolved.protocol == tracing_config.HTTP_PROTOBUF:
         base = endpoint.rstrip("/")
         if base.endswith("/v1/traces"):
             base = base[: -len("/v1/traces")]
@@ -133,7 +134,7 @@ class MetricsExport:
 def _otlp_metric_exporter(protocol: str | None, endpoint: str, headers: Mapping[str, str] | None,
                           timeout_s: float) -> MetricExporter:
     hdrs = dict(headers) if headers else None
-    if protocol == tracing.HTTP_PROTOBUF:
+    if protocol == tracing_config.HTTP_PROTOBUF:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         return OTLPMetricExporter(endpoint=endpoint, headers=hdrs, timeout=timeout_s)
@@ -145,7 +146,7 @@ def _otlp_metric_exporter(protocol: str | None, endpoint: str, headers: Mapping[
                               timeout=timeout_s)
 
 
-def configure_metrics(cfg: tracing.TracingConfig, resolved: tracing.ResolvedTracing) -> MetricsExport:
+def configure_metrics(cfg: tracing_config.TracingConfig, resolved: tracing_config.ResolvedTracing) -> MetricsExport:
     """A meter provider exporting over OTLP next to the spans of ``resolved`` (which must
     have an endpoint); same resource as the tracer provider."""
     if not resolved.endpoint:
@@ -160,6 +161,6 @@ def configure_metrics(cfg: tracing.TracingConfig, resolved: tracing.ResolvedTrac
         _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, cfg.export_timeout_s), endpoint, quiet)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_INTERVAL_S * 1000,
                                            export_timeout_millis=cfg.export_timeout_s * 1000)
-    provider = MeterProvider(metric_readers=[reader], resource=tracing.build_resource(cfg, resolved),
+    provider = MeterProvider(metric_readers=[reader], resource=build_resource(cfg, resolved),
                              shutdown_on_exit=False)  # the bounded shutdown above runs instead
     return MetricsExport(provider, exporter, quiet)

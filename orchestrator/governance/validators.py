@@ -27,23 +27,21 @@ type or per task.  The cheap validators run first; the expensive ones (``pytest`
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._config_errors import ConfigError, unknown
-from .models import Task, TaskType
+from ..domain.errors import ConfigError, unknown
+from ..domain.tasks import Task, TaskType
+from .sandbox import ISOLATION_MODES, clean_env, network_namespace_available, run_isolated
 
 __all__ = [
     "ValidationResult", "ValidatorSpec", "ValidatorConfig", "VALIDATORS", "DEFAULT_VALIDATORS",
@@ -167,7 +165,7 @@ def ruff_check(output: str, task: Task | None = None, *, select: Iterable[str] |
            "--stdin-filename", "solution.py", "-"]
     try:
         proc = subprocess.run(cmd, input=code, capture_output=True, text=True, timeout=timeout,
-                              env=_clean_env(tempfile.gettempdir()))
+                              env=clean_env(tempfile.gettempdir()))
     except subprocess.TimeoutExpired:
         return ValidationResult("ruff", False, f"ruff timed out after {timeout:g}s")
     if proc.returncode == 0:
@@ -177,138 +175,6 @@ def ruff_check(output: str, task: Task | None = None, *, select: Iterable[str] |
         return ValidationResult("ruff", False, f"ruff failed: {(proc.stderr or proc.stdout).strip()[:300]}")
     more = f" (+{len(lines) - 3} more)" if len(lines) > 3 else ""
     return ValidationResult("ruff", False, "; ".join(ln.removeprefix("solution.py:") for ln in lines[:3]) + more)
-
-
-_GUARD_SOURCE = textwrap.dedent('''\
-    """Written by the orchestrator's pytest validator: no network from Python code."""
-    import errno as _errno
-    import socket as _socket
-
-    _MESSAGE = "network access is disabled in the orchestrator's pytest validator"
-    _INET = {_socket.AF_INET, getattr(_socket, "AF_INET6", _socket.AF_INET)}
-
-
-    def _deny(*args, **kwargs):
-        raise PermissionError(_errno.EACCES, _MESSAGE)
-
-
-    def _guard(name):
-        original = getattr(_socket.socket, name)
-
-        def guarded(self, *args, **kwargs):
-            if self.family in _INET:
-                _deny()
-            return original(self, *args, **kwargs)
-
-        guarded.__name__ = name
-        setattr(_socket.socket, name, guarded)
-
-
-    for _name in ("connect", "connect_ex", "sendto", "sendmsg"):
-        _guard(_name)
-    for _name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "create_connection"):
-        setattr(_socket, _name, _deny)
-    ''')
-
-
-@functools.lru_cache(maxsize=1)
-def _namespace_prefix() -> tuple[str, ...] | None:
-    """``unshare`` arguments that run a command in a new, empty network namespace (only a
-    loopback interface, down), or None where Linux namespaces are not available."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return None
-    for prefix in ((exe, "-rn"), (exe, "-n")):
-        try:
-            probe = subprocess.run([*prefix, sys.executable, "-S", "-c", "pass"], capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return prefix
-    return None
-
-
-def network_namespace_available() -> bool:
-    """True when subprocesses can be put in an empty network namespace (``unshare``)."""
-    return _namespace_prefix() is not None
-
-
-def _clean_env(home: str, pythonpath: str | None = None) -> dict[str, str]:
-    """No API key, proxy or user setting reaches generated code."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "TMPDIR": home,
-           "LANG": os.environ.get("LANG", "C.UTF-8"), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONNOUSERSITE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "NO_COLOR": "1"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return env
-
-
-@dataclass(frozen=True, slots=True)
-class IsolatedRun:
-    returncode: int | None
-    output: str
-    timed_out: bool
-    isolation: str  # "namespace+guard", "guard" or "none"
-
-
-def run_isolated(argv: list[str], workdir: str, *, timeout: float, isolation: str = "auto") -> IsolatedRun:
-    """Run ``argv`` in ``workdir`` with no network and a clean environment; kill its
-    whole process group at ``timeout`` seconds.
-
-    ``isolation``: ``auto`` - an empty network namespace (``unshare -rn``) when
-    available, always plus a ``sitecustomize`` that makes Python's socket connects,
-    sends and name lookups raise; ``namespace`` - require the namespace; ``guard`` - the
-    Python guard only; ``none`` - no network restriction (opt-in escape hatch).
-    """
-    if isolation not in ISOLATION_MODES:
-        raise ValueError(unknown("isolation", isolation, ISOLATION_MODES))
-    guard_dir = None
-    label = "none"
-    prefix: tuple[str, ...] = ()
-    if isolation != "none":
-        guard_dir = Path(workdir) / ".netguard"
-        guard_dir.mkdir(exist_ok=True)
-        (guard_dir / "sitecustomize.py").write_text(_GUARD_SOURCE, encoding="utf-8")
-        label = "guard"
-        if isolation in ("auto", "namespace"):
-            ns = _namespace_prefix()
-            if ns is not None:
-                prefix, label = ns, "namespace+guard"
-            elif isolation == "namespace":
-                return IsolatedRun(None, "network namespace isolation is not available here (unshare -rn failed)",
-                                   False, "none")
-    pythonpath = os.pathsep.join(p for p in (str(guard_dir) if guard_dir else "", workdir) if p)
-    env = _clean_env(workdir, pythonpath)
-    proc = subprocess.Popen([*prefix, *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        return IsolatedRun(proc.returncode, out.decode("utf-8", "replace"), False, label)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            out, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipe
-            out = b""
-            proc.kill()
-        return IsolatedRun(None, (out or b"").decode("utf-8", "replace"), True, label)
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-            proc.wait()
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-
-
-ISOLATION_MODES = ("auto", "namespace", "guard", "none")
 
 
 def _defines_tests(tree: ast.Module) -> bool:

@@ -20,7 +20,7 @@ Policies come from Python, a policy file (``--policy FILE``, YAML or JSON) or th
 project file's ``policies`` key, as a :class:`PolicySet`: global policies, then
 per-task-type and per-task entries.  An entry whose name matches an inherited policy
 overrides only the fields it gives; a new name adds a policy.  Every problem in a file
-is a one-line :class:`~orchestrator._config_errors.ConfigError` naming file, key and
+is a one-line :class:`~orchestrator.domain.errors.ConfigError` naming file, key and
 reason.
 """
 
@@ -34,9 +34,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from . import events
-from ._config_errors import ConfigError, join_key, unknown
-from .models import CATALOG, ModelInfo, Task, TaskType
+from .. import events
+from ..domain.errors import ConfigError, join_key, unknown
+from ..domain.tasks import Task, TaskType
+from ..llm.catalog import CATALOG, ModelInfo
 
 __all__ = [
     "EnforcementMode", "Policy", "ModelProfile", "Violation", "PolicyResult", "PolicyEngine",

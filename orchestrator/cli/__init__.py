@@ -1,0 +1,18 @@
+"""The command line: argparse subcommands (run, models, policy check) and the one place
+where the parts are wired together.
+
+Modules: ``main`` (dispatch), ``parser`` (the run flags), ``project_file`` (``--file``
+and flag resolution), ``wiring`` (client, providers, engine from flags), ``run_cmd``,
+``models_cmd``, ``policy_cmd``, ``observers`` (observers from flags: tracing, metrics,
+logging, progress, JSONL, user ones), ``output`` (summary table, files), ``errors``
+(exit codes, one-line usage errors).
+"""
+
+from __future__ import annotations
+
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY_BLOCKED, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from .main import main
+from .parser import build_parser
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_POLICY_BLOCKED", "EXIT_RUN_FAILED", "EXIT_USAGE",
+           "UsageError", "build_parser", "main"]

@@ -1,0 +1,45 @@
+"""``orchestrator``: the entry point, dispatching to a subcommand.
+
+Subcommands: ``run`` (the default: ``orchestrator -p ...`` is ``orchestrator run -p ...``),
+``models`` (the catalog; ``--list-models`` is the same), ``policy check FILE``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _run(argv: list[str]) -> int:
+    from .run_cmd import run_main
+
+    return run_main(argv)
+
+
+def _models(argv: list[str]) -> int:
+    from .models_cmd import models_main
+
+    return models_main(argv)
+
+
+def _policy(argv: list[str]) -> int:
+    from .policy_cmd import policy_main
+
+    return policy_main(argv)
+
+
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--list-models" in args and args[:1] != ["policy"]:
+        return _models([a for a in args if a not in ("models", "run", "--list-models")])
+    if args[:1] and args[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[args[0]](args[1:])
+    return _run(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

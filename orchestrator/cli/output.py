@@ -1,0 +1,69 @@
+"""What a run leaves behind: the summary table on the console, and with ``--output-dir``
+one file per task plus ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..domain.tasks import TaskType
+from ..governance.validators import extract_code
+
+
+def _safe_filename(task_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task_id)[:80] or "task"
+
+
+def write_outputs(state: Any, output_dir: str) -> Path:
+    """One file per task (``<task_id>.md`` or ``.py`` for code) plus ``summary.json``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for tid, result in state.results.items():
+        task = state.tasks.get(tid)
+        if not result.output:
+            continue
+        suffix = ".py" if task is not None and task.type == TaskType.CODE_GENERATION else ".md"
+        text = result.output
+        if suffix == ".py":
+            text = extract_code(result.output)
+        (out / f"{_safe_filename(tid)}{suffix}").write_text(text, encoding="utf-8")
+    summary = state.to_dict()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return out
+
+
+def print_summary(state: Any, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Project {state.project_id}: {state.status.value if state.status else '?'}")
+    for col in ("task", "type", "model", "score", "iter", "tokens in/out", "cost $", "status"):
+        table.add_column(col, justify="right" if col in ("score", "iter", "cost $") else "left",
+                         overflow="fold")
+    tin = tout = 0
+    for tid in state.execution_order:
+        task, r = state.tasks[tid], state.results.get(tid)
+        if r is None:
+            continue
+        tin += r.input_tokens
+        tout += r.output_tokens
+        table.add_row(tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations),
+                      f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", r.status.value)
+    console.print(table)
+    b = state.budget
+    console.print(f"Total: {len(state.tasks)} tasks, {tin}/{tout} tokens, ${b.spent_usd:.6f} of "
+                  f"${b.max_usd:.2f}, {b.elapsed_seconds:.1f}s; status {state.status.value}")
+    for note in state.notes:
+        console.print(f"note: {note}", style="dim")
+
+
+def write_results(state: Any, output_dir: str, console: Any) -> bool:
+    try:
+        where = write_outputs(state, output_dir)
+    except OSError as exc:
+        print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror}", file=sys.stderr)
+        return False
+    console.print(f"Results written to {where}")
+    return True

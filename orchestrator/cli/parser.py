@@ -1,0 +1,64 @@
+"""The flags of ``orchestrator [run]``: project, budget, models, observability."""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import OneLineParser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="orchestrator",
+        description="Decompose a project into tasks and run them across LLM providers with critique, "
+                    "scoring, budgets and observable events.",
+        epilog="Exit codes: 0 success; 1 partial success, failure, budget exhausted or timed out; "
+               "2 bad usage or input; 3 the policies leave the project no model (nothing spent); "
+               "130 interrupted. Subcommands: 'orchestrator models' lists the "
+               "model catalog; 'orchestrator policy check FILE' validates a policy or project file.",
+    )
+    run = p.add_argument_group("project")
+    run.add_argument("--project", "-p", help="what to build (the project description)")
+    run.add_argument("--criteria", "-c", help="success criteria")
+    run.add_argument("--file", "-f", metavar="YAML",
+                     help="project file (keys: project, criteria, budget_usd, time_seconds, concurrency, "
+                          "output_dir, tasks, policies, remediation, validators)")
+    run.add_argument("--policy", metavar="FILE",
+                     help="policy file (YAML or JSON): global policies and per-task-type / per-task overrides, "
+                          "applied on top of the project file's; check one with 'orchestrator policy check FILE'")
+    run.add_argument("--budget", "-b", type=float, help="max spend in USD (default 8.0)")
+    run.add_argument("--time", "-t", type=float, help="max wall-clock seconds (default 5400)")
+    run.add_argument("--concurrency", type=int, help="tasks run at once (default 4)")
+    run.add_argument("--output-dir", "-o", help="write one file per task and summary.json here")
+    run.add_argument("--model", help="use only this catalog model for every role")
+    run.add_argument("--local-model", metavar="PATH", help="GGUF file for the embedded local model")
+    run.add_argument("--provider-url", metavar="URL",
+                     help="an OpenAI-compatible server (Ollama, vLLM, llama.cpp), e.g. "
+                          "http://127.0.0.1:11434/v1; needs --model NAME (the server's model name)")
+    run.add_argument("--list-models", action="store_true",
+                     help="print the model catalog (prices, context, available or why not) and exit")
+    run.add_argument("--max-tasks", type=int, help="upper bound of the decomposition (1..15)")
+    run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
+    run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
+    obs = p.add_argument_group("observability")
+    obs.add_argument("--tracing", action="store_true",
+                     help="OpenTelemetry tracing (needs the 'tracing' extra); without --otlp-endpoint the span "
+                          "tree is printed after the summary")
+    obs.add_argument("--otlp-endpoint", metavar="URL", help="export spans over OTLP to this collector, e.g. "
+                                                            "http://127.0.0.1:4317 (implies --tracing)")
+    obs.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
+                     help="OTLP protocol (default: OTEL_EXPORTER_OTLP_PROTOCOL, else from the URL)")
+    obs.add_argument("--service-name", help="service.name resource attribute (default: OTEL_SERVICE_NAME, "
+                                            "else multi-llm-orchestrator)")
+    obs.add_argument("--sample-rate", type=float, help="trace sampling ratio 0..1 (default 1.0)")
+    obs.add_argument("--capture-content", action="store_true",
+                     help="record prompt and completion text in spans (off by default)")
+    obs.add_argument("--metrics", action="store_true",
+                     help="also export OpenTelemetry metrics (tokens, durations, cost, tasks) to the OTLP endpoint")
+    obs.add_argument("--observer", action="append", default=[], metavar="SPEC",
+                     help="subscribe an observer: package.module:factory or an entry-point name of the "
+                          "'orchestrator.observers' group (repeatable)")
+    obs.add_argument("--events-jsonl", metavar="FILE", help="write every event as a JSON line to FILE")
+    obs.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
+    return p

@@ -1,0 +1,67 @@
+"""Wiring: building the client, the engine and the provider adapters from the flags.
+
+The only place where parts are put together (the engine never builds its own
+providers from flags, the observers never see the engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .project_file import RunOptions
+
+
+def build_orchestrator(opts: RunOptions, args: argparse.Namespace) -> Any:
+    from ..domain.budget import Budget
+    from ..engine import Orchestrator
+    from ..llm.cache import ResponseCache
+    from ..llm.client import UnifiedClient
+
+    cache = None if args.no_cache else ResponseCache(args.cache_dir)
+    client = UnifiedClient(build_providers(args), cache=cache, concurrency=max(opts.concurrency, 1) * 2)
+    orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
+                        concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
+                        project_tasks=opts.tasks, **(opts.config.engine_kwargs() if opts.config else {}))
+    return orch
+
+
+def build_providers(args: argparse.Namespace) -> dict[str, Any]:
+    from ..llm.providers.registry import default_providers
+
+    return default_providers(args.local_model, server_url=getattr(args, "provider_url", None))
+
+
+def setup_server(args: argparse.Namespace) -> None:
+    """``--provider-url URL --model NAME``: check the URL, reach the server, and put NAME
+    in the catalog as a model of the ``server`` provider for this run."""
+    if not getattr(args, "provider_url", None):
+        return
+    from ..llm.catalog import register_model
+    from ..llm.providers.registry import check_server_url, probe_server, server_model_info
+
+    if not args.model:
+        raise UsageError("--provider-url needs --model NAME (the model name the server serves)")
+    args.provider_url = check_server_url(args.provider_url)
+    probe_server(args.provider_url)
+    register_model(server_model_info(args.model, args.provider_url))
+
+
+def check_model_choice(args: argparse.Namespace) -> None:
+    from ..llm.catalog import CATALOG
+    from ..llm.client import UnifiedClient
+
+    if args.local_model and not Path(args.local_model).is_file():
+        raise UsageError(f"--local-model: no such file: {args.local_model}")
+    client = UnifiedClient(build_providers(args))
+    if args.model:
+        if args.model not in CATALOG:
+            raise UsageError(f"--model: unknown model {args.model!r} (see 'orchestrator models')")
+        ok, why = client.availability(args.model)
+        if not ok:
+            raise UsageError(f"--model {args.model} is not usable here: {why}")
+    elif not any(client.is_usable(name) for name in CATALOG):
+        ok, why = client.availability("smollm2-135m")
+        raise UsageError(f"no usable model: set a provider API key, or {why}")

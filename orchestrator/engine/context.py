@@ -1,0 +1,58 @@
+"""What the parts of one run share: the budget, the client, routing, governance, and the
+few facts learned while running (observed latencies, why the run stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..domain.budget import Budget
+from ..governance.policy import ModelProfile, PolicyEngine, PolicySet
+from ..governance.remediation import RemediationEngine
+from ..governance.validators import ValidatorConfig
+from ..llm.client import UnifiedClient
+from ..llm.routing import Router
+
+StopKind = Literal["budget", "time"]
+"""Why a call was refused: money or wall-clock time ran out."""
+
+
+@dataclass
+class RunContext:
+    """One run's shared state; the planner, scheduler and task runners hold the same one."""
+
+    budget: Budget
+    client: UnifiedClient
+    router: Router
+    policies: PolicySet
+    policy_engine: PolicyEngine
+    remediation: RemediationEngine
+    validators: ValidatorConfig
+    evaluation_samples: int = 2
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    """Observed latency per model (moving average), for the latency policies."""
+    stop_reason: StopKind | None = None
+    """Set once money or time ran out: no new task starts after that."""
+    project_brief: str = ""
+    """The project and its criteria, prepended to vague task prompts."""
+
+    def stop(self, kind: StopKind) -> None:
+        self.stop_reason = self.stop_reason or kind
+
+    def profile(self, model: str) -> ModelProfile:
+        return ModelProfile.from_catalog(model, self.latency_ms.get(model))
+
+    def observe_latency(self, model: str, latency_ms: float) -> None:
+        seen = self.latency_ms.get(model)
+        self.latency_ms[model] = latency_ms if seen is None else 0.7 * seen + 0.3 * latency_ms
+
+
+class CallRefused(Exception):
+    """Budget or time can no longer pay for the task's next call (nothing was sent)."""
+
+    def __init__(self, reason: str, kind: StopKind) -> None:
+        super().__init__(reason)
+        self.kind: StopKind = kind

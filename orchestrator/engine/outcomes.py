@@ -1,0 +1,52 @@
+"""A round's outcome, as a closed union the task loop handles with ``match``.
+
+Why a union and not exceptions: a failed call, a refused call and a fallback that found
+no model are normal outcomes the remediation engine decides on, not errors to unwind;
+each variant carries exactly what that decision needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..governance.remediation import Decision
+from ..llm.client import LLMCallError
+from .context import StopKind
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """A completed round: the revised output, its score and whether it passed the validators."""
+
+    output: str
+    score: float
+    passed_validators: bool
+    reasons: str = ""
+    model: str = ""
+    failed: tuple[str, ...] = ()
+    """The validators that rejected the output."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """A call of the round failed after the client's retries (and every reviewer fallback)."""
+
+    error: LLMCallError
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Budget or time refused a call of the round; nothing was sent."""
+
+    kind: StopKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoFallback:
+    """``fallback_model`` found no usable, compliant model; the decision is asked again without it."""
+
+    decision: Decision
+
+
+RoundOutcome = Round | CallFailed | Refused | NoFallback

@@ -1,0 +1,238 @@
+"""Planning: split a project into a task DAG with one schema-constrained LLM call, and
+make whatever the model answered into a valid DAG.
+
+Sanitising is for model output only: ids are cleaned, unknown and self dependencies
+dropped, duplicates renamed, cycles broken, the count clamped; each fix is a note.
+When the answer is unusable twice, the project runs as one task
+(decomposition_fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .. import events
+from ..domain.tasks import Task, TaskType
+from ..governance.policy import Policy, PolicyViolationError
+from ..llm.catalog import get_model
+from ..llm.client import BudgetExceededError, LLMCallError, TimeBudgetExceededError
+from .context import RunContext, StopKind
+
+MAX_TASKS = 15
+LOCAL_PLANNER_MAX_TASKS = 4  # a 135M model cannot usefully plan more; keeps local runs short
+
+_ID_CLEAN = re.compile(r"[^a-zA-Z0-9_-]+")
+PLANNER_SYSTEM = ("You are a software project planner. Split the project into small, concrete tasks. "
+                  "Answer only with JSON matching the schema.")
+
+
+def decomposition_schema(max_tasks: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "tasks": {
+                "type": "array", "minItems": 1, "maxItems": max_tasks,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string", "maxLength": 40},
+                        "type": {"type": "string", "enum": [t.value for t in TaskType]},
+                        "prompt": {"type": "string", "maxLength": 800},
+                        "depends_on": {"type": "array", "maxItems": 5,
+                                       "items": {"type": "string", "maxLength": 40}},
+                    },
+                    "required": ["id", "type", "prompt", "depends_on"],
+                },
+            },
+        },
+        "required": ["tasks"],
+    }
+
+def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS) -> tuple[list[Task], list[str]]:
+    """Turn an LLM's decomposition answer into a valid task DAG.
+
+    Drops malformed entries, unknown and self dependencies; renames duplicate ids; breaks
+    cycles (the earliest task of a cycle loses its dependencies on the rest); keeps at
+    most ``max_tasks``.  Returns the tasks and notes on what was fixed.
+    """
+    notes: list[str] = []
+    items = raw.get("tasks") if isinstance(raw, Mapping) else raw
+    if not isinstance(items, list):
+        return [], ["answer has no task list"]
+    tasks: list[Task] = []
+    first_id_of: dict[str, str] = {}
+    raw_deps: list[list[str]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            notes.append(f"entry {index} is not an object: dropped")
+            continue
+        prompt = str(item.get("prompt") or item.get("description") or "").strip()
+        if not prompt:
+            notes.append(f"entry {index} has no prompt: dropped")
+            continue
+        original = str(item.get("id") or f"task_{index + 1}")
+        base = _ID_CLEAN.sub("_", original).strip("_")[:40] or f"task_{index + 1}"
+        task_id, n = base, 2
+        existing = {t.id for t in tasks}
+        while task_id in existing:
+            task_id, n = f"{base}_{n}", n + 1
+        if task_id != base:
+            notes.append(f"duplicate id {original!r} renamed to {task_id!r}")
+        first_id_of.setdefault(original, task_id)
+        first_id_of.setdefault(base, task_id)
+        try:
+            task_type = TaskType(str(item.get("type", "")).lower())
+        except ValueError:
+            task_type = TaskType.COMPLEX_REASONING
+            notes.append(f"task {task_id}: unknown type {item.get('type')!r}, using complex_reasoning")
+        deps = item.get("depends_on") or []
+        raw_deps.append([str(d) for d in deps] if isinstance(deps, list) else [])
+        tasks.append(Task(id=task_id, type=task_type, prompt=prompt))
+    if len(tasks) > max_tasks:
+        notes.append(f"{len(tasks)} tasks clamped to {max_tasks}")
+        tasks, raw_deps = tasks[:max_tasks], raw_deps[:max_tasks]
+    ids = {t.id for t in tasks}
+    for task, deps in zip(tasks, raw_deps, strict=True):
+        clean: list[str] = []
+        for dep in deps:
+            resolved = first_id_of.get(dep, first_id_of.get(_ID_CLEAN.sub("_", dep).strip("_"), dep))
+            if resolved == task.id:
+                notes.append(f"task {task.id}: self dependency dropped")
+            elif resolved not in ids:
+                notes.append(f"task {task.id}: unknown dependency {dep!r} dropped")
+            elif resolved not in clean:
+                clean.append(resolved)
+        task.depends_on = clean
+    _break_cycles(tasks, notes)
+    return tasks, notes
+
+
+def _break_cycles(tasks: list[Task], notes: list[str]) -> None:
+    remaining = {t.id: t for t in tasks}
+    done: set[str] = set()
+    while remaining:
+        ready = [t for t in remaining.values() if all(d in done for d in t.depends_on)]
+        if not ready:
+            victim = next(iter(remaining.values()))  # earliest in list order
+            dropped = [d for d in victim.depends_on if d in remaining]
+            victim.depends_on = [d for d in victim.depends_on if d not in remaining]
+            notes.append(f"cycle broken: {victim.id} no longer depends on {', '.join(dropped)}")
+            continue
+        for t in ready:
+            done.add(t.id)
+            del remaining[t.id]
+
+def guess_task_type(text: str) -> TaskType:
+    lowered = text.lower()
+    if any(w in lowered for w in ("function", "python", "code", "implement", "class ", "script", "api")):
+        return TaskType.CODE_GENERATION
+    if "summar" in lowered:
+        return TaskType.SUMMARIZATION
+    if any(w in lowered for w in ("extract", "json", "csv")):
+        return TaskType.DATA_EXTRACTION
+    if any(w in lowered for w in ("story", "poem", "essay", "write a blog")):
+        return TaskType.CREATIVE_WRITING
+    return TaskType.COMPLEX_REASONING
+
+
+def parse_json_answer(text: str) -> object | None:
+    """The JSON object in an answer (bare, fenced, or embedded in prose), or None."""
+    text = text.strip()
+    candidates = [text]
+    fenced = re.findall(r"```(?:json)?\s*\n(.*?)```", text, re.DOTALL)
+    candidates.extend(fenced)
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start:end + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass
+class Plan:
+    """The planner's result: the tasks, notes on what was fixed, and why planning
+    stopped early (money or time) when it did."""
+
+    tasks: list[Task]
+    notes: list[str] = field(default_factory=list)
+    stop_reason: StopKind | None = None
+
+
+class Planner:
+    """Decomposes a project on the first usable planner model that passes the project's
+    policies; a planner that is out for the run hands over to the next one."""
+
+    def __init__(self, ctx: RunContext, max_tasks: int | None = None) -> None:
+        self.ctx = ctx
+        self.max_tasks = max_tasks
+
+    def _compliant(self, planners: Sequence[str], policies: Sequence[Policy]) -> str:
+        if not policies:  # the planner gets the project description: the global policies apply
+            return planners[0]
+        results = []
+        for candidate in planners:
+            results.append(self.ctx.policy_engine.check(candidate, self.ctx.profile(candidate), policies))
+            if results[-1].passed:
+                return candidate
+        raise PolicyViolationError.for_candidates(None, policies, results, "project (decomposition)")
+
+    async def decompose(self, description: str, criteria: str) -> Plan:
+        ctx = self.ctx
+        planners = ctx.router.planner_candidates()
+        if not planners:
+            raise RuntimeError("no usable model: set a provider key or install the 'local' extra")
+        policies = ctx.policies.for_project()
+        planner = self._compliant(planners, policies)
+        max_tasks = self.max_tasks or (LOCAL_PLANNER_MAX_TASKS if get_model(planner).is_local else MAX_TASKS)
+        schema = decomposition_schema(max_tasks)
+        prompt = (
+            f"Project: {description}\nSuccess criteria: {criteria}\n\n"
+            f"Return between 1 and {max_tasks} tasks. Each task has a short id, a type "
+            f"(one of {', '.join(t.value for t in TaskType)}), a prompt that says exactly what to "
+            "produce for this project, and depends_on: the ids of tasks whose output it needs."
+        )
+        reason = ""
+        for variant in range(2):
+            try:
+                response = await ctx.client.call(
+                    planner, prompt, system=PLANNER_SYSTEM,
+                    max_tokens=min(1500, get_model(planner).max_output_tokens),
+                    temperature=0.2 if variant == 0 else 0.5, json_schema=schema, call_type="decompose",
+                    variant=variant, bypass_cache=variant > 0)
+            except BudgetExceededError as exc:
+                return Plan([], [f"decomposition not affordable: {exc}"], "budget")
+            except TimeBudgetExceededError as exc:
+                return Plan([], [f"decomposition not affordable: {exc}"], "time")
+            except LLMCallError as exc:
+                reason = f"decomposition call failed: {exc}"
+                planner = self._next_planner(planners, planner, policies)
+                continue
+            tasks, notes = sanitize_tasks(parse_json_answer(response.text), max_tasks)
+            if tasks:
+                return Plan(tasks, notes)
+            reason = "; ".join(notes) or "no usable task in the answer"
+        fallback = Task(id="task_1", type=guess_task_type(description),
+                        prompt=f"{description}\nSuccess criteria: {criteria}")
+        events.emit(events.decomposition_fallback, reason=reason[:300])
+        return Plan([fallback], [f"decomposition unusable twice ({reason}); running the project as one task"])
+
+    def _next_planner(self, planners: Sequence[str], planner: str, policies: Sequence[Policy]) -> str:
+        """``planner`` while the client still sends to it; once it is out for the run (a
+        rejected key, an unknown model, repeated failures), the next usable candidate that
+        passes the project's policies, so one dead provider does not cost the plan."""
+        client = self.ctx.client
+        if client.is_usable(planner):
+            return planner
+        for candidate in planners[planners.index(planner) + 1:]:
+            if client.is_usable(candidate) and (
+                    not policies or self.ctx.policy_engine.check(candidate, self.ctx.profile(candidate),
+                                                                 policies).passed):
+                return candidate
+        return planner

@@ -1,0 +1,163 @@
+"""One round of a task: generate (first round) -> critique -> revise -> validate ->
+evaluate, and the calls it makes.
+
+Steps done before a failure are kept in the task's :class:`PendingRound`, so a retried
+round resumes after them.  A validator failure scores the round 0 whatever the
+evaluator would say.  Critic and evaluator calls go to the first reviewer the policies
+allow and move to the next when one fails; the task's own model is the last reviewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from .. import events
+from ..domain.results import TaskResult
+from ..domain.tasks import Task
+from ..governance.validators import ValidationResult, run_validators
+from ..llm.catalog import get_model
+from ..llm.client import APIResponse, BudgetExceededError, LLMCallError, TimeBudgetExceededError
+from .context import CallRefused, RunContext
+from .model_choice import ModelChooser
+from .outcomes import CallFailed, Refused, Round, RoundOutcome
+from .planning import parse_json_answer
+from .prompts import (
+    CRITIC_SYSTEM,
+    CRITIQUE_MAX_TOKENS,
+    EVALUATE_MAX_TOKENS,
+    EVALUATION_SCHEMA,
+    EVALUATOR_SYSTEM,
+    critique_prompt,
+    evaluation_prompt,
+    revise_prompt,
+)
+from .task_state import TaskRun
+
+logger = logging.getLogger("orchestrator.engine")
+
+T = TypeVar("T")
+
+
+class RoundRunner:
+    def __init__(self, ctx: RunContext, chooser: ModelChooser) -> None:
+        self.ctx = ctx
+        self.chooser = chooser
+
+    async def outcome(self, run: TaskRun) -> RoundOutcome:
+        """The next round, with a failed or refused call as an outcome, not an exception."""
+        try:
+            return await self.round(run)
+        except LLMCallError as exc:
+            return CallFailed(exc)
+        except CallRefused as exc:
+            return Refused(exc.kind, str(exc))
+
+    async def round(self, run: TaskRun) -> Round:
+        task, result, use, pending = run.task, run.result, run.use, run.pending
+        iteration = result.iterations + 1
+        if pending.draft is None:
+            if run.best is None:
+                pending.draft = (await self.call(result, use.model, use.prompt, system=use.system,
+                                                 max_tokens=use.max_tokens, temperature=0.3,
+                                                 call_type="generate")).text
+            else:
+                pending.draft = run.best.output
+        draft = pending.draft
+        if pending.critique is None:
+            prompt = critique_prompt(task, draft, run.best.reasons if run.best is not None else "")
+            pending.critique = (await self.with_reviewer(run, lambda rv: self.call(
+                result, rv, prompt, system=CRITIC_SYSTEM, max_tokens=min(CRITIQUE_MAX_TOKENS, use.max_tokens),
+                temperature=0.2, call_type="critique", variant=iteration))).text
+        if pending.revised is None:
+            pending.revised = (await self.call(
+                result, use.model, revise_prompt(use.prompt, draft, pending.critique, pending.instruction),
+                system=use.system, max_tokens=use.max_tokens, temperature=0.3, call_type="revise",
+                variant=iteration)).text
+            pending.revised_by = use.model
+        revised, revised_by = pending.revised, pending.revised_by
+        failed = [c for c in await self.validate(run, revised) if not c.passed]
+        emit_failures(failed, iteration)
+        if failed:
+            current = Round(revised, 0.0, False, "; ".join(f"{c.validator}: {c.message}" for c in failed),
+                            revised_by, tuple(c.validator for c in failed))
+        else:
+            score, reasons = await self.with_reviewer(run, lambda rv: self.evaluate(result, rv, task, revised))
+            current = Round(revised, score, True, reasons, revised_by)
+        result.iterations = iteration
+        pending.clear()
+        return current
+
+    async def validate(self, run: TaskRun, output: str) -> list[ValidationResult]:
+        # in a thread: the pytest and ruff validators run subprocesses
+        return await asyncio.to_thread(run_validators, output, run.task, self.ctx.validators,
+                                       skip=run.skipped_validators)
+
+    async def call(self, result: TaskResult, model: str, prompt: str, *, system: str, max_tokens: int,
+                   temperature: float, call_type: str, json_schema: dict[str, Any] | None = None,
+                   variant: int = 0) -> APIResponse:
+        """One client call booked on the task; a refusal for money or time is :class:`CallRefused`."""
+        try:
+            response = await self.ctx.client.call(model, prompt, system=system, max_tokens=max_tokens,
+                                                  temperature=temperature, json_schema=json_schema,
+                                                  call_type=call_type, variant=variant)
+        except BudgetExceededError as exc:
+            raise CallRefused(str(exc), "budget") from None
+        except TimeBudgetExceededError as exc:
+            raise CallRefused(str(exc), "time") from None
+        result.cost_usd += response.cost_usd
+        result.input_tokens += response.input_tokens
+        result.output_tokens += response.output_tokens
+        if not response.cached:
+            self.ctx.observe_latency(response.model, response.latency_ms)
+        return response
+
+    async def with_reviewer(self, run: TaskRun, make_call: Callable[[str], Awaitable[T]]) -> T:
+        """Run a critic/evaluator call on the first reviewer the policies allow, moving to
+        the next when one fails; the task's own model is the last reviewer and its failure
+        is the task model's failure."""
+        reviewers = run.use.reviewers
+        while True:
+            reviewer = reviewers[0]
+            if len(reviewers) > 1 and reviewer != run.use.model and not self.chooser.allowed(run, reviewer):
+                reviewers.pop(0)
+                continue
+            run.result.reviewer_model = reviewer
+            try:
+                return await make_call(reviewer)
+            except LLMCallError as exc:
+                if len(reviewers) == 1:
+                    raise
+                logger.info("reviewer %s failed (%s); using %s", reviewer, exc.error_type, reviewers[1])
+                reviewers.pop(0)
+
+    async def evaluate(self, result: TaskResult, evaluator: str, task: Task, output: str) -> tuple[float, str]:
+        """The evaluator's score 0..1 and reasons; two samples averaged on remote
+        evaluators, one on the local model; an unusable answer scores 0."""
+        samples = 1 if get_model(evaluator).is_local else self.ctx.evaluation_samples
+        scores: list[float] = []
+        reasons: list[str] = []
+        prompt = evaluation_prompt(task, output)
+        for sample in range(samples):
+            response = await self.call(result, evaluator, prompt, system=EVALUATOR_SYSTEM,
+                                       max_tokens=EVALUATE_MAX_TOKENS, temperature=0.0 if sample == 0 else 0.7,
+                                       call_type="evaluate", json_schema=EVALUATION_SCHEMA, variant=sample)
+            parsed = parse_json_answer(response.text)
+            if isinstance(parsed, Mapping):
+                try:
+                    scores.append(min(1.0, max(0.0, float(parsed.get("score", 0.0)))))
+                    reasons.append(str(parsed.get("reasons", ""))[:300])
+                    continue
+                except (TypeError, ValueError):
+                    pass
+            scores.append(0.0)
+            reasons.append("evaluator answer unusable")
+        return sum(scores) / len(scores), " | ".join(r for r in reasons if r)
+
+
+def emit_failures(failed: list[ValidationResult], iteration: int) -> None:
+    for check in failed:
+        events.emit(events.validation_failed, validator=check.validator, message=check.message[:300],
+                    iteration=iteration)
