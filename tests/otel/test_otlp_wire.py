@@ -30,7 +30,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.llm.client import UnifiedClient
 from tests.scripted import ScriptedProvider, decomposition
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLAN = decomposition(
     {"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
     {"id": "b", "type": "code_generation", "prompt": "write mul(a, b)", "depends_on": ["a"]},

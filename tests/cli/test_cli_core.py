@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator import cli, events
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -28,7 +28,7 @@ from orchestrator.observers.progress import ProgressObserver
 from orchestrator.observers.recorder import EventRecorder, read_jsonl
 from tests.scripted import ScriptedProvider, decomposition
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLAN = decomposition(
     {"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
     {"id": "b", "type": "summarization", "prompt": "summarize add", "depends_on": ["a"]},

@@ -21,7 +21,7 @@ from tests.fake_providers import (
     error,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.governance.policy import EnforcementMode
 from orchestrator.governance.remediation import Strategy, Trigger
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD_POLICY = """\
 policies:
