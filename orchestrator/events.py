@@ -10,33 +10,41 @@ Design notes (why, not what):
   same asyncio task, and the finish exactly once, also on error or cancellation, so an
   observer can keep per-pair state keyed by ``correlation_id`` and trust it will be
   released.
-* Payloads are frozen dataclasses carrying the correlation id of the pair, the id of the
-  enclosing pair (``parent_id``), the project id and a wall-clock timestamp in ns.  A
-  recorded event log therefore holds everything needed to rebuild the span tree later.
+* Payloads are immutable ``msgspec`` structs carrying the correlation id of the pair, the
+  id of the enclosing pair (``parent_id``), the project id and a wall-clock timestamp in
+  ns.  A recorded event log therefore holds everything needed to rebuild the span tree
+  later.  (msgspec rather than frozen dataclasses: a frozen dataclass writes each field
+  through ``object.__setattr__``, which made building a payload four times slower and
+  was the largest cost of an emit point with a receiver.)
 * With no receiver connected anywhere on the bus, every helper returns one shared
   do-nothing handle: no payload is built, no context variable touched.
 * Receivers are connected strongly by default (blinker's weak default silently drops
-  bound methods of observers nobody else holds) and a receiver that raises is logged
-  once and skipped, so a broken observer never breaks a run or starves other observers.
+  bound methods of observers nobody else holds) and a receiver that raises - anything,
+  ``CancelledError`` included - is logged once and skipped, so a broken observer never
+  breaks a run or starves other observers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import itertools
 import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from types import MappingProxyType
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import Any, ClassVar, NamedTuple, Protocol
 
+import msgspec
 from blinker import ANY, Signal
 
+from . import attributes as attr
+from .redaction import redact
+
 __all__ = [
-    "BusSignal", "Event", "PairStart", "PairFinish", "PointEvent",
+    "BusSignal", "Event", "PairStart", "PairFinish", "PointEvent", "PairContext",
     "ProjectStarted", "ProjectFinished", "TaskStarted", "TaskFinished",
     "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked",
     "RemediationStarted", "RemediationFinished",
@@ -47,14 +55,22 @@ __all__ = [
     "remediation_started", "remediation_finished",
     "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback",
     "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
-    "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS",
+    "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
 ]
 
 logger = logging.getLogger("orchestrator.events")
 
-AttributeValue = str | bool | int | float | list | tuple | None
+Scalar = str | bool | int | float
+AttributeValue = Scalar | Sequence[Scalar] | None
+Receiver = Callable[..., Any]
+
+CONTENT_FIELDS = frozenset({"prompt", "system", "completion"})
+"""Payload fields holding model or prompt text: never logged, serialised only on opt-in."""
+_COMMON_FIELDS = ("correlation_id", "parent_id", "project_id", "timestamp_ns")
+_NOT_SERIALISED = frozenset({"exception", "carrier"})
+_NOT_CONTAINED = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 _ACTIVE = False  # True while at least one receiver is connected to any bus signal
 _FAILED_RECEIVERS: set[int] = set()
@@ -64,39 +80,46 @@ class BusSignal(Signal):
     """A blinker signal that connects strongly, calls receivers in connection order and
     isolates receivers from each other's exceptions."""
 
-    def connect(self, receiver, sender: Any = ANY, weak: bool = False):  # noqa: D102
-        result = super().connect(receiver, sender, weak=weak)
+    def __init__(self, name: str, doc: str, payload_type: type[Event]) -> None:
+        super().__init__(doc)
+        self.name = name
+        self.payload_type = payload_type
+        self._snapshot: tuple[Any, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"<BusSignal {self.name}>"
+
+    def connect(self, receiver: Receiver, sender: Any = ANY, weak: bool = False) -> Receiver:  # type: ignore[override]
+        result: Receiver = super().connect(receiver, sender, weak=weak)
         self._snapshot = None
         _refresh_active()
         return result
 
-    def disconnect(self, receiver, sender: Any = ANY) -> None:  # noqa: D102
+    def disconnect(self, receiver: Receiver, sender: Any = ANY) -> None:
         super().disconnect(self._stored(receiver), sender)
         self._snapshot = None
         _refresh_active()
 
-    def _stored(self, receiver: Any) -> Any:
+    def _stored(self, receiver: Receiver) -> Receiver:
         """The connected object equal to ``receiver``: blinker keys a builtin bound method
         (``events_list.append``) by the id of the method object, which is new at every
         attribute access, so ``disconnect(lst.append)`` would silently leave it connected."""
-        for stored in self.receivers.values():
-            if isinstance(stored, weakref.ref):
-                stored = stored()
+        live = [r() if isinstance(r, weakref.ref) else r for r in self.receivers.values()]
+        for stored in live:
             if stored is receiver:
                 return receiver
-        for stored in self.receivers.values():
-            if isinstance(stored, weakref.ref):
-                stored = stored()
+        for stored in live:
             if stored is not None and stored == receiver:
-                return stored
+                return stored  # type: ignore[no-any-return]
         return receiver
 
-    def send(self, sender: Any = None, /, **kwargs: Any) -> list[tuple[Callable, Any]]:
+    def send(self, sender: Any = None, /, *, _async_wrapper: Any = None,  # type: ignore[override]
+             **kwargs: Any) -> list[tuple[Receiver, Any]]:
         """Deliver ``sender`` (the payload) to every receiver; a raising receiver is
         logged once and does not stop the others."""
         if self.is_muted or not self.receivers:
             return []
-        results = []
+        results: list[tuple[Receiver, Any]] = []
         receivers = self._snapshot
         if receivers is None:  # rebuilt after each connect/disconnect, not on every send
             receivers = self._snapshot = tuple(self.receivers.values())
@@ -107,24 +130,21 @@ class BusSignal(Signal):
                     continue
             try:
                 results.append((receiver, receiver(sender, **kwargs)))
-            except Exception as exc:  # a broken observer must never break the run
-                key = id(receiver)
-                if key not in _FAILED_RECEIVERS:
-                    _FAILED_RECEIVERS.add(key)
-                    logger.warning(
-                        "event receiver %r failed on %s and is skipped for this event: %s: %s",
-                        getattr(receiver, "__qualname__", receiver), self.name,
-                        type(exc).__name__, exc,
-                    )
+            except _NOT_CONTAINED:
+                raise
+            except (Exception, asyncio.CancelledError) as exc:  # a broken observer must never break the run
+                _report_failure(self.name, receiver, exc)
         return results
 
-    def __init__(self, name: str, doc: str) -> None:
-        super().__init__(doc)
-        self.name = name
-        self._snapshot: tuple[Any, ...] | None = None
 
-    def __repr__(self) -> str:
-        return f"<BusSignal {self.name}>"
+def _report_failure(signal: str, receiver: Receiver, exc: BaseException) -> None:
+    key = id(receiver)
+    if key in _FAILED_RECEIVERS:
+        return
+    _FAILED_RECEIVERS.add(key)
+    logger.warning("event receiver %r failed on %s and is skipped for this event: %s: %s",
+                   getattr(receiver, "__qualname__", receiver), signal, type(exc).__name__,
+                   redact(str(exc))[:300])
 
 
 def _refresh_active() -> None:
@@ -156,73 +176,35 @@ def new_correlation_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFF:08x}"
 
 
-def _fast_init(cls: type) -> type:
-    """Replace a frozen slotted dataclass's generated ``__init__`` with an equivalent one
-    that writes the slots through their descriptors: the generated one goes through
-    ``object.__setattr__`` per field, which made payload creation the largest cost of an
-    emit point with a receiver.  Same signature, defaults and default factories;
-    instances stay frozen (``__setattr__`` still raises)."""
-    ns: dict[str, Any] = {"_NO_VALUE": object()}
-    params: list[str] = []
-    body: list[str] = []
-    kw_only_started = False
-    for f in fields(cls):
-        descriptor = next(k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__)
-        ns[f"_set_{f.name}"] = descriptor.__set__
-        if f.kw_only and not kw_only_started:
-            params.append("*")
-            kw_only_started = True
-        if f.default is not MISSING:
-            ns[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-            body.append(f"_set_{f.name}(self, {f.name})")
-        elif f.default_factory is not MISSING:
-            ns[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_NO_VALUE")
-            body.append(f"_set_{f.name}(self, _factory_{f.name}() if {f.name} is _NO_VALUE else {f.name})")
-        else:
-            params.append(f.name)
-            body.append(f"_set_{f.name}(self, {f.name})")
-    if hasattr(cls, "__post_init__"):
-        body.append("self.__post_init__()")
-    source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body or ["pass"])
-    exec(source, ns)  # noqa: S102 - generated from the class's own field list
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init
-    return cls
-
-
 # ---------------------------------------------------------------------------------------
 # Context: project id, task id and the enclosing pair, carried by one context variable so
 # that concurrent asyncio tasks each see their own.
 # ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
+class EventContext(NamedTuple):
     project_id: str | None = None
     task_id: str | None = None
     parent_id: str | None = None
 
 
-_fast_init(_Ctx)
-_ROOT_CTX = _Ctx()
-_ctx: contextvars.ContextVar[_Ctx] = contextvars.ContextVar("orchestrator_event_ctx", default=_ROOT_CTX)
+_ROOT_CTX = EventContext()
+_ctx: contextvars.ContextVar[EventContext] = contextvars.ContextVar("orchestrator_event_ctx", default=_ROOT_CTX)
 
 
-def current_ids() -> _Ctx:
+def current_ids() -> EventContext:
     """The project id, task id and enclosing pair's correlation id of the caller."""
     return _ctx.get()
+
+
+def _empty_attributes() -> Mapping[str, AttributeValue]:
+    return MappingProxyType({})
 
 
 # ---------------------------------------------------------------------------------------
 # Payloads
 # ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Common fields of every payload."""
 
     correlation_id: str
@@ -236,27 +218,32 @@ class Event:
     signal_name: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (exceptions become their type and message)."""
+        """JSON-ready dict: ``signal`` first, then the common fields, then the payload's own
+        (exceptions and the propagation carrier are left out)."""
         out: dict[str, Any] = {"signal": self.signal_name}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, BaseException) or f.name == "carrier":
+        for name in _COMMON_FIELDS:
+            out[name] = getattr(self, name)
+        for name in self.__struct_fields__:
+            if name in _COMMON_FIELDS or name in _NOT_SERIALISED:
                 continue
-            if isinstance(value, Mapping):
-                value = dict(value)
-            out[f.name] = value
+            value = getattr(self, name)
+            out[name] = dict(value) if isinstance(value, Mapping) else value
         return out
 
+    def __repr__(self) -> str:
+        """Without prompt, system or completion text: a payload may end up in a log line."""
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__
+                          if name not in CONTENT_FIELDS)
+        return f"{type(self).__name__}({shown})"
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PairStart(Event):
+
+class PairStart(Event, kw_only=True):
     """Base of start payloads; ``attributes`` holds the initial attributes of the pair."""
 
-    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: MappingProxyType({}))
+    attributes: Mapping[str, AttributeValue] = msgspec.field(default_factory=_empty_attributes)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PairFinish(Event):
+class PairFinish(Event, kw_only=True):
     """Base of finish payloads.
 
     ``status`` is ``"ok"``, ``"error"`` (the body raised) or ``"cancelled"``.
@@ -269,24 +256,22 @@ class PairFinish(Event):
     status: str = "ok"
     error_type: str | None = None
     error_message: str | None = None
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
-    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: MappingProxyType({}))
+    exception: BaseException | None = None
+    attributes: Mapping[str, AttributeValue] = msgspec.field(default_factory=_empty_attributes)
 
     @property
     def duration_ns(self) -> int:
         return self.timestamp_ns - self.start_timestamp_ns
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PointEvent(Event):
+class PointEvent(Event, kw_only=True):
     """Base of point events (become span events on the current span)."""
 
     task_id: str | None = None
 
 
 # --- project ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProjectStarted(PairStart):
+class ProjectStarted(PairStart, kw_only=True):
     description: str
     criteria: str
     budget_usd: float
@@ -294,8 +279,7 @@ class ProjectStarted(PairStart):
     signal_name: ClassVar[str] = "project_started"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProjectFinished(PairFinish):
+class ProjectFinished(PairFinish, kw_only=True):
     """Attributes include ``project.status``, ``project.cost_usd``,
     ``project.tokens_in``, ``project.tokens_out``, ``project.task_count``."""
 
@@ -307,15 +291,13 @@ class ProjectFinished(PairFinish):
 
 
 # --- task ------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted(PairStart):
+class TaskStarted(PairStart, kw_only=True):
     task_id: str
     task_type: str
     signal_name: ClassVar[str] = "task_started"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished(PairFinish):
+class TaskFinished(PairFinish, kw_only=True):
     """Attributes include ``task.status``, ``task.score``, ``task.iterations``,
     ``task.model``, ``task.cost_usd``, ``task.tokens_in``, ``task.tokens_out``."""
 
@@ -325,8 +307,7 @@ class TaskFinished(PairFinish):
 
 
 # --- llm call --------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LlmCallStarted(PairStart):
+class LlmCallStarted(PairStart, kw_only=True):
     """``prompt``/``system`` are carried for observers that opt in to content capture;
     observers must not record them by default."""
 
@@ -337,17 +318,16 @@ class LlmCallStarted(PairStart):
     max_tokens: int | None = None
     temperature: float | None = None
     attempt: int = 1
-    prompt: str | None = field(default=None, repr=False)
-    system: str | None = field(default=None, repr=False)
-    carrier: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    prompt: str | None = None
+    system: str | None = None
+    carrier: dict[str, str] = msgspec.field(default_factory=dict)
     """Propagation headers for the outgoing request.  The one mutable field: a tracing
     observer may put the call's W3C ``traceparent`` here on start; the client sends
     whatever it holds with the provider request (emitters stay free of OpenTelemetry)."""
     signal_name: ClassVar[str] = "llm_call_started"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LlmCallFinished(PairFinish):
+class LlmCallFinished(PairFinish, kw_only=True):
     """Attributes include ``llm.tokens_in``, ``llm.tokens_out``, ``llm.cost_usd``,
     ``llm.latency_ms``, ``llm.cached``, ``llm.finish_reason``, ``llm.response_model``.
     ``completion`` is the answer text (content capture is opt-in for observers)."""
@@ -359,21 +339,19 @@ class LlmCallFinished(PairFinish):
     max_tokens: int | None = None
     temperature: float | None = None
     attempt: int = 1
-    completion: str | None = field(default=None, repr=False)
+    completion: str | None = None
     signal_name: ClassVar[str] = "llm_call_finished"
 
 
 # --- policy ----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyCheckStarted(PairStart):
+class PolicyCheckStarted(PairStart, kw_only=True):
     policy_count: int
     model: str | None = None
     task_id: str | None = None
     signal_name: ClassVar[str] = "policy_check_started"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicyChecked(PairFinish):
+class PolicyChecked(PairFinish, kw_only=True):
     """Attributes include ``policy.passed`` and ``policy.violations``."""
 
     policy_count: int
@@ -383,16 +361,14 @@ class PolicyChecked(PairFinish):
 
 
 # --- remediation -----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemediationStarted(PairStart):
+class RemediationStarted(PairStart, kw_only=True):
     strategy: str
     trigger: str
     task_id: str | None = None
     signal_name: ClassVar[str] = "remediation_started"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemediationFinished(PairFinish):
+class RemediationFinished(PairFinish, kw_only=True):
     """Attributes include ``remediation.success``."""
 
     strategy: str
@@ -402,8 +378,7 @@ class RemediationFinished(PairFinish):
 
 
 # --- point events ----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BudgetWarning(PointEvent):
+class BudgetWarning(PointEvent, kw_only=True):
     """Spend crossed a warning fraction of the budget, or a call was refused."""
 
     spent_usd: float
@@ -413,55 +388,48 @@ class BudgetWarning(PointEvent):
     signal_name: ClassVar[str] = "budget_warning"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CacheHit(PointEvent):
+class CacheHit(PointEvent, kw_only=True):
     model: str
     call_type: str
     cache_key: str
     signal_name: ClassVar[str] = "cache_hit"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ValidationFailed(PointEvent):
+class ValidationFailed(PointEvent, kw_only=True):
     validator: str
     message: str
     iteration: int = 0
     signal_name: ClassVar[str] = "validation_failed"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DecompositionFallback(PointEvent):
+class DecompositionFallback(PointEvent, kw_only=True):
     """The decomposition answer was unusable twice; the project runs as one task."""
 
     reason: str
     signal_name: ClassVar[str] = "decomposition_fallback"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelUnhealthy(PointEvent):
+class ModelUnhealthy(PointEvent, kw_only=True):
     model: str
     reason: str
     signal_name: ClassVar[str] = "model_unhealthy"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSkipped(PointEvent):
+class TaskSkipped(PointEvent, kw_only=True):
     """A task did not run (a dependency failed or was skipped, or no budget/time)."""
 
     reason: str
     signal_name: ClassVar[str] = "task_skipped"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IterationScored(PointEvent):
+class IterationScored(PointEvent, kw_only=True):
     iteration: int
     score: float
     best_score: float
     signal_name: ClassVar[str] = "iteration_scored"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LlmRetry(PointEvent):
+class LlmRetry(PointEvent, kw_only=True):
     """A transient provider error; the call is retried after ``delay_seconds``."""
 
     model: str
@@ -471,8 +439,7 @@ class LlmRetry(PointEvent):
     signal_name: ClassVar[str] = "llm_retry"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TasksPlanned(PointEvent):
+class TasksPlanned(PointEvent, kw_only=True):
     """The task DAG is known (decomposed or given); progress displays take the total here."""
 
     task_count: int
@@ -485,9 +452,7 @@ class TasksPlanned(PointEvent):
 # ---------------------------------------------------------------------------------------
 
 def _signal(name: str, payload: type[Event], when: str) -> BusSignal:
-    sig = BusSignal(name, f"{when} Payload: :class:`{payload.__name__}`.")
-    sig.payload_type = payload  # type: ignore[attr-defined]
-    return sig
+    return BusSignal(name, f"{when} Payload: :class:`{payload.__name__}`.", payload)
 
 
 project_started = _signal("project_started", ProjectStarted, "Sent when run_project begins.")
@@ -496,15 +461,20 @@ task_started = _signal("task_started", TaskStarted, "Sent when a task starts run
 task_finished = _signal("task_finished", TaskFinished, "Sent when a task's loop ends.")
 llm_call_started = _signal("llm_call_started", LlmCallStarted, "Sent before each LLM call attempt (cached ones too).")
 llm_call_finished = _signal("llm_call_finished", LlmCallFinished, "Sent after each LLM call attempt.")
-policy_check_started = _signal("policy_check_started", PolicyCheckStarted, "Sent before a model is checked against policies.")
+policy_check_started = _signal("policy_check_started", PolicyCheckStarted,
+                               "Sent before a model is checked against policies.")
 policy_checked = _signal("policy_checked", PolicyChecked, "Sent with the result of a policy check.")
-remediation_started = _signal("remediation_started", RemediationStarted, "Sent when a remediation strategy is attempted.")
-remediation_finished = _signal("remediation_finished", RemediationFinished, "Sent with the outcome of a remediation attempt.")
+remediation_started = _signal("remediation_started", RemediationStarted,
+                              "Sent when a remediation strategy is attempted.")
+remediation_finished = _signal("remediation_finished", RemediationFinished,
+                               "Sent with the outcome of a remediation attempt.")
 
 budget_warning = _signal("budget_warning", BudgetWarning, "Point event: budget threshold crossed or call refused.")
 cache_hit = _signal("cache_hit", CacheHit, "Point event: an LLM call was answered from the cache.")
-validation_failed = _signal("validation_failed", ValidationFailed, "Point event: a deterministic validator rejected an output.")
-decomposition_fallback = _signal("decomposition_fallback", DecompositionFallback, "Point event: decomposition unusable, single task.")
+validation_failed = _signal("validation_failed", ValidationFailed,
+                            "Point event: a deterministic validator rejected an output.")
+decomposition_fallback = _signal("decomposition_fallback", DecompositionFallback,
+                                 "Point event: decomposition unusable, single task.")
 model_unhealthy = _signal("model_unhealthy", ModelUnhealthy, "Point event: a model is excluded for the rest of the run.")
 task_skipped = _signal("task_skipped", TaskSkipped, "Point event: a task will not run.")
 iteration_scored = _signal("iteration_scored", IterationScored, "Point event: a task iteration was evaluated.")
@@ -525,13 +495,32 @@ POINT_SIGNALS: tuple[BusSignal, ...] = (
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}
 
-for _sig in ALL_SIGNALS:
-    _fast_init(_sig.payload_type)  # type: ignore[attr-defined]
-
 
 # ---------------------------------------------------------------------------------------
 # Emit helpers
 # ---------------------------------------------------------------------------------------
+
+class PairContext(Protocol):
+    """What a ``traced_*`` helper returns: a context manager whose ``set_attribute``
+    values travel with the finish signal."""
+
+    @property
+    def correlation_id(self) -> str | None: ...
+
+    @property
+    def carrier(self) -> dict[str, str]: ...
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None: ...
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None: ...
+
+    def set_completion(self, text: str) -> None: ...
+
+    def __enter__(self) -> PairContext: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
 
 class _NoopHandle:
     """The one shared handle used when nobody listens: every method does nothing."""
@@ -541,7 +530,8 @@ class _NoopHandle:
     def __enter__(self) -> _NoopHandle:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         return None
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
@@ -574,14 +564,14 @@ class PairHandle:
 
     def __init__(self, start_signal: BusSignal, finish_signal: BusSignal,
                  start: PairStart, finish_type: type[PairFinish],
-                 identity: dict[str, Any], ctx: _Ctx) -> None:
+                 identity: dict[str, Any], ctx: EventContext) -> None:
         self._start_signal = start_signal
         self._finish_signal = finish_signal
         self._start = start
         self._finish_type = finish_type
         self._identity = identity
         self._attrs: dict[str, AttributeValue] = dict(start.attributes)
-        self._token: contextvars.Token | None = None
+        self._token: contextvars.Token[EventContext] | None = None
         self._completion: str | None = None
         self._ctx_update = ctx
 
@@ -596,7 +586,8 @@ class PairHandle:
     @property
     def carrier(self) -> dict[str, str]:
         """Propagation headers observers filled on start (empty for non-LLM pairs)."""
-        return getattr(self._start, "carrier", None) or {}
+        carrier: dict[str, str] | None = getattr(self._start, "carrier", None)
+        return carrier or {}
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         self._attrs[key] = value
@@ -613,19 +604,20 @@ class PairHandle:
         self._start_signal.send(self._start)
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self._token is not None:
             try:
                 _ctx.reset(self._token)
             except ValueError:  # exited in another context: fall back to the parent ids
-                _ctx.set(_Ctx(self._start.project_id, self._identity.get("task_id"),
-                              self._start.parent_id))
+                _ctx.set(EventContext(self._start.project_id, self._identity.get("task_id"),
+                                      self._start.parent_id))
             self._token = None
         status, error_type, message = "ok", None, None
         if exc is not None:
             error_type = type(exc).__name__
             message = str(exc)[:500]
-            status = "cancelled" if error_type == "CancelledError" else "error"
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
         start = self._start
         extra = {"completion": self._completion} if self._completion is not None else {}
         finish = self._finish_type(
@@ -654,35 +646,36 @@ def _open_pair(start_signal: BusSignal, finish_signal: BusSignal,
         **identity, **(start_extra or {}),
     )
     return PairHandle(start_signal, finish_signal, start, finish_type, identity,
-                      _Ctx(pid, tid, cid))
+                      EventContext(pid, tid, cid))
 
 
 def traced_project(project_id: str, description: str, criteria: str = "",
-                   budget_usd: float = 0.0, time_limit_seconds: float = 0.0):
+                   budget_usd: float = 0.0, time_limit_seconds: float = 0.0) -> PairContext:
     """The root pair of a run: ``project_started``/``project_finished``."""
     if not _ACTIVE:
         return _NOOP
     identity = {"description": description, "criteria": criteria,
                 "budget_usd": budget_usd, "time_limit_seconds": time_limit_seconds}
-    attrs = {"project.id": project_id, "project.description": description[:200]}
+    attrs: dict[str, AttributeValue] = {attr.PROJECT_ID: project_id,
+                                        attr.PROJECT_DESCRIPTION: description[:200]}
     return _open_pair(project_started, project_finished, ProjectStarted, ProjectFinished,
                       identity, attrs, project_id=project_id, task_id="")
 
 
-def traced_task(task_id: str, task_type: str, description: str = ""):
+def traced_task(task_id: str, task_type: str, description: str = "") -> PairContext:
     """``task_started``/``task_finished`` around one task's whole loop."""
     if not _ACTIVE:
         return _NOOP
-    attrs: dict[str, AttributeValue] = {"task.id": task_id, "task.type": task_type}
+    attrs: dict[str, AttributeValue] = {attr.TASK_ID: task_id, attr.TASK_TYPE: task_type}
     if description:
-        attrs["task.description"] = description[:200]
+        attrs[attr.TASK_DESCRIPTION] = description[:200]
     return _open_pair(task_started, task_finished, TaskStarted, TaskFinished,
                       {"task_id": task_id, "task_type": task_type}, attrs, task_id=task_id)
 
 
 def traced_llm_call(model: str, call_type: str, *, provider: str = "",
                     max_tokens: int | None = None, temperature: float | None = None,
-                    attempt: int = 1, prompt: str | None = None, system: str | None = None):
+                    attempt: int = 1, prompt: str | None = None, system: str | None = None) -> PairContext:
     """``llm_call_started``/``llm_call_finished`` around one LLM call attempt."""
     if not _ACTIVE:
         return _NOOP
@@ -690,31 +683,31 @@ def traced_llm_call(model: str, call_type: str, *, provider: str = "",
     identity = {"model": model, "call_type": call_type, "provider": provider,
                 "task_id": parent.task_id or None, "max_tokens": max_tokens,
                 "temperature": temperature, "attempt": attempt}
-    attrs: dict[str, AttributeValue] = {"llm.model": model, "llm.call_type": call_type}
+    attrs: dict[str, AttributeValue] = {attr.LLM_MODEL: model, attr.LLM_CALL_TYPE: call_type}
     return _open_pair(llm_call_started, llm_call_finished, LlmCallStarted, LlmCallFinished,
                       identity, attrs, start_extra={"prompt": prompt, "system": system})
 
 
-def traced_policy_check(policy_count: int, *, model: str | None = None):
+def traced_policy_check(policy_count: int, *, model: str | None = None) -> PairContext:
     """``policy_check_started``/``policy_checked`` around one policy evaluation."""
     if not _ACTIVE:
         return _NOOP
     identity = {"policy_count": policy_count, "model": model,
                 "task_id": _ctx.get().task_id or None}
-    attrs: dict[str, AttributeValue] = {"policy.count": policy_count}
+    attrs: dict[str, AttributeValue] = {attr.POLICY_COUNT: policy_count}
     if model:
-        attrs["policy.model"] = model
+        attrs[attr.POLICY_MODEL] = model
     return _open_pair(policy_check_started, policy_checked, PolicyCheckStarted, PolicyChecked,
                       identity, attrs)
 
 
-def traced_remediation(strategy: str, trigger: str):
+def traced_remediation(strategy: str, trigger: str) -> PairContext:
     """``remediation_started``/``remediation_finished`` around one remediation attempt."""
     if not _ACTIVE:
         return _NOOP
     identity = {"strategy": strategy, "trigger": trigger, "task_id": _ctx.get().task_id or None}
-    attrs: dict[str, AttributeValue] = {"remediation.strategy": strategy,
-                                        "remediation.trigger": trigger}
+    attrs: dict[str, AttributeValue] = {attr.REMEDIATION_STRATEGY: strategy,
+                                        attr.REMEDIATION_TRIGGER: trigger}
     return _open_pair(remediation_started, remediation_finished, RemediationStarted,
                       RemediationFinished, identity, attrs)
 
@@ -726,7 +719,7 @@ def emit(signal: BusSignal, **fields_: Any) -> None:
         return
     ctx = _ctx.get()
     fields_.setdefault("task_id", ctx.task_id or None)
-    payload = signal.payload_type(  # type: ignore[attr-defined]
+    payload = signal.payload_type(
         correlation_id=new_correlation_id(), parent_id=ctx.parent_id,
         project_id=ctx.project_id, timestamp_ns=time.time_ns(), **fields_,
     )

@@ -83,7 +83,7 @@ def run_main(argv: list[str]) -> int:
         return _policy_blocked(exc, opts, session, console)
     except Exception as exc:  # a provider or configuration failure: one line, no traceback
         session.finish(None, console=console)
-        from ..observers.base import redact
+        from ..redaction import redact
 
         print(f"orchestrator: error: {redact(str(exc)) or type(exc).__name__}", file=sys.stderr)
         return EXIT_RUN_FAILED

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .. import attributes as attr
 from .. import events
 from ..domain.budget import Budget
 from ..domain.results import ProjectState, ProjectStatus, TaskStatus
@@ -118,11 +119,11 @@ class Orchestrator:
             finally:
                 state.status = final_status(state, ctx)
                 span.set_attributes({
-                    "project.status": state.status.value,
-                    "project.cost_usd": round(self.budget.spent_usd, 8),
-                    "project.tokens_in": sum(r.input_tokens for r in state.results.values()),
-                    "project.tokens_out": sum(r.output_tokens for r in state.results.values()),
-                    "project.task_count": len(state.tasks),
+                    attr.PROJECT_STATUS: state.status.value,
+                    attr.PROJECT_COST_USD: round(self.budget.spent_usd, 8),
+                    attr.PROJECT_TOKENS_IN: sum(r.input_tokens for r in state.results.values()),
+                    attr.PROJECT_TOKENS_OUT: sum(r.output_tokens for r in state.results.values()),
+                    attr.PROJECT_TASK_COUNT: len(state.tasks),
                 })
         return state
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from .. import attributes as attr
 from .. import events
 from ..governance.remediation import Decision, Situation, Strategy, Trigger, adjust_prompt_instruction
 from ..llm.client import LLMCallError
@@ -69,12 +70,12 @@ class Remedies:
             elif decision.strategy == Strategy.DEGRADE_THRESHOLD:
                 assert decision.new_threshold is not None
                 run.threshold = decision.new_threshold
-                attempt.set_attribute("remediation.threshold", run.threshold)
+                attempt.set_attribute(attr.REMEDIATION_THRESHOLD, run.threshold)
                 best = run.best
                 if best is not None and best.passed_validators and best.score >= run.threshold:
                     run.accepted = attempt.success = True
             elif decision.strategy == Strategy.SKIP_VALIDATOR:
-                attempt.set_attribute("remediation.skipped_validators", list(decision.skip))
+                attempt.set_attribute(attr.REMEDIATION_SKIPPED_VALIDATORS, list(decision.skip))
                 attempt.success = await self.skip_validators(run, decision)
         self.give_up(run, unanswered)  # when the failed call is still unanswered
         return None
@@ -115,8 +116,8 @@ class Remedies:
                 if not self.chooser.switch(run, cheaper=decision.trigger == Trigger.BUDGET_LOW):
                     return NoFallback(decision)
                 run.result.fallback_count += 1
-                attempt.set_attribute("remediation.from_model", previous)
-                attempt.set_attribute("remediation.to_model", run.use.model)
+                attempt.set_attribute(attr.REMEDIATION_FROM_MODEL, previous)
+                attempt.set_attribute(attr.REMEDIATION_TO_MODEL, run.use.model)
                 logger.info("task %s: falling back from %s to %s", run.task.id, previous, run.use.model)
             elif decision.strategy == Strategy.ADJUST_PROMPT:
                 run.pending.instruction = adjust_prompt_instruction(decision.situation)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from .. import attributes as attr
 from .. import events
 from ..domain.results import TaskResult, TaskStatus
 from ..domain.tasks import Task
@@ -48,11 +49,11 @@ class TaskRunner:
                     result.status = TaskStatus.FAILED
                     result.error = result.error or "interrupted"
                 span.set_attributes({
-                    "task.status": result.status.value, "task.score": round(result.score, 4),
-                    "task.iterations": result.iterations, "task.model": result.model_used or "",
-                    "task.reviewer_model": result.reviewer_model or "",
-                    "task.cost_usd": round(result.cost_usd, 8), "task.tokens_in": result.input_tokens,
-                    "task.tokens_out": result.output_tokens, "task.fallback_count": result.fallback_count,
+                    attr.TASK_STATUS: result.status.value, attr.TASK_SCORE: round(result.score, 4),
+                    attr.TASK_ITERATIONS: result.iterations, attr.TASK_MODEL: result.model_used or "",
+                    attr.TASK_REVIEWER_MODEL: result.reviewer_model or "",
+                    attr.TASK_COST_USD: round(result.cost_usd, 8), attr.TASK_TOKENS_IN: result.input_tokens,
+                    attr.TASK_TOKENS_OUT: result.output_tokens, attr.TASK_FALLBACK_COUNT: result.fallback_count,
                 })
             return result
 

@@ -34,6 +34,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .. import attributes as attr
 from .. import events
 from ..domain.errors import ConfigError, join_key, unknown
 from ..domain.tasks import Task, TaskType
@@ -360,13 +361,13 @@ class PolicyEngine:
         with events.traced_policy_check(len(policies), model=name) as span:
             result = self.evaluate(model, profile, policies, call_cost_usd=call_cost_usd,
                                    task_cost_usd=task_cost_usd)
-            span.set_attribute("policy.passed", result.passed)
-            span.set_attribute("policy.violations", len(result.violations))
-            span.set_attribute("policy.mode", result.mode.value)
+            span.set_attribute(attr.POLICY_PASSED, result.passed)
+            span.set_attribute(attr.POLICY_VIOLATIONS, len(result.violations))
+            span.set_attribute(attr.POLICY_MODE, result.mode.value)
             if policies:
-                span.set_attribute("policy.names", tuple(p.name for p in policies))
+                span.set_attribute(attr.POLICY_NAMES, tuple(p.name for p in policies))
             if result.violations:
-                span.set_attribute("policy.reasons", tuple(str(v)[:200] for v in result.violations[:8]))
+                span.set_attribute(attr.POLICY_REASONS, tuple(str(v)[:200] for v in result.violations[:8]))
         for v in result.warnings:
             logger.warning("policy %s (%s mode) violated by %s, not blocking: %s", v.policy, v.mode.value,
                            result.model, v.message)

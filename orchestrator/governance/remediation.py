@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .. import attributes as attr
 from .. import events
 from ..domain.errors import ConfigError, unknown
 
@@ -288,13 +289,13 @@ class Attempt:
     def __enter__(self) -> Attempt:
         d = self.decision
         self._handle = events.traced_remediation(d.strategy.value, d.trigger.value).__enter__()
-        self._handle.set_attribute("remediation.attempt", d.attempt)
+        self._handle.set_attribute(attr.REMEDIATION_ATTEMPT, d.attempt)
         if d.situation.detail:
-            self._handle.set_attribute("remediation.detail", d.situation.detail[:300])
+            self._handle.set_attribute(attr.REMEDIATION_DETAIL, d.situation.detail[:300])
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._handle.set_attribute("remediation.success", bool(self.success) and exc is None)
+        self._handle.set_attribute(attr.REMEDIATION_SUCCESS, bool(self.success) and exc is None)
         self._handle.__exit__(exc_type, exc, tb)
         return None
 

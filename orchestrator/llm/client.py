@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import attributes as attr
 from .. import events
 from ..domain.budget import CALL_TYPE_PHASE, Budget, Phase
 from .cache import CachedAnswer, ResponseCache, cache_key
@@ -182,9 +183,9 @@ class UnifiedClient:
                                     temperature=temperature, prompt=prompt, system=system) as handle:
             events.emit(events.cache_hit, model=info.name, call_type=call_type, cache_key=key[:16])
             handle.set_attributes({
-                "llm.tokens_in": hit.input_tokens, "llm.tokens_out": hit.output_tokens,
-                "llm.cost_usd": 0.0, "llm.latency_ms": 0.0, "llm.cached": True,
-                "llm.finish_reason": hit.finish_reason,
+                attr.LLM_TOKENS_IN: hit.input_tokens, attr.LLM_TOKENS_OUT: hit.output_tokens,
+                attr.LLM_COST_USD: 0.0, attr.LLM_LATENCY_MS: 0.0, attr.LLM_CACHED: True,
+                attr.LLM_FINISH_REASON: hit.finish_reason,
             })
             handle.set_completion(hit.text)
         return APIResponse(hit.text, hit.input_tokens, hit.output_tokens, info.name, 0.0, True, 0.0,
@@ -226,17 +227,17 @@ class UnifiedClient:
                         raise ProviderError(f"{info.name} timed out after {timeout:.1f}s", transient=True,
                                             error_type="TimeoutError") from None
                     except ProviderError as exc:
-                        handle.set_attribute("error.type", exc.error_type)
+                        handle.set_attribute(attr.ERROR_TYPE, exc.error_type)
                         if exc.status_code is not None:
-                            handle.set_attribute("http.response.status_code", exc.status_code)
+                            handle.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, exc.status_code)
                         raise
                     latency_ms = (time.perf_counter() - started) * 1000
                     cost = info.cost(raw.input_tokens, raw.output_tokens)
                     handle.set_attributes({
-                        "llm.tokens_in": raw.input_tokens, "llm.tokens_out": raw.output_tokens,
-                        "llm.cost_usd": cost, "llm.latency_ms": round(latency_ms, 3), "llm.cached": False,
-                        "llm.finish_reason": raw.finish_reason,
-                        "llm.response_model": raw.response_model or info.name,
+                        attr.LLM_TOKENS_IN: raw.input_tokens, attr.LLM_TOKENS_OUT: raw.output_tokens,
+                        attr.LLM_COST_USD: cost, attr.LLM_LATENCY_MS: round(latency_ms, 3), attr.LLM_CACHED: False,
+                        attr.LLM_FINISH_REASON: raw.finish_reason,
+                        attr.LLM_RESPONSE_MODEL: raw.response_model or info.name,
                     })
                     handle.set_completion(raw.text)
             finally:

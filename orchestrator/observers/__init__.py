@@ -17,7 +17,7 @@ from typing import Any
 
 _EXPORTS = {
     "Observer": "base",
-    "redact": "base",
+    "redact": "base",  # re-exported from orchestrator.redaction
     "TracingObserver": "tracing",
     "MetricsObserver": "metrics",
     "LoggingObserver": "logging",

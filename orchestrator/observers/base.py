@@ -15,14 +15,13 @@ without the ``tracing`` extra.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from .. import events
+from ..redaction import redact
 
 __all__ = ["Observer", "redact", "register_span_source", "span_ids_for"]
 
@@ -123,32 +122,3 @@ def span_ids_for(correlation_id: str | None) -> tuple[str, str] | None:
             if ids is not None:
                 return ids
     return None
-
-
-# ---------------------------------------------------------------------------------------
-# Redaction of secrets in free text (error messages, captured content)
-# ---------------------------------------------------------------------------------------
-
-_SECRET_PATTERNS = re.compile(
-    r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
-    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{12,}|"
-    r"(?i:api[_-]?key|x-api-key|x-goog-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9._\-]{8,})"
-)
-_SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_PASSWORD|_ACCESS_KEY)$")
-
-
-def _secret_env_values() -> Iterable[str]:
-    for name, value in os.environ.items():
-        if len(value) >= 8 and _SECRET_ENV.search(name.upper()):
-            yield value
-
-
-def redact(text: str) -> str:
-    """``text`` with API keys (literal values of ``*_API_KEY``/``*_TOKEN``/... variables
-    and well-known key shapes) replaced by ``[REDACTED]``."""
-    if not text:
-        return text
-    for value in _secret_env_values():
-        if value in text:
-            text = text.replace(value, "[REDACTED]")
-    return _SECRET_PATTERNS.sub("[REDACTED]", text)

@@ -17,6 +17,7 @@ import logging
 import sys
 from typing import Any
 
+from .. import attributes as attr
 from .. import events
 from .base import Observer, redact, span_ids_for
 
@@ -89,20 +90,20 @@ class LoggingObserver(Observer):
                 out["attempt"] = p.attempt
         elif prefix is not None:
             if prefix == "task":
-                out["task_status"] = a.get("task.status")
-                out["model"] = a.get("task.model") or None
-                out["score"] = a.get("task.score")
+                out["task_status"] = a.get(attr.TASK_STATUS)
+                out["model"] = a.get(attr.TASK_MODEL) or None
+                out["score"] = a.get(attr.TASK_SCORE)
             elif prefix == "project":
-                out["project_status"] = a.get("project.status")
+                out["project_status"] = a.get(attr.PROJECT_STATUS)
             else:
-                out["strategy"] = a.get("remediation.strategy")
-                out["success"] = a.get("remediation.success")
+                out["strategy"] = a.get(attr.REMEDIATION_STRATEGY)
+                out["success"] = a.get(attr.REMEDIATION_SUCCESS)
             for key in ("tokens_in", "tokens_out", "cost_usd"):
                 if f"{prefix}.{key}" in a:
                     out[key] = a[f"{prefix}.{key}"]
         elif isinstance(p, events.PolicyChecked):
-            out["passed"] = a.get("policy.passed")
-            out["violations"] = a.get("policy.violations")
+            out["passed"] = a.get(attr.POLICY_PASSED)
+            out["violations"] = a.get(attr.POLICY_VIOLATIONS)
         task_id = getattr(p, "task_id", None)
         if task_id and prefix != "task":
             out["task_id"] = task_id

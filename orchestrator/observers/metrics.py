@@ -23,10 +23,22 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry import metrics
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_TOKEN_TYPE,
+)
+from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_TOKEN_USAGE,
+)
 
+from .. import attributes as attr
 from .. import events
 from .base import Observer
-from .tracing import GEN_AI_PROVIDER_NAMES, _instrumentation_version
+from .tracing import _instrumentation_version
 
 __all__ = ["MetricsObserver", "TOKEN_USAGE_BUCKETS", "DURATION_BUCKETS"]
 
@@ -45,11 +57,11 @@ class MetricsObserver(Observer):
         meter = provider.get_meter("orchestrator", _instrumentation_version(),
                                    schema_url="https://opentelemetry.io/schemas/1.37.0")
         self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage", unit="{token}",
+            GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
             description="Number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=list(TOKEN_USAGE_BUCKETS))
         self.operation_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s",
+            GEN_AI_CLIENT_OPERATION_DURATION, unit="s",
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
         self.cost = meter.create_counter(
@@ -63,35 +75,35 @@ class MetricsObserver(Observer):
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         a = p.attributes
-        attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": p.model,
-                                 "orchestrator.call_type": p.call_type}
+        attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: "chat", GEN_AI_REQUEST_MODEL: p.model,
+                                 attr.ORCHESTRATOR_CALL_TYPE: p.call_type}
         if p.provider:
-            attrs["gen_ai.provider.name"] = GEN_AI_PROVIDER_NAMES.get(p.provider, p.provider)
-        if a.get("llm.cached"):
+            attrs[GEN_AI_PROVIDER_NAME] = attr.gen_ai_provider_name(p.provider)
+        if a.get(attr.LLM_CACHED):
             self.cache_hits.add(1, attrs)
             return
-        if a.get("llm.response_model"):
-            attrs["gen_ai.response.model"] = a["llm.response_model"]
+        if a.get(attr.LLM_RESPONSE_MODEL):
+            attrs[GEN_AI_RESPONSE_MODEL] = a[attr.LLM_RESPONSE_MODEL]
         if p.status != "ok":
-            attrs["error.type"] = a.get("error.type") or p.error_type or p.status
+            attrs[attr.ERROR_TYPE] = a.get(attr.ERROR_TYPE) or p.error_type or p.status
         self.operation_duration.record(max(0, p.duration_ns) / 1e9, attrs)
-        tin, tout = a.get("llm.tokens_in"), a.get("llm.tokens_out")
+        tin, tout = a.get(attr.LLM_TOKENS_IN), a.get(attr.LLM_TOKENS_OUT)
         if tin is not None:
-            self.token_usage.record(tin, {**attrs, "gen_ai.token.type": "input"})
+            self.token_usage.record(tin, {**attrs, GEN_AI_TOKEN_TYPE: "input"})
         if tout is not None:
-            self.token_usage.record(tout, {**attrs, "gen_ai.token.type": "output"})
-        cost = a.get("llm.cost_usd")
+            self.token_usage.record(tout, {**attrs, GEN_AI_TOKEN_TYPE: "output"})
+        cost = a.get(attr.LLM_COST_USD)
         if cost:
-            self.cost.add(cost, {"gen_ai.request.model": p.model,
-                                 "gen_ai.provider.name": attrs.get("gen_ai.provider.name", "")})
+            self.cost.add(cost, {GEN_AI_REQUEST_MODEL: p.model,
+                                 GEN_AI_PROVIDER_NAME: attrs.get(GEN_AI_PROVIDER_NAME, "")})
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
-        status = p.attributes.get("task.status") or ("cancelled" if p.status == "cancelled" else p.status)
-        self.tasks.add(1, {"task.status": str(status), "task.type": p.task_type})
+        status = p.attributes.get(attr.TASK_STATUS) or ("cancelled" if p.status == "cancelled" else p.status)
+        self.tasks.add(1, {attr.TASK_STATUS: str(status), attr.TASK_TYPE: p.task_type})
 
     def on_task_skipped(self, p: events.TaskSkipped) -> None:
-        self.tasks.add(1, {"task.status": "skipped"})
+        self.tasks.add(1, {attr.TASK_STATUS: "skipped"})
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
-        status = p.attributes.get("project.status") or p.status
-        self.projects.add(1, {"project.status": str(status)})
+        status = p.attributes.get(attr.PROJECT_STATUS) or p.status
+        self.projects.add(1, {attr.PROJECT_STATUS: str(status)})

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from .. import attributes as attr
 from .. import events
 from .base import Observer
 
@@ -123,7 +124,7 @@ class ProgressObserver(Observer):
         with self._lock:
             self.running.pop(p.correlation_id, None)
             self.done += 1
-            if p.status != "ok" or p.attributes.get("task.status") == "failed":
+            if p.status != "ok" or p.attributes.get(attr.TASK_STATUS) == "failed":
                 self.failed += 1
 
     def on_task_skipped(self, p: events.TaskSkipped) -> None:
@@ -138,7 +139,7 @@ class ProgressObserver(Observer):
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         with self._lock:
             self.calls.pop(p.correlation_id, None)
-            self.spent_usd += float(p.attributes.get("llm.cost_usd") or 0.0)
+            self.spent_usd += float(p.attributes.get(attr.LLM_COST_USD) or 0.0)
 
     def on_budget_warning(self, p: events.BudgetWarning) -> None:
         with self._lock:

@@ -39,17 +39,31 @@ import os
 import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
+from .. import attributes as attr
 from .. import events
 from .base import Observer, redact, register_span_source, unregister_span_source
 
-__all__ = ["TracingObserver", "capture_content_from_env", "GEN_AI_PROVIDER_NAMES"]
+__all__ = ["TracingObserver", "capture_content_from_env"]
 
 try:  # the raw detach raises instead of logging "Failed to detach context"
     from opentelemetry.context import _RUNTIME_CONTEXT as _RUNTIME
@@ -60,8 +74,6 @@ except (ImportError, AttributeError):  # pragma: no cover - very old or future A
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
-#: catalog provider name -> ``gen_ai.provider.name`` well-known value
-GEN_AI_PROVIDER_NAMES = {"google": "gcp.gemini", "local": "llama_cpp"}
 
 _TRUTHY = {"1", "true", "yes", "on", "span_only", "span_and_event"}
 
@@ -197,13 +209,13 @@ class TracingObserver(Observer):
         roll = live.roll
         if roll is not None and roll[3]:
             prefix = _PREFIX.get(live.kind, live.kind)
-            attrs.setdefault(prefix + ".tokens_in", roll[0])
-            attrs.setdefault(prefix + ".tokens_out", roll[1])
-            attrs.setdefault(prefix + ".cost_usd", round(roll[2], 8))
-            attrs[prefix + ".llm_calls"] = roll[3]
+            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), roll[0])
+            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT), roll[1])
+            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_COST_USD), round(roll[2], 8))
+            attrs[attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS)] = roll[3]
         if p.status != "ok":
             error_type = p.error_type or p.status
-            attrs.setdefault("error.type", error_type)
+            attrs.setdefault(attr.ERROR_TYPE, error_type)
             message = redact(p.error_message or "")[:300]
             span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}" if message else error_type))
             exc = p.exception
@@ -212,7 +224,7 @@ class TracingObserver(Observer):
                 stack = "".join(traceback.format_exception(exc))
                 clean = redact(stack)
                 if clean != stack:  # a secret in the message or the source lines shown
-                    extra = {"exception.message": redact(str(exc)), "exception.stacktrace": clean}
+                    extra = {attr.EXCEPTION_MESSAGE: redact(str(exc)), attr.EXCEPTION_STACKTRACE: clean}
                 span.record_exception(exc, attributes=extra, timestamp=p.timestamp_ns, escaped=True)
         span.set_attributes(attrs)
         span.end(end_time=p.timestamp_ns)
@@ -232,7 +244,7 @@ class TracingObserver(Observer):
             if self._live.pop(cid, None) is None:
                 continue
             live.token = None  # its context belongs to a task that is gone
-            live.span.set_attribute("error.type", "orphan")
+            live.span.set_attribute(attr.ERROR_TYPE, "orphan")
             live.span.set_status(Status(StatusCode.ERROR, _ORPHAN))
             live.span.end(end_time=end_time)
             count += 1
@@ -250,10 +262,10 @@ class TracingObserver(Observer):
     # -- project -----------------------------------------------------------------------
     def on_project_started(self, p: events.ProjectStarted) -> None:
         attrs = dict(p.attributes)
-        attrs["openinference.span.kind"] = "AGENT"
-        attrs["project.budget_usd"] = p.budget_usd
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = "AGENT"
+        attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.capture_content:
-            attrs["input.value"] = self._clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
+            attrs[attr.OI_INPUT_VALUE] = self._clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
         self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
@@ -263,9 +275,9 @@ class TracingObserver(Observer):
     # -- task --------------------------------------------------------------------------
     def on_task_started(self, p: events.TaskStarted) -> None:
         attrs = dict(p.attributes)
-        attrs["openinference.span.kind"] = "CHAIN"
-        if self.capture_content and "task.description" in attrs:
-            attrs["input.value"] = attrs["task.description"]
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
+        if self.capture_content and attr.TASK_DESCRIPTION in attrs:
+            attrs[attr.OI_INPUT_VALUE] = attrs[attr.TASK_DESCRIPTION]
         self._open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
@@ -278,16 +290,16 @@ class TracingObserver(Observer):
         key = (provider, model, max_tokens, temperature)
         static = self._static.get(key)
         if static is None:
-            static = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                      "openinference.span.kind": "LLM", "llm.model_name": model}
+            static = {GEN_AI_OPERATION_NAME: "chat", GEN_AI_REQUEST_MODEL: model,
+                      attr.OPENINFERENCE_SPAN_KIND: "LLM", attr.OI_LLM_MODEL_NAME: model}
             if provider:
-                static["gen_ai.provider.name"] = GEN_AI_PROVIDER_NAMES.get(provider, provider)
-                static["llm.provider"] = provider
+                static[GEN_AI_PROVIDER_NAME] = attr.gen_ai_provider_name(provider)
+                static[attr.OI_LLM_PROVIDER] = provider
             if max_tokens is not None:
-                static["gen_ai.request.max_tokens"] = max_tokens
+                static[GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
             if temperature is not None:
-                static["gen_ai.request.temperature"] = temperature
-            static["llm.invocation_parameters"] = json.dumps({"max_tokens": max_tokens,
+                static[GEN_AI_REQUEST_TEMPERATURE] = temperature
+            static[attr.OI_LLM_INVOCATION_PARAMETERS] = json.dumps({"max_tokens": max_tokens,
                                                               "temperature": temperature})
             if len(self._static) >= 512:
                 self._static.clear()
@@ -298,7 +310,7 @@ class TracingObserver(Observer):
         provider = p.provider
         attrs = {**p.attributes, **self._llm_static(provider, p.model, p.max_tokens, p.temperature)}
         if p.attempt != 1:
-            attrs["llm.attempt"] = p.attempt
+            attrs[attr.LLM_ATTEMPT] = p.attempt
         if self.capture_content:
             self._content_in(p, attrs)
         remote = bool(provider) and provider != "local"
@@ -316,29 +328,29 @@ class TracingObserver(Observer):
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         attrs = dict(p.attributes)
-        tin = attrs.get("llm.tokens_in")
-        tout = attrs.get("llm.tokens_out")
+        tin = attrs.get(attr.LLM_TOKENS_IN)
+        tout = attrs.get(attr.LLM_TOKENS_OUT)
         if tin is not None:
-            attrs["gen_ai.usage.input_tokens"] = tin
-            attrs["llm.token_count.prompt"] = tin
+            attrs[GEN_AI_USAGE_INPUT_TOKENS] = tin
+            attrs[attr.OI_TOKEN_COUNT_PROMPT] = tin
         if tout is not None:
-            attrs["gen_ai.usage.output_tokens"] = tout
-            attrs["llm.token_count.completion"] = tout
+            attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = tout
+            attrs[attr.OI_TOKEN_COUNT_COMPLETION] = tout
         if tin is not None and tout is not None:
-            attrs["llm.token_count.total"] = tin + tout
-        response_model = attrs.get("llm.response_model")
+            attrs[attr.OI_TOKEN_COUNT_TOTAL] = tin + tout
+        response_model = attrs.get(attr.LLM_RESPONSE_MODEL)
         if response_model:
-            attrs["gen_ai.response.model"] = response_model
-        finish_reason = attrs.get("llm.finish_reason")
+            attrs[GEN_AI_RESPONSE_MODEL] = response_model
+        finish_reason = attrs.get(attr.LLM_FINISH_REASON)
         if finish_reason:
-            attrs["gen_ai.response.finish_reasons"] = (finish_reason,)
+            attrs[GEN_AI_RESPONSE_FINISH_REASONS] = (finish_reason,)
         if self.capture_content and p.completion is not None:
             self._content_out(p.completion, finish_reason, attrs)
         live = self._close(p, attrs)
         if live is None:
             return
         # roll usage up to the enclosing task/project/remediation spans
-        cost = attrs.get("llm.cost_usd") or 0.0
+        cost = attrs.get(attr.LLM_COST_USD) or 0.0
         tin = tin or 0
         tout = tout or 0
         cid = live.parent_cid
@@ -358,7 +370,7 @@ class TracingObserver(Observer):
     # -- policy check ------------------------------------------------------------------
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> None:
         attrs = dict(p.attributes)
-        attrs["openinference.span.kind"] = "GUARDRAIL"
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = "GUARDRAIL"
         self._open(p, "policy_check", SpanKind.INTERNAL, attrs, "policy", False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
@@ -367,7 +379,7 @@ class TracingObserver(Observer):
     # -- remediation -------------------------------------------------------------------
     def on_remediation_started(self, p: events.RemediationStarted) -> None:
         attrs = dict(p.attributes)
-        attrs["openinference.span.kind"] = "CHAIN"
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
         # enclosing: a remediation may make LLM calls of its own (retry, fallback model)
         self._open(p, "remediation", SpanKind.INTERNAL, attrs, "remediation", True)
 
@@ -385,7 +397,7 @@ class TracingObserver(Observer):
                 return
         names = self._point_fields.get(type(p))
         if names is None:
-            names = tuple(f.name for f in fields(p) if f.name not in _BASE_FIELDS)
+            names = tuple(name for name in p.__struct_fields__ if name not in _BASE_FIELDS)
             self._point_fields[type(p)] = names
         attrs: dict[str, Any] = {}
         for name in names:
@@ -417,23 +429,23 @@ class TracingObserver(Observer):
         index = 0
         if p.system:
             system = self._clip(p.system)
-            attrs["gen_ai.system_instructions"] = json.dumps([{"type": "text", "content": system}])
-            attrs["llm.input_messages.0.message.role"] = "system"
-            attrs["llm.input_messages.0.message.content"] = system
+            attrs[GEN_AI_SYSTEM_INSTRUCTIONS] = json.dumps([{"type": "text", "content": system}])
+            attrs[attr.oi_input_message(0, "role")] = "system"
+            attrs[attr.oi_input_message(0, "content")] = system
             index = 1
-        attrs["gen_ai.input.messages"] = json.dumps(
+        attrs[GEN_AI_INPUT_MESSAGES] = json.dumps(
             [{"role": "user", "parts": [{"type": "text", "content": prompt}]}])
         attrs[f"llm.input_messages.{index}.message.role"] = "user"
         attrs[f"llm.input_messages.{index}.message.content"] = prompt
-        attrs["input.value"] = prompt
-        attrs["input.mime_type"] = "text/plain"
+        attrs[attr.OI_INPUT_VALUE] = prompt
+        attrs[attr.OI_INPUT_MIME_TYPE] = "text/plain"
 
     def _content_out(self, completion: str, finish_reason: Any, attrs: dict[str, Any]) -> None:
         text = self._clip(completion)
         message: Mapping[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}],
                                       "finish_reason": finish_reason or "stop"}
-        attrs["gen_ai.output.messages"] = json.dumps([message])
-        attrs["llm.output_messages.0.message.role"] = "assistant"
-        attrs["llm.output_messages.0.message.content"] = text
-        attrs["output.value"] = text
-        attrs["output.mime_type"] = "text/plain"
+        attrs[GEN_AI_OUTPUT_MESSAGES] = json.dumps([message])
+        attrs[attr.oi_output_message(0, "role")] = "assistant"
+        attrs[attr.oi_output_message(0, "content")] = text
+        attrs[attr.OI_OUTPUT_VALUE] = text
+        attrs[attr.OI_OUTPUT_MIME_TYPE] = "text/plain"

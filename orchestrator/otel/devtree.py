@@ -20,18 +20,24 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
 from opentelemetry.trace import StatusCode
 from rich.markup import escape
 from rich.tree import Tree
 
+from .. import attributes as attr
+
 __all__ = ["render_span_tree", "print_span_tree", "DevTreeExporter", "span_label"]
 
-_TOKENS = (("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
-           ("task.tokens_in", "task.tokens_out"),
-           ("project.tokens_in", "project.tokens_out"),
-           ("remediation.tokens_in", "remediation.tokens_out"))
+_TOKENS = ((GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS),
+           (attr.TASK_TOKENS_IN, attr.TASK_TOKENS_OUT),
+           (attr.PROJECT_TOKENS_IN, attr.PROJECT_TOKENS_OUT),
+           (attr.rollup_key("remediation", attr.ROLLUP_TOKENS_IN), attr.rollup_key("remediation", attr.ROLLUP_TOKENS_OUT)))
 _ROUTINE_EVENTS = {"exception", "iteration_scored", "tasks_planned"}  # shown by the status, score, tree already
-_COST = ("llm.cost_usd", "task.cost_usd", "project.cost_usd", "remediation.cost_usd")
+_COST = (attr.LLM_COST_USD, attr.TASK_COST_USD, attr.PROJECT_COST_USD, attr.rollup_key("remediation", attr.ROLLUP_COST_USD))
 
 
 def _duration(span: ReadableSpan) -> str:
@@ -49,9 +55,9 @@ def span_label(span: ReadableSpan) -> str:
     """One line: name, model, duration, tokens, cost, status (rich markup)."""
     a = span.attributes or {}
     parts = [f"[bold]{escape(span.name)}[/bold]"]
-    if "llm.model" in a:
+    if attr.LLM_MODEL in a:
         parts.append(f"[cyan]{escape(str(a['llm.model']))}[/cyan]")
-    elif "policy.model" in a:  # which model a policy check judged
+    elif attr.POLICY_MODEL in a:  # which model a policy check judged
         parts.append(f"[cyan]{escape(str(a['policy.model']))}[/cyan]")
     parts.append(_duration(span))
     for tin_key, tout_key in _TOKENS:
@@ -62,23 +68,23 @@ def span_label(span: ReadableSpan) -> str:
         if key in a:
             parts.append(f"${float(a[key]):.6f}")
             break
-    if a.get("llm.cached"):
+    if a.get(attr.LLM_CACHED):
         parts.append("[dim]cached[/dim]")
-    for key in ("project.status", "task.status"):
+    for key in (attr.PROJECT_STATUS, attr.TASK_STATUS):
         if key in a:
             parts.append(escape(str(a[key])))
-    if "task.score" in a:
+    if attr.TASK_SCORE in a:
         parts.append(f"score {float(a['task.score']):.2f}")
-    if "policy.passed" in a:
-        noted = int(a.get("policy.violations", 0) or 0)
-        if not a["policy.passed"]:
+    if attr.POLICY_PASSED in a:
+        noted = int(a.get(attr.POLICY_VIOLATIONS, 0) or 0)
+        if not a[attr.POLICY_PASSED]:
             parts.append("[yellow]blocked[/yellow]")
         else:  # soft/monitor violations do not block but are worth seeing
             parts.append("passed" + (f" ({noted} violation{'s' if noted > 1 else ''} noted)" if noted else ""))
-    if "remediation.strategy" in a:
+    if attr.REMEDIATION_STRATEGY in a:
         parts.append(escape(f"{a['remediation.strategy']} ({a.get('remediation.trigger', '')})"))
-        if "remediation.success" in a:
-            parts.append("succeeded" if a["remediation.success"] else "[yellow]did not help[/yellow]")
+        if attr.REMEDIATION_SUCCESS in a:
+            parts.append("succeeded" if a[attr.REMEDIATION_SUCCESS] else "[yellow]did not help[/yellow]")
     if span.status.status_code == StatusCode.ERROR:
         parts.append(f"[bold red]ERROR[/bold red] [red]{escape(span.status.description or '')}[/red]")
     else:

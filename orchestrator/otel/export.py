@@ -1,8 +1,11 @@
 """OpenTelemetry export plumbing that keeps a bad collector from hurting a run.
 
-* :class:`GuardedSpanExporter` wraps an OTLP exporter: it never raises, reports the first
-  failure as one warning line naming the endpoint (no traceback), counts what was lost,
-  and can be abandoned at shutdown so no export outlives the bounded flush.
+* :class:`ExportGuard` holds the fault rules shared by span and metric export: never
+  raise, report the first failure as one warning line naming the endpoint (no
+  traceback), count what was exported and what was lost.
+* :class:`GuardedSpanExporter` wraps an OTLP span exporter with a guard and can be
+  abandoned at shutdown so no export outlives the bounded flush (the metric wrapper is in
+  :mod:`.metrics`).
 * :class:`QuietExporterLogs` swallows the OTLP exporters' and batch processor's own log
   records (retries, "Failed to export", "Queue full", tracebacks) while our exporter is
   installed; their last message is kept as the detail of our one warning.
@@ -86,11 +89,13 @@ _DETAILS = (
 )
 
 
-class GuardedSpanExporter(SpanExporter):
-    """Wraps the real exporter; see the module doc."""
+class ExportGuard:
+    """The fault rules every exporter of ours follows, whatever it exports: never raise,
+    count what went out and what was lost, and say the first problem in one warning
+    line naming the endpoint (later ones say nothing new)."""
 
-    def __init__(self, inner: SpanExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
-        self.inner = inner
+    def __init__(self, what: str, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
+        self.what = what  # "span" or "metric"
         self.endpoint = endpoint
         self.quiet = quiet
         self.exported = 0
@@ -99,35 +104,75 @@ class GuardedSpanExporter(SpanExporter):
         self._warned = False
         self._lock = threading.Lock()
 
-    def warn_once(self, what: str) -> None:
-        with self._lock:
-            if self._warned:
-                return
-            self._warned = True
-        logger.warning("%s", what)
-
     @property
     def warned(self) -> bool:
         return self._warned
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def warn_once(self, message: str) -> None:
+        with self._lock:
+            first, self._warned = not self._warned, True
+        if first:
+            logger.warning("%s", message)
+
+    def export(self, call: Callable[[], object], success: object, count: int, consequence: str) -> bool:
+        """Run one export; True when it succeeded.  ``count`` items are booked as
+        exported or failed; a failure (or an exception) gives the one warning."""
         if self.abandoned:
-            self.failed += len(spans)
-            return SpanExportResult.FAILURE
+            self.failed += count
+            return False
         detail = ""
         try:
-            result = self.inner.export(spans)
+            ok = call() == success
         except Exception as exc:  # noqa: BLE001 - a broken exporter must not reach the SDK's traceback log
-            result, detail = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
-        if result == SpanExportResult.SUCCESS:
-            self.exported += len(spans)
-            return result
-        self.failed += len(spans)
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        if ok:
+            self.exported += count
+            return True
+        self.failed += count
         if not detail and self.quiet is not None:
             detail = self.quiet.detail()
-        self.warn_once(f"span export to {self.endpoint} failed{f' ({detail})' if detail else ''}; "
-                       "the run goes on, its spans may be lost")
-        return result
+        self.warn_once(f"{self.what} export to {self.endpoint} failed{f' ({detail})' if detail else ''}; "
+                       f"{consequence}")
+        return False
+
+    def timed_out(self, timeout_s: float, dropped: str) -> None:
+        """The bounded flush gave up: one warning with what the collector answered, if anything."""
+        detail = self.quiet.detail() if self.quiet is not None else ""
+        self.warn_once(f"{self.what} export to {self.endpoint} did not finish within {timeout_s:g} s "
+                       f"({detail or 'collector down or hanging'}); {dropped}")
+
+
+class GuardedSpanExporter(SpanExporter):
+    """Wraps the real span exporter with an :class:`ExportGuard`; can be abandoned at
+    shutdown so no export outlives the bounded flush."""
+
+    def __init__(self, inner: SpanExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
+        self.inner = inner
+        self.guard = ExportGuard("span", endpoint, quiet)
+
+    @property
+    def endpoint(self) -> str:
+        return self.guard.endpoint
+
+    @property
+    def exported(self) -> int:
+        return self.guard.exported
+
+    @property
+    def failed(self) -> int:
+        return self.guard.failed
+
+    @property
+    def warned(self) -> bool:
+        return self.guard.warned
+
+    def warn_once(self, message: str) -> None:
+        self.guard.warn_once(message)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = self.guard.export(lambda: self.inner.export(spans), SpanExportResult.SUCCESS, len(spans),
+                               "the run goes on, its spans may be lost")
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         try:
@@ -137,7 +182,7 @@ class GuardedSpanExporter(SpanExporter):
 
     def abandon(self) -> None:
         """Stop exporting now: later batches fail at once, retries and channels end."""
-        self.abandoned = True
+        self.guard.abandoned = True
         self.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from . import config as tracing_config
-from .export import QuietExporterLogs, run_bounded
+from .export import ExportGuard, QuietExporterLogs, run_bounded
 from .setup import build_resource
 
 __all__ = ["GuardedMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint"]
@@ -61,42 +60,27 @@ def metrics_endpoint(resolved: tracing_config.ResolvedTracing, environ: Mapping[
 
 
 class GuardedMetricExporter(MetricExporter):
-    """Wraps the OTLP metric exporter: never raises, warns once naming the endpoint."""
+    """Wraps the OTLP metric exporter with an :class:`~.export.ExportGuard`."""
 
     def __init__(self, inner: MetricExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
         super().__init__(preferred_temporality=inner._preferred_temporality,  # noqa: SLF001 - pass through
                          preferred_aggregation=inner._preferred_aggregation)  # noqa: SLF001
         self.inner = inner
-        self.endpoint = endpoint
-        self.quiet = quiet
-        self.exported = 0  # successful export requests
-        self.failed = 0
-        self._warned = False
-        self._lock = threading.Lock()
+        self.guard = ExportGuard("metric", endpoint, quiet)
+
+    @property
+    def endpoint(self) -> str:
+        return self.guard.endpoint
+
+    @property
+    def exported(self) -> int:
+        """Successful export requests."""
+        return self.guard.exported
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        detail = ""
-        try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis)
-        except Exception as exc:  # noqa: BLE001 - a broken exporter must not reach the SDK's traceback log
-            result, detail = MetricExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
-        if result == MetricExportResult.SUCCESS:
-            self.exported += 1
-            return result
-        self.failed += 1
-        if not detail and self.quiet is not None:
-            detail = self.quiet.detail()
-        self.warn_once(f"metric export to {self.endpoint} failed{f' ({detail})' if detail else ''}; "
-                       "the run goes on")
-        return result
-
-    def warn_once(self, message: str) -> None:
-        """The first problem is one warning line; later ones (a failed export, then a
-        shutdown that times out on the same dead collector) say nothing new."""
-        with self._lock:
-            first, self._warned = not self._warned, True
-        if first:
-            logger.warning("%s", message)
+        ok = self.guard.export(lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
+                               MetricExportResult.SUCCESS, 1, "the run goes on")
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         try:
@@ -124,8 +108,7 @@ class MetricsExport:
         the last export finished in time (it may still have failed: see ``exporter``)."""
         ok = run_bounded(self.provider.shutdown, timeout_s, name="orchestrator-otel-metrics")
         if not ok:
-            self.exporter.warn_once(f"metric export to {self.exporter.endpoint} did not finish within "
-                                    f"{timeout_s:g} s (collector down or hanging); the run's metrics are dropped")
+            self.exporter.guard.timed_out(timeout_s, "the run's metrics are dropped")
         else:
             self.quiet.uninstall()
         return ok

@@ -194,9 +194,7 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     if isinstance(exporter, GuardedSpanExporter):
         if not ok:
             exporter.abandon()
-            detail = quiet.detail() if quiet is not None else ""  # e.g. the 503 it kept retrying
-            exporter.warn_once(f"span export to {exporter.endpoint} did not finish within {timeout:g} s "
-                               f"({detail or 'collector down or hanging'}); the remaining spans are dropped")
+            exporter.guard.timed_out(timeout, "the remaining spans are dropped")  # names e.g. the 503 it retried
         elif quiet is not None:
             quiet.uninstall()
         # when abandoned, the filter stays: the export thread may still log on its way out

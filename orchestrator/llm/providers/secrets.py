@@ -8,7 +8,8 @@ Why a module of its own:
   locals and in f-strings; :class:`Secret` prints as ``Secret('***')`` and only
   :meth:`Secret.reveal` gives the value, at the one place it is handed to the SDK;
 * SDK error messages may echo request details; :func:`scrub` removes the key's value
-  (and well-known key shapes) before any message leaves an adapter.
+  (and well-known key shapes, through the one :func:`~orchestrator.redaction.redact`)
+  before any message leaves an adapter.
 
 ``.env`` values are put into ``os.environ`` (never overriding a variable already set),
 like python-dotenv does, so that the observers' redaction of ``*_API_KEY`` values knows
@@ -22,10 +23,8 @@ import os
 import re
 from pathlib import Path
 
-_KEY_SHAPES = re.compile(
-    r"(sk-(?:ant-|proj-|or-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
-    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{12,})"
-)
+from ...redaction import redact
+
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 _loaded: set[Path] = set()
 
@@ -99,10 +98,7 @@ def key_from_env(*names: str) -> tuple[str | None, Secret | None]:
     return None, None
 
 
-def scrub(text: str, *secrets: Secret | str | None) -> str:
-    """``text`` without the given secrets' values nor anything shaped like a key."""
-    for secret in secrets:
-        value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value and len(value) >= 4:
-            text = text.replace(value, "[REDACTED]")
-    return _KEY_SHAPES.sub("[REDACTED]", text)
+def scrub(text: str, secret: Secret | None = None) -> str:
+    """``text`` without ``secret``'s value nor anything else secret
+    (:func:`orchestrator.redaction.redact` with the value the adapter holds)."""
+    return redact(text, secret.reveal() if secret is not None else None)

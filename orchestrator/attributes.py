@@ -1,0 +1,134 @@
+"""Attribute keys of spans, metrics and events, as constants in one place.
+
+Why one module: the same key is written by an emitter (the client sets ``llm.cost_usd``
+on its handle) and read by several observers (spans, metrics, logs, the dev tree); a
+typo in one of them would silently split a series.  This module imports nothing, so
+emitters may use it without pulling in OpenTelemetry.
+
+Three families:
+
+* the seed's own keys (``project.*``, ``task.*``, ``llm.*``, ``policy.*``,
+  ``remediation.*``) and our extensions (``orchestrator.*``);
+* the OpenInference keys Arize Phoenix and MLflow classify spans by;
+* the few general OpenTelemetry semantic-convention keys an *emitter* sets
+  (``error.type``, ``http.response.status_code``, ``server.address``/``server.port``):
+  emitters cannot import ``opentelemetry-semantic-conventions``; a test checks these
+  equal its constants.  The GenAI keys (``gen_ai.*``) are only set by observers, which
+  take them from ``opentelemetry-semantic-conventions`` directly.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- run_project ------------------------------------------------------------------------
+PROJECT_ID: Final = "project.id"
+PROJECT_DESCRIPTION: Final = "project.description"
+PROJECT_STATUS: Final = "project.status"
+PROJECT_BUDGET_USD: Final = "project.budget_usd"
+PROJECT_COST_USD: Final = "project.cost_usd"
+PROJECT_TOKENS_IN: Final = "project.tokens_in"
+PROJECT_TOKENS_OUT: Final = "project.tokens_out"
+PROJECT_TASK_COUNT: Final = "project.task_count"
+PROJECT_LLM_CALLS: Final = "project.llm_calls"
+
+# -- task:<id> --------------------------------------------------------------------------
+TASK_ID: Final = "task.id"
+TASK_TYPE: Final = "task.type"
+TASK_DESCRIPTION: Final = "task.description"
+TASK_STATUS: Final = "task.status"
+TASK_SCORE: Final = "task.score"
+TASK_ITERATIONS: Final = "task.iterations"
+TASK_MODEL: Final = "task.model"
+TASK_REVIEWER_MODEL: Final = "task.reviewer_model"
+TASK_COST_USD: Final = "task.cost_usd"
+TASK_TOKENS_IN: Final = "task.tokens_in"
+TASK_TOKENS_OUT: Final = "task.tokens_out"
+TASK_FALLBACK_COUNT: Final = "task.fallback_count"
+TASK_LLM_CALLS: Final = "task.llm_calls"
+
+# -- llm_call:<type> --------------------------------------------------------------------
+LLM_MODEL: Final = "llm.model"
+LLM_CALL_TYPE: Final = "llm.call_type"
+LLM_TOKENS_IN: Final = "llm.tokens_in"
+LLM_TOKENS_OUT: Final = "llm.tokens_out"
+LLM_COST_USD: Final = "llm.cost_usd"
+LLM_LATENCY_MS: Final = "llm.latency_ms"
+LLM_CACHED: Final = "llm.cached"
+LLM_FINISH_REASON: Final = "llm.finish_reason"
+LLM_RESPONSE_MODEL: Final = "llm.response_model"
+LLM_ATTEMPT: Final = "llm.attempt"
+
+# -- policy_check -----------------------------------------------------------------------
+POLICY_COUNT: Final = "policy.count"
+POLICY_MODEL: Final = "policy.model"
+POLICY_PASSED: Final = "policy.passed"
+POLICY_VIOLATIONS: Final = "policy.violations"
+POLICY_MODE: Final = "policy.mode"
+POLICY_NAMES: Final = "policy.names"
+POLICY_REASONS: Final = "policy.reasons"
+
+# -- remediation ------------------------------------------------------------------------
+REMEDIATION_STRATEGY: Final = "remediation.strategy"
+REMEDIATION_TRIGGER: Final = "remediation.trigger"
+REMEDIATION_SUCCESS: Final = "remediation.success"
+REMEDIATION_ATTEMPT: Final = "remediation.attempt"
+REMEDIATION_DETAIL: Final = "remediation.detail"
+REMEDIATION_FROM_MODEL: Final = "remediation.from_model"
+REMEDIATION_TO_MODEL: Final = "remediation.to_model"
+REMEDIATION_THRESHOLD: Final = "remediation.threshold"
+REMEDIATION_SKIPPED_VALIDATORS: Final = "remediation.skipped_validators"
+
+# -- roll-ups on enclosing spans: <prefix>.tokens_in, ... (never gen_ai.usage.*) ----------
+ROLLUP_TOKENS_IN: Final = "tokens_in"
+ROLLUP_TOKENS_OUT: Final = "tokens_out"
+ROLLUP_COST_USD: Final = "cost_usd"
+ROLLUP_LLM_CALLS: Final = "llm_calls"
+
+
+def rollup_key(prefix: str, measure: str) -> str:
+    """``task.tokens_in`` and the like: the roll-up ``measure`` on a ``prefix`` span."""
+    return f"{prefix}.{measure}"
+
+
+#: catalog provider name -> ``gen_ai.provider.name`` well-known value (others pass as they are)
+GEN_AI_PROVIDER_NAMES: Final = {"google": "gcp.gemini", "local": "llama_cpp"}
+
+
+def gen_ai_provider_name(provider: str) -> str:
+    return GEN_AI_PROVIDER_NAMES.get(provider, provider)
+
+
+# -- metrics ----------------------------------------------------------------------------
+ORCHESTRATOR_CALL_TYPE: Final = "orchestrator.call_type"
+
+# -- general OpenTelemetry conventions set by emitters ------------------------------------
+ERROR_TYPE: Final = "error.type"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+
+# -- OpenInference (Arize Phoenix, MLflow) ------------------------------------------------
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+OI_LLM_MODEL_NAME: Final = "llm.model_name"
+OI_LLM_PROVIDER: Final = "llm.provider"
+OI_LLM_INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"
+OI_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+OI_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+OI_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+OI_INPUT_VALUE: Final = "input.value"
+OI_INPUT_MIME_TYPE: Final = "input.mime_type"
+OI_OUTPUT_VALUE: Final = "output.value"
+OI_OUTPUT_MIME_TYPE: Final = "output.mime_type"
+
+
+def oi_input_message(index: int, field: str) -> str:
+    """``llm.input_messages.<index>.message.<field>`` (``role`` or ``content``)."""
+    return f"llm.input_messages.{index}.message.{field}"
+
+
+def oi_output_message(index: int, field: str) -> str:
+    """``llm.output_messages.<index>.message.<field>`` (``role`` or ``content``)."""
+    return f"llm.output_messages.{index}.message.{field}"
