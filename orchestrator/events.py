@@ -35,7 +35,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import msgspec
 from blinker import ANY, Signal
@@ -65,6 +65,7 @@ logger = logging.getLogger("orchestrator.events")
 Scalar = str | bool | int | float
 AttributeValue = Scalar | Sequence[Scalar] | None
 Receiver = Callable[..., Any]
+F = TypeVar("F", bound=Receiver)
 
 CONTENT_FIELDS = frozenset({"prompt", "system", "completion"})
 """Payload fields holding model or prompt text: never logged, serialised only on opt-in."""
@@ -89,8 +90,8 @@ class BusSignal(Signal):
     def __repr__(self) -> str:
         return f"<BusSignal {self.name}>"
 
-    def connect(self, receiver: Receiver, sender: Any = ANY, weak: bool = False) -> Receiver:  # type: ignore[override]
-        result: Receiver = super().connect(receiver, sender, weak=weak)
+    def connect(self, receiver: F, sender: Any = ANY, weak: bool = False) -> F:
+        result = super().connect(receiver, sender, weak=weak)
         self._snapshot = None
         _refresh_active()
         return result
@@ -110,10 +111,10 @@ class BusSignal(Signal):
                 return receiver
         for stored in live:
             if stored is not None and stored == receiver:
-                return stored  # type: ignore[no-any-return]
+                return stored
         return receiver
 
-    def send(self, sender: Any = None, /, *, _async_wrapper: Any = None,  # type: ignore[override]
+    def send(self, sender: Any = None, /, *, _async_wrapper: Any = None,
              **kwargs: Any) -> list[tuple[Receiver, Any]]:
         """Deliver ``sender`` (the payload) to every receiver; a raising receiver is
         logged once and does not stop the others."""
@@ -237,13 +238,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
         return f"{type(self).__name__}({shown})"
 
 
-class PairStart(Event, kw_only=True):
+class PairStart(Event, frozen=True, kw_only=True):
     """Base of start payloads; ``attributes`` holds the initial attributes of the pair."""
 
     attributes: Mapping[str, AttributeValue] = msgspec.field(default_factory=_empty_attributes)
 
 
-class PairFinish(Event, kw_only=True):
+class PairFinish(Event, frozen=True, kw_only=True):
     """Base of finish payloads.
 
     ``status`` is ``"ok"``, ``"error"`` (the body raised) or ``"cancelled"``.
@@ -264,14 +265,14 @@ class PairFinish(Event, kw_only=True):
         return self.timestamp_ns - self.start_timestamp_ns
 
 
-class PointEvent(Event, kw_only=True):
+class PointEvent(Event, frozen=True, kw_only=True):
     """Base of point events (become span events on the current span)."""
 
     task_id: str | None = None
 
 
 # --- project ---------------------------------------------------------------------------
-class ProjectStarted(PairStart, kw_only=True):
+class ProjectStarted(PairStart, frozen=True, kw_only=True):
     description: str
     criteria: str
     budget_usd: float
@@ -279,7 +280,7 @@ class ProjectStarted(PairStart, kw_only=True):
     signal_name: ClassVar[str] = "project_started"
 
 
-class ProjectFinished(PairFinish, kw_only=True):
+class ProjectFinished(PairFinish, frozen=True, kw_only=True):
     """Attributes include ``project.status``, ``project.cost_usd``,
     ``project.tokens_in``, ``project.tokens_out``, ``project.task_count``."""
 
@@ -291,13 +292,13 @@ class ProjectFinished(PairFinish, kw_only=True):
 
 
 # --- task ------------------------------------------------------------------------------
-class TaskStarted(PairStart, kw_only=True):
+class TaskStarted(PairStart, frozen=True, kw_only=True):
     task_id: str
     task_type: str
     signal_name: ClassVar[str] = "task_started"
 
 
-class TaskFinished(PairFinish, kw_only=True):
+class TaskFinished(PairFinish, frozen=True, kw_only=True):
     """Attributes include ``task.status``, ``task.score``, ``task.iterations``,
     ``task.model``, ``task.cost_usd``, ``task.tokens_in``, ``task.tokens_out``."""
 
@@ -307,7 +308,7 @@ class TaskFinished(PairFinish, kw_only=True):
 
 
 # --- llm call --------------------------------------------------------------------------
-class LlmCallStarted(PairStart, kw_only=True):
+class LlmCallStarted(PairStart, frozen=True, kw_only=True):
     """``prompt``/``system`` are carried for observers that opt in to content capture;
     observers must not record them by default."""
 
@@ -327,7 +328,7 @@ class LlmCallStarted(PairStart, kw_only=True):
     signal_name: ClassVar[str] = "llm_call_started"
 
 
-class LlmCallFinished(PairFinish, kw_only=True):
+class LlmCallFinished(PairFinish, frozen=True, kw_only=True):
     """Attributes include ``llm.tokens_in``, ``llm.tokens_out``, ``llm.cost_usd``,
     ``llm.latency_ms``, ``llm.cached``, ``llm.finish_reason``, ``llm.response_model``.
     ``completion`` is the answer text (content capture is opt-in for observers)."""
@@ -344,14 +345,14 @@ class LlmCallFinished(PairFinish, kw_only=True):
 
 
 # --- policy ----------------------------------------------------------------------------
-class PolicyCheckStarted(PairStart, kw_only=True):
+class PolicyCheckStarted(PairStart, frozen=True, kw_only=True):
     policy_count: int
     model: str | None = None
     task_id: str | None = None
     signal_name: ClassVar[str] = "policy_check_started"
 
 
-class PolicyChecked(PairFinish, kw_only=True):
+class PolicyChecked(PairFinish, frozen=True, kw_only=True):
     """Attributes include ``policy.passed`` and ``policy.violations``."""
 
     policy_count: int
@@ -361,14 +362,14 @@ class PolicyChecked(PairFinish, kw_only=True):
 
 
 # --- remediation -----------------------------------------------------------------------
-class RemediationStarted(PairStart, kw_only=True):
+class RemediationStarted(PairStart, frozen=True, kw_only=True):
     strategy: str
     trigger: str
     task_id: str | None = None
     signal_name: ClassVar[str] = "remediation_started"
 
 
-class RemediationFinished(PairFinish, kw_only=True):
+class RemediationFinished(PairFinish, frozen=True, kw_only=True):
     """Attributes include ``remediation.success``."""
 
     strategy: str
@@ -378,7 +379,7 @@ class RemediationFinished(PairFinish, kw_only=True):
 
 
 # --- point events ----------------------------------------------------------------------
-class BudgetWarning(PointEvent, kw_only=True):
+class BudgetWarning(PointEvent, frozen=True, kw_only=True):
     """Spend crossed a warning fraction of the budget, or a call was refused."""
 
     spent_usd: float
@@ -388,48 +389,48 @@ class BudgetWarning(PointEvent, kw_only=True):
     signal_name: ClassVar[str] = "budget_warning"
 
 
-class CacheHit(PointEvent, kw_only=True):
+class CacheHit(PointEvent, frozen=True, kw_only=True):
     model: str
     call_type: str
     cache_key: str
     signal_name: ClassVar[str] = "cache_hit"
 
 
-class ValidationFailed(PointEvent, kw_only=True):
+class ValidationFailed(PointEvent, frozen=True, kw_only=True):
     validator: str
     message: str
     iteration: int = 0
     signal_name: ClassVar[str] = "validation_failed"
 
 
-class DecompositionFallback(PointEvent, kw_only=True):
+class DecompositionFallback(PointEvent, frozen=True, kw_only=True):
     """The decomposition answer was unusable twice; the project runs as one task."""
 
     reason: str
     signal_name: ClassVar[str] = "decomposition_fallback"
 
 
-class ModelUnhealthy(PointEvent, kw_only=True):
+class ModelUnhealthy(PointEvent, frozen=True, kw_only=True):
     model: str
     reason: str
     signal_name: ClassVar[str] = "model_unhealthy"
 
 
-class TaskSkipped(PointEvent, kw_only=True):
+class TaskSkipped(PointEvent, frozen=True, kw_only=True):
     """A task did not run (a dependency failed or was skipped, or no budget/time)."""
 
     reason: str
     signal_name: ClassVar[str] = "task_skipped"
 
 
-class IterationScored(PointEvent, kw_only=True):
+class IterationScored(PointEvent, frozen=True, kw_only=True):
     iteration: int
     score: float
     best_score: float
     signal_name: ClassVar[str] = "iteration_scored"
 
 
-class LlmRetry(PointEvent, kw_only=True):
+class LlmRetry(PointEvent, frozen=True, kw_only=True):
     """A transient provider error; the call is retried after ``delay_seconds``."""
 
     model: str
@@ -439,7 +440,7 @@ class LlmRetry(PointEvent, kw_only=True):
     signal_name: ClassVar[str] = "llm_retry"
 
 
-class TasksPlanned(PointEvent, kw_only=True):
+class TasksPlanned(PointEvent, frozen=True, kw_only=True):
     """The task DAG is known (decomposed or given); progress displays take the total here."""
 
     task_count: int

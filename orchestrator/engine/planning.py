@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import events
 from ..domain.tasks import Task, TaskType
@@ -29,7 +30,7 @@ PLANNER_SYSTEM = ("You are a software project planner. Split the project into sm
                   "Answer only with JSON matching the schema.")
 
 
-def decomposition_schema(max_tasks: int) -> dict:
+def decomposition_schema(max_tasks: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
@@ -149,7 +150,8 @@ def parse_json_answer(text: str) -> object | None:
         candidates.append(text[start:end + 1])
     for candidate in candidates:
         try:
-            return json.loads(candidate)
+            parsed: object = json.loads(candidate)
+            return parsed
         except ValueError:
             continue
     return None

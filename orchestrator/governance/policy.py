@@ -400,9 +400,9 @@ class PolicyEngine:
         for policy in policies:
             mode = policy.enforcement_mode
             for constraint, message in _violations(policy, name, profile, call_cost_usd, task_cost_usd):
-                blocking = mode == EnforcementMode.HARD or (
+                blocks = mode == EnforcementMode.HARD or (
                     mode == EnforcementMode.SOFT and constraint in HARD_CONSTRAINTS)
-                violations.append(Violation(policy.name, constraint, message, mode, blocking))
+                violations.append(Violation(policy.name, constraint, message, mode, blocks))
         blocking = [v for v in violations if v.blocking]
         if blocking:
             mode = blocking[0].mode

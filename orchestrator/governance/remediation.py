@@ -62,7 +62,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from .. import attributes as attr
 from .. import events
@@ -211,7 +211,7 @@ class RemediationConfig:
                     plans[trigger] = ()
                 elif not isinstance(steps, list):
                     raise ConfigError(f"must be a list of strategies, got {steps!r}"[:200], key=f"plans.{trigger}")
-            return cls(plans, **settings)
+            return cls(cast(Mapping[Trigger, tuple[Step, ...]], plans), **settings)  # raw: __post_init__ parses it
         except ConfigError as exc:
             raise exc.within(source=source) from None
 

@@ -142,7 +142,7 @@ def _ruff_executable() -> str | None:
     if found:
         return found
     try:
-        from ruff.__main__ import find_ruff_bin  # type: ignore[import-not-found]
+        from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
 
         return str(find_ruff_bin())
     except Exception:  # noqa: BLE001 - not installed, or an unexpected layout

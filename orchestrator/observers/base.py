@@ -18,12 +18,16 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 from .. import events
 from ..redaction import redact
 
-__all__ = ["Observer", "redact", "register_span_source", "span_ids_for"]
+__all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "whole"]
+
+Handler = tuple[events.BusSignal, Callable[[Any], Any]]
+"""A signal and the receiver an observer connects to it."""
 
 
 class Observer:
@@ -41,11 +45,11 @@ class Observer:
     """
 
     def __init__(self) -> None:
-        self._connected: list[tuple[events.BusSignal, Callable[[Any], Any]]] = []
+        self._connected: list[Handler] = []
         self._sub_lock = threading.Lock()
 
     # -- which receivers -------------------------------------------------------------
-    def handlers(self) -> list[tuple[events.BusSignal, Callable[[Any], Any]]]:
+    def handlers(self) -> list[Handler]:
         """(signal, receiver) pairs to connect: every ``on_<name>`` method defined."""
         out = []
         for sig in events.ALL_SIGNALS:
@@ -59,7 +63,7 @@ class Observer:
     def subscribed(self) -> bool:
         return bool(getattr(self, "_connected", None))
 
-    def subscribe(self):
+    def subscribe(self) -> Self:
         """Connect every handler (strongly); a second call does nothing.  Returns self."""
         if not hasattr(self, "_connected"):  # a subclass forgot super().__init__()
             Observer.__init__(self)
@@ -86,10 +90,11 @@ class Observer:
     def close(self) -> None:
         """Called once after unsubscribing: release resources (end spans, stop displays)."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self.subscribe()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.unsubscribe()
 
 
@@ -97,17 +102,35 @@ class Observer:
 # Span ids of pairs, for observers that want to log them (no OpenTelemetry import here)
 # ---------------------------------------------------------------------------------------
 
-_span_sources: list[weakref.ref] = []
+def number(value: object) -> float | None:
+    """An attribute value as a number (ints and floats; not bools, strings or lists)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
-def register_span_source(source: Any) -> None:
+def whole(value: object) -> int | None:
+    """An attribute value as an int (token counts), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+class SpanSource(Protocol):
+    def span_ids(self, correlation_id: str) -> tuple[str, str] | None: ...
+
+
+_span_sources: list[weakref.ref[SpanSource]] = []
+
+
+def register_span_source(source: SpanSource) -> None:
     """Register an object with ``span_ids(correlation_id) -> (trace_id, span_id) | None``
     (the tracing observer does, for its live and recently finished spans)."""
     if not any(r() is source for r in _span_sources):
         _span_sources.append(weakref.ref(source))
 
 
-def unregister_span_source(source: Any) -> None:
+def unregister_span_source(source: SpanSource) -> None:
     _span_sources[:] = [r for r in _span_sources if r() is not None and r() is not source]
 
 

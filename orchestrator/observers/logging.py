@@ -19,17 +19,23 @@ from typing import Any
 
 from .. import attributes as attr
 from .. import events
-from .base import Observer, redact, span_ids_for
+from .base import Handler, Observer, redact, span_ids_for
 
 __all__ = ["LoggingObserver"]
 
-_NAMES = {
-    "project_finished": lambda p: "run_project",
-    "task_finished": lambda p: f"task:{p.task_id}",
-    "llm_call_finished": lambda p: f"llm_call:{p.call_type}",
-    "policy_checked": lambda p: "policy_check",
-    "remediation_finished": lambda p: "remediation",
-}
+def _span_name(p: events.PairFinish) -> str:
+    """The name the tracing observer gives the pair's span."""
+    match p:
+        case events.ProjectFinished():
+            return "run_project"
+        case events.TaskFinished():
+            return f"task:{p.task_id}"
+        case events.LlmCallFinished():
+            return f"llm_call:{p.call_type}"
+        case events.PolicyChecked():
+            return "policy_check"
+        case _:
+            return "remediation"
 _PREFIX = {"project_finished": "project", "task_finished": "task", "remediation_finished": "remediation"}
 
 
@@ -62,8 +68,8 @@ class LoggingObserver(Observer):
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.point_events = point_events
 
-    def handlers(self):
-        out = [(finish, self._on_finish) for _, finish in events.PAIRS]
+    def handlers(self) -> list[Handler]:
+        out: list[Handler] = [(finish, self._on_finish) for _, finish in events.PAIRS]
         if self.point_events:
             out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS)
         return out
@@ -71,7 +77,7 @@ class LoggingObserver(Observer):
     def fields_of(self, p: events.PairFinish) -> dict[str, Any]:
         """The structured fields of one finished pair."""
         a = p.attributes
-        name = _NAMES[p.signal_name](p)
+        name = _span_name(p)
         out: dict[str, Any] = {"event": name, "status": p.status,
                                "duration_ms": round(p.duration_ns / 1e6, 3)}
         if p.status != "ok":

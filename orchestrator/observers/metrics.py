@@ -37,7 +37,7 @@ from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
 
 from .. import attributes as attr
 from .. import events
-from .base import Observer
+from .base import Observer, number, whole
 from .tracing import _instrumentation_version
 
 __all__ = ["MetricsObserver", "TOKEN_USAGE_BUCKETS", "DURATION_BUCKETS"]
@@ -87,12 +87,12 @@ class MetricsObserver(Observer):
         if p.status != "ok":
             attrs[attr.ERROR_TYPE] = a.get(attr.ERROR_TYPE) or p.error_type or p.status
         self.operation_duration.record(max(0, p.duration_ns) / 1e9, attrs)
-        tin, tout = a.get(attr.LLM_TOKENS_IN), a.get(attr.LLM_TOKENS_OUT)
+        tin, tout = whole(a.get(attr.LLM_TOKENS_IN)), whole(a.get(attr.LLM_TOKENS_OUT))
         if tin is not None:
             self.token_usage.record(tin, {**attrs, GEN_AI_TOKEN_TYPE: "input"})
         if tout is not None:
             self.token_usage.record(tout, {**attrs, GEN_AI_TOKEN_TYPE: "output"})
-        cost = a.get(attr.LLM_COST_USD)
+        cost = number(a.get(attr.LLM_COST_USD))
         if cost:
             self.cost.add(cost, {GEN_AI_REQUEST_MODEL: p.model,
                                  GEN_AI_PROVIDER_NAME: attrs.get(GEN_AI_PROVIDER_NAME, "")})

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import attributes as attr
 from .. import events
-from .base import Observer
+from .base import Handler, Observer, number
 
 __all__ = ["ProgressObserver"]
 
@@ -50,7 +50,7 @@ class ProgressObserver(Observer):
         self.calls: dict[str, tuple[str, str, str, float]] = {}
         self._t0 = time.monotonic()
 
-    def handlers(self):
+    def handlers(self) -> list[Handler]:
         return super().handlers() if self.enabled else []
 
     # -- display ---------------------------------------------------------------------
@@ -139,7 +139,7 @@ class ProgressObserver(Observer):
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         with self._lock:
             self.calls.pop(p.correlation_id, None)
-            self.spent_usd += float(p.attributes.get(attr.LLM_COST_USD) or 0.0)
+            self.spent_usd += number(p.attributes.get(attr.LLM_COST_USD)) or 0.0
 
     def on_budget_warning(self, p: events.BudgetWarning) -> None:
         with self._lock:

@@ -21,10 +21,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from .. import events
-from .base import Observer
+from .base import Handler, Observer
 
 __all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "CONTENT_FIELDS"]
 
@@ -76,11 +76,11 @@ class EventRecorder(Observer):
         self._lock = threading.Lock()
 
     # -- subscription ----------------------------------------------------------------
-    def handlers(self):
+    def handlers(self) -> list[Handler]:
         return [(sig, self._record) for sig in events.ALL_SIGNALS
                 if self._only is None or sig.name in self._only]
 
-    def subscribe(self):
+    def subscribe(self) -> Self:
         if self.jsonl_path is not None and self._file is None:
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.jsonl_path.open(self.mode, encoding="utf-8")
@@ -170,7 +170,7 @@ def payload_from_dict(data: dict[str, Any]) -> events.Event:
     restored: ``error_type`` and ``error_message`` carry it)."""
     data = dict(data)
     name = data.pop("signal")
-    cls = events.SIGNALS_BY_NAME[name].payload_type  # type: ignore[attr-defined]
+    cls = events.SIGNALS_BY_NAME[name].payload_type
     if "attributes" in data and isinstance(data["attributes"], dict):
         data["attributes"] = MappingProxyType(data["attributes"])
     return cls(**data)

@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .. import attributes as attr
+from ..observers.base import number, whole
 
 __all__ = ["render_span_tree", "print_span_tree", "DevTreeExporter", "span_label"]
 
@@ -58,7 +59,7 @@ def span_label(span: ReadableSpan) -> str:
     if attr.LLM_MODEL in a:
         parts.append(f"[cyan]{escape(str(a['llm.model']))}[/cyan]")
     elif attr.POLICY_MODEL in a:  # which model a policy check judged
-        parts.append(f"[cyan]{escape(str(a['policy.model']))}[/cyan]")
+        parts.append(f"[cyan]{escape(str(a[attr.POLICY_MODEL]))}[/cyan]")
     parts.append(_duration(span))
     for tin_key, tout_key in _TOKENS:
         if tin_key in a or tout_key in a:
@@ -66,7 +67,7 @@ def span_label(span: ReadableSpan) -> str:
             break
     for key in _COST:
         if key in a:
-            parts.append(f"${float(a[key]):.6f}")
+            parts.append(f"${number(a[key]) or 0.0:.6f}")
             break
     if a.get(attr.LLM_CACHED):
         parts.append("[dim]cached[/dim]")
@@ -74,15 +75,15 @@ def span_label(span: ReadableSpan) -> str:
         if key in a:
             parts.append(escape(str(a[key])))
     if attr.TASK_SCORE in a:
-        parts.append(f"score {float(a['task.score']):.2f}")
+        parts.append(f"score {number(a[attr.TASK_SCORE]) or 0.0:.2f}")
     if attr.POLICY_PASSED in a:
-        noted = int(a.get(attr.POLICY_VIOLATIONS, 0) or 0)
+        noted = whole(a.get(attr.POLICY_VIOLATIONS)) or 0
         if not a[attr.POLICY_PASSED]:
             parts.append("[yellow]blocked[/yellow]")
         else:  # soft/monitor violations do not block but are worth seeing
             parts.append("passed" + (f" ({noted} violation{'s' if noted > 1 else ''} noted)" if noted else ""))
     if attr.REMEDIATION_STRATEGY in a:
-        parts.append(escape(f"{a['remediation.strategy']} ({a.get('remediation.trigger', '')})"))
+        parts.append(escape(f"{a[attr.REMEDIATION_STRATEGY]!s} ({a.get(attr.REMEDIATION_TRIGGER, '')!s})"))
         if attr.REMEDIATION_SUCCESS in a:
             parts.append("succeeded" if a[attr.REMEDIATION_SUCCESS] else "[yellow]did not help[/yellow]")
     if span.status.status_code == StatusCode.ERROR:

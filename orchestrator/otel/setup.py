@@ -15,24 +15,41 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from .config import HTTP_PROTOBUF, ResolvedTracing, TracingConfig, require_otel, resolve_config
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.trace import Tracer
+
+    from ..observers.tracing import TracingObserver
+    from .devtree import DevTreeExporter
+    from .export import GuardedSpanExporter, QuietExporterLogs
+
 logger = logging.getLogger("orchestrator.tracing")
 
+INSTRUMENTATION_NAME = "orchestrator"
 
-# ---------------------------------------------------------------------------------------
-# Global state
-# ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Setup:
+    """What :func:`configure_tracing` built; :func:`shutdown_tracing` takes it apart."""
+
+    provider: TracerProvider
+    tracer: Tracer
+    observer: TracingObserver
+    exporter: GuardedSpanExporter | DevTreeExporter
+    quiet: QuietExporterLogs | None
+
 
 _lock = threading.RLock()
-_tracer: Any = None
-_provider: Any = None
-_observer: Any = None
-_exporter: Any = None  # GuardedSpanExporter (OTLP) or DevTreeExporter (dev mode)
-_quiet: Any = None
+_setup: _Setup | None = None
 _resolved: ResolvedTracing | None = None
 _config: TracingConfig | None = None
 _atexit_registered = False
@@ -43,11 +60,11 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("multi-llm-orchestrator")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - running from a source tree
         return "0"
 
 
-def _build_sampler(resolved: ResolvedTracing):
+def _build_sampler(resolved: ResolvedTracing) -> Sampler:
     from opentelemetry.sdk.trace import sampling
 
     if resolved.sampler_from_env:
@@ -55,7 +72,7 @@ def _build_sampler(resolved: ResolvedTracing):
     return sampling.ParentBased(sampling.TraceIdRatioBased(resolved.sample_rate or 0.0))
 
 
-def build_resource(cfg: TracingConfig, resolved: ResolvedTracing):
+def build_resource(cfg: TracingConfig, resolved: ResolvedTracing) -> Resource:
     """The resource of every signal we export (spans and, with --metrics, metrics)."""
     from opentelemetry.sdk.resources import Resource
 
@@ -66,7 +83,7 @@ def build_resource(cfg: TracingConfig, resolved: ResolvedTracing):
     return Resource.create(attrs)  # merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME
 
 
-def _build_otlp_exporter(cfg: TracingConfig, resolved: ResolvedTracing):
+def _build_otlp_exporter(cfg: TracingConfig, resolved: ResolvedTracing) -> SpanExporter:
     headers = dict(cfg.headers) if cfg.headers else None
     if resolved.protocol == HTTP_PROTOBUF:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
@@ -79,19 +96,18 @@ def _build_otlp_exporter(cfg: TracingConfig, resolved: ResolvedTracing):
                         timeout=cfg.export_timeout_s)
 
 
-def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None):
+def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) -> TracerProvider | None:
     """Set up tracing as ``cfg`` says and subscribe the tracing observer; returns the
     SDK tracer provider, or None when tracing ends up off.  Safe to call more than once:
     the previous setup is shut down first (bounded).  Raises :class:`TracingUnavailable`
     (naming the extra) when enabled without the OpenTelemetry packages, ValueError for a
     bad endpoint, protocol or rate."""
-    global _tracer, _provider, _observer, _exporter, _quiet, _resolved, _config, _atexit_registered
+    global _setup, _resolved, _config, _atexit_registered
     cfg = cfg or TracingConfig()
     with _lock:
         shutdown_tracing()
         _config = cfg
-        resolved = resolve_config(cfg)
-        _resolved = resolved
+        resolved = _resolved = resolve_config(cfg)
         if not resolved.enabled:
             if cfg.enabled:
                 logger.info("tracing is off: %s", resolved.disabled_reason)
@@ -101,26 +117,25 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None):
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
         from ..observers.tracing import TracingObserver
+        from .devtree import DevTreeExporter
+        from .export import GuardedSpanExporter, QuietExporterLogs
 
         provider = TracerProvider(resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved),
                                   shutdown_on_exit=False)  # our own bounded shutdown runs at exit
+        exporter: GuardedSpanExporter | DevTreeExporter
+        quiet: QuietExporterLogs | None = None
         if resolved.endpoint:
-            from .export import GuardedSpanExporter, QuietExporterLogs
-
             quiet = QuietExporterLogs()
             quiet.install()
             exporter = GuardedSpanExporter(_build_otlp_exporter(cfg, resolved), resolved.endpoint, quiet)
             provider.add_span_processor(BatchSpanProcessor(
                 exporter, export_timeout_millis=cfg.export_timeout_s * 1000))
-            _quiet = quiet
         else:
-            from .devtree import DevTreeExporter
-
             exporter = DevTreeExporter(print_on_root_end=cfg.dev_print, console=console)
             provider.add_span_processor(SimpleSpanProcessor(exporter))
-        _provider, _exporter = provider, exporter
-        _tracer = provider.get_tracer("orchestrator", _version())
-        _observer = TracingObserver(provider, capture_content=cfg.capture_content).subscribe()
+        tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
+        observer = TracingObserver(provider, capture_content=cfg.capture_content).subscribe()
+        _setup = _Setup(provider, tracer, observer, exporter, quiet)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -128,69 +143,74 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None):
         return provider
 
 
-def get_tracer():
+def get_tracer() -> Tracer:
     """The orchestrator's tracer: the configured one, else the global OpenTelemetry
-    tracer (a no-op until someone configures OpenTelemetry), else a do-nothing tracer
-    when OpenTelemetry is not installed."""
-    if _tracer is not None:
-        return _tracer
-    if _provider is not None:
-        return _provider.get_tracer("orchestrator", _version())
+    tracer (a no-op until someone configures OpenTelemetry), else - without the
+    OpenTelemetry API installed - a tracer whose spans do nothing."""
+    setup = _setup
+    if setup is not None:
+        return setup.tracer
     try:
         from opentelemetry import trace
     except ImportError:
-        return _NoopTracer()
-    return trace.get_tracer("orchestrator", _version())
+        return cast("Tracer", _NoopTracer())
+    return trace.get_tracer(INSTRUMENTATION_NAME, _version())
 
 
 def tracing_state() -> dict[str, Any]:
     """Introspection for tests and the CLI: resolved settings, exporter counters."""
-    exporter = _exporter
+    setup = _setup
+    exporter = setup.exporter if setup is not None else None
     return {
-        "configured": _provider is not None,
+        "configured": setup is not None,
         "resolved": _resolved,
         "exported": getattr(exporter, "exported", None),
         "failed": getattr(exporter, "failed", None),
-        "observer": _observer,
-        "provider": _provider,
+        "observer": setup.observer if setup is not None else None,
+        "provider": setup.provider if setup is not None else None,
         "exporter": exporter,
     }
 
 
-def dev_spans() -> list:
+def dev_spans() -> list[ReadableSpan]:
     """Finished spans kept in dev mode (no endpoint); empty otherwise."""
-    spans = getattr(_exporter, "spans", None)
+    setup = _setup
+    spans: list[ReadableSpan] | None = getattr(setup.exporter, "spans", None) if setup is not None else None
     return list(spans) if spans is not None else []
+
+
+def _timeout(timeout_s: float | None) -> float:
+    if timeout_s is not None:
+        return timeout_s
+    return _config.shutdown_timeout_s if _config else 3.0
 
 
 def force_flush(timeout_s: float | None = None) -> bool:
     """Export what is buffered, waiting at most ``timeout_s`` (default: the config's
     ``shutdown_timeout_s``).  True when done in time."""
-    provider = _provider
-    if provider is None:
+    setup = _setup
+    if setup is None:
         return True
     from .export import run_bounded
 
-    timeout = timeout_s if timeout_s is not None else (_config.shutdown_timeout_s if _config else 3.0)
-    return run_bounded(provider.force_flush, timeout)
+    return run_bounded(setup.provider.force_flush, _timeout(timeout_s))
 
 
 def shutdown_tracing(timeout_s: float | None = None) -> bool:
     """Unsubscribe the observer (ending any span left open), flush and shut the provider
     down, waiting at most ``timeout_s`` seconds; past that, export is abandoned with one
     warning naming the endpoint.  True when everything was flushed in time."""
-    global _tracer, _provider, _observer, _exporter, _quiet
+    global _setup
     with _lock:
-        observer, provider, exporter, quiet = _observer, _provider, _exporter, _quiet
-        _tracer = _provider = _observer = _exporter = _quiet = None
-    if observer is not None:
-        observer.unsubscribe()
-    if provider is None:
+        setup, _setup = _setup, None
+    if setup is None:
         return True
+    setup.observer.unsubscribe()
     from .export import GuardedSpanExporter, run_bounded
 
-    timeout = timeout_s if timeout_s is not None else (_config.shutdown_timeout_s if _config else 3.0)
-    ok = run_bounded(provider.shutdown, timeout)
+    timeout = _timeout(timeout_s)
+    ok = run_bounded(setup.provider.shutdown, timeout)
+    exporter, quiet = setup.exporter, setup.quiet
     if isinstance(exporter, GuardedSpanExporter):
         if not ok:
             exporter.abandon()
@@ -208,42 +228,25 @@ def _shutdown_at_exit() -> None:
         pass
 
 
-# ---------------------------------------------------------------------------------------
-# Fallback tracer when OpenTelemetry is not installed
-# ---------------------------------------------------------------------------------------
-
 class _NoopSpan:
-    def set_attribute(self, key, value) -> None:
-        pass
+    """Accepts every span call and records nothing (OpenTelemetry not installed)."""
 
-    def set_attributes(self, attributes) -> None:
-        pass
-
-    def add_event(self, name, attributes=None, timestamp=None) -> None:
-        pass
-
-    def record_exception(self, exc, attributes=None, timestamp=None, escaped=False) -> None:
-        pass
-
-    def set_status(self, status, description=None) -> None:
-        pass
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
     def is_recording(self) -> bool:
         return False
 
-    def end(self, end_time=None) -> None:
-        pass
-
-    def __enter__(self):
+    def __enter__(self) -> _NoopSpan:
         return self
 
-    def __exit__(self, *_):
+    def __exit__(self, *exc: object) -> None:
         return None
 
 
 class _NoopTracer:
-    def start_as_current_span(self, name, *args, **kwargs):
+    def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> _NoopSpan:
         return _NoopSpan()
 
-    def start_span(self, name, *args, **kwargs):
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> _NoopSpan:
         return _NoopSpan()

@@ -85,9 +85,9 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
     assert summary["budget"]["spent_usd"] == 0.0  # the local model is free
     assert "Total:" in out and summary["project_id"] in out
     # every start has exactly one finish, nesting is proper
-    from tests.test_engine_core import _assert_pairs_balanced
+    from tests.assertions import assert_pairs_balanced
 
-    _assert_pairs_balanced(seen)
+    assert_pairs_balanced(seen)
     task_starts = {p.task_id: p for p in seen if isinstance(p, events.TaskStarted)}
     assert set(task_starts) == set(summary["tasks"])
     calls = [p for p in seen if isinstance(p, events.LlmCallFinished)]

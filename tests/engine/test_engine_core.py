@@ -15,6 +15,7 @@ from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator, sanitize_tasks, topological_order
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.base import ProviderError, ProviderRequest
+from tests.assertions import assert_pairs_balanced
 from tests.scripted import ScriptedProvider, decomposition
 
 
@@ -82,7 +83,7 @@ async def test_run_completes_and_costs_add_up(recorded):
     call_costs = sum(p.attributes.get("llm.cost_usd", 0.0) for p in recorded
                      if isinstance(p, events.LlmCallFinished))
     assert call_costs == pytest.approx(state.budget.spent_usd)
-    _assert_pairs_balanced(recorded)
+    assert_pairs_balanced(recorded)
 
 
 async def test_dependants_of_a_failed_task_are_skipped(recorded):
@@ -211,30 +212,11 @@ async def test_raising_receiver_does_not_change_the_outcome(recorded):
     assert again.status == baseline.status
     assert json.dumps({k: r.to_dict() for k, r in again.results.items()}) == \
         json.dumps({k: r.to_dict() for k, r in baseline.results.items()})
-    _assert_pairs_balanced(recorded)
+    assert_pairs_balanced(recorded)
 
 
 async def _no_sleep(_):
     return None
-
-
-def _assert_pairs_balanced(recorded):
-    """Every start has exactly one finish, and a pair closes before its parent closes."""
-    open_: dict[str, events.Event] = {}
-    closed: set[str] = set()
-    for p in recorded:
-        if isinstance(p, events.PairStart):
-            assert p.correlation_id not in open_ and p.correlation_id not in closed
-            if p.parent_id is not None:
-                assert p.parent_id in open_, "a pair started under a closed parent"
-            open_[p.correlation_id] = p
-        elif isinstance(p, events.PairFinish):
-            assert p.correlation_id in open_, "finish without start (or twice)"
-            children = [c for c in open_.values() if c.parent_id == p.correlation_id]
-            assert not children, "a parent finished before its children"
-            del open_[p.correlation_id]
-            closed.add(p.correlation_id)
-    assert not open_
 
 
 async def test_time_cap_stops_the_run_with_timed_out():

@@ -1,0 +1,170 @@
+"""The layout's rules, checked on the source: imports point down the stack and never in a
+circle, emitters never reach observers or OpenTelemetry, no class over 300 lines, no
+``exec``.  README's "Code map" states the same table."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
+
+# part -> the parts of ours it may import (besides itself); README's code map says the same
+ALLOWED: dict[str, set[str]] = {
+    "attributes": set(),
+    "redaction": set(),
+    "domain": set(),
+    "events": {"attributes", "redaction"},
+    "llm": {"domain", "events", "attributes", "redaction"},
+    "governance": {"llm", "domain", "events", "attributes", "redaction"},
+    "state": {"domain", "events", "attributes", "redaction"},
+    "engine": {"governance", "llm", "state", "domain", "events", "attributes", "redaction"},
+    "observers": {"events", "attributes", "redaction"},
+    "otel": {"observers", "events", "attributes", "redaction"},
+    "tracing": {"otel", "events"},
+    "pytest_plugin": {"observers"},
+    "cli": {"engine", "governance", "llm", "state", "domain", "events", "observers", "otel", "tracing",
+            "attributes", "redaction"},
+    "__init__": set(),   # lazy exports by name only
+    "__main__": {"cli"},
+}
+EMITTERS = ("engine", "llm", "governance", "state", "domain", "events")
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+MODULES = dict(_modules())
+
+
+def _imports(name: str, path: Path) -> Iterator[tuple[str, int]]:
+    """Every module of ours (or outside package) that ``name`` imports, anywhere in the file."""
+    is_package = path.name == "__init__.py"
+    package = name.split(".") if is_package else name.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                yield (full if full in MODULES else target), node.lineno
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _graph() -> dict[str, set[str]]:
+    return {name: {m for m, _ in _imports(name, path) if m in MODULES and m != name}
+            for name, path in MODULES.items()}
+
+
+def test_no_import_cycle_in_the_package():
+    graph = _graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
+    """The check above can fail: a planted two-module cycle is reported."""
+    pkg = tmp_path / "orchestrator"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import x\n")
+    monkeypatch.setattr(f"{__name__}.PACKAGE", pkg)
+    monkeypatch.setattr(f"{__name__}.MODULES", dict(_modules()))
+    with pytest.raises(AssertionError, match="orchestrator.a"):
+        test_no_import_cycle_in_the_package()
+
+
+def test_imports_point_down_the_stack():
+    wrong = []
+    for name, path in MODULES.items():
+        part = _part(name)
+        for target, line in _imports(name, path):
+            if not target.startswith("orchestrator"):
+                continue
+            other = _part(target)
+            if other != part and other not in ALLOWED[part]:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {part} imports {other}")
+    assert wrong == []
+
+
+def test_emitters_never_import_observers_or_opentelemetry():
+    wrong = []
+    for name, path in MODULES.items():
+        if _part(name) not in EMITTERS:
+            continue
+        for target, line in _imports(name, path):
+            if target.startswith(("opentelemetry", "orchestrator.observers", "orchestrator.otel")):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {target}")
+    assert wrong == []
+
+
+def test_no_class_over_300_lines_and_no_exec():
+    long_classes, execs = [], []
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and (node.end_lineno or node.lineno) - node.lineno + 1 > 300:
+                long_classes.append(f"{path.name}:{node.name}")
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("exec", "eval"):
+                execs.append(f"{path.name}:{node.lineno}")
+    assert long_classes == [] and execs == []
+
+
+def test_every_package_is_in_the_readme_code_map():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+    for entry in sorted(PACKAGE.iterdir()):
+        if entry.name.startswith("__") or entry.suffix not in ("", ".py") or entry.name == "py.typed":
+            continue
+        if entry.is_dir() and not (entry / "__init__.py").exists():
+            continue
+        shown = f"{entry.name}/" if entry.is_dir() else entry.name
+        assert f"`{shown}`" in section, f"{shown} missing from README's code map"
