@@ -58,6 +58,9 @@ LLM_CACHED: Final = "llm.cached"
 LLM_FINISH_REASON: Final = "llm.finish_reason"
 LLM_RESPONSE_MODEL: Final = "llm.response_model"
 LLM_ATTEMPT: Final = "llm.attempt"
+LLM_RESPONSE_ID: Final = "llm.response_id"
+ORCHESTRATOR_QUEUE_MS: Final = "orchestrator.queue_ms"
+"""Time an LLM call waited (concurrency limit, local generation lock) before it was sent."""
 
 # -- policy_check -----------------------------------------------------------------------
 POLICY_COUNT: Final = "policy.count"

@@ -55,6 +55,7 @@ __all__ = [
     "remediation_started", "remediation_finished",
     "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback",
     "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
+    "LlmCallDispatched", "JsonModeRejected", "llm_call_dispatched", "json_mode_rejected", "ModelText",
     "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
@@ -67,8 +68,21 @@ AttributeValue = Scalar | Sequence[Scalar] | None
 Receiver = Callable[..., Any]
 F = TypeVar("F", bound=Receiver)
 
-CONTENT_FIELDS = frozenset({"prompt", "system", "completion"})
+CONTENT_FIELDS = frozenset({"prompt", "system", "completion", "sent_system"})
 """Payload fields holding model or prompt text: never logged, serialised only on opt-in."""
+
+
+class ModelText(str):
+    """A string an emitter marks as model-written or prompt-derived (an evaluator's
+    reasons, a validator's output quoting the answer, a planner's notes).
+
+    Why a marker: the privacy rule - no model or prompt text in a span, log line or event
+    file unless content capture is on - is applied by the observers, and only the emitter
+    knows which of its strings came from a model.  Observers show a marked value as
+    ``[content omitted: N chars]`` unless content capture is on
+    (:func:`orchestrator.observers.base.visible`)."""
+
+    __slots__ = ()
 _COMMON_FIELDS = ("correlation_id", "parent_id", "project_id", "timestamp_ns")
 _NOT_SERIALISED = frozenset({"exception", "carrier"})
 _NOT_CONTAINED = (KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -319,6 +333,10 @@ class LlmCallStarted(PairStart, frozen=True, kw_only=True):
     max_tokens: int | None = None
     temperature: float | None = None
     attempt: int = 1
+    output_type: str = "text"
+    """``json`` when the answer must match a JSON schema, else ``text``."""
+    server_address: str | None = None
+    server_port: int | None = None
     prompt: str | None = None
     system: str | None = None
     carrier: dict[str, str] = msgspec.field(default_factory=dict)
@@ -341,6 +359,9 @@ class LlmCallFinished(PairFinish, frozen=True, kw_only=True):
     temperature: float | None = None
     attempt: int = 1
     completion: str | None = None
+    sent_system: str | None = None
+    """The system instructions the adapter really sent when they differ from the start's
+    ``system`` (e.g. with the JSON schema added); content, like ``completion``."""
     signal_name: ClassVar[str] = "llm_call_finished"
 
 
@@ -440,6 +461,26 @@ class LlmRetry(PointEvent, frozen=True, kw_only=True):
     signal_name: ClassVar[str] = "llm_retry"
 
 
+class LlmCallDispatched(PointEvent, frozen=True, kw_only=True):
+    """The request really left: after the wait for the client's concurrency limit and,
+    on the local model, for the generation lock.  Everything before is queueing."""
+
+    model: str
+    queue_ms: float
+    signal_name: ClassVar[str] = "llm_call_dispatched"
+
+
+class JsonModeRejected(PointEvent, frozen=True, kw_only=True):
+    """An OpenAI-compatible endpoint rejected a ``response_format`` rung of the JSON
+    ladder; the adapter steps down to the next one within the same call."""
+
+    model: str
+    mode: str
+    status_code: int | None = None
+    error_type: str = ""
+    signal_name: ClassVar[str] = "json_mode_rejected"
+
+
 class TasksPlanned(PointEvent, frozen=True, kw_only=True):
     """The task DAG is known (decomposed or given); progress displays take the total here."""
 
@@ -481,6 +522,10 @@ task_skipped = _signal("task_skipped", TaskSkipped, "Point event: a task will no
 iteration_scored = _signal("iteration_scored", IterationScored, "Point event: a task iteration was evaluated.")
 llm_retry = _signal("llm_retry", LlmRetry, "Point event: a transient LLM error will be retried.")
 tasks_planned = _signal("tasks_planned", TasksPlanned, "Point event: the task DAG is known, before scheduling.")
+llm_call_dispatched = _signal("llm_call_dispatched", LlmCallDispatched,
+                              "Point event: an LLM request really left (queueing ends).")
+json_mode_rejected = _signal("json_mode_rejected", JsonModeRejected,
+                             "Point event: an endpoint rejected a JSON response_format rung.")
 
 PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
     (project_started, project_finished),
@@ -492,6 +537,7 @@ PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
 POINT_SIGNALS: tuple[BusSignal, ...] = (
     budget_warning, cache_hit, validation_failed, decomposition_fallback,
     model_unhealthy, task_skipped, iteration_scored, llm_retry, tasks_planned,
+    llm_call_dispatched, json_mode_rejected,
 )
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}
@@ -516,6 +562,8 @@ class PairContext(Protocol):
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None: ...
 
     def set_completion(self, text: str) -> None: ...
+
+    def set_sent_system(self, text: str) -> None: ...
 
     def __enter__(self) -> PairContext: ...
 
@@ -544,6 +592,9 @@ class _NoopHandle:
     def set_completion(self, text: str) -> None:
         pass
 
+    def set_sent_system(self, text: str) -> None:
+        pass
+
     @property
     def correlation_id(self) -> None:
         return None
@@ -561,7 +612,7 @@ class PairHandle:
     with the finish signal."""
 
     __slots__ = ("_start_signal", "_finish_signal", "_finish_type", "_identity", "_attrs",
-                 "_token", "_start", "_completion", "_ctx_update")
+                 "_token", "_start", "_content", "_ctx_update")
 
     def __init__(self, start_signal: BusSignal, finish_signal: BusSignal,
                  start: PairStart, finish_type: type[PairFinish],
@@ -573,7 +624,7 @@ class PairHandle:
         self._identity = identity
         self._attrs: dict[str, AttributeValue] = dict(start.attributes)
         self._token: contextvars.Token[EventContext] | None = None
-        self._completion: str | None = None
+        self._content: dict[str, str] | None = None  # completion, sent_system (LLM pairs)
         self._ctx_update = ctx
 
     @property
@@ -598,7 +649,16 @@ class PairHandle:
 
     def set_completion(self, text: str) -> None:
         """The LLM answer text; observers record it only on content-capture opt-in."""
-        self._completion = text
+        self._set_content("completion", text)
+
+    def set_sent_system(self, text: str) -> None:
+        """The system instructions really sent, when an adapter changed them (content)."""
+        self._set_content("sent_system", text)
+
+    def _set_content(self, name: str, text: str) -> None:
+        if self._content is None:
+            self._content = {}
+        self._content[name] = text
 
     def __enter__(self) -> PairHandle:
         self._token = _ctx.set(self._ctx_update)
@@ -620,7 +680,7 @@ class PairHandle:
             message = str(exc)[:500]
             status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
         start = self._start
-        extra = {"completion": self._completion} if self._completion is not None else {}
+        extra = self._content or {}
         finish = self._finish_type(
             correlation_id=start.correlation_id, parent_id=start.parent_id,
             project_id=start.project_id, timestamp_ns=time.time_ns(),
@@ -676,7 +736,9 @@ def traced_task(task_id: str, task_type: str, description: str = "") -> PairCont
 
 def traced_llm_call(model: str, call_type: str, *, provider: str = "",
                     max_tokens: int | None = None, temperature: float | None = None,
-                    attempt: int = 1, prompt: str | None = None, system: str | None = None) -> PairContext:
+                    attempt: int = 1, prompt: str | None = None, system: str | None = None,
+                    output_type: str = "text", server_address: str | None = None,
+                    server_port: int | None = None) -> PairContext:
     """``llm_call_started``/``llm_call_finished`` around one LLM call attempt."""
     if not _ACTIVE:
         return _NOOP
@@ -686,7 +748,10 @@ def traced_llm_call(model: str, call_type: str, *, provider: str = "",
                 "temperature": temperature, "attempt": attempt}
     attrs: dict[str, AttributeValue] = {attr.LLM_MODEL: model, attr.LLM_CALL_TYPE: call_type}
     return _open_pair(llm_call_started, llm_call_finished, LlmCallStarted, LlmCallFinished,
-                      identity, attrs, start_extra={"prompt": prompt, "system": system})
+                      identity, attrs, start_extra={"prompt": prompt, "system": system,
+                                                    "output_type": output_type,
+                                                    "server_address": server_address,
+                                                    "server_port": server_port})
 
 
 def traced_policy_check(policy_count: int, *, model: str | None = None) -> PairContext:

@@ -22,7 +22,14 @@ from .cache import CachedAnswer, ResponseCache, cache_key
 from .catalog import ModelInfo, get_model
 from .costing import worst_case_input_tokens
 from .errors import BudgetExceededError, LLMCallError, TimeBudgetExceededError
-from .providers.base import Provider, ProviderError, ProviderRequest, ProviderResponse
+from .providers.base import (
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    ProviderResponse,
+    endpoint_of,
+    queues_internally,
+)
 
 logger = logging.getLogger("orchestrator.client")
 
@@ -38,6 +45,9 @@ class APIResponse:
     finish_reason: str = "stop"
     attempts: int = 1
     provider: str = ""
+    queue_ms: float = 0.0
+    """Time spent waiting for the concurrency limit or the local model before the call left."""
+    response_id: str | None = None
 
 
 class UnifiedClient:
@@ -144,7 +154,7 @@ class UnifiedClient:
                 hit = self.cache.get(key)
                 if hit is not None:
                     return self._answer_from_cache(info, hit, key, call_type, max_tokens, temperature,
-                                                   prompt, system)
+                                                   prompt, system, json_schema is not None)
 
         if model in self.unhealthy:  # e.g. its key was rejected: another request would fail the same way
             raise LLMCallError(model, ProviderError(f"{model} is unhealthy ({self.unhealthy[model]})",
@@ -178,9 +188,11 @@ class UnifiedClient:
         raise LLMCallError(model, last_error, attempt)
 
     def _answer_from_cache(self, info: ModelInfo, hit: CachedAnswer, key: str, call_type: str,
-                           max_tokens: int, temperature: float, prompt: str, system: str) -> APIResponse:
+                           max_tokens: int, temperature: float, prompt: str, system: str,
+                           json_answer: bool) -> APIResponse:
         with events.traced_llm_call(info.name, call_type, provider=info.provider, max_tokens=max_tokens,
-                                    temperature=temperature, prompt=prompt, system=system) as handle:
+                                    temperature=temperature, prompt=prompt, system=system,
+                                    output_type="json" if json_answer else "text") as handle:
             events.emit(events.cache_hit, model=info.name, call_type=call_type, cache_key=key[:16])
             handle.set_attributes({
                 attr.LLM_TOKENS_IN: hit.input_tokens, attr.LLM_TOKENS_OUT: hit.output_tokens,
@@ -195,57 +207,77 @@ class UnifiedClient:
                        max_tokens: int, temperature: float, timeout: float,
                        json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
                        attempt: int) -> APIResponse:
-        async with self._semaphore:
-            budget = self.budget
-            worst = info.cost(worst_case_input_tokens(system, prompt), max_tokens)
-            if budget is not None:
-                if budget.remaining_seconds < 1.0:
-                    raise TimeBudgetExceededError(
-                        f"{budget.remaining_seconds:.1f}s left of the time budget; {info.name} not called")
-                timeout = min(timeout, budget.remaining_seconds)
-                if not budget.reserve(worst):
-                    events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                                fraction=budget.spent_usd / budget.max_usd if budget.max_usd else 1.0,
-                                reason=f"call to {info.name} refused: worst case ${worst:.6f} > "
-                                       f"remaining ${budget.remaining_usd:.6f}")
-                    raise BudgetExceededError(
-                        f"worst-case cost ${worst:.6f} of {info.name} exceeds the remaining "
-                        f"${budget.remaining_usd:.6f}")
-            cost = 0.0
-            try:
-                with events.traced_llm_call(info.name, call_type, provider=info.provider,
-                                            max_tokens=max_tokens, temperature=temperature, attempt=attempt,
-                                            prompt=prompt, system=system) as handle:
+        budget = self.budget
+        worst = info.cost(worst_case_input_tokens(system, prompt), max_tokens)
+        if budget is not None:
+            self._reserve(budget, info, worst)
+        cost = 0.0
+        endpoint = endpoint_of(provider)
+        try:
+            with events.traced_llm_call(info.name, call_type, provider=info.provider, max_tokens=max_tokens,
+                                        temperature=temperature, attempt=attempt, prompt=prompt, system=system,
+                                        output_type="json" if json_schema is not None else "text",
+                                        server_address=endpoint[0] if endpoint else None,
+                                        server_port=endpoint[1] if endpoint else None) as handle:
+                dispatch = _Dispatch(info.name, handle)
+                async with self._semaphore:  # waiting here is queueing: the span shows it apart
+                    if budget is not None:
+                        if budget.remaining_seconds < 1.0:
+                            raise TimeBudgetExceededError(f"{budget.remaining_seconds:.1f}s left of the time "
+                                                          f"budget after queueing; {info.name} not called")
+                        timeout = min(timeout, budget.remaining_seconds)
                     request = ProviderRequest(info.name, prompt, system, max_tokens, temperature, json_schema,
-                                              timeout, dict(handle.carrier) or None)
-                    started = time.perf_counter()
-                    try:
-                        # the adapter enforces the timeout itself; this is the safety net
-                        raw: ProviderResponse = await asyncio.wait_for(provider.complete(request),
-                                                                      timeout + 5.0)
-                    except TimeoutError:
-                        raise ProviderError(f"{info.name} timed out after {timeout:.1f}s", transient=True,
-                                            error_type="TimeoutError") from None
-                    except ProviderError as exc:
-                        handle.set_attribute(attr.ERROR_TYPE, exc.error_type)
-                        if exc.status_code is not None:
-                            handle.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, exc.status_code)
-                        raise
-                    latency_ms = (time.perf_counter() - started) * 1000
-                    cost = info.cost(raw.input_tokens, raw.output_tokens)
-                    handle.set_attributes({
-                        attr.LLM_TOKENS_IN: raw.input_tokens, attr.LLM_TOKENS_OUT: raw.output_tokens,
-                        attr.LLM_COST_USD: cost, attr.LLM_LATENCY_MS: round(latency_ms, 3), attr.LLM_CACHED: False,
-                        attr.LLM_FINISH_REASON: raw.finish_reason,
-                        attr.LLM_RESPONSE_MODEL: raw.response_model or info.name,
-                    })
-                    handle.set_completion(raw.text)
-            finally:
-                if budget is not None:
-                    budget.settle(worst, cost, phase)
-                    self._maybe_warn(budget)
+                                              timeout, dict(handle.carrier) or None,
+                                              dispatch.mark if queues_internally(provider) else None)
+                    if not queues_internally(provider):
+                        dispatch.mark()
+                    raw = await self._complete(provider, request, handle)
+                latency_ms = dispatch.elapsed_ms()
+                cost = info.cost(raw.input_tokens, raw.output_tokens)
+                handle.set_attributes({
+                    attr.LLM_TOKENS_IN: raw.input_tokens, attr.LLM_TOKENS_OUT: raw.output_tokens,
+                    attr.LLM_COST_USD: cost, attr.LLM_LATENCY_MS: round(latency_ms, 3), attr.LLM_CACHED: False,
+                    attr.LLM_FINISH_REASON: raw.finish_reason,
+                    attr.LLM_RESPONSE_MODEL: raw.response_model or info.name,
+                })
+                if raw.response_id:
+                    handle.set_attribute(attr.LLM_RESPONSE_ID, raw.response_id)
+                handle.set_completion(raw.text)
+                if raw.sent_system is not None:
+                    handle.set_sent_system(raw.sent_system)
+        finally:
+            if budget is not None:
+                budget.settle(worst, cost, phase)
+                self._maybe_warn(budget)
         return APIResponse(raw.text, raw.input_tokens, raw.output_tokens, info.name, latency_ms, False, cost,
-                           raw.finish_reason, attempt, info.provider)
+                           raw.finish_reason, attempt, info.provider, dispatch.queue_ms, raw.response_id)
+
+    def _reserve(self, budget: Budget, info: ModelInfo, worst: float) -> None:
+        """Hold the call's worst case, or refuse it (nothing is sent) for money or time."""
+        if budget.remaining_seconds < 1.0:
+            raise TimeBudgetExceededError(
+                f"{budget.remaining_seconds:.1f}s left of the time budget; {info.name} not called")
+        if not budget.reserve(worst):
+            events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
+                        fraction=budget.spent_usd / budget.max_usd if budget.max_usd else 1.0,
+                        reason=f"call to {info.name} refused: worst case ${worst:.6f} > "
+                               f"remaining ${budget.remaining_usd:.6f}")
+            raise BudgetExceededError(
+                f"worst-case cost ${worst:.6f} of {info.name} exceeds the remaining ${budget.remaining_usd:.6f}")
+
+    @staticmethod
+    async def _complete(provider: Provider, request: ProviderRequest, handle: events.PairContext) -> ProviderResponse:
+        try:
+            # the adapter enforces the timeout itself; this is the safety net
+            return await asyncio.wait_for(provider.complete(request), request.timeout + 5.0)
+        except TimeoutError:
+            raise ProviderError(f"{request.model} timed out after {request.timeout:.1f}s", transient=True,
+                                error_type="TimeoutError") from None
+        except ProviderError as exc:
+            handle.set_attribute(attr.ERROR_TYPE, exc.error_type)
+            if exc.status_code is not None:
+                handle.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, exc.status_code)
+            raise
 
     _WARN_FRACTIONS = (0.5, 0.8, 0.95)
 
@@ -274,3 +306,29 @@ class UnifiedClient:
             return min(retry_after, self.backoff_max)
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)
+
+
+class _Dispatch:
+    """When a request really left: marks the end of queueing (the client's concurrency
+    limit, the local model's generation lock) with an attribute and a point event."""
+
+    __slots__ = ("model", "handle", "opened", "sent", "queue_ms")
+
+    def __init__(self, model: str, handle: events.PairContext) -> None:
+        self.model = model
+        self.handle = handle
+        self.opened = time.perf_counter()
+        self.sent: float | None = None
+        self.queue_ms = 0.0
+
+    def mark(self) -> None:
+        if self.sent is not None:
+            return
+        self.sent = time.perf_counter()
+        self.queue_ms = round((self.sent - self.opened) * 1000, 3)
+        self.handle.set_attribute(attr.ORCHESTRATOR_QUEUE_MS, self.queue_ms)
+        events.emit(events.llm_call_dispatched, model=self.model, queue_ms=self.queue_ms)
+
+    def elapsed_ms(self) -> float:
+        """The call itself, from dispatch to answer."""
+        return (time.perf_counter() - (self.sent if self.sent is not None else self.opened)) * 1000

@@ -46,6 +46,7 @@ class AnthropicProvider(RemoteProvider):
     sdk_package = "anthropic"
     key_envs = ("ANTHROPIC_API_KEY",)
     base_url_envs = ("ANTHROPIC_BASE_URL",)
+    default_host = "api.anthropic.com"
 
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         super().__init__(api_key=api_key, base_url=base_url)
@@ -109,4 +110,8 @@ class AnthropicProvider(RemoteProvider):
             text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
         stop = str(getattr(raw, "stop_reason", None) or "end_turn")
         return ProviderResponse(text, tokens_in, tokens_out, _FINISH.get(stop, stop),
-                                getattr(raw, "model", None) or model)
+                                getattr(raw, "model", None) or model, _text_or_none(getattr(raw, "id", None)))
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -7,6 +7,7 @@ lives in the client so it is the same for every provider.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,6 +23,9 @@ class ProviderRequest:
     timeout: float = 60.0
     headers: dict[str, str] | None = None
     """Extra HTTP headers (trace context propagation); adapters of HTTP APIs send them."""
+    on_dispatch: Callable[[], None] | None = None
+    """Adapters that queue internally (the local model's generation lock) call this when
+    the request really starts, so waiting is told apart from working."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,10 @@ class ProviderResponse:
     output_tokens: int
     finish_reason: str = "stop"
     response_model: str | None = None
+    response_id: str | None = None
+    sent_system: str | None = None
+    """The system instructions really sent, when the adapter changed them (the JSON ladder
+    adds the schema); None when they were sent as given."""
 
 
 class ProviderError(Exception):
@@ -74,3 +82,15 @@ class Provider(Protocol):
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         """One attempt; raise :class:`ProviderError` on failure."""
         ...
+
+
+def endpoint_of(provider: object) -> tuple[str, int] | None:
+    """(host, port) the provider sends requests to, when it is a network service (for
+    ``server.address``/``server.port``); None for in-process models."""
+    endpoint = getattr(provider, "endpoint", None)
+    return endpoint() if callable(endpoint) else None
+
+
+def queues_internally(provider: object) -> bool:
+    """True when the adapter calls ``request.on_dispatch`` itself (it waits before sending)."""
+    return bool(getattr(provider, "queues_internally", False))

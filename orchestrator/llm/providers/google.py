@@ -51,6 +51,7 @@ class GoogleProvider(RemoteProvider):
     sdk_package = "google-genai"
     key_envs = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
     base_url_envs = ("GOOGLE_GEMINI_BASE_URL",)
+    default_host = "generativelanguage.googleapis.com"
 
     def sdk_installed(self) -> bool:
         try:
@@ -118,5 +119,7 @@ class GoogleProvider(RemoteProvider):
         except (AttributeError, IndexError, TypeError, ValueError):
             raise errors.malformed(self.name, model, f"unreadable {type(raw).__name__}") from None
         reason = getattr(candidate.finish_reason, "value", candidate.finish_reason) or "STOP"
+        response_id = getattr(raw, "response_id", None)
         return ProviderResponse(text, tokens_in, tokens_out, _FINISH.get(str(reason), str(reason).lower()),
-                                getattr(raw, "model_version", None) or model)
+                                getattr(raw, "model_version", None) or model,
+                                response_id if isinstance(response_id, str) and response_id else None)

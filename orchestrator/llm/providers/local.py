@@ -67,6 +67,7 @@ class LocalProvider:
     """Provider adapter for the in-process llama.cpp model."""
 
     name = "local"
+    queues_internally = True  # calls request.on_dispatch once it holds the generation lock
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 8192) -> None:
         self._path = Path(model_path) if model_path else None
@@ -114,12 +115,16 @@ class LocalProvider:
         text_parts: list[str] = []
         completion_tokens = 0
         finish_reason = "stop"
+        response_id: str | None = None
         with _GENERATE_LOCK:
+            if request.on_dispatch is not None:  # the wait for the lock was queueing, not work
+                request.on_dispatch()
             # streaming lets the loop stop at the deadline; a chunk carries one token
             deadline = time.monotonic() + request.timeout
             try:
                 stream = llm.create_chat_completion(**kwargs)
                 for chunk in stream:
+                    response_id = response_id or chunk.get("id")
                     choice = chunk["choices"][0]
                     content = choice["delta"].get("content")
                     if content:
@@ -142,4 +147,5 @@ class LocalProvider:
             output_tokens=completion_tokens,
             finish_reason=finish_reason,
             response_model=self.model_path.stem,
+            response_id=response_id,
         )

@@ -36,9 +36,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ... import events
 from . import errors
 from .base import ProviderError, ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
@@ -145,6 +146,10 @@ class OpenAICompatProvider(RemoteProvider):
         return AsyncOpenAI(api_key=key.reveal() if key else "not-needed", base_url=self.base_url,
                            max_retries=0, timeout=timeout)
 
+    @property
+    def default_host(self) -> str:  # type: ignore[override]
+        return "api.openai.com" if self.preset.name == "openai" else ""
+
     def json_mode(self, model: str) -> str:
         """The rung of the JSON ladder currently used for ``model``."""
         return self._json_mode.get(model, self.preset.json_mode)
@@ -158,18 +163,20 @@ class OpenAICompatProvider(RemoteProvider):
                 response = await self._send(request, mode)
             except ProviderError as exc:
                 if _rejects_format(exc) and mode != JSON_LADDER[-1]:
+                    # the rejected rung stays visible on the call's span
+                    events.emit(events.json_mode_rejected, model=request.model, mode=mode,
+                                status_code=exc.status_code, error_type=exc.error_type)
                     mode = JSON_LADDER[JSON_LADDER.index(mode) + 1]
                     self._json_mode[request.model] = mode
                     continue
                 raise
             if mode != "json_schema":
-                response = ProviderResponse(extract_json(response.text), response.input_tokens,
-                                            response.output_tokens, response.finish_reason,
-                                            response.response_model)
+                response = replace(response, text=extract_json(response.text))
             return response
 
     async def _send(self, request: ProviderRequest, mode: str | None) -> ProviderResponse:
         messages = self.messages(request)
+        sent_system: str | None = None
         kwargs: dict[str, Any] = {}
         schema = request.json_schema
         if schema is not None and mode is not None:
@@ -180,6 +187,7 @@ class OpenAICompatProvider(RemoteProvider):
                 instruction = schema_instruction(schema)
                 system = f"{request.system}\n\n{instruction}" if request.system else instruction
                 messages = [{"role": "system", "content": system}, messages[-1]]
+                sent_system = system
                 if mode == "json_object_schema":
                     kwargs["response_format"] = {"type": "json_object", "schema": schema}
                 elif mode == "json_object":
@@ -192,7 +200,8 @@ class OpenAICompatProvider(RemoteProvider):
                 extra_headers=request.headers or None, timeout=request.timeout, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a ProviderError
             raise self._map_error(request, exc) from None
-        return self._read(request, raw)
+        response = self._read(request, raw)
+        return replace(response, sent_system=sent_system) if sent_system is not None else response
 
     def _read(self, request: ProviderRequest, raw: Any) -> ProviderResponse:
         model = request.model
@@ -210,4 +219,6 @@ class OpenAICompatProvider(RemoteProvider):
             logger.warning("%s %s sent no token usage; estimating it from the text length", self.name, model)
             tokens_in = estimate_tokens(request.system) + estimate_tokens(request.prompt)
             tokens_out = estimate_tokens(text)
-        return ProviderResponse(text, tokens_in, tokens_out, finish, getattr(raw, "model", None) or model)
+        response_id = getattr(raw, "id", None)
+        return ProviderResponse(text, tokens_in, tokens_out, finish, getattr(raw, "model", None) or model,
+                                response_id if isinstance(response_id, str) and response_id else None)

@@ -22,6 +22,7 @@ import importlib.util
 import os
 import weakref
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import errors
 from .base import ProviderError, ProviderRequest
@@ -65,6 +66,23 @@ class RemoteProvider:
             if value:
                 return value
         return self.default_base_url
+
+    default_host: str = ""
+    """Host the SDK talks to when no base URL is configured."""
+
+    def endpoint(self) -> tuple[str, int] | None:
+        """(host, port) of the service, for ``server.address``/``server.port``."""
+        url = self.base_url
+        if not url:
+            return (self.default_host, 443) if self.default_host else None
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
     def sdk_installed(self) -> bool:
         return importlib.util.find_spec(self.sdk_module) is not None
