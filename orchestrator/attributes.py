@@ -31,6 +31,7 @@ PROJECT_TOKENS_IN: Final = "project.tokens_in"
 PROJECT_TOKENS_OUT: Final = "project.tokens_out"
 PROJECT_TASK_COUNT: Final = "project.task_count"
 PROJECT_LLM_CALLS: Final = "project.llm_calls"
+PROJECT_CACHED_CALLS: Final = "project.cached_calls"
 
 # -- task:<id> --------------------------------------------------------------------------
 TASK_ID: Final = "task.id"
@@ -46,6 +47,7 @@ TASK_TOKENS_IN: Final = "task.tokens_in"
 TASK_TOKENS_OUT: Final = "task.tokens_out"
 TASK_FALLBACK_COUNT: Final = "task.fallback_count"
 TASK_LLM_CALLS: Final = "task.llm_calls"
+TASK_CACHED_CALLS: Final = "task.cached_calls"
 
 # -- llm_call:<type> --------------------------------------------------------------------
 LLM_MODEL: Final = "llm.model"
@@ -94,8 +96,13 @@ def rollup_key(prefix: str, measure: str) -> str:
     return f"{prefix}.{measure}"
 
 
-#: catalog provider name -> ``gen_ai.provider.name`` well-known value (others pass as they are)
-GEN_AI_PROVIDER_NAMES: Final = {"google": "gcp.gemini", "local": "llama_cpp"}
+#: catalog provider name -> ``gen_ai.provider.name`` (the registry's well-known values;
+#: OpenAI-compatible endpoints are ``openai`` with ``server.address`` telling which)
+GEN_AI_PROVIDER_NAMES: Final = {"openai": "openai", "server": "openai", "openrouter": "openai",
+                                "kimi": "moonshot_ai", "deepseek": "deepseek", "anthropic": "anthropic",
+                                "google": "gcp.gemini", "local": "llama_cpp"}
+#: providers whose API takes the system prompt apart from the chat messages
+SYSTEM_AS_INSTRUCTIONS: Final = frozenset({"anthropic", "google"})
 
 
 def gen_ai_provider_name(provider: str) -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from .budget import CALL_TYPE_PHASE, Budget, Phase
 from .errors import ConfigError
-from .results import ProjectState, ProjectStatus, TaskResult, TaskStatus
+from .results import ProjectState, ProjectStatus, TaskResult, TaskStatus, Usage
 from .tasks import TASK_TYPE_DEFAULTS, Task, TaskType, TypeDefaults
 
 __all__ = [
     "Budget", "CALL_TYPE_PHASE", "ConfigError", "Phase", "ProjectState", "ProjectStatus",
-    "TASK_TYPE_DEFAULTS", "Task", "TaskResult", "TaskStatus", "TaskType", "TypeDefaults",
+    "TASK_TYPE_DEFAULTS", "Task", "TaskResult", "TaskStatus", "TaskType", "TypeDefaults", "Usage",
 ]

@@ -28,6 +28,39 @@ class ProjectStatus(StrEnum):
 
 
 @dataclass
+class Usage:
+    """What LLM calls consumed.  ``llm_calls`` counts every attempt (each is one
+    ``llm_call`` span), cached answers included; ``cached_calls`` the answers served from
+    the cache, which count no tokens and cost $0 (no provider processed them)."""
+
+    llm_calls: int = 0
+    cached_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def book(self, *, calls: int, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0,
+             cached: bool = False) -> None:
+        self.llm_calls += calls
+        if cached:
+            self.cached_calls += calls
+            return
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cost_usd += cost_usd
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.llm_calls + other.llm_calls, self.cached_calls + other.cached_calls,
+                     self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                     self.cost_usd + other.cost_usd)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost_usd"] = round(self.cost_usd, 8)
+        return d
+
+
+@dataclass
 class TaskResult:
     task_id: str
     output: str = ""
@@ -42,6 +75,21 @@ class TaskResult:
     deterministic_check_passed: bool | None = None
     fallback_count: int = 0
     error: str | None = None
+    llm_calls: int = 0
+    cached_calls: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.llm_calls, self.cached_calls, self.input_tokens, self.output_tokens, self.cost_usd)
+
+    def book(self, *, calls: int, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0,
+             cached: bool = False) -> None:
+        """Count one call's attempts (see :class:`Usage` for what a cached answer counts)."""
+        usage = self.usage
+        usage.book(calls=calls, input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd,
+                   cached=cached)
+        self.llm_calls, self.cached_calls = usage.llm_calls, usage.cached_calls
+        self.input_tokens, self.output_tokens, self.cost_usd = usage.input_tokens, usage.output_tokens, usage.cost_usd
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,10 +108,20 @@ class ProjectState:
     results: dict[str, TaskResult] = field(default_factory=dict)
     status: ProjectStatus | None = None
     notes: list[str] = field(default_factory=list)
+    planning: Usage = field(default_factory=Usage)
+    """The decomposition's calls, which belong to no task."""
 
     @property
     def total_cost(self) -> float:
         return self.budget.spent_usd
+
+    @property
+    def usage(self) -> Usage:
+        """Every call of the run: planning plus every task's (remediation calls are their task's)."""
+        total = Usage() + self.planning
+        for result in self.results.values():
+            total = total + result.usage
+        return total
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,4 +131,5 @@ class ProjectState:
             "execution_order": list(self.execution_order),
             "results": {k: r.to_dict() for k, r in self.results.items()},
             "budget": self.budget.to_dict(), "notes": list(self.notes),
+            "planning": self.planning.to_dict(), "usage": self.usage.to_dict(),
         }

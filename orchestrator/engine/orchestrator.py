@@ -99,6 +99,7 @@ class Orchestrator:
                 if self.policies:
                     self._preflight(ctx)
                 plan = await self._plan(ctx, project_description, success_criteria)
+                state.planning = plan.usage
                 state.notes.extend(plan.notes)
                 state.tasks = {t.id: t for t in plan.tasks}
                 state.execution_order = topological_order(state.tasks)
@@ -118,11 +119,14 @@ class Orchestrator:
                 raise
             finally:
                 state.status = final_status(state, ctx)
+                usage = state.usage  # every call: planning and every task's, remediations included
                 span.set_attributes({
                     attr.PROJECT_STATUS: state.status.value,
-                    attr.PROJECT_COST_USD: round(self.budget.spent_usd, 8),
-                    attr.PROJECT_TOKENS_IN: sum(r.input_tokens for r in state.results.values()),
-                    attr.PROJECT_TOKENS_OUT: sum(r.output_tokens for r in state.results.values()),
+                    attr.PROJECT_COST_USD: round(usage.cost_usd, 8),
+                    attr.PROJECT_TOKENS_IN: usage.input_tokens,
+                    attr.PROJECT_TOKENS_OUT: usage.output_tokens,
+                    attr.PROJECT_LLM_CALLS: usage.llm_calls,
+                    attr.PROJECT_CACHED_CALLS: usage.cached_calls,
                     attr.PROJECT_TASK_COUNT: len(state.tasks),
                 })
         return state

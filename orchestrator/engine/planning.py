@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import events
+from ..domain.results import Usage
 from ..domain.tasks import Task, TaskType
 from ..governance.policy import Policy, PolicyViolationError
 from ..llm.catalog import get_model
@@ -165,6 +166,8 @@ class Plan:
     tasks: list[Task]
     notes: list[str] = field(default_factory=list)
     stop_reason: StopKind | None = None
+    usage: Usage = field(default_factory=Usage)
+    """The decomposition calls (they belong to no task)."""
 
 
 class Planner:
@@ -201,6 +204,7 @@ class Planner:
             "produce for this project, and depends_on: the ids of tasks whose output it needs."
         )
         reason = ""
+        usage = Usage()
         for variant in range(2):
             try:
                 response = await ctx.client.call(
@@ -209,21 +213,25 @@ class Planner:
                     temperature=0.2 if variant == 0 else 0.5, json_schema=schema, call_type="decompose",
                     variant=variant, bypass_cache=variant > 0)
             except BudgetExceededError as exc:
-                return Plan([], [f"decomposition not affordable: {exc}"], "budget")
+                return Plan([], [f"decomposition not affordable: {exc}"], "budget", usage)
             except TimeBudgetExceededError as exc:
-                return Plan([], [f"decomposition not affordable: {exc}"], "time")
+                return Plan([], [f"decomposition not affordable: {exc}"], "time", usage)
             except LLMCallError as exc:
+                usage.book(calls=exc.attempts)
                 reason = f"decomposition call failed: {exc}"
                 planner = self._next_planner(planners, planner, policies)
                 continue
+            usage.book(calls=max(1, response.attempts), input_tokens=response.input_tokens,
+                       output_tokens=response.output_tokens, cost_usd=response.cost_usd, cached=response.cached)
             tasks, notes = sanitize_tasks(parse_json_answer(response.text), max_tasks)
             if tasks:
-                return Plan(tasks, notes)
+                return Plan(tasks, notes, usage=usage)
             reason = "; ".join(notes) or "no usable task in the answer"
         fallback = Task(id="task_1", type=guess_task_type(description),
                         prompt=f"{description}\nSuccess criteria: {criteria}")
-        events.emit(events.decomposition_fallback, reason=reason[:300])
-        return Plan([fallback], [f"decomposition unusable twice ({reason}); running the project as one task"])
+        events.emit(events.decomposition_fallback, reason=events.ModelText(reason[:300]))
+        return Plan([fallback], [f"decomposition unusable twice ({reason}); running the project as one task"],
+                    usage=usage)
 
     def _next_planner(self, planners: Sequence[str], planner: str, policies: Sequence[Policy]) -> str:
         """``planner`` while the client still sends to it; once it is out for the run (a

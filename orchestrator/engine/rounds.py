@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .. import events
-from ..domain.results import TaskResult
+from ..domain.results import TaskResult, Usage
 from ..domain.tasks import Task
 from ..governance.validators import ValidationResult, run_validators
 from ..llm.catalog import get_model
@@ -107,9 +107,10 @@ class RoundRunner:
             raise CallRefused(str(exc), "budget") from None
         except TimeBudgetExceededError as exc:
             raise CallRefused(str(exc), "time") from None
-        result.cost_usd += response.cost_usd
-        result.input_tokens += response.input_tokens
-        result.output_tokens += response.output_tokens
+        except LLMCallError as exc:
+            result.book(calls=exc.attempts)  # failed attempts are calls too (each had its span)
+            raise
+        book(result, response)
         if not response.cached:
             self.ctx.observe_latency(response.model, response.latency_ms)
         return response
@@ -159,5 +160,12 @@ class RoundRunner:
 
 def emit_failures(failed: list[ValidationResult], iteration: int) -> None:
     for check in failed:
-        events.emit(events.validation_failed, validator=check.validator, message=check.message[:300],
-                    iteration=iteration)
+        # a validator's message quotes the answer (a syntax error's line, pytest's output)
+        events.emit(events.validation_failed, validator=check.validator,
+                    message=events.ModelText(check.message[:300]), iteration=iteration)
+
+
+def book(owner: TaskResult | Usage, response: APIResponse) -> None:
+    """Count a call's attempts, tokens and cost on its owner (a task, or the planning)."""
+    owner.book(calls=max(1, response.attempts), input_tokens=response.input_tokens,
+               output_tokens=response.output_tokens, cost_usd=response.cost_usd, cached=response.cached)

@@ -54,6 +54,7 @@ class TaskRunner:
                     attr.TASK_REVIEWER_MODEL: result.reviewer_model or "",
                     attr.TASK_COST_USD: round(result.cost_usd, 8), attr.TASK_TOKENS_IN: result.input_tokens,
                     attr.TASK_TOKENS_OUT: result.output_tokens, attr.TASK_FALLBACK_COUNT: result.fallback_count,
+                    attr.TASK_LLM_CALLS: result.llm_calls, attr.TASK_CACHED_CALLS: result.cached_calls,
                 })
             return result
 

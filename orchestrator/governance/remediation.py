@@ -291,7 +291,8 @@ class Attempt:
         self._handle = events.traced_remediation(d.strategy.value, d.trigger.value).__enter__()
         self._handle.set_attribute(attr.REMEDIATION_ATTEMPT, d.attempt)
         if d.situation.detail:
-            self._handle.set_attribute(attr.REMEDIATION_DETAIL, d.situation.detail[:300])
+            # the detail quotes evaluators and validators: model text, shown only with content capture
+            self._handle.set_attribute(attr.REMEDIATION_DETAIL, events.ModelText(d.situation.detail[:300]))
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from .. import events
 from ..redaction import redact
 
-__all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "whole"]
+__all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
+           "visible_fields", "whole"]
 
 Handler = tuple[events.BusSignal, Callable[[Any], Any]]
 """A signal and the receiver an observer connects to it."""
@@ -101,6 +102,20 @@ class Observer:
 # ---------------------------------------------------------------------------------------
 # Span ids of pairs, for observers that want to log them (no OpenTelemetry import here)
 # ---------------------------------------------------------------------------------------
+
+def visible(value: Any, capture_content: bool) -> Any:
+    """The content rule, in one place: a value the emitter marked as model or prompt text
+    (:class:`~orchestrator.events.ModelText`) is shown only with content capture on
+    (redacted of secrets); otherwise it is reduced to its length.  Other values pass."""
+    if isinstance(value, events.ModelText):
+        return redact(value) if capture_content else f"[content omitted: {len(value)} chars]"
+    return value
+
+
+def visible_fields(fields: Mapping[str, Any], capture_content: bool) -> dict[str, Any]:
+    """:func:`visible` applied to every value of an attribute or field mapping."""
+    return {key: visible(value, capture_content) for key, value in fields.items()}
+
 
 def number(value: object) -> float | None:
     """An attribute value as a number (ints and floats; not bools, strings or lists)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import attributes as attr
 from .. import events
-from .base import Handler, Observer, redact, span_ids_for
+from .base import Handler, Observer, redact, span_ids_for, visible_fields
 
 __all__ = ["LoggingObserver"]
 
@@ -133,6 +133,7 @@ class LoggingObserver(Observer):
             return
         data = {k: v for k, v in p.to_dict().items()
                 if k not in ("signal", "correlation_id", "parent_id", "timestamp_ns") and v is not None}
-        data = {k: redact(v) if isinstance(v, str) else v for k, v in data.items()}
+        data = {k: redact(v) if isinstance(v, str) else v  # a log line never holds model text or keys
+                for k, v in visible_fields(data, False).items()}
         message = p.signal_name + " " + " ".join(f"{k}={_fmt(v)}" for k, v in data.items())
         self.logger.debug("%s", message, extra={"orchestrator": {"event": p.signal_name, **data}})

@@ -5,7 +5,8 @@ Instruments (GenAI semantic conventions for the first two):
 * ``gen_ai.client.token.usage`` - histogram, unit ``{token}``, one record per direction
   (``gen_ai.token.type`` = ``input`` / ``output``) of each provider call;
 * ``gen_ai.client.operation.duration`` - histogram, unit ``s``, every provider call
-  (failed ones with ``error.type``);
+  (failed ones with ``error.type``), from the moment the request left: time queued for
+  the client's concurrency limit or the local model's lock is not the operation;
 * ``orchestrator.llm.cost`` - counter, unit ``USD``, spend per model;
 * ``orchestrator.tasks`` - counter, tasks finished by ``task.status`` and ``task.type``;
 * ``orchestrator.projects`` - counter, runs finished by ``project.status``.
@@ -86,7 +87,9 @@ class MetricsObserver(Observer):
             attrs[GEN_AI_RESPONSE_MODEL] = a[attr.LLM_RESPONSE_MODEL]
         if p.status != "ok":
             attrs[attr.ERROR_TYPE] = a.get(attr.ERROR_TYPE) or p.error_type or p.status
-        self.operation_duration.record(max(0, p.duration_ns) / 1e9, attrs)
+        # the call itself: the wait for the concurrency limit or the local model is queueing
+        queue_s = (number(a.get(attr.ORCHESTRATOR_QUEUE_MS)) or 0.0) / 1000
+        self.operation_duration.record(max(0.0, p.duration_ns / 1e9 - queue_s), attrs)
         tin, tout = whole(a.get(attr.LLM_TOKENS_IN)), whole(a.get(attr.LLM_TOKENS_OUT))
         if tin is not None:
             self.token_usage.record(tin, {**attrs, GEN_AI_TOKEN_TYPE: "input"})

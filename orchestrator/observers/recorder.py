@@ -24,11 +24,11 @@ from types import MappingProxyType
 from typing import IO, Any, Self
 
 from .. import events
-from .base import Handler, Observer
+from .base import Handler, Observer, visible_fields
 
 __all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "CONTENT_FIELDS"]
 
-CONTENT_FIELDS = ("prompt", "system", "completion")
+CONTENT_FIELDS = tuple(sorted(events.CONTENT_FIELDS))
 
 
 def _signal_name(signal: str | events.BusSignal | type) -> str:
@@ -48,7 +48,10 @@ def _json_line(payload: events.Event, include_content: bool) -> str:
     if not include_content:
         for key in CONTENT_FIELDS:
             data.pop(key, None)
-    return json.dumps(data, default=str, ensure_ascii=False)
+        data = visible_fields(data, False)
+        if isinstance(data.get("attributes"), dict):
+            data["attributes"] = visible_fields(data["attributes"], False)
+    return json.dumps(data, default=str, ensure_ascii=False, allow_nan=False)
 
 
 class EventRecorder(Observer):

@@ -148,7 +148,7 @@ class SpanBook:
             attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), roll.tokens_in)
             attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT), roll.tokens_out)
             attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_COST_USD), round(roll.cost_usd, 8))
-            attrs[attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS)] = roll.calls
+            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS), roll.calls)
         if p.status != "ok":
             error_type = p.error_type or p.status
             attrs.setdefault(attr.ERROR_TYPE, error_type)

@@ -32,9 +32,17 @@ from opentelemetry.trace import SpanKind
 from .. import attributes as attr
 from .. import events
 from ..redaction import redact
-from .base import Handler, Observer, number, register_span_source, unregister_span_source
+from .base import (
+    Handler,
+    Observer,
+    number,
+    register_span_source,
+    unregister_span_source,
+    visible,
+    visible_fields,
+)
 from .genai import ContentCapture, LlmSpanAttributes, capture_content_from_env
-from .span_book import SpanBook
+from .span_book import LiveSpan, SpanBook
 
 __all__ = ["TracingObserver", "capture_content_from_env"]
 
@@ -100,6 +108,14 @@ class TracingObserver(Observer):
         self.book.end_orphans(None, None, all_=True)
         unregister_span_source(self)
 
+    # -- spans -------------------------------------------------------------------------
+    def _open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any], span_kind: str,
+              enclosing: bool) -> LiveSpan:
+        return self.book.open(p, name, kind, visible_fields(attrs, self.content.enabled), span_kind, enclosing)
+
+    def _close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
+        return self.book.close(p, visible_fields(attrs, self.content.enabled))
+
     # -- project -----------------------------------------------------------------------
     def on_project_started(self, p: events.ProjectStarted) -> None:
         attrs = dict(p.attributes)
@@ -107,11 +123,11 @@ class TracingObserver(Observer):
         attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.content.enabled:
             attrs[attr.OI_INPUT_VALUE] = self.content.clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
-        self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True)
+        self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
-        self.book.close(p, dict(p.attributes))
+        self._close(p, dict(p.attributes))
 
     # -- task --------------------------------------------------------------------------
     def on_task_started(self, p: events.TaskStarted) -> None:
@@ -119,10 +135,10 @@ class TracingObserver(Observer):
         attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
         if self.content.enabled and attr.TASK_DESCRIPTION in attrs:
             attrs[attr.OI_INPUT_VALUE] = attrs[attr.TASK_DESCRIPTION]
-        self.book.open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
+        self._open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
-        self.book.close(p, dict(p.attributes))
+        self._close(p, dict(p.attributes))
 
     # -- llm call ----------------------------------------------------------------------
     def on_llm_call_started(self, p: events.LlmCallStarted) -> None:
@@ -130,7 +146,7 @@ class TracingObserver(Observer):
         if self.content.enabled:
             self.content.add_input(p, attrs)
         remote = bool(p.provider) and p.provider != "local"
-        live = self.book.open(p, "llm_call:" + p.call_type, SpanKind.CLIENT if remote else SpanKind.INTERNAL,
+        live = self._open(p, "llm_call:" + p.call_type, SpanKind.CLIENT if remote else SpanKind.INTERNAL,
                               attrs, "llm", False)
         if remote:  # W3C trace context for the outgoing request (the client sends the carrier)
             sc = live.span.get_span_context()
@@ -144,9 +160,9 @@ class TracingObserver(Observer):
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         attrs, tokens_in, tokens_out = self._llm.finish(p)
-        if self.content.enabled and p.completion is not None:
-            self.content.add_output(p.completion, attrs)
-        live = self.book.close(p, attrs)
+        if self.content.enabled:
+            self.content.add_output(p, attrs)
+        live = self._close(p, attrs)
         if live is not None:
             self.book.roll_up(live, tokens_in, tokens_out, number(attrs.get(attr.LLM_COST_USD)) or 0.0)
 
@@ -154,20 +170,20 @@ class TracingObserver(Observer):
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> None:
         attrs = dict(p.attributes)
         attrs[attr.OPENINFERENCE_SPAN_KIND] = "GUARDRAIL"
-        self.book.open(p, "policy_check", SpanKind.INTERNAL, attrs, "policy", False)
+        self._open(p, "policy_check", SpanKind.INTERNAL, attrs, "policy", False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
-        self.book.close(p, dict(p.attributes))
+        self._close(p, dict(p.attributes))
 
     # -- remediation -------------------------------------------------------------------
     def on_remediation_started(self, p: events.RemediationStarted) -> None:
         attrs = dict(p.attributes)
         attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
         # enclosing: a remediation may make LLM calls of its own (retry, fallback model)
-        self.book.open(p, "remediation", SpanKind.INTERNAL, attrs, "remediation", True)
+        self._open(p, "remediation", SpanKind.INTERNAL, attrs, "remediation", True)
 
     def on_remediation_finished(self, p: events.RemediationFinished) -> None:
-        self.book.close(p, dict(p.attributes))
+        self._close(p, dict(p.attributes))
 
     # -- point events ------------------------------------------------------------------
     def _on_point(self, p: events.PointEvent) -> None:
@@ -182,16 +198,16 @@ class TracingObserver(Observer):
         if names is None:
             names = tuple(name for name in p.__struct_fields__ if name not in _BASE_FIELDS)
             self._point_fields[type(p)] = names
+        capture = self.content.enabled
         attrs: dict[str, Any] = {}
         for name in names:
             value = getattr(p, name)
             if value is None:
                 continue
-            if isinstance(value, str):
-                value = redact(value)
-            elif not isinstance(value, (bool, int, float)):
+            if not isinstance(value, (str, bool, int, float)):
                 value = str(value)
-            attrs[name] = value
+            value = visible(value, capture)
+            attrs[name] = redact(value) if isinstance(value, str) else value
         span.add_event(p.signal_name, attrs, timestamp=p.timestamp_ns)
 
     def handlers(self) -> list[Handler]:
