@@ -18,8 +18,9 @@ Nothing of OpenTelemetry is imported unless tracing is on.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class ObserverOptions:
     tracing: bool = False
     otlp_endpoint: str | None = None
     otlp_protocol: str | None = None
+    otlp_timeout: float | None = None
     service_name: str | None = None
     sample_rate: float | None = None
     capture_content: bool = False
@@ -64,6 +66,7 @@ class ObserverOptions:
             tracing=bool(get("tracing", False)),
             otlp_endpoint=get("otlp_endpoint"),
             otlp_protocol=get("otlp_protocol"),
+            otlp_timeout=get("otlp_timeout"),
             service_name=get("service_name"),
             sample_rate=get("sample_rate"),
             capture_content=bool(get("capture_content", False)),
@@ -81,6 +84,7 @@ def validate_observer_options(options: Any) -> ObserverOptions:
     work starts.  Returns normalised options; raises ValueError with a one-line message
     (the CLI exits 2): bad endpoint URL, protocol or sample rate, ``--tracing`` without
     the ``tracing`` extra, an ``--events-jsonl`` path that is a directory."""
+    from ..otel.config import validate_timeout
     from ..tracing import (
         EXTRA_HINT,
         TracingConfig,
@@ -99,6 +103,11 @@ def validate_observer_options(options: Any) -> ObserverOptions:
         opts.tracing = True
     if opts.otlp_protocol is not None:
         opts.otlp_protocol = validate_protocol(opts.otlp_protocol)
+    if opts.otlp_timeout is not None:
+        opts.otlp_timeout = validate_timeout(opts.otlp_timeout, "--otlp-timeout")
+        opts.tracing = True
+    if not opts.tracing and _endpoint_in_environment(os.environ):
+        opts.tracing = True  # as under opentelemetry-instrument: an OTLP endpoint variable turns export on
     if opts.service_name is not None and not str(opts.service_name).strip():
         raise ValueError("--service-name must not be empty")
     if opts.events_jsonl is not None:
@@ -116,9 +125,19 @@ def validate_observer_options(options: Any) -> ObserverOptions:
     return opts
 
 
+def _endpoint_in_environment(env: Mapping[str, str]) -> bool:
+    """An OTLP traces endpoint is configured by variables (and not switched off)."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return any(env.get(var, "").strip() for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
 def _tracing_config(opts: ObserverOptions, config_type: Any) -> Any:
     kwargs: dict[str, Any] = {"enabled": True, "otlp_endpoint": opts.otlp_endpoint,
                               "otlp_protocol": opts.otlp_protocol, "dev_print": False,
+                              "export_timeout_s": opts.otlp_timeout,
                               "capture_content": True if opts.capture_content else None}
     if opts.service_name:
         kwargs["service_name"] = opts.service_name
@@ -142,10 +161,11 @@ class ObserverSession:
     finished: bool = False
     flushed: bool | None = None
 
-    def finish(self, state: Any = None, *, console: Any = None, timeout_s: float = 3.0) -> dict[str, Any]:
+    def finish(self, state: Any = None, *, console: Any = None, timeout_s: float | None = None) -> dict[str, Any]:
         """Unsubscribe every observer (ending spans left open), flush spans within
-        ``timeout_s``, close the events JSONL, and in dev mode print the span tree.
-        Never raises; returns what happened (for tests and logs)."""
+        ``timeout_s`` (default: the export deadline plus a second, at most 30 s), close the
+        events JSONL, and in dev mode print the span tree.  Never raises; returns what
+        happened (for tests and logs)."""
         report: dict[str, Any] = {"flushed": self.flushed, "spans": 0, "events_jsonl": None}
         if self.finished:
             return report
@@ -190,7 +210,7 @@ class ObserverSession:
                 except Exception:  # noqa: BLE001 - a display problem must not change the exit code
                     logger.warning("could not print the span tree", exc_info=True)
         if metrics_done is not None:
-            metrics_done.join(timeout_s + 0.5)
+            metrics_done.join((timeout_s if timeout_s is not None else export.shutdown_timeout_s) + 0.5)
             report.setdefault("metrics_flushed", False)
             report["metrics_exported"] = self.metrics_export.exporter.exported
         return report

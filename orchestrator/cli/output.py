@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..domain.results import Usage
 from ..domain.tasks import TaskType
 from ..governance.validators import extract_code
 
@@ -39,22 +40,24 @@ def print_summary(state: Any, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"Project {state.project_id}: {state.status.value if state.status else '?'}")
-    for col in ("task", "type", "model", "score", "iter", "tokens in/out", "cost $", "status"):
-        table.add_column(col, justify="right" if col in ("score", "iter", "cost $") else "left",
+    for col in ("task", "type", "model", "score", "iter", "calls", "tokens in/out", "cost $", "status"):
+        table.add_column(col, justify="right" if col in ("score", "iter", "calls", "cost $") else "left",
                          overflow="fold")
-    tin = tout = 0
+    planning = state.planning
+    if planning.llm_calls:  # the decomposition belongs to no task, but it is part of the totals
+        table.add_row("(planning)", "-", "-", "-", "-", _calls(planning), f"{planning.input_tokens}/"
+                      f"{planning.output_tokens}", f"{planning.cost_usd:.6f}", "-")
     for tid in state.execution_order:
         task, r = state.tasks[tid], state.results.get(tid)
         if r is None:
             continue
-        tin += r.input_tokens
-        tout += r.output_tokens
         table.add_row(tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations),
-                      f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", r.status.value)
+                      _calls(r.usage), f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", r.status.value)
     console.print(table)
-    b = state.budget
-    console.print(f"Total: {len(state.tasks)} tasks, {tin}/{tout} tokens, ${b.spent_usd:.6f} of "
-                  f"${b.max_usd:.2f}, {b.elapsed_seconds:.1f}s; status {state.status.value}")
+    b, total = state.budget, state.usage
+    console.print(f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
+                  f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
+                  f"{b.elapsed_seconds:.1f}s; status {state.status.value}")
     for note in state.notes:
         console.print(f"note: {note}", style="dim")
 
@@ -67,3 +70,7 @@ def write_results(state: Any, output_dir: str, console: Any) -> bool:
         return False
     console.print(f"Results written to {where}")
     return True
+
+
+def _calls(usage: Usage) -> str:
+    return f"{usage.llm_calls}" + (f" ({usage.cached_calls} cached)" if usage.cached_calls else "")

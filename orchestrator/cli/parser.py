@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="OTLP protocol (default: OTEL_EXPORTER_OTLP_PROTOCOL, else from the URL)")
     obs.add_argument("--service-name", help="service.name resource attribute (default: OTEL_SERVICE_NAME, "
                                             "else multi-llm-orchestrator)")
+    obs.add_argument("--otlp-timeout", metavar="SECONDS",
+                     help="deadline of one export, in seconds (default: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or "
+                          "OTEL_EXPORTER_OTLP_TIMEOUT in milliseconds, else 10); the final flush waits for it "
+                          "plus a second, at most 30 s")
     obs.add_argument("--sample-rate", type=float, help="trace sampling ratio 0..1 (default 1.0)")
     obs.add_argument("--capture-content", action="store_true",
                      help="record prompt and completion text in spans (off by default)")

@@ -68,8 +68,10 @@ class TracingConfig:
     the URL).  ``headers``: extra export headers (None: ``OTEL_EXPORTER_OTLP_HEADERS``).
     ``capture_content``: record prompts/completions on LLM spans (None: from
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``; default off).
-    ``export_timeout_s``: per-export deadline of the OTLP exporter, in seconds.
-    ``shutdown_timeout_s``: the most :func:`shutdown_tracing` waits for the last flush.
+    ``export_timeout_s``: per-export deadline of the OTLP exporter, in seconds (None:
+    ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT`` in milliseconds,
+    else 10 s).  ``shutdown_timeout_s``: the most :func:`shutdown_tracing` waits for the
+    last flush (None: the export deadline plus one second, at most 30 s).
     ``dev_print``: in dev mode, print each finished run's span tree on stderr (the CLI
     turns it off and prints the tree after its summary instead).
     """
@@ -81,8 +83,8 @@ class TracingConfig:
     otlp_protocol: str | None = None
     headers: Mapping[str, str] | None = None
     capture_content: bool | None = None
-    export_timeout_s: float = 3.0
-    shutdown_timeout_s: float = 3.0
+    export_timeout_s: float | None = None
+    shutdown_timeout_s: float | None = None
     dev_print: bool = True
     resource_attributes: Mapping[str, Any] = field(default_factory=dict)
 
@@ -169,6 +171,49 @@ class ResolvedTracing:
     """Ratio of the parent-based sampler, None when ``OTEL_TRACES_SAMPLER`` decides."""
     sampler_from_env: bool = False
     disabled_reason: str | None = None
+    export_timeout_s: float = 10.0
+    """Deadline of one export, in seconds (the spec's default: 10 s)."""
+    export_timeout_source: str = "default"
+    shutdown_timeout_s: float = 11.0
+    """How long the final flush may take: the export's own deadline and a second, at most
+    :data:`MAX_SHUTDOWN_S`, unless ``shutdown_timeout_s`` says otherwise."""
+
+
+DEFAULT_EXPORT_TIMEOUT_S = 10.0
+MAX_SHUTDOWN_S = 30.0
+TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+
+
+def validate_timeout(value: Any, what: str, *, millis: bool = False) -> float:
+    """Seconds from a positive, finite number (in milliseconds when ``millis``, as the
+    ``OTEL_EXPORTER_OTLP_*TIMEOUT`` variables are); ValueError naming ``what`` otherwise."""
+    unit = "milliseconds" if millis else "seconds"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number of {unit}, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{what} must be a positive, finite number of {unit}, got {value!r}")
+    return number / 1000 if millis else number
+
+
+def resolve_timeouts(cfg: TracingConfig, env: Mapping[str, str]) -> tuple[float, str, float]:
+    """(export timeout s, where it came from, final-flush bound s): the flag or field, else
+    ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT`` (milliseconds),
+    else 10 s; the final flush waits for one export deadline plus a second, at most 30 s."""
+    if cfg.export_timeout_s is not None:
+        timeout, source = validate_timeout(cfg.export_timeout_s, "--otlp-timeout"), "otlp_timeout"
+    else:
+        timeout, source = DEFAULT_EXPORT_TIMEOUT_S, "default"
+        for var in TIMEOUT_VARIABLES:
+            if env.get(var, "").strip():
+                timeout, source = validate_timeout(env[var], var, millis=True), var
+                break
+    if cfg.shutdown_timeout_s is not None:
+        shutdown = validate_timeout(cfg.shutdown_timeout_s, "shutdown_timeout_s")
+    else:
+        shutdown = min(timeout + 1.0, MAX_SHUTDOWN_S)
+    return timeout, source, shutdown
 
 
 def resolve_config(cfg: TracingConfig, environ: Mapping[str, str] | None = None) -> ResolvedTracing:
@@ -224,7 +269,10 @@ def resolve_config(cfg: TracingConfig, environ: Mapping[str, str] | None = None)
         rate = validate_sample_rate(env["OTEL_TRACES_SAMPLER_ARG"], "OTEL_TRACES_SAMPLER_ARG")
     else:
         rate = 1.0
-    return ResolvedTracing(True, endpoint, protocol, source, service, service_source, rate, sampler_from_env)
+    timeout, timeout_source, shutdown = resolve_timeouts(cfg, env)
+    return ResolvedTracing(True, endpoint, protocol, source, service, service_source, rate, sampler_from_env,
+                           export_timeout_s=timeout, export_timeout_source=timeout_source,
+                           shutdown_timeout_s=shutdown)
 
 
 def tracing_available() -> bool:

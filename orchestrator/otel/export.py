@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 logger = logging.getLogger("orchestrator.tracing")
@@ -46,10 +47,13 @@ class QuietExporterLogs(logging.Filter):
         self.loggers = (*_NOISY_LOGGERS, *extra_loggers)
         self.messages: list[str] = []  # the first few swallowed warnings, for the detail
         self.dropped = 0
+        self.refused_seen = threading.Event()  # nothing listens at the endpoint
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             self.dropped += 1
+            if "Connection refused" in str(record.msg) or "Connection refused" in str(record.args):
+                self.refused_seen.set()
             if len(self.messages) < 20:
                 try:
                     self.messages.append(record.getMessage())
@@ -132,12 +136,15 @@ class ExportGuard:
         if not detail and self.quiet is not None:
             detail = self.quiet.detail()
         self.warn_once(f"{self.what} export to {self.endpoint} failed{f' ({detail})' if detail else ''}; "
-                       f"{consequence}")
+                       f"{consequence.format(count=count)}")
         return False
 
     def timed_out(self, timeout_s: float, dropped: str) -> None:
         """The bounded flush gave up: one warning with what the collector answered, if anything."""
         detail = self.quiet.detail() if self.quiet is not None else ""
+        if detail == "connection refused":  # given up at once: nothing listens there
+            self.warn_once(f"{self.what} export to {self.endpoint} failed ({detail}); {dropped}")
+            return
         self.warn_once(f"{self.what} export to {self.endpoint} did not finish within {timeout_s:g} s "
                        f"({detail or 'collector down or hanging'}); {dropped}")
 
@@ -171,7 +178,7 @@ class GuardedSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = self.guard.export(lambda: self.inner.export(spans), SpanExportResult.SUCCESS, len(spans),
-                               "the run goes on, its spans may be lost")
+                               "{count} spans were not exported; the run goes on")
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -192,8 +199,23 @@ class GuardedSpanExporter(SpanExporter):
             return False
 
 
-def run_bounded(fn: Callable[[], object], timeout_s: float, name: str = "orchestrator-otel-flush") -> bool:
-    """Run ``fn`` in a daemon thread; True when it finished within ``timeout_s``."""
+class SpanCounter(SpanProcessor):
+    """Counts ended spans, so a final warning can say how many were not exported
+    (and say nothing when all were, however slowly)."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self.ended += 1
+
+
+def run_bounded(fn: Callable[[], object], timeout_s: float, name: str = "orchestrator-otel-flush",
+                give_up: Callable[[], bool] | None = None) -> bool:
+    """Run ``fn`` in a daemon thread; True when it finished within ``timeout_s``.  With
+    ``give_up``, stop waiting as soon as it says there is no point (checked every 50 ms)."""
     done = threading.Event()
 
     def target() -> None:
@@ -206,4 +228,10 @@ def run_bounded(fn: Callable[[], object], timeout_s: float, name: str = "orchest
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
-    return done.wait(max(0.0, timeout_s))
+    if give_up is None:
+        return done.wait(max(0.0, timeout_s))
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    while not done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline or give_up():
+            return done.is_set()
+    return True

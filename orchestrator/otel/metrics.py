@@ -102,15 +102,17 @@ class MetricsExport:
     provider: MeterProvider
     exporter: GuardedMetricExporter
     quiet: QuietExporterLogs
+    shutdown_timeout_s: float = 11.0
 
-    def shutdown(self, timeout_s: float = 3.0) -> bool:
-        """Export what was recorded and stop, waiting at most ``timeout_s``; True when
-        the last export finished in time (it may still have failed: see ``exporter``)."""
-        ok = run_bounded(self.provider.shutdown, timeout_s, name="orchestrator-otel-metrics")
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Export what was recorded and stop, waiting at most ``timeout_s`` (default: the
+        export deadline plus a second); True when the last export finished in time (it may
+        still have failed: see ``exporter``)."""
+        timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
+        ok = run_bounded(self.provider.shutdown, timeout, name="orchestrator-otel-metrics")
         if not ok:
-            self.exporter.guard.timed_out(timeout_s, "the run's metrics are dropped")
-        else:
-            self.quiet.uninstall()
+            self.exporter.guard.timed_out(timeout, "the run's metrics are dropped")
+        self.quiet.uninstall()  # no filter outlives the flush that installed it
         return ok
 
 
@@ -141,9 +143,9 @@ def configure_metrics(cfg: tracing_config.TracingConfig, resolved: tracing_confi
         "opentelemetry.sdk.metrics._internal.export"))
     quiet.install()
     exporter = GuardedMetricExporter(
-        _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, cfg.export_timeout_s), endpoint, quiet)
+        _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, resolved.export_timeout_s), endpoint, quiet)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_INTERVAL_S * 1000,
-                                           export_timeout_millis=cfg.export_timeout_s * 1000)
+                                           export_timeout_millis=resolved.export_timeout_s * 1000)
     provider = MeterProvider(metric_readers=[reader], resource=build_resource(cfg, resolved),
                              shutdown_on_exit=False)  # the bounded shutdown above runs instead
-    return MetricsExport(provider, exporter, quiet)
+    return MetricsExport(provider, exporter, quiet, resolved.shutdown_timeout_s)

@@ -2,8 +2,10 @@
 :class:`~orchestrator.observers.tracing.TracingObserver`, and the bounded shutdown.
 
 Faults: the exporter never raises into the run; an unreachable, refusing or hanging
-collector gives one warning naming the endpoint; flush and shutdown are bounded
-(``shutdown_timeout_s``, default 3 s) so the process exits promptly.  Units: the OTLP
+collector gives one warning naming the endpoint and how many spans were not exported;
+a slow export that succeeds is not a fault.  The final flush waits for one export
+deadline (``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``, default 10 s) plus a second, at most
+30 s, so the process exits promptly whatever the collector does.  Units: the OTLP
 exporters' ``timeout`` is in seconds, the batch processor's ``export_timeout_millis`` in
 milliseconds.
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from ..observers.tracing import TracingObserver
     from .devtree import DevTreeExporter
-    from .export import GuardedSpanExporter, QuietExporterLogs
+    from .export import GuardedSpanExporter, QuietExporterLogs, SpanCounter
 
 logger = logging.getLogger("orchestrator.tracing")
 
@@ -46,6 +48,8 @@ class _Setup:
     observer: TracingObserver
     exporter: GuardedSpanExporter | DevTreeExporter
     quiet: QuietExporterLogs | None
+    counter: SpanCounter
+    shutdown_timeout_s: float
 
 
 _lock = threading.RLock()
@@ -88,12 +92,12 @@ def _build_otlp_exporter(cfg: TracingConfig, resolved: ResolvedTracing) -> SpanE
     if resolved.protocol == HTTP_PROTOBUF:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter(endpoint=resolved.endpoint, headers=headers, timeout=cfg.export_timeout_s)
+        return HttpExporter(endpoint=resolved.endpoint, headers=headers, timeout=resolved.export_timeout_s)
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
     insecure = urlsplit(resolved.endpoint or "").scheme == "http"
     return GrpcExporter(endpoint=resolved.endpoint, insecure=insecure, headers=headers,
-                        timeout=cfg.export_timeout_s)
+                        timeout=resolved.export_timeout_s)
 
 
 def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) -> TracerProvider | None:
@@ -118,10 +122,12 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) 
 
         from ..observers.tracing import TracingObserver
         from .devtree import DevTreeExporter
-        from .export import GuardedSpanExporter, QuietExporterLogs
+        from .export import GuardedSpanExporter, QuietExporterLogs, SpanCounter
 
         provider = TracerProvider(resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved),
                                   shutdown_on_exit=False)  # our own bounded shutdown runs at exit
+        counter = SpanCounter()
+        provider.add_span_processor(counter)
         exporter: GuardedSpanExporter | DevTreeExporter
         quiet: QuietExporterLogs | None = None
         if resolved.endpoint:
@@ -129,13 +135,13 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) 
             quiet.install()
             exporter = GuardedSpanExporter(_build_otlp_exporter(cfg, resolved), resolved.endpoint, quiet)
             provider.add_span_processor(BatchSpanProcessor(
-                exporter, export_timeout_millis=cfg.export_timeout_s * 1000))
+                exporter, export_timeout_millis=resolved.export_timeout_s * 1000))
         else:
             exporter = DevTreeExporter(print_on_root_end=cfg.dev_print, console=console)
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
         observer = TracingObserver(provider, capture_content=cfg.capture_content).subscribe()
-        _setup = _Setup(provider, tracer, observer, exporter, quiet)
+        _setup = _Setup(provider, tracer, observer, exporter, quiet, counter, resolved.shutdown_timeout_s)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -179,10 +185,8 @@ def dev_spans() -> list[ReadableSpan]:
     return list(spans) if spans is not None else []
 
 
-def _timeout(timeout_s: float | None) -> float:
-    if timeout_s is not None:
-        return timeout_s
-    return _config.shutdown_timeout_s if _config else 3.0
+def _timeout(timeout_s: float | None, setup: _Setup) -> float:
+    return timeout_s if timeout_s is not None else setup.shutdown_timeout_s
 
 
 def force_flush(timeout_s: float | None = None) -> bool:
@@ -193,13 +197,15 @@ def force_flush(timeout_s: float | None = None) -> bool:
         return True
     from .export import run_bounded
 
-    return run_bounded(setup.provider.force_flush, _timeout(timeout_s))
+    return run_bounded(setup.provider.force_flush, _timeout(timeout_s, setup))
 
 
 def shutdown_tracing(timeout_s: float | None = None) -> bool:
     """Unsubscribe the observer (ending any span left open), flush and shut the provider
-    down, waiting at most ``timeout_s`` seconds; past that, export is abandoned with one
-    warning naming the endpoint.  True when everything was flushed in time."""
+    down, waiting at most ``timeout_s`` seconds (default: the export deadline plus a
+    second, at most 30 s); past that, export is abandoned.  A warning names the endpoint
+    and the spans that were not exported, only when some were not.  True when everything
+    was flushed in time."""
     global _setup
     with _lock:
         setup, _setup = _setup, None
@@ -208,16 +214,22 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     setup.observer.unsubscribe()
     from .export import GuardedSpanExporter, run_bounded
 
-    timeout = _timeout(timeout_s)
-    ok = run_bounded(setup.provider.shutdown, timeout)
-    exporter, quiet = setup.exporter, setup.quiet
+    timeout = _timeout(timeout_s, setup)
+    quiet = setup.quiet
+    if quiet is not None:
+        quiet.refused_seen.clear()  # only a refusal during this flush says "nobody listens now"
+    # a refused connection is final: waiting for the export deadline would only delay the exit
+    ok = run_bounded(setup.provider.shutdown, timeout,
+                     give_up=quiet.refused_seen.is_set if quiet is not None else None)
+    exporter = setup.exporter
     if isinstance(exporter, GuardedSpanExporter):
         if not ok:
             exporter.abandon()
-            exporter.guard.timed_out(timeout, "the remaining spans are dropped")  # names e.g. the 503 it retried
-        elif quiet is not None:
+            lost = max(0, setup.counter.ended - exporter.exported)
+            if lost:  # names e.g. the 503 the exporter kept retrying, or the refusal
+                exporter.guard.timed_out(timeout, f"{lost} of {setup.counter.ended} spans were not exported")
+        if quiet is not None:  # no filter outlives the flush that installed it
             quiet.uninstall()
-        # when abandoned, the filter stays: the export thread may still log on its way out
     return ok
 
 
