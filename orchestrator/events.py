@@ -88,7 +88,7 @@ _NOT_SERIALISED = frozenset({"exception", "carrier"})
 _NOT_CONTAINED = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 _ACTIVE = False  # True while at least one receiver is connected to any bus signal
-_FAILED_RECEIVERS: set[int] = set()
+_FAILED_RECEIVERS: weakref.WeakSet[Any] = weakref.WeakSet()  # logged once each; an id could be reused
 
 
 class BusSignal(Signal):
@@ -153,10 +153,12 @@ class BusSignal(Signal):
 
 
 def _report_failure(signal: str, receiver: Receiver, exc: BaseException) -> None:
-    key = id(receiver)
-    if key in _FAILED_RECEIVERS:
-        return
-    _FAILED_RECEIVERS.add(key)
+    try:
+        if receiver in _FAILED_RECEIVERS:
+            return
+        _FAILED_RECEIVERS.add(receiver)
+    except TypeError:  # not weakly referenceable: log every failure rather than guess by id
+        pass
     logger.warning("event receiver %r failed on %s and is skipped for this event: %s: %s",
                    getattr(receiver, "__qualname__", receiver), signal, type(exc).__name__,
                    redact(str(exc))[:300])

@@ -26,6 +26,7 @@ class ScriptedProvider:
                                "depends_on": []})
     answer: Answer = "```python\ndef add(a, b):\n    return a + b\n```"
     score: float = 0.95
+    reasons: str = "scripted"
     latency: float = 0.0
     tokens: tuple[int, int] = (100, 50)
     available: bool = True
@@ -43,7 +44,7 @@ class ScriptedProvider:
         if "tasks" in props:
             answer: Answer = self.plan
         elif "score" in props:
-            answer = json.dumps({"reasons": "scripted", "score": self.score})
+            answer = json.dumps({"reasons": self.reasons, "score": self.score})
         else:
             answer = self.answer
         if callable(answer) and not isinstance(answer, ProviderError):

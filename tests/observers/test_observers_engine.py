@@ -152,9 +152,9 @@ async def test_a_cancelled_run_leaves_no_span_open(span_exporter, orchestrator_e
     provider = ScriptedProvider(plan=PLAN, latency=0.05)
     orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}))
     run_task = asyncio.ensure_future(orch.run_project("Build", "works"))
-    while not any(p.signal_name == "task_started" for p in orchestrator_events.events):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.02)
+    # cancel while the task's first call is in flight: wait for that event, not a fixed time
+    while len(orchestrator_events.of("llm_call_started")) < 2:
+        await asyncio.sleep(0.001)
     run_task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run_task
