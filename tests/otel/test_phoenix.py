@@ -141,6 +141,53 @@ def test_phoenix_shows_the_whole_tree_with_llm_spans(phoenix, transport):
     _check_tree(spans, result["calls"])
 
 
+def test_a_real_cli_run_configured_by_otel_variables_alone_tells_the_truth(phoenix, tmp_path):
+    """What a user does: the CLI on the embedded model, with nothing but the standard
+    ``OTEL_EXPORTER_OTLP_TRACES_*`` variables pointing at Phoenix.  The trace arrives
+    whole; its root's totals are the sum of its LLM spans (the decomposition included) and
+    match the summary; no attribute holds text the model wrote; no export warning."""
+    out = tmp_path / "out"
+    jsonl = tmp_path / "events.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
+    env.update(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=phoenix["http"],
+               OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+               OTEL_EXPORTER_OTLP_TRACES_HEADERS="x-run-label=phoenix-test")
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p",
+                           "Write a Python function double(x) that returns 2 * x", "-c", "double(2) == 4",
+                           "--max-tasks", "1", "--no-cache", "-q", "-o", str(out), "--events-jsonl", str(jsonl)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no export warning, no traceback
+    recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    project_id = recorded[0]["project_id"]
+    pairs = [r for r in recorded if r["signal"] in ("llm_call_finished", "task_finished", "project_finished",
+                                                    "remediation_finished", "policy_checked")]
+    spans = _spans_of_project(phoenix["base"], project_id, len(pairs))
+    assert len(spans) == len(pairs)
+    (root,) = [s for s in spans if s["parent_id"] is None]
+    llm = [s for s in spans if s["name"].startswith("llm_call:")]
+    assert any(s["name"] == "llm_call:decompose" for s in llm)
+    for span in llm:
+        assert span["span_kind"] == "LLM" and span["attributes"]["gen_ai.provider.name"] == "llama_cpp"
+    summary = json.loads((out / "summary.json").read_text())
+    a = root["attributes"]
+    assert a["project.tokens_in"] == sum(s["attributes"].get("gen_ai.usage.input_tokens", 0) for s in llm)
+    assert a["project.tokens_out"] == sum(s["attributes"].get("gen_ai.usage.output_tokens", 0) for s in llm)
+    assert a["project.llm_calls"] == len(llm) == summary["usage"]["llm_calls"]
+    assert (a["project.tokens_in"], a["project.tokens_out"]) == (
+        summary["usage"]["input_tokens"], summary["usage"]["output_tokens"])
+    # the model's text: its answers (the output files) never appear in an attribute
+    written = [line.strip() for f in out.iterdir() if f.suffix in (".py", ".md")
+               for line in f.read_text().splitlines() if len(line.strip()) >= 16]
+    assert written, "the run wrote nothing to compare against"
+    allowed = {"task.description", "project.description"}
+    for span in spans:
+        for key, value in span["attributes"].items():
+            if key in allowed or not isinstance(value, str):
+                continue
+            assert not [w for w in written if w in value], (span["name"], key)
+
+
 def test_a_real_cli_run_on_the_local_model_arrives_in_phoenix(phoenix, tmp_path):
     """What a user does: the CLI, the embedded model, ``--otlp-endpoint`` to Phoenix."""
     project = tmp_path / "project.yaml"
