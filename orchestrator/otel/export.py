@@ -149,13 +149,10 @@ class ExportGuard:
                        f"({detail or 'collector down or hanging'}); {dropped}")
 
 
-class GuardedSpanExporter(SpanExporter):
-    """Wraps the real span exporter with an :class:`ExportGuard`; can be abandoned at
-    shutdown so no export outlives the bounded flush."""
+class Guarded:
+    """What a guarded exporter tells about itself (its guard's counters)."""
 
-    def __init__(self, inner: SpanExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
-        self.inner = inner
-        self.guard = ExportGuard("span", endpoint, quiet)
+    guard: ExportGuard
 
     @property
     def endpoint(self) -> str:
@@ -163,18 +160,21 @@ class GuardedSpanExporter(SpanExporter):
 
     @property
     def exported(self) -> int:
+        """Spans exported (span exporter) or successful export requests (metric exporter)."""
         return self.guard.exported
 
     @property
     def failed(self) -> int:
         return self.guard.failed
 
-    @property
-    def warned(self) -> bool:
-        return self.guard.warned
 
-    def warn_once(self, message: str) -> None:
-        self.guard.warn_once(message)
+class GuardedSpanExporter(Guarded, SpanExporter):
+    """Wraps the real span exporter with an :class:`ExportGuard`; can be abandoned at
+    shutdown so no export outlives the bounded flush."""
+
+    def __init__(self, inner: SpanExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
+        self.inner = inner
+        self.guard = ExportGuard("span", endpoint, quiet)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = self.guard.export(lambda: self.inner.export(spans), SpanExportResult.SUCCESS, len(spans),

@@ -31,7 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from . import config as tracing_config
-from .export import ExportGuard, QuietExporterLogs, run_bounded
+from .export import ExportGuard, Guarded, QuietExporterLogs, run_bounded
 from .setup import build_resource
 
 __all__ = ["GuardedMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint"]
@@ -59,7 +59,7 @@ def metrics_endpoint(resolved: tracing_config.ResolvedTracing, environ: Mapping[
     return endpoint
 
 
-class GuardedMetricExporter(MetricExporter):
+class GuardedMetricExporter(Guarded, MetricExporter):
     """Wraps the OTLP metric exporter with an :class:`~.export.ExportGuard`."""
 
     def __init__(self, inner: MetricExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
@@ -67,15 +67,6 @@ class GuardedMetricExporter(MetricExporter):
                          preferred_aggregation=inner._preferred_aggregation)  # noqa: SLF001
         self.inner = inner
         self.guard = ExportGuard("metric", endpoint, quiet)
-
-    @property
-    def endpoint(self) -> str:
-        return self.guard.endpoint
-
-    @property
-    def exported(self) -> int:
-        """Successful export requests."""
-        return self.guard.exported
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         ok = self.guard.export(lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
