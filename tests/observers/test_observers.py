@@ -262,7 +262,18 @@ def test_endpoint_implies_tracing_and_env_is_validated(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
         validate_observer_options({"tracing": True})
-    assert validate_observer_options(ObserverOptions()).tracing is False  # env ignored without --tracing
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):  # an endpoint variable turns export on
+        validate_observer_options(ObserverOptions())
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    assert validate_observer_options(ObserverOptions()).tracing is True
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert validate_observer_options(ObserverOptions()).tracing is False
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert validate_observer_options(ObserverOptions()).tracing is False
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    assert validate_observer_options(ObserverOptions()).tracing is False
 
 
 def test_session_writes_jsonl_and_prints_the_dev_tree(tmp_path):

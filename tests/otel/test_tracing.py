@@ -116,7 +116,7 @@ def test_llm_call_span_attributes(span_exporter):
     assert a["llm.token_count.total"] == 300
     assert json.loads(a["llm.invocation_parameters"]) == {"max_tokens": 256, "temperature": 0.2}
     # no content by default
-    assert not any(k.startswith(("input.", "output.", "gen_ai.input", "gen_ai.output", "llm.input_messages"))
+    assert not any(k.startswith(("input.", "output.", "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "llm.input_messages", "llm.output_messages"))
                    for k in a)
     assert s.status.status_code == StatusCode.UNSET
 
