@@ -70,6 +70,11 @@ def use_catalog_files(paths: Sequence[str | Path] = ()) -> list[str]:
     return built.warnings
 
 
+def catalog_files() -> list[str]:
+    """The files the catalog was built from: ours, then the user's."""
+    return ["orchestrator/data/catalog.toml", *_USER_FILES]
+
+
 def reload() -> list[str]:
     """Rebuild with the same files, e.g. after :func:`pricing.update_prices`."""
     return use_catalog_files(list(_USER_FILES))
@@ -119,7 +124,7 @@ def get_model(name: str) -> ModelInfo:
 
 
 __all__ = ["CATALOG", "LOCAL_MODEL", "ModelInfo", "PLANNER_CANDIDATES", "ROUTING",
-           "RETIRING_WITHIN_DAYS", "default_user_catalog", "today", "get_model", "preserved", "register_model",
+           "RETIRING_WITHIN_DAYS", "catalog_files", "default_user_catalog", "today", "get_model", "preserved", "register_model",
            "reload", "unregister_model", "use_catalog_files"]
 
 use_catalog_files()

@@ -16,12 +16,12 @@ from typing import Any
 
 from ..domain.errors import ConfigError, unknown
 from ..domain.tasks import TaskType
-from .catalog_file import PLANNER, CatalogFile
+from .catalog_file import PLANNER, CatalogFile, model_key
 from .model_info import ModelInfo
 from .pricing import (
     DATABASE_PROVIDER_IDS,
-    Pricing,
     PriceSource,
+    Pricing,
     database_model,
     flat_price,
     has_token_prices,
@@ -50,7 +50,7 @@ def build_catalog(files: Sequence[CatalogFile], local_model: str, on: dt.date) -
     origin: dict[str, int] = {}
     for index, file in enumerate(files):
         for name, entry in file.models.items():
-            key = f'models."{name}"'
+            key = model_key(name)
             if name not in slots:
                 if "provider" not in entry:
                     raise ConfigError("a model the catalog does not have needs a provider", key=f"{key}.provider",
@@ -63,12 +63,12 @@ def build_catalog(files: Sequence[CatalogFile], local_model: str, on: dt.date) -
             slot.update({k: (v, index) for k, v in entry.items()})
     if slots.get(local_model, {}).get("provider", (None,))[0] != "local":
         raise ConfigError(f"the local model {local_model} must be defined with provider \"local\"",
-                          key=f'models."{local_model}"', source=files[0].source)
+                          key=model_key(local_model), source=files[0].source)
     models = {name: _model(name, slot, files, origin[name]) for name, slot in slots.items()}
     for name, slot in slots.items():
         if "replacement" in slot and slot["replacement"][0] not in models:
             value, index = slot["replacement"]
-            raise ConfigError(unknown("model", value, sorted(models)), key=f'models."{name}".replacement',
+            raise ConfigError(unknown("model", value, sorted(models)), key=f"{model_key(name)}.replacement",
                               source=files[index].source)
     routing, warnings = _routing(files, models, local_model, on)
     planner = routing.pop(PLANNER)
@@ -80,7 +80,7 @@ def _label(index: int) -> PriceSource:
 
 
 def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int) -> ModelInfo:
-    key = f'models."{name}"'
+    key = model_key(name)
     provider: str = slot["provider"][0]
     db_provider = DATABASE_PROVIDER_IDS.get(provider)
     db_model: str | None = name if db_provider else None

@@ -86,7 +86,7 @@ def _parse(data: Mapping[str, Any], source: str) -> CatalogFile:
         raise ConfigError('must be a table of models ([models."name"])', key="models")
     models = {}
     for name, entry in models_raw.items():
-        key = f"models.{_quoted(name)}"
+        key = model_key(name)
         if not str(name).strip():
             raise ConfigError("a model name must not be empty", key=key)
         if not isinstance(entry, Mapping):
@@ -106,9 +106,11 @@ def _parse(data: Mapping[str, Any], source: str) -> CatalogFile:
     return CatalogFile(source, models, routing)
 
 
-def _quoted(name: Any) -> str:
+def model_key(name: Any) -> str:
+    """``models.NAME`` as TOML writes it: quoted unless NAME is a bare key."""
     text = str(name)
-    return text if text.replace("-", "").replace("_", "").isalnum() else f'"{text}"'
+    bare = bool(text) and text.replace("-", "").replace("_", "").isalnum() and text.isascii()
+    return f"models.{text}" if bare else f'models."{text}"'
 
 
 def _model_value(key: str, value: Any, where: str) -> Any:

@@ -4,9 +4,10 @@ and whether it is still to be used (deprecation, end of life)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .pricing import Pricing, PriceSource, TokenUsage, flat_price, snapshot_label
+from .pricing import PriceSource, Pricing, TokenUsage, flat_price, snapshot_label
 
 RETIRING_WITHIN_DAYS = 30
 """A model whose end of life is this close (or past) counts as deprecated: routing skips
@@ -96,10 +97,14 @@ class ModelInfo:
         return self.provider == "local"
 
 
-_SOURCE_LABELS = {
+def _fixed(text: str) -> Callable[[], str]:
+    return lambda: text
+
+
+_SOURCE_LABELS: dict[PriceSource, Callable[[], str]] = {
     PriceSource.DATABASE: snapshot_label,
-    PriceSource.CATALOG: lambda: "catalog file",
-    PriceSource.USER: lambda: "user catalog file",
-    PriceSource.LOOPBACK: lambda: "loopback server (free)",
-    PriceSource.UNKNOWN: lambda: "unknown",
+    PriceSource.CATALOG: _fixed("catalog file"),
+    PriceSource.USER: _fixed("user catalog file"),
+    PriceSource.LOOPBACK: _fixed("loopback server (free)"),
+    PriceSource.UNKNOWN: _fixed("unknown"),
 }

@@ -202,7 +202,7 @@ def _reachable(price: Any, input_tokens: int) -> Decimal:
         return Decimal(0)
     if not hasattr(price, "tiers"):
         return Decimal(price)
-    rates = [price.base] + [tier.price for tier in price.tiers if input_tokens > tier.start]
+    rates: list[Decimal] = [price.base] + [tier.price for tier in price.tiers if input_tokens > tier.start]
     return max(rates)
 
 
