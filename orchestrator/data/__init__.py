@@ -1,0 +1,1 @@
+"""Data shipped in the package: the model catalog (``catalog.toml``)."""
