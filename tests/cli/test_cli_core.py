@@ -99,9 +99,10 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
         assert all(c.parent_id == start.correlation_id or remediations[c.parent_id].parent_id
                    == start.correlation_id for c in mine), tid
         assert {"generate", "critique", "revise"} <= {c.call_type for c in mine}, tid
-        assert all(c.attributes["llm.tokens_out"] > 0 for c in mine if not c.attributes["llm.cached"])
-        assert summary["results"][tid]["output_tokens"] == sum(c.attributes["llm.tokens_out"] for c in mine)
-    assert sum(c.attributes["llm.cost_usd"] for c in calls) == summary["budget"]["spent_usd"]
+        answered = [c for c in mine if c.status == "ok"]  # a call may fail (e.g. time out on a busy machine)
+        assert all(c.attributes["llm.tokens_out"] > 0 for c in answered if not c.attributes["llm.cached"])
+        assert summary["results"][tid]["output_tokens"] == sum(c.attributes["llm.tokens_out"] for c in answered)
+    assert sum(c.attributes.get("llm.cost_usd", 0.0) for c in calls) == summary["budget"]["spent_usd"]
     for tid, result in summary["results"].items():
         if result["output"]:
             assert any(p.name.startswith(tid) for p in (tmp_path / "out").iterdir())
