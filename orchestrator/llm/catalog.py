@@ -44,7 +44,7 @@ def shipped_catalog() -> CatalogFile:
     """Our catalog file, from the package data."""
     import tomllib
 
-    text = resources.files("orchestrator.data").joinpath("catalog.toml").read_text(encoding="utf-8")
+    text = resources.files("orchestrator").joinpath("data", "catalog.toml").read_text(encoding="utf-8")
     return parse_catalog(tomllib.loads(text), "orchestrator/data/catalog.toml")
 
 

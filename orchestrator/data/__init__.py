@@ -1,1 +1,0 @@
-"""Data shipped in the package: the model catalog (``catalog.toml``)."""
