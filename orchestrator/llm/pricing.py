@@ -7,8 +7,9 @@ database (its bundled snapshot, offline; :func:`update_prices` may fetch a newer
 request), or from a catalog file for models the database does not know.
 
 * **Actual cost** is ``genai_prices.calc_price`` of the usage the provider reported
-  (input, output, cached-input reads and cache writes where reported), at the time the
-  request was sent, so prompt-size tiers (gemini-2.5-pro above 200k input tokens),
+  (input, output, cached-input reads and cache writes where reported), at the moment
+  the call was admitted (its reservation, just before it queues and is sent), so
+  prompt-size tiers (gemini-2.5-pro above 200k input tokens),
   dated price changes and time-of-day variants (DeepSeek's peak hours) are honoured.
 * **Worst case** (what the budget reserves before a call) prices every input token at
   the highest input-direction rate the model has (plain, cache read or cache write) and
