@@ -17,3 +17,12 @@ def recorded():
     yield seen
     for sig in events.ALL_SIGNALS:
         sig.disconnect(seen.append)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_catalog(monkeypatch, tmp_path_factory):
+    """No test reads the developer's own catalog file (the user config directory) or
+    fetches prices because of their environment."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))
+    monkeypatch.delenv("ORCHESTRATOR_UPDATE_PRICES", raising=False)
+    monkeypatch.delenv("ORCHESTRATOR_PRICES_URL", raising=False)

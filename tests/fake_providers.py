@@ -51,31 +51,42 @@ class Recorded:
 # -- wire-format bodies ---------------------------------------------------------------
 
 def openai_answer(text: str, tokens: tuple[int, int] = DEFAULT_TOKENS, model: str = "fake-model",
-                  finish: str = "stop") -> dict[str, Any]:
+                  finish: str = "stop", cached: int = 0, cache_write: int = 0) -> dict[str, Any]:
+    """``cached``/``cache_write``: prompt tokens reported in ``prompt_tokens_details``."""
+    usage: dict[str, Any] = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
+                             "total_tokens": tokens[0] + tokens[1]}
+    if cached or cache_write:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached, "cache_write_tokens": cache_write}
     return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": finish, "logprobs": None}],
-            "usage": {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
-                      "total_tokens": tokens[0] + tokens[1]}}
+            "usage": usage}
 
 
 def anthropic_answer(text: str | None = None, tool_input: Any = None, tokens: tuple[int, int] = DEFAULT_TOKENS,
-                     model: str = "claude-fake", stop: str | None = None) -> dict[str, Any]:
+                     model: str = "claude-fake", stop: str | None = None, cache_read: int = 0,
+                     cache_write: int = 0) -> dict[str, Any]:
+    """``tokens[0]`` is the API's ``input_tokens`` (the uncached part of the prompt);
+    ``cache_read``/``cache_write`` are reported beside it, as the Messages API does."""
     if tool_input is not None:
         content = [{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": tool_input}]
     else:
         content = [{"type": "text", "text": text or ""}]
     return {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop or ("tool_use" if tool_input is not None else "end_turn"), "stop_sequence": None,
-            "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1]}}
+            "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1],
+                      **({"cache_read_input_tokens": cache_read} if cache_read else {}),
+                      **({"cache_creation_input_tokens": cache_write} if cache_write else {})}}
 
 
 def gemini_answer(text: str, tokens: tuple[int, int] = DEFAULT_TOKENS, finish: str = "STOP",
-                  thoughts: int = 0, model: str = "gemini-fake") -> dict[str, Any]:
+                  thoughts: int = 0, model: str = "gemini-fake", cached: int = 0) -> dict[str, Any]:
     usage = {"promptTokenCount": tokens[0], "candidatesTokenCount": tokens[1],
              "totalTokenCount": tokens[0] + tokens[1] + thoughts}
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
+    if cached:
+        usage["cachedContentTokenCount"] = cached
     return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish,
                             "index": 0}],
             "usageMetadata": usage, "modelVersion": model}

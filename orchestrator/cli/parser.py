@@ -7,9 +7,10 @@ import argparse
 from .errors import OneLineParser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str = "run") -> argparse.ArgumentParser:
+    """The flags of ``orchestrator [run]``; ``command="models"`` adds ``--json``."""
     p = OneLineParser(
-        prog="orchestrator",
+        prog="orchestrator models" if command == "models" else "orchestrator",
         description="Decompose a project into tasks and run them across LLM providers with critique, "
                     "scoring, budgets and observable events.",
         epilog="Exit codes: 0 success; 1 partial success, failure, budget exhausted or timed out; "
@@ -37,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "http://127.0.0.1:11434/v1; needs --model NAME (the server's model name)")
     run.add_argument("--list-models", action="store_true",
                      help="print the model catalog (prices, context, available or why not) and exit")
+    run.add_argument("--catalog", metavar="FILE",
+                     help="your catalog file (TOML): add models, override prices, context windows or "
+                          "deprecation, reorder routing; default: catalog.toml in the user config directory")
+    run.add_argument("--update-prices", action="store_true",
+                     help="fetch the newest genai-prices data before starting (network; also "
+                          "ORCHESTRATOR_UPDATE_PRICES=1); default: the snapshot bundled with genai-prices")
+    if command == "models":
+        run.add_argument("--json", action="store_true",
+                         help="print the catalog and the routing candidates as JSON")
     run.add_argument("--max-tasks", type=int, help="upper bound of the decomposition (1..15)")
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")

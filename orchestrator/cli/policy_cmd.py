@@ -1,5 +1,6 @@
 """``orchestrator policy check FILE``: validate a policy file or a project file's
-``policies``/``remediation``/``validators`` sections without running anything."""
+``policies``/``remediation``/``validators`` sections without running anything, against
+the catalog a run would have (ours plus the user's default catalog file)."""
 
 from __future__ import annotations
 
@@ -103,10 +104,15 @@ def policy_main(argv: Sequence[str]) -> int:
             return EXIT_OK
         print(f"orchestrator: error: {USAGE}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        lines = check_file(args[1])
-    except ConfigError as exc:
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    from ..llm import catalog
+
+    with catalog.preserved():
+        try:
+            user_file = catalog.default_user_catalog()
+            catalog.use_catalog_files([user_file] if user_file.is_file() else [])
+            lines = check_file(args[1])
+        except ConfigError as exc:
+            print(f"orchestrator: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     print("\n".join(lines))
     return EXIT_OK

@@ -15,7 +15,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY_BLOCKED, EXIT_RUN_FAI
 from .output import print_summary, write_results
 from .parser import build_parser
 from .project_file import RunOptions, resolve_options
-from .wiring import build_orchestrator, check_model_choice, setup_server
+from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -39,10 +39,20 @@ def _policy_blocked(exc: Exception, opts: RunOptions, session: Any, console: Any
 
 
 def run_main(argv: list[str]) -> int:
-    """The run command; returns the exit code."""
+    """The run command; returns the exit code.  The catalog (a user file, a server's
+    model, fetched prices) is put back afterwards, so an in-process caller keeps its own."""
+    from ..llm.catalog import preserved
+
+    with preserved():
+        return _run_command(argv)
+
+
+def _run_command(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         _configure_logging(args.verbose)
+        for warning in setup_catalog(args):
+            print(f"orchestrator: warning: {warning}", file=sys.stderr)
         setup_server(args)
         opts = resolve_options(args)
         check_model_choice(args)

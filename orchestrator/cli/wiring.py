@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..domain.errors import ConfigError
 from .errors import UsageError
 from .project_file import RunOptions
 
@@ -26,6 +27,33 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace) -> Any:
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, **(opts.config.engine_kwargs() if opts.config else {}))
     return orch
+
+
+def setup_catalog(args: argparse.Namespace) -> list[str]:
+    """The user's catalog file (``--catalog FILE``, else the default location if it
+    exists) on top of ours, then, when asked, the newest price data.  A bad file raises
+    :class:`ConfigError` (one line, exit 2); a failed price update is only a warning (the
+    bundled prices stay).  Returns the warning lines."""
+    from ..llm import catalog, pricing
+
+    path = getattr(args, "catalog", None)
+    if path is None and catalog.default_user_catalog().is_file():
+        path = str(catalog.default_user_catalog())
+    warnings = catalog.use_catalog_files([path] if path else [])
+    if pricing.update_requested(getattr(args, "update_prices", False)):
+        try:
+            pricing.update_prices()
+        except ValueError as exc:
+            warnings.append(f"{exc}; using the {pricing.snapshot_label()}")
+            return warnings
+        try:
+            warnings = catalog.reload()
+        except ConfigError as exc:  # the fetched data lacks what the catalog needs: keep the bundled
+            pricing.use_bundled_prices()
+            warnings = catalog.reload()
+            warnings.append(f"the fetched price data does not fit the catalog ({exc}); using the "
+                            f"{pricing.snapshot_label()}")
+    return warnings
 
 
 def build_providers(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,15 +78,21 @@ def setup_server(args: argparse.Namespace) -> None:
 
 
 def check_model_choice(args: argparse.Namespace) -> None:
+    """``--model``: known, not deprecated, priced, reachable; else one line (exit 2)."""
+    from ..domain.budget import Budget
     from ..llm.catalog import CATALOG
     from ..llm.client import UnifiedClient
 
     if args.local_model and not Path(args.local_model).is_file():
         raise UsageError(f"--local-model: no such file: {args.local_model}")
-    client = UnifiedClient(build_providers(args))
+    client = UnifiedClient(build_providers(args), budget=Budget())  # a run always has a USD budget
     if args.model:
         if args.model not in CATALOG:
             raise UsageError(f"--model: unknown model {args.model!r} (see 'orchestrator models')")
+        retired = CATALOG[args.model].retirement()
+        if retired is not None:
+            raise UsageError(f"--model {args.model} is {retired} (to use it anyway, set deprecated = false "
+                             "for it in your catalog file)")
         ok, why = client.availability(args.model)
         if not ok:
             raise UsageError(f"--model {args.model} is not usable here: {why}")

@@ -1,6 +1,6 @@
 """Model choice for one task: the next untried, usable candidate that passes the task's
 policies, the reviewers that go with it, and the worst-case cost estimates the cost
-policies judge.
+policies judge (the same worst case the budget reserves: :mod:`orchestrator.llm.pricing`).
 
 Every model is policy-checked before its first use in a task (once per task and model;
 each check is a ``policy_check`` pair), so a trace shows why a model was skipped.
@@ -8,6 +8,7 @@ each check is a ``policy_check`` pair), so a trace shows why a model was skipped
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from ..governance.policy import PolicyViolationError
@@ -27,15 +28,12 @@ class ModelChooser:
         than the current model, in input plus output price per 1M, when asked)."""
         limit = None
         if cheaper and run.use.model:
-            current = get_model(run.use.model)
-            limit = current.input_per_m + current.output_per_m
+            limit = _list_price(run.use.model)
         for candidate in run.candidates.names:
             if candidate in run.candidates.tried or not self.ctx.client.is_usable(candidate):
                 continue
-            if limit is not None:
-                info = get_model(candidate)
-                if info.input_per_m + info.output_per_m >= limit:
-                    continue
+            if limit is not None and _list_price(candidate) >= limit:
+                continue
             yield candidate
 
     def switch(self, run: TaskRun, cheaper: bool = False) -> bool:
@@ -81,7 +79,9 @@ class ModelChooser:
         context = sum(len(v.encode("utf-8")) for v in run.context.values())
         input_tokens = (worst_case_input_tokens(system_prompt(task.type), task.prompt)
                         + len(self.ctx.project_brief.encode("utf-8")) + context + 2 * max_tokens)
-        call = info.cost(min(input_tokens, info.context_window), max_tokens)
+        if not info.price_known:
+            return math.inf, math.inf
+        call = info.worst_case_cost(min(input_tokens, info.context_window), max_tokens)
         return call, run.result.cost_usd + call * (1 + task.iterations_cap)
 
     def policy_error(self, run: TaskRun) -> PolicyViolationError | str:
@@ -92,3 +92,12 @@ class ModelChooser:
     def has_fallback(self, run: TaskRun, cheaper: bool = False) -> bool:
         checked = run.candidates.checked
         return any(not (c in checked and not checked[c].passed) for c in self.untried(run, cheaper))
+
+
+def _list_price(model: str) -> float:
+    """Base-tier input plus output USD per 1M tokens (infinite when unknown): what
+    "cheaper" compares."""
+    info = get_model(model)
+    if info.input_per_m is None or info.output_per_m is None:
+        return math.inf
+    return info.input_per_m + info.output_per_m

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
@@ -39,6 +40,7 @@ from .. import events
 from ..domain.errors import ConfigError, join_key, unknown
 from ..domain.tasks import Task, TaskType
 from ..llm.catalog import CATALOG, ModelInfo
+from ..llm.pricing import PriceSource, Pricing, flat_price
 
 __all__ = [
     "EnforcementMode", "Policy", "ModelProfile", "Violation", "PolicyResult", "PolicyEngine",
@@ -257,11 +259,13 @@ class ModelProfile:
 
     model: str
     provider: str
-    input_per_m: float = 0.0
-    output_per_m: float = 0.0
+    input_per_m: float | None = 0.0
+    output_per_m: float | None = 0.0
     region: str = ""
     tags: tuple[str, ...] = ()
     observed_latency_ms: float | None = None
+    pricing: Pricing | None = field(default=None, compare=False, repr=False)
+    """The catalog model's pricing (tiers, dates); None: the flat prices above."""
 
     @classmethod
     def from_catalog(cls, model: str | ModelInfo, observed_latency_ms: float | None = None) -> ModelProfile:
@@ -269,10 +273,17 @@ class ModelProfile:
         if info is None:
             raise KeyError(f"unknown model {model!r}")
         return cls(info.name, info.provider, info.input_per_m, info.output_per_m, info.region,
-                   tuple(info.tags), observed_latency_ms)
+                   tuple(info.tags), observed_latency_ms, info.price)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1_000_000
+        """Worst-case USD of a call of this size (infinite when the price is unknown)."""
+        pricing = self.pricing
+        if pricing is None:
+            if self.input_per_m is None or self.output_per_m is None:
+                return math.inf
+            pricing = Pricing(PriceSource.CATALOG, flat_price([("input", self.input_per_m),
+                                                               ("output", self.output_per_m)]))
+        return pricing.worst_case(input_tokens, output_tokens) if pricing.known else math.inf
 
 
 @dataclass(frozen=True)
@@ -432,15 +443,19 @@ def _violations(policy: Policy, model: str, profile: ModelProfile, call_cost: fl
     if missing:
         yield "requires", f"model lacks required tag{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
     if policy.max_cost_per_call_usd is not None and call_cost > policy.max_cost_per_call_usd:
-        yield "max_cost_per_call_usd", (f"worst-case call cost ${call_cost:.6f} > max_cost_per_call_usd "
+        yield "max_cost_per_call_usd", (f"worst-case call cost {_usd(call_cost)} > max_cost_per_call_usd "
                                         f"${policy.max_cost_per_call_usd:g}")
     if policy.max_cost_per_task_usd is not None and task_cost > policy.max_cost_per_task_usd:
-        yield "max_cost_per_task_usd", (f"worst-case task cost ${task_cost:.6f} > max_cost_per_task_usd "
+        yield "max_cost_per_task_usd", (f"worst-case task cost {_usd(task_cost)} > max_cost_per_task_usd "
                                         f"${policy.max_cost_per_task_usd:g}")
     if (policy.max_latency_ms is not None and profile.observed_latency_ms is not None
             and profile.observed_latency_ms > policy.max_latency_ms):
         yield "max_latency_ms", (f"observed latency {profile.observed_latency_ms:.0f} ms > max_latency_ms "
                                  f"{policy.max_latency_ms:g}")
+
+
+def _usd(amount: float) -> str:
+    return "unknown (no price)" if math.isinf(amount) else f"${amount:.6f}"
 
 
 # ---------------------------------------------------------------------------------------

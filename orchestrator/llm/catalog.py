@@ -1,66 +1,103 @@
-"""The model catalog: who serves a model, what it costs, how much it reads, and the
-routing preferences per task type.
+"""The model catalog: who serves a model, what it costs, how much it reads, whether it is
+still to be used, and the routing preferences per task type.
 
-The engine, the client, the policies and the CLI read this one source of truth.
+Why it is data: models and prices change every month; a release or a price change must
+not need a code change.  The catalog is assembled from three layers, the first that has
+a value wins, key by key:
+
+1. the user's catalog file (``--catalog FILE``, else ``catalog.toml`` in the user config
+   directory), read by the CLI;
+2. our catalog file, ``orchestrator/data/catalog.toml``, shipped in the package;
+3. the genai-prices database (prices, context windows, display names, deprecation).
+
+Our file gives only what the database lacks (a test checks it), so in practice prices
+come from the database unless a user overrides them.  The engine, the client, the
+policies and the CLI all read this one module; :mod:`.pricing` applies the prices.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
 
 from ..domain.tasks import TaskType
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """One model: who serves it, what it costs (USD per 1M tokens), how much it reads."""
-
-    name: str
-    provider: str
-    input_per_m: float
-    output_per_m: float
-    context_window: int
-    max_output_tokens: int = 4096
-    region: str = "us"
-    tags: tuple[str, ...] = ()
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1_000_000
-
-    @property
-    def is_local(self) -> bool:
-        return self.provider == "local"
-
+from .catalog_build import build_catalog
+from .catalog_file import CatalogFile, parse_catalog, read_catalog_file
+from .model_info import RETIRING_WITHIN_DAYS, ModelInfo, today
 
 LOCAL_MODEL = "smollm2-135m"
+APP_NAME = "multi-llm-orchestrator"
 
-# Prices in USD per 1M tokens (input, output), list prices of November 2026.
-CATALOG: dict[str, ModelInfo] = {
-    m.name: m
-    for m in (
-        ModelInfo(LOCAL_MODEL, "local", 0.0, 0.0, 8192, 512, region="local",
-                  tags=("no_train", "pii_allowed", "offline")),
-        ModelInfo("gpt-4o", "openai", 2.50, 10.00, 128_000, 16_384, tags=("no_train",)),
-        ModelInfo("gpt-4o-mini", "openai", 0.15, 0.60, 128_000, 16_384, tags=("no_train",)),
-        ModelInfo("gpt-4.1", "openai", 2.00, 8.00, 1_047_576, 32_768, tags=("no_train",)),
-        ModelInfo("gpt-4.1-mini", "openai", 0.40, 1.60, 1_047_576, 32_768, tags=("no_train",)),
-        ModelInfo("claude-sonnet-4-5", "anthropic", 3.00, 15.00, 200_000, 64_000, tags=("no_train",)),
-        ModelInfo("claude-haiku-4-5", "anthropic", 1.00, 5.00, 200_000, 64_000, tags=("no_train",)),
-        ModelInfo("claude-opus-4-1", "anthropic", 15.00, 75.00, 200_000, 32_000, tags=("no_train",)),
-        ModelInfo("gemini-2.5-pro", "google", 1.25, 10.00, 1_048_576, 65_536),
-        ModelInfo("gemini-2.5-flash", "google", 0.30, 2.50, 1_048_576, 65_536),
-        ModelInfo("deepseek-chat", "deepseek", 0.28, 0.42, 128_000, 8_192, region="cn"),
-        ModelInfo("deepseek-reasoner", "deepseek", 0.28, 0.42, 128_000, 65_536, region="cn"),
-        ModelInfo("kimi-k2-0905-preview", "kimi", 0.60, 2.50, 262_144, 16_384, region="cn"),
-        ModelInfo("kimi-k2-turbo-preview", "kimi", 1.15, 8.00, 262_144, 16_384, region="cn"),
-        ModelInfo("kimi-k2-thinking", "kimi", 0.60, 2.50, 262_144, 32_768, region="cn"),
-        # OpenRouter ids are "<upstream>/<model>"; it bills the upstream's list price
-        ModelInfo("openai/gpt-4o-mini", "openrouter", 0.15, 0.60, 128_000, 16_384),
-        ModelInfo("anthropic/claude-sonnet-4.5", "openrouter", 3.00, 15.00, 1_000_000, 64_000),
-        ModelInfo("google/gemini-2.5-flash", "openrouter", 0.30, 2.50, 1_048_576, 65_535),
-        ModelInfo("meta-llama/llama-3.3-70b-instruct", "openrouter", 0.13, 0.40, 131_072, 16_384),
-    )
-}
+# The live catalog.  Mutated in place (never rebound) so every importer sees one table.
+CATALOG: dict[str, ModelInfo] = {}
+ROUTING: dict[TaskType, tuple[str, ...]] = {}
+"""Ordered candidates per task type, the local model last: the first usable, healthy and
+policy-compliant wins."""
+PLANNER_CANDIDATES: list[str] = []
+"""Planner (decomposition) preferences, the local model last."""
+_USER_FILES: list[str] = []
+
+
+def shipped_catalog() -> CatalogFile:
+    """Our catalog file, from the package data."""
+    import tomllib
+
+    text = resources.files("orchestrator").joinpath("data", "catalog.toml").read_text(encoding="utf-8")
+    return parse_catalog(tomllib.loads(text), "orchestrator/data/catalog.toml")
+
+
+def default_user_catalog() -> Path:
+    """``catalog.toml`` in the user config directory (e.g. ``~/.config/multi-llm-orchestrator``)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME)) / "catalog.toml"
+
+
+def use_catalog_files(paths: Sequence[str | Path] = ()) -> list[str]:
+    """Rebuild the catalog from our file plus the user files ``paths`` (later ones win)
+    and the price database; ConfigError (one line) on a bad file, leaving the catalog as
+    it was.  Returns the warnings (e.g. a deprecated model in a user routing list)."""
+    files = [shipped_catalog(), *(read_catalog_file(p) for p in paths)]
+    built = build_catalog(files, LOCAL_MODEL, on=today())
+    CATALOG.clear()
+    CATALOG.update(built.models)
+    ROUTING.clear()
+    ROUTING.update(built.routing)
+    PLANNER_CANDIDATES[:] = built.planner
+    _USER_FILES[:] = [str(p) for p in paths]
+    return built.warnings
+
+
+def catalog_files() -> list[str]:
+    """The files the catalog was built from: ours, then the user's."""
+    return ["orchestrator/data/catalog.toml", *_USER_FILES]
+
+
+def reload() -> list[str]:
+    """Rebuild with the same files, e.g. after :func:`pricing.update_prices`."""
+    return use_catalog_files(list(_USER_FILES))
+
+
+@contextmanager
+def preserved() -> Iterator[None]:
+    """Put the catalog (and the price data in use) back as it was afterwards: a command
+    run in-process (tests, a library caller) leaves nothing behind."""
+    from genai_prices import data_snapshot
+
+    saved = (dict(CATALOG), dict(ROUTING), list(PLANNER_CANDIDATES), list(_USER_FILES),
+             data_snapshot._custom_snapshot)  # noqa: SLF001 - genai-prices has no getter for it
+    try:
+        yield
+    finally:
+        CATALOG.clear()
+        CATALOG.update(saved[0])
+        ROUTING.clear()
+        ROUTING.update(saved[1])
+        PLANNER_CANDIDATES[:] = saved[2]
+        _USER_FILES[:] = saved[3]
+        data_snapshot.set_custom_snapshot(saved[4])
 
 
 def register_model(info: ModelInfo) -> ModelInfo | None:
@@ -86,24 +123,8 @@ def get_model(name: str) -> ModelInfo:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(CATALOG))}") from None
 
 
-# Ordered candidates per task type: the first available, healthy and policy-compliant wins.
-ROUTING: dict[TaskType, tuple[str, ...]] = {
-    TaskType.CODE_GENERATION: ("claude-sonnet-4-5", "gpt-4.1", "deepseek-chat", "gemini-2.5-pro",
-                               "kimi-k2-0905-preview", "gpt-4o-mini", "anthropic/claude-sonnet-4.5", LOCAL_MODEL),
-    TaskType.CODE_REVIEW: ("gpt-4.1", "claude-sonnet-4-5", "gemini-2.5-pro", "deepseek-chat",
-                           "gpt-4o-mini", "google/gemini-2.5-flash", LOCAL_MODEL),
-    TaskType.COMPLEX_REASONING: ("claude-opus-4-1", "gpt-4.1", "gemini-2.5-pro", "deepseek-reasoner",
-                                 "claude-sonnet-4-5", "anthropic/claude-sonnet-4.5", LOCAL_MODEL),
-    TaskType.CREATIVE_WRITING: ("claude-sonnet-4-5", "gpt-4o", "gemini-2.5-flash", "kimi-k2-0905-preview",
-                                "anthropic/claude-sonnet-4.5", LOCAL_MODEL),
-    TaskType.DATA_EXTRACTION: ("gpt-4o-mini", "gemini-2.5-flash", "claude-haiku-4-5", "deepseek-chat",
-                               "openai/gpt-4o-mini", LOCAL_MODEL),
-    TaskType.SUMMARIZATION: ("gemini-2.5-flash", "gpt-4o-mini", "claude-haiku-4-5", "deepseek-chat",
-                             "google/gemini-2.5-flash", LOCAL_MODEL),
-    TaskType.EVALUATION: ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash", "deepseek-chat",
-                          "openai/gpt-4o-mini", LOCAL_MODEL),
-}
+__all__ = ["CATALOG", "LOCAL_MODEL", "ModelInfo", "PLANNER_CANDIDATES", "ROUTING",
+           "RETIRING_WITHIN_DAYS", "catalog_files", "default_user_catalog", "today", "get_model", "preserved", "register_model",
+           "reload", "unregister_model", "use_catalog_files"]
 
-# Planner (decomposition) and evaluator preferences.
-PLANNER_CANDIDATES: tuple[str, ...] = ("claude-sonnet-4-5", "gpt-4.1", "gemini-2.5-pro", "deepseek-chat",
-                                       "gpt-4o-mini", "anthropic/claude-sonnet-4.5", LOCAL_MODEL)
+use_catalog_files()

@@ -1,8 +1,14 @@
 """UnifiedClient: one call interface over every provider, with the cross-cutting rules.
 
 Everything that must be the same whatever the provider lives here: the response cache,
-budget reservation, per-call timeouts, retries with backoff, model health, cost from the
-catalog, and the ``llm_call`` event pair around every attempt (cached answers included).
+budget reservation, per-call timeouts, retries with backoff, model health, cost (the
+catalog's prices, applied by :mod:`.pricing` to the usage the provider reported), and
+the ``llm_call`` event pair around every attempt (cached answers included).
+
+A model the catalog marks deprecated (or near or past its end of life) is never called:
+it is reported unusable with the replacement to use, and a direct call marks it
+unhealthy.  A model with no known price is refused under a USD budget (it cannot be
+budgeted) rather than treated as free.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .. import attributes as attr
@@ -22,6 +29,7 @@ from .cache import CachedAnswer, ResponseCache, cache_key
 from .catalog import ModelInfo, get_model
 from .costing import worst_case_input_tokens
 from .errors import BudgetExceededError, LLMCallError, TimeBudgetExceededError
+from .pricing import now
 from .providers.base import (
     Provider,
     ProviderError,
@@ -32,6 +40,9 @@ from .providers.base import (
 )
 
 logger = logging.getLogger("orchestrator.client")
+
+PRICE_UNKNOWN = ("no known price, so it cannot be budgeted: give it a price in a catalog file "
+                 "(--catalog FILE)")
 
 @dataclass(frozen=True, slots=True)
 class APIResponse:
@@ -106,7 +117,20 @@ class UnifiedClient:
             return False, f"no adapter for provider {info.provider!r}"
         if model in self.unhealthy:
             return False, f"unhealthy: {self.unhealthy[model]}"
+        refused = self.refusal(info)
+        if refused is not None:
+            return False, refused
         return provider.availability(model)
+
+    def refusal(self, info: ModelInfo) -> str | None:
+        """Why the catalog forbids calling ``info`` now (deprecated or retiring, or no
+        known price under a USD budget); None when it may be called."""
+        retired = info.retirement()
+        if retired is not None:
+            return retired
+        if self.budget is not None and not info.price_known:
+            return PRICE_UNKNOWN
+        return None
 
     def is_usable(self, model: str) -> bool:
         return self.availability(model)[0]
@@ -145,6 +169,11 @@ class UnifiedClient:
         if provider is None:
             raise LLMCallError(model, ProviderError(f"no adapter for provider {info.provider!r}",
                                                     fatal_for_model=True), 0)
+        refused = self.refusal(info)
+        if refused is not None:  # skipped like an unhealthy model, with the reason (and replacement)
+            self.mark_unhealthy(model, refused)
+            raise LLMCallError(model, ProviderError(f"{model}: {refused}", fatal_for_model=True,
+                                                    error_type="ModelRefused"), 0)
         max_tokens = max(1, min(max_tokens, info.max_output_tokens))
         phase = CALL_TYPE_PHASE.get(call_type, Phase.GENERATION)
         key = None
@@ -208,7 +237,9 @@ class UnifiedClient:
                        json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
                        attempt: int) -> APIResponse:
         budget = self.budget
-        worst = info.cost(worst_case_input_tokens(system, prompt), max_tokens)
+        sent_at = now()  # the reservation and the cost are priced at the same moment
+        worst = (info.worst_case_cost(worst_case_input_tokens(system, prompt), max_tokens, sent_at)
+                 if info.price_known else 0.0)
         if budget is not None:
             self._reserve(budget, info, worst)
         cost = 0.0
@@ -233,7 +264,7 @@ class UnifiedClient:
                         dispatch.mark()
                     raw = await self._complete(provider, request, handle)
                 latency_ms = dispatch.elapsed_ms()
-                cost = info.cost(raw.input_tokens, raw.output_tokens)
+                cost = self._cost(info, raw, sent_at)
                 handle.set_attributes({
                     attr.LLM_TOKENS_IN: raw.input_tokens, attr.LLM_TOKENS_OUT: raw.output_tokens,
                     attr.LLM_COST_USD: cost, attr.LLM_LATENCY_MS: round(latency_ms, 3), attr.LLM_CACHED: False,
@@ -278,6 +309,17 @@ class UnifiedClient:
             if exc.status_code is not None:
                 handle.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, exc.status_code)
             raise
+
+    @staticmethod
+    def _cost(info: ModelInfo, raw: ProviderResponse, sent_at: datetime) -> float:
+        if not info.price_known:  # only without a USD budget (refused under one)
+            logger.warning("%s has no known price: its cost is not counted", info.name)
+            return 0.0
+        tokens_in = max(0, raw.input_tokens)
+        cache_read = min(max(0, raw.cache_read_tokens), tokens_in)
+        cache_write = min(max(0, raw.cache_write_tokens), tokens_in - cache_read)
+        return info.cost(tokens_in, max(0, raw.output_tokens), cache_read_tokens=cache_read,
+                         cache_write_tokens=cache_write, at=sent_at)
 
     _WARN_FRACTIONS = (0.5, 0.8, 0.95)
 

@@ -125,7 +125,7 @@ def test_policy_check_a_good_file(tmp_path, capsys):
     assert out[0] == f"{path}: ok (policy file): 2 global policies, overrides for 1 task type and 1 task"
     by_type = {line.split(":")[0].strip(): line for line in out[1:]}
     assert set(by_type) == {t.value for t in TaskType}
-    assert "deepseek-chat" not in by_type["code_generation"]  # region cn is not allowed
+    assert "deepseek-v4-pro" not in by_type["code_generation"]  # region cn is not allowed
     assert "smollm2-135m" in by_type["code_generation"] or "(+" in by_type["code_generation"]
 
 

@@ -49,7 +49,7 @@ def test_models_lists_the_catalog_with_reasons(argv, no_keys, capsys):
     assert set(CATALOG) <= set(lines)
     assert "yes" in lines["gpt-4o"] and "2.50" in lines["gpt-4o"] and "128,000" in lines["gpt-4o"]
     assert "ANTHROPIC_API_KEY not set" in lines["claude-haiku-4-5"]
-    assert "KIMI_API_KEY or MOONSHOT_API_KEY not set" in lines["kimi-k2-0905-preview"]
+    assert "KIMI_API_KEY or MOONSHOT_API_KEY not set" in lines["kimi-k3"]
     assert "free" in lines["smollm2-135m"]
     assert "sk-proj-list-models" not in out
 
@@ -122,7 +122,7 @@ def test_no_key_appears_in_anything_a_run_produces(tmp_path):
     assert gem.requests and gem.requests[0].headers["x-goog-api-key"] == KEYS["GOOGLE_API_KEY"]
     assert all("traceparent" in r.headers for r in oai.requests + ant.requests + gem.requests)
     recorded = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert any(r["signal"] == "model_unhealthy" and r["model"] == "claude-sonnet-4-5" for r in recorded)
+    assert any(r["signal"] == "model_unhealthy" and r["model"] == "claude-sonnet-5-5" for r in recorded)
     assert "llm_call:critique" in proc.stdout and "DEBUG" in proc.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".env"]
     assert any(p.parent.name == "out" for p in files) and any("cache" in p.parts for p in files)

@@ -45,7 +45,7 @@ async def test_critique_goes_to_the_other_provider_and_tokens_are_the_servers(se
     state = await orchestrator().run_project("Write a Python function add(a, b)", "add(1, 2) == 3")
     result = state.results["t1"]
     assert result.status == TaskStatus.COMPLETED
-    assert result.model_used == "claude-sonnet-4-5" and result.reviewer_model == "gpt-4.1"
+    assert result.model_used == "claude-sonnet-5-5" and result.reviewer_model == "gpt-6.1-sol"
     finished = calls(orchestrator_events)
     by_type: dict[str, set[str]] = {}
     for c in finished:
@@ -73,12 +73,12 @@ async def test_auth_failure_falls_back_to_the_next_candidate(servers, orchestrat
     task = Task("t1", TaskType.CODE_GENERATION, "write add(a, b)")
     state = await orchestrator(project_tasks=[task]).run_project("add", "works")
     result = state.results["t1"]
-    assert result.status == TaskStatus.COMPLETED and result.model_used == "gpt-4.1"
+    assert result.status == TaskStatus.COMPLETED and result.model_used == "gpt-6.1-sol"
     assert result.fallback_count >= 1
-    assert [e.model for e in orchestrator_events.of("model_unhealthy")] == ["claude-sonnet-4-5"]
+    assert [e.model for e in orchestrator_events.of("model_unhealthy")] == ["claude-sonnet-5-5"]
     assert len(ant.requests) == 1  # never called again, neither as generator nor as reviewer
     failed = [c for c in calls(orchestrator_events) if c.status == "error"]
-    assert [(c.model, c.attributes["error.type"]) for c in failed] == [("claude-sonnet-4-5", "AuthenticationError")]
+    assert [(c.model, c.attributes["error.type"]) for c in failed] == [("claude-sonnet-5-5", "AuthenticationError")]
 
 
 async def test_persistent_5xx_is_retried_then_the_model_is_dropped(servers, orchestrator_events):
@@ -87,9 +87,9 @@ async def test_persistent_5xx_is_retried_then_the_model_is_dropped(servers, orch
     task = Task("t1", TaskType.CODE_GENERATION, "write add(a, b)")
     orch = orchestrator(project_tasks=[task])
     state = await orch.run_project("add", "works")
-    assert state.results["t1"].model_used == "gpt-4.1"
+    assert state.results["t1"].model_used == "gpt-6.1-sol"
     assert state.results["t1"].status == TaskStatus.COMPLETED
-    attempts = [c for c in calls(orchestrator_events) if c.model == "claude-sonnet-4-5"]
+    attempts = [c for c in calls(orchestrator_events) if c.model == "claude-sonnet-5-5"]
     # one call with its 2 retries, remediation's auto_retry (another call, 3 more attempts), then out
     assert len(attempts) == 6 and {c.attributes["error.type"] for c in attempts} == {"Overloaded"}
     assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")][:2] == ["auto_retry", "fallback_model"]
@@ -102,6 +102,6 @@ async def test_a_dead_planner_hands_the_plan_to_the_next_candidate(servers, orch
     ant.fallback = lambda r: error("anthropic", 401, "invalid x-api-key", error_type="authentication_error")
     state = await orchestrator().run_project("Write a Python function add(a, b)", "add(1, 2) == 3")
     decompositions = [c for c in calls(orchestrator_events) if c.call_type == "decompose"]
-    assert [(c.model, c.status) for c in decompositions] == [("claude-sonnet-4-5", "error"), ("gpt-4.1", "ok")]
+    assert [(c.model, c.status) for c in decompositions] == [("claude-sonnet-5-5", "error"), ("gpt-6.1-sol", "ok")]
     assert orchestrator_events.of("decomposition_fallback") == []
-    assert list(state.results) == ["t1"] and state.results["t1"].model_used == "gpt-4.1"
+    assert list(state.results) == ["t1"] and state.results["t1"].model_used == "gpt-6.1-sol"

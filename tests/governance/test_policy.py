@@ -137,11 +137,11 @@ async def test_hard_policy_blocks_the_first_candidate_and_the_next_is_used(orche
     state = await orch(provs, policies=[policy]).run_project("Summarize the notes", "short")
     result = state.results["t"]
     assert result.status == TaskStatus.COMPLETED
-    assert result.model_used == "gpt-4o-mini"  # gemini-2.5-flash comes first for summaries
+    assert result.model_used == "gpt-6-luna"  # gemini-3.5-flash-lite comes first for summaries
     assert provs["google"].requests == []       # nothing was ever sent to the blocked provider
     checks = task_pairs(orchestrator_events, "t", "policy_check")
     assert [(s.model, f.attributes["policy.passed"]) for s, f in checks[:2]] == [
-        ("gemini-2.5-flash", False), ("gpt-4o-mini", True)]
+        ("gemini-3.5-flash-lite", False), ("gpt-6-luna", True)]
     assert "provider 'google' is blocked (no_google)" in checks[0][1].attributes["policy.reasons"][0]
     assert all(s.task_id == "t" and s.policy_count == 1 for s, _ in checks)
     # the check came before the first call of the task
@@ -162,12 +162,12 @@ def test_the_trace_shows_failed_and_passed_policy_check_spans_under_the_task(spa
     checks = sorted((s for s in span_exporter.spans("policy_check") if span_exporter.parent_of(s) is task),
                     key=lambda s: s.start_time)
     assert [(c.attributes["policy.model"], c.attributes["policy.passed"]) for c in checks[:2]] == [
-        ("gemini-2.5-flash", False), ("gpt-4o-mini", True)]
+        ("gemini-3.5-flash-lite", False), ("gpt-6-luna", True)]
     assert checks[0].attributes["policy.count"] == 1 and checks[0].attributes["policy.violations"] == 1
     # the planner's own check sits under the root
     root = span_exporter.by_name("run_project")
     planner_checks = [s for s in span_exporter.spans("policy_check") if span_exporter.parent_of(s) is root]
-    assert planner_checks and all(s.attributes["policy.model"] != "gemini-2.5-pro" or
+    assert planner_checks and all(s.attributes["policy.model"] != "gemini-4-argon" or
                                   not s.attributes["policy.passed"] for s in planner_checks)
 
 
@@ -205,10 +205,10 @@ async def test_a_task_no_model_may_serve_fails_with_the_message_and_the_others_r
     provs["local"].available = False  # ...so make the only offline model unusable
     state = await orch(provs, policies=pset, project_tasks=tasks).run_project("p", "c")
     secret, public = state.results["secret"], state.results["public"]
-    assert public.status == TaskStatus.COMPLETED and public.model_used == "gpt-4o-mini"
+    assert public.status == TaskStatus.COMPLETED and public.model_used == "gpt-6-luna"
     assert secret.status == TaskStatus.FAILED and secret.cost_usd == 0
     assert secret.error.startswith("task secret: no model satisfies the policies offline_only (hard), cheap (hard)")
-    assert "gpt-4o-mini: model lacks required tag offline (offline_only)" in secret.error
+    assert "gpt-6-luna: model lacks required tag offline (offline_only)" in secret.error
     assert not [c for c in orchestrator_events.of("llm_call_started") if c.task_id == "secret"]
 
 
@@ -219,23 +219,23 @@ async def test_soft_mode_warns_on_cost_but_blocks_on_provider(orchestrator_event
     with caplog.at_level(logging.WARNING, logger="orchestrator.policy"):
         state = await orch(provs, policies=soft).run_project("Summarize", "short")
     result = state.results["t"]
-    assert result.status == TaskStatus.COMPLETED and result.model_used == "gpt-4o-mini"
+    assert result.status == TaskStatus.COMPLETED and result.model_used == "gpt-6-luna"
     checks = task_pairs(orchestrator_events, "t", "policy_check")
     by_model = {s.model: f for s, f in checks}
-    assert by_model["gemini-2.5-flash"].attributes["policy.passed"] is False  # provider: hard constraint
-    used = by_model["gpt-4o-mini"].attributes
+    assert by_model["gemini-3.5-flash-lite"].attributes["policy.passed"] is False  # provider: hard constraint
+    used = by_model["gpt-6-luna"].attributes
     assert used["policy.passed"] is True and used["policy.violations"] == 1 and used["policy.mode"] == "soft"
     assert "max_cost_per_call_usd" in used["policy.reasons"][0]
-    assert any("budgetary (soft mode) violated by gpt-4o-mini" in r.getMessage() for r in caplog.records)
+    assert any("budgetary (soft mode) violated by gpt-6-luna" in r.getMessage() for r in caplog.records)
 
 
 async def test_monitor_mode_blocks_nothing_and_records_everything(orchestrator_events):
     provs = providers("google", "openai")
     watch = [Policy("watch", blocked_providers=["google"], enforcement_mode="monitor")]
     state = await orch(provs, policies=watch).run_project("Summarize", "short")
-    assert state.results["t"].model_used == "gemini-2.5-flash"
+    assert state.results["t"].model_used == "gemini-3.5-flash-lite"
     (start, finish), *_ = task_pairs(orchestrator_events, "t", "policy_check")
-    assert start.model == "gemini-2.5-flash"
+    assert start.model == "gemini-3.5-flash-lite"
     assert finish.attributes["policy.passed"] is True and finish.attributes["policy.violations"] == 1
     assert finish.attributes["policy.mode"] == "monitor"
 
@@ -249,10 +249,10 @@ async def test_no_policies_means_no_policy_events(orchestrator_events):
 async def test_cost_policy_uses_the_worst_case_estimate_of_the_task():
     provs = providers("openai", "local")
     tasks = [Task("t", TaskType.SUMMARIZATION, "summarize " + "x" * 4000)]
-    # gpt-4o-mini: one call is about $0.0016 at worst, the task (1 + 2 rounds) about $0.005
+    # gpt-6-luna: one call is about $0.0016 at worst, the task (1 + 2 rounds) about $0.005
     cheap = [Policy("per_task", max_cost_per_task_usd=0.002)]
     state = await orch(provs, policies=cheap, project_tasks=tasks).run_project("p", "c")
     assert state.results["t"].model_used == "smollm2-135m"
     generous = [Policy("per_task", max_cost_per_task_usd=0.05)]
     state = await orch(providers("openai", "local"), policies=generous, project_tasks=tasks).run_project("p", "c")
-    assert state.results["t"].model_used == "gpt-4o-mini"
+    assert state.results["t"].model_used == "gpt-6-luna"

@@ -141,7 +141,7 @@ def test_the_cli_dev_tree_shows_policy_checks_and_remediations(tmp_path, monkeyp
     tree = out[out.index("Total:"):]
     lines = [ln for ln in tree.splitlines() if "policy_check" in ln or "remediation" in ln]
     assert "run_project" in tree and "llm_call:generate" in tree
-    assert any("policy_check" in ln and "gemini-2.5-flash" in ln and "blocked" in ln for ln in lines), tree
+    assert any("policy_check" in ln and "gemini-3.5-flash-lite" in ln and "blocked" in ln for ln in lines), tree
     assert any("policy_check" in ln and LOCAL_MODEL in ln and "passed" in ln for ln in lines), tree
     assert any("remediation" in ln and "fallback_model (llm_error)" in ln and "succeeded" in ln
                for ln in lines), tree

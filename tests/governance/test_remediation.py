@@ -124,7 +124,7 @@ def test_a_provider_that_fails_every_call_gets_auto_retry_then_fallback_model(sp
     state = asyncio.run(orch.run_project("Summarize the notes", "short"))
     result = state.results["t"]
     assert state.status == ProjectStatus.SUCCESS
-    assert result.status == TaskStatus.COMPLETED and result.model_used == "gpt-4o-mini"
+    assert result.status == TaskStatus.COMPLETED and result.model_used == "gpt-6-luna"
     assert result.fallback_count == 1
     assert len(provs["google"].requests) == 6  # 3 attempts, then 3 more for the auto_retry
 
@@ -137,14 +137,14 @@ def test_a_provider_that_fails_every_call_gets_auto_retry_then_fallback_model(sp
     retry, fallback = remediations
     # the retried call is inside the auto_retry span; the fallback model's calls inside its own
     retried = [c for c in span_exporter.spans("llm_call:") if span_exporter.parent_of(c) is retry]
-    assert {c.attributes["llm.model"] for c in retried} == {"gemini-2.5-flash"}
+    assert {c.attributes["llm.model"] for c in retried} == {"gemini-3.5-flash-lite"}
     assert all(c.status.status_code.name == "ERROR" for c in retried) and len(retried) == 3
     on_fallback = [c for c in span_exporter.spans("llm_call:") if span_exporter.parent_of(c) is fallback]
-    assert {c.attributes["llm.model"] for c in on_fallback} == {"gpt-4o-mini"}
+    assert {c.attributes["llm.model"] for c in on_fallback} == {"gpt-6-luna"}
     assert {c.name for c in on_fallback} >= {"llm_call:generate", "llm_call:revise", "llm_call:evaluate"}
-    assert fallback.attributes["remediation.from_model"] == "gemini-2.5-flash"
-    assert fallback.attributes["remediation.to_model"] == "gpt-4o-mini"
-    assert task.attributes["task.status"] == "completed" and task.attributes["task.model"] == "gpt-4o-mini"
+    assert fallback.attributes["remediation.from_model"] == "gemini-3.5-flash-lite"
+    assert fallback.attributes["remediation.to_model"] == "gpt-6-luna"
+    assert task.attributes["task.status"] == "completed" and task.attributes["task.model"] == "gpt-6-luna"
 
 
 async def test_a_permanent_error_is_not_retried_it_falls_back(orchestrator_events):
@@ -164,7 +164,7 @@ async def test_with_the_clients_default_health_one_auto_retry_then_the_model_is_
     assert state.results["t"].status == TaskStatus.COMPLETED
     assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")] == ["auto_retry", "fallback_model"]
     assert len(provs["google"].requests) == 6  # two calls of three attempts, then never again
-    assert "gemini-2.5-flash" in client.unhealthy
+    assert "gemini-3.5-flash-lite" in client.unhealthy
 
 
 async def test_when_every_model_fails_the_task_is_aborted_with_the_error(orchestrator_events):

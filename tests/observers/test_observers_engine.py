@@ -30,7 +30,7 @@ PLAN = decomposition(
 
 
 def remote_client(provider: ScriptedProvider, **kw) -> UnifiedClient:
-    """Only an 'openai' adapter: the router picks gpt-4.1 (a remote, priced model)."""
+    """Only an 'openai' adapter: the router picks gpt-6.1-sol (a remote, priced model)."""
     provider.name = "openai"
     return UnifiedClient({"openai": provider}, **kw)
 
@@ -62,7 +62,7 @@ def test_engine_run_produces_the_seed_span_tree(span_exporter, orchestrator_even
         assert a["task.id"] == task_id and a["task.type"] == "code_generation"
         assert a["task.description"] == {"a": "write add(a, b)", "b": "write mul(a, b)"}[task_id]
         assert a["task.status"] == "completed" and a["task.score"] == pytest.approx(result.score)
-        assert a["task.iterations"] == result.iterations and a["task.model"] == result.model_used == "gpt-4.1"
+        assert a["task.iterations"] == result.iterations and a["task.model"] == result.model_used == "gpt-6.1-sol"
         assert a["task.cost_usd"] == pytest.approx(result.cost_usd)
         children = [s for s in spans if s.parent is not None and s.parent.span_id == task.context.span_id]
         assert [c.name for c in sorted(children, key=lambda s: s.start_time)] == [
@@ -73,7 +73,7 @@ def test_engine_run_produces_the_seed_span_tree(span_exporter, orchestrator_even
     for call in calls:
         a = call.attributes
         assert call.kind == SpanKind.CLIENT
-        assert a["llm.model"] == a["gen_ai.request.model"] == "gpt-4.1"
+        assert a["llm.model"] == a["gen_ai.request.model"] == "gpt-6.1-sol"
         assert a["gen_ai.provider.name"] == "openai" and a["gen_ai.operation.name"] == "chat"
         assert a["llm.tokens_in"] == a["gen_ai.usage.input_tokens"] == 100
         assert a["llm.tokens_out"] == a["gen_ai.usage.output_tokens"] == 50
@@ -218,7 +218,7 @@ def test_logging_observer_one_line_per_finished_pair_with_span_ids(span_exporter
     project = by_name["run_project"][0]
     assert project["project_status"] == "success" and project["project_id"] == state.project_id
     call = by_name["llm_call:generate"][0]
-    assert call["model"] == "gpt-4.1" and call["tokens_in"] == 100 and call["tokens_out"] == 50
+    assert call["model"] == "gpt-6.1-sol" and call["tokens_in"] == 100 and call["tokens_out"] == 50
     assert call["cost_usd"] > 0 and call["duration_ms"] >= 0
     span_ids = {f"{s.context.span_id:016x}" for s in spans}
     assert {d["span_id"] for group in by_name.values() for d in group} == span_ids
@@ -251,7 +251,7 @@ def test_metrics_observer_records_the_gen_ai_instruments():
     assert points["input"].sum == 100 * points["input"].count
     attrs = points["input"].attributes
     assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.provider.name"] == "openai"
-    assert attrs["gen_ai.request.model"] == "gpt-4.1" and attrs["gen_ai.response.model"] == "gpt-4.1"
+    assert attrs["gen_ai.request.model"] == "gpt-6.1-sol" and attrs["gen_ai.response.model"] == "gpt-6.1-sol"
     duration = metrics["gen_ai.client.operation.duration"]
     assert duration.unit == "s"
     assert sum(p.count for p in duration.data.data_points) == len(provider.requests)

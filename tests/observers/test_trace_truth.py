@@ -310,7 +310,7 @@ async def test_provider_names_and_system_placement_follow_the_registry(monkeypat
         providers["anthropic"] = AnthropicProvider(api_key="ant-key-0123456789", base_url=an.url)
         client = UnifiedClient(providers, sleep=SleepRecorder())
         with observer:
-            await client.call("kimi-k2-turbo-preview", "hi", system="sys-kimi")
+            await client.call("kimi-k3", "hi", system="sys-kimi")
             await client.call("claude-haiku-4-5", "hi", system="sys-claude")
     kimi, claude = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
     assert kimi.attributes["gen_ai.provider.name"] == "moonshot_ai"

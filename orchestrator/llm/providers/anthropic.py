@@ -10,8 +10,9 @@ Tool inputs must be objects, so a schema whose top level is not an object is wra
 ``{"value": ...}`` and unwrapped again.
 
 Usage: ``input_tokens`` (plus cache-creation and cache-read tokens when the API reports
-them, since they are billed input too) and ``output_tokens``; ``stop_reason`` becomes
-the finish reason (``max_tokens`` -> ``length``).
+them, since they are billed input too, each also reported on its own so the client
+prices them at their rates) and ``output_tokens``; ``stop_reason`` becomes the finish
+reason (``max_tokens`` -> ``length``).
 
 Temperature: the SDK no longer takes ``temperature`` (the newest Claude models reject
 sampling parameters), so it is sent as an extra body field; a model that answers 400
@@ -95,10 +96,11 @@ class AnthropicProvider(RemoteProvider):
             tokens_out = int(usage.output_tokens)
         except (AttributeError, TypeError, ValueError):
             raise errors.malformed(self.name, model, f"unreadable {type(raw).__name__}") from None
-        for extra in ("cache_creation_input_tokens", "cache_read_input_tokens"):
-            value = getattr(usage, extra, None)
-            if isinstance(value, int):
-                tokens_in += value
+        cache_write = getattr(usage, "cache_creation_input_tokens", None)
+        cache_read = getattr(usage, "cache_read_input_tokens", None)
+        cache_write = cache_write if isinstance(cache_write, int) and cache_write > 0 else 0
+        cache_read = cache_read if isinstance(cache_read, int) and cache_read > 0 else 0
+        tokens_in += cache_write + cache_read  # the API's input_tokens leaves them out
         if request.json_schema is not None:
             tool = next((b for b in blocks if getattr(b, "type", None) == "tool_use"), None)
             if tool is None:
@@ -110,7 +112,8 @@ class AnthropicProvider(RemoteProvider):
             text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
         stop = str(getattr(raw, "stop_reason", None) or "end_turn")
         return ProviderResponse(text, tokens_in, tokens_out, _FINISH.get(stop, stop),
-                                getattr(raw, "model", None) or model, _text_or_none(getattr(raw, "id", None)))
+                                getattr(raw, "model", None) or model, _text_or_none(getattr(raw, "id", None)),
+                                cache_read_tokens=cache_read, cache_write_tokens=cache_write)
 
 
 def _text_or_none(value: object) -> str | None:

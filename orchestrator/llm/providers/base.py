@@ -2,7 +2,8 @@
 
 Adapters translate a :class:`ProviderRequest` into their SDK's call and the SDK's answer
 into a :class:`ProviderResponse`; everything else (retries, cache, cost, budget, events)
-lives in the client so it is the same for every provider.
+lives in the client so it is the same for every provider.  Adapters know no price: they
+report token counts, the client prices them (:mod:`orchestrator.llm.pricing`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class ProviderRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProviderResponse:
+    """The answer and the usage the provider reported.  ``input_tokens`` is the whole
+    prompt; ``cache_read_tokens`` / ``cache_write_tokens`` are the parts of it the
+    provider reported as read from / written to its prompt cache (billed at their own
+    rates; 0 when not reported)."""
+
     text: str
     input_tokens: int
     output_tokens: int
@@ -39,6 +45,8 @@ class ProviderResponse:
     sent_system: str | None = None
     """The system instructions really sent, when the adapter changed them (the JSON ladder
     adds the schema); None when they were sent as given."""
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class ProviderError(Exception):

@@ -7,8 +7,9 @@ Key: ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY`` (the SDK's own precedence); base U
 JSON answers: ``response_mime_type="application/json"`` with ``response_json_schema``
 (the schema as JSON Schema, which Gemini constrains decoding to).
 
-Usage: ``usage_metadata.prompt_token_count`` in, ``candidates_token_count`` plus
-``thoughts_token_count`` out (Gemini 2.5 bills thinking tokens as output).
+Usage: ``usage_metadata.prompt_token_count`` in (``cached_content_token_count`` of it
+read from the context cache), ``candidates_token_count`` plus ``thoughts_token_count``
+out (Gemini bills thinking tokens as output).
 
 Errors: the API says "API key not valid" with HTTP 400 ``INVALID_ARGUMENT``; that is
 treated as the 401 it means, so the model is marked unhealthy.  A 429's
@@ -116,10 +117,12 @@ class GoogleProvider(RemoteProvider):
             usage = raw.usage_metadata
             tokens_in = int(usage.prompt_token_count or 0)
             tokens_out = int(usage.candidates_token_count or 0) + int(usage.thoughts_token_count or 0)
+            cached = int(getattr(usage, "cached_content_token_count", None) or 0)
         except (AttributeError, IndexError, TypeError, ValueError):
             raise errors.malformed(self.name, model, f"unreadable {type(raw).__name__}") from None
         reason = getattr(candidate.finish_reason, "value", candidate.finish_reason) or "STOP"
         response_id = getattr(raw, "response_id", None)
         return ProviderResponse(text, tokens_in, tokens_out, _FINISH.get(str(reason), str(reason).lower()),
                                 getattr(raw, "model_version", None) or model,
-                                response_id if isinstance(response_id, str) and response_id else None)
+                                response_id if isinstance(response_id, str) and response_id else None,
+                                cache_read_tokens=min(max(cached, 0), tokens_in))

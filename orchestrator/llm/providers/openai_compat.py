@@ -220,5 +220,21 @@ class OpenAICompatProvider(RemoteProvider):
             tokens_in = estimate_tokens(request.system) + estimate_tokens(request.prompt)
             tokens_out = estimate_tokens(text)
         response_id = getattr(raw, "id", None)
+        cache_read, cache_write = cached_tokens(usage)
         return ProviderResponse(text, tokens_in, tokens_out, finish, getattr(raw, "model", None) or model,
-                                response_id if isinstance(response_id, str) and response_id else None)
+                                response_id if isinstance(response_id, str) and response_id else None,
+                                cache_read_tokens=min(cache_read, tokens_in),
+                                cache_write_tokens=min(cache_write, tokens_in))
+
+
+def cached_tokens(usage: Any) -> tuple[int, int]:
+    """(prompt tokens read from the cache, written to it) as the endpoint reported them:
+    ``prompt_tokens_details.cached_tokens`` / ``.cache_write_tokens`` (OpenAI, Kimi,
+    OpenRouter), else DeepSeek's ``prompt_cache_hit_tokens``; 0 when not reported."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = getattr(details, "cached_tokens", None)
+    if not isinstance(read, int):
+        read = getattr(usage, "prompt_cache_hit_tokens", None)
+    write = getattr(details, "cache_write_tokens", None)
+    return (read if isinstance(read, int) and read > 0 else 0,
+            write if isinstance(write, int) and write > 0 else 0)

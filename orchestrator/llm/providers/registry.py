@@ -8,6 +8,8 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from ..catalog import CATALOG, ModelInfo
+from ..catalog_build import SERVER_CONTEXT_WINDOW, SERVER_MAX_OUTPUT
+from ..pricing import PriceSource, Pricing, flat_price
 from .anthropic import AnthropicProvider
 from .base import Provider
 from .google import GoogleProvider
@@ -18,8 +20,6 @@ from .secrets import load_dotenv
 SERVER_PROVIDER = "server"
 """Catalog provider name of models served by ``--provider-url`` (Ollama, vLLM, llama.cpp)."""
 
-SERVER_CONTEXT_WINDOW = 8192
-SERVER_MAX_OUTPUT = 2048
 REMOTE_PRESETS = tuple(name for name in PRESETS if name != SERVER_PROVIDER)
 
 
@@ -45,16 +45,23 @@ def default_providers(local_model: str | None = None, *, server_url: str | None 
 def server_model_info(name: str, base_url: str) -> ModelInfo:
     """The catalog entry of a model served at ``base_url``.
 
-    A name the catalog knows keeps its prices and window (a gateway in front of a paid
-    model still costs money); an unknown name is free, with an 8k window.  A server on
-    loopback keeps data on the machine, so it gets the local model's tags and region."""
+    A name the catalog knows (ours, or the user's catalog file, e.g. with
+    ``provider = "server"`` and a price) keeps its prices and window: a gateway in front
+    of a paid model still costs money.  An unknown name on a loopback address runs on
+    this machine: free, with an 8k window and the local model's tags and region.  An
+    unknown name elsewhere has no known price, so a run under a USD budget refuses it
+    until a catalog file gives it one (it is never silently free)."""
     loopback = (urlsplit(base_url).hostname or "") in {"127.0.0.1", "localhost", "::1"}
     known = CATALOG.get(name)
     if known is not None:
         return replace(known, provider=SERVER_PROVIDER)
-    return ModelInfo(name, SERVER_PROVIDER, 0.0, 0.0, SERVER_CONTEXT_WINDOW, SERVER_MAX_OUTPUT,
+    pricing = (Pricing(PriceSource.LOOPBACK, flat_price([("input", 0.0), ("output", 0.0)])) if loopback
+               else Pricing(PriceSource.UNKNOWN))
+    free = 0.0 if loopback else None
+    return ModelInfo(name, SERVER_PROVIDER, free, free, SERVER_CONTEXT_WINDOW, SERVER_MAX_OUTPUT,
                      region="local" if loopback else "self-hosted",
-                     tags=("no_train", "pii_allowed", "offline") if loopback else ())
+                     tags=("no_train", "pii_allowed", "offline") if loopback else (), display_name=name,
+                     pricing=pricing)
 
 
 def check_server_url(url: str) -> str:

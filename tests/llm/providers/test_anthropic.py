@@ -90,7 +90,7 @@ async def test_401_marks_unhealthy_without_retry(client, server, orchestrator_ev
         await client.call("claude-haiku-4-5", "x", retries=3)
     assert info.value.attempts == 1 and len(server.requests) == 1
     assert KEY not in str(info.value) and KEY not in orchestrator_events.of("model_unhealthy")[0].reason
-    assert not client.is_usable("claude-haiku-4-5") and not client.is_usable("claude-sonnet-4-5")
+    assert not client.is_usable("claude-haiku-4-5") and not client.is_usable("claude-sonnet-5-5")
 
 
 async def test_a_model_that_rejects_temperature_is_called_without_it(monkeypatch, server):
