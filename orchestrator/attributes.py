@@ -48,6 +48,8 @@ TASK_TOKENS_OUT: Final = "task.tokens_out"
 TASK_FALLBACK_COUNT: Final = "task.fallback_count"
 TASK_LLM_CALLS: Final = "task.llm_calls"
 TASK_CACHED_CALLS: Final = "task.cached_calls"
+TASK_CHECKS_TOTAL: Final = "task.checks_total"
+TASK_CHECKS_PASSED: Final = "task.checks_passed"
 
 # -- llm_call:<type> --------------------------------------------------------------------
 LLM_MODEL: Final = "llm.model"

@@ -49,13 +49,14 @@ __all__ = [
     "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked",
     "RemediationStarted", "RemediationFinished",
     "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback",
-    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned",
+    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned", "AcceptanceCheck",
     "project_started", "project_finished", "task_started", "task_finished",
     "llm_call_started", "llm_call_finished", "policy_check_started", "policy_checked",
     "remediation_started", "remediation_finished",
     "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback",
     "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
     "LlmCallDispatched", "JsonModeRejected", "llm_call_dispatched", "json_mode_rejected", "ModelText",
+    "AcceptanceCheck", "acceptance_check",
     "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
@@ -483,6 +484,22 @@ class JsonModeRejected(PointEvent, frozen=True, kw_only=True):
     signal_name: ClassVar[str] = "json_mode_rejected"
 
 
+class AcceptanceCheck(PointEvent, frozen=True, kw_only=True):
+    """One acceptance check (a Python criterion) was run against a task's code.
+
+    ``check`` is the user's own criterion; ``error_type`` the kind of failure
+    (``AssertionError``, ``NameError``, ``Timeout``...), never its message, which may
+    quote values the model's code produced.  ``stage``: ``draft`` (the first answer) or
+    ``revision``."""
+
+    check: str
+    passed: bool
+    error_type: str | None = None
+    iteration: int = 0
+    stage: str = "revision"
+    signal_name: ClassVar[str] = "acceptance_check"
+
+
 class TasksPlanned(PointEvent, frozen=True, kw_only=True):
     """The task DAG is known (decomposed or given); progress displays take the total here."""
 
@@ -528,6 +545,8 @@ llm_call_dispatched = _signal("llm_call_dispatched", LlmCallDispatched,
                               "Point event: an LLM request really left (queueing ends).")
 json_mode_rejected = _signal("json_mode_rejected", JsonModeRejected,
                              "Point event: an endpoint rejected a JSON response_format rung.")
+acceptance_check = _signal("acceptance_check", AcceptanceCheck,
+                           "Point event: an acceptance check ran against a task's code.")
 
 PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
     (project_started, project_finished),
@@ -539,7 +558,7 @@ PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
 POINT_SIGNALS: tuple[BusSignal, ...] = (
     budget_warning, cache_hit, validation_failed, decomposition_fallback,
     model_unhealthy, task_skipped, iteration_scored, llm_retry, tasks_planned,
-    llm_call_dispatched, json_mode_rejected,
+    llm_call_dispatched, json_mode_rejected, acceptance_check,
 )
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}

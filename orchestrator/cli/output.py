@@ -40,26 +40,42 @@ def print_summary(state: Any, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"Project {state.project_id}: {state.status.value if state.status else '?'}")
-    for col in ("task", "type", "model", "score", "iter", "calls", "tokens in/out", "cost $", "status"):
-        table.add_column(col, justify="right" if col in ("score", "iter", "calls", "cost $") else "left",
+    for col in ("task", "type", "model", "score", "iter", "calls", "tokens in/out", "cost $", "checks",
+                "status"):
+        table.add_column(col, justify="right" if col in ("score", "iter", "calls", "cost $", "checks") else "left",
                          overflow="fold")
     planning = state.planning
     if planning.llm_calls:  # the decomposition belongs to no task, but it is part of the totals
         table.add_row("(planning)", "-", "-", "-", "-", _calls(planning), f"{planning.input_tokens}/"
-                      f"{planning.output_tokens}", f"{planning.cost_usd:.6f}", "-")
+                      f"{planning.output_tokens}", f"{planning.cost_usd:.6f}", "-", "-")
+    check_lines: list[tuple[str, str]] = []
     for tid in state.execution_order:
         task, r = state.tasks[tid], state.results.get(tid)
         if r is None:
             continue
+        checks = f"{r.checks_passed}/{len(r.checks)}" if r.checks else "-"
         table.add_row(tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations),
-                      _calls(r.usage), f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", r.status.value)
+                      _calls(r.usage), f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", checks,
+                      r.status.value)
+        check_lines.extend((tid, check_line(c)) for c in r.checks)
     console.print(table)
+    for tid, line in check_lines:
+        console.print(f"check [{tid}] {line}", markup=False, highlight=False)
     b, total = state.budget, state.usage
+    profile = f"; profile {state.profile}" if getattr(state, "profile", "") else ""
     console.print(f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
                   f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
-                  f"{b.elapsed_seconds:.1f}s; status {state.status.value}")
+                  f"{b.elapsed_seconds:.1f}s; status {state.status.value}{profile}")
     for note in state.notes:
-        console.print(f"note: {note}", style="dim")
+        console.print(f"note: {note}", style="dim", markup=False)
+
+
+def check_line(check: dict[str, Any]) -> str:
+    """``add(1, 1) == 2: passed`` or ``add(1, 1) == 2: FAILED (AssertionError: ...)``."""
+    if check.get("passed"):
+        return f"{check.get('check')}: passed"
+    detail = check.get("error") or check.get("error_type") or "failed"
+    return f"{check.get('check')}: FAILED ({str(detail)[:200]})"
 
 
 def write_results(state: Any, output_dir: str, console: Any) -> bool:

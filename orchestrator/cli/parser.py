@@ -20,7 +20,10 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
     )
     run = p.add_argument_group("project")
     run.add_argument("--project", "-p", help="what to build (the project description)")
-    run.add_argument("--criteria", "-c", help="success criteria")
+    run.add_argument("--criteria", "-c",
+                     help="success criteria; Python lines (an assert, or an expression such as "
+                          "'add(1, 1) == 2') are run as acceptance checks against the code, prose goes to "
+                          "the evaluator")
     run.add_argument("--file", "-f", metavar="YAML",
                      help="project file (keys: project, criteria, budget_usd, time_seconds, concurrency, "
                           "output_dir, tasks, policies, remediation, validators)")
@@ -48,6 +51,12 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         run.add_argument("--json", action="store_true",
                          help="print the catalog and the routing candidates as JSON")
     run.add_argument("--max-tasks", type=int, help="upper bound of the decomposition (1..15)")
+    run.add_argument("--profile", choices=("auto", "local", "full"), default="auto",
+                     help="how much machinery a run spends. local: for the embedded 135M model (a request "
+                          "naming one function/class/file is one task; small plans and token caps; no "
+                          "review of a draft that passes the criteria's checks). full: decomposition, "
+                          "generate-critique-revise-evaluate. auto (default): local when the planner is the "
+                          "embedded model, else full")
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")

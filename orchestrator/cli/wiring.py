@@ -25,7 +25,8 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace) -> Any:
     client = UnifiedClient(build_providers(args), cache=cache, concurrency=max(opts.concurrency, 1) * 2)
     orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
-                        project_tasks=opts.tasks, **(opts.config.engine_kwargs() if opts.config else {}))
+                        project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
+                        **(opts.config.engine_kwargs() if opts.config else {}))
     return orch
 
 

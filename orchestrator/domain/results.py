@@ -77,6 +77,13 @@ class TaskResult:
     error: str | None = None
     llm_calls: int = 0
     cached_calls: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """The acceptance checks' results on the kept output: ``check``, ``passed``,
+    ``error_type``, ``error``."""
+
+    @property
+    def checks_passed(self) -> int:
+        return sum(1 for c in self.checks if c.get("passed"))
 
     @property
     def usage(self) -> Usage:
@@ -110,6 +117,8 @@ class ProjectState:
     notes: list[str] = field(default_factory=list)
     planning: Usage = field(default_factory=Usage)
     """The decomposition's calls, which belong to no task."""
+    profile: str = ""
+    """The run profile used (``local`` or ``full``)."""
 
     @property
     def total_cost(self) -> float:
@@ -130,6 +139,6 @@ class ProjectState:
             "tasks": {k: t.to_dict() for k, t in self.tasks.items()},
             "execution_order": list(self.execution_order),
             "results": {k: r.to_dict() for k, r in self.results.items()},
-            "budget": self.budget.to_dict(), "notes": list(self.notes),
+            "budget": self.budget.to_dict(), "notes": list(self.notes), "profile": self.profile,
             "planning": self.planning.to_dict(), "usage": self.usage.to_dict(),
         }

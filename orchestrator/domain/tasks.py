@@ -46,6 +46,9 @@ class Task:
     acceptance_threshold: float | None = None
     max_iterations: int | None = None
     max_output_tokens: int | None = None
+    checks: tuple[str, ...] = ()
+    """Acceptance checks (Python expressions or asserts from the criteria) this task's
+    code must pass; assigned by the engine."""
 
     @property
     def defaults(self) -> TypeDefaults:
@@ -66,4 +69,5 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["type"] = self.type.value
+        d["checks"] = list(self.checks)
         return d

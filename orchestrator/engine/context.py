@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..domain.budget import Budget
+from ..domain.tasks import Task
+from ..governance.acceptance import Criteria
 from ..governance.policy import ModelProfile, PolicyEngine, PolicySet
 from ..governance.remediation import RemediationEngine
 from ..governance.validators import ValidatorConfig
 from ..llm.client import UnifiedClient
 from ..llm.routing import Router
+from .checks import CheckRunner
+from .profile import FULL, RunProfile
 
 StopKind = Literal["budget", "time"]
 """Why a call was refused: money or wall-clock time ran out."""
@@ -38,6 +42,13 @@ class RunContext:
     """Set once money or time ran out: no new task starts after that."""
     project_brief: str = ""
     """The project and its criteria, prepended to vague task prompts."""
+    run_profile: RunProfile = FULL
+    """How much machinery the run spends (``local`` for the embedded model)."""
+    criteria: Criteria = field(default_factory=Criteria)
+    """The criteria split into executable checks and prose (prose is for the evaluator)."""
+    checks: CheckRunner = field(default_factory=CheckRunner)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    """The run's tasks by id (a task's checks run after its code dependencies' code)."""
 
     def stop(self, kind: StopKind) -> None:
         self.stop_reason = self.stop_reason or kind

@@ -53,6 +53,9 @@ class ModelChooser:
         reviewers = [r for r in self.ctx.router.reviewer_candidates(model, run.task.type)
                      if r == model or r not in run.candidates.failed]
         max_tokens = min(run.task.output_tokens_cap, info.max_output_tokens)
+        cap = self.ctx.run_profile.generate_max_tokens
+        if cap is not None and run.task.max_output_tokens is None:  # a task's own cap wins
+            max_tokens = min(max_tokens, cap)
         run.use = Assignment(model, reviewers,
                              task_prompt(run.task, run.context, info, max_tokens, self.ctx.project_brief),
                              system_prompt(run.task.type), max_tokens)

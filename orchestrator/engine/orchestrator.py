@@ -20,13 +20,17 @@ from .. import events
 from ..domain.budget import Budget
 from ..domain.results import ProjectState, ProjectStatus, TaskStatus
 from ..domain.tasks import Task, TaskType
+from ..governance.acceptance import parse_criteria
 from ..governance.policy import Policy, PolicyEngine, PolicySet, PolicyViolationError
 from ..governance.remediation import RemediationConfig, RemediationEngine
 from ..governance.validators import ValidatorConfig
+from ..llm.catalog import get_model
 from ..llm.client import UnifiedClient
 from ..llm.routing import Router
+from .checks import assign_checks
 from .context import RunContext
 from .planning import Plan, Planner, sanitize_tasks
+from .profile import PROFILE_CHOICES, RunProfile, resolve_profile
 from .scheduling import schedule, topological_order
 from .task_runner import TaskRunner
 
@@ -49,6 +53,7 @@ class Orchestrator:
         remediation: RemediationConfig | RemediationEngine | Mapping[str, Any] | None = None,
         validators: ValidatorConfig | Mapping[str, Any] | None = None,
         policy_engine: PolicyEngine | None = None,
+        profile: str | RunProfile = "auto",
     ) -> None:
         """``policies``: a :class:`~orchestrator.governance.policy.PolicySet`, a list of
         :class:`~orchestrator.governance.policy.Policy` (global ones), or policy-file-shaped
@@ -56,9 +61,13 @@ class Orchestrator:
         its data, or a :class:`~orchestrator.governance.remediation.RemediationEngine`.
         ``validators``: a :class:`~orchestrator.governance.validators.ValidatorConfig` or
         its data.  Bad data raises a one-line :class:`~orchestrator.domain.errors.ConfigError`
-        (a ValueError)."""
+        (a ValueError).  ``profile``: ``auto`` (``local`` when the planner is the embedded
+        model, else ``full``), ``local``, ``full`` or a :class:`~.profile.RunProfile`."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if not isinstance(profile, RunProfile) and profile not in PROFILE_CHOICES:
+            raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILE_CHOICES)})")
+        self.profile = profile
         self.budget = budget or Budget()
         self.client = client or UnifiedClient()
         self.concurrency = concurrency
@@ -74,13 +83,13 @@ class Orchestrator:
         self.state: ProjectState | None = None  # the run in progress or last run: kept when interrupted
         self.context: RunContext | None = None
 
-    def _new_context(self, brief: str) -> RunContext:
+    def _new_context(self, brief: str, criteria: str) -> RunContext:
         return RunContext(
             budget=self.budget, client=self.client, router=self.router, policies=self.policies,
             policy_engine=self.policy_engine, remediation=self.remediation, validators=self.validators,
             evaluation_samples=self.evaluation_samples,
             sleep=getattr(self.client, "_sleep", None) or asyncio.sleep,  # auto_retry's pause
-            project_brief=brief)
+            project_brief=brief, criteria=parse_criteria(criteria))
 
     # -- the run ---------------------------------------------------------------------
     async def run_project(self, project_description: str, success_criteria: str,
@@ -89,7 +98,7 @@ class Orchestrator:
         self.budget.restart_clock()
         self.client.budget = self.budget
         ctx = self.context = self._new_context(f"Project: {project_description}" + (
-            f"\nSuccess criteria: {success_criteria}" if success_criteria else ""))
+            f"\nSuccess criteria: {success_criteria}" if success_criteria else ""), success_criteria)
         state = ProjectState(project_id=project_id, description=project_description,
                              criteria=success_criteria, budget=self.budget)
         self.state = state
@@ -100,8 +109,11 @@ class Orchestrator:
                     self._preflight(ctx)
                 plan = await self._plan(ctx, project_description, success_criteria)
                 state.planning = plan.usage
+                state.profile = ctx.run_profile.name
                 state.notes.extend(plan.notes)
-                state.tasks = {t.id: t for t in plan.tasks}
+                ctx.criteria, check_notes = assign_checks(plan.tasks, ctx.criteria)
+                state.notes.extend(check_notes)
+                state.tasks = ctx.tasks = {t.id: t for t in plan.tasks}
                 state.execution_order = topological_order(state.tasks)
                 events.emit(events.tasks_planned, task_count=len(plan.tasks),
                             task_ids=tuple(state.execution_order))
@@ -132,18 +144,15 @@ class Orchestrator:
         return state
 
     async def _plan(self, ctx: RunContext, description: str, criteria: str) -> Plan:
-        if self.project_tasks:  # given tasks are checked and kept as given, never clamped
-            tasks, notes = sanitize_tasks([t.to_dict() for t in self.project_tasks], len(self.project_tasks))
-            given = {t.id: t for t in self.project_tasks}
-            for task in tasks:
-                src = given.get(task.id)
-                if src is not None:
-                    task.type = src.type
-                    task.acceptance_threshold = src.acceptance_threshold
-                    task.max_iterations = src.max_iterations
-                    task.max_output_tokens = src.max_output_tokens
-            return Plan(tasks, notes)
-        plan = await Planner(ctx, self.max_tasks).decompose(description, criteria)
+        planner = Planner(ctx, self.max_tasks)
+        if self.project_tasks:
+            candidates = ctx.router.planner_candidates()
+            ctx.run_profile = resolve_profile(self.profile, bool(candidates) and get_model(candidates[0]).is_local)
+            return given_tasks(self.project_tasks)
+        model = planner.choose()
+        ctx.run_profile = resolve_profile(self.profile, get_model(model).is_local)
+        plan = planner.one_task(description, criteria, ctx.run_profile) or \
+            await planner.decompose(description, criteria, model, ctx.run_profile)
         if plan.stop_reason:
             ctx.stop(plan.stop_reason)
         return plan
@@ -173,6 +182,20 @@ class Orchestrator:
         more = f"; and {len(details) - 4} more" if len(details) > 4 else ""
         raise PolicyViolationError(f"project: no usable model satisfies the policies {names} for any task; "
                                    f"nothing was run or spent: {'; '.join(shown)}{more}")
+
+
+def given_tasks(project_tasks: list[Task]) -> Plan:
+    """Given tasks are checked and kept as given (ids too), never clamped."""
+    tasks, notes = sanitize_tasks([t.to_dict() for t in project_tasks], len(project_tasks), rename_meaningless=False)
+    given = {t.id: t for t in project_tasks}
+    for task in tasks:
+        src = given.get(task.id)
+        if src is not None:
+            task.type = src.type
+            task.acceptance_threshold = src.acceptance_threshold
+            task.max_iterations = src.max_iterations
+            task.max_output_tokens = src.max_output_tokens
+    return Plan(tasks, notes)
 
 
 def final_status(state: ProjectState, ctx: RunContext) -> ProjectStatus:

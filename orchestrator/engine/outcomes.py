@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..governance.acceptance import CheckReport, CheckResult
 from ..governance.remediation import Decision
+from ..governance.validators import ValidationResult
 from ..llm.client import LLMCallError
 from .context import StopKind
 
@@ -25,6 +27,26 @@ class Round:
     model: str = ""
     failed: tuple[str, ...] = ()
     """The validators that rejected the output."""
+    checks: tuple[CheckResult, ...] = ()
+    """The acceptance checks' results on this output (when the task has checks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the deterministic gate said about one output: the validators that rejected
+    it (the acceptance checks count as the validator ``acceptance``) and, when the task
+    has checks, each check's result."""
+
+    failed: tuple[ValidationResult, ...] = ()
+    report: CheckReport | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def checks(self) -> tuple[CheckResult, ...]:
+        return self.report.results if self.report is not None else ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,39 @@ from ..governance.policy import Policy, PolicyViolationError
 from ..llm.catalog import get_model
 from ..llm.client import BudgetExceededError, LLMCallError, TimeBudgetExceededError
 from .context import RunContext, StopKind
+from .profile import FULL, LOCAL, RunProfile
 
 MAX_TASKS = 15
-LOCAL_PLANNER_MAX_TASKS = 4  # a 135M model cannot usefully plan more; keeps local runs short
+LOCAL_PLANNER_MAX_TASKS = LOCAL.max_tasks  # a 135M model cannot usefully plan more; keeps local runs short
+ID_MAX_CHARS = 40
 
 _ID_CLEAN = re.compile(r"[^a-zA-Z0-9_-]+")
 PLANNER_SYSTEM = ("You are a software project planner. Split the project into small, concrete tasks. "
                   "Answer only with JSON matching the schema.")
 
 
-def decomposition_schema(max_tasks: int) -> dict[str, Any]:
+def decomposition_schema(max_tasks: int, simple: bool = False) -> dict[str, Any]:
+    """The answer's shape.  ``simple`` (the local profile): no dependencies, short ids and
+    prompts, so a small model's constrained answer stays short and fast."""
+    if simple:
+        return {
+            "type": "object",
+            "properties": {
+                "tasks": {
+                    "type": "array", "minItems": 1, "maxItems": max_tasks,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string", "maxLength": 24},
+                            "type": {"type": "string", "enum": [t.value for t in TaskType]},
+                            "prompt": {"type": "string", "maxLength": 200},
+                        },
+                        "required": ["id", "type", "prompt"],
+                    },
+                },
+            },
+            "required": ["tasks"],
+        }
     return {
         "type": "object",
         "properties": {
@@ -53,12 +76,15 @@ def decomposition_schema(max_tasks: int) -> dict[str, Any]:
         "required": ["tasks"],
     }
 
-def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS) -> tuple[list[Task], list[str]]:
+def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS, *,
+                   rename_meaningless: bool = True) -> tuple[list[Task], list[str]]:
     """Turn an LLM's decomposition answer into a valid task DAG.
 
-    Drops malformed entries, unknown and self dependencies; renames duplicate ids; breaks
-    cycles (the earliest task of a cycle loses its dependencies on the rest); keeps at
-    most ``max_tasks``.  Returns the tasks and notes on what was fixed.
+    Drops malformed entries, unknown and self dependencies; renames duplicate ids, and
+    ids that mean nothing (copied from the schema, mostly digits) to a slug of the
+    task's prompt unless ``rename_meaningless`` is off (ids a user gave); breaks cycles
+    (the earliest task of a cycle loses its dependencies on the rest); keeps at most
+    ``max_tasks``.  Returns the tasks and notes on what was fixed.
     """
     notes: list[str] = []
     items = raw.get("tasks") if isinstance(raw, Mapping) else raw
@@ -75,8 +101,12 @@ def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS) -> tuple[list[Task],
         if not prompt:
             notes.append(f"entry {index} has no prompt: dropped")
             continue
-        original = str(item.get("id") or f"task_{index + 1}")
-        base = _ID_CLEAN.sub("_", original).strip("_")[:40] or f"task_{index + 1}"
+        original = str(item.get("id") or "")
+        base = _ID_CLEAN.sub("_", original).strip("_")[:ID_MAX_CHARS]
+        if not base or (rename_meaningless and meaningless_id(base)):
+            base = slug_from(prompt) or f"task_{index + 1}"
+            if original:
+                notes.append(f"task id {original[:60]!r} means nothing: renamed {base!r}")
         task_id, n = base, 2
         existing = {t.id for t in tasks}
         while task_id in existing:
@@ -126,6 +156,108 @@ def _break_cycles(tasks: list[Task], notes: list[str]) -> None:
         for t in ready:
             done.add(t.id)
             del remaining[t.id]
+
+# ---------------------------------------------------------------------------------------
+# Readable task ids
+# ---------------------------------------------------------------------------------------
+
+_SCHEMA_WORDS = frozenset({"id", "ids", "task", "tasks", "task_id", "taskid", "type", "task_type", "prompt",
+                           "depends_on", "string", "name", "example", "null", "none", "object", "array",
+                           "value", "key", "short", "short_id"}) | frozenset(t.value for t in TaskType)
+_SLUG_STOPWORDS = frozenset("""
+    a an the and or of to for in on with by from as at into that which this these those it its is are be
+    should must will can please write create implement make build add develop produce generate return
+    returns returning python function functions method class code program script simple small given
+    using use takes take two numbers value values new your my our so then also
+""".split())
+
+
+def meaningless_id(task_id: str) -> bool:
+    """An id that says nothing about its task: empty, copied from the schema or its
+    example (``task_type``, ``string``, ``01_23456789_task_type``), or mostly digits."""
+    lowered = task_id.lower().strip("_-")
+    if not lowered or lowered in _SCHEMA_WORDS:
+        return True
+    if re.search(r"\d{4,}", lowered) or not re.search(r"[a-z]", lowered):
+        return True
+    return any(word in lowered for word in ("task_type", "depends_on", "string", "example"))
+
+
+def slug_from(text: str, max_chars: int = 30) -> str:
+    """A short readable id from a task's prompt: the one function, class or file it
+    names (``add``), else its first few meaningful words (``rate_limiter_tests``)."""
+    target = single_target(text)
+    if target is not None and target.name:
+        name = re.sub(r"\.py$", "", target.name)
+        slug = _ID_CLEAN.sub("_", name).strip("_").lower()
+        if slug:
+            return slug[:max_chars].strip("_")
+    words = [w for w in re.findall(r"[a-z][a-z0-9]*", text.lower()) if w not in _SLUG_STOPWORDS]
+    slug = ""
+    for word in words[:4]:
+        candidate = f"{slug}_{word}" if slug else word
+        if len(candidate) > max_chars:
+            break
+        slug = candidate
+    return slug
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The one deliverable a request names: ``kind`` function, class or file; ``name``
+    empty when it is not named (``a function that adds two numbers``)."""
+
+    kind: str
+    name: str
+
+
+_NOT_A_NAME = frozenset("""
+    that which to for in of with and or the a an named called returning returns taking takes using is
+    should will can which where whose it this
+""".split())
+_KIND_WORDS = {"function": "function", "func": "function", "def": "function", "class": "class",
+               "file": "file", "module": "file", "script": "file"}
+_PLURALS = re.compile(r"\b(functions|classes|files|modules|scripts)\b", re.I)
+_NAMED = re.compile(r"\b(function|func|def|class|file|module|script)\s+(?:named\s+|called\s+)?"
+                    r"`?([A-Za-z_][\w.]*)`?", re.I)
+_UNNAMED = re.compile(r"\b(?:a|an|one|the|single)\s+(?:[\w-]+\s+){0,2}?(function|class|file|module|script)\b", re.I)
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
+_FILE = re.compile(r"(?<![\w./-])([\w-]+\.(?:py|md|txt|json|yaml|yml|toml|csv|js|ts|html|css|sql|sh))\b")
+
+
+def single_target(description: str) -> Target | None:
+    """The one function, class or file a request names, or None when it names none or
+    several (``functions add and mul``, ``add(a, b) and mul(a, b)``)."""
+    if _PLURALS.search(description):
+        return None
+    named: dict[str, str] = {}  # name -> kind
+    unnamed: set[str] = set()
+    for kind_word, name in _NAMED.findall(description):
+        kind = _KIND_WORDS[kind_word.lower()]
+        if name.lower() in _NOT_A_NAME:
+            unnamed.add(kind)
+            continue
+        named.setdefault(name.rstrip("."), kind)
+    for name in _CALL.findall(description):
+        if name.lower() not in _NOT_A_NAME and name not in named:
+            named[name] = "function"
+    for name in _FILE.findall(description):
+        named.setdefault(name, "file")
+    for kind_word in _UNNAMED.findall(description):
+        unnamed.add(_KIND_WORDS[kind_word.lower()])
+    # a class's methods are part of it: "class Stack with push() and pop()" is one class
+    classes = [n for n, k in named.items() if k == "class"]
+    if classes:
+        named = {n: k for n, k in named.items() if k != "function"}
+    if len(named) == 1:
+        name, kind = next(iter(named.items()))
+        if unnamed - {kind}:
+            return None
+        return Target(kind, name)
+    if not named and len(unnamed) == 1 and len(_UNNAMED.findall(description)) == 1:
+        return Target(next(iter(unnamed)), "")
+    return None
+
 
 def guess_task_type(text: str) -> TaskType:
     lowered = text.lower()
@@ -188,30 +320,61 @@ class Planner:
                 return candidate
         raise PolicyViolationError.for_candidates(None, policies, results, "project (decomposition)")
 
-    async def decompose(self, description: str, criteria: str) -> Plan:
+    def choose(self) -> str:
+        """The planner: the first usable candidate that passes the project's policies."""
+        planners = self.ctx.router.planner_candidates()
+        if not planners:
+            raise RuntimeError("no usable model: set a provider key or install the 'local' extra")
+        return self._compliant(planners, self.ctx.policies.for_project())
+
+    def one_task(self, description: str, criteria: str, profile: RunProfile) -> Plan | None:
+        """The local profile's shortcut: a request naming one function, class or file is
+        one task, planned without a model call (a small model splits it into parts that
+        each fail on their own)."""
+        if not profile.one_task_for_one_target:
+            return None
+        target = single_target(description)
+        if target is None:
+            return None
+        task_type = TaskType.CODE_GENERATION if target.kind in ("function", "class") or \
+            target.name.endswith(".py") else guess_task_type(description)
+        task = Task(id=slug_from(description) or "task_1", type=task_type, prompt=description,
+                    max_output_tokens=profile.single_target_max_tokens)
+        what = f"{target.kind} {target.name}".strip()
+        return Plan([task], [f"{profile.name} profile: the request names one {what}: one task, "
+                             "no decomposition call"])
+
+    async def decompose(self, description: str, criteria: str, planner: str | None = None,
+                        profile: RunProfile = FULL) -> Plan:
         ctx = self.ctx
         planners = ctx.router.planner_candidates()
         if not planners:
             raise RuntimeError("no usable model: set a provider key or install the 'local' extra")
         policies = ctx.policies.for_project()
-        planner = self._compliant(planners, policies)
-        max_tasks = self.max_tasks or (LOCAL_PLANNER_MAX_TASKS if get_model(planner).is_local else MAX_TASKS)
-        schema = decomposition_schema(max_tasks)
-        prompt = (
-            f"Project: {description}\nSuccess criteria: {criteria}\n\n"
-            f"Return between 1 and {max_tasks} tasks. Each task has a short id, a type "
-            f"(one of {', '.join(t.value for t in TaskType)}), a prompt that says exactly what to "
-            "produce for this project, and depends_on: the ids of tasks whose output it needs."
-        )
+        planner = planner or self._compliant(planners, policies)
+        max_tasks = self.max_tasks or profile.max_tasks
+        schema = decomposition_schema(max_tasks, simple=profile.simple_schema)
+        if profile.simple_schema:
+            prompt = (f"Project: {description}\nSuccess criteria: {criteria}\n\n"
+                      f"Split the project into 1 to {max_tasks} tasks (1 when it is small). Each task has "
+                      "an id of one or two words naming what it makes, a type and a prompt saying what to "
+                      "produce.")
+        else:
+            prompt = (
+                f"Project: {description}\nSuccess criteria: {criteria}\n\n"
+                f"Return between 1 and {max_tasks} tasks. Each task has a short id, a type "
+                f"(one of {', '.join(t.value for t in TaskType)}), a prompt that says exactly what to "
+                "produce for this project, and depends_on: the ids of tasks whose output it needs."
+            )
         reason = ""
         usage = Usage()
         for variant in range(2):
             try:
                 response = await ctx.client.call(
                     planner, prompt, system=PLANNER_SYSTEM,
-                    max_tokens=min(1500, get_model(planner).max_output_tokens),
+                    max_tokens=min(profile.decompose_max_tokens, get_model(planner).max_output_tokens),
                     temperature=0.2 if variant == 0 else 0.5, json_schema=schema, call_type="decompose",
-                    variant=variant, bypass_cache=variant > 0)
+                    variant=variant, bypass_cache=variant > 0, timeout=profile.decompose_timeout)
             except BudgetExceededError as exc:
                 return Plan([], [f"decomposition not affordable: {exc}"], "budget", usage)
             except TimeBudgetExceededError as exc:
@@ -219,6 +382,8 @@ class Planner:
             except LLMCallError as exc:
                 usage.book(calls=exc.attempts)
                 reason = f"decomposition call failed: {exc}"
+                if exc.error_type == "TimeoutError" and not profile.retry_decomposition_after_timeout:
+                    break  # the same CPU would take as long again
                 planner = self._next_planner(planners, planner, policies)
                 continue
             usage.book(calls=max(1, response.attempts), input_tokens=response.input_tokens,
@@ -230,7 +395,7 @@ class Planner:
         fallback = Task(id="task_1", type=guess_task_type(description),
                         prompt=f"{description}\nSuccess criteria: {criteria}")
         events.emit(events.decomposition_fallback, reason=events.ModelText(reason[:300]))
-        return Plan([fallback], [f"decomposition unusable twice ({reason}); running the project as one task"],
+        return Plan([fallback], [f"decomposition unusable ({reason}); running the project as one task"],
                     usage=usage)
 
     def _next_planner(self, planners: Sequence[str], planner: str, policies: Sequence[Policy]) -> str:

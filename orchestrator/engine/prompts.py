@@ -9,9 +9,6 @@ from typing import Any
 from ..domain.tasks import Task, TaskType
 from ..llm.catalog import ModelInfo
 
-CRITIQUE_MAX_TOKENS = 400
-EVALUATE_MAX_TOKENS = 200
-
 EVALUATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -72,7 +69,9 @@ def revise_prompt(prompt: str, draft: str, critique: str, instruction: str) -> s
             f"{extra}Write the improved, complete answer.")
 
 
-def evaluation_prompt(task: Task, output: str) -> str:
-    return (f"Task:\n{task.prompt}\n\nAnswer:\n{output}\n\n"
+def evaluation_prompt(task: Task, output: str, criteria: str = "") -> str:
+    """``criteria``: the prose criteria (the executable ones are run, not judged)."""
+    wanted = f"Criteria:\n{criteria}\n\n" if criteria else ""
+    return (f"Task:\n{task.prompt}\n\n{wanted}Answer:\n{output}\n\n"
             "Does the answer solve the task correctly and completely? Answer in JSON: first "
             "your reasons in one or two sentences, then a score from 0 (wrong) to 1 (perfect).")

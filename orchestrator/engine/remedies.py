@@ -138,16 +138,15 @@ class Remedies:
         last = run.last
         if last is None:
             return False
-        failed = [c for c in await self.rounds.validate(run, last.output) if not c.passed]
-        if failed:
-            emit_failures(failed, run.result.iterations)
+        verdict = await self.rounds.validate(run, last.output)
+        if not verdict.passed:
+            emit_failures(list(verdict.failed), run.result.iterations)
             return False
         try:
-            score, reasons = await self.rounds.with_reviewer(
-                run, lambda rv: self.rounds.evaluate(run.result, rv, run.task, last.output))
+            current = await self.rounds.conclude_round(run, last.output, verdict, last.model)
         except LLMCallError:
             return False
-        record_round(run, Round(last.output, score, True, reasons, last.model))
+        record_round(run, current)
         return True
 
 

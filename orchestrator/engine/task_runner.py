@@ -56,6 +56,9 @@ class TaskRunner:
                     attr.TASK_TOKENS_OUT: result.output_tokens, attr.TASK_FALLBACK_COUNT: result.fallback_count,
                     attr.TASK_LLM_CALLS: result.llm_calls, attr.TASK_CACHED_CALLS: result.cached_calls,
                 })
+                if task.checks:
+                    span.set_attributes({attr.TASK_CHECKS_TOTAL: len(task.checks),
+                                         attr.TASK_CHECKS_PASSED: result.checks_passed})
             return result
 
     async def _loop(self, task: Task, context: Mapping[str, str], result: TaskResult) -> None:
@@ -146,9 +149,14 @@ def conclude(run: TaskRun) -> None:
     if best is None:
         result.status = TaskStatus.FAILED
         result.error = result.error or "no output"
+        result.checks = [{"check": c, "passed": False, "error_type": "NotRun", "error": "no output"}
+                         for c in task.checks]
         return
     result.output, result.score = best.output, best.score
     result.deterministic_check_passed = best.passed_validators
+    result.checks = [c.to_dict() for c in best.checks] or [
+        {"check": c, "passed": False, "error_type": "NotRun", "error": "the output failed another validator first"}
+        for c in task.checks]
     if best.score >= task.threshold and best.passed_validators:
         result.status, result.error = TaskStatus.COMPLETED, None
     elif best.output.strip() and best.passed_validators:

@@ -18,7 +18,7 @@ from ..domain.tasks import Task
 from ..governance.policy import Policy, PolicyResult
 from ..governance.remediation import TaskRemediation
 from .context import StopKind
-from .outcomes import Round
+from .outcomes import Round, Verdict
 
 
 @dataclass
@@ -48,9 +48,12 @@ class PendingRound:
     revised_by: str = ""
     instruction: str = ""
     """adjust_prompt: the failure spelled out for the next revise."""
+    draft_verdict: Verdict | None = None
+    """The gate's verdict on a fresh draft (tasks with acceptance checks)."""
 
     def clear(self) -> None:
         self.draft = self.critique = self.revised = None
+        self.draft_verdict = None
         self.revised_by = self.instruction = ""
 
 

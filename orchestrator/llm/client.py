@@ -302,8 +302,9 @@ class UnifiedClient:
             # the adapter enforces the timeout itself; this is the safety net
             return await asyncio.wait_for(provider.complete(request), request.timeout + 5.0)
         except TimeoutError:
-            raise ProviderError(f"{request.model} timed out after {request.timeout:.1f}s", transient=True,
-                                error_type="TimeoutError") from None
+            # a remote timeout may pass; the local model on the same CPU would take as long again
+            raise ProviderError(f"{request.model} timed out after {request.timeout:.1f}s",
+                                transient=not get_model(request.model).is_local, error_type="TimeoutError") from None
         except ProviderError as exc:
             handle.set_attribute(attr.ERROR_TYPE, exc.error_type)
             if exc.status_code is not None:

@@ -106,7 +106,7 @@ async def test_dependants_of_a_failed_task_are_skipped(recorded):
 
 async def test_unusable_decomposition_falls_back_to_one_task(recorded):
     provider = ScriptedProvider(plan="this is not json at all")
-    state = await _orch(provider).run_project("Write a function add", "works")
+    state = await _orch(provider).run_project("Build a small calculator", "works")
     assert list(state.tasks) == ["task_1"]
     assert len(provider.calls_of("decompose")) == 2  # one more try before falling back
     assert any(isinstance(p, events.DecompositionFallback) for p in recorded)

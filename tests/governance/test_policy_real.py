@@ -49,8 +49,9 @@ POLICIES = {
 
 def test_the_seed_span_tree_in_a_real_run_where_a_policy_blocks_and_a_call_fails(span_exporter):
     provs = _providers()
+    # the full profile: the seed's whole loop (decompose, generate, critique, revise), on the local model
     orch = Orchestrator(budget=Budget(1.0, 900), client=UnifiedClient(provs, sleep=_no_sleep), max_tasks=1,
-                        policies=POLICIES)
+                        policies=POLICIES, profile="full")
     state = asyncio.run(orch.run_project("Write a Python function add(a, b) that returns a + b", "add(1, 1) == 2"))
     assert provs["google"].requests == []  # blocked: never sent anything
     assert provs["anthropic"].requests     # tried, and failed
