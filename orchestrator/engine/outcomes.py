@@ -30,6 +30,10 @@ class Round:
     checks: tuple[CheckResult, ...] = ()
     """The acceptance checks' results on this output (when the task has checks)."""
 
+    @property
+    def checks_passed(self) -> int:
+        return sum(1 for c in self.checks if c.passed)
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

@@ -41,7 +41,9 @@ def task_prompt(task: Task, context: Mapping[str, str], info: ModelInfo, max_tok
     """The task's prompt, grounded in the project and preceded by its dependencies'
     outputs, truncated to what fits the model's window after the prompt and the answer."""
     prompt = task.prompt
-    if project_brief and project_brief not in prompt:
+    if project_brief and prompt.strip() and prompt.strip() in project_brief:
+        prompt = project_brief  # the task is the whole project (one task): say it once
+    elif project_brief and project_brief not in prompt:
         # a task prompt from a weak planner can be vague; the project keeps it grounded
         prompt = f"{project_brief}\n\nYour part: {prompt}"
     if not context:

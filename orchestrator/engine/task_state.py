@@ -101,7 +101,8 @@ class TaskRun:
     def record(self, current: Round) -> Round:
         """Keep ``current`` as the last round and, when better, as the best; returns the best."""
         best = self.best
-        if best is None or current.score > best.score or (not best.passed_validators and current.passed_validators):
+        if best is None or current.score > best.score or (not best.passed_validators and current.passed_validators) \
+                or (current.score == best.score and current.checks_passed > best.checks_passed):
             self.best = best = current
         self.last = current
         return best

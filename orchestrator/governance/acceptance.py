@@ -9,17 +9,17 @@ to the LLM evaluator.
 What counts as a check (decided with :mod:`ast` only; nothing is executed here):
 
 * an ``assert`` statement (``assert add(1, 1) == 2``);
-* an expression that compares (``add(1, 1) == 2``, ``is_prime(7) is True``), a boolean
-  combination or negation of such, or a call whose arguments are all literals
-  (``is_prime(7)``).  Bare names and words (``fast``, ``fast and correct``,
-  ``works (mostly)``) stay prose.
+* an expression that compares something other than bare names (``add(1, 1) == 2``,
+  ``is_prime(7) is True``), a boolean combination or negation of such, or a call whose
+  arguments are all literals (``is_prime(7)``).  Bare names and words (``fast``,
+  ``fast and correct``, ``it is fast``, ``works (mostly)``) stay prose.
 
 Criteria are read line by line; a line that is not Python as a whole is split on ``;``
 and each part judged alone; Python quoted in backticks inside prose counts too.
 
-How they run: the task's code (its fenced blocks that parse, with top-level bare
-expressions and asserts left out, as ``if __name__ == "__main__"`` would leave out demo
-calls) is written as ``solution.py``; each check becomes one test function of
+How they run: the task's code (its fenced blocks, each up to a line that does not parse,
+with top-level bare expressions and asserts left out, as ``if __name__ == "__main__"``
+would leave out demo calls) is written as ``solution.py``; each check becomes one test function of
 ``test_acceptance.py`` (built as an AST, so criteria cannot inject statements); pytest
 runs them in :func:`run_isolated` (no network, a clean environment, killed at the
 timeout) and a small conftest reports each test's outcome and exception type.
@@ -144,7 +144,8 @@ def _is_literal(node: ast.expr) -> bool:
 
 def _is_check_expression(node: ast.expr) -> bool:
     if isinstance(node, ast.Compare):
-        return True
+        # names alone ("it is fast", "speed in limits") are prose that happens to parse
+        return not all(isinstance(n, ast.Name) for n in (node.left, *node.comparators))
     if isinstance(node, ast.BoolOp):
         return all(_is_check_expression(v) for v in node.values)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
@@ -217,25 +218,44 @@ def parse_criteria(text: str) -> Criteria:
 # Running
 # ---------------------------------------------------------------------------------------
 
+def _parse_prefix(block: str) -> tuple[ast.Module | None, int | None]:
+    """The block parsed, or its longest head of lines that parses (a small model often
+    ends good code with a line of prose); with the line number where parsing failed."""
+    lines = textwrap.dedent(block).splitlines()
+    failed_at: int | None = None
+    end = len(lines)
+    while end > 0:
+        try:
+            return ast.parse("\n".join(lines[:end])), failed_at
+        except SyntaxError as exc:
+            failed_at = failed_at or exc.lineno or end
+            end = min(end - 1, (exc.lineno or end) - 1)
+        except ValueError:  # a null byte
+            return None, 1
+    return None, failed_at
+
+
 def checked_code(output: str, prelude: Iterable[str] = ()) -> tuple[str, str]:
     """The module the checks import: the ``prelude`` code (the task's dependencies') and
-    the answer's fenced blocks that parse, with top-level bare expressions and asserts
-    left out (demo calls such as ``print(add(10))`` and the model's own asserts are not
-    the user's checks).  Returns the code and a note on what was left out."""
+    the answer's fenced blocks, each cut before a line that does not parse, with
+    top-level bare expressions and asserts left out (demo calls such as
+    ``print(add(10))`` and the model's own asserts are not the user's checks).  Returns
+    the code and a note on what was left out."""
     kept: list[str] = []
-    dropped = 0
+    cut: list[str] = []
     for block in [*prelude, *code_blocks(output)]:
         if not block.strip():
             continue
-        try:
-            tree = ast.parse(textwrap.dedent(block))
-        except (SyntaxError, ValueError):
-            dropped += 1
+        tree, failed_at = _parse_prefix(block)
+        if failed_at is not None:
+            cut.append(f"line {failed_at}")
+        if tree is None:
             continue
         tree.body = [s for s in tree.body if not isinstance(s, ast.Assert)
                      and not (isinstance(s, ast.Expr) and not isinstance(s.value, ast.Constant))]
         kept.append(ast.unparse(tree))
-    note = f"({dropped} code block(s) of the answer did not parse and were left out.)" if dropped else ""
+    note = (f"(The code did not parse from {', '.join(cut[:3])} of its block(s) on; "
+            "that part was left out.)") if cut else ""
     return "\n\n".join(kept), note
 
 

