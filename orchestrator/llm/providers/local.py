@@ -42,14 +42,19 @@ _GENERATE_LOCK = threading.Lock()
 def _close_models() -> None:
     """Free the loaded models while llama_cpp is still whole: left to the garbage
     collector at interpreter exit, ``Llama.__del__`` can run after the module's globals
-    are gone and print a traceback."""
-    with _LOAD_LOCK:
+    are gone and print a traceback.  A model still generating (a thread that outlived the
+    run) is left alone: freeing it under the generation would crash."""
+    if not _GENERATE_LOCK.acquire(blocking=False):
+        return
+    try:
         for llm in _MODELS.values():
             try:
                 llm.close()
             except Exception:  # noqa: BLE001 - exiting anyway
                 pass
         _MODELS.clear()
+    finally:
+        _GENERATE_LOCK.release()
 
 
 @functools.lru_cache(maxsize=1)
