@@ -154,7 +154,8 @@ def test_a_real_cli_run_configured_by_otel_variables_alone_tells_the_truth(phoen
                OTEL_EXPORTER_OTLP_TRACES_HEADERS="x-run-label=phoenix-test")
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p",
                            "Write a Python function double(x) that returns 2 * x", "-c", "double(2) == 4",
-                           "--max-tasks", "1", "--no-cache", "-q", "-o", str(out), "--events-jsonl", str(jsonl)],
+                           "--max-tasks", "1", "--no-cache", "-q", "-o", str(out), "--events-jsonl", str(jsonl),
+                           "--profile", "full"],  # with a decomposition, whose calls the totals include
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), proc.stderr
     assert proc.stderr.strip() == "", proc.stderr  # no export warning, no traceback
