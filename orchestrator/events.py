@@ -428,7 +428,8 @@ class ValidationFailed(PointEvent, frozen=True, kw_only=True):
 
 
 class DecompositionFallback(PointEvent, frozen=True, kw_only=True):
-    """The decomposition answer was unusable twice; the project runs as one task."""
+    """The decomposition answer was unusable twice (once when a local planner timed out);
+    the project runs as one task."""
 
     reason: str
     signal_name: ClassVar[str] = "decomposition_fallback"

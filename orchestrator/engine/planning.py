@@ -3,7 +3,8 @@ make whatever the model answered into a valid DAG.
 
 Sanitising is for model output only: ids are cleaned, unknown and self dependencies
 dropped, duplicates renamed, cycles broken, the count clamped; each fix is a note.
-When the answer is unusable twice, the project runs as one task
+When the answer is unusable twice (or once, when a local planner timed out), the
+project runs as one task
 (decomposition_fallback).
 """
 
