@@ -4,8 +4,8 @@ make whatever the model answered into a valid DAG.
 Sanitising is for model output only: ids are cleaned, unknown and self dependencies
 dropped, duplicates renamed, cycles broken, the count clamped; each fix is a note.
 When the answer is unusable twice (or once, when a local planner timed out), the
-project runs as one task
-(decomposition_fallback).
+project runs as one task (decomposition_fallback).  Ids that mean nothing (copied from
+the schema, mostly digits) become short slugs of the task's prompt.
 """
 
 from __future__ import annotations
