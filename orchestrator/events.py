@@ -49,7 +49,7 @@ __all__ = [
     "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked",
     "RemediationStarted", "RemediationFinished",
     "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback",
-    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned", "AcceptanceCheck",
+    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned",
     "project_started", "project_finished", "task_started", "task_finished",
     "llm_call_started", "llm_call_finished", "policy_check_started", "policy_checked",
     "remediation_started", "remediation_finished",
