@@ -71,6 +71,8 @@ def _run_command(argv: list[str]) -> int:
     from .observers import setup_observers
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: a table folded to 80 columns reads badly
+        console = Console(width=140)
     try:
         session = setup_observers(args, console=console)
     except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
