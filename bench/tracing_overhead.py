@@ -79,6 +79,7 @@ def direct(tracer) -> None:
                 span.set_attribute("llm.provider", "openai")
                 span.set_attribute("gen_ai.request.max_tokens", 1024)
                 span.set_attribute("gen_ai.request.temperature", 0.3)
+                span.set_attribute("gen_ai.output.type", "text")
                 span.set_attribute("llm.invocation_parameters", '{"max_tokens": 1024, "temperature": 0.3}')
                 # ... the call happens here ...
                 span.set_attribute("llm.tokens_in", 310)

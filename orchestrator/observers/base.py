@@ -25,7 +25,7 @@ from .. import events
 from ..redaction import redact
 
 __all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
-           "visible_fields", "whole"]
+           "visible_fields", "apply_content_rule", "whole"]
 
 Handler = tuple[events.BusSignal, Callable[[Any], Any]]
 """A signal and the receiver an observer connects to it."""
@@ -113,8 +113,18 @@ def visible(value: Any, capture_content: bool) -> Any:
 
 
 def visible_fields(fields: Mapping[str, Any], capture_content: bool) -> dict[str, Any]:
-    """:func:`visible` applied to every value of an attribute or field mapping."""
+    """:func:`visible` applied to every value of an attribute or field mapping (a new dict)."""
     return {key: visible(value, capture_content) for key, value in fields.items()}
+
+
+def apply_content_rule(attrs: dict[str, Any], capture_content: bool) -> dict[str, Any]:
+    """:func:`visible` applied in place to the values that need it; returns ``attrs``.
+    On the span hot path: most attribute dicts hold no marked text and are left as they are."""
+    model_text = events.ModelText
+    for key, value in attrs.items():
+        if type(value) is model_text:
+            attrs[key] = visible(value, capture_content)
+    return attrs
 
 
 def number(value: object) -> float | None:

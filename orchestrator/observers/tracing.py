@@ -35,11 +35,11 @@ from ..redaction import redact
 from .base import (
     Handler,
     Observer,
+    apply_content_rule,
     number,
     register_span_source,
     unregister_span_source,
     visible,
-    visible_fields,
 )
 from .genai import ContentCapture, LlmSpanAttributes, capture_content_from_env
 from .span_book import LiveSpan, SpanBook
@@ -111,10 +111,10 @@ class TracingObserver(Observer):
     # -- spans -------------------------------------------------------------------------
     def _open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any], span_kind: str,
               enclosing: bool) -> LiveSpan:
-        return self.book.open(p, name, kind, visible_fields(attrs, self.content.enabled), span_kind, enclosing)
+        return self.book.open(p, name, kind, apply_content_rule(attrs, self.content.enabled), span_kind, enclosing)
 
     def _close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
-        return self.book.close(p, visible_fields(attrs, self.content.enabled))
+        return self.book.close(p, apply_content_rule(attrs, self.content.enabled))
 
     # -- project -----------------------------------------------------------------------
     def on_project_started(self, p: events.ProjectStarted) -> None:
