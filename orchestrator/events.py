@@ -56,7 +56,7 @@ __all__ = [
     "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback",
     "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
     "LlmCallDispatched", "JsonModeRejected", "llm_call_dispatched", "json_mode_rejected", "ModelText",
-    "AcceptanceCheck", "acceptance_check",
+    "AcceptanceCheck", "acceptance_check", "TaskRestored", "task_restored",
     "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
@@ -290,10 +290,19 @@ class PointEvent(Event, frozen=True, kw_only=True):
 
 # --- project ---------------------------------------------------------------------------
 class ProjectStarted(PairStart, frozen=True, kw_only=True):
+    """``attempt`` is 1 for a first run, 2.. for a resumed one; a resumed run's
+    ``links`` are the W3C ``traceparent`` of earlier attempts' roots (oldest first), which
+    a tracing observer turns into span links.  ``carrier``: a tracing observer puts this
+    root's own ``traceparent`` here on start, and the engine keeps it in the checkpoint
+    (so the emitters stay free of OpenTelemetry)."""
+
     description: str
     criteria: str
     budget_usd: float
     time_limit_seconds: float
+    attempt: int = 1
+    links: tuple[str, ...] = ()
+    carrier: dict[str, str] = msgspec.field(default_factory=dict)
     signal_name: ClassVar[str] = "project_started"
 
 
@@ -509,6 +518,19 @@ class TasksPlanned(PointEvent, frozen=True, kw_only=True):
     signal_name: ClassVar[str] = "tasks_planned"
 
 
+class TaskRestored(PointEvent, frozen=True, kw_only=True):
+    """A resumed run kept this task's result from the checkpoint: it does not run again."""
+
+    status: str
+    score: float = 0.0
+    from_attempt: int = 1
+    model: str = ""
+    cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    signal_name: ClassVar[str] = "task_restored"
+
+
 # ---------------------------------------------------------------------------------------
 # Signals
 # ---------------------------------------------------------------------------------------
@@ -542,6 +564,7 @@ task_skipped = _signal("task_skipped", TaskSkipped, "Point event: a task will no
 iteration_scored = _signal("iteration_scored", IterationScored, "Point event: a task iteration was evaluated.")
 llm_retry = _signal("llm_retry", LlmRetry, "Point event: a transient LLM error will be retried.")
 tasks_planned = _signal("tasks_planned", TasksPlanned, "Point event: the task DAG is known, before scheduling.")
+task_restored = _signal("task_restored", TaskRestored, "Point event: a resumed run kept a task's result.")
 llm_call_dispatched = _signal("llm_call_dispatched", LlmCallDispatched,
                               "Point event: an LLM request really left (queueing ends).")
 json_mode_rejected = _signal("json_mode_rejected", JsonModeRejected,
@@ -559,7 +582,7 @@ PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
 POINT_SIGNALS: tuple[BusSignal, ...] = (
     budget_warning, cache_hit, validation_failed, decomposition_fallback,
     model_unhealthy, task_skipped, iteration_scored, llm_retry, tasks_planned,
-    llm_call_dispatched, json_mode_rejected, acceptance_check,
+    llm_call_dispatched, json_mode_rejected, acceptance_check, task_restored,
 )
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}
@@ -733,16 +756,22 @@ def _open_pair(start_signal: BusSignal, finish_signal: BusSignal,
 
 
 def traced_project(project_id: str, description: str, criteria: str = "",
-                   budget_usd: float = 0.0, time_limit_seconds: float = 0.0) -> PairContext:
-    """The root pair of a run: ``project_started``/``project_finished``."""
+                   budget_usd: float = 0.0, time_limit_seconds: float = 0.0, *,
+                   attempt: int = 1, links: tuple[str, ...] = ()) -> PairContext:
+    """The root pair of a run: ``project_started``/``project_finished``.  A resumed run
+    passes its ``attempt`` number and the ``traceparent`` of earlier attempts' roots."""
     if not _ACTIVE:
         return _NOOP
     identity = {"description": description, "criteria": criteria,
                 "budget_usd": budget_usd, "time_limit_seconds": time_limit_seconds}
     attrs: dict[str, AttributeValue] = {attr.PROJECT_ID: project_id,
-                                        attr.PROJECT_DESCRIPTION: description[:200]}
+                                        attr.PROJECT_DESCRIPTION: description[:200],
+                                        attr.ORCHESTRATOR_ATTEMPT: attempt}
+    if attempt > 1:
+        attrs[attr.ORCHESTRATOR_RESUMED_FROM] = project_id
     return _open_pair(project_started, project_finished, ProjectStarted, ProjectFinished,
-                      identity, attrs, project_id=project_id, task_id="")
+                      identity, attrs, start_extra={"attempt": attempt, "links": tuple(links)},
+                      project_id=project_id, task_id="")
 
 
 def traced_task(task_id: str, task_type: str, description: str = "") -> PairContext:

@@ -26,3 +26,10 @@ def _no_user_catalog(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "xdg-config"))
     monkeypatch.delenv("ORCHESTRATOR_UPDATE_PRICES", raising=False)
     monkeypatch.delenv("ORCHESTRATOR_PRICES_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory, monkeypatch):
+    """Runs started by tests keep their checkpoints in a temporary run store, never in the
+    user's data directory (subprocesses inherit the variable)."""
+    monkeypatch.setenv("ORCHESTRATOR_STATE_DIR", str(tmp_path_factory.mktemp("state")))

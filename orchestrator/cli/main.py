@@ -1,7 +1,9 @@
 """``orchestrator``: the entry point, dispatching to a subcommand.
 
 Subcommands: ``run`` (the default: ``orchestrator -p ...`` is ``orchestrator run -p ...``),
-``models`` (the catalog; ``--list-models`` is the same), ``policy check FILE``.
+``models`` (the catalog; ``--list-models`` is the same), ``policy check FILE``,
+``resume PROJECT_ID`` (go on with a stopped run), ``runs`` (the history: ``runs show ID``,
+``runs rm ID``).
 """
 
 from __future__ import annotations
@@ -28,13 +30,26 @@ def _policy(argv: list[str]) -> int:
     return policy_main(argv)
 
 
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy}
+def _resume(argv: list[str]) -> int:
+    from .resume_cmd import resume_main
+
+    return resume_main(argv)
+
+
+def _runs(argv: list[str]) -> int:
+    from .runs_cmd import runs_main
+
+    return runs_main(argv)
+
+
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy,
+                                                       "resume": _resume, "runs": _runs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--list-models" in args and args[:1] != ["policy"]:
+    if "--list-models" in args and args[:1] not in (["policy"], ["resume"], ["runs"]):
         return _models([a for a in args if a not in ("models", "run", "--list-models")])
     if args[:1] and args[0] in SUBCOMMANDS:
         return SUBCOMMANDS[args[0]](args[1:])

@@ -18,13 +18,18 @@ def _safe_filename(task_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", task_id)[:80] or "task"
 
 
-def write_outputs(state: Any, output_dir: str) -> Path:
-    """One file per task (``<task_id>.md`` or ``.py`` for code) plus ``summary.json``."""
+def write_outputs(state: Any, output_dir: str, *, remove_stale: bool = False) -> Path:
+    """One file per task (``<task_id>.md`` or ``.py`` for code) plus ``summary.json``.
+    ``remove_stale`` (a resumed run): a task without output loses the file an earlier,
+    interrupted attempt wrote for it, so the directory ends as if the run never stopped."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     for tid, result in state.results.items():
         task = state.tasks.get(tid)
         if not result.output:
+            if remove_stale:
+                for suffix in (".py", ".md"):
+                    (out / f"{_safe_filename(tid)}{suffix}").unlink(missing_ok=True)
             continue
         suffix = ".py" if task is not None and task.type == TaskType.CODE_GENERATION else ".md"
         text = result.output
@@ -36,27 +41,38 @@ def write_outputs(state: Any, output_dir: str) -> Path:
     return out
 
 
-def print_summary(state: Any, console: Any) -> None:
+def print_summary(state: Any, console: Any, title: str | None = None) -> None:
+    """The summary table; for a resumed run a ``from`` column says which results were kept
+    from the checkpoint of an earlier attempt and which this attempt produced."""
     from rich.table import Table
 
-    table = Table(title=f"Project {state.project_id}: {state.status.value if state.status else '?'}")
-    for col in ("task", "type", "model", "score", "iter", "calls", "tokens in/out", "cost $", "checks",
-                "status"):
+    restored = getattr(state, "restored", {}) or {}
+    attempt = getattr(state, "attempt", 1)
+    status = state.status.value if state.status else "?"
+    table = Table(title=title or f"Project {state.project_id}: {status}"
+                  + (f" (attempt {attempt})" if attempt > 1 else ""))
+    columns = ["task", "type", "model", "score", "iter", "calls", "tokens in/out", "cost $", "checks", "status"]
+    if attempt > 1:
+        columns.append("from")
+    for col in columns:
         table.add_column(col, justify="right" if col in ("score", "iter", "calls", "cost $", "checks") else "left",
                          overflow="fold")
     planning = state.planning
     if planning.llm_calls:  # the decomposition belongs to no task, but it is part of the totals
         table.add_row("(planning)", "-", "-", "-", "-", _calls(planning), f"{planning.input_tokens}/"
-                      f"{planning.output_tokens}", f"{planning.cost_usd:.6f}", "-", "-")
+                      f"{planning.output_tokens}", f"{planning.cost_usd:.6f}", "-", "-",
+                      *(["-"] if attempt > 1 else []))
     check_lines: list[tuple[str, str]] = []
     for tid in state.execution_order:
         task, r = state.tasks[tid], state.results.get(tid)
         if r is None:
             continue
         checks = f"{r.checks_passed}/{len(r.checks)}" if r.checks else "-"
-        table.add_row(tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations),
-                      _calls(r.usage), f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", checks,
-                      r.status.value)
+        row = [tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations), _calls(r.usage),
+               f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", checks, r.status.value]
+        if attempt > 1:
+            row.append(f"checkpoint (attempt {restored[tid]})" if tid in restored else f"attempt {attempt}")
+        table.add_row(*row)
         check_lines.extend((tid, check_line(c)) for c in r.checks)
     console.print(table)
     for tid, line in check_lines:
@@ -65,7 +81,7 @@ def print_summary(state: Any, console: Any) -> None:
     profile = f"; profile {state.profile}" if getattr(state, "profile", "") else ""
     console.print(f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
                   f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
-                  f"{b.elapsed_seconds:.1f}s; status {state.status.value}{profile}")
+                  f"{b.elapsed_seconds:.1f}s; status {status}{profile}")
     for note in state.notes:
         console.print(f"note: {note}", style="dim", markup=False)
 
@@ -78,9 +94,9 @@ def check_line(check: dict[str, Any]) -> str:
     return f"{check.get('check')}: FAILED ({str(detail)[:200]})"
 
 
-def write_results(state: Any, output_dir: str, console: Any) -> bool:
+def write_results(state: Any, output_dir: str, console: Any, *, remove_stale: bool = False) -> bool:
     try:
-        where = write_outputs(state, output_dir)
+        where = write_outputs(state, output_dir, remove_stale=remove_stale)
     except OSError as exc:
         print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror}", file=sys.stderr)
         return False

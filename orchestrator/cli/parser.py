@@ -1,4 +1,6 @@
-"""The flags of ``orchestrator [run]``: project, budget, models, observability."""
+"""The flags of ``orchestrator [run]`` (project, budget, models, run store,
+observability) and of ``orchestrator resume`` (the run store, higher caps,
+observability)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success; 1 partial success, failure, budget exhausted or timed out; "
                "2 bad usage or input; 3 the policies leave the project no model (nothing spent); "
                "130 interrupted. Subcommands: 'orchestrator models' lists the "
-               "model catalog; 'orchestrator policy check FILE' validates a policy or project file.",
+               "model catalog; 'orchestrator policy check FILE' validates a policy or project file; "
+               "'orchestrator resume ID' goes on with a stopped run; 'orchestrator runs' lists past runs "
+               "('runs show ID', 'runs rm ID').",
     )
     run = p.add_argument_group("project")
     run.add_argument("--project", "-p", help="what to build (the project description)")
@@ -60,6 +64,40 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
+    add_state_dir(run)
+    add_observability(p)
+    return p
+
+
+def add_state_dir(group: argparse._ActionsContainer) -> None:
+    group.add_argument("--state-dir", metavar="DIR",
+                       help="run store directory (default: $ORCHESTRATOR_STATE_DIR, else the user data dir, "
+                            "e.g. ~/.local/share/multi-llm-orchestrator)")
+
+
+def build_resume_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="orchestrator resume",
+        description="Go on with a stopped run from its last checkpoint: completed and degraded tasks keep "
+                    "their results, every other task runs; the budget and the time cap go on from what the "
+                    "earlier attempts used.",
+        epilog="Exit codes as for a run; 0 with a message when the run had already finished; 2 for an unknown "
+               "id, a run another process is running now, or an unreadable store.",
+    )
+    p.add_argument("project_id", metavar="PROJECT_ID", help="the id a run printed when it started (see "
+                                                            "'orchestrator runs')")
+    run = p.add_argument_group("run")
+    add_state_dir(run)
+    run.add_argument("--budget", "-b", type=float, help="raise the spend cap to USD (default: the original cap)")
+    run.add_argument("--time", "-t", type=float,
+                     help="raise the wall-clock cap to SECONDS, counted over all attempts (default: the original)")
+    run.add_argument("--output-dir", "-o", help="write results here instead of the original run's output dir")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
+    add_observability(p)
+    return p
+
+
+def add_observability(p: argparse.ArgumentParser) -> None:
     obs = p.add_argument_group("observability")
     obs.add_argument("--tracing", action="store_true",
                      help="OpenTelemetry tracing (needs the 'tracing' extra); without --otlp-endpoint the span "
@@ -84,4 +122,3 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                           "'orchestrator.observers' group (repeatable)")
     obs.add_argument("--events-jsonl", metavar="FILE", help="write every event as a JSON line to FILE")
     obs.add_argument("--quiet", "-q", action="store_true", help="no live progress display")
-    return p

@@ -15,7 +15,8 @@ from .errors import UsageError
 from .project_file import RunOptions
 
 
-def build_orchestrator(opts: RunOptions, args: argparse.Namespace) -> Any:
+def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any = None,
+                       run_settings: dict[str, Any] | None = None) -> Any:
     from ..domain.budget import Budget
     from ..engine import Orchestrator
     from ..llm.cache import ResponseCache
@@ -26,6 +27,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace) -> Any:
     orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
+                        store=store, run_settings=run_settings,
                         **(opts.config.engine_kwargs() if opts.config else {}))
     return orch
 

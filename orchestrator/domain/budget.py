@@ -42,8 +42,16 @@ class Budget:
         self.phase_spend: dict[str, float] = {p.value: 0.0 for p in Phase}
         self._started = time.monotonic()
 
-    def restart_clock(self) -> None:
-        self._started = time.monotonic()
+    def restart_clock(self, already_elapsed: float = 0.0) -> None:
+        """Start counting now; ``already_elapsed`` seconds (earlier attempts of a resumed
+        run) count against the time cap too."""
+        self._started = time.monotonic() - max(0.0, already_elapsed)
+
+    def restore_spend(self, spent_usd: float, phase_spend: dict[str, float]) -> None:
+        """Carry on from what earlier attempts of a resumed run spent."""
+        self.spent_usd = float(spent_usd)
+        for phase, usd in phase_spend.items():
+            self.phase_spend[phase] = float(usd)
 
     @property
     def remaining_usd(self) -> float:

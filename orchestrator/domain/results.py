@@ -119,6 +119,10 @@ class ProjectState:
     """The decomposition's calls, which belong to no task."""
     profile: str = ""
     """The run profile used (``local`` or ``full``)."""
+    attempt: int = 1
+    """1 for a first run; a resumed run is attempt 2, 3..."""
+    restored: dict[str, int] = field(default_factory=dict)
+    """Results kept from the checkpoint of an earlier attempt: task id -> that attempt."""
 
     @property
     def total_cost(self) -> float:
@@ -141,4 +145,5 @@ class ProjectState:
             "results": {k: r.to_dict() for k, r in self.results.items()},
             "budget": self.budget.to_dict(), "notes": list(self.notes), "profile": self.profile,
             "planning": self.planning.to_dict(), "usage": self.usage.to_dict(),
+            "attempt": self.attempt, "restored": dict(self.restored),
         }

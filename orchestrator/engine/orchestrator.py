@@ -5,7 +5,11 @@ Every model is checked against the task's policies before its first use; failure
 call that fails, an output a validator rejects, a score below the threshold, a budget
 running low - go to the remediation engine, whose decision the task loop carries out.
 The parts: :mod:`.planning`, :mod:`.scheduling`, :mod:`.model_choice`,
-:mod:`.task_runner` (with :mod:`.rounds` and :mod:`.remedies`).
+:mod:`.task_runner` (with :mod:`.rounds` and :mod:`.remedies`), :mod:`.checkpoints`.
+
+With a run store (``store=``), the run is checkpointed when it starts, once the plan is
+known, after every task settles, and when it ends or is interrupted; ``resume`` goes on
+from the last checkpoint of a stopped run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from .. import attributes as attr
 from .. import events
 from ..domain.budget import Budget
+from ..domain.checkpoint import INTERRUPTED, RUNNING, Checkpoint, UnknownProjectError
 from ..domain.results import ProjectState, ProjectStatus, TaskStatus
 from ..domain.tasks import Task, TaskType
 from ..governance.acceptance import parse_criteria
@@ -27,6 +32,7 @@ from ..governance.validators import ValidatorConfig
 from ..llm.catalog import get_model
 from ..llm.client import UnifiedClient
 from ..llm.routing import Router
+from .checkpoints import Checkpointer, CheckpointStore, governance_settings, restored_state, resumed_budget
 from .checks import assign_checks
 from .context import RunContext
 from .planning import Plan, Planner, sanitize_tasks
@@ -54,6 +60,8 @@ class Orchestrator:
         validators: ValidatorConfig | Mapping[str, Any] | None = None,
         policy_engine: PolicyEngine | None = None,
         profile: str | RunProfile = "auto",
+        store: CheckpointStore | None = None,
+        run_settings: Mapping[str, Any] | None = None,
     ) -> None:
         """``policies``: a :class:`~orchestrator.governance.policy.PolicySet`, a list of
         :class:`~orchestrator.governance.policy.Policy` (global ones), or policy-file-shaped
@@ -62,7 +70,10 @@ class Orchestrator:
         ``validators``: a :class:`~orchestrator.governance.validators.ValidatorConfig` or
         its data.  Bad data raises a one-line :class:`~orchestrator.domain.errors.ConfigError`
         (a ValueError).  ``profile``: ``auto`` (``local`` when the planner is the embedded
-        model, else ``full``), ``local``, ``full`` or a :class:`~.profile.RunProfile`."""
+        model, else ``full``), ``local``, ``full`` or a :class:`~.profile.RunProfile`.
+        ``store``: where checkpoints go (e.g. ``orchestrator.state.RunStore()``), needed by
+        :meth:`resume`.  ``run_settings``: JSON-ready data kept with the checkpoints (the
+        CLI keeps its flags there)."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if not isinstance(profile, RunProfile) and profile not in PROFILE_CHOICES:
@@ -80,6 +91,8 @@ class Orchestrator:
         self.policy_engine = policy_engine or PolicyEngine()
         self.remediation = RemediationEngine.coerce(remediation)
         self.validators = ValidatorConfig.coerce(validators)
+        self.store = store
+        self.run_settings = dict(run_settings or {})
         self.state: ProjectState | None = None  # the run in progress or last run: kept when interrupted
         self.context: RunContext | None = None
 
@@ -94,43 +107,101 @@ class Orchestrator:
     # -- the run ---------------------------------------------------------------------
     async def run_project(self, project_description: str, success_criteria: str,
                           project_id: str | None = None) -> ProjectState:
-        project_id = project_id or f"proj-{uuid.uuid4().hex[:12]}"
+        project_id = project_id or new_project_id()
         self.budget.restart_clock()
-        self.client.budget = self.budget
-        ctx = self.context = self._new_context(f"Project: {project_description}" + (
-            f"\nSuccess criteria: {success_criteria}" if success_criteria else ""), success_criteria)
         state = ProjectState(project_id=project_id, description=project_description,
                              criteria=success_criteria, budget=self.budget)
+        if self.store is None:
+            return await self._execute(state, None)
+        with self.store.claim(project_id):
+            return await self._execute(state, None)
+
+    async def resume(self, project_id: str, *, max_usd: float | None = None,
+                     max_time_seconds: float | None = None) -> ProjectState:
+        """Go on with a stopped run from its last checkpoint: completed and degraded tasks
+        keep their results and do not run again; every other task runs.  The budget goes
+        on from what was spent, under the original caps unless ``max_usd`` /
+        ``max_time_seconds`` raise them; the time cap counts the time earlier attempts
+        ran.  A finished run is returned as stored, nothing run.  Uses this
+        orchestrator's client, policies, remediation and validators.
+
+        Raises :class:`~orchestrator.domain.checkpoint.UnknownProjectError`,
+        :class:`~orchestrator.domain.checkpoint.ProjectBusyError` (another process runs
+        it now), ``ValueError`` for a lower cap."""
+        if self.store is None:
+            raise ValueError("resume needs a run store: Orchestrator(store=orchestrator.state.RunStore())")
+        with self.store.claim(project_id):
+            cp = self.store.load(project_id)
+            if cp is None:
+                raise UnknownProjectError(project_id)
+            if cp.finished:
+                self.state = restored_state(cp, resumed_budget(cp), next_attempt=False)
+                return self.state
+            self.budget = resumed_budget(cp, max_usd, max_time_seconds)
+            return await self._execute(restored_state(cp, self.budget), cp)
+
+    def _settings(self) -> dict[str, Any]:
+        profile = self.profile if isinstance(self.profile, str) else self.profile.name
+        return {"engine": {"budget_usd": self.budget.max_usd, "time_seconds": self.budget.max_time_seconds,
+                           "concurrency": self.concurrency, "only_model": self.only_model,
+                           "max_tasks": self.max_tasks, "evaluation_samples": self.evaluation_samples,
+                           "profile": profile,
+                           **governance_settings(self.policies, self.remediation, self.validators)},
+                **self.run_settings}
+
+    async def _execute(self, state: ProjectState, previous: Checkpoint | None) -> ProjectState:
+        self.client.budget = self.budget
+        ctx = self.context = self._new_context(f"Project: {state.description}" + (
+            f"\nSuccess criteria: {state.criteria}" if state.criteria else ""), state.criteria)
         self.state = state
-        with events.traced_project(project_id, project_description, success_criteria,
-                                   self.budget.max_usd, self.budget.max_time_seconds) as span:
+        saver = Checkpointer(self.store, state, settings=previous.settings if previous else self._settings(),
+                             previous=previous)
+        links = tuple(r["traceparent"] for r in saver.roots if r.get("traceparent"))
+        ended = False
+        with events.traced_project(state.project_id, state.description, state.criteria,
+                                   self.budget.max_usd, self.budget.max_time_seconds,
+                                   attempt=state.attempt, links=links) as span:
+            saver.root(span.carrier.get("traceparent"))
             try:
+                saver.save(RUNNING)
                 if self.policies:
                     self._preflight(ctx)
-                plan = await self._plan(ctx, project_description, success_criteria)
-                state.planning = plan.usage
-                state.profile = ctx.run_profile.name
-                state.notes.extend(plan.notes)
-                ctx.criteria, check_notes = assign_checks(plan.tasks, ctx.criteria)
-                state.notes.extend(check_notes)
-                state.tasks = ctx.tasks = {t.id: t for t in plan.tasks}
-                state.execution_order = topological_order(state.tasks)
-                events.emit(events.tasks_planned, task_count=len(plan.tasks),
+                if state.tasks:  # the plan of a resumed run: its profile and checks as they were
+                    ctx.run_profile = resolve_profile(state.profile or self.profile, False)
+                    ctx.criteria, _ = assign_checks(list(state.tasks.values()), ctx.criteria)
+                else:
+                    plan = await self._plan(ctx, state.description, state.criteria)
+                    state.planning = plan.usage
+                    state.profile = ctx.run_profile.name
+                    ctx.criteria, check_notes = assign_checks(plan.tasks, ctx.criteria)
+                    saver.plan_notes = [*plan.notes, *check_notes]
+                    state.notes.extend(saver.plan_notes)
+                    state.tasks = {t.id: t for t in plan.tasks}
+                    state.execution_order = topological_order(state.tasks)
+                    saver.save(RUNNING)
+                ctx.tasks = state.tasks
+                events.emit(events.tasks_planned, task_count=len(state.tasks),
                             task_ids=tuple(state.execution_order))
-                if plan.tasks:
+                if state.restored:
+                    self._announce_restored(state)
+                if state.tasks:
                     runner = TaskRunner(ctx)
-                    await schedule(state, runner.run, self.concurrency, lambda: ctx.stop_reason)
+                    await schedule(state, runner.run, self.concurrency, lambda: ctx.stop_reason,
+                                   lambda _tid: saver.save(RUNNING))
+                ended = True
             except PolicyViolationError as exc:
                 # raised before any call was sent (preflight, planner check): the caller
                 # still gets the state, with the reason, to report and write out
                 state.notes.append(str(exc))
                 exc.state = state
+                ended = True
                 raise
             except asyncio.CancelledError:
                 state.notes.append("interrupted: the results so far are kept, unfinished tasks failed")
                 raise
             finally:
                 state.status = final_status(state, ctx)
+                saver.save(state.status.value if ended else INTERRUPTED)
                 usage = state.usage  # every call: planning and every task's, remediations included
                 span.set_attributes({
                     attr.PROJECT_STATUS: state.status.value,
@@ -142,6 +213,17 @@ class Orchestrator:
                     attr.PROJECT_TASK_COUNT: len(state.tasks),
                 })
         return state
+
+    @staticmethod
+    def _announce_restored(state: ProjectState) -> None:
+        state.notes.append(f"resumed (attempt {state.attempt}): kept {len(state.restored)} result(s) from the "
+                           f"checkpoint: {', '.join(state.restored)}")
+        for tid in state.execution_order:
+            if tid in state.restored:
+                r = state.results[tid]
+                events.emit(events.task_restored, task_id=tid, status=r.status.value, score=r.score,
+                            from_attempt=state.restored[tid], model=r.model_used or "", cost_usd=r.cost_usd,
+                            tokens_in=r.input_tokens, tokens_out=r.output_tokens)
 
     async def _plan(self, ctx: RunContext, description: str, criteria: str) -> Plan:
         planner = Planner(ctx, self.max_tasks)
@@ -182,6 +264,10 @@ class Orchestrator:
         more = f"; and {len(details) - 4} more" if len(details) > 4 else ""
         raise PolicyViolationError(f"project: no usable model satisfies the policies {names} for any task; "
                                    f"nothing was run or spent: {'; '.join(shown)}{more}")
+
+
+def new_project_id() -> str:
+    return f"proj-{uuid.uuid4().hex[:12]}"
 
 
 def given_tasks(project_tasks: list[Task]) -> Plan:

@@ -2,7 +2,9 @@
 the concurrency limit, longest remaining chain first; no level-by-level barrier.
 
 Dependants of a failed or skipped task are skipped (with a ``task_skipped`` event), and
-once money or time ran out no new task starts.
+once money or time ran out no new task starts.  A resumed run's kept results
+(``state.restored``) count as finished: they are not run again, and their dependants
+get their outputs as if they had just run.
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ def _dependants(tasks: Mapping[str, Task]) -> dict[str, list[str]]:
 
 
 async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
-                   stop_reason: Callable[[], StopKind | None]) -> None:
+                   stop_reason: Callable[[], StopKind | None],
+                   settled: Callable[[str], None] | None = None) -> None:
     """Run ``state.tasks`` in dependency order; results land in ``state.results``.
-    ``stop_reason`` tells, before each start, whether money or time ran out."""
+    ``stop_reason`` tells, before each start, whether money or time ran out;
+    ``settled(task_id)`` is called once a task's result is final (run or skipped)."""
     tasks = state.tasks
     dependants = _dependants(tasks)
     rank: dict[str, int] = {}
@@ -74,6 +78,9 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
             while ready and len(running) < concurrency:
                 _, _, tid = heapq.heappop(ready)
                 task = tasks[tid]
+                if tid in state.restored and tid in state.results:
+                    release(tid)
+                    continue
                 bad = [d for d in task.depends_on
                        if state.results[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
                 stopped = stop_reason()
@@ -82,6 +89,8 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
                     state.results[tid] = TaskResult(task_id=tid, status=TaskStatus.SKIPPED, error=reason)
                     events.emit(events.task_skipped, task_id=tid, reason=reason)
                     release(tid)
+                    if settled is not None:
+                        settled(tid)
                     continue
                 context = {d: state.results[d].output for d in task.depends_on}
                 running[asyncio.ensure_future(run_task(task, context, state.results))] = tid
@@ -92,6 +101,8 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
                 tid = running.pop(fut)
                 state.results[tid] = fut.result()
                 release(tid)
+                if settled is not None:
+                    settled(tid)
     finally:
         for fut in running:
             fut.cancel()

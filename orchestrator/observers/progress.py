@@ -127,6 +127,11 @@ class ProgressObserver(Observer):
             if p.status != "ok" or p.attributes.get(attr.TASK_STATUS) == "failed":
                 self.failed += 1
 
+    def on_task_restored(self, p: events.TaskRestored) -> None:
+        with self._lock:  # kept from the checkpoint of a resumed run: done and paid already
+            self.done += 1
+            self.spent_usd += p.cost_usd
+
     def on_task_skipped(self, p: events.TaskSkipped) -> None:
         with self._lock:
             self.done += 1

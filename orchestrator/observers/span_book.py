@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import Token
 from typing import Any
 
@@ -104,10 +104,10 @@ class SpanBook:
         return parent.ctx
 
     def open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any],
-              span_kind: str, enclosing: bool) -> LiveSpan:
+              span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None) -> LiveSpan:
         base = self.parent_ctx(p.parent_id)
         span = self.tracer.start_span(name, context=base, kind=kind, attributes=attrs,
-                                       start_time=p.timestamp_ns)
+                                       start_time=p.timestamp_ns, links=links)
         ctx = token = None
         if enclosing:
             ctx = set_span_in_context(span, base)

@@ -24,6 +24,7 @@ Design notes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Self
 
 from opentelemetry import trace
@@ -57,6 +58,24 @@ def _instrumentation_version() -> str:
         return version("multi-llm-orchestrator")
     except Exception:  # noqa: BLE001 - running from a source tree
         return "0"
+
+
+def resume_links(traceparents: Sequence[str]) -> list[trace.Link]:
+    """Span links to earlier attempts' roots, from their W3C traceparents (oldest first);
+    malformed ones are skipped."""
+    links = []
+    for value in traceparents:
+        parts = str(value).split("-")
+        if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+            continue
+        try:
+            trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+        except ValueError:
+            continue
+        sc = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+        if sc.is_valid:
+            links.append(trace.Link(sc, {attr.ORCHESTRATOR_LINK: "resumed_from"}))
+    return links
 
 
 class TracingObserver(Observer):
@@ -110,8 +129,9 @@ class TracingObserver(Observer):
 
     # -- spans -------------------------------------------------------------------------
     def _open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any], span_kind: str,
-              enclosing: bool) -> LiveSpan:
-        return self.book.open(p, name, kind, apply_content_rule(attrs, self.content.enabled), span_kind, enclosing)
+              enclosing: bool, links: list[trace.Link] | None = None) -> LiveSpan:
+        return self.book.open(p, name, kind, apply_content_rule(attrs, self.content.enabled), span_kind, enclosing,
+                              links)
 
     def _close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
         return self.book.close(p, apply_content_rule(attrs, self.content.enabled))
@@ -123,7 +143,13 @@ class TracingObserver(Observer):
         attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.content.enabled:
             attrs[attr.OI_INPUT_VALUE] = self.content.clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
-        self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True)
+        links = resume_links(p.links)
+        if links:  # a resumed run: the original root's trace, for backends that show no links
+            attrs[attr.ORCHESTRATOR_ORIGINAL_TRACE_ID] = f"{links[0].context.trace_id:032x}"
+        live = self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
+        sc = live.span.get_span_context()
+        if sc.is_valid:  # the engine keeps it in the checkpoint, for a resume to link to
+            p.carrier["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)

@@ -37,7 +37,8 @@ _TOKENS = ((GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS),
            (attr.TASK_TOKENS_IN, attr.TASK_TOKENS_OUT),
            (attr.PROJECT_TOKENS_IN, attr.PROJECT_TOKENS_OUT),
            (attr.rollup_key("remediation", attr.ROLLUP_TOKENS_IN), attr.rollup_key("remediation", attr.ROLLUP_TOKENS_OUT)))
-_ROUTINE_EVENTS = {"exception", "iteration_scored", "tasks_planned"}  # shown by the status, score, tree already
+# shown by the status, score, tree already
+_ROUTINE_EVENTS = {"exception", "iteration_scored", "tasks_planned", "task_restored"}
 _COST = (attr.LLM_COST_USD, attr.TASK_COST_USD, attr.PROJECT_COST_USD, attr.rollup_key("remediation", attr.ROLLUP_COST_USD))
 
 
@@ -76,6 +77,10 @@ def span_label(span: ReadableSpan) -> str:
             parts.append(escape(str(a[key])))
     if attr.TASK_SCORE in a:
         parts.append(f"score {number(a[attr.TASK_SCORE]) or 0.0:.2f}")
+    attempt = a.get(attr.ORCHESTRATOR_ATTEMPT)
+    if isinstance(attempt, int) and attempt > 1:
+        parts.append(f"[cyan]resumed: attempt {attempt}[/cyan]"
+                     + (f" [dim](linked to {len(span.links)} earlier)[/dim]" if span.links else ""))
     if attr.POLICY_PASSED in a:
         noted = whole(a.get(attr.POLICY_VIOLATIONS)) or 0
         if not a[attr.POLICY_PASSED]:
@@ -117,19 +122,38 @@ def render_span_tree(spans: Iterable[ReadableSpan], title: str | None = None) ->
 
     def add(node: Tree, span: ReadableSpan) -> None:
         branch = node.add(span_label(span))
+        add_children(branch, span)
+
+    def add_children(branch: Tree, span: ReadableSpan) -> None:
+        for label in restored_labels(span):
+            branch.add(label)
         for child in sorted(children.get(span.context.span_id, ()), key=key):
             add(branch, child)
 
     roots.sort(key=key)
     if len(roots) == 1 and title is None:
         tree = Tree(span_label(roots[0]), guide_style="dim")
-        for child in sorted(children.get(roots[0].context.span_id, ()), key=key):
-            add(tree, child)
+        add_children(tree, roots[0])
         return tree
     tree = Tree(escape(title or f"{len(spans)} spans"), guide_style="dim")
     for root in roots:
         add(tree, root)
     return tree
+
+
+def restored_labels(span: ReadableSpan) -> list[str]:
+    """A resumed run's tasks kept from the checkpoint (``task_restored`` events): they did
+    not run in this trace, so they show as dim lines saying where they came from."""
+    out = []
+    for event in span.events or ():
+        if event.name != "task_restored":
+            continue
+        e = event.attributes or {}
+        out.append(f"[dim]task:{escape(str(e.get('task_id', '?')))}  from checkpoint (attempt "
+                   f"{e.get('from_attempt', '?')})  {e.get('tokens_in', 0)}→{e.get('tokens_out', 0)} tok  "
+                   f"${number(e.get('cost_usd')) or 0.0:.6f}  {escape(str(e.get('status', '')))}  "
+                   f"score {number(e.get('score')) or 0.0:.2f}[/dim]")
+    return out
 
 
 def print_span_tree(spans: Sequence[ReadableSpan], console: Any = None, title: str | None = None) -> None:

@@ -94,7 +94,7 @@ KEYS = {
 
 def test_no_key_appears_in_anything_a_run_produces(tmp_path):
     """A whole run through the CLI in a subprocess: events JSONL, tracing dev tree, debug
-    logging, cache, output files, stdout and stderr are scanned for every key's value.
+    logging, cache, run store, output files, stdout and stderr are scanned for every key's value.
     The Anthropic server echoes the key in its 401 message (as a careless gateway would);
     the Google key comes from a .env file in the working directory."""
     work = tmp_path / "work"
@@ -112,7 +112,8 @@ def test_no_key_appears_in_anything_a_run_produces(tmp_path):
         proc = subprocess.run(
             [sys.executable, "-c", code, "-p", "Write a Python function add(a, b)", "-c", "add(1, 2) == 3",
              "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"),
-             "--events-jsonl", str(tmp_path / "events.jsonl"), "--tracing", "-v", "--budget", "1"],
+             "--events-jsonl", str(tmp_path / "events.jsonl"), "--tracing", "-v", "--budget", "1",
+             "--state-dir", str(tmp_path / "state")],
             capture_output=True, text=True, timeout=240, cwd=work, env=env)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -126,6 +127,7 @@ def test_no_key_appears_in_anything_a_run_produces(tmp_path):
     assert "llm_call:critique" in proc.stdout and "DEBUG" in proc.stderr
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".env"]
     assert any(p.parent.name == "out" for p in files) and any("cache" in p.parts for p in files)
+    assert any(p.name.startswith("runs.sqlite3") for p in files)  # the run store (and its WAL) too
     haystacks = {"stdout": proc.stdout.encode(), "stderr": proc.stderr.encode()}
     haystacks.update({str(p): p.read_bytes() for p in files})
     for name, value in KEYS.items():

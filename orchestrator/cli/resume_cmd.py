@@ -1,0 +1,99 @@
+"""``orchestrator resume PROJECT_ID``: go on with a stopped run from its last checkpoint.
+
+The run is rebuilt from what its checkpoint kept (project, tasks, models, policies,
+cache, output directory); this command's own flags are the observability ones, a higher
+budget or time cap, and another output directory.  A run that already finished is
+reported and left alone (exit 0); an unknown id, a run another process is running right
+now, or a store that cannot be read is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..domain.checkpoint import Checkpoint, StoreError, UnknownProjectError
+from .errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from .parser import build_resume_parser
+from .run_cmd import _configure_logging, execute
+from .store_wiring import open_store, rebuild
+from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
+
+
+def _finished(cp: Checkpoint, output_dir: str | None) -> int:
+    """Nothing to resume.  The results are written (again) to the output directory, in
+    case the run was killed after its last checkpoint but before it wrote them."""
+    print(f"project {cp.project_id} already finished ({cp.status}, {cp.tasks_done}/{cp.tasks_total} tasks "
+          f"done, ${cp.spent_usd:.6f}); nothing to resume (see 'orchestrator runs show {cp.project_id}')")
+    out = output_dir or (cp.settings.get("cli") or {}).get("output_dir")
+    if out:
+        from rich.console import Console
+
+        from ..engine.checkpoints import restored_state, resumed_budget
+        from .output import write_results
+
+        if not write_results(restored_state(cp, resumed_budget(cp), next_attempt=False), out, Console(),
+                             remove_stale=True):
+            return EXIT_USAGE
+    return EXIT_OK
+
+
+def resume_main(argv: list[str]) -> int:
+    """The resume command; returns the exit code (as for a run).  The catalog is put back
+    afterwards, as for a run."""
+    from ..llm.catalog import preserved
+
+    with preserved():
+        return _resume(argv)
+
+
+def _resume(argv: list[str]) -> int:
+    try:
+        args = build_resume_parser().parse_args(argv)
+        _configure_logging(args.verbose)
+        for flag, value in (("--budget", args.budget), ("--time", args.time)):
+            if value is not None and value <= 0:
+                raise UsageError(f"{flag} must be > 0, got {value:g}")
+        store = open_store(args.state_dir)
+        cp = store.load(args.project_id)
+        if cp is None:
+            raise UnknownProjectError(args.project_id)
+        if cp.finished:
+            return _finished(cp, args.output_dir)
+        with store.claim(cp.project_id):  # refused now, before any output; the engine's claim decides
+            pass
+        if args.budget is not None and args.budget < cp.max_usd:
+            raise UsageError(f"--budget can only raise the original cap ${cp.max_usd:g} of {cp.project_id}")
+        if args.time is not None and args.time < cp.max_time_seconds:
+            raise UsageError(f"--time can only raise the original cap {cp.max_time_seconds:g}s of {cp.project_id}")
+        opts, run_args = rebuild(cp, args)
+        for warning in setup_catalog(run_args):  # the run's own catalog file, when it had one
+            print(f"orchestrator: warning: {warning}", file=sys.stderr)
+        setup_server(run_args)
+        check_model_choice(run_args)
+        from .observers import validate_observer_options
+
+        validate_observer_options(args)
+    except (UsageError, ValueError, StoreError) as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from rich.console import Console
+
+    from .observers import setup_observers
+
+    console = Console()
+    try:
+        session = setup_observers(args, console=console)
+    except ValueError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    console.print(f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
+                  f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
+                  highlight=False, soft_wrap=True)
+    try:
+        orch = build_orchestrator(opts, run_args, store=store)
+    except Exception as exc:  # a provider that cannot be built: one line, no traceback
+        session.finish(None, console=console)
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return execute(orch, lambda: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
+                   opts.output_dir, session, console, remove_stale=True)

@@ -1,0 +1,101 @@
+"""The run store for the command line: opening it from ``--state-dir``, what a run keeps
+of its flags, and how ``resume`` gets them back.
+
+Why the flags are kept: ``orchestrator resume ID`` must rebuild the run as it was (the
+same project, tasks, models, policies, remediation, validators, cache and output
+directory) without the user typing them again, and without depending on the project or
+policy file still being there or unchanged.  Paths are kept absolute, so a resume from
+another directory writes to the same place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ..domain.checkpoint import Checkpoint
+from .errors import UsageError
+from .project_file import RunOptions
+
+SECTIONS = ("policies", "remediation", "validators")
+
+
+def open_store(state_dir: str | None) -> Any:
+    """The run store (``StoreError``, one line, when it cannot be used)."""
+    from ..state import RunStore
+
+    return RunStore(state_dir)
+
+
+def resume_hint(project_id: str, state_dir: str | None) -> str:
+    where = f" --state-dir {shlex.quote(str(Path(state_dir).expanduser().resolve()))}" if state_dir else ""
+    return f"orchestrator resume {project_id}{where}"
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
+def _policy_data(path: str | None) -> Any:
+    """The policy file's data (already validated by the run's configuration)."""
+    if not path:
+        return None
+    text = Path(path).read_text(encoding="utf-8")
+    if path.lower().endswith(".json"):
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, Any]:
+    """What a run keeps of its flags and files, JSON-ready, under ``cli``."""
+    data = opts.file_data or {}
+    return {"cli": {
+        "project": opts.project, "criteria": opts.criteria, "budget_usd": opts.budget_usd,
+        "time_seconds": opts.time_seconds, "concurrency": opts.concurrency,
+        "output_dir": _absolute(opts.output_dir), "tasks": [t.to_dict() for t in opts.tasks] if opts.tasks else None,
+        "sections": {k: data[k] for k in SECTIONS if data.get(k) is not None},
+        "project_file": _absolute(args.file), "policy_file": _absolute(args.policy),
+        "policy_data": _policy_data(args.policy),
+        "model": args.model, "local_model": _absolute(args.local_model), "provider_url": args.provider_url,
+        "max_tasks": args.max_tasks, "cache_dir": _absolute(args.cache_dir), "no_cache": bool(args.no_cache),
+        "catalog": _absolute(getattr(args, "catalog", None)), "profile": getattr(args, "profile", None),
+    }}
+
+
+def rebuild(cp: Checkpoint, resume_args: argparse.Namespace) -> tuple[RunOptions, argparse.Namespace]:
+    """The run's options and flags from its checkpoint, with the resume's own flags
+    (observability, ``-o``) on top.  Raises UsageError/ConfigError (one line)."""
+    cli = cp.settings.get("cli")
+    if not isinstance(cli, dict):
+        raise UsageError(f"project {cp.project_id} was not started from the command line; "
+                         "resume it with Orchestrator.resume() in Python")
+    from ..domain.tasks import Task, TaskType
+    from ..governance.config import load_run_config
+    from ..governance.policy import PolicySet
+
+    tasks = None
+    if cli.get("tasks"):
+        tasks = [Task(id=t["id"], type=TaskType(t["type"]), prompt=t["prompt"], depends_on=list(t["depends_on"]),
+                      acceptance_threshold=t.get("acceptance_threshold"), max_iterations=t.get("max_iterations"),
+                      max_output_tokens=t.get("max_output_tokens")) for t in cli["tasks"]]
+    opts = RunOptions(project=cp.description, criteria=cp.criteria, budget_usd=cp.max_usd,
+                      time_seconds=cp.max_time_seconds, concurrency=int(cli.get("concurrency") or 4),
+                      output_dir=resume_args.output_dir or cli.get("output_dir"), tasks=tasks,
+                      file_data=dict(cli.get("sections") or {}))
+    source = cli.get("project_file") or "project file"
+    opts.config = load_run_config(opts.file_data, source, None, tasks)
+    if cli.get("policy_data") is not None:
+        extra = PolicySet.from_data(cli["policy_data"], cli.get("policy_file") or "--policy")
+        opts.config.policies = opts.config.policies.merged(extra)
+    args = argparse.Namespace(**vars(resume_args))
+    for key in ("model", "local_model", "provider_url", "max_tasks", "cache_dir", "no_cache", "catalog", "profile"):
+        setattr(args, key, cli.get(key))
+    args.update_prices = False  # the prices of this resume: the bundled ones, unless the environment asks
+    args.no_cache = bool(args.no_cache)
+    args.file, args.policy = cli.get("project_file"), cli.get("policy_file")
+    return opts, args

@@ -1,0 +1,224 @@
+"""RunStore: the SQLite file of checkpoints, and the history of runs.
+
+Why it looks like this:
+
+* WAL mode with ``synchronous=FULL`` and one ``BEGIN IMMEDIATE`` transaction per
+  checkpoint: a kill (or a power cut) at any instant leaves the last committed
+  checkpoint whole and the file readable; readers (``orchestrator runs``) never block
+  the run writing;
+* every process opens its own connection; a busy timeout lets runs of different
+  projects share one store;
+* the per-project lock (:mod:`.lock`) is a file lock, not a row, so a killed run never
+  leaves a stale claim behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..domain.checkpoint import FINISHED_STATUSES, RUNNING, Checkpoint, ProjectBusyError, StoreError
+from . import codec
+from .lock import ProjectLock, is_locked, lock_path
+from .paths import DB_NAME, default_state_dir
+from .schema import prepare
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One line of ``orchestrator runs``.  ``live``: a process runs it right now."""
+
+    project_id: str
+    description: str
+    status: str
+    attempt: int
+    started_at: float
+    updated_at: float
+    spent_usd: float
+    tasks_total: int
+    tasks_done: int
+    live: bool
+
+    @property
+    def resumable(self) -> bool:
+        return not self.live and self.status not in FINISHED_STATUSES
+
+    @property
+    def shown_status(self) -> str:
+        """``running`` only while a process runs it; a run that was killed shows ``stopped``."""
+        if self.status == RUNNING and not self.live:
+            return "stopped"
+        return self.status
+
+
+class RunStore:
+    """The run store in ``state_dir`` (default: :func:`default_state_dir`).
+
+    Opening creates the directory and the schema, or checks the schema version (migrating
+    an older store, refusing one it cannot use); problems are one-line
+    :class:`StoreError`.  Implements the engine's ``CheckpointStore``."""
+
+    def __init__(self, state_dir: str | Path | None = None) -> None:
+        self.dir = Path(state_dir).expanduser() if state_dir is not None else default_state_dir()
+        self.path = self.dir / DB_NAME
+        self.lock_dir = self.dir / "locks"
+        self._mutex = threading.Lock()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                         check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the run store ({_reason(exc)})") from None
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot use WAL mode here (got {mode}); use another --state-dir")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            prepare(self._conn, str(self.path))
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(f"{self.path}: not a readable run store ({_reason(exc)}); "
+                             "move it away or use another --state-dir") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the engine's side -----------------------------------------------------------
+    @contextmanager
+    def claim(self, project_id: str) -> Iterator[ProjectLock]:
+        """Hold the project for a run; :class:`ProjectBusyError` at once if another has it."""
+        lock = ProjectLock(lock_path(self.lock_dir, project_id), project_id)
+        try:
+            lock.acquire()
+        except OSError as exc:
+            raise StoreError(f"{lock.path}: cannot lock ({_reason(exc)})") from None
+        try:
+            yield lock
+        finally:
+            lock.release()
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        """Write the checkpoint in one transaction: the run's row and its results together."""
+        cp = checkpoint
+        record = codec.checkpoint_json(cp)
+        rows = [(cp.project_id, tid, cp.result_attempts.get(tid, cp.attempt), r.status.value, codec.result_json(r))
+                for tid, r in cp.results.items()]
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO runs (project_id, description, status, attempt, started_at, updated_at, spent_usd,"
+                " tasks_total, tasks_done, checkpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (project_id) DO UPDATE SET description = excluded.description,"
+                " status = excluded.status, attempt = excluded.attempt, updated_at = excluded.updated_at,"
+                " spent_usd = excluded.spent_usd, tasks_total = excluded.tasks_total,"
+                " tasks_done = excluded.tasks_done, checkpoint = excluded.checkpoint",
+                (cp.project_id, cp.description, cp.status, cp.attempt, cp.started_at, cp.updated_at or time.time(),
+                 cp.spent_usd, cp.tasks_total, cp.tasks_done, record))
+            conn.execute("DELETE FROM task_results WHERE project_id = ?", (cp.project_id,))
+            conn.executemany("INSERT INTO task_results (project_id, task_id, attempt, status, result)"
+                             " VALUES (?, ?, ?, ?, ?)", rows)
+
+    def load(self, project_id: str) -> Checkpoint | None:
+        """The last checkpoint of a project, or None when no run has this id."""
+        with self._read() as conn:
+            row = conn.execute("SELECT checkpoint FROM runs WHERE project_id = ?", (project_id,)).fetchone()
+            if row is None:
+                return None
+            results = conn.execute("SELECT task_id, attempt, result FROM task_results WHERE project_id = ?"
+                                   " ORDER BY rowid", (project_id,)).fetchall()
+        try:
+            parsed = {tid: codec.result_from(json.loads(text)) for tid, _, text in results}
+            cp = codec.checkpoint_from(row[0], parsed)
+            cp.result_attempts = {tid: int(attempt) for tid, attempt, _ in results}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self.path}: the record of {project_id} is damaged ({exc}); "
+                             f"remove it with 'orchestrator runs rm {project_id}'") from None
+        return cp
+
+    # -- history ---------------------------------------------------------------------
+    def runs(self) -> list[RunRow]:
+        """Every stored run, newest first."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT project_id, description, status, attempt, started_at, updated_at,"
+                                " spent_usd, tasks_total, tasks_done FROM runs"
+                                " ORDER BY started_at DESC, project_id").fetchall()
+        return [RunRow(project_id=r[0], description=r[1], status=r[2], attempt=r[3], started_at=r[4],
+                       updated_at=r[5], spent_usd=r[6], tasks_total=r[7], tasks_done=r[8],
+                       live=self.is_running(r[0])) for r in rows]
+
+    def is_running(self, project_id: str) -> bool:
+        return is_locked(lock_path(self.lock_dir, project_id))
+
+    def delete(self, project_id: str) -> bool:
+        """Remove a run (False when unknown).  A run in progress is refused
+        (:class:`ProjectBusyError`): its next checkpoint would bring it back."""
+        path = lock_path(self.lock_dir, project_id)
+        with self.claim(project_id):
+            with self._write() as conn:
+                gone = conn.execute("DELETE FROM runs WHERE project_id = ?", (project_id,)).rowcount
+            path.unlink(missing_ok=True)
+        return bool(gone)
+
+    def older_than(self, seconds: float) -> list[str]:
+        """Ids of runs last updated more than ``seconds`` ago."""
+        cutoff = time.time() - seconds
+        with self._read() as conn:
+            return [r[0] for r in conn.execute("SELECT project_id FROM runs WHERE updated_at < ?"
+                                               " ORDER BY started_at", (cutoff,))]
+
+    # -- transactions ----------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"{self.path}: write failed ({_reason(exc)})") from None
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: read failed ({_reason(exc)})") from None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+__all__ = ["ProjectBusyError", "RunRow", "RunStore"]
