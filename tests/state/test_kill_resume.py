@@ -71,6 +71,7 @@ def _normal(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": summary["status"], "tasks": summary["tasks"], "execution_order": summary["execution_order"],
         "results": summary["results"], "max_usd": budget["max_usd"],
+        "planning": summary["planning"], "usage": summary["usage"],  # every kept call, counted once
         "notes": [n for n in summary["notes"] if not n.startswith(("resumed", "interrupted"))],
     }
 

@@ -1,8 +1,9 @@
 """The issue's end-to-end case on the real local model (SmolLM2): a CLI run killed with
 SIGKILL right after its first ``task_finished`` event, resumed with ``orchestrator
 resume``; then the same project run once without a break, on the same response cache,
-as the reference.  The completed task is not started again, the results, tokens and
-cost equal the uninterrupted run's, and the exit code is the same."""
+as the reference.  The completed task is not started again, the totals count every call
+behind a kept result once (as one uninterrupted run's accounting does), the results,
+outputs and exit code equal the uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -94,19 +95,36 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
         attrs["task.status"], attrs["task.tokens_in"], attrs["task.tokens_out"], attrs["task.cost_usd"])
     assert summary["restored"] == {"first": 1} and summary["attempt"] == 2
 
-    # the reference: the same project without a break, on the same cache (same answers)
-    ref_jsonl = tmp_path / "reference.jsonl"
+    # the accounting of one uninterrupted run: every call behind a kept result counted once -
+    # the first task's calls from the killed attempt, every call of the resumed one - and
+    # nothing of the second task's calls the kill cut short (their answers come back from
+    # the cache, as calls without tokens or cost)
+    def calls(events: list[dict[str, Any]], task: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in events if e["signal"] == "llm_call_finished" and e["status"] == "ok"
+                and (task is None or e["task_id"] == task)]
+
+    counted = calls(killed, "first") + calls(events)
+    fresh = [c for c in counted if not c["attributes"]["llm.cached"]]
+    usage = summary["usage"]
+    assert usage["llm_calls"] == len(counted) and usage["cached_calls"] == len(counted) - len(fresh)
+    assert usage["input_tokens"] == sum(c["attributes"]["llm.tokens_in"] for c in fresh)
+    assert usage["output_tokens"] == sum(c["attributes"]["llm.tokens_out"] for c in fresh)
+    assert usage["cost_usd"] == summary["budget"]["spent_usd"] == 0.0  # the local model is free
+    (end,) = [e for e in events if e["signal"] == "project_finished"]
+    assert (end["attributes"]["project.tokens_in"], end["attributes"]["project.tokens_out"],
+            end["attributes"]["project.llm_calls"]) == (usage["input_tokens"], usage["output_tokens"],
+                                                       usage["llm_calls"])
+
+    # the same project without a break, on the same cache (so the same answers): the same
+    # results, outputs, calls and exit code
     reference = subprocess.run(_cli("-f", str(project), "--cache-dir", str(cache), "--state-dir",
-                                    str(tmp_path / "state2"), "-o", str(tmp_path / "ref"), "--events-jsonl",
-                                    str(ref_jsonl), "-q"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+                                    str(tmp_path / "state2"), "-o", str(tmp_path / "ref"), "-q"),
+                               cwd=ROOT, capture_output=True, text=True, timeout=600)
     ref = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    assert summary["results"] == ref["results"]
-    assert summary["status"] == ref["status"]
-    assert summary["budget"]["spent_usd"] == ref["budget"]["spent_usd"] == 0.0
-    totals = [next(e for e in _events(p) if e["signal"] == "project_finished")["attributes"]
-              for p in (resumed_jsonl, ref_jsonl)]
-    for key in ("project.tokens_in", "project.tokens_out", "project.cost_usd", "project.status"):
-        assert totals[0][key] == totals[1][key], key
+    same = ("output", "score", "status", "iterations", "model_used", "llm_calls", "error")
+    for tid in ("first", "second"):
+        assert {k: summary["results"][tid][k] for k in same} == {k: ref["results"][tid][k] for k in same}, tid
+    assert summary["status"] == ref["status"] and summary["usage"]["llm_calls"] == ref["usage"]["llm_calls"]
     assert resumed.returncode == reference.returncode == (0 if ref["status"] == "success" else 1)
     for name in ("first.md", "second.md"):
         assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
