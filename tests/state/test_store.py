@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orchestrator.domain.checkpoint import Checkpoint, ProjectBusyError, StoreError
 from orchestrator.domain.results import TaskResult, TaskStatus, Usage
@@ -223,3 +225,31 @@ def test_an_unwritable_directory_is_one_line(tmp_path):
     with pytest.raises(StoreError) as exc:
         RunStore(tmp_path / "file" / "below")
     assert "cannot open the run store" in _one_line(exc)
+
+
+# -- property: whatever a checkpoint holds comes back equal ---------------------------------
+
+_text = st.text(max_size=40)
+_money = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+_results = st.builds(
+    TaskResult, task_id=st.just("x"), output=st.text(max_size=200), score=st.floats(0, 1),
+    status=st.sampled_from(list(TaskStatus)), model_used=st.none() | _text, reviewer_model=st.none() | _text,
+    iterations=st.integers(0, 50), cost_usd=_money, input_tokens=st.integers(0, 10**9),
+    output_tokens=st.integers(0, 10**9), deterministic_check_passed=st.none() | st.booleans(),
+    fallback_count=st.integers(0, 9), error=st.none() | _text, llm_calls=st.integers(0, 999),
+    cached_calls=st.integers(0, 999))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(results=st.dictionaries(st.text(min_size=1, max_size=12), _results, max_size=5),
+       description=st.text(max_size=300), spent=_money, notes=st.lists(_text, max_size=3),
+       settings_=st.dictionaries(_text, st.none() | st.booleans() | st.integers() | _text, max_size=4),
+       attempt=st.integers(1, 99))
+def test_any_checkpoint_round_trips(tmp_path_factory, results, description, spent, notes, settings_, attempt):
+    store = RunStore(tmp_path_factory.mktemp("rt"))
+    results = {tid: TaskResult(**{**r.__dict__, "task_id": tid}) for tid, r in results.items()}
+    cp = _checkpoint(description=description, spent_usd=spent, notes=notes, settings=settings_, attempt=attempt,
+                     results=results, result_attempts={tid: attempt for tid in results})
+    store.save(cp)
+    assert store.load("proj-1") == cp
+    store.close()
