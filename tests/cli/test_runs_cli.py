@@ -20,7 +20,7 @@ from orchestrator.state import DB_NAME, RunStore
 from tests.state import scripted_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["-p", "Scripted project", "-c", "ok", "--model", scripted_cli.MODEL, "--max-tasks", "5", "--no-cache", "-q"]
+ARGS = scripted_cli.ARGS
 
 
 @pytest.fixture

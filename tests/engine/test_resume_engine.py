@@ -16,7 +16,7 @@ from orchestrator.domain.checkpoint import Checkpoint, ProjectBusyError, Unknown
 from orchestrator.domain.results import ProjectStatus, TaskStatus
 from orchestrator.engine import Orchestrator
 from orchestrator.engine.checkpoints import resumed_budget
-from orchestrator.llm.catalog import CATALOG, ModelInfo, register_model
+from orchestrator.llm.catalog import ModelInfo, preserved, register_model
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.base import ProviderRequest, ProviderResponse
 from orchestrator.state import RunStore
@@ -35,8 +35,9 @@ PLAN = decomposition(
 
 @pytest.fixture(autouse=True)
 def _priced_model():
-    if PRICED not in CATALOG:
+    with preserved():  # the catalog is put back after the test
         register_model(ModelInfo(PRICED, "local", 2.0, 6.0, 8192, 512, region="local"))
+        yield
 
 
 @dataclass

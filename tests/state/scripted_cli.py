@@ -14,15 +14,19 @@ import hashlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from orchestrator import cli
 from orchestrator.cli import wiring
-from orchestrator.llm.catalog import CATALOG, ModelInfo, register_model
 from orchestrator.llm.providers.base import ProviderRequest, ProviderResponse
 from tests.scripted import ScriptedProvider, decomposition
 
 MODEL = "scripted-pro"
+CATALOG_FILE = str(Path(__file__).with_name("scripted_catalog.toml"))
+ARGS = ["-p", "Scripted project", "-c", "ok", "--model", MODEL, "--catalog", CATALOG_FILE, "--max-tasks", "5",
+        "--no-cache", "-q"]
+"""A run of the scripted project; add the store, output and event flags."""
 PLAN = decomposition(
     {"id": "alpha", "type": "summarization", "prompt": "Summarise alpha.", "depends_on": []},
     {"id": "beta", "type": "summarization", "prompt": "Summarise beta using alpha.", "depends_on": ["alpha"]},
@@ -60,11 +64,10 @@ class PricedScript(ScriptedProvider):
 
 
 def install() -> None:
-    if MODEL not in CATALOG:
-        register_model(ModelInfo(MODEL, "local", 1.5, 4.0, 8192, 512, region="local",
-                                 tags=("no_train", "pii_allowed", "offline")))
+    """Every provider is the scripted one; the priced model comes from ``CATALOG_FILE``
+    (give ``--catalog``: ARGS below do), as a user's own catalog file would add it."""
     provider = PricedScript()
-    wiring.build_providers = lambda args: {"local": provider}  # type: ignore[assignment]
+    wiring.build_providers = lambda args: {"local": provider, "server": provider}  # type: ignore[assignment]
 
 
 def child(argv: list[str], log_path: str) -> None:

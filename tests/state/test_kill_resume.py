@@ -23,8 +23,7 @@ from orchestrator.state import RunStore
 from tests.state import scripted_cli
 
 TRIALS = 20
-ARGS = ["-p", "Scripted project", "-c", "ok", "--model", scripted_cli.MODEL, "--max-tasks", "5",
-        "--no-cache", "-q", "--concurrency", "2"]
+ARGS = [*scripted_cli.ARGS, "--concurrency", "2"]
 
 
 @pytest.fixture(scope="module")
