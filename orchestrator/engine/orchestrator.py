@@ -158,12 +158,12 @@ class Orchestrator:
                              previous=previous)
         links = tuple(r["traceparent"] for r in saver.roots if r.get("traceparent"))
         ended = False
+        saver.save(RUNNING)  # before anything is seen: a run whose start was seen can be resumed
         with events.traced_project(state.project_id, state.description, state.criteria,
                                    self.budget.max_usd, self.budget.max_time_seconds,
                                    attempt=state.attempt, links=links) as span:
-            saver.root(span.carrier.get("traceparent"))
+            saver.root(span.carrier.get("traceparent"))  # saved with the next checkpoint
             try:
-                saver.save(RUNNING)
                 if self.policies:
                     self._preflight(ctx)
                 if state.tasks:  # the plan of a resumed run: its profile and checks as they were
@@ -185,7 +185,7 @@ class Orchestrator:
                 if state.restored:
                     self._announce_restored(state)
                 if state.tasks:
-                    runner = TaskRunner(ctx)
+                    runner = TaskRunner(ctx, settled=lambda _tid: saver.save(RUNNING))
                     await schedule(state, runner.run, self.concurrency, lambda: ctx.stop_reason,
                                    lambda _tid: saver.save(RUNNING))
                 ended = True

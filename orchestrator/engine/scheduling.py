@@ -55,7 +55,9 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
                    settled: Callable[[str], None] | None = None) -> None:
     """Run ``state.tasks`` in dependency order; results land in ``state.results``.
     ``stop_reason`` tells, before each start, whether money or time ran out;
-    ``settled(task_id)`` is called once a task's result is final (run or skipped)."""
+    ``settled(task_id)`` is called when the scheduler settles a task itself (a skip),
+    before its ``task_skipped`` event (a task that runs reports its own settling, see
+    :class:`~.task_runner.TaskRunner`)."""
     tasks = state.tasks
     dependants = _dependants(tasks)
     rank: dict[str, int] = {}
@@ -87,10 +89,10 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
                 if bad or stopped:
                     reason = (f"dependency {', '.join(bad)} did not succeed" if bad else f"{stopped} exhausted")
                     state.results[tid] = TaskResult(task_id=tid, status=TaskStatus.SKIPPED, error=reason)
-                    events.emit(events.task_skipped, task_id=tid, reason=reason)
-                    release(tid)
                     if settled is not None:
                         settled(tid)
+                    events.emit(events.task_skipped, task_id=tid, reason=reason)
+                    release(tid)
                     continue
                 context = {d: state.results[d].output for d in task.depends_on}
                 running[asyncio.ensure_future(run_task(task, context, state.results))] = tid
@@ -101,8 +103,6 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
                 tid = running.pop(fut)
                 state.results[tid] = fut.result()
                 release(tid)
-                if settled is not None:
-                    settled(tid)
     finally:
         for fut in running:
             fut.cancel()

@@ -10,7 +10,7 @@ keeps its best output so far.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .. import attributes as attr
 from .. import events
@@ -28,8 +28,14 @@ PLATEAU_DELTA = 0.02
 
 
 class TaskRunner:
-    def __init__(self, ctx: RunContext) -> None:
+    """``settled(task_id)`` is called once a task's result is final, still inside its
+    ``task_started``/``task_finished`` pair: a checkpoint saved there holds the result
+    before anyone can see the task finish (a kill right after ``task_finished`` never
+    loses it)."""
+
+    def __init__(self, ctx: RunContext, settled: Callable[[str], None] | None = None) -> None:
         self.ctx = ctx
+        self.settled = settled
         self.chooser = ModelChooser(ctx)
         self.rounds = RoundRunner(ctx, self.chooser)
         self.remedies = Remedies(ctx, self.chooser, self.rounds)
@@ -59,6 +65,8 @@ class TaskRunner:
                 if task.checks:
                     span.set_attributes({attr.TASK_CHECKS_TOTAL: len(task.checks),
                                          attr.TASK_CHECKS_PASSED: result.checks_passed})
+                if self.settled is not None:
+                    self.settled(task.id)
             return result
 
     async def _loop(self, task: Task, context: Mapping[str, str], result: TaskResult) -> None:

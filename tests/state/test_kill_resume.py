@@ -158,3 +158,29 @@ def _check_kept_tasks_did_not_start(jsonl: Path, log: Path) -> None:
     started = {e["task_id"] for e in events if e["signal"] == "task_started"}
     assert not started & _kept(jsonl), log.read_text()
     assert [e["signal"] for e in events].count("project_started") == 1
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3, 4])
+def test_a_task_seen_finished_is_never_run_again(tmp_path, spawn, nth):
+    """Killed the instant the n-th ``task_finished`` is seen: that task's result was in the
+    store before the event was sent, so the resume keeps it (no ``task_started``)."""
+    state, jsonl = tmp_path / "state", tmp_path / "run.jsonl"
+    proc = spawn([*ARGS, "--state-dir", str(state), "--events-jsonl", str(jsonl)], tmp_path / "log.txt")
+    deadline = time.monotonic() + 60
+    finished: list[str] = []
+    while len(finished) < nth:
+        assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
+        finished = [e["task_id"] for e in _events(jsonl) if e["signal"] == "task_finished"]
+        time.sleep(0.001)
+    proc.kill()
+    proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
+    (row,) = RunStore(state).runs()
+    resumed = tmp_path / "resumed.jsonl"
+    proc = spawn(["resume", row.project_id, "--state-dir", str(state), "--events-jsonl", str(resumed), "-q"],
+                 tmp_path / "log2.txt")
+    proc.join(60)
+    assert proc.exitcode in (0, 1), (tmp_path / "log2.txt").read_text()
+    kept = _kept(resumed)
+    assert set(finished) <= kept  # every task seen finished (others may have finished too)
+    _check_kept_tasks_did_not_start(resumed, tmp_path / "log2.txt")
