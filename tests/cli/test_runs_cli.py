@@ -25,11 +25,12 @@ ARGS = scripted_cli.ARGS
 
 @pytest.fixture
 def scripted(monkeypatch):
-    """The CLI in this process, on the scripted priced provider."""
-    original = wiring.build_providers
+    """The CLI in this process, on the scripted priced provider (the real providers are
+    back after the test: monkeypatch restores what it saw first)."""
+    monkeypatch.setattr(wiring, "build_providers", wiring.build_providers)
     scripted_cli.install()
     yield
-    monkeypatch.setattr(wiring, "build_providers", original)
+    assert wiring.build_providers.__name__ == "<lambda>"  # still the scripted one until teardown
 
 
 def _one_line_error(capsys, fragment: str) -> None:
