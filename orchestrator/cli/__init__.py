@@ -4,8 +4,9 @@ where the parts are wired together.
 Modules: ``main`` (dispatch), ``parser`` (the run flags), ``project_file`` (``--file``
 and flag resolution), ``wiring`` (client, providers, engine from flags), ``run_cmd``,
 ``models_cmd``, ``policy_cmd``, ``observers`` (observers from flags: tracing, metrics,
-logging, progress, JSONL, user ones), ``output`` (summary table, files), ``errors``
-(exit codes, one-line usage errors).
+logging, progress, JSONL, user ones), ``preflight`` (output directory, cache and prompt
+sizes checked before a run), ``interrupt`` (Ctrl-C: cancel, summary, exit 130),
+``output`` (summary table, files), ``errors`` (exit codes, one-line usage errors).
 """
 
 from __future__ import annotations

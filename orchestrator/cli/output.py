@@ -62,13 +62,14 @@ def print_summary(state: Any, console: Any) -> None:
         console.print(f"note: {note}", style="dim")
 
 
-def write_results(state: Any, output_dir: str, console: Any) -> bool:
+def write_results(state: Any, output_dir: str, console: Any, *, announce: bool = True) -> bool:
     try:
         where = write_outputs(state, output_dir)
     except OSError as exc:
         print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror}", file=sys.stderr)
         return False
-    console.print(f"Results written to {where}")
+    if announce:
+        console.print(f"Results written to {where}")
     return True
 
 

@@ -6,16 +6,31 @@ the client, policies/remediation/validators into the engine, observers onto the 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
 from typing import Any
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY_BLOCKED, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from ..llm.cache import CacheError
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_POLICY_BLOCKED,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    UsageError,
+    one_line,
+)
+from .interrupt import Interrupted, InterruptibleRun
 from .output import print_summary, write_results
 from .parser import build_parser
+from .preflight import check_cache, check_prompts_fit, prepare_output_dir
 from .project_file import RunOptions, resolve_options
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
+
+INTERRUPTED_FLUSH_SECONDS = 1.0
+"""After Ctrl-C, the span export waits at most this long (the command exits within 2 s)."""
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -49,23 +64,15 @@ def run_main(argv: list[str]) -> int:
 
 def _run_command(argv: list[str]) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        _configure_logging(args.verbose)
-        for warning in setup_catalog(args):
-            print(f"orchestrator: warning: {warning}", file=sys.stderr)
-        setup_server(args)
-        opts = resolve_options(args)
-        check_model_choice(args)
-        from ..governance.config import load_run_config
-        from ..governance.policy import PolicyViolationError
-
-        opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
-        from .observers import validate_observer_options
-
-        validate_observer_options(args)
-    except (UsageError, ValueError) as exc:
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        args, opts, warnings = _prepare(argv)
+    except (UsageError, ValueError) as exc:  # ConfigError is a ValueError
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for warning in warnings:
+        print(f"orchestrator: warning: {one_line(warning)}", file=sys.stderr)
     from rich.console import Console
 
     from .observers import setup_observers
@@ -74,36 +81,81 @@ def _run_command(argv: list[str]) -> int:
     try:
         session = setup_observers(args, console=console)
     except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    with InterruptibleRun() as runner:
+        return _execute(opts, args, session, console, runner)
+
+
+def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]]:
+    """Every check that needs no model and no call, in order; the first problem raises
+    (one line, exit 2) and nothing has been written: the output directory is made (and
+    probed) last."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    opts = resolve_options(args)  # flags, project file and its tasks: values, types, the task graph
+    warnings = setup_catalog(args)
+    setup_server(args)
+    client = check_model_choice(args)
+    from ..governance.config import load_run_config
+
+    opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
+    from .observers import validate_observer_options
+
+    validate_observer_options(args)
+    check_prompts_fit(opts, args, client)
+    check_cache(args)
+    prepare_output_dir(opts.output_dir)
+    return args, opts, warnings
+
+
+def _execute(opts: RunOptions, args: argparse.Namespace, session: Any, console: Any,
+             runner: InterruptibleRun) -> int:
+    """Run the project; whatever happens, the summary of what finished is printed and
+    (with ``--output-dir``) written, and the observers are finished."""
+    from ..governance.policy import PolicyViolationError
+
     orch = None
     try:
         orch = build_orchestrator(opts, args)
-        state = asyncio.run(orch.run_project(opts.project, opts.criteria))
-    except KeyboardInterrupt:
-        state = getattr(orch, "state", None)
-        if state is not None:  # what finished (and the best output of what was running) is kept
-            print_summary(state, console)
-        session.finish(state, console=console)  # spans left open end as errors and still export
-        if state is not None and opts.output_dir:
-            write_results(state, opts.output_dir, console)
+        state = runner.run(orch.run_project(opts.project, opts.criteria))
+    except (Interrupted, KeyboardInterrupt, asyncio.CancelledError):
+        _conclude(getattr(orch, "state", None), opts, session, console, interrupted=True)
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PolicyViolationError as exc:  # stopped before any call: nothing was spent
         return _policy_blocked(exc, opts, session, console)
-    except Exception as exc:  # a provider or configuration failure: one line, no traceback
+    except (UsageError, CacheError) as exc:  # the cache became unusable since the check
         session.finish(None, console=console)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug or an unexpected failure: one line, and what finished is kept
+        _conclude(getattr(orch, "state", None), opts, session, console)
         from ..redaction import redact
 
-        print(f"orchestrator: error: {redact(str(exc)) or type(exc).__name__}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(redact(str(exc)) or type(exc).__name__)}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except BaseException:
-        session.finish(None, console=console)
-        raise
-    print_summary(state, console)
-    session.finish(state, console=console)
-    if opts.output_dir and not write_results(state, opts.output_dir, console):
+    written = _conclude(state, opts, session, console, interrupted=runner.interrupted)
+    if runner.interrupted:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not written:
         return EXIT_USAGE
     from ..domain.results import ProjectStatus
 
     return EXIT_OK if state.status == ProjectStatus.SUCCESS else EXIT_RUN_FAILED
+
+
+def _conclude(state: Any, opts: RunOptions, session: Any, console: Any, *, interrupted: bool = False) -> bool:
+    """Write ``summary.json`` (first: it is what must survive), print the summary, finish
+    the observers (open spans end as errors and still export; after an interrupt the
+    final flush is bounded by a second).  False when the results could not be written."""
+    written = True
+    if state is not None and opts.output_dir:
+        written = write_results(state, opts.output_dir, console, announce=False)
+    if state is not None:
+        print_summary(state, console)
+        if opts.output_dir and written:
+            console.print(f"Results written to {opts.output_dir}")
+    session.finish(state, console=console, timeout_s=INTERRUPTED_FLUSH_SECONDS if interrupted else None)
+    return written

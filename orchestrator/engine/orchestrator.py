@@ -13,20 +13,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .. import attributes as attr
 from .. import events
 from ..domain.budget import Budget
 from ..domain.results import ProjectState, ProjectStatus, TaskStatus
-from ..domain.tasks import Task, TaskType
+from ..domain.tasks import Task, TaskType, check_task_graph
 from ..governance.policy import Policy, PolicyEngine, PolicySet, PolicyViolationError
 from ..governance.remediation import RemediationConfig, RemediationEngine
 from ..governance.validators import ValidatorConfig
 from ..llm.client import UnifiedClient
 from ..llm.routing import Router
 from .context import RunContext
-from .planning import Plan, Planner, sanitize_tasks
+from .planning import Plan, Planner
 from .scheduling import schedule, topological_order
 from .task_runner import TaskRunner
 
@@ -55,10 +56,15 @@ class Orchestrator:
         data.  ``remediation``: a :class:`~orchestrator.governance.remediation.RemediationConfig`,
         its data, or a :class:`~orchestrator.governance.remediation.RemediationEngine`.
         ``validators``: a :class:`~orchestrator.governance.validators.ValidatorConfig` or
-        its data.  Bad data raises a one-line :class:`~orchestrator.domain.errors.ConfigError`
-        (a ValueError)."""
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        its data.  ``project_tasks``: run as given, never repaired (the fields in range,
+        ids unique, every dependency a task, no cycle).  Bad data raises a one-line
+        :class:`~orchestrator.domain.errors.ConfigError` (a ValueError)."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+        if project_tasks:  # what a user wrote is checked, never repaired: a broken graph is an error
+            for task in project_tasks:
+                task.check_fields()
+            check_task_graph(list(project_tasks))
         self.budget = budget or Budget()
         self.client = client or UnifiedClient()
         self.concurrency = concurrency
@@ -132,17 +138,8 @@ class Orchestrator:
         return state
 
     async def _plan(self, ctx: RunContext, description: str, criteria: str) -> Plan:
-        if self.project_tasks:  # given tasks are checked and kept as given, never clamped
-            tasks, notes = sanitize_tasks([t.to_dict() for t in self.project_tasks], len(self.project_tasks))
-            given = {t.id: t for t in self.project_tasks}
-            for task in tasks:
-                src = given.get(task.id)
-                if src is not None:
-                    task.type = src.type
-                    task.acceptance_threshold = src.acceptance_threshold
-                    task.max_iterations = src.max_iterations
-                    task.max_output_tokens = src.max_output_tokens
-            return Plan(tasks, notes)
+        if self.project_tasks:  # checked at construction and kept as given (copies: a run changes none)
+            return Plan([replace(t, depends_on=list(t.depends_on)) for t in self.project_tasks])
         plan = await Planner(ctx, self.max_tasks).decompose(description, criteria)
         if plan.stop_reason:
             ctx.stop(plan.stop_reason)
