@@ -88,29 +88,38 @@ def _text(name: str, value: Any) -> str:
 
 def resolve_options(args: argparse.Namespace) -> RunOptions:
     """Flags beat the project file; the file beats defaults.  Every value is checked
-    here, before anything runs."""
+    here, before anything runs - a file's value too when a flag overrides it (a broken
+    file is reported, not silently half-used)."""
     data: dict[str, Any] = load_project_file(args.file) if args.file else {}
     where = f"{args.file}: " if args.file else ""
-    project = _text("--project" if args.project is not None else f"{where}project",
-                    args.project if args.project is not None else data.get("project", ""))
-    criteria = _text("--criteria" if args.criteria is not None else f"{where}criteria",
-                     args.criteria if args.criteria is not None else (data.get("criteria") or ""))
+    file: dict[str, Any] = {}
+    for key in ("project", "criteria"):
+        if data.get(key) is not None:
+            file[key] = _text(f"{where}{key}", data[key])
+    if data.get("budget_usd") is not None:
+        file["budget_usd"] = _number(f"{where}budget_usd", data["budget_usd"])
+    if data.get("time_seconds") is not None:
+        file["time_seconds"] = _number(f"{where}time_seconds", data["time_seconds"], positive=True)
+    if data.get("concurrency") is not None:
+        file["concurrency"] = _number(f"{where}concurrency", data["concurrency"], integer=True)
+    if data.get("output_dir") is not None:
+        if not isinstance(data["output_dir"], str) or not data["output_dir"].strip():
+            raise UsageError(f"{where}output_dir must be a directory path, got {data['output_dir']!r}")
+        file["output_dir"] = data["output_dir"]
+    project = _text("--project", args.project) if args.project is not None else file.get("project", "")
+    criteria = _text("--criteria", args.criteria) if args.criteria is not None else file.get("criteria", "")
     if not project.strip():
         raise UsageError("no project given: use --project TEXT or --file project.yaml")
     opts = RunOptions(project=project.strip(), criteria=criteria.strip())
-    budget = args.budget if args.budget is not None else data.get("budget_usd", 8.0)
-    opts.budget_usd = _number("--budget" if args.budget is not None else f"{where}budget_usd", budget)
-    time_s = args.time if args.time is not None else data.get("time_seconds", 5400.0)
-    opts.time_seconds = _number("--time" if args.time is not None else f"{where}time_seconds", time_s,
-                                positive=True)
-    conc = args.concurrency if args.concurrency is not None else data.get("concurrency", 4)
-    opts.concurrency = _number("--concurrency" if args.concurrency is not None else f"{where}concurrency",
-                               conc, integer=True)
-    output_dir = args.output_dir if args.output_dir is not None else data.get("output_dir")
-    if output_dir is not None and (not isinstance(output_dir, str) or not output_dir.strip()):
-        raise UsageError(f"{'--output-dir' if args.output_dir is not None else where + 'output_dir'} must be "
-                         f"a directory path, got {output_dir!r}")
-    opts.output_dir = output_dir
+    opts.budget_usd = (_number("--budget", args.budget) if args.budget is not None
+                       else file.get("budget_usd", opts.budget_usd))
+    opts.time_seconds = (_number("--time", args.time, positive=True) if args.time is not None
+                         else file.get("time_seconds", opts.time_seconds))
+    opts.concurrency = (_number("--concurrency", args.concurrency, integer=True) if args.concurrency is not None
+                        else file.get("concurrency", opts.concurrency))
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise UsageError("--output-dir must be a directory path, got ''")
+    opts.output_dir = args.output_dir if args.output_dir is not None else file.get("output_dir")
     if args.max_tasks is not None and not 1 <= args.max_tasks <= 15:
         raise UsageError("--max-tasks must be between 1 and 15")
     if data.get("tasks") is not None:

@@ -64,7 +64,7 @@ def run_main(argv: list[str]) -> int:
 
 def _run_command(argv: list[str]) -> int:
     try:
-        args, opts, warnings = _prepare(argv)
+        args, opts, warnings, loaded = _prepare(argv)
     except (UsageError, ValueError) as exc:  # ConfigError is a ValueError
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -79,7 +79,7 @@ def _run_command(argv: list[str]) -> int:
 
     console = Console()
     try:
-        session = setup_observers(args, console=console)
+        session = setup_observers(args, console=console, loaded=loaded)
     except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -87,7 +87,7 @@ def _run_command(argv: list[str]) -> int:
         return _execute(opts, args, session, console, runner)
 
 
-def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]]:
+def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any]]:
     """Every check that needs no model and no call, in order; the first problem raises
     (one line, exit 2) and nothing has been written: the output directory is made (and
     probed) last."""
@@ -100,13 +100,14 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
     from ..governance.config import load_run_config
 
     opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
-    from .observers import validate_observer_options
+    from .observers import load_observers, validate_observer_options
 
     validate_observer_options(args)
+    loaded = load_observers(args)
     check_prompts_fit(opts, args, client)
     check_cache(args)
     prepare_output_dir(opts.output_dir)
-    return args, opts, warnings
+    return args, opts, warnings, loaded
 
 
 def _execute(opts: RunOptions, args: argparse.Namespace, session: Any, console: Any,
