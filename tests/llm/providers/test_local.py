@@ -28,3 +28,33 @@ async def test_waiting_for_the_generation_lock_is_queueing_not_working(span_expo
     assert sorted((first.queue_ms, second.queue_ms)) == [went_first.attributes["orchestrator.queue_ms"],
                                                           waited.attributes["orchestrator.queue_ms"]]
     assert waited.attributes["gen_ai.response.id"].startswith("chatcmpl")
+
+
+async def test_a_cancelled_call_stops_the_generation_at_the_next_token():
+    """Cancelling the awaiting call (Ctrl-C, a cancelled task) stops llama.cpp's worker
+    thread at its next token: the generation lock is free again at once, not when the
+    answer would have been complete; a call that was still waiting for the lock gives up."""
+    from orchestrator.llm.providers import local
+    from orchestrator.llm.providers.base import ProviderRequest
+
+    provider = LocalProvider()
+    await provider.complete(ProviderRequest("smollm2-135m", "warm up", max_tokens=2))  # load the model
+    started = asyncio.Event()
+    long = ProviderRequest("smollm2-135m", "Write a very long story about the sea.", max_tokens=400,
+                           temperature=0.8, timeout=120, on_dispatch=lambda: loop.call_soon_threadsafe(started.set))
+    waiting = ProviderRequest("smollm2-135m", "Say hi.", max_tokens=400, timeout=120)
+    loop = asyncio.get_running_loop()
+    generating = asyncio.ensure_future(provider.complete(long))
+    await started.wait()
+    queued = asyncio.ensure_future(provider.complete(waiting))
+    await asyncio.sleep(0.3)  # a few tokens in; 400 tokens take many seconds on this model
+    generating.cancel()
+    queued.cancel()
+    cancelled_at = loop.time()
+    free = await asyncio.to_thread(local._GENERATE_LOCK.acquire, True, 10)
+    freed_after = loop.time() - cancelled_at
+    assert free
+    local._GENERATE_LOCK.release()
+    assert freed_after < 1.0, f"the generation went on for {freed_after:.2f}s after the cancel"
+    for task in (generating, queued):
+        assert task.cancelled()
