@@ -75,7 +75,8 @@ class InterruptibleRun:
         loop = self._loop = asyncio.new_event_loop()
         executor = ThreadPoolExecutor(thread_name_prefix="orchestrator-worker")
         loop.set_default_executor(executor)
-        task = self._task = loop.create_task(coro)
+        task: asyncio.Task[T] = loop.create_task(coro)
+        self._task = task
         try:
             return loop.run_until_complete(task)
         except asyncio.CancelledError:
