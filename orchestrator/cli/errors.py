@@ -17,6 +17,11 @@ EXIT_POLICY_BLOCKED = 3
 EXIT_INTERRUPTED = 130
 
 
+def one_line(message: object) -> str:
+    """``message`` on one line (an error from a library may span several)."""
+    return " ".join(str(message).split())
+
+
 class UsageError(Exception):
     """Bad flags or input: reported in one line, exit 2."""
 

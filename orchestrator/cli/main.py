@@ -56,5 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args)
 
 
+def console_main() -> None:
+    """The ``orchestrator`` command and ``python -m orchestrator``: :func:`main`, then
+    exit; after an interrupt, without waiting long for worker threads still busy."""
+    code = main()
+    from .interrupt import exit_when_stuck
+
+    exit_when_stuck(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ObserverOptions", "ObserverSession", "setup_observers", "validate_observer_options"]
+__all__ = ["ObserverOptions", "ObserverSession", "load_observers", "setup_observers", "validate_observer_options"]
 
 logger = logging.getLogger("orchestrator.observers")
 
@@ -83,7 +83,8 @@ def validate_observer_options(options: Any) -> ObserverOptions:
     """Check the flags (and the ``OTEL_*`` variables they would combine with) before any
     work starts.  Returns normalised options; raises ValueError with a one-line message
     (the CLI exits 2): bad endpoint URL, protocol or sample rate, ``--tracing`` without
-    the ``tracing`` extra, an ``--events-jsonl`` path that is a directory."""
+    the ``tracing`` extra, an ``--events-jsonl`` path that is a directory or cannot be
+    written."""
     from ..otel.config import validate_timeout
     from ..tracing import (
         EXTRA_HINT,
@@ -114,6 +115,11 @@ def validate_observer_options(options: Any) -> ObserverOptions:
         path = Path(opts.events_jsonl)
         if path.is_dir():
             raise ValueError(f"--events-jsonl {opts.events_jsonl}: is a directory")
+        parent = path.parent
+        if not parent.is_dir():  # found now, not after the output directory was made
+            raise ValueError(f"--events-jsonl {opts.events_jsonl}: no such directory: {parent}")
+        if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise ValueError(f"--events-jsonl {opts.events_jsonl}: not writable")
     if opts.metrics:
         opts.tracing = True
     if opts.tracing:
@@ -222,13 +228,22 @@ class ObserverSession:
         self.finish()
 
 
-def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
+def load_observers(options: Any) -> list[Any]:
+    """The ``--observer`` specs loaded (ValueError, one line, for one that cannot be),
+    so a bad spec is found before anything is written."""
+    from ..observers.loading import load_observer
+
+    return [load_observer(spec) for spec in ObserverOptions.from_namespace(options).observers]
+
+
+def setup_observers(options: Any, *, console: Any = None, loaded: list[Any] | None = None) -> ObserverSession:
     """Subscribe what the options ask for and return the session.
 
     Order of subscription (= order receivers are called): events JSONL recorder,
     tracing, metrics (``metrics``), logging (``verbose``), progress, then ``--observer`` ones in the given order.
     Raises ValueError (one line) for bad options or an observer that cannot be loaded;
-    nothing stays subscribed then.
+    nothing stays subscribed then.  ``loaded``: the ``--observer`` ones, already loaded
+    (:func:`load_observers`).
     """
     opts = validate_observer_options(options)
     session = ObserverSession(options=opts, console=console)
@@ -242,7 +257,7 @@ def setup_observers(options: Any, *, console: Any = None) -> ObserverSession:
         # load user observers first: a bad spec must fail before anything is connected
         from ..observers.loading import load_observer
 
-        extra = [load_observer(spec) for spec in opts.observers]
+        extra = loaded if loaded is not None else [load_observer(spec) for spec in opts.observers]
         if opts.events_jsonl:
             from ..observers.recorder import EventRecorder
 

@@ -94,13 +94,15 @@ def check_line(check: dict[str, Any]) -> str:
     return f"{check.get('check')}: FAILED ({str(detail)[:200]})"
 
 
-def write_results(state: Any, output_dir: str, console: Any, *, remove_stale: bool = False) -> bool:
+def write_results(state: Any, output_dir: str, console: Any, *, announce: bool = True,
+                  remove_stale: bool = False) -> bool:
     try:
         where = write_outputs(state, output_dir, remove_stale=remove_stale)
     except OSError as exc:
         print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror}", file=sys.stderr)
         return False
-    console.print(f"Results written to {where}")
+    if announce:
+        console.print(f"Results written to {where}")
     return True
 
 

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..domain.tasks import Task, TaskType
+from ..domain.errors import ConfigError, unknown
+from ..domain.tasks import Task, tasks_from_data
+from ..domain.values import finite_number, text_value, whole_number
 from .errors import UsageError
 
 
@@ -25,57 +27,99 @@ class RunOptions:
     config: Any = None  # governance.config.RunConfig, loaded once the catalog is final
 
 
+PROJECT_KEYS = ("project", "criteria", "budget_usd", "time_seconds", "concurrency", "output_dir", "tasks",
+                "policies", "remediation", "validators")
+
+
 def load_project_file(path: str) -> dict[str, Any]:
+    """The project file as a mapping; every problem is one line naming the file."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"{path}: no such project file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start + 1})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the project file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a UTF-8 text file") from None
+        raise UsageError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping with at least 'project' and 'criteria'")
-    known = {"project", "criteria", "budget_usd", "time_seconds", "concurrency", "output_dir", "tasks",
-             "policies", "remediation", "validators"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UsageError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    for key in data:
+        if key not in PROJECT_KEYS:
+            raise UsageError(f"{path}: {unknown('key', key, PROJECT_KEYS)}")
     return data
 
 
-def _positive(name: str, value: Any, integer: bool = False, allow_zero: bool = False) -> Any:
+def yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: where and what (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem is None and hasattr(exc, "position") and hasattr(exc, "character"):  # a ReaderError
+        char = exc.character
+        shown = f"#x{ord(char):04x}" if isinstance(char, str) else f"#x{char:02x}" if isinstance(char, int) else "?"
+        return f"character {exc.position + 1}: unacceptable character {shown}: {getattr(exc, 'reason', '')}"
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem or exc}".split())
+
+
+def _number(name: str, value: Any, *, integer: bool = False, positive: bool = False) -> Any:
+    """A flag's or the file's number: finite, >= 0 (> 0 when ``positive``), an integer
+    >= 1 when ``integer``; else one line naming ``name``."""
     try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a number, got {value!r}") from None
-    if number < 0 or (number == 0 and not allow_zero):
-        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return number
+        if integer:
+            return whole_number(value, minimum=1)
+        return finite_number(value, minimum=None if positive else 0, positive=positive)
+    except ConfigError as exc:
+        raise UsageError(f"{name} {exc.reason}") from None
+
+
+def _text(name: str, value: Any) -> str:
+    try:
+        return text_value(value, what="text")
+    except ConfigError as exc:
+        raise UsageError(f"{name} {exc.reason}") from None
 
 
 def resolve_options(args: argparse.Namespace) -> RunOptions:
-    """Flags beat the project file; the file beats defaults."""
+    """Flags beat the project file; the file beats defaults.  Every value is checked
+    here, before anything runs - a file's value too when a flag overrides it (a broken
+    file is reported, not silently half-used)."""
     data: dict[str, Any] = load_project_file(args.file) if args.file else {}
-    project = args.project or data.get("project")
-    criteria = args.criteria or data.get("criteria") or ""
-    if not project or not str(project).strip():
-        raise UsageError("no project given: use --project TEXT or --file project.yaml")
     where = f"{args.file}: " if args.file else ""
-    opts = RunOptions(project=str(project).strip(), criteria=str(criteria).strip())
-    budget = args.budget if args.budget is not None else data.get("budget_usd", 8.0)
-    opts.budget_usd = _positive(f"{where}budget" if args.budget is None else "--budget", budget, allow_zero=True)
-    time_s = args.time if args.time is not None else data.get("time_seconds", 5400.0)
-    opts.time_seconds = _positive("--time" if args.time is not None else f"{where}time_seconds", time_s)
-    conc = args.concurrency if args.concurrency is not None else data.get("concurrency", 4)
-    opts.concurrency = _positive("--concurrency" if args.concurrency is not None else f"{where}concurrency",
-                                 conc, integer=True)
-    opts.output_dir = args.output_dir or data.get("output_dir")
+    file: dict[str, Any] = {}
+    for key in ("project", "criteria"):
+        if data.get(key) is not None:
+            file[key] = _text(f"{where}{key}", data[key])
+    if data.get("budget_usd") is not None:
+        file["budget_usd"] = _number(f"{where}budget_usd", data["budget_usd"])
+    if data.get("time_seconds") is not None:
+        file["time_seconds"] = _number(f"{where}time_seconds", data["time_seconds"], positive=True)
+    if data.get("concurrency") is not None:
+        file["concurrency"] = _number(f"{where}concurrency", data["concurrency"], integer=True)
+    if data.get("output_dir") is not None:
+        if not isinstance(data["output_dir"], str) or not data["output_dir"].strip():
+            raise UsageError(f"{where}output_dir must be a directory path, got {data['output_dir']!r}")
+        file["output_dir"] = data["output_dir"]
+    project = _text("--project", args.project) if args.project is not None else file.get("project", "")
+    criteria = _text("--criteria", args.criteria) if args.criteria is not None else file.get("criteria", "")
+    if not project.strip():
+        raise UsageError("no project given: use --project TEXT or --file project.yaml")
+    opts = RunOptions(project=project.strip(), criteria=criteria.strip())
+    opts.budget_usd = (_number("--budget", args.budget) if args.budget is not None
+                       else file.get("budget_usd", opts.budget_usd))
+    opts.time_seconds = (_number("--time", args.time, positive=True) if args.time is not None
+                         else file.get("time_seconds", opts.time_seconds))
+    opts.concurrency = (_number("--concurrency", args.concurrency, integer=True) if args.concurrency is not None
+                        else file.get("concurrency", opts.concurrency))
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise UsageError("--output-dir must be a directory path, got ''")
+    opts.output_dir = args.output_dir if args.output_dir is not None else file.get("output_dir")
     if args.max_tasks is not None and not 1 <= args.max_tasks <= 15:
         raise UsageError("--max-tasks must be between 1 and 15")
     if data.get("tasks") is not None:
@@ -84,21 +128,10 @@ def resolve_options(args: argparse.Namespace) -> RunOptions:
     return opts
 
 
-def parse_tasks(raw: Any, path: str) -> list[Any]:
-    if not isinstance(raw, list) or not raw:
-        raise UsageError(f"{path}: 'tasks' must be a non-empty list")
-    tasks = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict) or not item.get("prompt"):
-            raise UsageError(f"{path}: tasks[{i}] needs at least a 'prompt'")
-        try:
-            ttype = TaskType(item.get("type", "complex_reasoning"))
-        except ValueError:
-            raise UsageError(f"{path}: tasks[{i}].type {item.get('type')!r} is not one of "
-                             f"{', '.join(t.value for t in TaskType)}") from None
-        tasks.append(Task(id=str(item.get("id", f"task_{i + 1}")), type=ttype, prompt=str(item["prompt"]),
-                          depends_on=[str(d) for d in item.get("depends_on", [])],
-                          acceptance_threshold=item.get("acceptance_threshold"),
-                          max_iterations=item.get("max_iterations"),
-                          max_output_tokens=item.get("max_output_tokens")))
-    return tasks
+def parse_tasks(raw: Any, path: str) -> list[Task]:
+    """The project file's tasks, every field and the graph checked (one line naming the
+    file, the task and the field)."""
+    try:
+        return tasks_from_data(raw)
+    except ConfigError as exc:
+        raise UsageError(str(exc.within(source=path))) from None

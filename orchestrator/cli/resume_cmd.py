@@ -12,9 +12,12 @@ from __future__ import annotations
 import sys
 
 from ..domain.checkpoint import Checkpoint, StoreError, UnknownProjectError
-from .errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from ..domain.values import finite_number
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
+from .interrupt import InterruptibleRun
 from .parser import build_resume_parser
-from .run_cmd import _configure_logging, execute
+from .preflight import check_cache, prepare_output_dir
+from .run_cmd import _configure_logging, execute, new_console
 from .store_wiring import open_store, rebuild
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
 
@@ -51,8 +54,11 @@ def _resume(argv: list[str]) -> int:
         args = build_resume_parser().parse_args(argv)
         _configure_logging(args.verbose)
         for flag, value in (("--budget", args.budget), ("--time", args.time)):
-            if value is not None and value <= 0:
-                raise UsageError(f"{flag} must be > 0, got {value:g}")
+            if value is not None:
+                try:
+                    finite_number(value, positive=True)
+                except ValueError as exc:
+                    raise UsageError(f"{flag} {exc}") from None
         store = open_store(args.state_dir)
         cp = store.load(args.project_id)
         if cp is None:
@@ -70,30 +76,30 @@ def _resume(argv: list[str]) -> int:
             print(f"orchestrator: warning: {warning}", file=sys.stderr)
         setup_server(run_args)
         check_model_choice(run_args)
-        from .observers import validate_observer_options
+        from .observers import load_observers, validate_observer_options
 
         validate_observer_options(args)
+        loaded = load_observers(args)
+        check_cache(run_args)
+        prepare_output_dir(opts.output_dir)
     except (UsageError, ValueError, StoreError) as exc:
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    from rich.console import Console
-
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     from .observers import setup_observers
 
-    console = Console()
+    console = new_console()
     try:
-        session = setup_observers(args, console=console)
+        session = setup_observers(args, console=console, loaded=loaded)
     except ValueError as exc:
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     console.print(f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
                   f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
                   highlight=False, soft_wrap=True)
-    try:
-        orch = build_orchestrator(opts, run_args, store=store)
-    except Exception as exc:  # a provider that cannot be built: one line, no traceback
-        session.finish(None, console=console)
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    return execute(orch, lambda: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
-                   opts.output_dir, session, console, remove_stale=True)
+    with InterruptibleRun() as runner:
+        return execute(lambda: build_orchestrator(opts, run_args, store=store),
+                       lambda orch: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
+                       opts.output_dir, session, console, runner, remove_stale=True)

@@ -8,6 +8,7 @@ a reboot) can be resumed by id.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -15,12 +16,26 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..domain.checkpoint import StoreError
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY_BLOCKED, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from ..llm.cache import CacheError
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_POLICY_BLOCKED,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    UsageError,
+    one_line,
+)
+from .interrupt import Interrupted, InterruptibleRun
 from .output import print_summary, write_results
 from .parser import build_parser
-from .project_file import resolve_options
+from .preflight import check_cache, check_prompts_fit, prepare_output_dir
+from .project_file import RunOptions, resolve_options
 from .store_wiring import cli_settings, open_store, resume_hint
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
+
+INTERRUPTED_FLUSH_SECONDS = 1.0
+"""After Ctrl-C, the span export waits at most this long (the command exits within 2 s)."""
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -52,88 +67,119 @@ def run_main(argv: list[str]) -> int:
         return _run_command(argv)
 
 
-def _run_command(argv: list[str]) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        _configure_logging(args.verbose)
-        for warning in setup_catalog(args):
-            print(f"orchestrator: warning: {warning}", file=sys.stderr)
-        setup_server(args)
-        opts = resolve_options(args)
-        check_model_choice(args)
-        from ..governance.config import load_run_config
-
-        opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
-        from .observers import validate_observer_options
-
-        validate_observer_options(args)
-        store = open_store(args.state_dir)
-    except (UsageError, ValueError, StoreError) as exc:
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+def new_console() -> Any:
+    """The summary's console: 140 columns when piped or captured (a table folded to 80
+    columns reads badly)."""
     from rich.console import Console
 
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
+def _run_command(argv: list[str]) -> int:
+    try:
+        args, opts, warnings, loaded = _prepare(argv)
+        store = open_store(args.state_dir)
+    except (UsageError, ValueError, StoreError) as exc:  # ConfigError is a ValueError
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for warning in warnings:
+        print(f"orchestrator: warning: {one_line(warning)}", file=sys.stderr)
     from ..engine.orchestrator import new_project_id
     from .observers import setup_observers
 
-    console = Console()
-    if not console.is_terminal:  # piped or captured: a table folded to 80 columns reads badly
-        console = Console(width=140)
+    console = new_console()
     try:
-        session = setup_observers(args, console=console)
+        session = setup_observers(args, console=console, loaded=loaded)
     except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     project_id = new_project_id()
     console.print(f"Project {project_id}: if it stops, go on with: {resume_hint(project_id, args.state_dir)}",
                   highlight=False, soft_wrap=True)
-    orch = None
-    try:
-        orch = build_orchestrator(opts, args, store=store, run_settings=cli_settings(opts, args))
-    except Exception as exc:  # a provider that cannot be built: one line, no traceback
-        session.finish(None, console=console)
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    return execute(orch, lambda: orch.run_project(opts.project, opts.criteria, project_id), opts.output_dir,
-                   session, console)
+    with InterruptibleRun() as runner:
+        return execute(lambda: build_orchestrator(opts, args, store=store, run_settings=cli_settings(opts, args)),
+                       lambda orch: orch.run_project(opts.project, opts.criteria, project_id),
+                       opts.output_dir, session, console, runner)
 
 
-def execute(orch: Any, make_run: Callable[[], Coroutine[Any, Any, Any]], output_dir: str | None,
-            session: Any, console: Any, *, remove_stale: bool = False) -> int:
-    """Run (or resume) a project and report it: the summary, the observers' finish, the
-    results on disk, and the exit code.  Shared by ``run`` and ``resume``."""
+def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any]]:
+    """Every check that needs no model and no call, in order; the first problem raises
+    (one line, exit 2) and nothing has been written: the output directory is made (and
+    probed) last."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    opts = resolve_options(args)  # flags, project file and its tasks: values, types, the task graph
+    warnings = setup_catalog(args)
+    setup_server(args)
+    client = check_model_choice(args)
+    from ..governance.config import load_run_config
+
+    opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
+    from .observers import load_observers, validate_observer_options
+
+    validate_observer_options(args)
+    loaded = load_observers(args)
+    check_prompts_fit(opts, args, client)
+    check_cache(args)
+    prepare_output_dir(opts.output_dir)
+    return args, opts, warnings, loaded
+
+
+def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any, Any]], output_dir: str | None,
+            session: Any, console: Any, runner: InterruptibleRun, *, remove_stale: bool = False) -> int:
+    """Build the engine and run (or resume) the project; whatever happens, the summary of
+    what finished is printed and (with ``--output-dir``) written, and the observers are
+    finished.  Shared by ``run`` and ``resume``."""
     from ..governance.policy import PolicyViolationError
 
+    orch = None
     try:
-        state = asyncio.run(make_run())
-    except KeyboardInterrupt:
-        state = getattr(orch, "state", None)
-        if state is not None:  # what finished (and the best output of what was running) is kept
-            print_summary(state, console)
-        session.finish(state, console=console)  # spans left open end as errors and still export
-        if state is not None and output_dir:
-            write_results(state, output_dir, console, remove_stale=remove_stale)
+        orch = build()
+        state = runner.run(start(orch))
+    except (Interrupted, KeyboardInterrupt, asyncio.CancelledError):
+        _conclude(getattr(orch, "state", None), output_dir, session, console, interrupted=True,
+                  remove_stale=remove_stale)
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PolicyViolationError as exc:  # stopped before any call: nothing was spent
         return _policy_blocked(exc, output_dir, session, console)
-    except StoreError as exc:  # unknown id, a run in progress elsewhere: nothing run
+    except (UsageError, CacheError, StoreError) as exc:  # the cache became unusable; a run in progress elsewhere
         session.finish(None, console=console)
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # a provider or configuration failure: one line, no traceback
-        session.finish(None, console=console)
+    except Exception as exc:  # a bug or an unexpected failure: one line, and what finished is kept
+        _conclude(getattr(orch, "state", None), output_dir, session, console, remove_stale=remove_stale)
         from ..redaction import redact
 
-        print(f"orchestrator: error: {redact(str(exc)) or type(exc).__name__}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(redact(str(exc)) or type(exc).__name__)}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except BaseException:
-        session.finish(None, console=console)
-        raise
-    print_summary(state, console)
-    session.finish(state, console=console)
-    if output_dir and not write_results(state, output_dir, console, remove_stale=remove_stale):
+    written = _conclude(state, output_dir, session, console, interrupted=runner.interrupted,
+                        remove_stale=remove_stale)
+    if runner.interrupted:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not written:
         return EXIT_USAGE
     from ..domain.results import ProjectStatus
 
     return EXIT_OK if state.status == ProjectStatus.SUCCESS else EXIT_RUN_FAILED
+
+
+def _conclude(state: Any, output_dir: str | None, session: Any, console: Any, *, interrupted: bool = False,
+              remove_stale: bool = False) -> bool:
+    """Write ``summary.json`` (first: it is what must survive), print the summary, finish
+    the observers (open spans end as errors and still export; after an interrupt the
+    final flush is bounded by a second).  False when the results could not be written."""
+    written = True
+    if state is not None and output_dir:
+        written = write_results(state, output_dir, console, announce=False, remove_stale=remove_stale)
+    if state is not None:
+        print_summary(state, console)
+        if output_dir and written:
+            console.print(f"Results written to {output_dir}")
+    session.finish(state, console=console, timeout_s=INTERRUPTED_FLUSH_SECONDS if interrupted else None)
+    return written

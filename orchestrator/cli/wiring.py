@@ -7,7 +7,6 @@ providers from flags, the observers never see the engine).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from ..domain.errors import ConfigError
@@ -80,14 +79,19 @@ def setup_server(args: argparse.Namespace) -> None:
     register_model(server_model_info(args.model, args.provider_url))
 
 
-def check_model_choice(args: argparse.Namespace) -> None:
-    """``--model``: known, not deprecated, priced, reachable; else one line (exit 2)."""
+def check_model_choice(args: argparse.Namespace) -> Any:
+    """``--local-model`` is a GGUF file; ``--model``: known, not deprecated, priced,
+    reachable; else one line (exit 2).  Returns the client the checks used (for the
+    later checks; the run builds its own)."""
     from ..domain.budget import Budget
     from ..llm.catalog import CATALOG
     from ..llm.client import UnifiedClient
+    from ..llm.providers.local import gguf_problem
 
-    if args.local_model and not Path(args.local_model).is_file():
-        raise UsageError(f"--local-model: no such file: {args.local_model}")
+    if args.local_model:
+        problem = gguf_problem(args.local_model)
+        if problem is not None:
+            raise UsageError(f"--local-model: {problem}")
     client = UnifiedClient(build_providers(args), budget=Budget())  # a run always has a USD budget
     if args.model:
         if args.model not in CATALOG:
@@ -102,3 +106,4 @@ def check_model_choice(args: argparse.Namespace) -> None:
     elif not any(client.is_usable(name) for name in CATALOG):
         ok, why = client.availability("smollm2-135m")
         raise UsageError(f"no usable model: set a provider API key, or {why}")
+    return client

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from .errors import ConfigError, unknown
+from .values import finite_number, text_value, whole_number
 
 
 class TaskType(StrEnum):
@@ -66,8 +71,131 @@ class Task:
     def output_tokens_cap(self) -> int:
         return self.max_output_tokens if self.max_output_tokens is not None else self.defaults.max_output_tokens
 
+    def check_fields(self) -> None:
+        """The given optional fields are in range: ``acceptance_threshold`` a number in
+        0..1, ``max_iterations`` and ``max_output_tokens`` whole numbers >= 1 (normalised
+        in place); :class:`ConfigError` keyed by the field otherwise."""
+        for key, check in (("acceptance_threshold", lambda v: finite_number(v, minimum=0, maximum=1)),
+                           ("max_iterations", lambda v: whole_number(v, minimum=1)),
+                           ("max_output_tokens", lambda v: whole_number(v, minimum=1))):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            try:
+                setattr(self, key, check(value))
+            except ConfigError as exc:
+                raise exc.within(key) from None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["type"] = self.type.value
         d["checks"] = list(self.checks)
         return d
+
+
+# -- tasks a user wrote ------------------------------------------------------------------
+# What a user wrote is checked and kept as written, never repaired: a typo or a broken
+# graph is an error naming the task, so the run does what the file says or does not
+# start.  (Repairing belongs to model output: orchestrator.engine.planning.sanitize_tasks.)
+
+TASK_KEYS = ("id", "type", "prompt", "depends_on", "acceptance_threshold", "max_iterations", "max_output_tokens")
+
+
+def tasks_from_data(raw: Any) -> list[Task]:
+    """Tasks from project-file data (a list of mappings), every field checked, then the
+    graph (:func:`check_task_graph`).  Raises :class:`ConfigError` keyed ``tasks[i].field``."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("must be a non-empty list of tasks", key="tasks")
+    tasks = []
+    for index, item in enumerate(raw):
+        try:
+            tasks.append(_task_from_data(item, index))
+        except ConfigError as exc:
+            raise exc.within(f"tasks[{index}]") from None
+    check_task_graph(tasks)
+    return tasks
+
+
+def _task_from_data(item: Any, index: int) -> Task:
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"must be a mapping with at least 'prompt', got {item!r}")
+    for key in item:
+        if key not in TASK_KEYS:
+            raise ConfigError(unknown("key", key, TASK_KEYS), key=str(key))
+    task_id = _text(item.get("id", f"task_{index + 1}"), "id")
+    prompt = _text(item.get("prompt"), "prompt")
+    raw_type = item.get("type", TaskType.COMPLEX_REASONING.value)
+    try:
+        task_type = TaskType(raw_type)
+    except ValueError:
+        raise ConfigError(unknown("task type", raw_type, [t.value for t in TaskType]), key="type") from None
+    deps = item.get("depends_on", [])
+    if deps is None:
+        deps = []
+    if not isinstance(deps, list) or not all(isinstance(d, str) and d.strip() for d in deps):
+        raise ConfigError(f"must be a list of task ids (strings), e.g. [a, b], got {deps!r}", key="depends_on")
+    task = Task(id=task_id, type=task_type, prompt=prompt, depends_on=[d.strip() for d in deps],
+                acceptance_threshold=item.get("acceptance_threshold"), max_iterations=item.get("max_iterations"),
+                max_output_tokens=item.get("max_output_tokens"))
+    task.check_fields()
+    return task
+
+
+def _text(value: Any, key: str) -> str:
+    hint = f" (quote numbers: '{value}')" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+    try:
+        text = text_value(value, what=f"a non-empty string{hint}")
+    except ConfigError as exc:
+        raise exc.within(key) from None
+    if not text.strip():
+        raise ConfigError(f"must be a non-empty string, got {value!r}", key=key)
+    return text.strip() if key == "id" else text
+
+
+def check_task_graph(tasks: list[Task]) -> None:
+    """Ids unique; every dependency names another task; no cycle.  Raises
+    :class:`ConfigError` naming the tasks involved."""
+    seen: set[str] = set()
+    for task in tasks:
+        if task.id in seen:
+            raise ConfigError(f"duplicate task id {task.id!r} (each task needs its own id)", key="tasks")
+        seen.add(task.id)
+    for task in tasks:
+        for dep in task.depends_on:
+            if dep == task.id:
+                raise ConfigError(f"task {task.id!r} depends on itself", key=f"tasks.{task.id}.depends_on")
+            if dep not in seen:
+                close = difflib.get_close_matches(dep, sorted(seen), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"task {task.id!r} depends on {dep!r}, which is not a task ({hint}tasks: "
+                                  f"{', '.join(sorted(seen))})", key=f"tasks.{task.id}.depends_on")
+    cycle = find_cycle(tasks)
+    if cycle:
+        raise ConfigError(f"dependency cycle: {' -> '.join(cycle)}", key="tasks")
+
+
+def find_cycle(tasks: list[Task]) -> list[str]:
+    """One dependency cycle as ``[a, b, ..., a]`` (a depends on b ...), or [] when the
+    graph is acyclic.  Unknown dependencies are ignored."""
+    deps = {t.id: [d for d in t.depends_on] for t in tasks}
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    for root in deps:
+        if state.get(root):
+            continue
+        path: list[str] = [root]
+        stack = [iter(deps[root])]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+                continue
+            if nxt not in deps or state.get(nxt) == 2:
+                continue
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            state[nxt] = 1
+            path.append(nxt)
+            stack.append(iter(deps[nxt]))
+    return []

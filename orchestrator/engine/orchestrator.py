@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .. import attributes as attr
@@ -24,7 +25,7 @@ from .. import events
 from ..domain.budget import Budget
 from ..domain.checkpoint import INTERRUPTED, RUNNING, Checkpoint, UnknownProjectError
 from ..domain.results import ProjectState, ProjectStatus, TaskStatus
-from ..domain.tasks import Task, TaskType
+from ..domain.tasks import Task, TaskType, check_task_graph
 from ..governance.acceptance import parse_criteria
 from ..governance.policy import Policy, PolicyEngine, PolicySet, PolicyViolationError
 from ..governance.remediation import RemediationConfig, RemediationEngine
@@ -35,7 +36,7 @@ from ..llm.routing import Router
 from .checkpoints import Checkpointer, CheckpointStore, governance_settings, restored_state, resumed_budget
 from .checks import assign_checks
 from .context import RunContext
-from .planning import Plan, Planner, sanitize_tasks
+from .planning import Plan, Planner
 from .profile import PROFILE_CHOICES, RunProfile, resolve_profile
 from .scheduling import schedule, topological_order
 from .task_runner import TaskRunner
@@ -68,16 +69,22 @@ class Orchestrator:
         data.  ``remediation``: a :class:`~orchestrator.governance.remediation.RemediationConfig`,
         its data, or a :class:`~orchestrator.governance.remediation.RemediationEngine`.
         ``validators``: a :class:`~orchestrator.governance.validators.ValidatorConfig` or
-        its data.  Bad data raises a one-line :class:`~orchestrator.domain.errors.ConfigError`
-        (a ValueError).  ``profile``: ``auto`` (``local`` when the planner is the embedded
-        model, else ``full``), ``local``, ``full`` or a :class:`~.profile.RunProfile`.
-        ``store``: where checkpoints go (e.g. ``orchestrator.state.RunStore()``), needed by
-        :meth:`resume`.  ``run_settings``: JSON-ready data kept with the checkpoints (the
-        CLI keeps its flags there)."""
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        its data.  ``project_tasks``: run as given, never repaired (the fields in range,
+        ids unique, every dependency a task, no cycle).  Bad data raises a one-line
+        :class:`~orchestrator.domain.errors.ConfigError` (a ValueError).  ``profile``:
+        ``auto`` (``local`` when the planner is the embedded model, else ``full``),
+        ``local``, ``full`` or a :class:`~.profile.RunProfile`.  ``store``: where
+        checkpoints go (e.g. ``orchestrator.state.RunStore()``), needed by :meth:`resume`.
+        ``run_settings``: JSON-ready data kept with the checkpoints (the CLI keeps its
+        flags there)."""
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
         if not isinstance(profile, RunProfile) and profile not in PROFILE_CHOICES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILE_CHOICES)})")
+        if project_tasks:  # what a user wrote is checked, never repaired: a broken graph is an error
+            for task in project_tasks:
+                task.check_fields()
+            check_task_graph(list(project_tasks))
         self.profile = profile
         self.budget = budget or Budget()
         self.client = client or UnifiedClient()
@@ -227,10 +234,10 @@ class Orchestrator:
 
     async def _plan(self, ctx: RunContext, description: str, criteria: str) -> Plan:
         planner = Planner(ctx, self.max_tasks)
-        if self.project_tasks:
+        if self.project_tasks:  # checked at construction and kept as given (copies: a run changes none)
             candidates = ctx.router.planner_candidates()
             ctx.run_profile = resolve_profile(self.profile, bool(candidates) and get_model(candidates[0]).is_local)
-            return given_tasks(self.project_tasks)
+            return Plan([replace(t, depends_on=list(t.depends_on)) for t in self.project_tasks])
         model = planner.choose()
         ctx.run_profile = resolve_profile(self.profile, get_model(model).is_local)
         plan = planner.one_task(description, criteria, ctx.run_profile) or \
@@ -268,20 +275,6 @@ class Orchestrator:
 
 def new_project_id() -> str:
     return f"proj-{uuid.uuid4().hex[:12]}"
-
-
-def given_tasks(project_tasks: list[Task]) -> Plan:
-    """Given tasks are checked and kept as given (ids too), never clamped."""
-    tasks, notes = sanitize_tasks([t.to_dict() for t in project_tasks], len(project_tasks), rename_meaningless=False)
-    given = {t.id: t for t in project_tasks}
-    for task in tasks:
-        src = given.get(task.id)
-        if src is not None:
-            task.type = src.type
-            task.acceptance_threshold = src.acceptance_threshold
-            task.max_iterations = src.max_iterations
-            task.max_output_tokens = src.max_output_tokens
-    return Plan(tasks, notes)
 
 
 def final_status(state: ProjectState, ctx: RunContext) -> ProjectStatus:

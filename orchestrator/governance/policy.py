@@ -141,8 +141,8 @@ class Policy:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"must be a number > 0, got {value!r}", key=name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ConfigError(f"must be a finite number > 0, got {value!r}", key=name)
             set_(self, name, float(value))
         mode = self.enforcement_mode
         if not isinstance(mode, EnforcementMode):

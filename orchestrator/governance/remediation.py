@@ -166,8 +166,8 @@ class RemediationConfig:
         object.__setattr__(self, "plans", plans)
         for name in _SETTINGS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or math.isnan(value):
-                raise ConfigError(f"must be a number >= 0, got {value!r}", key=name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise ConfigError(f"must be a finite number >= 0, got {value!r}", key=name)
             object.__setattr__(self, name, float(value))
         if self.min_threshold > 1:
             raise ConfigError(f"must be between 0 and 1, got {self.min_threshold:g}", key="min_threshold")

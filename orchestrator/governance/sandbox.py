@@ -131,6 +131,7 @@ def run_isolated(argv: list[str], workdir: str, *, timeout: float, isolation: st
     env = clean_env(workdir, pythonpath)
     proc = subprocess.Popen([*prefix, *argv], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    _RUNNING.add(proc)
     try:
         out, _ = proc.communicate(timeout=timeout)
         return IsolatedRun(proc.returncode, out.decode("utf-8", "replace"), False, label)
@@ -143,9 +144,25 @@ def run_isolated(argv: list[str], workdir: str, *, timeout: float, isolation: st
             proc.kill()
         return IsolatedRun(None, (out or b"").decode("utf-8", "replace"), True, label)
     finally:
+        _RUNNING.discard(proc)
         if proc.poll() is None:
             _kill_group(proc)
             proc.wait()
+
+
+# Sandboxed processes run in their own session (so a timeout can kill the whole group),
+# which also means a Ctrl-C on the terminal does not reach them: an interrupted run kills
+# them itself, so the threads waiting for them return at once.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+def kill_running() -> int:
+    """Kill every sandboxed process group still running (an interrupted run); how many."""
+    procs = list(_RUNNING)
+    for proc in procs:
+        if proc.poll() is None:
+            _kill_group(proc)
+    return len(procs)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import re
 import shutil
@@ -299,8 +300,8 @@ def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0
 # ---------------------------------------------------------------------------------------
 
 def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"must be a number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"must be a finite number > 0, got {value!r}")
     return float(value)
 
 

@@ -19,16 +19,18 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from .. import attributes as attr
 from .. import events
 from ..domain.budget import CALL_TYPE_PHASE, Budget, Phase
+from ..redaction import redact
+from .budgeting import call_cost, reserve, settle
 from .cache import CachedAnswer, ResponseCache, cache_key
 from .catalog import ModelInfo, get_model
 from .costing import worst_case_input_tokens
 from .errors import BudgetExceededError, LLMCallError, TimeBudgetExceededError
+from .health import DEFAULT_COOLDOWN, DEFAULT_COOLDOWN_MAX, DEFAULT_THRESHOLD, CircuitOpen, ModelHealth
 from .pricing import now
 from .providers.base import (
     Provider,
@@ -38,6 +40,9 @@ from .providers.base import (
     endpoint_of,
     queues_internally,
 )
+
+__all__ = ["APIResponse", "BudgetExceededError", "LLMCallError", "TimeBudgetExceededError", "UnifiedClient",
+           "worst_case_input_tokens"]
 
 logger = logging.getLogger("orchestrator.client")
 
@@ -77,12 +82,17 @@ class UnifiedClient:
         budget: Budget | None = None,
         default_timeout: float = 120.0,
         default_retries: int = 2,
-        unhealthy_after: int = 6,  # two calls' worth of attempts: remediation's auto_retry gets its turn
+        unhealthy_after: int = DEFAULT_THRESHOLD,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         local_model: str | None = None,
+        breaker_cooldown: float = DEFAULT_COOLDOWN,
+        breaker_cooldown_max: float = DEFAULT_COOLDOWN_MAX,
     ) -> None:
+        """``unhealthy_after`` transient failures in a row open a model's circuit breaker
+        for ``breaker_cooldown`` seconds (doubling after each failed probe, up to
+        ``breaker_cooldown_max``); see :mod:`.health`."""
         if providers is None:
             from .providers.registry import default_providers
 
@@ -98,8 +108,17 @@ class UnifiedClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._sleep = sleep
-        self._consecutive_failures: dict[str, int] = {}
-        self.unhealthy: dict[str, str] = {}
+        self.health = ModelHealth(threshold=unhealthy_after, cooldown=breaker_cooldown,
+                                  cooldown_max=breaker_cooldown_max, sleep=sleep)
+
+    @property
+    def unhealthy(self) -> dict[str, str]:
+        """Models out for the rest of the run (a permanent error), with the reason."""
+        return self.health.unhealthy
+
+    def cooling_down(self, model: str) -> bool:
+        """The model's circuit breaker is open: usable, but after the healthy candidates."""
+        return self.health.cooling_down(model)
 
     # -- routing helpers -------------------------------------------------------------
     def provider_for(self, model: str | ModelInfo) -> Provider | None:
@@ -136,10 +155,7 @@ class UnifiedClient:
         return self.availability(model)[0]
 
     def mark_unhealthy(self, model: str, reason: str) -> None:
-        if model not in self.unhealthy:
-            self.unhealthy[model] = reason
-            logger.warning("model %s marked unhealthy for the rest of the run: %s", model, reason)
-            events.emit(events.model_unhealthy, model=model, reason=reason)
+        self.health.mark_unhealthy(model, reason)
 
     # -- the call --------------------------------------------------------------------
     async def call(
@@ -193,11 +209,10 @@ class UnifiedClient:
         last_error: ProviderError | None = None
         for attempt in range(1, retries + 2):
             try:
-                response = await self._attempt(provider, info, prompt, system, max_tokens, temperature,
-                                               timeout, json_schema, call_type, phase, attempt)
+                response = await self._guarded_attempt(provider, info, prompt, system, max_tokens, temperature,
+                                                       timeout, json_schema, call_type, phase, attempt)
             except ProviderError as exc:
                 last_error = exc
-                self._record_failure(model, exc)
                 if not exc.transient or attempt > retries or model in self.unhealthy:
                     break
                 delay = self._backoff(attempt, exc.retry_after)
@@ -207,7 +222,6 @@ class UnifiedClient:
                     break
                 await self._sleep(delay)
                 continue
-            self._consecutive_failures[model] = 0
             if self.cache is not None and key is not None:
                 self.cache.put(key, model, CachedAnswer(response.text, response.input_tokens,
                                                         response.output_tokens, response.finish_reason,
@@ -232,16 +246,43 @@ class UnifiedClient:
         return APIResponse(hit.text, hit.input_tokens, hit.output_tokens, info.name, 0.0, True, 0.0,
                            hit.finish_reason, 0, info.provider)
 
+    async def _guarded_attempt(self, provider: Provider, info: ModelInfo, prompt: str, system: str,
+                               max_tokens: int, temperature: float, timeout: float,
+                               json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
+                               attempt: int) -> APIResponse:
+        """One attempt through the model's circuit breaker: wait while it is open (the
+        half-open probe goes alone), and tell it the outcome."""
+        budget = self.budget
+        try:
+            probe = await self.health.admit(info.name, (lambda: budget.remaining_seconds) if budget else None)
+        except CircuitOpen as exc:
+            raise ProviderError(str(exc), transient=True, error_type="CircuitOpen") from None
+        told = False
+        try:
+            response = await self._attempt(provider, info, prompt, system, max_tokens, temperature, timeout,
+                                           json_schema, call_type, phase, attempt)
+            told = True
+            self.health.succeeded(info.name, probe)
+            return response
+        except ProviderError as exc:
+            told = True
+            self.health.failed(info.name, transient=exc.transient, fatal=exc.fatal_for_model,
+                               reason=f"{exc.error_type}: {exc}", probe=probe)
+            raise
+        finally:
+            if not told:  # refused for money or time, or cancelled: no news of the model
+                self.health.abandoned(info.name, probe)
+
     async def _attempt(self, provider: Provider, info: ModelInfo, prompt: str, system: str,
                        max_tokens: int, temperature: float, timeout: float,
                        json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
                        attempt: int) -> APIResponse:
         budget = self.budget
         sent_at = now()  # the reservation and the cost are priced at the same moment
-        worst = (info.worst_case_cost(worst_case_input_tokens(system, prompt), max_tokens, sent_at)
+        worst = (info.worst_case_cost(worst_case_input_tokens(system, prompt, json_schema), max_tokens, sent_at)
                  if info.price_known else 0.0)
         if budget is not None:
-            self._reserve(budget, info, worst)
+            reserve(budget, info.name, worst)
         cost = 0.0
         endpoint = endpoint_of(provider)
         try:
@@ -264,7 +305,7 @@ class UnifiedClient:
                         dispatch.mark()
                     raw = await self._complete(provider, request, handle)
                 latency_ms = dispatch.elapsed_ms()
-                cost = self._cost(info, raw, sent_at)
+                cost = call_cost(info, raw, sent_at)
                 handle.set_attributes({
                     attr.LLM_TOKENS_IN: raw.input_tokens, attr.LLM_TOKENS_OUT: raw.output_tokens,
                     attr.LLM_COST_USD: cost, attr.LLM_LATENCY_MS: round(latency_ms, 3), attr.LLM_CACHED: False,
@@ -278,23 +319,9 @@ class UnifiedClient:
                     handle.set_sent_system(raw.sent_system)
         finally:
             if budget is not None:
-                budget.settle(worst, cost, phase)
-                self._maybe_warn(budget)
+                settle(budget, info.name, worst, cost, phase)
         return APIResponse(raw.text, raw.input_tokens, raw.output_tokens, info.name, latency_ms, False, cost,
                            raw.finish_reason, attempt, info.provider, dispatch.queue_ms, raw.response_id)
-
-    def _reserve(self, budget: Budget, info: ModelInfo, worst: float) -> None:
-        """Hold the call's worst case, or refuse it (nothing is sent) for money or time."""
-        if budget.remaining_seconds < 1.0:
-            raise TimeBudgetExceededError(
-                f"{budget.remaining_seconds:.1f}s left of the time budget; {info.name} not called")
-        if not budget.reserve(worst):
-            events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                        fraction=budget.spent_usd / budget.max_usd if budget.max_usd else 1.0,
-                        reason=f"call to {info.name} refused: worst case ${worst:.6f} > "
-                               f"remaining ${budget.remaining_usd:.6f}")
-            raise BudgetExceededError(
-                f"worst-case cost ${worst:.6f} of {info.name} exceeds the remaining ${budget.remaining_usd:.6f}")
 
     @staticmethod
     async def _complete(provider: Provider, request: ProviderRequest, handle: events.PairContext) -> ProviderResponse:
@@ -310,38 +337,13 @@ class UnifiedClient:
             if exc.status_code is not None:
                 handle.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, exc.status_code)
             raise
-
-    @staticmethod
-    def _cost(info: ModelInfo, raw: ProviderResponse, sent_at: datetime) -> float:
-        if not info.price_known:  # only without a USD budget (refused under one)
-            logger.warning("%s has no known price: its cost is not counted", info.name)
-            return 0.0
-        tokens_in = max(0, raw.input_tokens)
-        cache_read = min(max(0, raw.cache_read_tokens), tokens_in)
-        cache_write = min(max(0, raw.cache_write_tokens), tokens_in - cache_read)
-        return info.cost(tokens_in, max(0, raw.output_tokens), cache_read_tokens=cache_read,
-                         cache_write_tokens=cache_write, at=sent_at)
-
-    _WARN_FRACTIONS = (0.5, 0.8, 0.95)
-
-    def _maybe_warn(self, budget: Budget) -> None:
-        if budget.max_usd <= 0:
-            return
-        fraction = budget.spent_usd / budget.max_usd
-        warned = getattr(budget, "_warned", 0.0)
-        crossed = [f for f in self._WARN_FRACTIONS if warned < f <= fraction]
-        if crossed:
-            budget._warned = crossed[-1]  # type: ignore[attr-defined]
-            events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                        fraction=fraction, reason=f"spent {crossed[-1]:.0%} of the budget")
-
-    def _record_failure(self, model: str, exc: ProviderError) -> None:
-        count = self._consecutive_failures.get(model, 0) + 1
-        self._consecutive_failures[model] = count
-        if exc.fatal_for_model:
-            self.mark_unhealthy(model, f"{exc.error_type}: {exc}")
-        elif count >= self.unhealthy_after:
-            self.mark_unhealthy(model, f"{count} consecutive failures, last {exc.error_type}")
+        except Exception as exc:  # an adapter bug fails this call, never the project
+            logger.warning("%s adapter raised %s (an adapter bug): %s", provider.name, type(exc).__name__,
+                           redact(str(exc)), exc_info=logger.isEnabledFor(logging.DEBUG))
+            handle.set_attribute(attr.ERROR_TYPE, type(exc).__name__)
+            raise ProviderError(f"{request.model}: the {provider.name} adapter failed: {type(exc).__name__}: "
+                                f"{redact(str(exc))[:300]}", transient=False,
+                                error_type=type(exc).__name__) from None
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; ``Retry-After`` wins when the server sends it."""

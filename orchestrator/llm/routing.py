@@ -1,7 +1,8 @@
 """Model routing: which model does a task type get, and who critiques it.
 
 Candidates come from the routing table, keeping only models the client can use now
-(adapter present, key and SDK available, healthy).  ``only_model`` (the CLI's
+(adapter present, key and SDK available, not out for the run), models cooling down
+after repeated failures last.  ``only_model`` (the CLI's
 ``--model``) restricts everything to one model.
 """
 
@@ -30,7 +31,9 @@ class Router:
         for name in names:
             if name not in seen and self.client.is_usable(name):
                 seen.append(name)
-        return seen
+        # a model whose circuit breaker is open stays usable (a task with no other model
+        # waits for it) but goes after the healthy ones while it recovers; stable order
+        return sorted(seen, key=self.client.cooling_down)
 
     def candidates(self, task_type: TaskType) -> list[str]:
         """Usable models for ``task_type``, best first; the local model is the last resort."""

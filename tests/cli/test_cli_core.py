@@ -22,8 +22,8 @@ def _run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("argv, fragment", [
     (["--bogus"], "unrecognized arguments"),
     ([], "no project given"),
-    (["-p", "x", "--budget", "-1"], "--budget must be >= 0"),
-    (["-p", "x", "--concurrency", "0"], "--concurrency must be > 0"),
+    (["-p", "x", "--budget", "-1"], "--budget must be a number >= 0"),
+    (["-p", "x", "--concurrency", "0"], "--concurrency must be a whole number >= 1"),
     (["-p", "x", "--budget", "abc"], "invalid float value"),
     (["-p", "x", "--model", "no-such-model"], "unknown model"),
     (["-p", "x", "--local-model", "/nonexistent.gguf"], "no such file"),
@@ -46,8 +46,8 @@ def test_usage_errors_are_one_line_and_exit_2(argv, fragment, capsys):
     ("project: [unclosed", "not valid YAML"),
     ("- just\n- a list\n", "expected a mapping"),
     ("project: x\ncriteria: y\nbudjet_usd: 3\n", "unknown key 'budjet_usd'"),
-    ("project: x\nbudget_usd: lots\n", "budget must be a number"),
-    ("project: x\ntasks:\n  - id: a\n    type: poetry\n    prompt: p\n", "tasks[0].type 'poetry'"),
+    ("project: x\nbudget_usd: lots\n", "budget_usd must be a number >= 0"),
+    ("project: x\ntasks:\n  - id: a\n    type: poetry\n    prompt: p\n", "tasks[0].type: unknown task type 'poetry'"),
     ("criteria: only criteria\n", "no project given"),
 ])
 def test_malformed_project_files(tmp_path, content, fragment, capsys):

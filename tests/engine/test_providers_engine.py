@@ -15,7 +15,8 @@ from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.registry import default_providers
 from tests.fake_providers import FakeServer, SleepRecorder, clean_provider_env, error
 
-OPENAI_TOKENS, ANTHROPIC_TOKENS = (1234, 567), (321, 54)
+# honest counts: within every call's worst case (prompt bytes + overhead in, max_tokens out), so no overrun
+OPENAI_TOKENS, ANTHROPIC_TOKENS = (123, 45), (98, 54)
 
 
 @pytest.fixture

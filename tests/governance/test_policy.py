@@ -101,7 +101,7 @@ def test_check_sends_a_pair_and_enforce_names_task_policies_and_reason(orchestra
     ({"allowed_providers": ["opneai"]}, "did you mean 'openai'?"),
     ({"requires": ["gdpr"]}, "requires: unknown tag 'gdpr'"),
     ({"allowed_models": ["gpt-4o"], "blocked_providers": ["openai"]}, "served by provider 'openai'"),
-    ({"max_cost_per_call_usd": -1}, "max_cost_per_call_usd: must be a number > 0"),
+    ({"max_cost_per_call_usd": -1}, "max_cost_per_call_usd: must be a finite number > 0"),
     ({"allowed_regions": "us"}, "must be a list of names"),
     ({"skippable_validators": ["pylint"]}, "unknown validator 'pylint'"),
 ])

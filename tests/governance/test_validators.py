@@ -249,7 +249,7 @@ def test_the_project_file_changes_them_per_type_and_per_task():
 @pytest.mark.parametrize("data, fragment", [
     ({"code_generation": ["pylint"]}, "code_generation[0]: unknown validator 'pylint'"),
     ({"code_generation": [{"pytest": {"timout": 3}}]}, "code_generation[0].pytest.timout: unknown option of pytest"),
-    ({"code_generation": [{"pytest": {"timeout": -1}}]}, "pytest.timeout: must be a number > 0"),
+    ({"code_generation": [{"pytest": {"timeout": -1}}]}, "pytest.timeout: must be a finite number > 0"),
     ({"poetry": ["length"]}, "poetry: unknown task type 'poetry'"),
     ({"data_extraction": [{"json": {"schema": {"type": "objekt"}}}]}, "json.schema: not a valid JSON schema"),
     ({"summarization": [{"length": {"min_words": 9, "max_words": 3}}]}, "min_words 9 is more than max_words 3"),

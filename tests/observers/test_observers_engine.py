@@ -128,24 +128,47 @@ def test_fifty_concurrent_tasks_keep_their_own_parents(span_exporter, orchestrat
     assert names.index("task_finished") > names.index("task_started") + 1
 
 
-def test_a_body_that_raises_ends_every_span_with_error(span_exporter):
-    def answer(request):
-        if "Review:" in request.prompt:  # the revise call of every task
-            raise RuntimeError("adapter bug")
-        return "```python\ndef add(a, b):\n    return a + b\n```"
+def test_a_body_that_raises_ends_every_span_with_error(span_exporter, monkeypatch):
+    def broken_validators(*args, **kwargs):
+        raise RuntimeError("engine bug")
 
-    provider = ScriptedProvider(plan=PLAN, answer=answer)
-    with pytest.raises(RuntimeError, match="adapter bug"):
+    monkeypatch.setattr("orchestrator.engine.rounds.run_validators", broken_validators)
+    provider = ScriptedProvider(plan=PLAN)
+    with pytest.raises(RuntimeError, match="engine bug"):
         run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider})))
     assert span_exporter.observer.open_span_count == 0
     root = span_exporter.by_name("run_project")
     task = span_exporter.by_name("task:a")
-    revise = span_exporter.by_name("llm_call:revise")
-    for s in (root, task, revise):
+    for s in (root, task):
         assert s.status.status_code == StatusCode.ERROR
         assert s.attributes["error.type"] == "RuntimeError"
         assert any(e.name == "exception" for e in s.events)
     assert span_exporter.by_name("llm_call:generate").status.status_code == StatusCode.UNSET
+
+
+def test_an_adapter_bug_fails_its_call_not_the_project(span_exporter, orchestrator_events):
+    """Any exception from a provider adapter (not a ProviderError) fails that call, which
+    then goes to remediation like any provider error; the project runs on."""
+    def answer(request):
+        if "Review:" in request.prompt and not seen:  # the first revise call
+            seen.append(request)
+            raise RuntimeError("adapter bug")
+        return "```python\ndef add(a, b):\n    return a + b\n```"
+
+    seen: list = []
+    plan = decomposition({"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
+                         {"id": "b", "type": "code_generation", "prompt": "write mul(a, b)", "depends_on": []})
+    provider = ScriptedProvider(plan=plan, answer=answer)
+    state = run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}), concurrency=1))
+    # the bug was not transient and there is no other model: that task fails (as after a 400);
+    # the other task and the project go on
+    assert state.results["a"].status.value == "failed" and "adapter bug" in state.results["a"].error
+    assert state.results["b"].status.value == "completed" and state.status.value == "partial_success"
+    assert span_exporter.observer.open_span_count == 0
+    failed = [s for s in span_exporter.spans("llm_call:revise") if s.status.status_code == StatusCode.ERROR]
+    assert len(failed) == 1 and failed[0].attributes["error.type"] == "RuntimeError"
+    assert span_exporter.by_name("run_project").status.status_code != StatusCode.ERROR
+    assert [s.trigger for s, _ in orchestrator_events.pairs("remediation")][:1] == ["llm_error"]
 
 
 async def test_a_cancelled_run_leaves_no_span_open(span_exporter, orchestrator_events):

@@ -10,7 +10,10 @@ Why it looks like this:
 * llama.cpp is not safe to drive from two threads at once, so generations are serialised
   by a lock and run in a worker thread, off the event loop;
 * a blocking generation cannot be cancelled from asyncio, so the per-call timeout is
-  enforced inside the generation loop (a logits processor that stops at the deadline);
+  enforced inside the generation loop, and so is cancellation: when the awaiting call is
+  cancelled (Ctrl-C, a cancelled task) an event tells the worker thread, which stops at
+  the next token and gives the generation lock back (a call still waiting for the lock
+  gives up at once), so an interrupted run does not wait for a generation to finish;
 * JSON answers are forced by a grammar compiled from the JSON schema.
 """
 
@@ -101,6 +104,28 @@ def thread_count(path: Path) -> int:
     return 1 if small else max(1, os.cpu_count() or 1)
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def gguf_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be the local model (missing, unreadable, or not a GGUF file:
+    every GGUF file starts with the 4 bytes ``GGUF``), or None when it looks right.
+    Reads 4 bytes, loads nothing."""
+    file = Path(path)
+    if not file.exists():
+        return f"no such file: {path}"
+    if not file.is_file():
+        return f"not a file: {path}"
+    try:
+        with file.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if magic != GGUF_MAGIC:
+        return f"{path} is not a GGUF model file (it does not start with the bytes 'GGUF')"
+    return None
+
+
 def _load(path: Path, n_ctx: int) -> Any:
     key = f"{path}:{n_ctx}"
     with _LOAD_LOCK:
@@ -131,6 +156,7 @@ class LocalProvider:
     def __init__(self, model_path: str | os.PathLike[str] | None = None, n_ctx: int = 8192) -> None:
         self._path = Path(model_path) if model_path else None
         self.n_ctx = n_ctx
+        self._gguf_checked: dict[Path, str | None] = {}
 
     @property
     def model_path(self) -> Path:
@@ -147,6 +173,11 @@ class LocalProvider:
             return False, str(exc)
         if not path.is_file():
             return False, f"model file not found: {path}"
+        if path not in self._gguf_checked:  # asked before every call: read the magic bytes once
+            self._gguf_checked[path] = gguf_problem(path)
+        problem = self._gguf_checked[path]
+        if problem is not None:
+            return False, problem
         return True, ""
 
     def count_tokens(self, text: str) -> int:
@@ -154,9 +185,16 @@ class LocalProvider:
         return len(llm.tokenize(text.encode("utf-8"), add_bos=False))
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
-        return await asyncio.to_thread(self._complete_blocking, request)
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._complete_blocking, request, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()  # the worker stops at its next token (its answer is not wanted)
+            raise
 
-    def _complete_blocking(self, request: ProviderRequest) -> ProviderResponse:
+    def _complete_blocking(self, request: ProviderRequest,
+                           cancelled: threading.Event | None = None) -> ProviderResponse:
+        cancelled = cancelled or threading.Event()
         llm = _load(self.model_path, self.n_ctx)
         messages = []
         if request.system:
@@ -175,7 +213,12 @@ class LocalProvider:
         completion_tokens = 0
         finish_reason = "stop"
         response_id: str | None = None
-        with _GENERATE_LOCK:
+        while not _GENERATE_LOCK.acquire(timeout=0.05):
+            if cancelled.is_set():
+                raise _cancelled()
+        try:
+            if cancelled.is_set():
+                raise _cancelled()
             if request.on_dispatch is not None:  # the wait for the lock was queueing, not work
                 request.on_dispatch()
             # streaming lets the loop stop at the deadline; a chunk carries one token
@@ -191,6 +234,9 @@ class LocalProvider:
                         completion_tokens += 1
                     if choice.get("finish_reason"):
                         finish_reason = choice["finish_reason"]
+                    if cancelled.is_set():
+                        stream.close()
+                        raise _cancelled()
                     if time.monotonic() > deadline:
                         stream.close()
                         # not transient: the same generation on the same CPU takes as long again
@@ -201,6 +247,8 @@ class LocalProvider:
                 raise ProviderError(f"local model error: {exc}", transient=False,
                                     error_type=type(exc).__name__) from None
             prompt_tokens = max(0, llm.n_tokens - completion_tokens)
+        finally:
+            _GENERATE_LOCK.release()
         return ProviderResponse(
             text="".join(text_parts),
             input_tokens=prompt_tokens,
@@ -209,3 +257,47 @@ class LocalProvider:
             response_model=self.model_path.stem,
             response_id=response_id,
         )
+
+
+def _cancelled() -> ProviderError:
+    return ProviderError("local generation cancelled", transient=False, error_type="CancelledError")
+
+
+_VOCABS: dict[Path, Any] = {}
+
+
+def count_tokens_offline(path: Path, text: str) -> int:
+    """``text``'s token count by the GGUF's own tokenizer, loading only its vocabulary
+    (no weights; about half a second once per file, and quiet: llama.cpp's log lines
+    would break the CLI's one-line errors).  For checks made before a run starts."""
+    with _LOAD_LOCK:
+        vocab = _VOCABS.get(path)
+        if vocab is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise ProviderUnavailable(INSTALL_HINT) from None
+            with _quiet_stderr():
+                try:
+                    vocab = Llama(model_path=str(path), vocab_only=True, n_ctx=16, verbose=False)
+                except (ValueError, RuntimeError) as exc:
+                    raise ProviderUnavailable(f"cannot read the vocabulary of {path.name}: {exc}") from None
+            _VOCABS[path] = vocab
+    return len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+class _quiet_stderr:
+    """File descriptor 2 points to /dev/null for the block (llama.cpp writes there from C)."""
+
+    def __enter__(self) -> None:
+        import sys
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc: object) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)

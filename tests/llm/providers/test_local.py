@@ -75,3 +75,33 @@ def test_a_small_model_runs_on_one_thread(monkeypatch, tmp_path):
     assert thread_count(big) >= 1 and thread_count(Path(big)) == max(1, __import__("os").cpu_count() or 1)
     monkeypatch.setenv(THREADS_ENV, "3")
     assert thread_count(default_model_path()) == 3
+
+
+async def test_a_cancelled_call_stops_the_generation_at_the_next_token():
+    """Cancelling the awaiting call (Ctrl-C, a cancelled task) stops llama.cpp's worker
+    thread at its next token: the generation lock is free again at once, not when the
+    answer would have been complete; a call that was still waiting for the lock gives up."""
+    from orchestrator.llm.providers import local
+    from orchestrator.llm.providers.base import ProviderRequest
+
+    provider = LocalProvider()
+    await provider.complete(ProviderRequest("smollm2-135m", "warm up", max_tokens=2))  # load the model
+    started = asyncio.Event()
+    long = ProviderRequest("smollm2-135m", "Write a very long story about the sea.", max_tokens=400,
+                           temperature=0.8, timeout=120, on_dispatch=lambda: loop.call_soon_threadsafe(started.set))
+    waiting = ProviderRequest("smollm2-135m", "Say hi.", max_tokens=400, timeout=120)
+    loop = asyncio.get_running_loop()
+    generating = asyncio.ensure_future(provider.complete(long))
+    await started.wait()
+    queued = asyncio.ensure_future(provider.complete(waiting))
+    await asyncio.sleep(0.3)  # a few tokens in; 400 tokens take many seconds on this model
+    generating.cancel()
+    queued.cancel()
+    cancelled_at = loop.time()
+    free = await asyncio.to_thread(local._GENERATE_LOCK.acquire, True, 10)
+    freed_after = loop.time() - cancelled_at
+    assert free
+    local._GENERATE_LOCK.release()
+    assert freed_after < 1.0, f"the generation went on for {freed_after:.2f}s after the cancel"
+    for task in (generating, queued):
+        assert task.cancelled()

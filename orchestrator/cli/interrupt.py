@@ -1,0 +1,134 @@
+"""Ctrl-C in a second: how the CLI runs a project so that an interrupt stops it quickly
+and still leaves the summary of what finished.
+
+``asyncio.run`` waits, when it closes, for every worker thread (a local-model
+generation, a pytest sandbox) to end on its own, which took minutes.  Here:
+
+* the first SIGINT cancels the run (the task loops keep their best output, every event
+  pair is closed), kills the sandboxed test processes (they run in their own session,
+  out of the terminal's reach), and the local model's worker stops at its next token;
+  the loop is closed without waiting for worker threads;
+* a second SIGINT exits at once (exit 130, one line);
+* :func:`exit_when_stuck` (the command's entry point, never an in-process caller) ends
+  the process after the summary was written, should a worker thread still be busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Any, TypeVar
+
+from .errors import EXIT_INTERRUPTED
+
+T = TypeVar("T")
+
+LINGER_SECONDS = 1.0
+"""How long the interrupted command waits for busy worker threads before exiting."""
+
+
+class Interrupted(Exception):
+    """The run was interrupted (SIGINT) and cancelled."""
+
+
+class InterruptibleRun:
+    """Runs one coroutine on a fresh event loop, with the SIGINT rules above.  The
+    handler stays installed until :meth:`close`, so a second Ctrl-C while the summary is
+    being written still exits at once."""
+
+    def __init__(self) -> None:
+        self.interrupted_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._previous: Any = None
+        self._installed = False
+        self._started = False
+
+    def __enter__(self) -> InterruptibleRun:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupted_at is not None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """The coroutine's result; :class:`Interrupted` when a SIGINT cancelled it."""
+        self._started = True
+        loop = self._loop = asyncio.new_event_loop()
+        executor = ThreadPoolExecutor(thread_name_prefix="orchestrator-worker")
+        loop.set_default_executor(executor)
+        task: asyncio.Task[T] = loop.create_task(coro)
+        self._task = task
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if self.interrupted:
+                raise Interrupted() from None
+            raise
+        finally:
+            try:
+                _cancel_remaining(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                # interrupted: do not wait for busy workers (they were told to stop)
+                executor.shutdown(wait=not self.interrupted, cancel_futures=True)
+                loop.close()
+                self._loop = self._task = None
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.interrupted_at is not None:
+            os.write(2, b"orchestrator: interrupted again: exiting now\n")
+            os._exit(EXIT_INTERRUPTED)
+        self.interrupted_at = time.monotonic()
+        from ..governance.sandbox import kill_running
+
+        kill_running()
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+        elif not self._started:  # before the run: the usual KeyboardInterrupt
+            raise KeyboardInterrupt
+        # after the run: the summary is being written; the command exits 130 once it is
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+def exit_when_stuck(code: int) -> None:
+    """After an interrupted command wrote its summary: give busy worker threads
+    :data:`LINGER_SECONDS` to end, then leave without waiting for them (the
+    interpreter would otherwise join them at exit)."""
+    if code != EXIT_INTERRUPTED:
+        return
+    deadline = time.monotonic() + LINGER_SECONDS
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon and t is not threading.current_thread() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

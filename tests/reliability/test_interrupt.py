@@ -1,0 +1,78 @@
+"""Ctrl-C in a second, on a real SmolLM2 run through the real command line: SIGINT while
+the local model is generating ends the process within 2 s with exit 130, the summary
+printed and ``summary.json`` written; a second SIGINT exits at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ("project: A long module\ncriteria: it works\ntasks:\n  - id: big\n    type: code_generation\n"
+           "    prompt: Write a long Python module with ten functions, each with a docstring and tests.\n")
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    (tmp_path / "p.yaml").write_text(PROJECT)
+    jsonl = tmp_path / "events.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "-f", str(tmp_path / "p.yaml"), "--no-cache",
+                             "-o", str(tmp_path / "out"), "--events-jsonl", str(jsonl), "-q"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, jsonl
+
+
+def _wait_until_generating(proc: subprocess.Popen, jsonl: Path) -> None:
+    """Until the local model holds its lock and generates (its call was dispatched)."""
+    deadline = time.monotonic() + 240
+    while not (jsonl.exists() and '"llm_call_dispatched"' in jsonl.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the generation never started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the generation (SmolLM2 writes for many seconds here)
+
+
+def test_sigint_during_a_local_generation_exits_130_within_two_seconds(tmp_path):
+    proc, jsonl = _start(tmp_path)
+    try:
+        _wait_until_generating(proc, jsonl)
+        assert proc.poll() is None
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 2.0, f"exited {took:.2f}s after SIGINT"
+    assert err.strip().splitlines()[-1] == "orchestrator: interrupted" and "Traceback" not in err
+    assert "Total:" in out and "big" in out  # the summary was printed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["results"]["big"]["status"] == "failed" and summary["results"]["big"]["error"] == "interrupted"
+    recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    starts = sorted(r["correlation_id"] for r in recorded if r["signal"].endswith("_started"))
+    finishes = sorted(r["correlation_id"] for r in recorded
+                      if r["signal"].endswith("_finished") or r["signal"] == "policy_checked")
+    assert starts == finishes  # every pair closed, the interrupted call included
+
+
+def test_a_second_sigint_exits_at_once(tmp_path):
+    proc, jsonl = _start(tmp_path)
+    try:
+        _wait_until_generating(proc, jsonl)
+        sent = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert took < 2.0
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] in ("orchestrator: interrupted again: exiting now", "orchestrator: interrupted")
