@@ -68,12 +68,14 @@ def run_main(argv: list[str]) -> int:
 
 
 def new_console() -> Any:
-    """The summary's console: 140 columns when piped or captured (a table folded to 80
-    columns reads badly)."""
+    """The summary's console: when piped or captured, ``COLUMNS`` wide, else 140 columns
+    (a table folded to 80 columns reads badly)."""
+    import os
+
     from rich.console import Console
 
     console = Console()
-    return console if console.is_terminal else Console(width=140)
+    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=140)
 
 
 def _run_command(argv: list[str]) -> int:
