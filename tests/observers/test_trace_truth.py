@@ -226,14 +226,14 @@ def test_tasks_planned_and_budget_warnings_come_from_a_real_engine_run():
     provider = _AtTheBound(plan=PLAN)
     recorder = EventRecorder()
     with recorder:
-        state = asyncio.run(Orchestrator(budget=Budget(0.3, 600), client=_remote(provider))
+        state = asyncio.run(Orchestrator(budget=Budget(0.15, 600), client=_remote(provider))
                             .run_project("Build", "works"))
     (planned,) = recorder.of("tasks_planned")
     assert planned.task_count == 2 and set(planned.task_ids) == {"a", "b"}
     warnings = recorder.of("budget_warning")
     crossed = [w.reason for w in warnings if w.reason.startswith("spent")]
     assert crossed[:2] == ["spent 50% of the budget", "spent 80% of the budget"]
-    assert all(w.fraction <= 1.0 for w in warnings) and state.budget.spent_usd <= 0.3
+    assert all(w.fraction <= 1.0 for w in warnings) and state.budget.spent_usd <= 0.15
     assert not [w for w in warnings if w.reason.startswith("overrun")]
 
 
