@@ -37,45 +37,21 @@ PLANNER_SYSTEM = ("You are a software project planner. Split the project into sm
 def decomposition_schema(max_tasks: int, simple: bool = False) -> dict[str, Any]:
     """The answer's shape.  ``simple`` (the local profile): no dependencies, short ids and
     prompts, so a small model's constrained answer stays short and fast."""
-    if simple:
-        return {
-            "type": "object",
-            "properties": {
-                "tasks": {
-                    "type": "array", "minItems": 1, "maxItems": max_tasks,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "id": {"type": "string", "maxLength": 24},
-                            "type": {"type": "string", "enum": [t.value for t in TaskType]},
-                            "prompt": {"type": "string", "maxLength": 200},
-                        },
-                        "required": ["id", "type", "prompt"],
-                    },
-                },
-            },
-            "required": ["tasks"],
-        }
+    id_length, prompt_length = (24, 200) if simple else (40, 800)
+    fields: dict[str, Any] = {
+        "id": {"type": "string", "maxLength": id_length},
+        "type": {"type": "string", "enum": [t.value for t in TaskType]},
+        "prompt": {"type": "string", "maxLength": prompt_length},
+    }
+    if not simple:
+        fields["depends_on"] = {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 40}}
+    item = {"type": "object", "properties": fields, "required": list(fields)}
     return {
         "type": "object",
-        "properties": {
-            "tasks": {
-                "type": "array", "minItems": 1, "maxItems": max_tasks,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string", "maxLength": 40},
-                        "type": {"type": "string", "enum": [t.value for t in TaskType]},
-                        "prompt": {"type": "string", "maxLength": 800},
-                        "depends_on": {"type": "array", "maxItems": 5,
-                                       "items": {"type": "string", "maxLength": 40}},
-                    },
-                    "required": ["id", "type", "prompt", "depends_on"],
-                },
-            },
-        },
+        "properties": {"tasks": {"type": "array", "minItems": 1, "maxItems": max_tasks, "items": item}},
         "required": ["tasks"],
     }
+
 
 def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS, *,
                    rename_meaningless: bool = True) -> tuple[list[Task], list[str]]:
