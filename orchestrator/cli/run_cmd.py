@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -36,6 +37,8 @@ from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup
 
 INTERRUPTED_FLUSH_SECONDS = 1.0
 """After Ctrl-C, the span export waits at most this long (the command exits within 2 s)."""
+CLOSE_SECONDS = 0.5
+"""How long closing the providers' connections may take at the end of a run."""
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -141,7 +144,7 @@ def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any,
     orch = None
     try:
         orch = build()
-        state = runner.run(start(orch))
+        state = runner.run(_closing(start(orch), orch.client))
     except (Interrupted, KeyboardInterrupt, asyncio.CancelledError):
         _conclude(getattr(orch, "state", None), output_dir, session, console, interrupted=True,
                   remove_stale=remove_stale)
@@ -169,6 +172,16 @@ def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any,
     from ..domain.results import ProjectStatus
 
     return EXIT_OK if state.status == ProjectStatus.SUCCESS else EXIT_RUN_FAILED
+
+
+async def _closing(run: Coroutine[Any, Any, Any], client: Any) -> Any:
+    """The run, then the client's connections closed on the run's own loop (bounded: an
+    interrupted command still exits within 2 s)."""
+    try:
+        return await run
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.aclose(), CLOSE_SECONDS)
 
 
 def _conclude(state: Any, output_dir: str | None, session: Any, console: Any, *, interrupted: bool = False,

@@ -157,6 +157,15 @@ class UnifiedClient:
     def mark_unhealthy(self, model: str, reason: str) -> None:
         self.health.mark_unhealthy(model, reason)
 
+    async def aclose(self) -> None:
+        """Close the providers' connections of the running loop (a later call opens new
+        ones).  Why: an SDK client left to the garbage collector closes itself on whatever
+        loop runs then, which fails once its own loop is closed."""
+        for provider in self.providers.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     # -- the call --------------------------------------------------------------------
     async def call(
         self,

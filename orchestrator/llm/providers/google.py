@@ -69,6 +69,9 @@ class GoogleProvider(RemoteProvider):
                                     retry_options=types.HttpRetryOptions(attempts=1))
         return genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
 
+    async def _close_client(self, client: Any) -> None:
+        await client.aio.aclose()
+
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         from google.genai import types
 

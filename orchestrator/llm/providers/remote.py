@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import weakref
 from typing import Any
@@ -27,6 +28,8 @@ from urllib.parse import urlsplit
 from . import errors
 from .base import ProviderError, ProviderRequest
 from .secrets import Secret, key_from_env, scrub
+
+logger = logging.getLogger("orchestrator.providers")
 
 INSTALL_HINT = "pip install 'multi-llm-orchestrator[providers]'"
 
@@ -109,6 +112,20 @@ class RemoteProvider:
 
     def _new_client(self, key: Secret | None, timeout: float) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the running loop's SDK client (its connections belong to that loop).
+        Closing is best effort: a failure is logged, never raised."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is None:
+            return
+        try:
+            await self._close_client(client)
+        except Exception as exc:  # noqa: BLE001 - closing never fails a run
+            logger.debug("closing the %s client failed: %s", self.name, type(exc).__name__)
+
+    async def _close_client(self, client: Any) -> None:
+        await client.close()  # openai's and anthropic's async clients
 
     # -- errors -----------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
