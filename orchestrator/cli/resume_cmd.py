@@ -17,7 +17,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
 from .interrupt import InterruptibleRun
 from .parser import build_resume_parser
 from .preflight import check_cache, prepare_output_dir
-from .run_cmd import _configure_logging, execute, new_console
+from .run_cmd import _configure_logging, execute, open_session
 from .store_wiring import open_store, rebuild
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
 
@@ -88,14 +88,10 @@ def _resume(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    from .observers import setup_observers
-
-    console = new_console()
-    try:
-        session = setup_observers(args, console=console, loaded=loaded)
-    except ValueError as exc:
-        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
+    opened = open_session(args, loaded)
+    if opened is None:
         return EXIT_USAGE
+    console, session = opened
     console.print(f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
                   f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
                   highlight=False, soft_wrap=True)

@@ -70,15 +70,24 @@ def run_main(argv: list[str]) -> int:
         return _run_command(argv)
 
 
-def new_console() -> Any:
-    """The summary's console: when piped or captured, ``COLUMNS`` wide, else 140 columns
-    (a table folded to 80 columns reads badly)."""
+def open_session(args: argparse.Namespace, loaded: list[Any]) -> tuple[Any, Any] | None:
+    """The summary's console and the observers' session, or None (after one line on
+    stderr) when an observer cannot be set up.  Piped or captured, the console is
+    ``COLUMNS`` wide, else 140 columns (a table folded to 80 columns reads badly)."""
     import os
 
     from rich.console import Console
 
+    from .observers import setup_observers
+
     console = Console()
-    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=140)
+    if not (console.is_terminal or os.environ.get("COLUMNS")):
+        console = Console(width=140)
+    try:
+        return console, setup_observers(args, console=console, loaded=loaded)
+    except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
+        return None
 
 
 def _run_command(argv: list[str]) -> int:
@@ -94,14 +103,11 @@ def _run_command(argv: list[str]) -> int:
     for warning in warnings:
         print(f"orchestrator: warning: {one_line(warning)}", file=sys.stderr)
     from ..engine.orchestrator import new_project_id
-    from .observers import setup_observers
 
-    console = new_console()
-    try:
-        session = setup_observers(args, console=console, loaded=loaded)
-    except ValueError as exc:  # an --observer that cannot be loaded, an unwritable JSONL
-        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
+    opened = open_session(args, loaded)
+    if opened is None:
         return EXIT_USAGE
+    console, session = opened
     project_id = new_project_id()
     console.print(f"Project {project_id}: if it stops, go on with: {resume_hint(project_id, args.state_dir)}",
                   highlight=False, soft_wrap=True)
