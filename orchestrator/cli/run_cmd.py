@@ -33,7 +33,7 @@ from .parser import build_parser
 from .preflight import check_cache, check_prompts_fit, prepare_output_dir
 from .project_file import RunOptions, resolve_options
 from .store_wiring import cli_settings, open_store, resume_hint
-from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
+from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
 
 INTERRUPTED_FLUSH_SECONDS = 1.0
 """After Ctrl-C, the span export waits at most this long (the command exits within 2 s)."""
@@ -137,6 +137,7 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
     check_prompts_fit(opts, args, client)
     check_cache(args)
     prepare_output_dir(opts.output_dir)
+    start_local_model(args, client)  # every check passed: let the model load while the run starts
     return args, opts, warnings, loaded
 
 

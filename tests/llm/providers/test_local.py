@@ -81,7 +81,6 @@ async def test_a_cancelled_call_stops_the_generation_at_the_next_token():
     """Cancelling the awaiting call (Ctrl-C, a cancelled task) stops llama.cpp's worker
     thread at its next token: the generation lock is free again at once, not when the
     answer would have been complete; a call that was still waiting for the lock gives up."""
-    from orchestrator.llm.providers import local
     from orchestrator.llm.providers.base import ProviderRequest
 
     provider = LocalProvider()
@@ -98,10 +97,13 @@ async def test_a_cancelled_call_stops_the_generation_at_the_next_token():
     generating.cancel()
     queued.cancel()
     cancelled_at = loop.time()
-    free = await asyncio.to_thread(local._GENERATE_LOCK.acquire, True, 10)
+    lock = provider.worker().generation_lock
+    pid = provider.worker().pid
+    free = await asyncio.to_thread(lock.acquire, True, 10)
     freed_after = loop.time() - cancelled_at
     assert free
-    local._GENERATE_LOCK.release()
+    lock.release()
+    assert provider.worker().pid == pid, "the worker stopped at the cancel; it was not killed" 
     assert freed_after < 1.0, f"the generation went on for {freed_after:.2f}s after the cancel"
     for task in (generating, queued):
         assert task.cancelled()
