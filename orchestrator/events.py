@@ -57,6 +57,7 @@ __all__ = [
     "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
     "LlmCallDispatched", "JsonModeRejected", "llm_call_dispatched", "json_mode_rejected", "ModelText",
     "AcceptanceCheck", "acceptance_check", "TaskRestored", "task_restored",
+    "LocalModelLoaded", "local_model_loaded",
     "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
@@ -483,6 +484,20 @@ class LlmCallDispatched(PointEvent, frozen=True, kw_only=True):
     signal_name: ClassVar[str] = "llm_call_dispatched"
 
 
+class LocalModelLoaded(PointEvent, frozen=True, kw_only=True):
+    """The embedded model's worker process loaded the model (at the first call, or after a
+    crash): how long it took, and whether llama.cpp's fast CPU kernels are on."""
+
+    model: str
+    load_ms: float
+    safe_mode: bool
+    kernels: str
+    """Why the fast kernels are on or off (the CPU's flags, a crash, the user's setting)."""
+    restarts: int = 0
+    """Crashes of this model's worker so far in the process."""
+    signal_name: ClassVar[str] = "local_model_loaded"
+
+
 class JsonModeRejected(PointEvent, frozen=True, kw_only=True):
     """An OpenAI-compatible endpoint rejected a ``response_format`` rung of the JSON
     ladder; the adapter steps down to the next one within the same call."""
@@ -571,6 +586,8 @@ json_mode_rejected = _signal("json_mode_rejected", JsonModeRejected,
                              "Point event: an endpoint rejected a JSON response_format rung.")
 acceptance_check = _signal("acceptance_check", AcceptanceCheck,
                            "Point event: an acceptance check ran against a task's code.")
+local_model_loaded = _signal("local_model_loaded", LocalModelLoaded,
+                             "Point event: the embedded model's worker process loaded the model.")
 
 PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
     (project_started, project_finished),
@@ -582,7 +599,7 @@ PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
 POINT_SIGNALS: tuple[BusSignal, ...] = (
     budget_warning, cache_hit, validation_failed, decomposition_fallback,
     model_unhealthy, task_skipped, iteration_scored, llm_retry, tasks_planned,
-    llm_call_dispatched, json_mode_rejected, acceptance_check, task_restored,
+    llm_call_dispatched, json_mode_rejected, acceptance_check, task_restored, local_model_loaded,
 )
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}

@@ -22,7 +22,7 @@ PUBLIC = {
         "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked", "RemediationStarted",
         "RemediationFinished", "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback",
         "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned", "AcceptanceCheck",
-        "TaskRestored",
+        "TaskRestored", "LocalModelLoaded", "local_model_loaded",
         "project_started", "project_finished", "task_started", "task_finished", "llm_call_started",
         "llm_call_finished", "policy_check_started", "policy_checked", "remediation_started",
         "remediation_finished", "budget_warning", "cache_hit", "validation_failed",

@@ -3,7 +3,7 @@
 Subcommands: ``run`` (the default: ``orchestrator -p ...`` is ``orchestrator run -p ...``),
 ``models`` (the catalog; ``--list-models`` is the same), ``policy check FILE``,
 ``resume PROJECT_ID`` (go on with a stopped run), ``runs`` (the history: ``runs show ID``,
-``runs rm ID``).
+``runs rm ID``), ``doctor`` (what this install is, and whether the default run works here).
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ def _resume(argv: list[str]) -> int:
     return resume_main(argv)
 
 
+def _doctor(argv: list[str]) -> int:
+    from .doctor_cmd import doctor_main
+
+    return doctor_main(argv)
+
+
 def _runs(argv: list[str]) -> int:
     from .runs_cmd import runs_main
 
@@ -43,7 +49,7 @@ def _runs(argv: list[str]) -> int:
 
 
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy,
-                                                       "resume": _resume, "runs": _runs}
+                                                       "resume": _resume, "runs": _runs, "doctor": _doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

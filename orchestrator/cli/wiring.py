@@ -86,8 +86,12 @@ def check_model_choice(args: argparse.Namespace) -> Any:
     from ..domain.budget import Budget
     from ..llm.catalog import CATALOG
     from ..llm.client import UnifiedClient
+    from ..llm.providers.cpu_features import setting_problem
     from ..llm.providers.local import gguf_problem
 
+    unsafe_setting = setting_problem()
+    if unsafe_setting is not None:
+        raise UsageError(unsafe_setting)
     if args.local_model:
         problem = gguf_problem(args.local_model)
         if problem is not None:

@@ -285,3 +285,23 @@ def flat_price(values: Iterable[tuple[str, float]]) -> FlatPrice:
     optionally ``cached_input``."""
     given = {key: Decimal(str(value)) for key, value in values}
     return FlatPrice(given["input"], given["output"], given.get("cached_input"))
+
+
+def price_data_summary() -> dict[str, Any]:
+    """The price data in use, for ``orchestrator doctor``: its label, how many providers
+    and models it prices, and the newest price start date in it (the bundled snapshot
+    carries no date of its own; a fetched one carries the time it was fetched)."""
+    from genai_prices import data_snapshot
+    from genai_prices.types import StartDateConstraint
+
+    snapshot = data_snapshot.get_snapshot()
+    starts = [price.constraint.start_date for provider in snapshot.providers for model in provider.models
+              if isinstance(model.prices, list) for price in model.prices
+              if isinstance(price.constraint, StartDateConstraint)]
+    newest = max(starts).isoformat() if starts else None
+    models = sum(len(provider.models) for provider in snapshot.providers)
+    label = f"{snapshot_label()}: {len(snapshot.providers)} providers, {models} models"
+    if newest:
+        label += f", newest dated price {newest}"
+    return {"label": label, "providers": len(snapshot.providers), "models": models, "newest_price_date": newest,
+            "fetched": bool(snapshot.from_auto_update)}

@@ -71,10 +71,17 @@ class KernelChoice:
     reason: str
 
 
+def safe_mode_setting() -> str:
+    """``ORCHESTRATOR_LOCAL_SAFE_MODE``, normalised (``auto`` when unset or not a choice:
+    the CLI refuses a bad value before a run, see :func:`setting_problem`)."""
+    value = os.environ.get(SAFE_MODE_ENV, "auto").strip().lower() or "auto"
+    return value if value in SAFE_MODE_CHOICES else "auto"
+
+
 def choose_kernels(flags: frozenset[str], system_info: str = "", setting: str | None = None) -> KernelChoice:
     """The safe mode is on where the user asked for it, or where the CPU (or llama.cpp's
     build) has the AMX kernels; off elsewhere, or where the user insists."""
-    setting = (setting if setting is not None else os.environ.get(SAFE_MODE_ENV, "auto")).strip().lower() or "auto"
+    setting = setting if setting is not None else safe_mode_setting()
     if setting == "on":
         return KernelChoice(True, f"{SAFE_MODE_ENV}=on")
     if setting == "off":

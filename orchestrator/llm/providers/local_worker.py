@@ -38,9 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ... import events
 from . import local_worker_main as protocol
 from .base import ProviderError, ProviderUnavailable
-from .cpu_features import KernelChoice, choose_kernels, cpu_flags
+from .cpu_features import KernelChoice, choose_kernels, cpu_flags, safe_mode_setting
 
 logger = logging.getLogger("orchestrator.local")
 
@@ -151,6 +152,7 @@ class LocalWorker:
         self._replies: _Replies | None = None
         self._stderr: IO[bytes] | None = None
         self._ids = itertools.count(1)
+        self._spawns = 0
 
     # -- the process ---------------------------------------------------------------------
     @property
@@ -171,10 +173,15 @@ class LocalWorker:
 
     def _spawn(self) -> None:
         self._stderr = tempfile.TemporaryFile(prefix="orchestrator-llama-")
+        self._spawns += 1
+        env = worker_env()
+        fault = os.environ.get(protocol.FAULT_ENV)
+        if fault and (self._spawns == 1 or fault.endswith(":every")):  # tests: see FAULT_ENV
+            env[protocol.FAULT_ENV] = fault
         argv = [sys.executable, "-P", str(WORKER_SCRIPT), str(self.path), str(self.n_ctx), str(self.threads),
                 "off" if self.safe_mode else "on"]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                      env=worker_env(), start_new_session=True, close_fds=True)
+                                      env=env, start_new_session=True, close_fds=True)
         assert self._proc.stdout is not None
         self._replies = _Replies(self._proc.stdout)
         self.ready = None
@@ -249,6 +256,8 @@ class LocalWorker:
                     self.start()
                     continue
                 self.ready = frame
+                events.emit(events.local_model_loaded, model=self.path.name, load_ms=float(frame.get("load_ms", 0.0)),
+                            safe_mode=self.safe_mode, kernels=self.kernels.reason, restarts=len(self.crashes))
 
     def _build_needs_safe_mode(self, ready: dict[str, Any]) -> bool:
         """llama.cpp's own system info can show kernels the CPU flags did not (another OS,
@@ -321,7 +330,7 @@ class LocalWorker:
         detail = self._stderr_tail()
         switched = ""
         if (returncode is not None and returncode < 0 and -returncode in KERNEL_SIGNALS
-                and not self.safe_mode):
+                and not self.safe_mode and safe_mode_setting() != "off"):
             self.kernels = KernelChoice(True, f"its worker {how} with llama.cpp's fast kernels on")
             switched = " in the safe mode (llama.cpp's extra buffer types off)"
         self.crashes.append(how)

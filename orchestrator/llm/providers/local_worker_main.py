@@ -48,6 +48,12 @@ CANCEL = "cancel"
 DONE = "done"
 ERROR = "error"
 
+FAULT_ENV = "ORCHESTRATOR_LOCAL_WORKER_FAULT"
+"""Fault injection for tests: ``SIGNAME:N`` makes the worker kill itself with that real
+signal at the N-th token of its first generation.  The parent passes it to the first
+worker of a model only (the restarted one serves the retry), or to every worker when the
+value ends in ``:every``."""
+
 SAFE_MODE_FIELD = "use_extra_bufts"
 """The llama.cpp model parameter the safe mode turns off: "extra buffer types", i.e. the
 AMX and weight-repacking CPU kernels (llama.cpp's ``--no-repack``)."""
@@ -127,8 +133,9 @@ def load_model(path: str, n_ctx: int, threads: int, extra_bufts: bool) -> Any:
 class Worker:
     """Serves generations one at a time; a reader thread takes requests and cancels."""
 
-    def __init__(self, llm: Any, replies: IO[bytes]) -> None:
+    def __init__(self, llm: Any, replies: IO[bytes], fault: tuple[signal.Signals, int] | None = None) -> None:
         self.llm = llm
+        self.fault = fault
         self.replies = replies
         self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
         self.cancelled: set[int] = set()
@@ -186,6 +193,8 @@ class Worker:
                 if content:
                     parts.append(content)
                     tokens += 1
+                    if self.fault is not None and tokens >= self.fault[1]:
+                        os.kill(os.getpid(), self.fault[0])
                 if choice.get("finish_reason"):
                     finish_reason = choice["finish_reason"]
                 if self.is_cancelled(request_id):
@@ -204,6 +213,14 @@ class Worker:
         return {"op": DONE, "id": request_id, "text": "".join(parts), "output_tokens": tokens,
                 "input_tokens": max(0, int(self.llm.n_tokens) - tokens), "finish_reason": finish_reason,
                 "response_id": response_id, "generation_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+def parse_fault(value: str) -> tuple[signal.Signals, int] | None:
+    name, _, token = value.removesuffix(":every").partition(":")
+    try:
+        return signal.Signals[name.strip().upper()], max(1, int(token or 1))
+    except (KeyError, ValueError):
+        return None
 
 
 def main(argv: list[str]) -> int:
@@ -226,7 +243,7 @@ def main(argv: list[str]) -> int:
         "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
         "llama_cpp_version": getattr(llama_cpp, "__version__", "unknown"), "threads": threads,
     })
-    worker = Worker(llm, replies)
+    worker = Worker(llm, replies, parse_fault(os.environ.get(FAULT_ENV, "")))
     threading.Thread(target=worker.read_requests, args=(requests,), daemon=True, name="requests").start()
     worker.serve()
     return 0

@@ -103,7 +103,7 @@ async def test_a_cancelled_call_stops_the_generation_at_the_next_token():
     freed_after = loop.time() - cancelled_at
     assert free
     lock.release()
-    assert provider.worker().pid == pid, "the worker stopped at the cancel; it was not killed" 
+    assert provider.worker().pid == pid, "the worker stopped at the cancel; it was not killed"
     assert freed_after < 1.0, f"the generation went on for {freed_after:.2f}s after the cancel"
     for task in (generating, queued):
         assert task.cancelled()
