@@ -12,6 +12,12 @@ after the run so both see the same machine load.  The ratio - the run's wall tim
 that call's time - says how far the orchestration (process start, model load, planning,
 the sandboxed checks, the summary and span tree) is from the model's own speed.
 
+The worker's cost: the embedded model runs in a worker process, so a run pays a
+process start, the llama_cpp import and the model load there instead of in its own
+process.  Measured apart, N times: a fresh worker from spawn to its first token, against
+the plain in-process load of the same GGUF (the CLI starts the worker before the run, so
+most of it overlaps with the run's own start).
+
 The machine's load is printed too (the 1-minute load average and how idle the CPUs were
 during the runs, from /proc/stat): on a shared machine the figures move with it.
 
@@ -96,6 +102,24 @@ class PlainModel:
         return seconds
 
 
+def worker_ready_seconds() -> float:
+    """A fresh worker process of the embedded model: spawn, import, load, one token."""
+    import threading
+
+    from orchestrator.llm.providers.local import default_model_path, thread_count
+    from orchestrator.llm.providers.local_worker import LocalWorker
+
+    path = default_model_path()
+    worker = LocalWorker(path, 8192, thread_count(path))
+    started = time.perf_counter()
+    worker.start()
+    reply = worker.generate({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "temperature": 0.0,
+                             "schema": None}, 60, threading.Event())
+    seconds = time.perf_counter() - started - reply["generation_ms"] / 1000
+    worker.stop()
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -121,6 +145,10 @@ def main() -> int:
     if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
         share = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
         busy = f", CPUs {share:.0%} busy during the runs (this bench included)"
+    readies = [worker_ready_seconds() for _ in range(max(3, args.runs))]
+    print(f"worker process: ready in median {statistics.median(readies):.2f}s (process start, import, load; "
+          f"max {max(readies):.2f}s) vs in-process load {model.load_seconds:.2f}s: "
+          f"cost {statistics.median(readies) - model.load_seconds:+.2f}s, started before the run")
     walls = [r["wall"] for r in runs]
     outcomes = ", ".join(f"{s} x{n}" for s, n in sorted(
         {s: sum(1 for r in runs if r["status"] == s) for s in {r["status"] for r in runs}}.items()))
