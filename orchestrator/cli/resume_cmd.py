@@ -19,7 +19,7 @@ from .parser import build_resume_parser
 from .preflight import check_cache, prepare_output_dir
 from .run_cmd import _configure_logging, execute, open_session
 from .store_wiring import open_store, rebuild
-from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server
+from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
 
 
 def _finished(cp: Checkpoint, output_dir: str | None) -> int:
@@ -75,13 +75,14 @@ def _resume(argv: list[str]) -> int:
         for warning in setup_catalog(run_args):  # the run's own catalog file, when it had one
             print(f"orchestrator: warning: {warning}", file=sys.stderr)
         setup_server(run_args)
-        check_model_choice(run_args)
+        client = check_model_choice(run_args)
         from .observers import load_observers, validate_observer_options
 
         validate_observer_options(args)
         loaded = load_observers(args)
         check_cache(run_args)
         prepare_output_dir(opts.output_dir)
+        start_local_model(run_args, client)
     except (UsageError, ValueError, StoreError) as exc:
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
