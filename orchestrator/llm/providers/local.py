@@ -122,9 +122,7 @@ class LocalProvider:
         return self._path if self._path is not None else default_model_path()
 
     def availability(self, model: str) -> tuple[bool, str]:
-        try:
-            import llama_cpp  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: it runs in the worker
             return False, INSTALL_HINT
         try:
             path = self.model_path

@@ -98,28 +98,63 @@ def test_a_worker_killed_mid_generation_fails_the_call_naming_the_signal(own_wor
     fake_cpu(PLAIN_CPU)
     provider = LocalProvider()
     worker = provider.worker()
-    assert worker.safe_mode is False, "a CPU without AMX keeps llama.cpp's fast kernels"
     error, pid = _kill_mid_generation(provider, sig)
     assert isinstance(error, WorkerCrashed)
     name = signal.Signals(sig).name
     assert f"died with {name} (signal {int(sig)})" in str(error)
     assert error.transient and error.max_retries == 1 and error.error_type == "WorkerCrashed"
-    # restarted at once, in the safe mode only after a death that points at a CPU kernel
+    # restarted at once, and the call can be served again
     assert worker.pid is not None and worker.pid != pid
-    assert worker.safe_mode is kernel_signal
-    assert ("safe mode" in str(error)) is kernel_signal
+    assert worker.crashes == [f"died with {name} (signal {int(sig)})"]
     answer = asyncio.run(provider.complete(ProviderRequest("smollm2-135m", "Name three colours.", max_tokens=24)))
     assert answer.output_tokens > 1 and answer.text.strip()
-    assert worker.ready is not None and worker.ready["use_extra_bufts"] is (not kernel_signal)
+    assert worker.ready is not None and worker.ready["use_extra_bufts"] is (not worker.safe_mode)
+
+
+class _Doomed:
+    """A real process standing in for a worker, to be killed by a real signal: decides
+    the safe-mode switch on any CPU (on an AMX machine a real worker is safe from the start)."""
+
+    def __init__(self, worker: LocalWorker) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        worker._proc = self.proc
+
+    def die(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+        self.proc.wait(10)
+
+
+@pytest.mark.parametrize("sig, switches", [
+    (signal.SIGSEGV, True), (signal.SIGILL, True), (signal.SIGBUS, True), (signal.SIGFPE, True),
+    (signal.SIGABRT, False), (signal.SIGKILL, False),
+])
+def test_a_kernel_signal_with_the_fast_kernels_on_switches_to_the_safe_mode(own_workers, fake_cpu, sig, switches):
+    fake_cpu(PLAIN_CPU)
+    worker = LocalWorker(default_model_path(), 512, 1, KernelChoice(False, "test: fast kernels on"))
+    _Doomed(worker).die(sig)
+    error = worker._crashed()
+    try:
+        assert isinstance(error, WorkerCrashed) and signal.Signals(sig).name in str(error)
+        assert worker.safe_mode is switches
+        assert ("restarted in the safe mode" in str(error)) is switches
+        if switches:
+            assert worker.kernels.reason == (f"its worker died with {signal.Signals(sig).name} (signal {int(sig)}) "
+                                             "with llama.cpp's fast kernels on")
+        assert worker.pid is not None  # the next worker is already starting, in the chosen mode
+    finally:
+        worker.kill()
 
 
 def test_the_user_can_keep_the_fast_kernels_after_a_crash(own_workers, fake_cpu, monkeypatch):
     fake_cpu(PLAIN_CPU)
     monkeypatch.setenv(SAFE_MODE_ENV, "off")
-    provider = LocalProvider()
-    error, _ = _kill_mid_generation(provider, signal.SIGSEGV)
-    assert isinstance(error, WorkerCrashed) and "safe mode" not in str(error)
-    assert provider.worker().safe_mode is False
+    worker = LocalWorker(default_model_path(), 512, 1)
+    assert worker.safe_mode is False
+    _Doomed(worker).die(signal.SIGSEGV)
+    error = worker._crashed()
+    worker.kill()
+    assert "SIGSEGV" in str(error) and "safe mode" not in str(error) and worker.safe_mode is False
 
 
 def test_a_cpu_with_amx_starts_in_the_safe_mode_and_generates(own_workers, fake_cpu):
