@@ -10,7 +10,8 @@ What counts as a secret:
 * anything shaped like a well-known key (``sk-...``, ``sk-ant-...``, ``sk-or-...``,
   ``AIza...``, ``Bearer ...``, ``api_key=...``), so a key we never saw is caught too.
   The shapes are anchored so that ordinary text is left alone: ``sk-`` must start a
-  word (``task-runner-for-the-risk-model`` is no key), and an ``api_key=`` value must be
+  word, or follow a ``\n``/``\t`` escape of JSON text (``task-runner-for-the-risk-model``
+  is no key), and an ``api_key=`` value must be
   quoted or hold a digit (generated code's ``api_key=os.environ[...]`` stays code).
 
 Where it is applied: user-given text (the project, criteria, task prompts and ids) once,
@@ -35,7 +36,7 @@ __all__ = ["redact", "redact_data", "RedactingFormatter", "REDACTED"]
 REDACTED = "[REDACTED]"
 
 _KEY_SHAPES = re.compile(
-    r"((?<![A-Za-z0-9])sk-(?:ant-|proj-|or-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
+    r"((?:(?<![A-Za-z0-9])|(?<=\\[nrt]))sk-(?:ant-|proj-|or-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
     r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{12,}|"
     r"(?i:api[_-]?key|x-api-key|x-goog-api-key)[\"']?\s*[:=]\s*"
     r"(?:[\"'][A-Za-z0-9._\-]{8,}|(?=[A-Za-z._\-]*[0-9])[A-Za-z0-9._\-]{8,}))"

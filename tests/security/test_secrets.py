@@ -87,6 +87,18 @@ def test_redact_masks_every_key_shape_and_keeps_the_text(key, before, glue, afte
     assert clean.startswith(before) and clean.endswith(after)  # the user's own words are kept
 
 
+@given(key=KEYS, before=WORDS, glue=GLUE, after=WORDS)
+@settings(max_examples=200, deadline=None)
+def test_redact_masks_keys_inside_json_text(key, before, glue, after):
+    """A model's JSON answer (a plan, a score's reasons) is stored as text in the response
+    cache: a key after an escaped newline in it is masked too."""
+    pasted_key, secret = key
+    text = json.dumps({"prompt": f"{before}{glue}{pasted_key}{glue}{after}"})
+    clean = redact(text)
+    assert secret not in clean
+    assert json.loads(clean)["prompt"].startswith(before)
+
+
 @given(data=st.recursive(st.text(max_size=20) | st.integers() | st.none() | st.booleans(),
                          lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                       max_size=4),
