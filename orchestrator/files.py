@@ -154,8 +154,9 @@ class OutputDir:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _check_target(self, name: str) -> bool:
-        """Whether ``name`` exists; a symbolic link or a non-file there is refused."""
+    def check(self, name: str) -> bool:
+        """Whether ``name`` exists; a symbolic link or a non-file there is an
+        :class:`UnsafePathError`."""
         if not name or name in (".", "..") or "/" in name or "\0" in name:
             raise ValueError(f"not a plain file name: {name!r}")
         try:
@@ -172,7 +173,7 @@ class OutputDir:
         """Write ``name`` whole (0600): a temporary file made with ``O_EXCL`` in this
         directory, renamed over ``name``.  A reader never sees half a file, and nothing
         outside the directory can be reached through ``name``."""
-        self._check_target(name)
+        self.check(name)
         raw = data.encode("utf-8") if isinstance(data, str) else data
         temp = f".{name[:100]}.{secrets.token_hex(6)}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE_FILE,
@@ -185,7 +186,7 @@ class OutputDir:
                     view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
-            self._check_target(name)  # again, just before: a link put there meanwhile is refused
+            self.check(name)  # again, just before: a link put there meanwhile is refused
             os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
         except BaseException:
             try:
@@ -196,7 +197,7 @@ class OutputDir:
 
     def remove(self, name: str) -> bool:
         """Remove ``name`` if it is there (False if not); a link there is refused."""
-        if not self._check_target(name):
+        if not self.check(name):
             return False
         os.unlink(name, dir_fd=self.fd)
         return True

@@ -39,6 +39,7 @@ def prepare_output_dir(output_dir: str | None, what: str = "--output-dir") -> No
     try:
         with OutputDir(path) as out:
             out.probe()
+            out.check("summary.json")  # a link planted where the summary goes: refused now, not after the run
     except UnsafePathError as exc:
         raise UsageError(f"{what} {exc.strerror}") from None
     except OSError as exc:
