@@ -9,24 +9,37 @@ What counts as a secret:
 * explicitly given values (an adapter passes the key it holds);
 * anything shaped like a well-known key (``sk-...``, ``sk-ant-...``, ``sk-or-...``,
   ``AIza...``, ``Bearer ...``, ``api_key=...``), so a key we never saw is caught too.
+  The shapes are anchored so that ordinary text is left alone: ``sk-`` must start a
+  word, or follow a ``\n``/``\t`` escape of JSON text (``task-runner-for-the-risk-model``
+  is no key), and an ``api_key=`` value must be
+  quoted or hold a digit (generated code's ``api_key=os.environ[...]`` stays code).
+
+Where it is applied: user-given text (the project, criteria, task prompts and ids) once,
+where it enters a run (``Orchestrator``), so no prompt, span, event or checkpoint ever
+holds the key; and at every sink that writes a file (events JSON lines, ``summary.json``
+and the output files, the run store, the response cache, log lines) through
+:func:`redact` or :func:`redact_data`, which also catches keys in model-written text.
 
 Imports nothing of ours, so emitters and observers alike can use it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["redact", "REDACTED"]
+__all__ = ["redact", "redact_data", "RedactingFormatter", "REDACTED"]
 
 REDACTED = "[REDACTED]"
 
 _KEY_SHAPES = re.compile(
-    r"(sk-(?:ant-|proj-|or-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
+    r"((?:(?<![A-Za-z0-9])|(?<=\\[nrt]))sk-(?:ant-|proj-|or-)?[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}|"
     r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{12,}|"
-    r"(?i:api[_-]?key|x-api-key|x-goog-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9._\-]{8,})"
+    r"(?i:api[_-]?key|x-api-key|x-goog-api-key)[\"']?\s*[:=]\s*"
+    r"(?:[\"'][A-Za-z0-9._\-]{8,}|(?=[A-Za-z._\-]*[0-9])[A-Za-z0-9._\-]{8,}))"
 )
 _SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET|_PASSWORD|_ACCESS_KEY)$")
 _MIN_SECRET_LENGTH = 4
@@ -43,7 +56,38 @@ def redact(text: str, *secrets: str | None) -> str:
     values of secret-named environment variables, and anything shaped like a key."""
     if not text:
         return text
-    for value in (*secrets, *_secret_env_values()):
+    return _scrub(text, (*secrets, *_secret_env_values()))
+
+
+def _scrub(text: str, secrets: Iterable[str | None]) -> str:
+    for value in secrets:
         if value and len(value) >= _MIN_SECRET_LENGTH and value in text:
             text = text.replace(value, REDACTED)
     return _KEY_SHAPES.sub(REDACTED, text)
+
+
+def redact_data(value: Any, *secrets: str | None) -> Any:
+    """A copy of JSON-shaped ``value`` (dicts, lists, tuples, strings, numbers) with
+    :func:`redact` applied to every string in it, mapping keys included.  Redacting the
+    data before it is serialised, not the serialised text, keeps the JSON well formed
+    and catches a key whatever escaping the format would give it."""
+    known = (*secrets, *_secret_env_values())
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _scrub(item, known) if item else item
+        if isinstance(item, dict):
+            return {walk(k): walk(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter whose every line (message, arguments, traceback) is redacted: the
+    command line's ``-v`` logs what libraries say too (an SDK may log a request)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

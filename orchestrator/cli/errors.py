@@ -18,8 +18,12 @@ EXIT_INTERRUPTED = 130
 
 
 def one_line(message: object) -> str:
-    """``message`` on one line (an error from a library may span several)."""
-    return " ".join(str(message).split())
+    """``message`` on one line (an error from a library may span several), redacted: an
+    error may quote the input it refuses, and a key in it must not reach the terminal's
+    scrollback or a captured log."""
+    from ..redaction import redact
+
+    return " ".join(redact(str(message)).split())
 
 
 class UsageError(Exception):

@@ -1,44 +1,51 @@
 """What a run leaves behind: the summary table on the console, and with ``--output-dir``
-one file per task plus ``summary.json``."""
+one file per task plus ``summary.json``.
+
+The files are written through :class:`orchestrator.files.OutputDir` (a descriptor of the
+directory, no symbolic link followed, each file written whole and 0600), named by
+:func:`orchestrator.files.task_file_names` (no two tasks share a file; the mapping is
+``files`` in ``summary.json``), and redacted (no key shape in any of them)."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..domain.results import Usage
 from ..domain.tasks import TaskType
+from ..files import OutputDir, task_file_names
 from ..governance.validators import extract_code
+from ..redaction import redact, redact_data
 
-
-def _safe_filename(task_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task_id)[:80] or "task"
+SUFFIXES = (".py", ".md")
 
 
 def write_outputs(state: Any, output_dir: str, *, remove_stale: bool = False) -> Path:
-    """One file per task (``<task_id>.md`` or ``.py`` for code) plus ``summary.json``.
-    ``remove_stale`` (a resumed run): a task without output loses the file an earlier,
-    interrupted attempt wrote for it, so the directory ends as if the run never stopped."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for tid, result in state.results.items():
-        task = state.tasks.get(tid)
-        if not result.output:
-            if remove_stale:
-                for suffix in (".py", ".md"):
-                    (out / f"{_safe_filename(tid)}{suffix}").unlink(missing_ok=True)
-            continue
-        suffix = ".py" if task is not None and task.type == TaskType.CODE_GENERATION else ".md"
-        text = result.output
-        if suffix == ".py":
-            text = extract_code(result.output)
-        (out / f"{_safe_filename(tid)}{suffix}").write_text(text, encoding="utf-8")
-    summary = state.to_dict()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return out
+    """One file per task (``<name>.md``, or ``.py`` for code) plus ``summary.json``,
+    whose ``files`` maps each task id to its file.  ``remove_stale`` (a resumed run): a
+    task without output loses the file an earlier, interrupted attempt wrote for it, so
+    the directory ends as if the run never stopped.  Raises ``OSError`` (an
+    :class:`~orchestrator.files.UnsafePathError` for a symbolic link in the way)."""
+    names = task_file_names([*state.tasks, *state.results])
+    files: dict[str, str] = {}
+    with OutputDir(output_dir) as out:
+        for tid, result in state.results.items():
+            task = state.tasks.get(tid)
+            if not result.output:
+                if remove_stale:
+                    for suffix in SUFFIXES:
+                        out.remove(names[tid] + suffix)
+                continue
+            suffix = ".py" if task is not None and task.type == TaskType.CODE_GENERATION else ".md"
+            text = extract_code(result.output) if suffix == ".py" else result.output
+            out.write(names[tid] + suffix, redact(text))
+            files[tid] = names[tid] + suffix
+        summary = state.to_dict()
+        summary["files"] = files
+        out.write("summary.json", json.dumps(redact_data(summary), indent=2, default=lambda v: redact(str(v))))
+    return Path(output_dir)
 
 
 def print_summary(state: Any, console: Any, title: str | None = None) -> None:
@@ -76,14 +83,14 @@ def print_summary(state: Any, console: Any, title: str | None = None) -> None:
         check_lines.extend((tid, check_line(c)) for c in r.checks)
     console.print(table)
     for tid, line in check_lines:
-        console.print(f"check [{tid}] {line}", markup=False, highlight=False)
+        console.print(redact(f"check [{tid}] {line}"), markup=False, highlight=False)
     b, total = state.budget, state.usage
     profile = f"; profile {state.profile}" if getattr(state, "profile", "") else ""
     console.print(f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
                   f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
                   f"{b.elapsed_seconds:.1f}s; status {status}{profile}")
     for note in state.notes:
-        console.print(f"note: {note}", style="dim", markup=False)
+        console.print(f"note: {redact(note)}", style="dim", markup=False)
 
 
 def check_line(check: dict[str, Any]) -> str:
@@ -99,7 +106,7 @@ def write_results(state: Any, output_dir: str, console: Any, *, announce: bool =
     try:
         where = write_outputs(state, output_dir, remove_stale=remove_stale)
     except OSError as exc:
-        print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror}", file=sys.stderr)
+        print(f"orchestrator: error: cannot write results to {output_dir}: {exc.strerror or exc}", file=sys.stderr)
         return False
     if announce:
         console.print(f"Results written to {where}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,25 @@ MIN_ANSWER_TOKENS = 16
 
 
 def prepare_output_dir(output_dir: str | None, what: str = "--output-dir") -> None:
-    """Create ``output_dir`` and prove it is writable (a probe file, removed at once)."""
+    """Create ``output_dir`` (0700 when made) and prove it is writable (a probe file,
+    removed at once).  A symbolic link given as the directory is refused: the results are
+    written only into a directory named as itself (see :class:`orchestrator.files.OutputDir`)."""
     if not output_dir:
         return
+    from ..files import OutputDir, UnsafePathError
+
     path = Path(output_dir)
+    if path.is_symlink():
+        target = os.readlink(path)
+        raise UsageError(f"{what} {output_dir}: is a symbolic link (to {target}); give the directory itself")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{what} {output_dir}: exists and is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".orchestrator-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        with OutputDir(path) as out:
+            out.probe()
+            out.check("summary.json")  # a link planted where the summary goes: refused now, not after the run
+    except UnsafePathError as exc:
+        raise UsageError(f"{what} {exc.strerror}") from None
     except OSError as exc:
         raise UsageError(f"{what} {output_dir}: not writable ({exc.strerror or exc})") from None
 

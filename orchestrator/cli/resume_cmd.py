@@ -59,7 +59,7 @@ def _resume(argv: list[str]) -> int:
                     finite_number(value, positive=True)
                 except ValueError as exc:
                     raise UsageError(f"{flag} {exc}") from None
-        store = open_store(args.state_dir)
+        store = open_store(args.state_dir, create=False)
         cp = store.load(args.project_id)
         if cp is None:
             raise UnknownProjectError(args.project_id)
@@ -73,7 +73,7 @@ def _resume(argv: list[str]) -> int:
             raise UsageError(f"--time can only raise the original cap {cp.max_time_seconds:g}s of {cp.project_id}")
         opts, run_args = rebuild(cp, args)
         for warning in setup_catalog(run_args):  # the run's own catalog file, when it had one
-            print(f"orchestrator: warning: {warning}", file=sys.stderr)
+            print(f"orchestrator: warning: {one_line(warning)}", file=sys.stderr)
         setup_server(run_args)
         client = check_model_choice(run_args)
         from .observers import load_observers, validate_observer_options

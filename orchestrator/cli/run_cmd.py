@@ -42,8 +42,12 @@ CLOSE_SECONDS = 0.5
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """Log lines on stderr, each through :func:`~orchestrator.redaction.redact`."""
+    from ..redaction import RedactingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     if not verbose:
         for noisy in ("httpx", "httpcore", "openai", "anthropic", "google_genai"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -55,7 +59,7 @@ def _policy_blocked(exc: Exception, output_dir: str | None, session: Any, consol
     observers and, with ``--output-dir``, to ``summary.json`` with the reason."""
     state = getattr(exc, "state", None)
     session.finish(state, console=console)
-    print(f"orchestrator: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
     if state is not None and output_dir:
         write_results(state, output_dir, console)
     return EXIT_POLICY_BLOCKED
@@ -165,9 +169,7 @@ def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any,
         return EXIT_USAGE
     except Exception as exc:  # a bug or an unexpected failure: one line, and what finished is kept
         _conclude(getattr(orch, "state", None), output_dir, session, console, remove_stale=remove_stale)
-        from ..redaction import redact
-
-        print(f"orchestrator: error: {one_line(redact(str(exc)) or type(exc).__name__)}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return EXIT_RUN_FAILED
     written = _conclude(state, output_dir, session, console, interrupted=runner.interrupted,
                         remove_stale=remove_stale)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..domain.checkpoint import FINISHED_STATUSES, ProjectBusyError, StoreError, UnknownProjectError
-from .errors import EXIT_OK, EXIT_USAGE, OneLineParser, UsageError
+from .errors import EXIT_OK, EXIT_USAGE, OneLineParser, UsageError, one_line
 from .parser import add_state_dir
 from .store_wiring import open_store
 
@@ -126,7 +126,7 @@ def runs_main(argv: list[str]) -> int:
         args = build_runs_parser().parse_args(argv)
         if args.action == "rm" and not args.project_ids and args.older_than is None:
             raise UsageError("runs rm: give run ids or --older-than AGE")
-        store = open_store(args.state_dir)
+        store = open_store(args.state_dir, create=False)
         from rich.console import Console
 
         console = Console()
@@ -140,6 +140,6 @@ def runs_main(argv: list[str]) -> int:
         else:
             list_runs(store, console)
     except (UsageError, StoreError) as exc:
-        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

@@ -23,11 +23,13 @@ from .project_file import RunOptions
 SECTIONS = ("policies", "remediation", "validators")
 
 
-def open_store(state_dir: str | None) -> Any:
-    """The run store (``StoreError``, one line, when it cannot be used)."""
+def open_store(state_dir: str | None, *, create: bool = True) -> Any:
+    """The run store (``StoreError``, one line, when it cannot be used).  The read-only
+    commands (``runs``, ``runs show``, ``runs rm``, ``resume``) pass ``create=False``:
+    where there is no store they find no runs, and make nothing."""
     from ..state import RunStore
 
-    return RunStore(state_dir)
+    return RunStore(state_dir, create=create)
 
 
 def resume_hint(project_id: str, state_dir: str | None) -> str:

@@ -10,6 +10,11 @@ The parts: :mod:`.planning`, :mod:`.scheduling`, :mod:`.model_choice`,
 With a run store (``store=``), the run is checkpointed when it starts, once the plan is
 known, after every task settles, and when it ends or is interrupted; ``resume`` goes on
 from the last checkpoint of a stopped run.
+
+What a user gives (the project, the criteria, their tasks' ids and prompts) enters a run
+here, and is redacted here (:func:`~orchestrator.redaction.redact`): a key pasted into a
+prompt is masked before any model, span, event, checkpoint or file sees it, and the rest
+of the text is kept.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..governance.validators import ValidatorConfig
 from ..llm.catalog import get_model
 from ..llm.client import UnifiedClient
 from ..llm.routing import Router
+from ..redaction import redact
 from .checkpoints import Checkpointer, CheckpointStore, governance_settings, restored_state, resumed_budget
 from .checks import assign_checks
 from .context import RunContext
@@ -82,6 +88,7 @@ class Orchestrator:
         if not isinstance(profile, RunProfile) and profile not in PROFILE_CHOICES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILE_CHOICES)})")
         if project_tasks:  # what a user wrote is checked, never repaired: a broken graph is an error
+            project_tasks = [redacted_task(task) for task in project_tasks]
             for task in project_tasks:
                 task.check_fields()
             check_task_graph(list(project_tasks))
@@ -115,6 +122,7 @@ class Orchestrator:
     async def run_project(self, project_description: str, success_criteria: str,
                           project_id: str | None = None) -> ProjectState:
         project_id = project_id or new_project_id()
+        project_description, success_criteria = redact(project_description), redact(success_criteria)
         self.budget.restart_clock()
         state = ProjectState(project_id=project_id, description=project_description,
                              criteria=success_criteria, budget=self.budget)
@@ -271,6 +279,14 @@ class Orchestrator:
         more = f"; and {len(details) - 4} more" if len(details) > 4 else ""
         raise PolicyViolationError(f"project: no usable model satisfies the policies {names} for any task; "
                                    f"nothing was run or spent: {'; '.join(shown)}{more}")
+
+
+def redacted_task(task: Task) -> Task:
+    """A copy of a user's task with its id, prompt and dependencies redacted (a task
+    without secrets is returned as is)."""
+    clean = replace(task, id=redact(task.id), prompt=redact(task.prompt),
+                    depends_on=[redact(d) for d in task.depends_on])
+    return task if clean == task else clean
 
 
 def new_project_id() -> str:

@@ -22,6 +22,7 @@ from ..domain.tasks import Task, TaskType
 from ..governance.policy import Policy, PolicyViolationError
 from ..llm.catalog import get_model
 from ..llm.client import BudgetExceededError, LLMCallError, TimeBudgetExceededError
+from ..redaction import redact
 from .context import RunContext, StopKind
 from .profile import FULL, LOCAL, RunProfile
 
@@ -74,11 +75,11 @@ def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS, *,
         if not isinstance(item, Mapping):
             notes.append(f"entry {index} is not an object: dropped")
             continue
-        prompt = str(item.get("prompt") or item.get("description") or "").strip()
+        prompt = redact(str(item.get("prompt") or item.get("description") or "").strip())
         if not prompt:
             notes.append(f"entry {index} has no prompt: dropped")
             continue
-        original = str(item.get("id") or "")
+        original = redact(str(item.get("id") or ""))
         base = _ID_CLEAN.sub("_", original).strip("_")[:ID_MAX_CHARS]
         if not base or (rename_meaningless and meaningless_id(base)):
             base = slug_from(prompt) or f"task_{index + 1}"
@@ -98,7 +99,7 @@ def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS, *,
             task_type = TaskType.COMPLEX_REASONING
             notes.append(f"task {task_id}: unknown type {item.get('type')!r}, using complex_reasoning")
         deps = item.get("depends_on") or []
-        raw_deps.append([str(d) for d in deps] if isinstance(deps, list) else [])
+        raw_deps.append([redact(str(d)) for d in deps] if isinstance(deps, list) else [])
         tasks.append(Task(id=task_id, type=task_type, prompt=prompt))
     if len(tasks) > max_tasks:
         notes.append(f"{len(tasks)} tasks clamped to {max_tasks}")

@@ -9,6 +9,10 @@ A cache that cannot be opened (not a database, unreadable, a file where its dire
 should be) is a :class:`CacheError` before the run starts (the CLI: one line, exit 2;
 ``--no-cache`` always works).  A read or write that fails during a run only costs
 that hit or that entry: the call goes to the provider, a warning is logged once.
+
+Private, as the run store: the directory is made 0700 (the default one, ours by name, is
+set to 0700 if it exists) and the database 0600, whatever the umask; answers are stored
+redacted (:func:`~orchestrator.redaction.redact`), so no key shape reaches the file.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any
 from urllib.parse import quote
 
 from platformdirs import user_cache_dir
+
+from ..files import open_private, private_dir
+from ..redaction import redact
 
 DEFAULT_CACHE_DIR = Path(user_cache_dir("multi-llm-orchestrator"))
 DB_NAME = "responses.sqlite3"
@@ -103,7 +110,8 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._warned = False
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory, tighten=not directory)
+            os.close(open_private(self.path))  # made 0600 before SQLite opens it (its journal takes its mode)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
             with self._lock, self._db:
                 self._db.execute(
@@ -140,7 +148,7 @@ class ResponseCache:
                 self._db.execute(
                     "INSERT OR REPLACE INTO responses (key, model, text, input_tokens, output_tokens, "
                     "finish_reason, response_model) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, model, answer.text, answer.input_tokens, answer.output_tokens,
+                    (key, model, redact(answer.text), answer.input_tokens, answer.output_tokens,
                      answer.finish_reason, answer.response_model),
                 )
         except sqlite3.Error as exc:

@@ -10,13 +10,16 @@ Used by the ``orchestrator_events`` pytest fixture and the CLI's ``--events-json
 
 JSON lines hold ``payload.to_dict()`` (the ``signal`` name first, exceptions reduced to
 their type and message).  Prompt, system and completion text are left out unless
-``include_content=True``.  :func:`read_jsonl` gives the dicts back, or payload objects
-with ``as_payloads=True``.
+``include_content=True``.  Every string of a line (field names included) goes through
+:func:`~orchestrator.redaction.redact` before it is written, and a new file is made
+0600.  :func:`read_jsonl` gives the dicts back, or payload objects with
+``as_payloads=True``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from types import MappingProxyType
 from typing import IO, Any, Self
 
 from .. import events
+from ..redaction import redact, redact_data
 from .base import Handler, Observer, visible_fields
 
 __all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "CONTENT_FIELDS"]
@@ -51,7 +55,14 @@ def _json_line(payload: events.Event, include_content: bool) -> str:
         data = visible_fields(data, False)
         if isinstance(data.get("attributes"), dict):
             data["attributes"] = visible_fields(data["attributes"], False)
-    return json.dumps(data, default=str, ensure_ascii=False, allow_nan=False)
+    return json.dumps(redact_data(data), default=lambda v: redact(str(v)), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """Open as ``open()`` would, but a file we make is 0600 (it holds the run's
+    descriptions and ids); an existing file keeps its mode."""
+    return os.open(path, flags, 0o600)
 
 
 class EventRecorder(Observer):
@@ -86,7 +97,8 @@ class EventRecorder(Observer):
     def subscribe(self) -> Self:
         if self.jsonl_path is not None and self._file is None:
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.jsonl_path.open(self.mode, encoding="utf-8")
+            self._file = open(self.jsonl_path, self.mode, encoding="utf-8",  # closed in close()
+                              opener=_private_opener)
             self.mode = "a"  # a second subscription appends
         return super().subscribe()
 
@@ -160,7 +172,8 @@ class EventRecorder(Observer):
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             lines = [_json_line(p, content) for p in self.events]
-        target.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        with open(target, "w", encoding="utf-8", opener=_private_opener) as fh:
+            fh.write("".join(line + "\n" for line in lines))
         return target
 
     @staticmethod

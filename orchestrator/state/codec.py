@@ -1,7 +1,10 @@
 """Checkpoints to and from the store's rows: JSON text, typed back on the way in.
 
 Why JSON and not pickle: a store must stay readable by another version of the program
-(and by a person with ``sqlite3``), and must never run code when loaded.
+(and by a person with ``sqlite3``), and must never run code when loaded.  Every string
+goes through :func:`~orchestrator.redaction.redact` on the way out: the engine redacts
+what a user gave where it enters a run, and this catches a key in model-written text or
+in the settings a run keeps (a policy file's data, an error message).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 from ..domain.checkpoint import Checkpoint
 from ..domain.results import TaskResult, TaskStatus, Usage
 from ..domain.tasks import Task, TaskType
+from ..redaction import redact, redact_data
 
 _RESULT_FIELDS = {f.name for f in fields(TaskResult)}
 _TASK_FIELDS = {f.name for f in fields(Task)}
@@ -20,8 +24,8 @@ _USAGE_FIELDS = {f.name for f in fields(Usage)}
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; what JSON cannot hold (a date from a YAML file) becomes its text."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    """Compact, redacted JSON; what JSON cannot hold (a date from a YAML file) becomes its text."""
+    return json.dumps(redact_data(value), separators=(",", ":"), sort_keys=True, default=lambda v: redact(str(v)))
 
 
 def checkpoint_json(cp: Checkpoint) -> str:

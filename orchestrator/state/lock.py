@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..domain.checkpoint import ProjectBusyError
+from ..files import open_private, private_dir
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -39,8 +40,8 @@ class ProjectLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.path.parent, tighten=True)  # locks/ is ours by name
+        fd = open_private(self.path)  # 0600, and never through a symbolic link
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

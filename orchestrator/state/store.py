@@ -9,13 +9,22 @@ Why it looks like this:
 * every process opens its own connection; a busy timeout lets runs of different
   projects share one store;
 * the per-project lock (:mod:`.lock`) is a file lock, not a row, so a killed run never
-  leaves a stale claim behind.
+  leaves a stale claim behind;
+* private whatever the umask: the directory is made 0700 and the database (with its
+  ``-wal`` and ``-shm``, which SQLite makes with the database's mode) 0600;
+* a new store is built whole in a temporary file and linked into place, so
+  ``runs.sqlite3`` is never seen empty: a zero-byte store is damage (history lost), and
+  refused in one line like any other file that is not a run store;
+* ``create=False`` (the read-only commands: ``runs``, ``runs show``, ``resume``) never
+  makes a store: where there is none, it reads as empty.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain.checkpoint import FINISHED_STATUSES, RUNNING, Checkpoint, ProjectBusyError, StoreError
+from ..files import PRIVATE_FILE, private_dir, tighten_file
+from ..redaction import redact
 from . import codec
 from .lock import ProjectLock, is_locked, lock_path
 from .paths import DB_NAME, default_state_dir
@@ -62,40 +73,99 @@ class RunRow:
 class RunStore:
     """The run store in ``state_dir`` (default: :func:`default_state_dir`).
 
-    Opening creates the directory and the schema, or checks the schema version (migrating
-    an older store, refusing one it cannot use); problems are one-line
-    :class:`StoreError`.  Implements the engine's ``CheckpointStore``."""
+    Opening creates the directory (0700) and the store (0600), or checks the schema
+    version (migrating an older store, refusing one it cannot use); problems, a
+    zero-byte file included, are one-line :class:`StoreError`.  With ``create=False``
+    nothing is created: a store that is not there reads as empty (no runs), and
+    ``claim``/``save`` are refused.  Implements the engine's ``CheckpointStore``."""
 
-    def __init__(self, state_dir: str | Path | None = None) -> None:
+    def __init__(self, state_dir: str | Path | None = None, *, create: bool = True) -> None:
         self.dir = Path(state_dir).expanduser() if state_dir is not None else default_state_dir()
         self.path = self.dir / DB_NAME
         self.lock_dir = self.dir / "locks"
         self._mutex = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        ours = state_dir is None  # the default directory is ours by name: an existing one is tightened
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            if self.dir.exists() and not self.dir.is_dir():
+                raise NotADirectoryError(f"{self.dir} is not a directory")
+            if not create and not (self.path.exists() or self.path.is_symlink()):
+                return  # a read-only command where there is no store: nothing to read, nothing made
+            private_dir(self.dir, tighten=ours)
+            self._check_file()
+            if not self.path.exists():
+                self._create()
+            for suffix in ("", "-wal", "-shm"):
+                tighten_file(f"{self.path}{suffix}")
             self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                          check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the run store ({_reason(exc)})") from None
+        conn = self._conn
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot use WAL mode here (got {mode}); use another --state-dir")
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            prepare(self._conn, str(self.path))
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            prepare(conn, str(self.path))
         except sqlite3.Error as exc:
-            self._conn.close()
+            conn.close()
             raise StoreError(f"{self.path}: not a readable run store ({_reason(exc)}); "
                              "move it away or use another --state-dir") from None
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
+
+    @property
+    def exists(self) -> bool:
+        """False for a ``create=False`` store that found no file (it reads as empty)."""
+        return self._conn is not None
+
+    def _check_file(self) -> None:
+        """An existing store file must be a file with content: an empty one lost its
+        history (we never leave one empty, see :meth:`_create`), so it is refused."""
+        if not (self.path.exists() or self.path.is_symlink()):
+            return
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: not a run store (not a regular file); "
+                             "move it away or use another --state-dir")
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path}: the run store is empty (0 bytes): its history is lost or it is "
+                             "not a run store; move it away or use another --state-dir")
+
+    def _create(self) -> None:
+        """Build a new store whole in a temporary file (0600, schema in place), then
+        link it into place: another process opening the store at the same time finds
+        either no file or a complete one, and a kill mid-way leaves no empty store."""
+        fd, temp = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=".tmp", dir=self.dir)
+        try:
+            os.fchmod(fd, PRIVATE_FILE)
+            os.close(fd)
+            conn = sqlite3.connect(temp, isolation_level=None)
+            try:
+                prepare(conn, str(self.path))
+            finally:
+                conn.close()
+            try:
+                os.link(temp, self.path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(temp, self.path)
+        finally:
+            for leftover in (temp, f"{temp}-journal"):
+                try:
+                    os.unlink(leftover)
+                except FileNotFoundError:
+                    pass
 
     def close(self) -> None:
         with self._mutex:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def __enter__(self) -> RunStore:
         return self
@@ -107,6 +177,7 @@ class RunStore:
     @contextmanager
     def claim(self, project_id: str) -> Iterator[ProjectLock]:
         """Hold the project for a run; :class:`ProjectBusyError` at once if another has it."""
+        self._writable()
         lock = ProjectLock(lock_path(self.lock_dir, project_id), project_id)
         try:
             lock.acquire()
@@ -121,7 +192,8 @@ class RunStore:
         """Write the checkpoint in one transaction: the run's row and its results together."""
         cp = checkpoint
         record = codec.checkpoint_json(cp)
-        rows = [(cp.project_id, tid, cp.result_attempts.get(tid, cp.attempt), r.status.value, codec.result_json(r))
+        rows = [(cp.project_id, redact(tid), cp.result_attempts.get(tid, cp.attempt), r.status.value,
+                 codec.result_json(r))
                 for tid, r in cp.results.items()]
         with self._write() as conn:
             conn.execute(
@@ -131,7 +203,7 @@ class RunStore:
                 " status = excluded.status, attempt = excluded.attempt, updated_at = excluded.updated_at,"
                 " spent_usd = excluded.spent_usd, tasks_total = excluded.tasks_total,"
                 " tasks_done = excluded.tasks_done, checkpoint = excluded.checkpoint",
-                (cp.project_id, cp.description, cp.status, cp.attempt, cp.started_at, cp.updated_at or time.time(),
+                (cp.project_id, redact(cp.description), cp.status, cp.attempt, cp.started_at, cp.updated_at or time.time(),
                  cp.spent_usd, cp.tasks_total, cp.tasks_done, record))
             conn.execute("DELETE FROM task_results WHERE project_id = ?", (cp.project_id,))
             conn.executemany("INSERT INTO task_results (project_id, task_id, attempt, status, result)"
@@ -139,6 +211,8 @@ class RunStore:
 
     def load(self, project_id: str) -> Checkpoint | None:
         """The last checkpoint of a project, or None when no run has this id."""
+        if self._conn is None:
+            return None
         with self._read() as conn:
             row = conn.execute("SELECT checkpoint FROM runs WHERE project_id = ?", (project_id,)).fetchone()
             if row is None:
@@ -157,6 +231,8 @@ class RunStore:
     # -- history ---------------------------------------------------------------------
     def runs(self) -> list[RunRow]:
         """Every stored run, newest first."""
+        if self._conn is None:
+            return []
         with self._read() as conn:
             rows = conn.execute("SELECT project_id, description, status, attempt, started_at, updated_at,"
                                 " spent_usd, tasks_total, tasks_done FROM runs"
@@ -171,6 +247,8 @@ class RunStore:
     def delete(self, project_id: str) -> bool:
         """Remove a run (False when unknown).  A run in progress is refused
         (:class:`ProjectBusyError`): its next checkpoint would bring it back."""
+        if self._conn is None:
+            return False
         path = lock_path(self.lock_dir, project_id)
         with self.claim(project_id):
             with self._write() as conn:
@@ -181,15 +259,22 @@ class RunStore:
     def older_than(self, seconds: float) -> list[str]:
         """Ids of runs last updated more than ``seconds`` ago."""
         cutoff = time.time() - seconds
+        if self._conn is None:
+            return []
         with self._read() as conn:
             return [r[0] for r in conn.execute("SELECT project_id FROM runs WHERE updated_at < ?"
                                                " ORDER BY started_at", (cutoff,))]
 
     # -- transactions ----------------------------------------------------------------
+    def _writable(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: no run store here (opened without creating one)")
+        return self._conn
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._writable()
         with self._mutex:
-            conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -203,9 +288,10 @@ class RunStore:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._writable()
         with self._mutex:
             try:
-                yield self._conn
+                yield conn
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: read failed ({_reason(exc)})") from None
 
