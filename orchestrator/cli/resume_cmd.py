@@ -17,8 +17,8 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
 from .interrupt import InterruptibleRun
 from .parser import build_resume_parser
 from .preflight import check_cache, prepare_output_dir
-from .run_cmd import _configure_logging, execute, open_session
-from .store_wiring import open_store, rebuild
+from .run_cmd import _after, _configure_logging, execute, open_session
+from .store_wiring import StoreRecording, open_store, rebuild
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
 
 
@@ -81,6 +81,10 @@ def _resume(argv: list[str]) -> int:
         validate_observer_options(args)
         loaded = load_observers(args)
         check_cache(run_args)
+        if args.report:
+            from .report_cmd import check_report_path
+
+            check_report_path(args.report)
         prepare_output_dir(opts.output_dir)
         start_local_model(run_args, client)
     except (UsageError, ValueError, StoreError) as exc:
@@ -96,7 +100,9 @@ def _resume(argv: list[str]) -> int:
     console.print(f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
                   f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
                   highlight=False, soft_wrap=True)
+    recording = StoreRecording(store, cp.project_id, cp.attempt + 1, bool(args.capture_content)).start()
     with InterruptibleRun() as runner:
         return execute(lambda: build_orchestrator(opts, run_args, store=store),
                        lambda orch: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
-                       opts.output_dir, session, console, runner, remove_stale=True)
+                       opts.output_dir, session, console, runner, remove_stale=True,
+                       after=lambda: _after(recording, cp.project_id, args, console))

@@ -5,7 +5,8 @@ the acceptance checks (point events that carry how long their sandboxed run took
 A pair whose finish never arrived (the process was killed) ends at the attempt's last
 event, with status ``open``.  Each attempt's critical path is marked: the chain of spans
 that decided when the attempt ended (walking back from the root's end, the child that
-ended last before each point, as Jaeger's critical path does).
+ended last before each point, as in Jaeger's critical path; a child still running at that
+point ran beside the path, not on it).
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def _mark_critical(root: Span) -> None:
         for child in sorted(span.children, key=lambda c: c.end, reverse=True):
             if point <= span.start:
                 break
-            if child.start >= point or child.duration_ns == 0:
-                continue
-            stack.append((child, min(child.end, point)))
+            if child.end > point or child.duration_ns == 0:
+                continue  # still running at this point: concurrent work, not what the parent waited for
+            stack.append((child, child.end))
             point = child.start
