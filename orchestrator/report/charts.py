@@ -332,9 +332,10 @@ def budget_chart(report: Report) -> BudgetChart:
         parts.append(f"H{lane.x(lane.attempt.last_ns):.1f}")
     marks = []
     for mark in report.acct.marks:
-        lane = geoms.get(mark.attempt)
-        if lane is None:
+        mark_lane = geoms.get(mark.attempt)
+        if mark_lane is None:
             continue
+        lane = mark_lane
         cls = "stop" if mark.stop else "warn"
         marks.append((lane.x(mark.t), y(mark.spent), cls,
                       f"{'hard stop' if mark.stop else 'budget warning'}: {mark.reason} "

@@ -140,11 +140,21 @@ class Accounting:
     marks: list[BudgetMark]
 
 
-def _result_spans(attempts: Sequence[Attempt]) -> tuple[dict[str, tuple[Attempt, Span]], dict[str, dict[str, Any]]]:
-    """Each task's kept result: (attempt, finished task span); and restored results whose
-    original attempt is not in these events (task id -> the ``task_restored`` event)."""
-    results: dict[str, tuple[Attempt, Span]] = {}
-    orphaned: dict[str, dict[str, Any]] = {}
+@dataclass
+class _Kept:
+    """Where a task's kept result comes from: an attempt and its span there (None when
+    that attempt's events are not here), and the ``task_restored`` event of a resumed
+    run that kept it."""
+
+    attempt: Attempt | None
+    span: Span | None
+    restored: dict[str, Any] | None = None
+
+
+def _kept_results(attempts: Sequence[Attempt]) -> dict[str, _Kept]:
+    """Each task's kept result: the last attempt that finished it, unless a later one
+    kept an earlier attempt's result (``task_restored``)."""
+    kept: dict[str, _Kept] = {}
     by_number: dict[int, Attempt] = {}
     for attempt in attempts:
         by_number[attempt.number] = attempt
@@ -152,75 +162,78 @@ def _result_spans(attempts: Sequence[Attempt]) -> tuple[dict[str, tuple[Attempt,
             if point["signal"] == "task_restored" and point.get("task_id"):
                 tid = str(point["task_id"])
                 source = by_number.get(int(_num(point.get("from_attempt")) or 0))
-                span = _finished_task(source, tid) if source is not None else None
-                if span is not None and source is not None:
-                    results[tid] = (source, span)
-                    orphaned.pop(tid, None)
-                else:
-                    results.pop(tid, None)
-                    orphaned[tid] = point
+                span = _result_span(source, tid) if source is not None else None
+                kept[tid] = _Kept(source if span is not None else None, span, point)
         for span in attempt.tasks:
             if span.status != "open" and span.task_id:
-                results[span.task_id] = (attempt, span)
-                orphaned.pop(span.task_id, None)
-    return results, orphaned
+                kept[span.task_id] = _Kept(attempt, span)
+    return kept
 
 
-def _finished_task(attempt: Attempt, task_id: str) -> Span | None:
-    found = [s for s in attempt.tasks if s.task_id == task_id and s.status != "open"]
-    return found[-1] if found else None
+def _result_span(attempt: Attempt, task_id: str) -> Span | None:
+    """The task's span in ``attempt`` whose result a later attempt kept: the finished one,
+    else the last one (a kill right after the checkpoint that kept it, before its
+    ``task_finished`` reached the log: its calls are all there, the checkpoint came after
+    them)."""
+    spans = [s for s in attempt.tasks if s.task_id == task_id]
+    finished = [s for s in spans if s.status != "open"]
+    chosen = finished or spans
+    return chosen[-1] if chosen else None
 
 
-def _task_row(tid: str, attempt: Attempt, span: Span, restored: bool) -> TaskRow:
-    a = span.attrs
-    return TaskRow(
-        id=tid, type=str(a.get(attr.TASK_TYPE) or span.start_fields.get("task_type") or ""),
-        status=str(a.get(attr.TASK_STATUS) or span.status), score=_num(a.get(attr.TASK_SCORE)),
+def _task_row(tid: str, kept: _Kept, final: Attempt) -> TaskRow:
+    span, point = kept.span, kept.restored or {}
+    a = span.attrs if span is not None and span.status != "open" else {}
+    start = span.start_fields if span is not None else {}
+    row = TaskRow(
+        id=tid, type=str(a.get(attr.TASK_TYPE) or start.get("task_type") or ""),
+        status=str(a.get(attr.TASK_STATUS) or point.get("status") or (span.status if span else "")),
+        score=_num(a.get(attr.TASK_SCORE)) if a else _num(point.get("score")),
         threshold=_num(a.get(attr.TASK_THRESHOLD)), iterations=int(_num(a.get(attr.TASK_ITERATIONS)) or 0),
-        model=str(a.get(attr.TASK_MODEL) or ""), checks_passed=int(_num(a.get(attr.TASK_CHECKS_PASSED)) or 0),
-        checks_total=int(_num(a.get(attr.TASK_CHECKS_TOTAL)) or 0), attempt=attempt.number, restored=restored,
+        model=str(a.get(attr.TASK_MODEL) or point.get("model") or ""),
+        checks_passed=int(_num(a.get(attr.TASK_CHECKS_PASSED)) or 0),
+        checks_total=int(_num(a.get(attr.TASK_CHECKS_TOTAL)) or 0),
+        attempt=kept.attempt.number if kept.attempt is not None else int(_num(point.get("from_attempt")) or 0),
+        restored=kept.restored is not None or (kept.attempt is not None and kept.attempt is not final),
         span=span)
+    if kept.attempt is None:
+        row.note = "kept from an attempt whose events are not here: its calls are not counted"
+    return row
 
 
 def account(attempts: Sequence[Attempt]) -> Accounting:
-    results, orphaned = _result_spans(attempts)
     final = attempts[-1]
-    kept: list[Span] = []
+    kept_calls: list[Span] = []
     tasks: dict[str, TaskRow] = {}
-    for tid, (attempt, span) in results.items():
-        calls = [c for c in attempt.calls if c.task_id == tid]
-        row = _task_row(tid, attempt, span, restored=attempt is not final and len(attempts) > 1)
-        row.usage = Usage.of(calls)
-        tasks[tid] = row
-        kept.extend(calls)
-    for tid, point in orphaned.items():
-        row = TaskRow(id=tid, status=str(point.get("status") or ""), score=_num(point.get("score")),
-                      model=str(point.get("model") or ""), attempt=int(_num(point.get("from_attempt")) or 0),
-                      restored=True, note="kept from an attempt whose events are not here: its calls are not counted")
+    for tid, kept in _kept_results(attempts).items():
+        row = _task_row(tid, kept, final)
+        if kept.attempt is not None:
+            calls = [c for c in kept.attempt.calls if c.task_id == tid]
+            row.usage = Usage.of(calls)
+            kept_calls.extend(calls)
         tasks[tid] = row
     planners = [a for a in attempts if any(c.task_id is None for c in a.calls)]
     planning_calls = [c for c in planners[-1].calls if c.task_id is None] if planners else []
-    kept.extend(planning_calls)
-    kept_ids = {id(c) for c in kept}
-    every = [c for a in attempts for c in a.calls]
-    other = Usage.of(c for c in every if id(c) not in kept_ids)
+    kept_calls.extend(planning_calls)
+    kept_ids = {id(c) for c in kept_calls}
+    other = Usage.of(c for a in attempts for c in a.calls if id(c) not in kept_ids)
     # tasks that ran but kept no result (killed mid-task and not run again)
     for attempt in attempts:
         for span in attempt.tasks:
             if span.task_id and span.task_id not in tasks:
-                row = _task_row(span.task_id, attempt, span, restored=False)
+                row = _task_row(span.task_id, _Kept(attempt, span), final)
                 row.status, row.note = "unfinished", "stopped before it finished: its calls are not in the totals"
                 row.usage = Usage.of(c for c in attempt.calls if c.task_id == span.task_id)
                 tasks[span.task_id] = row
     order = _task_order(attempts)
     rows = sorted(tasks.values(), key=lambda r: order.get(r.id, len(order)))
     models: dict[str, ModelRow] = {}
-    for call in kept:
+    for call in kept_calls:
         models.setdefault(call.model, ModelRow(call.model)).usage.add(call)
     return Accounting(
-        totals=Usage.of(kept), other=other, tasks=rows,
+        totals=Usage.of(kept_calls), other=other, tasks=rows,
         models=sorted(models.values(), key=lambda m: (-m.usage.cost, -m.usage.tokens, m.model)),
-        planning=Usage.of(planning_calls), kept_calls=kept, iterations=_iterations(attempts),
+        planning=Usage.of(planning_calls), kept_calls=kept_calls, iterations=_iterations(attempts),
         spend=_spend(attempts), marks=_marks(attempts))
 
 

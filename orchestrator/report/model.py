@@ -135,7 +135,7 @@ def build_report(events: Sequence[Event], *, notes: Sequence[str] = (), status: 
                     if a.root.attrs.get(attr.ORCHESTRATOR_PROFILE)), "")
     report = Report(
         project_id=project_id, description=str(started.get("description") or ""),
-        criteria=str(started.get("criteria") or ""), budget_usd=_num(final.started.get("budget_usd")),
+        criteria=str(started.get("criteria") or ""), budget_usd=_num(final.started.get("budget_usd")) or None,
         time_limit_s=_num(final.started.get("time_limit_seconds")), attempts=attempts, spans=spans, acct=acct,
         status=run_status, exit_reason=exit_reason(final, run_status, done, len(acct.tasks)), profile=profile,
         isolation=_isolation(attempts), recorded=recorded, mismatches=_mismatches(recorded, acct),
