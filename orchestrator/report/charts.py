@@ -67,6 +67,12 @@ class LaneGeom:
         return BAR_X + self.x0 + (ns - self.attempt.first_ns) * self.scale
 
 
+TITLED_SPANS = 2000
+"""Up to this many spans, every bar carries its details as a native tooltip (``<title>``,
+also its accessible name); past it only the script's tooltip and the table have them:
+thousands of titles cost a big report its speed."""
+
+
 @dataclass
 class Timeline:
     rows: list[TimelineRow]
@@ -75,6 +81,7 @@ class Timeline:
     height: float
     task_bars: int
     call_bars: int
+    titles: bool = True
 
 
 def _nice_step(span_s: float, target: int = 6) -> float:
@@ -142,6 +149,7 @@ def timeline(report: Report) -> Timeline:
     rows: list[TimelineRow] = []
     y = AXIS_H
     task_bars = call_bars = 0
+    titled = len(report.spans) <= TITLED_SPANS
     for lane_no, lane in enumerate(geoms):
         attempt = lane.attempt
         lane.y0 = y
@@ -151,7 +159,7 @@ def timeline(report: Report) -> Timeline:
             x = lane.x(span.start)
             w = max(1.5, span.duration_ns * lane.scale)
             cls = f"bar k-{span.kind} st-{span.status}" + (" crit" if span.critical else "")
-            bar = Bar(x, w, cls, span.index, title=span_title(span, attempt))
+            bar = Bar(x, w, cls, span.index, title=span_title(span, attempt) if titled else "")
             if span.kind == "llm":
                 bar.queue_w = min(w, span.queue_ns * lane.scale)
                 call_bars += 1
@@ -172,7 +180,8 @@ def timeline(report: Report) -> Timeline:
                 rows.append(TimelineRow(y, f"task:{point.get('task_id')} (kept from attempt "
                                            f"{point.get('from_attempt')})", 1, "r-restored", lane=lane_no))
                 y += ROW_H
-    return Timeline(rows, geoms, BAR_X + BAR_W + 20, y + 6, task_bars, call_bars)
+    return Timeline(rows, geoms, BAR_X + BAR_W + 20, y + 6, task_bars, call_bars,
+                    titles=len(report.spans) <= TITLED_SPANS)
 
 
 # -- bars: cost and tokens by model and by task ----------------------------------------------

@@ -175,7 +175,7 @@ def _result_span(attempt: Attempt, task_id: str) -> Span | None:
     else the last one (a kill right after the checkpoint that kept it, before its
     ``task_finished`` reached the log: its calls are all there, the checkpoint came after
     them)."""
-    spans = [s for s in attempt.tasks if s.task_id == task_id]
+    spans = attempt.task_spans.get(task_id, [])
     finished = [s for s in spans if s.status != "open"]
     chosen = finished or spans
     return chosen[-1] if chosen else None
@@ -208,12 +208,12 @@ def account(attempts: Sequence[Attempt]) -> Accounting:
     for tid, kept in _kept_results(attempts).items():
         row = _task_row(tid, kept, final)
         if kept.attempt is not None:
-            calls = [c for c in kept.attempt.calls if c.task_id == tid]
+            calls = kept.attempt.by_task.get(tid, [])
             row.usage = Usage.of(calls)
             kept_calls.extend(calls)
         tasks[tid] = row
-    planners = [a for a in attempts if any(c.task_id is None for c in a.calls)]
-    planning_calls = [c for c in planners[-1].calls if c.task_id is None] if planners else []
+    planners = [a for a in attempts if a.by_task.get(None)]
+    planning_calls = list(planners[-1].by_task[None]) if planners else []
     kept_calls.extend(planning_calls)
     kept_ids = {id(c) for c in kept_calls}
     other = Usage.of(c for a in attempts for c in a.calls if id(c) not in kept_ids)
@@ -223,7 +223,7 @@ def account(attempts: Sequence[Attempt]) -> Accounting:
             if span.task_id and span.task_id not in tasks:
                 row = _task_row(span.task_id, _Kept(attempt, span), final)
                 row.status, row.note = "unfinished", "stopped before it finished: its calls are not in the totals"
-                row.usage = Usage.of(c for c in attempt.calls if c.task_id == span.task_id)
+                row.usage = Usage.of(attempt.by_task.get(span.task_id, []))
                 tasks[span.task_id] = row
     order = _task_order(attempts)
     rows = sorted(tasks.values(), key=lambda r: order.get(r.id, len(order)))

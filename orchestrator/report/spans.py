@@ -126,17 +126,25 @@ class Attempt:
     first_ns: int
     last_ns: int
 
+    calls: list[Span] = field(default_factory=list)
+    """The LLM calls, in tree order."""
+    tasks: list[Span] = field(default_factory=list)
+    by_task: dict[str | None, list[Span]] = field(default_factory=dict)
+    """The calls of each task (None: the planning's)."""
+    task_spans: dict[str, list[Span]] = field(default_factory=dict)
+    """The spans of each task (one, or more when a task ran twice in an attempt)."""
+
+    def __post_init__(self) -> None:
+        self.calls = [s for s in self.spans if s.kind == "llm"]
+        self.tasks = [s for s in self.spans if s.kind == "task"]
+        for call in self.calls:
+            self.by_task.setdefault(call.task_id, []).append(call)
+        for task in self.tasks:
+            self.task_spans.setdefault(task.task_id or "", []).append(task)
+
     @property
     def duration_ns(self) -> int:
         return max(0, self.last_ns - self.first_ns)
-
-    @property
-    def calls(self) -> list[Span]:
-        return [s for s in self.spans if s.kind == "llm"]
-
-    @property
-    def tasks(self) -> list[Span]:
-        return [s for s in self.spans if s.kind == "task"]
 
 
 def _name(kind: str, start: Event) -> str:

@@ -40,8 +40,8 @@ class Page:
     screenshot: bytes | None = None
 
 
-def load(path: Path, *, javascript: bool = True, screenshot: bool = False, width: int = 1300,
-         height: int = 1600, timeout: float = 60) -> Page:
+def load(path: Path, *, screenshot: bool = False, width: int = 1300, height: int = 1600,
+         timeout: float = 60) -> Page:
     """Open ``path`` (a local file) headless; dump the DOM after the scripts ran (and take a
     screenshot when asked: a second, separate load)."""
     with tempfile.TemporaryDirectory(prefix="report-browser-") as profile:
@@ -50,8 +50,6 @@ def load(path: Path, *, javascript: bool = True, screenshot: bool = False, width
                 f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",
                 "--enable-logging=stderr", "--v=0", f"--window-size={width},{height}",
                 "--virtual-time-budget=2000"]
-        if not javascript:
-            base.append("--blink-settings=scriptEnabled=false")
         url = path.resolve().as_uri()
         started = time.monotonic()
         proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout)
@@ -109,3 +107,14 @@ def png_colours(png: bytes, step: int = 3) -> int:
                 colours.add(bytes(row[x * bpp:x * bpp + 3]))
         previous = row
     return len(colours)
+
+
+def without_scripts(path: Path) -> Path:
+    """A copy of the page with its scripts removed: what a browser with JavaScript off
+    shows (Chromium's own switch for that also stops ``--dump-dom`` and ``--screenshot``)."""
+    html = path.read_text(encoding="utf-8")
+    stripped = re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.S)
+    assert "<script" not in stripped
+    target = path.with_name(path.stem + ".nojs.html")
+    target.write_text(stripped, encoding="utf-8")
+    return target

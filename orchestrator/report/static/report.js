@@ -1,10 +1,16 @@
 (function () {
   "use strict";
-  var data = JSON.parse(document.getElementById("report-data").textContent);
+  // Everything is lazy: a 1,000-task report must open fast; work happens on first use.
   var svg = document.getElementById("tl");
   var tip = document.getElementById("tip");
-  var F = {};
-  data.span_fields.forEach(function (name, i) { F[name] = i; });
+  var data = null, F = {};
+  function spans() {
+    if (!data) {
+      data = JSON.parse(document.getElementById("report-data").textContent);
+      data.span_fields.forEach(function (name, i) { F[name] = i; });
+    }
+    return data.spans;
+  }
   function ms(v) { return v < 1000 ? v.toFixed(0) + " ms" : (v / 1000).toFixed(2) + " s"; }
   function details(s) {
     var lines = [s[F.name] + (s[F.task] ? "  (task " + s[F.task] + ")" : ""),
@@ -18,34 +24,37 @@
       (s[F.critical] ? " · critical path" : ""));
     return lines.join("\n");
   }
-  // hover details: the tooltip shows the span's numbers (text only, never markup)
+  // hover details: the tooltip shows the span's numbers (as text, never as markup)
   document.addEventListener("mousemove", function (ev) {
     var t = ev.target;
     var i = t && t.getAttribute ? t.getAttribute("data-i") : null;
-    if (i === null || !data.spans[+i]) { tip.hidden = true; return; }
-    tip.textContent = details(data.spans[+i]);
+    var all = i === null ? null : spans();
+    if (!all || !all[+i]) { tip.hidden = true; return; }
+    var title = t.querySelector("title");
+    if (title) {  // the native tooltip would double ours
+      t.setAttribute("aria-label", title.textContent);
+      t.removeChild(title);
+    }
+    tip.textContent = details(all[+i]);
     tip.hidden = false;
     tip.style.left = Math.min(ev.clientX + 14, window.innerWidth - 430) + "px";
     tip.style.top = (ev.clientY + 14) + "px";
   });
   if (!svg) { return; }
-  // the native <title> tooltips would double ours
-  Array.prototype.forEach.call(svg.querySelectorAll("rect[data-i] > title"), function (t) {
-    t.parentNode.setAttribute("aria-label", t.textContent);
-    t.parentNode.removeChild(t);
-  });
   var controls = document.getElementById("tl-controls");
   controls.hidden = false;
-  var BAR_X = 260, ROW_H = 18, zoom = 1;
+  var BAR_X = 260, ROW_H = 18, zoom = 1, scaled = null;
   var width0 = +svg.getAttribute("width");
-  var scaled = Array.prototype.map.call(svg.querySelectorAll(".z, .z-c"), function (el) {
-    var keep = {};
-    ["x", "width", "x1", "x2", "cx"].forEach(function (a) {
-      if (el.hasAttribute(a)) { keep[a] = +el.getAttribute(a); }
-    });
-    return [el, keep];
-  });
   function applyZoom() {
+    if (!scaled) {
+      scaled = Array.prototype.map.call(svg.querySelectorAll(".z, .z-c"), function (el) {
+        var keep = {};
+        ["x", "width", "x1", "x2", "cx"].forEach(function (a) {
+          if (el.hasAttribute(a)) { keep[a] = +el.getAttribute(a); }
+        });
+        return [el, keep];
+      });
+    }
     scaled.forEach(function (pair) {
       var el = pair[0], keep = pair[1];
       Object.keys(keep).forEach(function (a) {
@@ -56,11 +65,15 @@
     svg.setAttribute("width", BAR_X + (width0 - BAR_X) * zoom);
   }
   // collapse and expand: a task's rows follow it, deeper (rows are in tree order)
-  var rows = Array.prototype.slice.call(svg.querySelectorAll("g.row"));
-  var depth = rows.map(function (r) { return +r.getAttribute("data-d"); });
-  var lane = rows.map(function (r) { return r.classList.contains("lane"); });
-  var folded = rows.map(function () { return false; });
-  var top0 = rows.length ? +/translate\(0,([\d.]+)\)/.exec(rows[0].getAttribute("transform"))[1] : 0;
+  var rows = null, depth, lane, folded, top0;
+  function index() {
+    if (rows) { return; }
+    rows = Array.prototype.slice.call(svg.querySelectorAll("g.row"));
+    depth = rows.map(function (r) { return +r.getAttribute("data-d"); });
+    lane = rows.map(function (r) { return r.classList.contains("lane"); });
+    folded = rows.map(function () { return false; });
+    top0 = rows.length ? +/translate\(0,([\d.]+)\)/.exec(rows[0].getAttribute("transform"))[1] : 0;
+  }
   function layout() {
     var y = top0, hideBelow = -1;
     rows.forEach(function (r, i) {
@@ -73,10 +86,15 @@
     });
     svg.setAttribute("height", y + 6);
   }
+  function foldTasks(fold) {
+    index();
+    rows.forEach(function (r, i) { folded[i] = fold && r.classList.contains("r-task"); });
+    layout();
+  }
   svg.addEventListener("click", function (ev) {
-    var g = ev.target.closest ? ev.target.closest("g.row") : null;
-    if (!g || !ev.target.classList.contains("tog")) { return; }
-    var i = rows.indexOf(g);
+    if (!ev.target.classList.contains("tog")) { return; }
+    index();
+    var i = rows.indexOf(ev.target.parentNode);
     folded[i] = !folded[i];
     layout();
   });
@@ -87,9 +105,7 @@
       zoom = f ? Math.max(0.25, Math.min(64, zoom * f)) : 1;
       applyZoom();
     } else if (b.hasAttribute("data-fold")) {
-      var fold = b.getAttribute("data-fold") === "1";
-      rows.forEach(function (r, i) { folded[i] = fold && r.classList.contains("r-task"); });
-      layout();
+      foldTasks(b.getAttribute("data-fold") === "1");
     }
   });
   svg.addEventListener("wheel", function (ev) {
@@ -98,8 +114,5 @@
     zoom = Math.max(0.25, Math.min(64, zoom * (ev.deltaY < 0 ? 1.25 : 0.8)));
     applyZoom();
   }, { passive: false });
-  if (rows.length > 300) {  // a big run opens folded: one row per task
-    rows.forEach(function (r, i) { folded[i] = r.classList.contains("r-task"); });
-    layout();
-  }
+  if (+svg.getAttribute("data-rows") > 300) { foldTasks(true); }  // a big run opens folded: a row per task
 }());
