@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "otel": {"observers", "events", "attributes", "redaction"},
     "tracing": {"otel", "events"},
     "pytest_plugin": {"observers"},
-    "report": {"observers", "domain", "events", "attributes", "redaction"},
+    "report": {"attributes", "redaction"},
     "cli": {"engine", "governance", "llm", "state", "report", "domain", "events", "observers", "otel", "tracing",
             "attributes", "redaction", "files"},
     "__init__": set(),   # lazy exports by name only

@@ -4,16 +4,16 @@ store's event log, as plain dicts, split into attempts.
 Why dicts and not payload objects: the lines may come from another version of the
 program (a field added or gone), and a report must still read them; a line without the
 few fields every event has is bad input (one line, exit 2), a signal this version does
-not know is skipped.
+not know is skipped.  (Not the recorder's ``read_jsonl``: a file of a killed run may end
+in half a line, which is no reason to refuse the rest.)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from ..observers.recorder import read_jsonl
 
 __all__ = ["ReportInputError", "events_from_files", "events_from_lines", "split_attempts"]
 
@@ -38,21 +38,32 @@ def _checked(data: Any, where: str) -> Event:
 
 
 def events_from_files(paths: Sequence[str | Path]) -> list[Event]:
-    """Every event of the files, in file order (each file in the order written)."""
+    """Every event of the files, in file order (each file in the order written).  A last
+    line cut short (the process was killed while writing it) is left out; any other line
+    that is not an event is bad input."""
     out: list[Event] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
             raise ReportInputError(f"{path}: is a directory, not an events file")
         try:
-            items = read_jsonl(p)
+            text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ReportInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except UnicodeDecodeError:
             raise ReportInputError(f"{path}: not a text file of JSON lines") from None
-        except ValueError as exc:  # read_jsonl names the file and the line
-            raise ReportInputError(" ".join(str(exc).split())) from None
-        out.extend(_checked(item, f"{path}: event {n}") for n, item in enumerate(items, 1))
+        lines = text.split("\n")
+        last = max((n for n, line in enumerate(lines) if line.strip()), default=-1)
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError as exc:
+                if n == last and not text.endswith("\n"):
+                    break  # cut by a kill mid-write
+                raise ReportInputError(f"{path}:{n + 1}: not a JSON line ({exc})") from None
+            out.append(_checked(data, f"{path}:{n + 1}"))
     if not out:
         raise ReportInputError(f"{', '.join(str(p) for p in paths)}: no events")
     return out
@@ -60,8 +71,6 @@ def events_from_files(paths: Sequence[str | Path]) -> list[Event]:
 
 def events_from_lines(logs: Mapping[int, Iterable[str]], where: str) -> list[Event]:
     """The run store's event logs (attempt -> JSON lines) as events, attempts in order."""
-    import json
-
     out: list[Event] = []
     for attempt in sorted(logs):
         for n, line in enumerate(logs[attempt], 1):

@@ -82,6 +82,7 @@ class PeriodicFlush:
         self._seconds = seconds
         self._on_error = on_error
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._failed = False
         self._thread = threading.Thread(target=self._loop, name="orchestrator-event-log", daemon=True)
 
@@ -89,8 +90,16 @@ class PeriodicFlush:
         self._thread.start()
         return self
 
+    def wake(self) -> None:
+        """Flush now rather than at the next tick (a moment worth keeping: a task finished)."""
+        self._wake.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self._seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self._seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._flush()
             except Exception as exc:  # noqa: BLE001 - a full disk must not stop the run
@@ -101,5 +110,6 @@ class PeriodicFlush:
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the thread (the caller flushes what is left)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
