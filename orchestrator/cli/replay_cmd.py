@@ -13,6 +13,7 @@ that attempt's last event, as an error.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = ["replay_main", "replay_attempts"]
 
 MODEL_TEXT_FIELDS = {"validation_failed": ("message",), "decomposition_fallback": ("reason",)}
 """Point-event fields that hold model text (marked again, so the content rule applies)."""
+OMITTED = re.compile(r"\[content omitted: \d+ chars\]")
 
 
 def build_replay_parser() -> OneLineParser:
@@ -48,6 +50,16 @@ def build_replay_parser() -> OneLineParser:
     return p
 
 
+def _model_text(value: Any) -> Any:
+    """A recorded model-text value, marked again (one the recorder already reduced to its
+    length stays as it is)."""
+    from .. import events
+
+    if isinstance(value, str) and not OMITTED.match(value):
+        return events.ModelText(value)
+    return value
+
+
 def _payloads(items: Iterable[dict[str, Any]]) -> tuple[list[Any], int]:
     """Payload objects of the recorded events; events this version cannot rebuild (an
     unknown signal, a field missing) are skipped and counted."""
@@ -61,13 +73,14 @@ def _payloads(items: Iterable[dict[str, Any]]) -> tuple[list[Any], int]:
             skipped += 1
             continue
         known = set(signal.payload_type.__struct_fields__)
-        data = {k: v for k, v in item.items() if k in known or k == "signal"}
-        for field in MODEL_TEXT_FIELDS.get(signal.name, ()):
-            if isinstance(data.get(field), str):
-                data[field] = events.ModelText(data[field])
+        # JSON made the payloads' tuples (task_ids, links) lists: back to what was sent
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in item.items() if k in known or k == "signal"}
+        if data.get("validator") != "acceptance":  # the checks' summary names only the user's checks
+            for field in MODEL_TEXT_FIELDS.get(signal.name, ()):
+                data[field] = _model_text(data.get(field))
         attrs = data.get("attributes")
-        if isinstance(attrs, dict) and isinstance(attrs.get("remediation.detail"), str):
-            data["attributes"] = {**attrs, "remediation.detail": events.ModelText(attrs["remediation.detail"])}
+        if isinstance(attrs, dict) and "remediation.detail" in attrs:
+            data["attributes"] = {**attrs, "remediation.detail": _model_text(attrs["remediation.detail"])}
         try:
             out.append(payload_from_dict(data))
         except (TypeError, ValueError):
