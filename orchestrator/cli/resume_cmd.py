@@ -64,7 +64,15 @@ def _resume(argv: list[str]) -> int:
         if cp is None:
             raise UnknownProjectError(args.project_id)
         if cp.finished:
-            return _finished(cp, args.output_dir)
+            code = _finished(cp, args.output_dir)
+            if args.report and code == EXIT_OK:  # the report of the run as it finished
+                from rich.console import Console
+
+                from .report_cmd import check_report_path, write_run_report
+
+                check_report_path(args.report)
+                write_run_report(cp.project_id, args.state_dir, args.report, Console())
+            return code
         with store.claim(cp.project_id):  # refused now, before any output; the engine's claim decides
             pass
         if args.budget is not None and args.budget < cp.max_usd:
