@@ -103,8 +103,9 @@ def lanes(report: Report) -> list[LaneGeom]:
     for n, attempt in enumerate(attempts):
         width = max(attempt.duration_ns, 1) * scale
         end = "finished" if attempt.finished else "stopped (no finish recorded)"
-        header = (f"attempt {attempt.number}: {duration(attempt.duration_ns)}, "
-                  f"{len(attempt.tasks)} tasks, {len(attempt.calls)} calls; {end}")
+        tasks, calls = len(attempt.tasks), len(attempt.calls)
+        header = (f"attempt {attempt.number}: {duration(attempt.duration_ns)}, {tasks} task{'s' if tasks != 1 else ''}, "
+                  f"{calls} call{'s' if calls != 1 else ''}; {end}")
         lane = LaneGeom(attempt, x0, width, scale, 0.0, header)
         if n:
             lane.gap_label = f"{duration(attempt.first_ns - attempts[n - 1].last_ns)} later"
@@ -177,9 +178,13 @@ def timeline(report: Report) -> Timeline:
             y += ROW_H
         for point in attempt.points:
             if point["signal"] == "task_restored":
-                rows.append(TimelineRow(y, f"task:{point.get('task_id')} (kept from attempt "
-                                           f"{point.get('from_attempt')})", 1, "r-restored", lane=lane_no))
-                y += ROW_H
+                label = f"task:{point.get('task_id')} (kept from attempt {point.get('from_attempt')})"
+            elif point["signal"] == "task_skipped":
+                label = f"task:{point.get('task_id')} (skipped: {point.get('reason') or '?'})"
+            else:
+                continue
+            rows.append(TimelineRow(y, label, 1, "r-restored", lane=lane_no))
+            y += ROW_H
     return Timeline(rows, geoms, BAR_X + BAR_W + 20, y + 6, task_bars, call_bars,
                     titles=len(report.spans) <= TITLED_SPANS)
 

@@ -225,6 +225,10 @@ def account(attempts: Sequence[Attempt]) -> Accounting:
                 row.status, row.note = "unfinished", "stopped before it finished: its calls are not in the totals"
                 row.usage = Usage.of(attempt.by_task.get(span.task_id, []))
                 tasks[span.task_id] = row
+    for tid, (number, reason) in _not_run(attempts).items():
+        if tid not in tasks:
+            tasks[tid] = TaskRow(tid, status="skipped" if reason is not None else "not run", attempt=number,
+                                 note=reason or "planned, never started")
     order = _task_order(attempts)
     rows = sorted(tasks.values(), key=lambda r: order.get(r.id, len(order)))
     models: dict[str, ModelRow] = {}
@@ -235,6 +239,21 @@ def account(attempts: Sequence[Attempt]) -> Accounting:
         models=sorted(models.values(), key=lambda m: (-m.usage.cost, -m.usage.tokens, m.model)),
         planning=Usage.of(planning_calls), kept_calls=kept_calls, iterations=_iterations(attempts),
         spend=_spend(attempts), marks=_marks(attempts))
+
+
+def _not_run(attempts: Sequence[Attempt]) -> dict[str, tuple[int, str | None]]:
+    """Planned tasks that did not run, by id: (attempt, the ``task_skipped`` reason, or
+    None when the attempt ended before they started)."""
+    out: dict[str, tuple[int, str | None]] = {}
+    for attempt in attempts:
+        planned = [p for p in attempt.points if p["signal"] == "tasks_planned"]
+        for point in planned[-1:]:
+            for tid in point.get("task_ids") or ():
+                out.setdefault(str(tid), (attempt.number, None))
+        for point in attempt.points:
+            if point["signal"] == "task_skipped" and point.get("task_id"):
+                out[str(point["task_id"])] = (attempt.number, str(point.get("reason") or "skipped"))
+    return out
 
 
 def _task_order(attempts: Sequence[Attempt]) -> dict[str, int]:

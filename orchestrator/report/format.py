@@ -16,7 +16,9 @@ def duration(ns: int | float, short: bool = False) -> str:
         return f"{s:.1f} s" if not short or s < 10 else f"{s:.0f} s"
     if s < 3600:
         m, rest = divmod(int(round(s)), 60)
-        return f"{m} min" if short else f"{m} min {rest:02d} s"
+        if short:  # axis ticks: every label distinct
+            return f"{s:.0f} s" if s < 600 else f"{m} min" if not rest else f"{m} min {rest:02d} s"
+        return f"{m} min {rest:02d} s"
     h, rest = divmod(int(round(s)), 3600)
     return f"{h} h" if short else f"{h} h {rest // 60:02d} min"
 
