@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ def check_report_path(path: str, flag: str = "--report") -> Path:
     """The path a report will be written to: not a directory, in a directory that exists
     and can be written (UsageError, one line)."""
     target = Path(path).expanduser()
+    if target.is_symlink():
+        raise UsageError(f"{flag} {path}: is a symbolic link; not followed")
     if target.is_dir():
         raise UsageError(f"{flag} {path}: is a directory")
     parent = target.parent
@@ -76,7 +77,7 @@ def events_from_store(project_id: str, state_dir: str | None) -> Loaded:
     from ..report import events_from_lines
     from .store_wiring import open_store
 
-    store = open_store(state_dir)
+    store = open_store(state_dir, create=False)  # a read-only command: no store is made
     try:
         cp = store.load(project_id)
         if cp is None:
@@ -93,16 +94,12 @@ def events_from_store(project_id: str, state_dir: str | None) -> Loaded:
 
 
 def _write(html: str, target: Path) -> None:
-    """Written whole or not at all (a temporary file beside it, then renamed)."""
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Written whole or not at all, private (0600) like every file a run leaves, through
+    its directory's descriptor: a symbolic link where it goes is refused, never followed."""
+    from ..files import OutputDir
+
+    with OutputDir(target.parent) as out:
+        out.write(target.name, html)
 
 
 def make_report(loaded: Loaded, output: str | None) -> tuple[Path, Any]:

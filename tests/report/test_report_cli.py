@@ -38,6 +38,7 @@ def files(tmp_path):
     (tmp_path / "two.jsonl").write_text("".join(json.dumps(e) + "\n" for e in two))
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "dir").mkdir()
+    (tmp_path / "link.html").symlink_to(tmp_path / "elsewhere.html")
     return tmp_path
 
 
@@ -55,6 +56,7 @@ def files(tmp_path):
     (["report", "a", "b"], "one project id at a time"),
     (["-p", "x", "--report", "{d}/dir"], "--report {d}/dir: is a directory"),
     (["-p", "x", "--report", "{d}/no/such/r.html"], "no such directory"),
+    (["report", "{d}/two.jsonl", "-o", "{d}/link.html"], "is a symbolic link; not followed"),
 ])
 def test_bad_input_is_one_line_and_exit_2(files, argv, fragment, capsys):
     before = sorted(p.name for p in files.iterdir())

@@ -69,6 +69,7 @@ def test_every_total_equals_the_summary_and_the_span_totals(scripted):
     assert page.texts["t-cost"] == f"${usage['cost_usd']:.6f} of $8.000000"
     assert page.texts["t-status"] == summary["status"] == "partial_success"
     assert page.texts["t-profile"] == "full"
+    assert (d / "report.html").stat().st_mode & 0o777 == 0o600  # private, as every file a run leaves
 
 
 def test_the_pictures_hold_what_the_run_did(scripted):
