@@ -102,16 +102,20 @@ def exit_reason(final: Attempt, status: str, tasks_done: int, tasks_total: int) 
     }.get(status, status)
 
 
+ISOLATION_KEYS = ("orchestrator.sandbox",)
+"""Where the run records the isolation its model-written code ran under (on the root);
+any field or attribute named ``isolation`` or ``*.isolation`` counts too."""
+
+
 def _isolation(attempts: Sequence[Attempt]) -> str:
-    """The isolation level of the acceptance checks, when the events say (any field or
-    attribute named ``isolation`` or ``*.isolation``)."""
+    """The isolation level of the acceptance checks, when the events say."""
     found: list[str] = []
     for attempt in attempts:
         for span in attempt.spans:
-            sources = [span.attrs, *span.points]
-            for source in sources:
+            for source in (span.attrs, *span.points):
                 for key, value in source.items():
-                    if (key == "isolation" or key.endswith(".isolation")) and value and str(value) not in found:
+                    if (key in ISOLATION_KEYS or key == "isolation" or key.endswith(".isolation")) and value \
+                            and str(value) not in found:
                         found.append(str(value))
     return ", ".join(found)
 

@@ -144,3 +144,18 @@ def test_an_unpriced_call_is_marked_unpriced_never_0(tmp_path):
     assert [r[8] for r in calls_rows] == ["unpriced", "unpriced"]
     task_row = next(r for r in rows(page, "tasks-table") if r[0] == "t")
     assert task_row[11] == "unpriced"
+
+
+def test_the_isolation_level_is_shown_when_the_run_records_it(tmp_path):
+    """The sandbox records the isolation on the root (``orchestrator.sandbox``); a run of a
+    version that does not is "not recorded"."""
+    started = {"signal": "project_started", "correlation_id": "r", "parent_id": None, "project_id": "proj-i",
+               "timestamp_ns": 1_000, "attributes": {}, "description": "d", "criteria": "", "budget_usd": 1.0,
+               "time_limit_seconds": 60.0, "attempt": 1}
+    finished = {**started, "signal": "project_finished", "timestamp_ns": 2_000, "start_timestamp_ns": 1_000,
+                "status": "ok", "attributes": {"project.status": "success", "orchestrator.sandbox": "bwrap"}}
+    path = tmp_path / "e.jsonl"
+    path.write_text(json.dumps(started) + "\n" + json.dumps(finished) + "\n")
+    assert parse(render_html(build_report(events_from_files([path])))).texts["t-isolation"] == "bwrap"
+    path.write_text(json.dumps(started) + "\n")
+    assert parse(render_html(build_report(events_from_files([path])))).texts["t-isolation"] == "not recorded"
