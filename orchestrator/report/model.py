@@ -78,10 +78,6 @@ class Report:
     def models_used(self) -> list[str]:
         return [m.model for m in self.acct.models]
 
-    def offset_ms(self, span_or_ns: Span | int, attempt: Attempt) -> float:
-        ns = span_or_ns.start if isinstance(span_or_ns, Span) else span_or_ns
-        return (ns - attempt.first_ns) / 1e6
-
 
 def exit_reason(final: Attempt, status: str, tasks_done: int, tasks_total: int) -> str:
     """Why the run (its last attempt) ended, for people."""
