@@ -459,9 +459,15 @@ class TaskSkipped(PointEvent, frozen=True, kw_only=True):
 
 
 class IterationScored(PointEvent, frozen=True, kw_only=True):
+    """A round ended.  ``score`` is what the loop decides by: the evaluator's score, 0 when
+    a validator rejected the output, at least the task's threshold when its acceptance
+    checks all passed; ``evaluator_score`` is the evaluator's own, None when no evaluator
+    was asked."""
+
     iteration: int
     score: float
     best_score: float
+    evaluator_score: float | None = None
     signal_name: ClassVar[str] = "iteration_scored"
 
 
@@ -522,6 +528,9 @@ class AcceptanceCheck(PointEvent, frozen=True, kw_only=True):
     error_type: str | None = None
     iteration: int = 0
     stage: str = "revision"
+    duration_ms: float = 0.0
+    """How long the sandboxed run took that ran this check (with the round's other checks:
+    they run together, so they share it); the event is sent when it ended."""
     signal_name: ClassVar[str] = "acceptance_check"
 
 
@@ -537,7 +546,8 @@ class TaskRestored(PointEvent, frozen=True, kw_only=True):
     """A resumed run kept this task's result from the checkpoint: it does not run again."""
 
     status: str
-    score: float = 0.0
+    score: float | None = None
+    """The evaluator's score of the kept result; None when no evaluator gave one."""
     from_attempt: int = 1
     model: str = ""
     cost_usd: float = 0.0

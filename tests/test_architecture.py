@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "otel": {"observers", "events", "attributes", "redaction"},
     "tracing": {"otel", "events"},
     "pytest_plugin": {"observers"},
-    "cli": {"engine", "governance", "llm", "state", "domain", "events", "observers", "otel", "tracing",
+    "report": {"attributes", "redaction"},
+    "cli": {"engine", "governance", "llm", "state", "report", "domain", "events", "observers", "otel", "tracing",
             "attributes", "redaction", "files"},
     "__init__": set(),   # lazy exports by name only
     "__main__": {"cli"},

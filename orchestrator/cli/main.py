@@ -3,7 +3,8 @@
 Subcommands: ``run`` (the default: ``orchestrator -p ...`` is ``orchestrator run -p ...``),
 ``models`` (the catalog; ``--list-models`` is the same), ``policy check FILE``,
 ``resume PROJECT_ID`` (go on with a stopped run), ``runs`` (the history: ``runs show ID``,
-``runs rm ID``), ``doctor`` (what this install is, and whether the default run works here).
+``runs rm ID``), ``doctor`` (what this install is, and whether the default run works here),
+``report`` (one HTML file of a run), ``replay`` (a recorded run to an OTLP backend).
 """
 
 from __future__ import annotations
@@ -48,14 +49,27 @@ def _runs(argv: list[str]) -> int:
     return runs_main(argv)
 
 
+def _report(argv: list[str]) -> int:
+    from .report_cmd import report_main
+
+    return report_main(argv)
+
+
+def _replay(argv: list[str]) -> int:
+    from .replay_cmd import replay_main
+
+    return replay_main(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy,
-                                                       "resume": _resume, "runs": _runs, "doctor": _doctor}
+                                                       "resume": _resume, "runs": _runs, "doctor": _doctor,
+                                                       "report": _report, "replay": _replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--list-models" in args and args[:1] not in (["policy"], ["resume"], ["runs"]):
+    if "--list-models" in args and args[:1] not in (["policy"], ["resume"], ["runs"], ["report"], ["replay"]):
         return _models([a for a in args if a not in ("models", "run", "--list-models")])
     if args[:1] and args[0] in SUBCOMMANDS:
         return SUBCOMMANDS[args[0]](args[1:])

@@ -75,7 +75,7 @@ def print_summary(state: Any, console: Any, title: str | None = None) -> None:
         if r is None:
             continue
         checks = f"{r.checks_passed}/{len(r.checks)}" if r.checks else "-"
-        row = [tid, task.type.value, r.model_used or "-", f"{r.score:.2f}", str(r.iterations), _calls(r.usage),
+        row = [tid, task.type.value, r.model_used or "-", "-" if r.score is None else f"{r.score:.2f}", str(r.iterations), _calls(r.usage),
                f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", checks, r.status.value]
         if attempt > 1:
             row.append(f"checkpoint (attempt {restored[tid]})" if tid in restored else f"attempt {attempt}")

@@ -121,4 +121,7 @@ def add_observability(p: argparse.ArgumentParser) -> None:
                      help="subscribe an observer: package.module:factory or an entry-point name of the "
                           "'orchestrator.observers' group (repeatable)")
     obs.add_argument("--events-jsonl", metavar="FILE", help="write every event as a JSON line to FILE")
+    obs.add_argument("--report", metavar="FILE",
+                     help="at the end (also after Ctrl-C or a failure) write the run's report to FILE: one "
+                          "self-contained HTML file (see 'orchestrator report')")
     obs.add_argument("--quiet", "-q", action="store_true", help="no live progress display")

@@ -17,8 +17,8 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
 from .interrupt import InterruptibleRun
 from .parser import build_resume_parser
 from .preflight import check_cache, prepare_output_dir
-from .run_cmd import _configure_logging, execute, open_session
-from .store_wiring import open_store, rebuild
+from .run_cmd import _after, _configure_logging, execute, open_session
+from .store_wiring import StoreRecording, open_store, rebuild
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
 
 
@@ -64,7 +64,15 @@ def _resume(argv: list[str]) -> int:
         if cp is None:
             raise UnknownProjectError(args.project_id)
         if cp.finished:
-            return _finished(cp, args.output_dir)
+            code = _finished(cp, args.output_dir)
+            if args.report and code == EXIT_OK:  # the report of the run as it finished
+                from rich.console import Console
+
+                from .report_cmd import check_report_path, write_run_report
+
+                check_report_path(args.report)
+                write_run_report(cp.project_id, args.state_dir, args.report, Console())
+            return code
         with store.claim(cp.project_id):  # refused now, before any output; the engine's claim decides
             pass
         if args.budget is not None and args.budget < cp.max_usd:
@@ -81,6 +89,10 @@ def _resume(argv: list[str]) -> int:
         validate_observer_options(args)
         loaded = load_observers(args)
         check_cache(run_args)
+        if args.report:
+            from .report_cmd import check_report_path
+
+            check_report_path(args.report)
         prepare_output_dir(opts.output_dir)
         start_local_model(run_args, client)
     except (UsageError, ValueError, StoreError) as exc:
@@ -96,7 +108,9 @@ def _resume(argv: list[str]) -> int:
     console.print(f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
                   f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
                   highlight=False, soft_wrap=True)
+    recording = StoreRecording(store, cp.project_id, cp.attempt + 1, bool(args.capture_content)).start()
     with InterruptibleRun() as runner:
         return execute(lambda: build_orchestrator(opts, run_args, store=store),
                        lambda orch: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
-                       opts.output_dir, session, console, runner, remove_stale=True)
+                       opts.output_dir, session, console, runner, remove_stale=True,
+                       after=lambda: _after(recording, cp.project_id, args, console))

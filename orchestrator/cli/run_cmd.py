@@ -32,7 +32,7 @@ from .output import print_summary, write_results
 from .parser import build_parser
 from .preflight import check_cache, check_prompts_fit, prepare_output_dir
 from .project_file import RunOptions, resolve_options
-from .store_wiring import cli_settings, open_store, resume_hint
+from .store_wiring import StoreRecording, cli_settings, open_store, resume_hint
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
 
 INTERRUPTED_FLUSH_SECONDS = 1.0
@@ -115,10 +115,12 @@ def _run_command(argv: list[str]) -> int:
     project_id = new_project_id()
     console.print(f"Project {project_id}: if it stops, go on with: {resume_hint(project_id, args.state_dir)}",
                   highlight=False, soft_wrap=True)
+    recording = StoreRecording(store, project_id, 1, bool(args.capture_content)).start()
     with InterruptibleRun() as runner:
         return execute(lambda: build_orchestrator(opts, args, store=store, run_settings=cli_settings(opts, args)),
                        lambda orch: orch.run_project(opts.project, opts.criteria, project_id),
-                       opts.output_dir, session, console, runner)
+                       opts.output_dir, session, console, runner,
+                       after=lambda: _after(recording, project_id, args, console))
 
 
 def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any]]:
@@ -140,16 +142,40 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
     loaded = load_observers(args)
     check_prompts_fit(opts, args, client)
     check_cache(args)
+    if args.report:
+        from .report_cmd import check_report_path
+
+        check_report_path(args.report)
     prepare_output_dir(opts.output_dir)
     start_local_model(args, client)  # every check passed: let the model load while the run starts
     return args, opts, warnings, loaded
 
 
+def _after(recording: StoreRecording, project_id: str, args: argparse.Namespace, console: Any) -> None:
+    """After the run, however it ended: the event log written, then the report."""
+    recording.finish()
+    if args.report:
+        from .report_cmd import write_run_report
+
+        write_run_report(project_id, args.state_dir, args.report, console)
+
+
 def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any, Any]], output_dir: str | None,
-            session: Any, console: Any, runner: InterruptibleRun, *, remove_stale: bool = False) -> int:
+            session: Any, console: Any, runner: InterruptibleRun, *, remove_stale: bool = False,
+            after: Callable[[], None] | None = None) -> int:
     """Build the engine and run (or resume) the project; whatever happens, the summary of
     what finished is printed and (with ``--output-dir``) written, and the observers are
-    finished.  Shared by ``run`` and ``resume``."""
+    finished; then ``after`` (the event log and the report).  Shared by ``run`` and
+    ``resume``."""
+    try:
+        return _execute(build, start, output_dir, session, console, runner, remove_stale=remove_stale)
+    finally:
+        if after is not None:
+            after()
+
+
+def _execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any, Any]], output_dir: str | None,
+             session: Any, console: Any, runner: InterruptibleRun, *, remove_stale: bool = False) -> int:
     from ..governance.policy import PolicyViolationError
 
     orch = None

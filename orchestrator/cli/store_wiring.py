@@ -101,3 +101,60 @@ def rebuild(cp: Checkpoint, resume_args: argparse.Namespace) -> tuple[RunOptions
     args.no_cache = bool(args.no_cache)
     args.file, args.policy = cli.get("project_file"), cli.get("policy_file")
     return opts, args
+
+
+TASK_FINISHED = '{"signal": "task_finished"'
+"""How a task_finished event's JSON line starts (the recorder writes the signal first)."""
+
+
+class StoreRecording:
+    """Keeps one attempt's events in the run store, so ``orchestrator report ID`` and
+    ``orchestrator replay ID`` need only the id: an event recorder (its JSON lines, with
+    the content rule: model and prompt text only with ``--capture-content``) feeds the
+    store's event log, written with every checkpoint and about once a second between
+    them (at once after a task finished).  A store that cannot be written costs the log,
+    never the run (one warning)."""
+
+    def __init__(self, store: Any, project_id: str, attempt: int, capture_content: bool) -> None:
+        from ..observers.recorder import EventRecorder
+        from ..state.event_log import EventLog, PeriodicFlush
+
+        self.store = store
+        self.log = EventLog(project_id, attempt)
+        self.recorder = EventRecorder(keep=False, include_content=capture_content, sink=self._add)
+        self.flusher = PeriodicFlush(store.flush_events, on_error=self._warn)
+        self._warned = False
+
+    def _add(self, line: str) -> None:
+        self.log.add(line)
+        if line.startswith(TASK_FINISHED):  # its finish belongs with the checkpoint saved just before
+            self.flusher.wake()
+
+    def _warn(self, exc: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            import sys
+
+            from .errors import one_line
+
+            print(f"orchestrator: warning: the event log of {self.log.project_id} is not kept: {one_line(exc)}",
+                  file=sys.stderr)
+
+    def start(self) -> StoreRecording:
+        self.store.attach_event_log(self.log)
+        self.recorder.subscribe()
+        self.flusher.start()
+        return self
+
+    def finish(self) -> None:
+        """Stop recording and write what waits (never raises)."""
+        from ..domain.checkpoint import StoreError
+
+        self.recorder.unsubscribe()
+        self.flusher.stop()
+        try:
+            self.store.flush_events()
+        except StoreError as exc:
+            self._warn(exc)
+        finally:
+            self.store.attach_event_log(None)

@@ -64,7 +64,10 @@ class Usage:
 class TaskResult:
     task_id: str
     output: str = ""
-    score: float = 0.0
+    score: float | None = None
+    """The evaluator's score (0..1) of the kept output; None when no evaluator scored it
+    (its acceptance checks decided alone, a validator rejected it, or it never ran).  The
+    status says whether the task met its threshold."""
     status: TaskStatus = TaskStatus.PENDING
     model_used: str | None = None
     reviewer_model: str | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping, Sequence
 
 from .. import events
@@ -90,9 +91,11 @@ class CheckRunner:
     async def run(self, task: Task, output: str, context_code: Sequence[str], iteration: int,
                   stage: str) -> CheckReport:
         checks = self.checks_of(task)
+        started = time.perf_counter()
         report = await asyncio.to_thread(run_checks, output, checks, prelude=context_code,
                                          timeout=self.timeout, isolation=self.isolation)
+        took_ms = round((time.perf_counter() - started) * 1000, 3)
         for result in report.results:
             events.emit(events.acceptance_check, check=result.check, passed=result.passed,
-                        error_type=result.error_type, iteration=iteration, stage=stage)
+                        error_type=result.error_type, iteration=iteration, stage=stage, duration_ms=took_ms)
         return report

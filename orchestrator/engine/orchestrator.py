@@ -227,6 +227,8 @@ class Orchestrator:
                     attr.PROJECT_CACHED_CALLS: usage.cached_calls,
                     attr.PROJECT_TASK_COUNT: len(state.tasks),
                 })
+                if state.profile:
+                    span.set_attribute(attr.ORCHESTRATOR_PROFILE, state.profile)
         return state
 
     @staticmethod

@@ -18,7 +18,12 @@ from .context import StopKind
 
 @dataclass(frozen=True, slots=True)
 class Round:
-    """A completed round: the revised output, its score and whether it passed the validators."""
+    """A completed round: the revised output, its score and whether it passed the validators.
+
+    ``score`` is what the loop decides by (0 when a validator rejected the output; at
+    least the task's threshold when its acceptance checks all passed);
+    ``evaluator_score`` is the evaluator's own score of this output, None when no
+    evaluator was asked (a rejected output, or checks that decided alone)."""
 
     output: str
     score: float
@@ -29,6 +34,7 @@ class Round:
     """The validators that rejected the output."""
     checks: tuple[CheckResult, ...] = ()
     """The acceptance checks' results on this output (when the task has checks)."""
+    evaluator_score: float | None = None
 
     @property
     def checks_passed(self) -> int:

@@ -153,5 +153,5 @@ class Remedies:
 def record_round(run: TaskRun, current: Round) -> None:
     best = run.record(current)
     events.emit(events.iteration_scored, iteration=run.result.iterations, score=current.score,
-                best_score=best.score)
+                best_score=best.score, evaluator_score=current.evaluator_score)
 

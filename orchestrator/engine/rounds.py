@@ -113,7 +113,8 @@ class RoundRunner:
     async def conclude_round(self, run: TaskRun, output: str, verdict: Verdict, model: str) -> Round:
         """The round's result for ``output``: score 0 when a validator rejected it; else
         the evaluator's score, lifted to the task's threshold when its acceptance checks
-        all passed (the checks, not the model's self-grade, decide)."""
+        all passed (the checks, not the model's self-grade, decide).  The evaluator's own
+        score travels apart (``evaluator_score``), None when no evaluator was asked."""
         emit_failures(list(verdict.failed), run.result.iterations + 1)
         if verdict.failed:
             return Round(output, 0.0, False, "; ".join(f"{c.validator}: {c.message}" for c in verdict.failed),
@@ -124,10 +125,10 @@ class RoundRunner:
                 score, reasons = await self.with_reviewer(
                     run, lambda rv: self.evaluate(run.result, rv, task, output))
                 return Round(output, max(score, task.threshold), True, f"{report.summary()}; evaluator: {reasons}",
-                             model, checks=report.results)
+                             model, checks=report.results, evaluator_score=score)
             return Round(output, task.threshold, True, report.summary(), model, checks=report.results)
         score, reasons = await self.with_reviewer(run, lambda rv: self.evaluate(run.result, rv, task, output))
-        return Round(output, score, True, reasons, model)
+        return Round(output, score, True, reasons, model, evaluator_score=score)
 
     async def validate(self, run: TaskRun, output: str, stage: str = "revision") -> Verdict:
         """The task's validators and, when it has acceptance checks, the checks.  The

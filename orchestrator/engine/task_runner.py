@@ -54,8 +54,10 @@ class TaskRunner:
                 if result.status == TaskStatus.RUNNING:
                     result.status = TaskStatus.FAILED
                     result.error = result.error or "interrupted"
+                if result.score is not None:  # absent when no evaluator scored the kept output
+                    span.set_attribute(attr.TASK_SCORE, round(result.score, 4))
                 span.set_attributes({
-                    attr.TASK_STATUS: result.status.value, attr.TASK_SCORE: round(result.score, 4),
+                    attr.TASK_STATUS: result.status.value, attr.TASK_THRESHOLD: task.threshold,
                     attr.TASK_ITERATIONS: result.iterations, attr.TASK_MODEL: result.model_used or "",
                     attr.TASK_REVIEWER_MODEL: result.reviewer_model or "",
                     attr.TASK_COST_USD: round(result.cost_usd, 8), attr.TASK_TOKENS_IN: result.input_tokens,
@@ -160,7 +162,7 @@ def conclude(run: TaskRun) -> None:
         result.checks = [{"check": c, "passed": False, "error_type": "NotRun", "error": "no output"}
                          for c in task.checks]
         return
-    result.output, result.score = best.output, best.score
+    result.output, result.score = best.output, best.evaluator_score
     result.deterministic_check_passed = best.passed_validators
     result.checks = [c.to_dict() for c in best.checks] or [
         {"check": c, "passed": False, "error_type": "NotRun", "error": "the output failed another validator first"}

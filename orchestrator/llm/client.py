@@ -325,6 +325,8 @@ class UnifiedClient:
                 })
                 if raw.response_id:
                     handle.set_attribute(attr.LLM_RESPONSE_ID, raw.response_id)
+                if not info.price_known:  # its cost of 0 is "unknown", not "free"
+                    handle.set_attribute(attr.ORCHESTRATOR_UNPRICED, True)
                 handle.set_completion(raw.text)
                 if raw.sent_system is not None:
                     handle.set_sent_system(raw.sent_system)

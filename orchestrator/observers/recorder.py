@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any, Self
@@ -30,7 +30,7 @@ from .. import events
 from ..redaction import redact, redact_data
 from .base import Handler, Observer, visible_fields
 
-__all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "CONTENT_FIELDS"]
+__all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "json_line", "CONTENT_FIELDS"]
 
 CONTENT_FIELDS = tuple(sorted(events.CONTENT_FIELDS))
 
@@ -47,7 +47,9 @@ def _signal_name(signal: str | events.BusSignal | type) -> str:
     raise TypeError(f"not a signal: {signal!r}")
 
 
-def _json_line(payload: events.Event, include_content: bool) -> str:
+def json_line(payload: events.Event, include_content: bool = False) -> str:
+    """One event as the JSON line the recorder writes: prompt, system and completion text
+    left out and marked model text reduced to its length unless ``include_content``."""
     data = payload.to_dict()
     if not include_content:
         for key in CONTENT_FIELDS:
@@ -72,11 +74,13 @@ class EventRecorder(Observer):
     ``jsonl_path``: also write each event to this file as it arrives (opened on
     subscribe with ``mode`` - ``"a"`` appends, ``"w"`` truncates - closed on unsubscribe).
     ``keep``: keep events in memory too (turn off for long runs that only stream).
+    ``sink``: also hand each event's JSON line to this callable as it arrives (the CLI
+    keeps them in the run store this way).
     """
 
     def __init__(self, signals: Iterable[str | events.BusSignal | type] | None = None, *,
                  jsonl_path: str | Path | None = None, include_content: bool = False,
-                 mode: str = "a", keep: bool = True) -> None:
+                 mode: str = "a", keep: bool = True, sink: Callable[[str], object] | None = None) -> None:
         super().__init__()
         if mode not in ("a", "w"):
             raise ValueError("mode must be 'a' or 'w'")
@@ -86,6 +90,7 @@ class EventRecorder(Observer):
         self._only = {_signal_name(s) for s in signals} if signals is not None else None
         self.jsonl_path = Path(jsonl_path) if jsonl_path is not None else None
         self.include_content = include_content
+        self.sink = sink
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
 
@@ -112,9 +117,13 @@ class EventRecorder(Observer):
         with self._lock:
             if self.keep:
                 self.events.append(payload)
-            if self._file is not None:
-                self._file.write(_json_line(payload, self.include_content) + "\n")
-                self._file.flush()
+            if self._file is not None or self.sink is not None:
+                line = json_line(payload, self.include_content)
+                if self._file is not None:
+                    self._file.write(line + "\n")
+                    self._file.flush()
+                if self.sink is not None:
+                    self.sink(line)
 
     # -- queries ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -162,7 +171,7 @@ class EventRecorder(Observer):
 
     def to_dicts(self, include_content: bool | None = None) -> list[dict[str, Any]]:
         content = self.include_content if include_content is None else include_content
-        return [json.loads(_json_line(p, content)) for p in self.events]
+        return [json.loads(json_line(p, content)) for p in self.events]
 
     # -- files -----------------------------------------------------------------------
     def write_jsonl(self, path: str | Path, include_content: bool | None = None) -> Path:
@@ -171,7 +180,7 @@ class EventRecorder(Observer):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            lines = [_json_line(p, content) for p in self.events]
+            lines = [json_line(p, content) for p in self.events]
         with open(target, "w", encoding="utf-8", opener=_private_opener) as fh:
             fh.write("".join(line + "\n" for line in lines))
         return target

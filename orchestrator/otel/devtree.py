@@ -151,8 +151,9 @@ def restored_labels(span: ReadableSpan) -> list[str]:
         e = event.attributes or {}
         out.append(f"[dim]task:{escape(str(e.get('task_id', '?')))}  from checkpoint (attempt "
                    f"{e.get('from_attempt', '?')})  {e.get('tokens_in', 0)}→{e.get('tokens_out', 0)} tok  "
-                   f"${number(e.get('cost_usd')) or 0.0:.6f}  {escape(str(e.get('status', '')))}  "
-                   f"score {number(e.get('score')) or 0.0:.2f}[/dim]")
+                   f"${number(e.get('cost_usd')) or 0.0:.6f}  {escape(str(e.get('status', '')))}"
+                   + (f"  score {number(e.get('score')) or 0.0:.2f}" if number(e.get("score")) is not None else "")
+                   + "[/dim]")
     return out
 
 

@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 
 from ..domain.checkpoint import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_RUN_EVENTS = """CREATE TABLE run_events (
+        project_id TEXT NOT NULL REFERENCES runs(project_id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        events BLOB NOT NULL,
+        PRIMARY KEY (project_id, attempt, seq)
+    )"""
+"""Each attempt's event log: batches of zlib-compressed JSON lines, in ``seq`` order
+(version 2)."""
 
 CREATE: tuple[str, ...] = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -37,9 +47,10 @@ CREATE: tuple[str, ...] = (
         PRIMARY KEY (project_id, task_id)
     )""",
     "CREATE INDEX runs_by_start ON runs (started_at)",
+    _RUN_EVENTS,
 )
 
-MIGRATIONS: Mapping[int, Sequence[str]] = {}
+MIGRATIONS: Mapping[int, Sequence[str]] = {1: (_RUN_EVENTS,)}
 """SQL that takes a store from version ``n`` to ``n + 1``; a store older than the oldest
 key (or with no entry on its way up) is refused."""
 

@@ -36,6 +36,7 @@ from ..domain.checkpoint import FINISHED_STATUSES, RUNNING, Checkpoint, ProjectB
 from ..files import PRIVATE_FILE, private_dir, tighten_file
 from ..redaction import redact
 from . import codec
+from .event_log import EventLog, pack, unpack
 from .lock import ProjectLock, is_locked, lock_path
 from .paths import DB_NAME, default_state_dir
 from .schema import prepare
@@ -86,6 +87,7 @@ class RunStore:
         self._mutex = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         ours = state_dir is None  # the default directory is ours by name: an existing one is tightened
+        self._event_log: EventLog | None = None
         try:
             if self.dir.exists() and not self.dir.is_dir():
                 raise NotADirectoryError(f"{self.dir} is not a directory")
@@ -208,6 +210,8 @@ class RunStore:
             conn.execute("DELETE FROM task_results WHERE project_id = ?", (cp.project_id,))
             conn.executemany("INSERT INTO task_results (project_id, task_id, attempt, status, result)"
                              " VALUES (?, ?, ?, ?, ?)", rows)
+            if self._event_log is not None and self._event_log.project_id == cp.project_id:
+                self._write_events(conn, self._event_log)  # the events up to this checkpoint, with it
 
     def load(self, project_id: str) -> Checkpoint | None:
         """The last checkpoint of a project, or None when no run has this id."""
@@ -227,6 +231,56 @@ class RunStore:
             raise StoreError(f"{self.path}: the record of {project_id} is damaged ({exc}); "
                              f"remove it with 'orchestrator runs rm {project_id}'") from None
         return cp
+
+    # -- event logs ------------------------------------------------------------------
+    def attach_event_log(self, log: EventLog | None) -> None:
+        """Keep ``log``'s lines in the store: with every checkpoint of its project (in the
+        checkpoint's transaction) and on :meth:`flush_events`.  None detaches."""
+        self._event_log = log
+
+    def flush_events(self) -> int:
+        """Write the attached log's waiting lines now, once its run has a row (its first
+        checkpoint); returns how many were written.  A failed write keeps them for the
+        next try and raises :class:`StoreError`."""
+        log = self._event_log
+        if log is None or not log.pending:
+            return 0
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE project_id = ?", (log.project_id,)).fetchone() is None:
+                return 0
+            return self._write_events(conn, log)
+
+    @staticmethod
+    def _write_events(conn: sqlite3.Connection, log: EventLog) -> int:
+        lines = log.take()
+        if not lines:
+            return 0
+        try:
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE project_id = ?"
+                               " AND attempt = ?", (log.project_id, log.attempt)).fetchone()[0]
+            conn.execute("INSERT INTO run_events (project_id, attempt, seq, events) VALUES (?, ?, ?, ?)",
+                         (log.project_id, log.attempt, seq, pack(lines)))
+        except BaseException:
+            log.put_back(lines)
+            raise
+        log.written += len(lines)
+        return len(lines)
+
+    def event_logs(self, project_id: str) -> dict[int, list[str]]:
+        """Each attempt's event lines (attempt -> JSON lines, in the order sent); empty when
+        none were kept (a run of another version, or no events recorded)."""
+        if self._conn is None:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute("SELECT attempt, events FROM run_events WHERE project_id = ?"
+                                " ORDER BY attempt, seq", (project_id,)).fetchall()
+        out: dict[int, list[str]] = {}
+        try:
+            for attempt, blob in rows:
+                out.setdefault(int(attempt), []).extend(unpack(bytes(blob)))
+        except ValueError as exc:
+            raise StoreError(f"{self.path}: the event log of {project_id} is damaged ({exc})") from None
+        return out
 
     # -- history ---------------------------------------------------------------------
     def runs(self) -> list[RunRow]:

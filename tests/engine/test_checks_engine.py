@@ -89,7 +89,9 @@ def test_a_passing_draft_is_done_after_one_call(recorded):
     assert kinds(provider) == ["generate"]  # no plan, no critique, no revise, no self-grade
     result = state.results["add"]
     assert result.status == TaskStatus.COMPLETED and state.status == ProjectStatus.SUCCESS
-    assert result.score == state.tasks["add"].threshold  # lifted by the checks, not the model's 0.1
+    assert result.score is None  # the checks decided; no evaluator scored it (and no threshold posing as a score)
+    (scored,) = [p for p in recorded if isinstance(p, events.IterationScored)]
+    assert scored.evaluator_score is None and scored.score == state.tasks["add"].threshold
     assert result.checks == [{"check": "add(1, 1) == 2", "passed": True, "error_type": None, "error": ""}]
     (check,) = [p for p in recorded if isinstance(p, events.AcceptanceCheck)]
     assert (check.check, check.passed, check.stage, check.task_id) == ("add(1, 1) == 2", True, "draft", "add")
@@ -131,7 +133,8 @@ def test_prose_criteria_still_go_to_the_evaluator_and_cannot_sink_passing_checks
     assert "Criteria:\nreadable, with a docstring" in provider.requests[1].prompt
     assert "add(1, 1) == 2" not in provider.requests[1].prompt.split("Answer:")[0].split("Criteria:")[1]
     result = state.results["add"]
-    assert result.status == TaskStatus.COMPLETED and result.score == state.tasks["add"].threshold
+    assert result.status == TaskStatus.COMPLETED  # the evaluator's 0.2 cannot sink passing checks...
+    assert result.score == pytest.approx(0.2)  # ...and the result says what the evaluator really gave
 
 
 def test_the_local_profile_caps_tokens_per_role():

@@ -225,3 +225,91 @@ def test_a_real_cli_run_on_the_local_model_arrives_in_phoenix(phoenix, tmp_path)
     # token counts in Phoenix are the model's own, as the events reported them
     assert sorted(s["attributes"]["gen_ai.usage.output_tokens"] for s in llm) == sorted(
         r["attributes"]["llm.tokens_out"] for r in finished)
+
+
+# -- orchestrator replay ----------------------------------------------------------------------
+
+def _traces_of_project(base: str, project_id: str, roots: int, spans: int) -> dict[str, list[dict]]:
+    """Every trace whose root is ``project_id``'s, by trace id, once Phoenix has them all."""
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = _get(f"{base}/v1/projects/default/spans?limit=1000")
+        everything = json.loads(body)["data"] if status == 200 else []
+        ids = {s["context"]["trace_id"] for s in everything if s["parent_id"] is None
+               and s["attributes"].get("project.id") == project_id}
+        traces = {t: [s for s in everything if s["context"]["trace_id"] == t] for t in ids}
+        if len(traces) >= roots and sum(map(len, traces.values())) >= spans:
+            return traces
+        if time.monotonic() > deadline:
+            raise AssertionError(f"phoenix has {len(traces)} traces of {project_id}, not {roots}")
+        time.sleep(0.5)
+
+
+def _tree(spans: list[dict]) -> list[tuple]:
+    """A trace without its ids: each span's name, its parent's name, times, attributes."""
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    return sorted((s["name"], by_id[s["parent_id"]]["name"] if s["parent_id"] else None, s["start_time"],
+                   s["end_time"], json.dumps(s["attributes"], sort_keys=True)) for s in spans)
+
+
+def _replay(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "orchestrator", "replay", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_quick_start_replayed_is_the_same_tree_as_sent_live(phoenix, tmp_path):
+    """README's quick start on the embedded model, sent live to Phoenix with ``--report``
+    and ``--events-jsonl``; then ``orchestrator replay`` of its events file: Phoenix holds
+    two traces of the run with the same spans - names, parents, start and end times,
+    attributes - only the ids differ."""
+    jsonl = tmp_path / "events.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p",
+                           "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
+                           "--report", str(tmp_path / "r.html"), "--no-cache", "-q",
+                           "--otlp-endpoint", phoenix["grpc"], "--events-jsonl", str(jsonl)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    project_id = recorded[0]["project_id"]
+    pairs = sum(1 for r in recorded if r["signal"].endswith("_started"))
+    _traces_of_project(phoenix["base"], project_id, 1, pairs)  # the live one is in
+    replayed = _replay(str(jsonl), "--otlp-endpoint", phoenix["http"])
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"to {phoenix['http']}" in replayed.stdout and replayed.stderr == ""
+    traces = _traces_of_project(phoenix["base"], project_id, 2, 2 * pairs)
+    live, again = sorted(traces.values(), key=lambda spans: min(s["start_time"] for s in spans))
+    assert len(live) == len(again) == pairs >= 3  # run_project, task:add, its call(s)
+    assert _tree(again) == _tree(live)
+    names = {s["name"] for s in again}
+    assert {"run_project", "task:add", "llm_call:generate"} <= names
+    assert {s["span_kind"] for s in again if s["name"].startswith("llm_call:")} == {"LLM"}
+
+
+def test_a_killed_and_resumed_run_replays_as_two_linked_traces(phoenix, tmp_path):
+    from tests.report.runs import killed_and_resumed
+
+    resumed = killed_and_resumed(tmp_path)
+    from orchestrator.cli.report_cmd import events_from_store
+    from orchestrator.report import split_attempts
+
+    events, _, _ = events_from_store(resumed.project_id, str(resumed.state_dir))
+    _, attempts = split_attempts(events)
+    starts = [sum(1 for e in a if e["signal"].endswith("_started")) for a in attempts]
+    proc = _replay(resumed.project_id, "--state-dir", str(resumed.state_dir), "--otlp-endpoint", phoenix["grpc"])
+    assert proc.returncode == 0, proc.stderr
+    traces = _traces_of_project(phoenix["base"], resumed.project_id, 2, sum(starts))
+    first, second = sorted(traces.values(), key=lambda spans: min(s["start_time"] for s in spans))
+    assert [len(first), len(second)] == starts
+    (root1,) = [s for s in first if s["parent_id"] is None]
+    (root2,) = [s for s in second if s["parent_id"] is None]
+    assert (root1["attributes"]["orchestrator.attempt"], root2["attributes"]["orchestrator.attempt"]) == (1, 2)
+    assert root2["attributes"]["orchestrator.original_trace_id"] == root1["context"]["trace_id"]
+    assert root1["status_code"] == "ERROR"  # killed: the root never finished
+    for trace in (first, second):
+        by_id = {s["context"]["span_id"]: s for s in trace}
+        for span in trace:
+            if span["name"].startswith("llm_call:") and span["name"] != "llm_call:decompose":
+                parent = by_id[span["parent_id"]]["name"]
+                assert parent.startswith(("task:", "remediation")), (span["name"], parent)

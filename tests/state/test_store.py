@@ -230,7 +230,7 @@ def test_an_unwritable_directory_is_one_line(tmp_path):
 _text = st.text(max_size=40)
 _money = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 _results = st.builds(
-    TaskResult, task_id=st.just("x"), output=st.text(max_size=200), score=st.floats(0, 1),
+    TaskResult, task_id=st.just("x"), output=st.text(max_size=200), score=st.none() | st.floats(0, 1),
     status=st.sampled_from(list(TaskStatus)), model_used=st.none() | _text, reviewer_model=st.none() | _text,
     iterations=st.integers(0, 50), cost_usd=_money, input_tokens=st.integers(0, 10**9),
     output_tokens=st.integers(0, 10**9), deterministic_check_passed=st.none() | st.booleans(),
