@@ -22,6 +22,7 @@ pytest validator; its exit status is the verdict).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -38,7 +39,7 @@ _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC = 2, 4, 4096, 16384
 _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 1
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture
-_PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 4, 24, 38
+_PR_SET_DUMPABLE, _PR_CAPBSET_READ, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 4, 23, 24, 38
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _REPORT_CAP = 64 * 1024
 
@@ -75,13 +76,14 @@ def _read_only(path: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 def _setup_unshare(setup: dict[str, Any]) -> None:
-    """In fresh user, mount, pid, net, ipc and uts namespaces (made by ``unshare``, with
-    this process as their root): a new root holding only the allowed host paths,
-    read-only; a private /dev with the harmless devices; the pid namespace's /proc; a
-    size-capped writable /tmp; loopback up; no further user namespaces; then every
-    capability dropped, so nothing below can undo any of it."""
-    with open("/proc/sys/user/max_user_namespaces", "w", encoding="ascii") as f:
-        f.write("0")  # this namespace and its children only: no nested namespace to regain privileges in
+    """In fresh mount, pid, net, ipc and uts namespaces (and a user namespace unless we are
+    root) made by ``unshare``, with this process as pid 1: a new root holding only the
+    allowed host paths, read-only; a private /dev with the harmless devices; the pid
+    namespace's /proc; a size-capped writable /tmp; loopback up.  :func:`_lock_down`
+    follows, so nothing below can undo any of it."""
+    if setup["userns"]:  # our own user namespace's limit: no nested one to regain privileges in
+        with open("/proc/sys/user/max_user_namespaces", "w", encoding="ascii") as f:
+            f.write("0")
     root = "/tmp"  # a private tmpfs over the host's /tmp in this mount namespace, soon the new root
     _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=755")
     for link, target in setup["symlinks"]:
@@ -118,30 +120,40 @@ def _setup_unshare(setup: dict[str, Any]) -> None:
     _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={setup['tmp_bytes']},mode=1777")
     _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=1777")
     _loopback_up()
-    _drop_privileges()
 
 
 def _loopback_up() -> None:
     """As bwrap does: the namespace's own loopback works (a test may serve on it); the
     host's stays out of reach."""
     siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
-    import fcntl
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = struct.pack("16sh", b"lo", 0)
         flags = struct.unpack("16sh", fcntl.ioctl(s.fileno(), siocgifflags, req + b"\0" * 14)[:18])[1]
         fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sh", b"lo", flags | iff_up) + b"\0" * 14)
 
 
-def _drop_privileges() -> None:
+def _lock_down(become: list[int] | None) -> None:
     """No capability (effective, permitted, inheritable, ambient, bounding) and no new
-    privileges on exec: root of this user namespace, but powerless."""
+    privileges on exec.  ``become`` (uid, gid): when the orchestrator is root, the code
+    runs as this unprivileged user (the kernel does not apply the process limit to root,
+    and root could read what only root may read)."""
     _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
         last = int(f.read())
     for cap in range(last + 1):
-        _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+        if _libc.prctl(_PR_CAPBSET_READ, cap, 0, 0, 0) != 1:
+            continue  # not in the bounding set (bwrap dropped it already)
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and become is None:
+            _check(-1, f"drop capability {cap}")  # (with a user change, the change drops them all)
     _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
+    if become is not None:
+        for shared in ("/tmp", "/dev/shm"):
+            if os.path.isdir(shared) and not os.path.islink(shared):
+                os.chmod(shared, 0o1777)
+        uid, gid = become
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = ctypes.create_string_buffer(24)  # two zeroed __user_cap_data_struct
     _check(_libc.capset(ctypes.c_char_p(header), data), "capset")
@@ -182,8 +194,13 @@ class Harness:
         of its report pipe."""
         self.prepare_workdir()
         read_end, write_end = os.pipe()
+        try:
+            fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer wake-ups when a child floods it
+        except OSError:
+            pass
         pid = os.fork()
         if pid == 0:
+            code = 0
             try:
                 os.close(read_end)
                 os.close(self.result_fd)
@@ -196,12 +213,13 @@ class Harness:
                 sys.dont_write_bytecode = True
                 child(write_end)
             except BaseException as exc:  # noqa: BLE001 - the child must never return into the harness
+                code = 127
                 try:
                     os.write(2, f"sandbox: {type(exc).__name__}: {exc}\n".encode())
                 except OSError:
                     pass
             finally:
-                os._exit(0)
+                os._exit(code)
         os.close(write_end)
         return pid, read_end
 
@@ -270,8 +288,17 @@ class Harness:
             root_writable = False
         with open("/proc/net/dev", encoding="ascii") as f:
             interfaces = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
+        with open("/proc/self/status", encoding="ascii") as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        host_uid = os.getuid()
+        with open("/proc/self/uid_map", encoding="ascii") as f:
+            for line in f:
+                inner, outer, count = (int(n) for n in line.split())
+                if inner <= os.getuid() < inner + count:
+                    host_uid = outer + os.getuid() - inner
         self.report({"pid": os.getpid(), "root_writable": root_writable, "interfaces": interfaces,
-                     "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())})
+                     "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                     "capabilities": int(status["CapEff"], 16), "host_uid": host_uid})
 
     def command(self) -> None:
         argv = self.job["argv"]
@@ -391,6 +418,8 @@ def main() -> int:
     try:
         if job.get("setup"):
             _setup_unshare(job["setup"])
+        if job["pid_namespace"]:
+            _lock_down(job.get("become"))
         _set_dumpable(False)  # no child may open our verdict pipe via /proc/1/fd or ptrace us
         getattr(harness, job["mode"])()
     except Exception as exc:  # noqa: BLE001 - reported on the channel, one line

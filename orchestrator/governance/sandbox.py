@@ -23,6 +23,7 @@ the command line turns it into exit 2 before any work.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -49,6 +50,8 @@ WORKDIR = "/tmp/work"
 """Where the code runs inside a namespaced sandbox (in its private, size-capped /tmp)."""
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
 """The host directories a sandbox sees (read-only), with Python's own directories."""
+NOBODY = (65534, 65534)
+"""The user and group the code runs as when the orchestrator runs as root."""
 START_GRACE_SECONDS = 3.0
 """How much longer than the code's timeout the whole sandbox may take (start, teardown)."""
 _HARNESS = Path(__file__).with_name("harness.py")
@@ -120,6 +123,16 @@ def layout() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return symlinks, binds
 
 
+def _parents(paths: Sequence[str]) -> list[str]:
+    """The directories above ``paths`` (not ``/``), each once, parents first."""
+    out: dict[str, None] = {}
+    for path in paths:
+        parts = Path(path).parts[1:-1]
+        for i in range(1, len(parts) + 1):
+            out["/" + "/".join(parts[:i])] = None
+    return list(out)
+
+
 @functools.lru_cache(maxsize=1)
 def _harness_source() -> str:
     return _HARNESS.read_text(encoding="utf-8")
@@ -144,22 +157,32 @@ class Sandbox:
         return self.level != "none"
 
     def _prefix(self, job: dict[str, Any]) -> list[str]:
-        """The command that enters the sandbox, before ``python -I -c <harness>``."""
+        """The command that enters the sandbox, before ``python -I -c <harness>``.  Run as
+        root, no user namespace is made (root needs none) and the harness turns into
+        ``NOBODY`` once the sandbox is built."""
         if self.level == "none":
             return []
         exe = shutil.which(self.level, path=self.search_path)
         if exe is None:
             raise FileNotFoundError(f"{self.level} is not installed")
+        root = os.geteuid() == 0
+        job["become"] = list(NOBODY) if root else None
         symlinks, binds = layout()
         if self.level == "unshare":
-            job["setup"] = {"symlinks": symlinks, "binds": binds, "tmp_bytes": self.limits.tmp_bytes}
-            return [exe, "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc",
-                    "--net", "--ipc", "--uts", "--propagation", "private", "--"]
-        argv = [exe, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--disable-userns", "--cap-drop", "ALL", "--die-with-parent", "--new-session",
-                "--as-pid-1"]
+            job["setup"] = {"symlinks": symlinks, "binds": binds, "tmp_bytes": self.limits.tmp_bytes,
+                            "userns": not root}
+            user = [] if root else ["--user", "--map-root-user"]
+            return [exe, *user, "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--net", "--ipc",
+                    "--uts", "--propagation", "private", "--"]
+        argv = [exe, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--cap-drop", "ALL"]
+        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if root else ["--unshare-user",
+                                                                                    "--disable-userns"]
+        argv += ["--die-with-parent", "--new-session", "--as-pid-1"]
         for link, target in symlinks:
             argv += ["--symlink", target, link]
+        for parent in _parents([dest for _, dest in binds]):  # bwrap would make them 0700: not for NOBODY
+            argv += ["--perms", "0755", "--dir", parent]
         for source, dest in binds:
             argv += ["--ro-bind", source, dest]
         argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp",
@@ -206,6 +229,9 @@ class Sandbox:
         _RUNNING.add(proc)
         try:
             assert proc.stdin is not None and proc.stdout is not None
+            for fd in (proc.stdout.fileno(), read_end):  # fewer wake-ups for loud code
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.write(json.dumps(job).encode())
             with contextlib.suppress(BrokenPipeError):
@@ -285,8 +311,8 @@ def _collect(proc: subprocess.Popen[bytes], out_fd: int, result_fd: int, deadlin
 @functools.lru_cache(maxsize=16)
 def probe(level: str, search_path: str | None = None) -> str | None:
     """None when ``level`` works here and holds (checked from inside: pid 1 of its own pid
-    namespace, alone in it, a read-only root, no network interface but loopback); else
-    why not, in a few words."""
+    namespace, alone in it, a read-only root, no network interface but loopback, no
+    capability, not root of the host); else why not, in a few words."""
     if level == "none":
         return None
     run = Sandbox(level, search_path=search_path).run("ping", {}, timeout=10)
@@ -297,15 +323,20 @@ def probe(level: str, search_path: str | None = None) -> str | None:
         ("not pid 1 of its own pid namespace", facts.get("pid") == 1),
         ("other processes are visible", facts.get("processes") == [1]),
         ("the root is writable", facts.get("root_writable") is False),
-        ("network interfaces other than loopback", facts.get("interfaces") == ["lo"])) if not ok]
+        ("network interfaces other than loopback", facts.get("interfaces") == ["lo"]),
+        ("capabilities left", facts.get("capabilities") == 0),
+        # run as root, no user namespace is made: the uid seen inside is the host's
+        ("the code would run as root", os.geteuid() != 0 or facts.get("host_uid") not in (0, None))) if not ok]
     return f"the sandbox does not hold: {', '.join(problems)}" if problems else None
 
 
 def resolve(choice: str = "auto", *, search_path: str | None = None, limits: Limits | None = None) -> Sandbox:
-    """The sandbox for ``choice`` (``auto``: bwrap, else unshare).  Raises
-    :class:`SandboxUnavailable` when it cannot run here."""
+    """The sandbox for ``choice`` (``auto``: bwrap, else unshare), probed (once per
+    level and search path).  Raises :class:`SandboxUnavailable` when it cannot run here."""
     if choice not in SANDBOX_CHOICES:
         raise SandboxUnavailable(f"unknown sandbox {choice!r} (known: {', '.join(SANDBOX_CHOICES)})")
+    if search_path is None:  # explicit, so the probes' cache follows a changed PATH
+        search_path = os.environ.get("PATH", os.defpath)
     extra = {"limits": limits} if limits is not None else {}
     if choice != "auto":
         why = probe(choice, search_path)
