@@ -284,6 +284,7 @@ class Harness:
         try:
             with open("/.orchestrator-probe", "w", encoding="ascii"):
                 root_writable = True
+            os.unlink("/.orchestrator-probe")  # (a sandbox that does not hold must leave no trace)
         except OSError:
             root_writable = False
         with open("/proc/net/dev", encoding="ascii") as f:
