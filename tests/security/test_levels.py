@@ -17,7 +17,7 @@ from orchestrator import attributes as attr
 from orchestrator import cli
 from orchestrator.domain.budget import Budget
 from orchestrator.engine import Orchestrator
-from orchestrator.governance.sandbox import Sandbox, SandboxUnavailable, probe, resolve
+from orchestrator.governance.sandbox import SandboxUnavailable, probe, resolve
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.state import RunStore
 from tests.sandboxes import OFFERED
