@@ -39,6 +39,7 @@ _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC = 2, 4, 4096, 16384
 _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 1
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE, _PR_CAPBSET_READ, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 4, 23, 24, 38
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _REPORT_CAP = 64 * 1024
@@ -164,8 +165,9 @@ def _lock_down(become: list[int] | None) -> None:
 # ---------------------------------------------------------------------------------------
 
 class Harness:
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: dict[str, Any], lifeline: int) -> None:
         self.job = job
+        self.lifeline = lifeline
         self.result_fd: int = job["result_fd"]
         self.deadline = time.monotonic() + float(job["timeout"])
         self.workdir: str = job["workdir"]
@@ -233,7 +235,10 @@ class Harness:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 break
-            ready, _, _ = select.select([pidfd, read_end] if reading else [pidfd], [], [], left)
+            ready, _, _ = select.select([pidfd, self.lifeline, *([read_end] if reading else [])], [], [], left)
+            if self.lifeline in ready and not os.read(self.lifeline, 1):
+                self.kill_the_rest(pid)  # the orchestrator is gone: so is everything here
+                os._exit(1)
             if read_end in ready:
                 data = os.read(read_end, 65536)
                 if not data:
@@ -409,18 +414,38 @@ def _apply_limits(limits: dict[str, int], *, pid_namespace: bool) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def main() -> int:
-    job = json.loads(sys.stdin.buffer.read())
+def _read_job() -> tuple[dict[str, Any], int]:
+    """The job (one JSON line on stdin), and stdin kept as the *lifeline*: the
+    orchestrator holds its other end open while it waits for us, so its end of file means
+    the orchestrator is gone or the run was interrupted.  (Signals cannot say it alone:
+    the kernel may refuse a parent-death signal to a process that changed user.)"""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    lifeline = os.dup(0)
+    os.set_inheritable(lifeline, False)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    return json.loads(data), lifeline
+
+
+def main() -> int:
+    job, lifeline = _read_job()
     os.set_inheritable(job["result_fd"], False)
-    harness = Harness(job)
+    harness = Harness(job, lifeline)
     try:
         if job.get("setup"):
             _setup_unshare(job["setup"])
         if job["pid_namespace"]:
             _lock_down(job.get("become"))
+            # die with bwrap or unshare (the process the orchestrator kills): armed again here,
+            # since the kernel clears it when the user changes (a kill in the microseconds
+            # between is still ended by the harness's own deadline)
+            _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "parent-death signal")
         _set_dumpable(False)  # no child may open our verdict pipe via /proc/1/fd or ptrace us
         getattr(harness, job["mode"])()
     except Exception as exc:  # noqa: BLE001 - reported on the channel, one line

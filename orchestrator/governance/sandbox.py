@@ -232,15 +232,16 @@ class Sandbox:
             for fd in (proc.stdout.fileno(), read_end):  # fewer wake-ups for loud code
                 with contextlib.suppress(OSError):
                     fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(json.dumps(job).encode())
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # one line; stdin stays open: the harness's lifeline
+                proc.stdin.write(json.dumps(job).encode() + b"\n")
+                proc.stdin.flush()
             output, results, killed = _collect(proc, proc.stdout.fileno(), read_end,
                                                time.monotonic() + timeout + START_GRACE_SECONDS,
                                                self.limits.output_bytes)
         finally:
             os.close(read_end)
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
             _RUNNING.discard(proc)
             if proc.poll() is None:
                 _kill(proc)
@@ -254,7 +255,10 @@ class Sandbox:
         error = next((str(r["error"]) for r in records if "error" in r and "index" not in r), "")
         if not records and not killed:
             last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "")
-            error = f"the sandbox failed to start (exit status {proc.returncode}): {last[:300] or 'no output'}"
+            if proc.returncode is not None and proc.returncode < 0:  # kill_running(): an interrupted run
+                error = f"the sandbox was stopped (signal {-proc.returncode})"
+            else:
+                error = f"the sandbox failed to start (exit status {proc.returncode}): {last[:300] or 'no output'}"
         timed_out = killed or any(r.get("error_type") == "Timeout" or ("returncode" in r and r["returncode"] is None)
                                   for r in records)
         return SandboxRun(tuple(r for r in records if "error" not in r or "index" in r), output, timed_out,
@@ -379,9 +383,7 @@ _RUNNING: set[subprocess.Popen[bytes]] = set()
 
 
 def kill_running() -> int:
-    """Kill every sandbox still running (an interrupted run); how many.  Killing the
-    outer process is enough: bwrap (``--die-with-parent``) and unshare (``--kill-child``)
-    take their pid namespace, and everything in it, down with them."""
+    """Kill every sandbox still running (an interrupted run); how many."""
     procs = list(_RUNNING)
     for proc in procs:
         if proc.poll() is None:
@@ -390,6 +392,15 @@ def kill_running() -> int:
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """End the sandbox: close the harness's lifeline (it kills everything in its pid
+    namespace and exits, which ends the namespace), and kill the outer process."""
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):
+            proc.stdin.close()
+    _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -10,6 +10,9 @@ import asyncio
 import os
 import shutil
 import stat
+import threading
+import time
+import uuid
 
 import pytest
 
@@ -17,10 +20,11 @@ from orchestrator import attributes as attr
 from orchestrator import cli
 from orchestrator.domain.budget import Budget
 from orchestrator.engine import Orchestrator
-from orchestrator.governance.sandbox import SandboxUnavailable, probe, resolve
+from orchestrator.governance.acceptance import parse_criteria, run_checks
+from orchestrator.governance.sandbox import SandboxUnavailable, kill_running, probe, resolve
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.state import RunStore
-from tests.sandboxes import OFFERED
+from tests.sandboxes import BOXES, OFFERED, processes_with
 from tests.scripted import ScriptedProvider
 from tests.state import scripted_cli
 
@@ -76,6 +80,30 @@ def test_the_probe_notices_a_sandbox_that_does_not_hold(tmp_path):
     assert not os.path.exists("/.orchestrator-probe")
     with pytest.raises(SandboxUnavailable, match="sandbox bwrap cannot run here: the sandbox does not hold"):
         resolve("bwrap", search_path=str(where))
+
+
+@pytest.mark.parametrize("box", BOXES)
+def test_an_interrupted_run_kills_its_sandboxes_at_once(box):
+    """Ctrl-C (the command line calls kill_running): the check's whole sandbox goes."""
+    marker = f"orchestrator-interrupted-{uuid.uuid4().hex}"
+    answer = ("```python\nimport os, time\nif os.fork() == 0:\n    os.setsid()\n"
+              f"    os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 60', '{marker}'])\n"
+              "def spin():\n    while True:\n        time.sleep(1)\n```")
+    reports = []
+    thread = threading.Thread(target=lambda: reports.append(
+        run_checks(answer, parse_criteria("spin() is None").checks, sandbox=box, timeout=60)))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with(marker), "the check never started"
+    started = time.monotonic()
+    assert kill_running() >= 1
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 3
+    (result,) = reports[0].results
+    assert not result.passed and result.error_type == "SandboxError" and "stopped (signal 9)" in result.error
+    assert processes_with(marker) == []
 
 
 # -- the level a run used ------------------------------------------------------------------------
