@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.report import build_report, events_from_files
 from tests.sandboxes import OFFERED, processes_with
 from tests.security.attack_cli import CATALOG_FILE, MODEL
 
@@ -124,6 +125,8 @@ def test_a_run_whose_criteria_attack_ends_with_the_attacks_failed(tmp_path, leve
     assert f"sandbox {level}" in proc.stdout  # the table's footer
     assert processes_with(marker) == [] and not outfile.exists()
     assert KEY not in _written(tmp_path) + proc.stdout + proc.stderr
+    report = build_report(events_from_files([tmp_path / "events.jsonl"]))
+    assert report.isolation == level  # the run's report says where its checks ran
 
 
 def test_the_refusal_where_no_sandbox_works(tmp_path):
