@@ -42,6 +42,8 @@ ORCHESTRATOR_LINK: Final = "orchestrator.link"
 """On a span link: why it links (``resumed_from``)."""
 ORCHESTRATOR_PROFILE: Final = "orchestrator.profile"
 """On run_project: the run profile used (``local`` or ``full``)."""
+ORCHESTRATOR_SANDBOX: Final = "orchestrator.sandbox"
+"""On run_project: the isolation model-written code ran under (``bwrap``, ``unshare``, ``none``)."""
 
 # -- task:<id> --------------------------------------------------------------------------
 TASK_ID: Final = "task.id"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 
 from orchestrator import events
@@ -33,3 +36,32 @@ def _state_dir(tmp_path_factory, monkeypatch):
     """Runs started by tests keep their checkpoints in a temporary run store, never in the
     user's data directory (subprocesses inherit the variable)."""
     monkeypatch.setenv("ORCHESTRATOR_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture
+def loopback_server():
+    """A TCP server on the host's 127.0.0.1 (outside any sandbox), counting the
+    connections it accepts; yields (port, accepted)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            accepted.append("x")
+            conn.sendall(b"hello")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    server.close()

@@ -231,3 +231,19 @@ def otlp_endpoint(flag: str | None) -> list[Finding]:
         return [Finding("otlp endpoint", FAIL, f"{where}: no connection to {host}:{port} ({reason}); "
                         "spans would be dropped", {**data, "reachable": False})]
     return [Finding("otlp endpoint", OK, f"{where}: accepts connections", {**data, "reachable": True})]
+
+
+def sandbox() -> list[Finding]:
+    """Which isolation levels work here (each probed from inside); without one, the
+    default run refuses to execute model-written code."""
+    from ..governance.sandbox import probe
+
+    search = os.environ.get("PATH", os.defpath)
+    levels = {level: probe(level, search) for level in ("bwrap", "unshare")}
+    works = [level for level, why in levels.items() if why is None]
+    data = {"levels": {level: why or "works" for level, why in levels.items()}, "auto": works[0] if works else None}
+    detail = "; ".join(f"{level}: {why or 'works'}" for level, why in levels.items())
+    if not works:
+        return [Finding("sandbox", FAIL, f"no level works ({detail}); runs refuse to execute model-written code "
+                                         "unless --sandbox none", data)]
+    return [Finding("sandbox", OK, f"{works[0]} (auto); {detail}", data)]

@@ -41,6 +41,7 @@ def gather(args: argparse.Namespace) -> list[checks.Finding]:
     findings += keys
     findings += checks.state_dir(args.state_dir) + checks.cache_dir(args.cache_dir)
     findings += checks.catalog_file(args.catalog) + checks.otlp_endpoint(args.otlp_endpoint)
+    findings += checks.sandbox()
     return findings
 
 

@@ -86,9 +86,11 @@ def print_summary(state: Any, console: Any, title: str | None = None) -> None:
         console.print(redact(f"check [{tid}] {line}"), markup=False, highlight=False)
     b, total = state.budget, state.usage
     profile = f"; profile {state.profile}" if getattr(state, "profile", "") else ""
+    level = getattr(state, "sandbox", "")
+    sandbox = "" if not level else f"; sandbox {level}" if level != "none" else "; sandbox NONE (unisolated)"
     console.print(f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
                   f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
-                  f"{b.elapsed_seconds:.1f}s; status {status}{profile}")
+                  f"{b.elapsed_seconds:.1f}s; status {status}{profile}{sandbox}")
     for note in state.notes:
         console.print(f"note: {redact(note)}", style="dim", markup=False)
 

@@ -65,8 +65,20 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
     add_state_dir(run)
+    add_sandbox(run)
     add_observability(p)
     return p
+
+
+def add_sandbox(group: argparse._ActionsContainer, resume: bool = False) -> None:
+    from ..governance.sandbox import SANDBOX_CHOICES
+
+    default = "the run's own choice" if resume else "auto"
+    group.add_argument("--sandbox", choices=SANDBOX_CHOICES, default=None,
+                       help="where model-written code and acceptance checks run: bwrap (bubblewrap namespaces), "
+                            "unshare (the same, built with util-linux unshare), auto (bwrap, else unshare; a run "
+                            "refuses to start when neither works), none (NO isolation: the code can read your "
+                            f"files and environment, reach the network and kill the run); default: {default}")
 
 
 def add_state_dir(group: argparse._ActionsContainer) -> None:
@@ -93,6 +105,7 @@ def build_resume_parser() -> argparse.ArgumentParser:
                      help="raise the wall-clock cap to SECONDS, counted over all attempts (default: the original)")
     run.add_argument("--output-dir", "-o", help="write results here instead of the original run's output dir")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
+    add_sandbox(run, resume=True)
     add_observability(p)
     return p
 

@@ -5,7 +5,8 @@ input costs one line on stderr and exit 2 instead of a paid-for run that fails l
 * the output directory is created and a file written to it and removed;
 * the response cache can be opened (read-only check; nothing is written);
 * every prompt the run must send first (the decomposition, or each given task) fits
-  the context window of at least one candidate model.
+  the context window of at least one candidate model;
+* the sandbox for model-written code works here (or the user said ``--sandbox none``).
 """
 
 from __future__ import annotations
@@ -117,3 +118,22 @@ def _exact_tokens(model: str, texts: tuple[str, ...], client: Any) -> int | None
         return sum(count_tokens_offline(provider.model_path, t) for t in texts)
     except ProviderError:
         return None
+
+
+NO_SANDBOX_WARNING = ("--sandbox none: model-written code and acceptance checks will run WITHOUT isolation: "
+                      "they can read your files and environment (API keys included), reach the network and "
+                      "kill this run")
+
+
+def check_sandbox(args: argparse.Namespace) -> list[str]:
+    """Resolve ``--sandbox`` (default auto) into ``args.resolved_sandbox``, probing it
+    from inside; where it cannot run, one line (exit 2) before any work.  Returns the
+    warnings to print (loud when the code will run without isolation)."""
+    from ..governance.sandbox import SandboxUnavailable, resolve
+
+    choice = getattr(args, "sandbox", None) or "auto"
+    try:
+        args.resolved_sandbox = resolve(choice)
+    except SandboxUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    return [] if args.resolved_sandbox.isolated else [NO_SANDBOX_WARNING]

@@ -16,7 +16,7 @@ from ..domain.values import finite_number
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
 from .interrupt import InterruptibleRun
 from .parser import build_resume_parser
-from .preflight import check_cache, prepare_output_dir
+from .preflight import check_cache, check_sandbox, prepare_output_dir
 from .run_cmd import _after, _configure_logging, execute, open_session
 from .store_wiring import StoreRecording, open_store, rebuild
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
@@ -89,6 +89,8 @@ def _resume(argv: list[str]) -> int:
         validate_observer_options(args)
         loaded = load_observers(args)
         check_cache(run_args)
+        for warning in check_sandbox(run_args):
+            print(f"orchestrator: warning: {warning}", file=sys.stderr)
         if args.report:
             from .report_cmd import check_report_path
 

@@ -30,7 +30,7 @@ from .errors import (
 from .interrupt import Interrupted, InterruptibleRun
 from .output import print_summary, write_results
 from .parser import build_parser
-from .preflight import check_cache, check_prompts_fit, prepare_output_dir
+from .preflight import check_cache, check_prompts_fit, check_sandbox, prepare_output_dir
 from .project_file import RunOptions, resolve_options
 from .store_wiring import StoreRecording, cli_settings, open_store, resume_hint
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
@@ -142,6 +142,7 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
     loaded = load_observers(args)
     check_prompts_fit(opts, args, client)
     check_cache(args)
+    warnings += check_sandbox(args)
     if args.report:
         from .report_cmd import check_report_path
 

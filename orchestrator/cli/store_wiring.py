@@ -66,6 +66,7 @@ def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model, "local_model": _absolute(args.local_model), "provider_url": args.provider_url,
         "max_tasks": args.max_tasks, "cache_dir": _absolute(args.cache_dir), "no_cache": bool(args.no_cache),
         "catalog": _absolute(getattr(args, "catalog", None)), "profile": getattr(args, "profile", None),
+        "sandbox": getattr(args, "sandbox", None),
     }}
 
 
@@ -100,6 +101,7 @@ def rebuild(cp: Checkpoint, resume_args: argparse.Namespace) -> tuple[RunOptions
     args.update_prices = False  # the prices of this resume: the bundled ones, unless the environment asks
     args.no_cache = bool(args.no_cache)
     args.file, args.policy = cli.get("project_file"), cli.get("policy_file")
+    args.sandbox = resume_args.sandbox or cli.get("sandbox")  # the run's own choice unless the resume names one
     return opts, args
 
 

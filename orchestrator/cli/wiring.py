@@ -27,6 +27,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
                         store=store, run_settings=run_settings,
+                        sandbox=getattr(args, "resolved_sandbox", None) or getattr(args, "sandbox", None) or "auto",
                         **(opts.config.engine_kwargs() if opts.config else {}))
     return orch
 

@@ -122,6 +122,9 @@ class ProjectState:
     """The decomposition's calls, which belong to no task."""
     profile: str = ""
     """The run profile used (``local`` or ``full``)."""
+    sandbox: str = ""
+    """The isolation model-written code ran under in this attempt (``bwrap``, ``unshare``
+    or ``none``)."""
     attempt: int = 1
     """1 for a first run; a resumed run is attempt 2, 3..."""
     restored: dict[str, int] = field(default_factory=dict)
@@ -147,6 +150,7 @@ class ProjectState:
             "execution_order": list(self.execution_order),
             "results": {k: r.to_dict() for k, r in self.results.items()},
             "budget": self.budget.to_dict(), "notes": list(self.notes), "profile": self.profile,
+            "sandbox": self.sandbox,
             "planning": self.planning.to_dict(), "usage": self.usage.to_dict(),
             "attempt": self.attempt, "restored": dict(self.restored),
         }

@@ -71,9 +71,8 @@ class CheckRunner:
     it passed and the error's kind; never the error text, which may quote values the
     model's code produced."""
 
-    def __init__(self, timeout: float = CHECK_TIMEOUT_SECONDS, isolation: str = "auto") -> None:
+    def __init__(self, timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
         self.timeout = timeout
-        self.isolation = isolation
         self._parsed: dict[str, Check] = {}
 
     def checks_of(self, task: Task) -> tuple[Check, ...]:
@@ -91,9 +90,9 @@ class CheckRunner:
     async def run(self, task: Task, output: str, context_code: Sequence[str], iteration: int,
                   stage: str) -> CheckReport:
         checks = self.checks_of(task)
-        started = time.perf_counter()
+        started = time.perf_counter()  # (the thread sees the run's sandbox: ``sandbox.using`` around the run)
         report = await asyncio.to_thread(run_checks, output, checks, prelude=context_code,
-                                         timeout=self.timeout, isolation=self.isolation)
+                                         timeout=self.timeout)
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         for result in report.results:
             events.emit(events.acceptance_check, check=result.check, passed=result.passed,

@@ -34,6 +34,7 @@ from ..domain.tasks import Task, TaskType, check_task_graph
 from ..governance.acceptance import parse_criteria
 from ..governance.policy import Policy, PolicyEngine, PolicySet, PolicyViolationError
 from ..governance.remediation import RemediationConfig, RemediationEngine
+from ..governance.sandbox import SANDBOX_CHOICES, Sandbox, resolve, using
 from ..governance.validators import ValidatorConfig
 from ..llm.catalog import get_model
 from ..llm.client import UnifiedClient
@@ -69,6 +70,7 @@ class Orchestrator:
         profile: str | RunProfile = "auto",
         store: CheckpointStore | None = None,
         run_settings: Mapping[str, Any] | None = None,
+        sandbox: str | Sandbox = "auto",
     ) -> None:
         """``policies``: a :class:`~orchestrator.governance.policy.PolicySet`, a list of
         :class:`~orchestrator.governance.policy.Policy` (global ones), or policy-file-shaped
@@ -82,11 +84,17 @@ class Orchestrator:
         ``local``, ``full`` or a :class:`~.profile.RunProfile`.  ``store``: where
         checkpoints go (e.g. ``orchestrator.state.RunStore()``), needed by :meth:`resume`.
         ``run_settings``: JSON-ready data kept with the checkpoints (the CLI keeps its
-        flags there)."""
+        flags there).  ``sandbox``: where model-written code and acceptance checks run
+        (``auto``: bwrap, else unshare; ``none`` opts out of isolation), or a resolved
+        :class:`~orchestrator.governance.sandbox.Sandbox`; a run where it cannot work
+        raises :class:`~orchestrator.governance.sandbox.SandboxUnavailable` (a
+        ValueError) before any work."""
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
         if not isinstance(profile, RunProfile) and profile not in PROFILE_CHOICES:
             raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILE_CHOICES)})")
+        if not isinstance(sandbox, Sandbox) and sandbox not in SANDBOX_CHOICES:
+            raise ValueError(f"unknown sandbox {sandbox!r} (known: {', '.join(SANDBOX_CHOICES)})")
         if project_tasks:  # what a user wrote is checked, never repaired: a broken graph is an error
             project_tasks = [redacted_task(task) for task in project_tasks]
             for task in project_tasks:
@@ -107,6 +115,7 @@ class Orchestrator:
         self.validators = ValidatorConfig.coerce(validators)
         self.store = store
         self.run_settings = dict(run_settings or {})
+        self.sandbox = sandbox
         self.state: ProjectState | None = None  # the run in progress or last run: kept when interrupted
         self.context: RunContext | None = None
 
@@ -122,14 +131,15 @@ class Orchestrator:
     async def run_project(self, project_description: str, success_criteria: str,
                           project_id: str | None = None) -> ProjectState:
         project_id = project_id or new_project_id()
+        box = self._sandbox()
         project_description, success_criteria = redact(project_description), redact(success_criteria)
         self.budget.restart_clock()
         state = ProjectState(project_id=project_id, description=project_description,
                              criteria=success_criteria, budget=self.budget)
         if self.store is None:
-            return await self._execute(state, None)
+            return await self._execute(state, None, box)
         with self.store.claim(project_id):
-            return await self._execute(state, None)
+            return await self._execute(state, None, box)
 
     async def resume(self, project_id: str, *, max_usd: float | None = None,
                      max_time_seconds: float | None = None) -> ProjectState:
@@ -145,6 +155,7 @@ class Orchestrator:
         it now), ``ValueError`` for a lower cap."""
         if self.store is None:
             raise ValueError("resume needs a run store: Orchestrator(store=orchestrator.state.RunStore())")
+        box = self._sandbox()
         with self.store.claim(project_id):
             cp = self.store.load(project_id)
             if cp is None:
@@ -153,7 +164,12 @@ class Orchestrator:
                 self.state = restored_state(cp, resumed_budget(cp), next_attempt=False)
                 return self.state
             self.budget = resumed_budget(cp, max_usd, max_time_seconds)
-            return await self._execute(restored_state(cp, self.budget), cp)
+            return await self._execute(restored_state(cp, self.budget), cp, box)
+
+    def _sandbox(self) -> Sandbox:
+        """The sandbox this run's model-written code will run in, checked now (before any
+        work): SandboxUnavailable when it cannot run here."""
+        return self.sandbox if isinstance(self.sandbox, Sandbox) else resolve(self.sandbox)
 
     def _settings(self) -> dict[str, Any]:
         profile = self.profile if isinstance(self.profile, str) else self.profile.name
@@ -164,8 +180,16 @@ class Orchestrator:
                            **governance_settings(self.policies, self.remediation, self.validators)},
                 **self.run_settings}
 
-    async def _execute(self, state: ProjectState, previous: Checkpoint | None) -> ProjectState:
+    async def _execute(self, state: ProjectState, previous: Checkpoint | None, box: Sandbox) -> ProjectState:
+        with using(box):  # the checks and validators of this run (in their threads too) run in it
+            return await self._execute_in(state, previous, box)
+
+    async def _execute_in(self, state: ProjectState, previous: Checkpoint | None, box: Sandbox) -> ProjectState:
         self.client.budget = self.budget
+        state.sandbox = box.level
+        if not box.isolated:
+            state.notes.append("sandbox none: model-written code and acceptance checks ran WITHOUT isolation "
+                               "(they could read your files and environment, reach the network and end this run)")
         ctx = self.context = self._new_context(f"Project: {state.description}" + (
             f"\nSuccess criteria: {state.criteria}" if state.criteria else ""), state.criteria)
         self.state = state
@@ -178,6 +202,7 @@ class Orchestrator:
                                    self.budget.max_usd, self.budget.max_time_seconds,
                                    attempt=state.attempt, links=links) as span:
             saver.root(span.carrier.get("traceparent"))  # saved with the next checkpoint
+            span.set_attribute(attr.ORCHESTRATOR_SANDBOX, box.level)
             try:
                 if self.policies:
                     self._preflight(ctx)

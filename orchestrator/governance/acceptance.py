@@ -1,5 +1,5 @@
 """Executable acceptance criteria: the parts of the user's criteria that are Python become
-checks run against the code a task produced, in the network-less pytest sandbox.
+checks run against the code a task produced, in the sandbox (:mod:`.sandbox`).
 
 Why: a 135M model cannot grade its own work (it scores 0-0.5 whatever the answer), and
 even a strong evaluator is a guess where the user already wrote the test.  A criterion
@@ -20,25 +20,21 @@ and each part judged alone; Python quoted in backticks inside prose counts too.
 How they run: the task's code (its fenced blocks, each up to a line that does not parse,
 with top-level bare expressions and asserts left out, as ``if __name__ == "__main__"``
 would leave out demo calls) is written as ``solution.py``; each check becomes one test function of
-``test_acceptance.py`` (built as an AST, so criteria cannot inject statements); pytest
-runs them in :func:`run_isolated` (no network, a clean environment, killed at the
-timeout) and a small conftest reports each test's outcome and exception type.
+``test_acceptance.py`` (built as an AST, so criteria cannot inject statements); the
+sandbox's harness runs each test in its own process under pytest and reports its
+outcome and exception type over a channel the checked code cannot write.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import json
 import re
-import sys
-import tempfile
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .sandbox import run_isolated
+from .sandbox import Sandbox, SandboxUnavailable, current
 from .validators import code_blocks
 
 __all__ = ["Check", "Criteria", "CheckResult", "CheckReport", "parse_criteria", "run_checks",
@@ -259,6 +255,7 @@ def checked_code(output: str, prelude: Iterable[str] = ()) -> tuple[str, str]:
     return "\n\n".join(kept), note
 
 
+_TEST_FILE = "test_acceptance.py"
 _SOLUTION_VAR = "__orchestrator_solution__"
 _ERROR_VAR = "__orchestrator_import_error__"
 
@@ -272,35 +269,6 @@ else:
     {_ERROR_VAR} = None
     globals().update({{k: v for k, v in vars({_SOLUTION_VAR}).items() if not k.startswith("__")}})
 '''
-
-_CONFTEST = '''\
-"""Written by the orchestrator: each check's outcome and exception type, as JSON."""
-import json
-
-import pytest
-
-_RESULTS = {}
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when != "call" and not report.failed:
-        return
-    entry = {"passed": report.passed}
-    if call.excinfo is not None:
-        crash = getattr(report.longrepr, "reprcrash", None)
-        entry["error_type"] = call.excinfo.typename
-        entry["error"] = (crash.message if crash is not None else str(call.excinfo.value))[:600]
-    _RESULTS[item.name] = entry
-
-
-def pytest_sessionfinish(session, exitstatus):
-    with open("RESULTS_FILE", "w", encoding="utf-8") as f:
-        json.dump(_RESULTS, f)
-'''
-
 
 def _test_module(checks: Sequence[Check]) -> str:
     body: list[ast.stmt] = []
@@ -317,39 +285,38 @@ def _test_module(checks: Sequence[Check]) -> str:
 
 
 def run_checks(output: str, checks: Sequence[Check], *, prelude: Iterable[str] = (), timeout: float = 30.0,
-               isolation: str = "auto") -> CheckReport:
-    """Run ``checks`` against the code in ``output`` (after ``prelude``) in the sandbox."""
+               sandbox: Sandbox | None = None) -> CheckReport:
+    """Run ``checks`` against the code in ``output`` (after ``prelude``) in ``sandbox``
+    (default: the run's, see :func:`~.sandbox.current`), each in its own process; a
+    check's verdict comes from the sandbox's harness, never from a file the code could
+    write."""
     if not checks:
         return CheckReport(())
     code, note = checked_code(output, prelude)
     if not code.strip():
         why = "the answer has no Python code that parses"
         return CheckReport(tuple(CheckResult(c.source, False, "NoCode", why) for c in checks), note)
-    results_name = "acceptance-results.json"
-    with tempfile.TemporaryDirectory(prefix="orchestrator-checks-") as tmp:
-        root = Path(tmp)
-        (root / "solution.py").write_text(code, encoding="utf-8")
-        (root / "test_acceptance.py").write_text(_test_module(checks), encoding="utf-8")
-        (root / "conftest.py").write_text(_CONFTEST.replace("RESULTS_FILE", str(root / results_name)),
-                                          encoding="utf-8")
-        (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-        argv = [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider", "--tb=short",
-                "test_acceptance.py"]
-        run = run_isolated(argv, tmp, timeout=timeout, isolation=isolation)
-        try:
-            raw = json.loads((root / results_name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raw = {}
+    try:
+        box = sandbox or current()
+    except SandboxUnavailable as exc:
+        return CheckReport(tuple(CheckResult(c.source, False, "SandboxError", str(exc)[:600]) for c in checks), note)
+    files = {"solution.py": code, _TEST_FILE: _test_module(checks), "pytest.ini": "[pytest]\n"}
+    run = box.run("checks", files, timeout=timeout, count=len(checks), test_file=_TEST_FILE)
+    verdicts = {r.get("index"): r for r in run.records}
     results: list[CheckResult] = []
     for index, check in enumerate(checks, 1):
-        entry = raw.get(f"test_check_{index}") if isinstance(raw, dict) else None
-        if run.timed_out:
+        entry = verdicts.get(index)
+        if entry is None and run.error:
+            results.append(CheckResult(check.source, False, "SandboxError", run.error[:600]))
+        elif entry is None and run.timed_out:
             results.append(CheckResult(check.source, False, "Timeout", f"timed out after {timeout:g}s (killed)"))
-        elif not isinstance(entry, dict):
+        elif entry is None:
             last = next((ln.strip() for ln in reversed(run.output.splitlines()) if ln.strip()), "")
             results.append(CheckResult(check.source, False, "SandboxError", last[:300] or "no result"))
         elif entry.get("passed") is True:
             results.append(CheckResult(check.source, True))
+        elif entry.get("error_type") == "Timeout":
+            results.append(CheckResult(check.source, False, "Timeout", f"timed out after {timeout:g}s (killed)"))
         else:
             kind = str(entry.get("error_type") or "Failed")
             detail = " ".join(str(entry.get("error") or kind).split())  # one line for prompts and tables

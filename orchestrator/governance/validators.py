@@ -14,9 +14,9 @@ Built in:
   ``E9,F63,F7,F82``: syntax errors, undefined names); passes with a note when ruff is not
   installed.
 * ``pytest`` - runs the tests the answer contains (code blocks defining ``test_*``),
-  or, when it has none, an import smoke test of its code; in a temporary directory, in a
-  subprocess, killed at ``timeout`` seconds, without network access (see
-  :func:`run_isolated`), with an environment holding no API key.
+  or, when it has none, an import smoke test of its code, in the run's sandbox
+  (:mod:`.sandbox`: no network, no view of the host but the system and Python, an
+  environment holding nothing of ours, limits), killed at ``timeout`` seconds.
 
 Each task type has default validators (:data:`DEFAULT_VALIDATORS`); a
 :class:`ValidatorConfig` (the project file's ``validators`` key) changes them per task
@@ -42,13 +42,14 @@ from typing import Any
 
 from ..domain.errors import ConfigError, unknown
 from ..domain.tasks import Task, TaskType
-from .sandbox import ISOLATION_MODES, clean_env, network_namespace_available, run_isolated
+from .sandbox import Sandbox, SandboxUnavailable, clean_env
+from .sandbox import current as current_sandbox
 
 __all__ = [
     "ValidationResult", "ValidatorSpec", "ValidatorConfig", "VALIDATORS", "DEFAULT_VALIDATORS",
     "extract_code", "extract_json_text", "python_syntax", "json_valid", "not_empty", "length",
     "ruff_check", "pytest_check", "run_validators", "validators_for", "validator_names",
-    "register_validator", "run_isolated", "network_namespace_available", "ConfigError",
+    "register_validator", "ConfigError",
 ]
 
 
@@ -258,8 +259,9 @@ def _pytest_summary(text: str) -> str:
 
 
 def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0, smoke: bool = True,
-                 isolation: str = "auto") -> ValidationResult:
-    """Run the answer's tests (or import its code) in a sandboxed subprocess."""
+                 sandbox: Sandbox | None = None) -> ValidationResult:
+    """Run the answer's tests (or import its code) in ``sandbox`` (default: the run's,
+    see :func:`~.sandbox.current`)."""
     files, tests = plan_test_files(output)
     if not files:
         return ValidationResult("pytest", False, "no code in the answer")
@@ -269,30 +271,32 @@ def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0
 
     if tests and importlib.util.find_spec("pytest") is None:
         return ValidationResult("pytest", True, "skipped: pytest is not installed")
-    with tempfile.TemporaryDirectory(prefix="orchestrator-pytest-") as tmp:
-        for name, source in files.items():
-            (Path(tmp) / name).write_text(source, encoding="utf-8")
-        if tests:
-            (Path(tmp) / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-            argv = [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider",
-                    "--tb=short", "-x", *tests]
-        else:
-            argv = [sys.executable, "-c", "import solution"]
-        run = run_isolated(argv, tmp, timeout=timeout, isolation=isolation)
+    if tests:
+        files["pytest.ini"] = "[pytest]\n"
+        argv = [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider", "--tb=short", "-x",
+                *tests]
+    else:
+        argv = [sys.executable, "-c", "import solution"]
+    try:
+        box = sandbox or current_sandbox()
+    except SandboxUnavailable as exc:
+        return ValidationResult("pytest", False, str(exc))
+    run = box.run("command", files, timeout=timeout, argv=argv)
+    returncode = run.records[0].get("returncode") if run.records else None
     if run.timed_out:
         return ValidationResult("pytest", False, f"timed out after {timeout:g}s (killed)")
-    if run.returncode is None:
-        return ValidationResult("pytest", False, run.output)
+    if run.error or returncode is None:
+        return ValidationResult("pytest", False, run.error or "the sandbox returned no result")
     if not tests:
-        if run.returncode == 0:
+        if returncode == 0:
             return ValidationResult("pytest", True, "import smoke test passed (the answer has no tests)")
         last = next((ln.strip() for ln in reversed(run.output.splitlines()) if ln.strip()), "")
         return ValidationResult("pytest", False, f"importing the code failed: {last[:300]}")
-    if run.returncode == 0:
+    if returncode == 0:
         return ValidationResult("pytest", True, _pytest_summary(run.output))
-    if run.returncode == 5:
+    if returncode == 5:
         return ValidationResult("pytest", True, "no tests collected")
-    return ValidationResult("pytest", False, _pytest_summary(run.output) or f"pytest exit code {run.returncode}")
+    return ValidationResult("pytest", False, _pytest_summary(run.output) or f"pytest exit code {returncode}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -315,12 +319,6 @@ def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
     return value
-
-
-def _isolation(value: Any) -> str:
-    if value not in ISOLATION_MODES:
-        raise ValueError(unknown("isolation", value, ISOLATION_MODES))
-    return str(value)
 
 
 def _json_schema(value: Any) -> dict[str, Any]:
@@ -356,8 +354,7 @@ _REGISTRY: dict[str, _Entry] = {
     "json": _Entry(json_valid, {"schema": _json_schema}),
     "length": _Entry(length, {"min_chars": _count, "max_chars": _count, "min_words": _count, "max_words": _count}),
     "ruff": _Entry(ruff_check, {"select": _rules, "timeout": _positive_number}, expensive=True),
-    "pytest": _Entry(pytest_check, {"timeout": _positive_number, "smoke": _boolean, "isolation": _isolation},
-                     expensive=True),
+    "pytest": _Entry(pytest_check, {"timeout": _positive_number, "smoke": _boolean}, expensive=True),
 }
 
 # name -> function with default options (kept for callers of the first version)

@@ -41,8 +41,9 @@ def test_a_healthy_install_says_so_and_generates_in_the_worker(tmp_path):
     assert not [f for f in report["findings"] if f["status"] == "fail"]
     for name in ("python", "orchestrator", "llama-cpp-python", "opentelemetry-sdk", "price data", "cpu",
                  "safe mode", "local model", "self-test", "provider keys", "state dir", "cache dir", "catalog",
-                 "otlp endpoint"):
+                 "otlp endpoint", "sandbox"):
         assert name in found, name
+    assert found["sandbox"]["status"] == "ok" and found["sandbox"]["data"]["auto"] in ("bwrap", "unshare")
     assert found["llama-cpp-python"]["data"]["version"] == "0.3.36"
     assert found["price data"]["data"]["newest_price_date"] and found["price data"]["data"]["models"] > 100
     test = found["self-test"]["data"]
@@ -167,3 +168,14 @@ def test_a_bad_safe_mode_setting_fails(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip() == ("orchestrator: error: ORCHESTRATOR_LOCAL_SAFE_MODE must be one of auto, on, off, "
                                   "not 'maybe'")
+
+
+def test_no_sandbox_is_a_failure_of_the_default_run(tmp_path):
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    proc = _doctor(tmp_path, "--json", "--no-self-test", env={"PATH": str(empty)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    sandbox = _findings(proc)["sandbox"]
+    assert sandbox["status"] == "fail" and sandbox["data"]["auto"] is None
+    assert sandbox["detail"] == ("no level works (bwrap: bwrap is not installed; unshare: unshare is not installed); "
+                                 "runs refuse to execute model-written code unless --sandbox none")

@@ -1,5 +1,5 @@
 """Executable acceptance criteria: what counts as a check (parsing only, nothing runs), and
-running checks for real in the network-less pytest sandbox."""
+running checks for real in the sandbox (each level this machine offers)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from orchestrator.governance.acceptance import (
     parse_criteria,
     run_checks,
 )
+from orchestrator.governance.sandbox import Sandbox
+from tests.sandboxes import BOXES
 
 ADD = "```python\ndef add(a, b):\n    return a + b\n```"
 WRONG_ADD = "```python\ndef add(a, b):\n    return a - b\n```"
@@ -152,25 +154,39 @@ def test_dependency_code_comes_first():
     assert report.passed
 
 
-# -- malicious criteria stay in the sandbox ------------------------------------------------------
+# -- malicious criteria stay in the sandbox (the full probe suite is tests/security/) ----------
 
-def test_a_check_cannot_reach_the_network():
-    check = "__import__('socket').create_connection(('1.1.1.1', 53), timeout=2) is not None"
-    (result,) = run_checks(ADD, parse_criteria(check).checks).results
-    assert not result.passed and result.error_type in ("PermissionError", "OSError", "gaierror")
+@pytest.mark.parametrize("box", BOXES)
+def test_a_check_cannot_reach_a_loopback_server_outside_the_sandbox(loopback_server, box):
+    port, accepted = loopback_server
+    check = f"__import__('_socket').socket().connect(('127.0.0.1', {port})) is None"
+    (control,) = run_checks(ADD, parse_criteria(check).checks, sandbox=Sandbox("none")).results
+    assert control.passed and len(accepted) == 1  # from outside, the same connect gets through
+    (result,) = run_checks(ADD, parse_criteria(check).checks, sandbox=box).results
+    assert not result.passed and result.error_type == "ConnectionRefusedError", result
+    assert len(accepted) == 1  # nothing arrived from inside
 
 
-def test_a_check_cannot_read_the_callers_secrets(monkeypatch):
+@pytest.mark.parametrize("box", BOXES)
+def test_a_check_cannot_read_the_callers_secrets(monkeypatch, box):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-for-the-sandbox")
     monkeypatch.setenv("ORCH_TEST_SECRET", "hunter2")
     criteria = parse_criteria("__import__('os').environ.get('OPENAI_API_KEY') is None\n"
                               "__import__('os').environ.get('ORCH_TEST_SECRET') is None\n"
                               "'hunter2' not in str(dict(__import__('os').environ))")
-    report = run_checks(ADD, criteria.checks)
+    report = run_checks(ADD, criteria.checks, sandbox=box)
     assert report.passed, report.results  # the sandbox's environment holds none of them
 
 
-def test_a_check_that_kills_the_runner_does_not_pass():
-    criteria = parse_criteria("add(1, 1) == 2\n__import__('os')._exit(0) is None")
-    report = run_checks(ADD, criteria.checks)
-    assert not report.results[1].passed and report.results[1].error_type == "SandboxError"
+@pytest.mark.parametrize("box", BOXES)
+def test_a_check_that_kills_its_runner_does_not_pass_and_the_others_still_run(box):
+    criteria = parse_criteria("add(1, 1) == 2\n__import__('os')._exit(0) is None\nadd(2, 2) == 4")
+    first, killer, third = run_checks(ADD, criteria.checks, sandbox=box).results
+    assert not killer.passed and killer.error_type == "SandboxError" and "no result" in killer.error
+    assert first.passed and third.passed  # each check runs in its own process
+
+
+def test_no_sandbox_here_fails_the_checks_with_the_reason():
+    box = Sandbox("bwrap", search_path="/nonexistent")
+    (result,) = run_checks(ADD, parse_criteria("add(1, 1) == 2").checks, sandbox=box).results
+    assert not result.passed and result.error_type == "SandboxError" and "bwrap is not installed" in result.error

@@ -1,13 +1,12 @@
-"""Validators: each built-in one, the sandbox of the pytest validator (no network, killed
-at its timeout), per-task-type configuration, and the engine sending validation_failed."""
+"""Validators: each built-in one, the pytest validator in each sandbox level this machine
+offers (no loopback server of the host reachable, killed at its timeout with its
+children, no key), per-task-type configuration, and the engine sending validation_failed."""
 
 from __future__ import annotations
 
-import os
-import socket
 import textwrap
-import threading
 import time
+import uuid
 
 import pytest
 
@@ -15,13 +14,13 @@ from orchestrator.domain.budget import Budget
 from orchestrator.domain.results import TaskStatus
 from orchestrator.domain.tasks import Task, TaskType
 from orchestrator.engine import Orchestrator
+from orchestrator.governance.sandbox import Sandbox
 from orchestrator.governance.validators import (
     ConfigError,
     ValidatorConfig,
     ValidatorSpec,
     json_valid,
     length,
-    network_namespace_available,
     pytest_check,
     python_syntax,
     ruff_check,
@@ -29,6 +28,7 @@ from orchestrator.governance.validators import (
     validators_for,
 )
 from orchestrator.llm.client import UnifiedClient
+from tests.sandboxes import BOXES, processes_with
 from tests.scripted import ScriptedProvider
 
 
@@ -104,40 +104,11 @@ def test_tests_importing_the_solution_by_another_name_still_run():
     assert result.passed and "1 passed" in result.message
 
 
-@pytest.fixture
-def loopback_server():
-    """A TCP server on 127.0.0.1 counting the connections it accepts."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.2)
-    accepted: list[str] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except (TimeoutError, OSError):
-                continue
-            accepted.append("x")
-            conn.sendall(b"hello")
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
-    stop.set()
-    thread.join(2)
-    server.close()
-
-
-def _connecting_test(port: int, raw: bool = False) -> str:
-    """An answer whose test connects to the loopback server and passes only if it got data;
-    ``raw`` uses the C-level ``_socket`` module, bypassing Python-level monkeypatching."""
-    module = "_socket" if raw else "socket"
+def _connecting_test(port: int) -> str:
+    """An answer whose test connects to the host's loopback server (through the C-level
+    ``_socket`` module: no Python-level guard is involved) and passes only if it got data."""
     return _py(f"""
-        import {module} as s
+        import _socket as s
 
         def test_reaches_the_server():
             conn = s.socket(s.AF_INET, s.SOCK_STREAM)
@@ -147,77 +118,45 @@ def _connecting_test(port: int, raw: bool = False) -> str:
     """)
 
 
-def test_the_pytest_validator_cannot_reach_a_loopback_server(loopback_server):
+@pytest.mark.parametrize("box", BOXES)
+def test_the_pytest_validator_cannot_reach_a_loopback_server_outside(loopback_server, box):
     port, accepted = loopback_server
     # control: without isolation the very same test connects and passes
-    assert pytest_check(_connecting_test(port), isolation="none").passed
+    assert pytest_check(_connecting_test(port), sandbox=Sandbox("none")).passed
     assert len(accepted) == 1
-    for isolation in ("auto", "guard"):
-        result = pytest_check(_connecting_test(port), isolation=isolation)
-        assert not result.passed and "1 failed" in result.message, (isolation, result.message)
-        assert len(accepted) == 1, isolation  # no connection arrived
+    result = pytest_check(_connecting_test(port), sandbox=box)
+    assert not result.passed and "1 failed" in result.message, result.message
+    assert "ConnectionRefusedError" in result.message or "refused" in result.message.lower(), result.message
+    assert len(accepted) == 1  # no connection arrived
 
 
-def test_the_network_namespace_stops_code_that_bypasses_the_python_guard(loopback_server):
-    port, accepted = loopback_server
-    assert network_namespace_available()  # unshare -rn works on the machines this runs on
-    assert pytest_check(_connecting_test(port, raw=True), isolation="none").passed
-    assert len(accepted) == 1
-    guard_only = pytest_check(_connecting_test(port, raw=True), isolation="guard")
-    assert guard_only.passed and len(accepted) == 2  # the Python guard alone is bypassable...
-    isolated = pytest_check(_connecting_test(port, raw=True), isolation="namespace")
-    assert not isolated.passed and "1 failed" in isolated.message
-    assert len(accepted) == 2  # ...the namespace is not
-
-
-def test_the_pytest_validator_is_killed_at_its_timeout(tmp_path):
-    pids = tmp_path / "pids"
+@pytest.mark.parametrize("box", BOXES)
+def test_the_pytest_validator_is_killed_at_its_timeout_with_its_children(box):
+    marker = f"orchestrator-test-{uuid.uuid4().hex}"
     answer = _py(f"""
-        import os
         import subprocess
         import sys
         import time
 
         def test_sleeps_forever():
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-            with open({str(pids)!r}, "w") as f:
-                f.write(f"{{os.getpid()}} {{child.pid}}")
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", "{marker}"])
             while True:
                 time.sleep(1)
     """)
     started = time.monotonic()
-    result = pytest_check(answer, timeout=3, isolation="guard")
+    result = pytest_check(answer, timeout=3, sandbox=box)
     elapsed = time.monotonic() - started
     assert not result.passed and result.message == "timed out after 3s (killed)"
     assert 3 <= elapsed < 15
-    test_pid, child_pid = (int(p) for p in pids.read_text().split())
-    for pid in (test_pid, child_pid):  # the test process and its child are gone
-        deadline = time.monotonic() + 5
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _alive(pid), pid
+    assert processes_with(marker) == []  # the test process and its child are gone
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"  # a zombie is dead, just not reaped
-    except FileNotFoundError:
-        return False
-    except IndexError:  # pragma: no cover - unexpected /proc format
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-def test_the_sandbox_holds_no_api_key(monkeypatch):
+@pytest.mark.parametrize("box", BOXES)
+def test_the_sandbox_holds_no_api_key(monkeypatch, box):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
     answer = _py("import os\n\ndef test_env():\n    assert 'OPENAI_API_KEY' not in os.environ")
-    assert pytest_check(answer, isolation="guard").passed
-    leaky = pytest_check(answer, isolation="none")
-    assert leaky.passed  # the environment is cleaned whatever the isolation
+    assert pytest_check(answer, sandbox=box).passed
+    assert pytest_check(answer, sandbox=Sandbox("none")).passed  # the environment is cleaned whatever the level
 
 
 # -- configuration ------------------------------------------------------------------------

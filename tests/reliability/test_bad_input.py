@@ -104,8 +104,12 @@ ROWS = [
         files={"taken": "a file"}, defaults=False),
     Row("output-dir-under-a-file", ["-p", "x", "-o", "{d}/taken/out"], "not writable",
         files={"taken": "a file"}, defaults=False),
-    Row("output-dir-read-only", ["-p", "x", "-o", "{d}/ro/out", "--no-cache"], "not writable",
+    # (run as root without capabilities, where no sandbox can be built: the row opts out of it)
+    Row("output-dir-read-only", ["-p", "x", "-o", "{d}/ro/out", "--no-cache", "--sandbox", "none"], "not writable",
         setup=_mkdir("ro", mode=0o555), unprivileged=True, defaults=False),
+    Row("sandbox-unknown", ["-p", "x", "--sandbox", "docker"], "argument --sandbox: invalid choice: 'docker'"),
+    Row("sandbox-none-available", ["-p", "x", "--no-cache"], "no sandbox for model-written code here",
+        unprivileged=True, defaults=False),
     Row("cache-corrupt", ["-p", "x", "--cache-dir", "{d}/oldcache"], "file is not a database",
         files={"oldcache/responses.sqlite3": b"this is not sqlite" * 10}, defaults=False),
     Row("cache-dir-is-a-file", ["-p", "x", "--cache-dir", "{d}/taken"], "is not a directory",
