@@ -18,6 +18,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any
                        run_settings: dict[str, Any] | None = None) -> Any:
     from ..domain.budget import Budget
     from ..engine import Orchestrator
+    from ..governance.config import RunConfig
     from ..llm.cache import ResponseCache
     from ..llm.client import UnifiedClient
 
@@ -26,8 +27,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any
     orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
-                        store=store, run_settings=run_settings,
-                        **(opts.config.engine_kwargs() if opts.config else {}))
+                        store=store, run_settings=run_settings, **(opts.config or RunConfig()).engine_kwargs())
     return orch
 
 
