@@ -109,8 +109,8 @@ class RunOptions:
 def load_project_file(path: str) -> tuple[ProjectFile, dict[str, Any]]:
     """The project file, checked, and its data as read; one-line :class:`ConfigError`."""
     data = read_document(path, what="project", fmt="yaml")
-    shape: ProjectFile = convert(data, ProjectFile, source=path)
-    return shape, data
+    shape = convert(data, ProjectFile, source=path)
+    return shape, data if isinstance(data, dict) else {}
 
 
 def _number(name: str, value: Any, *, integer: bool = False, positive: bool = False) -> Any:

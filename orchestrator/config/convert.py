@@ -17,9 +17,9 @@ import enum
 import math
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Literal, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
@@ -38,13 +38,11 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 def load_file(path: str | Path, shape: type[T], *, what: str, fmt: str | None = None) -> T:
     """Read ``path`` (:func:`~orchestrator.config.read_document`) and convert it to ``shape``."""
-    data = read_document(path, what=what, fmt=fmt)
-    result: T = convert(data, shape, source=str(path))
-    return result
+    return convert(read_document(path, what=what, fmt=fmt), shape, source=str(path))
 
 
-def convert(data: Any, shape: Any, *, source: str = "", key: str = "") -> Any:
-    """``data`` as an instance of ``shape`` (any type msgspec converts to), or one
+def convert(data: object, shape: type[T], *, source: str = "", key: str = "") -> T:
+    """``data`` as an instance of ``shape`` (a ``msgspec.Struct``), or one
     :class:`ConfigError` located at ``key`` (a prefix) in ``source``."""
     try:
         return msgspec.convert(data, shape, strict=True)
@@ -52,7 +50,7 @@ def convert(data: Any, shape: Any, *, source: str = "", key: str = "") -> Any:
         raise explain(exc, data, shape).within(key, source=source) from None
 
 
-def key_text(key: Any) -> str:
+def key_text(key: object) -> str:
     """A mapping key in a key path: bare when it is a plain word, else quoted (TOML style)."""
     text = str(key)
     return text if _BARE_KEY.fullmatch(text) else f'"{text}"'
@@ -60,7 +58,7 @@ def key_text(key: Any) -> str:
 
 # -- explaining an error ------------------------------------------------------------------
 
-def explain(exc: msgspec.ValidationError, data: Any, shape: Any) -> ConfigError:
+def explain(exc: msgspec.ValidationError, data: object, shape: object) -> ConfigError:
     """The one-line :class:`ConfigError` for ``exc``, raised converting ``data`` to ``shape``."""
     text = str(exc)
     head, sep, where = text.rpartition(" - at `")
@@ -86,8 +84,8 @@ def explain(exc: msgspec.ValidationError, data: Any, shape: Any) -> ConfigError:
             known = [f.encode_name for f in msgspec.structs.fields(struct)] if struct else []
             noun = getattr(struct, "unknown_key_noun", "key")
             return ConfigError(unknown(noun, name, known), key=join_key(key, key_text(name)))
-        field_type = next((f.type for f in msgspec.structs.fields(struct) if f.encode_name == name), Any) \
-            if struct else Any
+        field_type = next((f.type for f in msgspec.structs.fields(struct) if f.encode_name == name), object) \
+            if struct else object
         return ConfigError(f"is required: {expected(field_type)}", key=join_key(key, key_text(name)))
     if head.startswith("Invalid enum value"):
         noun, choices = _choices(tp)
@@ -95,7 +93,7 @@ def explain(exc: msgspec.ValidationError, data: Any, shape: Any) -> ConfigError:
     return ConfigError(f"must be {expected(tp)}, got {_show(value, tp)}", key=key)
 
 
-def _walk(data: Any, shape: Any, path: str) -> tuple[str, Any, Any]:
+def _walk(data: object, shape: object, path: str) -> tuple[str, object, object]:
     """Follow ``path`` (``.field``, ``[3]``, ``[...]`` for a mapping's value) through the
     data and the types together: the user's key path, the value there and its type."""
     key, value, tp = "", data, shape
@@ -105,14 +103,14 @@ def _walk(data: Any, shape: Any, path: str) -> tuple[str, Any, Any]:
             struct = _struct_of(tp)
             field = next((f for f in msgspec.structs.fields(struct) if f.encode_name == name), None) \
                 if struct else None
-            tp = field.type if field is not None else Any
+            tp = field.type if field is not None else object
             value = value.get(name, _MISSING) if isinstance(value, Mapping) else _MISSING
             key = join_key(key, key_text(name))
         elif index == "...":
             value_type = _mapping_types(tp)[1]
-            items = value.items() if isinstance(value, Mapping) else ()
-            bad = _first_failing([k for k, _ in items], value_type, values=dict(items))
-            value = value[bad] if bad is not _MISSING else _MISSING
+            entries: dict[object, object] = dict(value.items()) if isinstance(value, Mapping) else {}
+            bad = _first_failing(entries, value_type, values=entries)
+            value = entries.get(bad, _MISSING)
             key = join_key(key, key_text(bad)) if bad is not _MISSING else key
             tp = value_type
         else:
@@ -123,7 +121,7 @@ def _walk(data: Any, shape: Any, path: str) -> tuple[str, Any, Any]:
     return key, value, tp
 
 
-def _first_failing(keys: Any, tp: Any, values: Mapping[Any, Any] | None = None) -> Any:
+def _first_failing(keys: Iterable[object], tp: object, values: Mapping[object, object] | None = None) -> object:
     """The first key (or, with ``values``, the first key whose value) ``tp`` refuses;
     msgspec checks a mapping in order and stops at the first problem."""
     keys = list(keys)
@@ -137,7 +135,7 @@ def _first_failing(keys: Any, tp: Any, values: Mapping[Any, Any] | None = None) 
 
 # -- types --------------------------------------------------------------------------------
 
-def _strip(tp: Any) -> tuple[Any, list[msgspec.Meta]]:
+def _strip(tp: object) -> tuple[object, list[msgspec.Meta]]:
     """``tp`` without its ``Annotated`` layers, and their ``Meta`` objects."""
     metas: list[msgspec.Meta] = []
     while get_origin(tp) is Annotated:
@@ -146,18 +144,18 @@ def _strip(tp: Any) -> tuple[Any, list[msgspec.Meta]]:
     return tp, metas
 
 
-def _members(tp: Any) -> list[Any]:
+def _members(tp: object) -> list[object]:
     base, _ = _strip(tp)
     if get_origin(base) in (Union, types.UnionType):
         return [m for member in get_args(base) for m in _members(member)]
     return [tp]
 
 
-def _useful(tp: Any) -> list[Any]:
+def _useful(tp: object) -> list[object]:
     return [m for m in _members(tp) if _strip(m)[0] not in (type(None), msgspec.UnsetType)]
 
 
-def _struct_of(tp: Any) -> Any:
+def _struct_of(tp: object) -> type[msgspec.Struct] | None:
     for member in _members(tp):
         base, _ = _strip(member)
         if isinstance(base, type) and issubclass(base, msgspec.Struct):
@@ -165,34 +163,34 @@ def _struct_of(tp: Any) -> Any:
     return None
 
 
-def _mapping_types(tp: Any) -> tuple[Any, Any]:
+def _mapping_types(tp: object) -> tuple[object, object]:
     for member in _members(tp):
         base, _ = _strip(member)
         if get_origin(base) in (dict, Mapping) or base in (dict, Mapping):
             args = get_args(base)
-            return (args[0], args[1]) if len(args) == 2 else (Any, Any)
-    return Any, Any
+            return (args[0], args[1]) if len(args) == 2 else (object, object)
+    return object, object
 
 
-def _item_type(tp: Any, position: int) -> Any:
+def _item_type(tp: object, position: int) -> object:
     for member in _members(tp):
         base, _ = _strip(member)
         if get_origin(base) in (list, tuple) or base in (list, tuple):
             args = get_args(base)
             if get_origin(base) is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
-                return args[position] if position < len(args) else Any
-            return args[0] if args else Any
-    return Any
+                return args[position] if position < len(args) else object
+            return args[0] if args else object
+    return object
 
 
-def _extra(tp: Any, word: str) -> str | None:
+def _extra(tp: object, word: str) -> str | None:
     for meta in _strip(tp)[1]:
         if meta.extra and word in meta.extra:
             return str(meta.extra[word])
     return None
 
 
-def _choices(tp: Any) -> tuple[str, list[str]]:
+def _choices(tp: object) -> tuple[str, list[str]]:
     """What an unknown choice is called, and the known ones."""
     noun = _extra(tp, "noun")
     for member in _useful(tp):
@@ -206,7 +204,7 @@ def _choices(tp: Any) -> tuple[str, list[str]]:
     return noun or "value", []
 
 
-def expected(tp: Any) -> str:
+def expected(tp: object) -> str:
     """What a value of type ``tp`` must be, in words: ``a whole number >= 1``."""
     said = _extra(tp, "expected")
     if said:
@@ -254,7 +252,7 @@ def _bounds(metas: list[msgspec.Meta]) -> str:
     return "".join(f" {op} {bound:g}" for op, bound in (b for b in (low, high) if b is not None))
 
 
-def _show(value: Any, tp: Any) -> str:
+def _show(value: object, tp: object) -> str:
     if value is _MISSING:
         return "nothing"
     text = repr(value)

@@ -27,7 +27,6 @@ import stat
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -44,7 +43,7 @@ validator's options a few more)."""
 _FORMATS = {".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml"}
 
 
-def read_document(path: str | Path, *, what: str, fmt: str | None = None) -> Any:
+def read_document(path: str | Path, *, what: str, fmt: str | None = None) -> object:
     """The parsed content of ``path`` (a ``what`` file: "project", "policy"...), or
     :class:`ConfigError` naming the file.  ``fmt``: always this format (``yaml``,
     ``json``, ``toml``); None: by the suffix, YAML when it says nothing."""
@@ -88,7 +87,7 @@ def _too_large(size: int) -> str:
     return f"too large: {size:,} bytes or more (a configuration file may have at most {MAX_BYTES:,})"
 
 
-def parse_text(text: str, fmt: str) -> Any:
+def parse_text(text: str, fmt: str) -> object:
     """``text`` parsed as ``fmt`` (``yaml``, ``json`` or ``toml``) with the refusals above."""
     try:
         if fmt == "json":
@@ -107,11 +106,11 @@ def parse_text(text: str, fmt: str) -> Any:
     return data
 
 
-def _too_deep(data: Any) -> bool:
-    stack: list[tuple[Any, int]] = [(data, 1)]
+def _too_deep(data: object) -> bool:
+    stack: list[tuple[object, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        children: Iterable[Any]
+        children: Iterable[object]
         if isinstance(value, dict):
             children = value.values()
         elif isinstance(value, list | tuple):
@@ -129,7 +128,7 @@ def _too_deep(data: Any) -> bool:
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}]')
 
 
-def _json(text: str) -> Any:
+def _json(text: str) -> object:
     depth = 0
     for match in _JSON_TOKEN.finditer(text):  # strings are skipped whole: their brackets do not count
         token = match.group()
@@ -149,8 +148,8 @@ def _json(text: str) -> Any:
                           f"{getattr(exc, 'msg', exc)})") from None
 
 
-def _json_mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _json_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
     for key, value in pairs:
         if key in out:
             raise ConfigError(f"duplicate key {key!r} (a key may appear once in an object)")
@@ -169,7 +168,7 @@ class _SafeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no typ
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
+    def compose_node(self, parent: object, index: object) -> object:
         event = self.peek_event()
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
@@ -184,8 +183,8 @@ class _SafeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no typ
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        first: dict[Any, int] = {}
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> object:
+        first: dict[object, int] = {}
         for key_node, _ in node.value:
             line = key_node.start_mark.line + 1
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -202,7 +201,7 @@ class _SafeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no typ
         return super().construct_mapping(node, deep)
 
 
-def _yaml(text: str) -> Any:
+def _yaml(text: str) -> object:
     try:
         loader = _SafeLoader(text)  # the reader checks the characters here already
         try:

@@ -139,12 +139,12 @@ class PolicySet(Struct, frozen=True):
 
     def merged(self, other: PolicySet) -> PolicySet:
         """This set with ``other`` applied on top (``other`` wins by name, key by key)."""
-        types = {t: _overlay(self.by_task_type.get(t, ()), other.by_task_type.get(t, ()))
-                 for t in {*self.by_task_type, *other.by_task_type}}
-        tasks = {t: _overlay(self.by_task.get(t, ()), other.by_task.get(t, ()))
-                 for t in {*self.by_task, *other.by_task}}
         try:
-            return PolicySet(_overlay(self.global_policies, other.global_policies), types, tasks,
+            types = {t: _overlay(self.by_task_type.get(t, ()), other.by_task_type.get(t, ()),
+                                 join_key("task_types", key_text(t))) for t in dict.fromkeys([*self.by_task_type, *other.by_task_type])}
+            tasks = {t: _overlay(self.by_task.get(t, ()), other.by_task.get(t, ()), join_key("tasks", key_text(t)))
+                     for t in dict.fromkeys([*self.by_task, *other.by_task])}
+            return PolicySet(_overlay(self.global_policies, other.global_policies, "policies"), types, tasks,
                              other.source or self.source)
         except ConfigError as exc:
             raise exc.within(source=other.source or self.source) from None

@@ -23,7 +23,6 @@ leave a model unpriced or a routing list empty; the CLI prints the line and exit
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -128,7 +127,7 @@ def read_catalog_file(path: str | Path) -> CatalogFile:
     return parse_catalog(read_document(path, what="catalog", fmt="toml"), str(path))
 
 
-def parse_catalog(data: Mapping[str, Any], source: str) -> CatalogFile:
+def parse_catalog(data: object, source: str) -> CatalogFile:
     shape: CatalogShape = convert(data, CatalogShape, source=source)
     return CatalogFile(source, {name: entry.given() for name, entry in shape.models.items()},
                        {name: tuple(dict.fromkeys(names)) for name, names in shape.routing.items()})

@@ -136,6 +136,59 @@ def test_overrides_by_name_apply_only_the_given_fields():
         ("base", EnforcementMode.HARD, 0.5)]
 
 
+def test_a_task_entry_applies_on_the_base_of_the_tasks_own_type():
+    """A task's entry is read once and applied on whichever base the task's type gives
+    (no copy of it made against one base and used for every type)."""
+    pset = PolicySet.from_data({
+        "policies": [{"name": "base", "max_cost_per_call_usd": 0.5}],
+        "task_types": {"code_generation": [{"name": "base", "enforcement_mode": "monitor",
+                                            "blocked_providers": ["kimi"]}],
+                       "summarization": [{"name": "base", "requires": ["no_train"]}]},
+        "tasks": {"t1": [{"name": "base", "max_cost_per_task_usd": 2}]},
+    }, "inline")
+    code, = pset.for_task(Task("t1", TaskType.CODE_GENERATION, "p"))
+    summary, = pset.for_task(Task("t1", TaskType.SUMMARIZATION, "p"))
+    other, = pset.for_task(Task("t1", TaskType.DATA_EXTRACTION, "p"))
+    assert (code.enforcement_mode, code.blocked_providers, code.requires, code.max_cost_per_task_usd) == (
+        EnforcementMode.MONITOR, ("kimi",), (), 2.0)
+    assert (summary.enforcement_mode, summary.blocked_providers, summary.requires) == (
+        EnforcementMode.HARD, (), ("no_train",))
+    assert other == Policy("base", max_cost_per_call_usd=0.5, max_cost_per_task_usd=2.0)
+    assert pset.for_task(Task("t2", TaskType.DATA_EXTRACTION, "p")) == (Policy("base", max_cost_per_call_usd=0.5),)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"policies": [{"name": "b", "blocked_providers": ["openai"]}],
+      "tasks": {"t1": [{"name": "b", "allowed_models": ["gpt-4o"]}]}},
+     "inline: tasks.t1[0].allowed_models: allowed model 'gpt-4o' is served by provider 'openai', which this "
+     "policy does not allow"),
+    ({"policies": [{"name": "base", "allowed_providers": ["openai", "local"]}],
+      "task_types": {"code_generation": [{"name": "no_openai", "blocked_providers": ["openai"]}]},
+      "tasks": {"t1": [{"name": "only_openai", "allowed_providers": ["openai"]}]}},
+     "inline: tasks.t1: policies base, no_openai, only_openai together leave no provider (allowed_providers "
+     "minus blocked_providers is empty)"),
+    ({"policies": [{"name": "a"}, {"name": "a", "requires": ["offline"]}]},
+     "inline: policies[1].name: duplicate policy name 'a'"),
+    ({"policies": [{"name": "a"}], "global": [{"name": "b"}]},
+     "inline: global: give the global policies once, under 'policies' or 'global', not both"),
+])
+def test_what_only_the_combination_shows_is_located_at_the_entry(data, message):
+    with pytest.raises(ConfigError) as info:
+        PolicySet.from_data(data, "inline")
+    assert str(info.value) == message
+
+
+def test_merging_a_second_file_checks_the_result_and_names_that_file():
+    project = PolicySet.from_data({"policies": [{"name": "where", "blocked_providers": ["openai"]}]}, "project.yaml")
+    flag = PolicySet.from_data({"policies": [{"name": "where", "allowed_models": ["gpt-4o"]}]}, "flag.yaml")
+    with pytest.raises(ConfigError, match=r"^flag.yaml: policies\[0\]\.allowed_models: allowed model 'gpt-4o' is "
+                                          "served by provider 'openai'"):
+        project.merged(flag)
+    merged = project.merged(PolicySet.from_data({"policies": [{"name": "where", "requires": ["no_train"]}]}, "f"))
+    assert merged.for_project() == (Policy("where", blocked_providers=("openai",), requires=("no_train",)),)
+    assert project.for_project() == (Policy("where", blocked_providers=("openai",)),)  # unchanged
+
+
 # -- in the engine ----------------------------------------------------------------------
 
 async def test_hard_policy_blocks_the_first_candidate_and_the_next_is_used(orchestrator_events):

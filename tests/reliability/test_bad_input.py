@@ -63,6 +63,23 @@ def _unreadable_cache(base: Path) -> None:
     db.chmod(0)
 
 
+def _fifo(name: str) -> Callable[[Path], None]:
+    def make(base: Path) -> None:
+        os.mkfifo(base / name)
+    return make
+
+
+LONG_NAME = "n" * 300  # over the 255 bytes a file name may have
+# nine levels of nine aliases, under 1 KB: 387 million strings once expanded
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+def _deep(depth: int, json: bool = False) -> str:
+    inner = "[" * depth + "]" * depth
+    return f'{{"policies": {inner}}}' if json else f"policies: {inner}\n"
+
+
 F = ["-f", "{d}/p.yaml"]
 ROWS = [
     # -- numbers from flags
@@ -118,6 +135,26 @@ ROWS = [
         setup=_mkdir("evdir"), defaults=False),
     Row("events-jsonl-missing-dir", ["-p", "x", "--events-jsonl", "{d}/nodir/e.jsonl"], "no such directory",
         defaults=False),
+    # -- every path checked before anything is created
+    Row("output-dir-name-too-long", ["-p", "x", "-o", f"{{d}}/{LONG_NAME}"], "a name in it is too long (300 bytes",
+        defaults=False),
+    Row("events-jsonl-fifo", ["-p", "x", "--events-jsonl", "{d}/fifo", "-o", "{d}/out"],
+        "--events-jsonl {d}/fifo: is not a regular file (a pipe, socket or device)", setup=_fifo("fifo"),
+        defaults=False),
+    Row("events-jsonl-name-too-long", ["-p", "x", "--events-jsonl", f"{{d}}/{LONG_NAME}", "-o", "{d}/out"],
+        "a name in it is too long", defaults=False),
+    Row("state-dir-is-a-file", ["-p", "x", "--state-dir", "{d}/taken"], "--state-dir {d}/taken: exists and is not "
+        "a directory", files={"taken": "a file"}),
+    Row("state-dir-name-too-long", ["-p", "x", "--state-dir", f"{{d}}/{LONG_NAME}"], "a name in it is too long"),
+    Row("cache-dir-name-too-long", ["-p", "x", "--cache-dir", f"{{d}}/{LONG_NAME}", "-o", "{d}/out"],
+        "a name in it is too long", defaults=False),
+    Row("local-model-fifo", ["-p", "x", "--local-model", "{d}/fifo"], "is not a regular file", setup=_fifo("fifo")),
+    Row("resume-output-dir-name-too-long", ["resume", "proj-0123456789ab", "-o", f"{{d}}/{LONG_NAME}",
+                                            "--state-dir", "{d}/state"], "a name in it is too long", defaults=False),
+    Row("resume-state-dir-is-a-file", ["resume", "proj-0123456789ab", "--state-dir", "{d}/taken"],
+        "exists and is not a directory", files={"taken": "a file"}, defaults=False),
+    Row("resume-events-jsonl-fifo", ["resume", "proj-0123456789ab", "--events-jsonl", "{d}/fifo", "--state-dir",
+                                     "{d}/state"], "is not a regular file", setup=_fifo("fifo"), defaults=False),
     # -- policy and catalog files
     Row("policy-missing", ["-p", "x", "--policy", "{d}/none.yaml"], "none.yaml"),
     Row("policy-nan", ["-p", "x", "--policy", "{d}/pol.yaml"], "must be a finite number > 0",
@@ -128,6 +165,35 @@ ROWS = [
         files={"pol.yaml": "policies:\n  - name: p\n    blocked_provider: [kimi]\n"}),
     Row("catalog-bad-price", ["-p", "x", "--catalog", "{d}/cat.toml"], "must be a number >= 0",
         files={"cat.toml": '[models."gpt-6.1-sol"]\nprice = { input = "cheap", output = 1 }\n'}),
+    # -- what the loader refuses before parsing further: aliases, duplicate keys, depth, size, non-files
+    Row("policy-duplicate-key-json", ["-p", "x", "--policy", "{d}/pol.json"], "pol.json: duplicate key 'policies'",
+        files={"pol.json": '{"policies": [{"name": "a", "blocked_providers": ["kimi"]}], "policies": []}'}),
+    Row("policy-duplicate-key-yaml", ["-p", "x", "--policy", "{d}/pol.yaml"],
+        "pol.yaml: line 4: duplicate key 'max_cost_per_call_usd' (first on line 3)",
+        files={"pol.yaml": "policies:\n  - name: a\n    max_cost_per_call_usd: 0.01\n    max_cost_per_call_usd: 500\n"}),
+    Row("policy-100000-deep-yaml", ["-p", "x", "--policy", "{d}/pol.yaml"], "nested deeper than 64 levels",
+        files={"pol.yaml": _deep(100_000)}),
+    Row("policy-100000-deep-json", ["-p", "x", "--policy", "{d}/pol.json"], "nested deeper than 64 levels",
+        files={"pol.json": _deep(100_000, json=True)}),
+    Row("policy-alias", ["-p", "x", "--policy", "{d}/pol.yaml"], "YAML aliases are not allowed",
+        files={"pol.yaml": "base: &b [kimi]\npolicies:\n  - name: a\n    blocked_providers: *b\n"}),
+    Row("policy-fifo", ["-p", "x", "--policy", "{d}/fifo"], "fifo: is not a regular file", setup=_fifo("fifo")),
+    Row("policy-directory", ["-p", "x", "--policy", "{d}/pols"], "pols: is a directory, not a policy file",
+        setup=_mkdir("pols")),
+    Row("catalog-fifo", ["-p", "x", "--catalog", "{d}/fifo"], "fifo: is not a regular file", setup=_fifo("fifo")),
+    Row("catalog-name-too-long", ["-p", "x", "--catalog", f"{{d}}/{LONG_NAME}"], "File name too long"),
+    Row("file-alias-bomb-criteria", F, "line 2: YAML aliases are not allowed (*a)",
+        files=_yaml(BOMB + "project: x\ncriteria: *i\n")),
+    Row("file-alias-bomb-project", F, "YAML aliases are not allowed", files=_yaml(BOMB + "project: *i\n")),
+    Row("file-alias-bomb-depends-on", F, "YAML aliases are not allowed",
+        files=_yaml(BOMB + "project: x\ntasks:\n  - id: a\n    prompt: p\n    depends_on: *i\n")),
+    Row("file-duplicate-budget", F, "p.yaml: line 3: duplicate key 'budget_usd' (first on line 2)",
+        files=_yaml("project: x\nbudget_usd: 0.01\nbudget_usd: 500\n")),
+    Row("file-5000-deep", F, "p.yaml: line 2: nested deeper than 64 levels",
+        files=_yaml("project: x\ntasks: " + "[" * 5000 + "]" * 5000 + "\n")),
+    Row("file-too-large", F, "too large", files=_yaml("project: x\n#" + "x" * 1_100_000 + "\n")),
+    Row("file-fifo", ["-f", "{d}/fifo"], "fifo: is not a regular file", setup=_fifo("fifo")),
+    Row("file-directory", ["-f", "{d}/proj"], "proj: is a directory, not a project file", setup=_mkdir("proj")),
     # -- the project file itself
     Row("file-missing", ["-f", "{d}/none.yaml"], "no such project file"),
     Row("file-nul-byte", F, "unacceptable character #x00", files=_yaml("project: x\x00y\n")),
@@ -242,6 +308,34 @@ def test_bad_input_is_refused_up_front(row: Row, workdir: Path):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("orchestrator: error: ") and "Traceback" not in err, err
-    assert row.fragment in lines[0], lines[0]
+    assert row.fragment.replace("{d}", str(workdir)) in lines[0], lines[0]
     assert proc.stdout == b""
     assert _snapshot(workdir) == before, "something was written"
+
+
+def test_the_alias_bomb_is_refused_by_the_command_line_in_bounded_time_and_memory(tmp_path, capsys):
+    """Before the loader, PyYAML expanded this 1 KB file until memory ran out (a
+    ``MemoryError`` traceback after 40-60 s); now the first alias is refused."""
+    import time
+    import tracemalloc
+
+    from orchestrator import cli
+
+    path = tmp_path / "p.yaml"
+    path.write_text(BOMB + "project: x\ncriteria: *i\n", encoding="utf-8")
+    assert path.stat().st_size < 1024
+    assert cli.main(["-p", "x", "--budget", "nan"]) == 2  # the command's imports, outside the measurement
+    capsys.readouterr()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        code = cli.main(["-f", str(path), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2.0
+    assert peak < 20_000_000
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"orchestrator: error: {path}: line 2: YAML aliases are not allowed (*a): write the value out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
