@@ -30,8 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "pytest_plugin": {"observers"},
     "report": {"attributes", "redaction"},
     "cli": {"engine", "governance", "llm", "state", "report", "config", "domain", "events", "observers", "otel",
-            "tracing",
-            "attributes", "redaction", "files"},
+            "tracing", "attributes", "redaction", "files"},
     "__init__": set(),   # lazy exports by name only
     "__main__": {"cli"},
 }

@@ -141,7 +141,8 @@ class PolicySet(Struct, frozen=True):
         """This set with ``other`` applied on top (``other`` wins by name, key by key)."""
         try:
             types = {t: _overlay(self.by_task_type.get(t, ()), other.by_task_type.get(t, ()),
-                                 join_key("task_types", key_text(t))) for t in dict.fromkeys([*self.by_task_type, *other.by_task_type])}
+                                 join_key("task_types", key_text(t)))
+                     for t in dict.fromkeys([*self.by_task_type, *other.by_task_type])}  # in order: errors too
             tasks = {t: _overlay(self.by_task.get(t, ()), other.by_task.get(t, ()), join_key("tasks", key_text(t)))
                      for t in dict.fromkeys([*self.by_task, *other.by_task])}
             return PolicySet(_overlay(self.global_policies, other.global_policies, "policies"), types, tasks,
