@@ -52,7 +52,8 @@ def checked_path(flag: str, value: str, kind: Kind) -> Path:
     * ``dir``: a directory, or one that can be made (its nearest existing ancestor is a
       writable directory);
     * ``file``: an existing regular file (read);
-    * ``new file``: a regular file or none yet, in an existing writable directory.
+    * ``new file``: a regular file (or a character device such as ``/dev/null``) or none
+      yet, in an existing writable directory; never a FIFO.
 
     Raises :class:`ConfigError` (a ``ValueError``, one line) naming the flag."""
     shown = value if len(value) <= 80 else f"{value[:40]}...{value[-20:]}"
@@ -72,8 +73,11 @@ def checked_path(flag: str, value: str, kind: Kind) -> Path:
             raise ConfigError("exists and is not a directory", key=where)
         if kind != "dir" and stat.S_ISDIR(info.st_mode):
             raise ConfigError("is a directory, not a file", key=where)
-        if kind != "dir" and not stat.S_ISREG(info.st_mode):
+        if kind == "file" and not stat.S_ISREG(info.st_mode):
             raise ConfigError("is not a regular file (a pipe, socket or device)", key=where)
+        if kind == "new file" and not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode)):
+            # a FIFO would block the run until something reads it; /dev/null or a terminal is fine
+            raise ConfigError("is not a regular file (a pipe or socket)", key=where)
         if kind == "new file" and not os.access(path, os.W_OK):
             raise ConfigError("not writable", key=where)
         return path

@@ -98,6 +98,9 @@ class PolicySet(Struct, frozen=True):
     source: str = ""
 
     def __post_init__(self) -> None:
+        for ttype in self.by_task_type:
+            if not isinstance(ttype, TaskType):
+                raise ConfigError(f"a key must be a TaskType, got {ttype!r}", key="task_types")
         layers = [("policies", self.global_policies)]
         layers += [(join_key("task_types", key_text(t)), v) for t, v in self.by_task_type.items()]
         layers += [(join_key("tasks", key_text(t)), v) for t, v in self.by_task.items()]
