@@ -125,8 +125,8 @@ def _run_command(argv: list[str]) -> int:
 
 def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any], Any]:
     """Every check that needs no model and no call, in order; the first problem raises
-    (one line, exit 2) and nothing has been written: the run store is opened and the
-    output directory made (and probed) last, once every path was checked."""
+    (one line, exit 2) and nothing has been written: the output directory and the run
+    store are made last, once every path and an existing store were checked."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     opts = resolve_options(args)  # flags, project file and its tasks: values, types, the task graph
@@ -147,8 +147,9 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
         from .report_cmd import check_report_path
 
         check_report_path(args.report)
-    store = open_store(args.state_dir)
+    open_store(args.state_dir, create=False).close()  # an existing store is checked; nothing is made yet
     prepare_output_dir(opts.output_dir)
+    store = open_store(args.state_dir)  # made last: every check passed
     start_local_model(args, client)  # every check passed: let the model load while the run starts
     return args, opts, warnings, loaded, store
 

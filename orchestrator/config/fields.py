@@ -25,8 +25,8 @@ __all__ = ["FINITE", "Name", "Names", "OptionalNames", "Text", "Count", "Fractio
 FINITE = sys.float_info.max
 """The bound that makes a float field finite (infinity is above it)."""
 
-NAME_PATTERN = r"^\S(?:.*\S)?$"
-"""Not empty, no surrounding blanks, one line."""
+NAME_PATTERN = r"(?s)^\S(?:.*\S)?$"
+"""Not empty, no surrounding blanks."""
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, extra={"expected": "a non-empty name (no surrounding blanks)"})]
 Names = Annotated[tuple[Name, ...], Meta(extra={"expected": "a list of names"})]

@@ -30,7 +30,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from ..config import convert, key_text, read_document
-from ..config.fields import FINITE
+from ..config.fields import FINITE, NAME_PATTERN
 from ..domain.errors import ConfigError, unknown
 from ..domain.tasks import TaskType
 
@@ -44,7 +44,7 @@ Provider = Annotated[Literal["local", "openai", "anthropic", "google", "deepseek
                      Meta(extra={"noun": "provider"})]
 PerMillion = Annotated[float, Meta(ge=0, le=FINITE, extra={"expected": "a number >= 0 (USD per 1M tokens)"})]
 Tokens = Annotated[int, Meta(gt=0, extra={"expected": "a whole number of tokens > 0"})]
-NonEmpty = Annotated[str, Meta(pattern=r"^\S(?:.*\S)?$", extra={"expected": "a non-empty string"})]
+NonEmpty = Annotated[str, Meta(pattern=NAME_PATTERN, extra={"expected": "a non-empty string"})]
 TagNames = Annotated[tuple[NonEmpty, ...], Meta(extra={"expected": "a list of tag names"})]
 ModelNames = Annotated[list[NonEmpty], Meta(min_length=1, extra={"expected": "a non-empty list of model names"})]
 
