@@ -13,7 +13,7 @@ from ..domain.tasks import Task, TaskType
 from ..governance.config import RunConfig, load_run_config
 from ..governance.policy import Policy, PolicyEngine, PolicySet
 from ..llm.catalog import CATALOG, LOCAL_MODEL, ROUTING
-from .errors import EXIT_OK, EXIT_USAGE
+from .errors import EXIT_OK, EXIT_USAGE, one_line
 from .project_file import ProjectFile
 
 USAGE = "usage: orchestrator policy check FILE   (a policy file, YAML or JSON, or a YAML project file)"
@@ -93,7 +93,7 @@ def policy_main(argv: Sequence[str]) -> int:
             catalog.use_catalog_files([user_file] if user_file.is_file() else [])
             lines = check_file(args[1])
         except ConfigError as exc:
-            print(f"orchestrator: error: {exc}", file=sys.stderr)
+            print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
     print("\n".join(lines))
     return EXIT_OK
