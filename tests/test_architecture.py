@@ -18,22 +18,23 @@ ALLOWED: dict[str, set[str]] = {
     "redaction": set(),
     "files": set(),
     "domain": set(),
+    "config": {"domain"},
     "events": {"attributes", "redaction"},
-    "llm": {"domain", "events", "attributes", "redaction", "files"},
-    "governance": {"llm", "domain", "events", "attributes", "redaction", "files"},
+    "llm": {"config", "domain", "events", "attributes", "redaction", "files"},
+    "governance": {"llm", "config", "domain", "events", "attributes", "redaction", "files"},
     "state": {"domain", "events", "attributes", "redaction", "files"},
-    "engine": {"governance", "llm", "state", "domain", "events", "attributes", "redaction", "files"},
+    "engine": {"governance", "llm", "state", "config", "domain", "events", "attributes", "redaction", "files"},
     "observers": {"events", "attributes", "redaction"},
     "otel": {"observers", "events", "attributes", "redaction"},
     "tracing": {"otel", "events"},
     "pytest_plugin": {"observers"},
     "report": {"attributes", "redaction"},
-    "cli": {"engine", "governance", "llm", "state", "report", "domain", "events", "observers", "otel", "tracing",
-            "attributes", "redaction", "files"},
+    "cli": {"engine", "governance", "llm", "state", "report", "config", "domain", "events", "observers", "otel",
+            "tracing", "attributes", "redaction", "files"},
     "__init__": set(),   # lazy exports by name only
     "__main__": {"cli"},
 }
-EMITTERS = ("engine", "llm", "governance", "state", "domain", "events")
+EMITTERS = ("engine", "llm", "governance", "state", "config", "domain", "events")
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

@@ -22,7 +22,6 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 __all__ = ["ObserverOptions", "ObserverSession", "load_observers", "setup_observers", "validate_observer_options"]
@@ -111,15 +110,10 @@ def validate_observer_options(options: Any) -> ObserverOptions:
         opts.tracing = True  # as under opentelemetry-instrument: an OTLP endpoint variable turns export on
     if opts.service_name is not None and not str(opts.service_name).strip():
         raise ValueError("--service-name must not be empty")
-    if opts.events_jsonl is not None:
-        path = Path(opts.events_jsonl)
-        if path.is_dir():
-            raise ValueError(f"--events-jsonl {opts.events_jsonl}: is a directory")
-        parent = path.parent
-        if not parent.is_dir():  # found now, not after the output directory was made
-            raise ValueError(f"--events-jsonl {opts.events_jsonl}: no such directory: {parent}")
-        if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise ValueError(f"--events-jsonl {opts.events_jsonl}: not writable")
+    if opts.events_jsonl is not None:  # found now, not after the output directory was made; never a FIFO
+        from .paths import checked_path
+
+        checked_path("--events-jsonl", opts.events_jsonl, "new file")
     if opts.metrics:
         opts.tracing = True
     if opts.tracing:

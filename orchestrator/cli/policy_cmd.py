@@ -6,45 +6,35 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
+from ..config import convert, read_document
 from ..domain.errors import ConfigError
 from ..domain.tasks import Task, TaskType
 from ..governance.config import RunConfig, load_run_config
-from ..governance.policy import PolicyEngine, PolicySet, load_policy_file
+from ..governance.policy import Policy, PolicyEngine, PolicySet
 from ..llm.catalog import CATALOG, LOCAL_MODEL, ROUTING
-from .errors import EXIT_OK, EXIT_USAGE, UsageError
-from .project_file import parse_tasks
+from .errors import EXIT_OK, EXIT_USAGE, one_line
+from .project_file import ProjectFile
 
 USAGE = "usage: orchestrator policy check FILE   (a policy file, YAML or JSON, or a YAML project file)"
-
-
-def _read_mapping(path: str) -> Any:
-    """The file's data when it is a YAML project file (a mapping with ``project``), else None."""
-    if path.lower().endswith(".json"):
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None  # load_policy_file reports it properly
-    return data if isinstance(data, Mapping) and "project" in data else None
 
 
 def check_file(path: str) -> list[str]:
     """Validate a policy file or a project file's sections; the summary lines.  Raises
     :class:`ConfigError` (one line) on the first problem, or when no catalog model is
-    allowed for any task type."""
-    project = _read_mapping(path) if Path(path).is_file() else None
-    if project is not None:
-        tasks = _project_tasks(project, path)
+    allowed for any task type.  A mapping with a ``project`` key is a project file."""
+    data = read_document(path, what="policy")
+    project: ProjectFile | None = None
+    tasks: list[Task] = []
+    if isinstance(data, Mapping) and "project" in data:
+        project = convert(data, ProjectFile, source=path)
+        tasks = project.task_list() or []
         config = load_run_config(project, path, None, tasks)
         what = "project file"
     else:
-        config = RunConfig(policies=load_policy_file(path))
-        tasks = []
+        if data is None or data == {} or data == []:
+            raise ConfigError("empty policy file: give 'policies', 'task_types' or 'tasks'", source=path)
+        config = RunConfig(policies=PolicySet.from_data(data, path))
         what = "policy file"
     pset = config.policies
     lines = [f"{path}: ok ({what}): {pset.describe()}"]
@@ -67,20 +57,11 @@ def check_file(path: str) -> list[str]:
     return lines
 
 
-def _project_tasks(data: Mapping[str, Any], path: str) -> list[Task]:
-    if data.get("tasks") is None:
-        return []
-    try:
-        return parse_tasks(data["tasks"], path)
-    except UsageError as exc:
-        raise ConfigError(str(exc)) from None
-
-
 def _candidates(task_type: TaskType) -> list[str]:
     return [m for m in dict.fromkeys((*ROUTING[task_type], LOCAL_MODEL)) if m in CATALOG]
 
 
-def _allowed(policies: Sequence[Any], candidates: Sequence[str]) -> list[str]:
+def _allowed(policies: Sequence[Policy], candidates: Sequence[str]) -> list[str]:
     engine = PolicyEngine()
     return [m for m in candidates if engine.evaluate(m, None, policies).passed]
 
@@ -112,7 +93,7 @@ def policy_main(argv: Sequence[str]) -> int:
             catalog.use_catalog_files([user_file] if user_file.is_file() else [])
             lines = check_file(args[1])
         except ConfigError as exc:
-            print(f"orchestrator: error: {exc}", file=sys.stderr)
+            print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
     print("\n".join(lines))
     return EXIT_OK

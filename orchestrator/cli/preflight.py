@@ -2,6 +2,8 @@
 be found out without loading a model or sending a call is found out here, so a bad
 input costs one line on stderr and exit 2 instead of a paid-for run that fails late.
 
+* every path a flag names is checked before anything is created
+  (:func:`.paths.check_paths`);
 * the output directory is created and a file written to it and removed;
 * the response cache can be opened (read-only check; nothing is written);
 * every prompt the run must send first (the decomposition, or each given task) fits

@@ -1,17 +1,92 @@
-"""The YAML project file (``--file``): its keys, its tasks, and the options a run gets
-from flags and file together (flags beat the file; the file beats defaults)."""
+"""The YAML project file (``--file``): its shape, its tasks, and the options a run gets
+from flags and file together (flags beat the file; the file beats defaults).
+
+The file is read by the one loader (:mod:`orchestrator.config`): aliases, duplicate
+keys, deep nesting and huge files are refused before anything is parsed further, and
+every problem is one line naming the file, the key path and the reason.  Tasks a user
+wrote are checked and kept as written, never repaired: a typo or a broken graph is an
+error naming the task, so the run does what the file says or does not start.
+(Repairing belongs to model output: :func:`orchestrator.engine.planning.sanitize_tasks`.)
+"""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from ..domain.errors import ConfigError, unknown
-from ..domain.tasks import Task, tasks_from_data
+from msgspec import Meta, Struct
+
+from ..config import convert, read_document
+from ..config.fields import Count, Fraction, Name, NonNegative, Positive, Text
+from ..domain.errors import ConfigError
+from ..domain.tasks import Task, TaskType, check_task_graph
 from ..domain.values import finite_number, text_value, whole_number
+from ..governance.config import RunConfig, Sections
 from .errors import UsageError
+
+TaskIds = Annotated[list[Name], Meta(extra={"expected": "a list of task ids (strings), e.g. [a, b]"})]
+
+
+class TaskEntry(Struct, frozen=True, forbid_unknown_fields=True):
+    """One task of the project file; unset numbers take the task type's defaults."""
+
+    described_as: ClassVar[str] = "a mapping with at least 'prompt'"
+
+    prompt: Text
+    id: Name | None = None
+    type: TaskType = TaskType.COMPLEX_REASONING
+    depends_on: TaskIds | None = None
+    acceptance_threshold: Fraction | None = None
+    max_iterations: Count | None = None
+    max_output_tokens: Count | None = None
+
+    def __post_init__(self) -> None:
+        _sendable(self.prompt, "prompt")
+
+    def task(self, index: int) -> Task:
+        return Task(id=self.id or f"task_{index + 1}", type=self.type, prompt=self.prompt,
+                    depends_on=list(self.depends_on or ()), acceptance_threshold=self.acceptance_threshold,
+                    max_iterations=self.max_iterations, max_output_tokens=self.max_output_tokens)
+
+
+Tasks = Annotated[list[TaskEntry], Meta(min_length=1, extra={"expected": "a non-empty list of tasks"})]
+DirectoryPath = Annotated[str, Meta(pattern=r"\S", extra={"expected": "a directory path"})]
+
+
+class ProjectFile(Sections, frozen=True, forbid_unknown_fields=True):
+    """The project file: the project, its caps, optional tasks, and the governance keys."""
+
+    described_as: ClassVar[str] = "a mapping with at least 'project'"
+
+    project: Text | None = None
+    criteria: str | None = None
+    budget_usd: NonNegative | None = None
+    time_seconds: Positive | None = None
+    concurrency: Count | None = None
+    output_dir: DirectoryPath | None = None
+    tasks: Tasks | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("project", "criteria"):
+            value = getattr(self, key)
+            if value is not None:
+                _sendable(value, key)
+        self.task_list()  # ids unique, dependencies known, no cycle
+
+    def task_list(self) -> list[Task] | None:
+        if self.tasks is None:
+            return None
+        tasks = [entry.task(index) for index, entry in enumerate(self.tasks)]
+        check_task_graph(tasks)
+        return tasks
+
+
+def _sendable(value: str, key: str) -> None:
+    try:
+        text_value(value)
+    except ConfigError as exc:
+        raise exc.within(key) from None
 
 
 @dataclass
@@ -22,55 +97,25 @@ class RunOptions:
     time_seconds: float = 5400.0
     concurrency: int = 4
     output_dir: str | None = None
-    tasks: list[Any] | None = None
-    file_data: dict[str, Any] | None = None  # the project file, for its policies/remediation/validators
-    config: Any = None  # governance.config.RunConfig, loaded once the catalog is final
+    tasks: list[Task] | None = None
+    file_data: dict[str, Any] | None = None
+    """The project file as read (its governance keys are kept for a resume)."""
+    sections: Sections | None = None
+    """The project file's governance keys, checked."""
+    config: RunConfig | None = None
+    """Policies, remediation, validators: loaded once the catalog is final."""
 
 
-PROJECT_KEYS = ("project", "criteria", "budget_usd", "time_seconds", "concurrency", "output_dir", "tasks",
-                "policies", "remediation", "validators")
-
-
-def load_project_file(path: str) -> dict[str, Any]:
-    """The project file as a mapping; every problem is one line naming the file."""
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"{path}: no such project file")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not a UTF-8 text file (byte {exc.start + 1})") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the project file ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping with at least 'project' and 'criteria'")
-    for key in data:
-        if key not in PROJECT_KEYS:
-            raise UsageError(f"{path}: {unknown('key', key, PROJECT_KEYS)}")
-    return data
-
-
-def yaml_problem(exc: Exception) -> str:
-    """A YAML error in one line: where and what (PyYAML's own text spans several lines)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None)
-    if problem is None and hasattr(exc, "position") and hasattr(exc, "character"):  # a ReaderError
-        char = exc.character
-        shown = f"#x{ord(char):04x}" if isinstance(char, str) else f"#x{char:02x}" if isinstance(char, int) else "?"
-        return f"character {exc.position + 1}: unacceptable character {shown}: {getattr(exc, 'reason', '')}"
-    where = f"line {mark.line + 1}: " if mark is not None else ""
-    return " ".join(f"{where}{problem or exc}".split())
+def load_project_file(path: str) -> tuple[ProjectFile, dict[str, Any]]:
+    """The project file, checked, and its data as read; one-line :class:`ConfigError`."""
+    data = read_document(path, what="project", fmt="yaml")
+    shape = convert(data, ProjectFile, source=path)
+    return shape, data if isinstance(data, dict) else {}
 
 
 def _number(name: str, value: Any, *, integer: bool = False, positive: bool = False) -> Any:
-    """A flag's or the file's number: finite, >= 0 (> 0 when ``positive``), an integer
-    >= 1 when ``integer``; else one line naming ``name``."""
+    """A flag's number: finite, >= 0 (> 0 when ``positive``), an integer >= 1 when
+    ``integer``; else one line naming the flag."""
     try:
         if integer:
             return whole_number(value, minimum=1)
@@ -90,48 +135,30 @@ def resolve_options(args: argparse.Namespace) -> RunOptions:
     """Flags beat the project file; the file beats defaults.  Every value is checked
     here, before anything runs - a file's value too when a flag overrides it (a broken
     file is reported, not silently half-used)."""
-    data: dict[str, Any] = load_project_file(args.file) if args.file else {}
-    where = f"{args.file}: " if args.file else ""
-    file: dict[str, Any] = {}
-    for key in ("project", "criteria"):
-        if data.get(key) is not None:
-            file[key] = _text(f"{where}{key}", data[key])
-    if data.get("budget_usd") is not None:
-        file["budget_usd"] = _number(f"{where}budget_usd", data["budget_usd"])
-    if data.get("time_seconds") is not None:
-        file["time_seconds"] = _number(f"{where}time_seconds", data["time_seconds"], positive=True)
-    if data.get("concurrency") is not None:
-        file["concurrency"] = _number(f"{where}concurrency", data["concurrency"], integer=True)
-    if data.get("output_dir") is not None:
-        if not isinstance(data["output_dir"], str) or not data["output_dir"].strip():
-            raise UsageError(f"{where}output_dir must be a directory path, got {data['output_dir']!r}")
-        file["output_dir"] = data["output_dir"]
-    project = _text("--project", args.project) if args.project is not None else file.get("project", "")
-    criteria = _text("--criteria", args.criteria) if args.criteria is not None else file.get("criteria", "")
+    file, data = load_project_file(args.file) if args.file else (ProjectFile(), {})
+    project = _text("--project", args.project) if args.project is not None else (file.project or "")
+    criteria = _text("--criteria", args.criteria) if args.criteria is not None else (file.criteria or "")
     if not project.strip():
         raise UsageError("no project given: use --project TEXT or --file project.yaml")
     opts = RunOptions(project=project.strip(), criteria=criteria.strip())
-    opts.budget_usd = (_number("--budget", args.budget) if args.budget is not None
-                       else file.get("budget_usd", opts.budget_usd))
-    opts.time_seconds = (_number("--time", args.time, positive=True) if args.time is not None
-                         else file.get("time_seconds", opts.time_seconds))
-    opts.concurrency = (_number("--concurrency", args.concurrency, integer=True) if args.concurrency is not None
-                        else file.get("concurrency", opts.concurrency))
+    if args.budget is not None:
+        opts.budget_usd = _number("--budget", args.budget)
+    elif file.budget_usd is not None:
+        opts.budget_usd = file.budget_usd
+    if args.time is not None:
+        opts.time_seconds = _number("--time", args.time, positive=True)
+    elif file.time_seconds is not None:
+        opts.time_seconds = file.time_seconds
+    if args.concurrency is not None:
+        opts.concurrency = _number("--concurrency", args.concurrency, integer=True)
+    elif file.concurrency is not None:
+        opts.concurrency = file.concurrency
     if args.output_dir is not None and not args.output_dir.strip():
         raise UsageError("--output-dir must be a directory path, got ''")
-    opts.output_dir = args.output_dir if args.output_dir is not None else file.get("output_dir")
+    opts.output_dir = args.output_dir if args.output_dir is not None else file.output_dir
     if args.max_tasks is not None and not 1 <= args.max_tasks <= 15:
         raise UsageError("--max-tasks must be between 1 and 15")
-    if data.get("tasks") is not None:
-        opts.tasks = parse_tasks(data["tasks"], args.file)
+    opts.tasks = file.task_list()
     opts.file_data = data
+    opts.sections = file
     return opts
-
-
-def parse_tasks(raw: Any, path: str) -> list[Task]:
-    """The project file's tasks, every field and the graph checked (one line naming the
-    file, the task and the field)."""
-    try:
-        return tasks_from_data(raw)
-    except ConfigError as exc:
-        raise UsageError(str(exc.within(source=path))) from None

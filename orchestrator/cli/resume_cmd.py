@@ -16,6 +16,7 @@ from ..domain.values import finite_number
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, one_line
 from .interrupt import InterruptibleRun
 from .parser import build_resume_parser
+from .paths import check_paths
 from .preflight import check_cache, check_sandbox, prepare_output_dir
 from .run_cmd import _after, _configure_logging, execute, open_session
 from .store_wiring import StoreRecording, open_store, rebuild
@@ -59,6 +60,7 @@ def _resume(argv: list[str]) -> int:
                     finite_number(value, positive=True)
                 except ValueError as exc:
                     raise UsageError(f"{flag} {exc}") from None
+        check_paths(args, args.output_dir)
         store = open_store(args.state_dir, create=False)
         cp = store.load(args.project_id)
         if cp is None:

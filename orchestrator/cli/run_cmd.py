@@ -30,6 +30,7 @@ from .errors import (
 from .interrupt import Interrupted, InterruptibleRun
 from .output import print_summary, write_results
 from .parser import build_parser
+from .paths import check_paths
 from .preflight import check_cache, check_prompts_fit, check_sandbox, prepare_output_dir
 from .project_file import RunOptions, resolve_options
 from .store_wiring import StoreRecording, cli_settings, open_store, resume_hint
@@ -96,8 +97,7 @@ def open_session(args: argparse.Namespace, loaded: list[Any]) -> tuple[Any, Any]
 
 def _run_command(argv: list[str]) -> int:
     try:
-        args, opts, warnings, loaded = _prepare(argv)
-        store = open_store(args.state_dir)
+        args, opts, warnings, loaded, store = _prepare(argv)
     except (UsageError, ValueError, StoreError) as exc:  # ConfigError is a ValueError
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -123,19 +123,20 @@ def _run_command(argv: list[str]) -> int:
                        after=lambda: _after(recording, project_id, args, console))
 
 
-def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any]]:
+def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any], Any]:
     """Every check that needs no model and no call, in order; the first problem raises
-    (one line, exit 2) and nothing has been written: the output directory is made (and
-    probed) last."""
+    (one line, exit 2) and nothing has been written: the output directory and the run
+    store are made last, once every path and an existing store were checked."""
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     opts = resolve_options(args)  # flags, project file and its tasks: values, types, the task graph
+    check_paths(args, opts.output_dir)  # nothing is created before every path is known to be usable
     warnings = setup_catalog(args)
     setup_server(args)
     client = check_model_choice(args)
     from ..governance.config import load_run_config
 
-    opts.config = load_run_config(opts.file_data, args.file, args.policy, opts.tasks)
+    opts.config = load_run_config(opts.sections, args.file, args.policy, opts.tasks)
     from .observers import load_observers, validate_observer_options
 
     validate_observer_options(args)
@@ -147,9 +148,11 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
         from .report_cmd import check_report_path
 
         check_report_path(args.report)
+    open_store(args.state_dir, create=False).close()  # an existing store is checked; nothing is made yet
     prepare_output_dir(opts.output_dir)
+    store = open_store(args.state_dir)  # made last: every check passed
     start_local_model(args, client)  # every check passed: let the model load while the run starts
-    return args, opts, warnings, loaded
+    return args, opts, warnings, loaded, store
 
 
 def _after(recording: StoreRecording, project_id: str, args: argparse.Namespace, console: Any) -> None:

@@ -11,11 +11,11 @@ another directory writes to the same place.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
+from ..config import read_document
 from ..domain.checkpoint import Checkpoint
 from .errors import UsageError
 from .project_file import RunOptions
@@ -43,14 +43,7 @@ def _absolute(path: str | None) -> str | None:
 
 def _policy_data(path: str | None) -> Any:
     """The policy file's data (already validated by the run's configuration)."""
-    if not path:
-        return None
-    text = Path(path).read_text(encoding="utf-8")
-    if path.lower().endswith(".json"):
-        return json.loads(text)
-    import yaml
-
-    return yaml.safe_load(text)
+    return read_document(path, what="policy") if path else None
 
 
 def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, Any]:
@@ -93,8 +86,8 @@ def rebuild(cp: Checkpoint, resume_args: argparse.Namespace) -> tuple[RunOptions
     source = cli.get("project_file") or "project file"
     opts.config = load_run_config(opts.file_data, source, None, tasks)
     if cli.get("policy_data") is not None:
-        extra = PolicySet.from_data(cli["policy_data"], cli.get("policy_file") or "--policy")
-        opts.config.policies = opts.config.policies.merged(extra)
+        opts.config = opts.config.with_policies(
+            PolicySet.from_data(cli["policy_data"], cli.get("policy_file") or "--policy"))
     args = argparse.Namespace(**vars(resume_args))
     for key in ("model", "local_model", "provider_url", "max_tasks", "cache_dir", "no_cache", "catalog", "profile"):
         setattr(args, key, cli.get(key))

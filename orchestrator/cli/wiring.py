@@ -18,6 +18,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any
                        run_settings: dict[str, Any] | None = None) -> Any:
     from ..domain.budget import Budget
     from ..engine import Orchestrator
+    from ..governance.config import RunConfig
     from ..llm.cache import ResponseCache
     from ..llm.client import UnifiedClient
 
@@ -28,7 +29,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any
                         project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
                         store=store, run_settings=run_settings,
                         sandbox=getattr(args, "resolved_sandbox", None) or getattr(args, "sandbox", None) or "auto",
-                        **(opts.config.engine_kwargs() if opts.config else {}))
+                        **(opts.config or RunConfig()).engine_kwargs())
     return orch
 
 

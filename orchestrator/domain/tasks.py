@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import ConfigError, unknown
-from .values import finite_number, text_value, whole_number
+from .errors import ConfigError
+from .values import finite_number, whole_number
 
 
 class TaskType(StrEnum):
@@ -93,64 +92,9 @@ class Task:
         return d
 
 
-# -- tasks a user wrote ------------------------------------------------------------------
-# What a user wrote is checked and kept as written, never repaired: a typo or a broken
-# graph is an error naming the task, so the run does what the file says or does not
-# start.  (Repairing belongs to model output: orchestrator.engine.planning.sanitize_tasks.)
-
-TASK_KEYS = ("id", "type", "prompt", "depends_on", "acceptance_threshold", "max_iterations", "max_output_tokens")
-
-
-def tasks_from_data(raw: Any) -> list[Task]:
-    """Tasks from project-file data (a list of mappings), every field checked, then the
-    graph (:func:`check_task_graph`).  Raises :class:`ConfigError` keyed ``tasks[i].field``."""
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError("must be a non-empty list of tasks", key="tasks")
-    tasks = []
-    for index, item in enumerate(raw):
-        try:
-            tasks.append(_task_from_data(item, index))
-        except ConfigError as exc:
-            raise exc.within(f"tasks[{index}]") from None
-    check_task_graph(tasks)
-    return tasks
-
-
-def _task_from_data(item: Any, index: int) -> Task:
-    if not isinstance(item, Mapping):
-        raise ConfigError(f"must be a mapping with at least 'prompt', got {item!r}")
-    for key in item:
-        if key not in TASK_KEYS:
-            raise ConfigError(unknown("key", key, TASK_KEYS), key=str(key))
-    task_id = _text(item.get("id", f"task_{index + 1}"), "id")
-    prompt = _text(item.get("prompt"), "prompt")
-    raw_type = item.get("type", TaskType.COMPLEX_REASONING.value)
-    try:
-        task_type = TaskType(raw_type)
-    except ValueError:
-        raise ConfigError(unknown("task type", raw_type, [t.value for t in TaskType]), key="type") from None
-    deps = item.get("depends_on", [])
-    if deps is None:
-        deps = []
-    if not isinstance(deps, list) or not all(isinstance(d, str) and d.strip() for d in deps):
-        raise ConfigError(f"must be a list of task ids (strings), e.g. [a, b], got {deps!r}", key="depends_on")
-    task = Task(id=task_id, type=task_type, prompt=prompt, depends_on=[d.strip() for d in deps],
-                acceptance_threshold=item.get("acceptance_threshold"), max_iterations=item.get("max_iterations"),
-                max_output_tokens=item.get("max_output_tokens"))
-    task.check_fields()
-    return task
-
-
-def _text(value: Any, key: str) -> str:
-    hint = f" (quote numbers: '{value}')" if isinstance(value, int | float) and not isinstance(value, bool) else ""
-    try:
-        text = text_value(value, what=f"a non-empty string{hint}")
-    except ConfigError as exc:
-        raise exc.within(key) from None
-    if not text.strip():
-        raise ConfigError(f"must be a non-empty string, got {value!r}", key=key)
-    return text.strip() if key == "id" else text
-
+# -- the task graph -------------------------------------------------------------------
+# Tasks a user wrote are checked by the project file's shape (orchestrator.cli.project_file)
+# and then here: what a user wrote is never repaired, a broken graph is an error naming the tasks.
 
 def check_task_graph(tasks: list[Task]) -> None:
     """Ids unique; every dependency names another task; no cycle.  Raises

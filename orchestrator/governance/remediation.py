@@ -60,13 +60,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
+from types import TracebackType
+from typing import Annotated, ClassVar
+
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from .. import attributes as attr
 from .. import events
-from ..domain.errors import ConfigError, unknown
+from ..config import convert
+from ..config.fields import Count, Fraction, NonNegative
+from ..domain.errors import ConfigError
 
 __all__ = [
     "Trigger", "Strategy", "Step", "RemediationConfig", "Situation", "Decision", "TaskRemediation",
@@ -107,15 +112,9 @@ STRATEGIES_FOR: dict[Trigger, tuple[Strategy, ...]] = {
 """Which strategies make sense for which trigger (a plan may use only these)."""
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Struct, frozen=True):
     strategy: Strategy
     max_attempts: int = 1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "strategy", Strategy(self.strategy))
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ConfigError(f"attempts must be a whole number >= 1, got {self.max_attempts!r}")
 
     def __str__(self) -> str:
         return f"{self.strategy.value} x{self.max_attempts}"
@@ -130,53 +129,29 @@ DEFAULT_PLANS: Mapping[Trigger, tuple[Step, ...]] = {
     Trigger.BUDGET_LOW: (Step(Strategy.DEGRADE_THRESHOLD, 1), Step(Strategy.FALLBACK_MODEL, 1)),
 }
 
-_SETTINGS = ("retry_delay_seconds", "degrade_step", "min_threshold", "budget_low_rounds")
 
-
-@dataclass(frozen=True)
-class RemediationConfig:
+class RemediationConfig(Struct, frozen=True):
     """Plans per trigger (a trigger not given keeps its default plan; an empty plan turns
-    remediation off for that trigger) and the strategies' settings."""
+    remediation off for that trigger) and the strategies' settings.  From file-shaped
+    data: :meth:`from_data`."""
 
-    plans: Mapping[Trigger, tuple[Step, ...]] = field(default_factory=lambda: dict(DEFAULT_PLANS))
+    plans: Mapping[Trigger, tuple[Step, ...]] = field(default_factory=dict)
     retry_delay_seconds: float = 1.0
     degrade_step: float = 0.1
     min_threshold: float = 0.5
     budget_low_rounds: float = 2.0
 
     def __post_init__(self) -> None:
-        plans = dict(DEFAULT_PLANS)
-        for trigger, steps in dict(self.plans).items():
-            try:
-                trig = Trigger(trigger)
-            except ValueError:
-                raise ConfigError(unknown("trigger", trigger, [t.value for t in Trigger]),
-                                  key=f"plans.{trigger}") from None
-            parsed = []
+        for trigger, steps in self.plans.items():
             for index, step in enumerate(steps):
-                try:
-                    parsed.append(_parse_step(step))
-                except ConfigError as exc:
-                    raise exc.within(f"plans.{trig.value}[{index}]") from None
-                if parsed[-1].strategy not in STRATEGIES_FOR[trig]:
-                    raise ConfigError(f"{parsed[-1].strategy.value} does not apply to {trig.value} (use: "
-                                      f"{', '.join(s.value for s in STRATEGIES_FOR[trig])})",
-                                      key=f"plans.{trig.value}[{index}]")
-            plans[trig] = tuple(parsed)
-        object.__setattr__(self, "plans", plans)
-        for name in _SETTINGS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-                raise ConfigError(f"must be a finite number >= 0, got {value!r}", key=name)
-            object.__setattr__(self, name, float(value))
-        if self.min_threshold > 1:
-            raise ConfigError(f"must be between 0 and 1, got {self.min_threshold:g}", key="min_threshold")
+                _check_applies(step, trigger, f"plans.{trigger.value}[{index}]")
 
     def plan(self, trigger: Trigger | str) -> tuple[Step, ...]:
-        return self.plans.get(Trigger(trigger), ())
+        trig = Trigger(trigger)
+        return self.plans[trig] if trig in self.plans else DEFAULT_PLANS[trig]
 
     @classmethod
-    def coerce(cls, value: Any, source: str = "remediation") -> RemediationConfig:
+    def coerce(cls, value: object, source: str = "remediation") -> RemediationConfig:
         if value is None:
             return cls()
         if isinstance(value, RemediationConfig):
@@ -184,56 +159,66 @@ class RemediationConfig:
         return cls.from_data(value, source)
 
     @classmethod
-    def from_data(cls, data: Any, source: str = "") -> RemediationConfig:
+    def from_data(cls, data: object, source: str = "") -> RemediationConfig:
         """``{plans: {llm_error: [auto_retry, {fallback_model: 2}]}, retry_delay_seconds: 2}``;
         the triggers may also be given at the top level.  One-line :class:`ConfigError`."""
-        try:
-            if data is None:
-                return cls()
-            if not isinstance(data, Mapping):
-                raise ConfigError(f"expected a mapping with 'plans' and settings, got {data!r}"[:200])
-            known = ["plans", *_SETTINGS, *(t.value for t in Trigger)]
-            plans: dict[str, Any] = {}
-            settings: dict[str, Any] = {}
-            for key, value in data.items():
-                if key == "plans":
-                    if not isinstance(value, Mapping):
-                        raise ConfigError("must map triggers to lists of strategies", key="plans")
-                    plans.update(value)
-                elif key in _SETTINGS:
-                    settings[key] = value
-                elif key in {t.value for t in Trigger}:
-                    plans[key] = value
-                else:
-                    raise ConfigError(unknown("key", key, known), key=str(key))
-            for trigger, steps in plans.items():
-                if steps is None:
-                    plans[trigger] = ()
-                elif not isinstance(steps, list):
-                    raise ConfigError(f"must be a list of strategies, got {steps!r}"[:200], key=f"plans.{trigger}")
-            return cls(cast(Mapping[Trigger, tuple[Step, ...]], plans), **settings)  # raw: __post_init__ parses it
-        except ConfigError as exc:
-            raise exc.within(source=source) from None
+        if data is None:
+            return cls()
+        shape: RemediationFile = convert(data, RemediationFile, source=source)
+        return shape.config()
 
     def describe(self) -> list[str]:
         return [f"{t.value}: {', '.join(str(s) for s in self.plan(t)) or '(none)'}" for t in Trigger]
 
 
-def _parse_step(item: Any) -> Step:
-    """``"auto_retry"``, ``{"fallback_model": 3}`` or a :class:`Step`."""
-    if isinstance(item, Step):
-        return item
-    if isinstance(item, str):
-        name, attempts = item, 1
-    elif isinstance(item, Mapping) and len(item) == 1:
-        (name, attempts), = item.items()
-    else:
-        raise ConfigError(f"a step is a strategy name or {{strategy: attempts}}, got {item!r}"[:200])
-    try:
-        strategy = Strategy(str(name))
-    except ValueError:
-        raise ConfigError(unknown("strategy", name, [s.value for s in Strategy])) from None
-    return Step(strategy, attempts)
+# -- the file shape (a project file's ``remediation`` key) -----------------------------------
+
+StepItem = Annotated[Strategy | dict[Strategy, Count],
+                     Meta(extra={"expected": "a strategy name or {strategy: attempts}", "noun": "strategy"})]
+Plan = Annotated[list[StepItem], Meta(extra={"expected": "a list of strategies"})] | None
+
+
+class RemediationFile(Struct, frozen=True, forbid_unknown_fields=True):
+    """What a file says: plans under ``plans`` or at the top level, and the settings."""
+
+    described_as: ClassVar[str] = "a mapping with 'plans' and settings"
+
+    plans: dict[Annotated[Trigger, Meta(extra={"noun": "trigger"})], Plan] | None = None
+    llm_error: Plan | UnsetType = UNSET
+    validation_failed: Plan | UnsetType = UNSET
+    score_below_threshold: Plan | UnsetType = UNSET
+    budget_low: Plan | UnsetType = UNSET
+    retry_delay_seconds: NonNegative = 1.0
+    degrade_step: NonNegative = 0.1
+    min_threshold: Fraction = 0.5
+    budget_low_rounds: NonNegative = 2.0
+
+    def __post_init__(self) -> None:
+        self.config()  # the plans' meaning: one strategy per step, each one that applies to its trigger
+
+    def config(self) -> RemediationConfig:
+        plans: dict[Trigger, tuple[Step, ...]] = {}
+        written = [(f"plans.{t.value}", t, p) for t, p in (self.plans or {}).items()]
+        written += [(t.value, t, getattr(self, t.value)) for t in Trigger if getattr(self, t.value) is not UNSET]
+        for key, trigger, items in written:
+            plans[trigger] = tuple(_step(item, f"{key}[{i}]", trigger) for i, item in enumerate(items or ()))
+        return RemediationConfig(plans, self.retry_delay_seconds, self.degrade_step, self.min_threshold,
+                                 self.budget_low_rounds)
+
+
+def _step(item: Strategy | dict[Strategy, int], key: str, trigger: Trigger) -> Step:
+    if isinstance(item, dict) and len(item) != 1:
+        shown = {s.value: n for s, n in item.items()}
+        raise ConfigError(f"a step is a strategy name or {{strategy: attempts}}, got {shown!r}"[:200], key=key)
+    step = Step(*next(iter(item.items()))) if isinstance(item, dict) else Step(item)
+    _check_applies(step, trigger, key)
+    return step
+
+
+def _check_applies(step: Step, trigger: Trigger, key: str) -> None:
+    if step.strategy not in STRATEGIES_FOR[trigger]:
+        raise ConfigError(f"{step.strategy.value} does not apply to {trigger.value} (use: "
+                          f"{', '.join(s.value for s in STRATEGIES_FOR[trigger])})", key=key)
 
 
 @dataclass(frozen=True)
@@ -281,24 +266,26 @@ class Attempt:
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
         self.success = False
-        self._handle: Any = None
+        self._handle: events.PairContext | None = None
 
-    def set_attribute(self, key: str, value: Any) -> None:
-        self._handle.set_attribute(key, value)
+    def set_attribute(self, key: str, value: events.AttributeValue) -> None:
+        if self._handle is not None:
+            self._handle.set_attribute(key, value)
 
     def __enter__(self) -> Attempt:
         d = self.decision
-        self._handle = events.traced_remediation(d.strategy.value, d.trigger.value).__enter__()
-        self._handle.set_attribute(attr.REMEDIATION_ATTEMPT, d.attempt)
+        handle = self._handle = events.traced_remediation(d.strategy.value, d.trigger.value).__enter__()
+        handle.set_attribute(attr.REMEDIATION_ATTEMPT, d.attempt)
         if d.situation.detail:
             # the detail quotes evaluators and validators: model text, shown only with content capture
-            self._handle.set_attribute(attr.REMEDIATION_DETAIL, events.ModelText(d.situation.detail[:300]))
+            handle.set_attribute(attr.REMEDIATION_DETAIL, events.ModelText(d.situation.detail[:300]))
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._handle.set_attribute(attr.REMEDIATION_SUCCESS, bool(self.success) and exc is None)
-        self._handle.__exit__(exc_type, exc, tb)
-        return None
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._handle is not None:
+            self._handle.set_attribute(attr.REMEDIATION_SUCCESS, bool(self.success) and exc is None)
+            self._handle.__exit__(exc_type, exc, tb)
 
 
 class TaskRemediation:
@@ -363,7 +350,7 @@ class RemediationEngine:
         return Attempt(decision)
 
     @classmethod
-    def coerce(cls, value: Any, source: str = "remediation") -> RemediationEngine:
+    def coerce(cls, value: object, source: str = "remediation") -> RemediationEngine:
         if isinstance(value, RemediationEngine):
             return value
         return cls(RemediationConfig.coerce(value, source))

@@ -38,9 +38,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from ..domain.errors import ConfigError, unknown
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from ..config import convert as load_data
+from ..config import key_text
+from ..config.fields import Name
+from ..domain.errors import ConfigError, join_key, unknown
 from ..domain.tasks import Task, TaskType
 from .sandbox import Sandbox, SandboxUnavailable, clean_env
 from .sandbox import current as current_sandbox
@@ -98,7 +103,7 @@ def python_syntax(output: str, task: Task | None = None) -> ValidationResult:
     return ValidationResult("python_syntax", True)
 
 
-def json_valid(output: str, task: Task | None = None, *, schema: Mapping[str, Any] | None = None) -> ValidationResult:
+def json_valid(output: str, task: Task | None = None, *, schema: Mapping[str, object] | None = None) -> ValidationResult:
     try:
         data = json.loads(extract_json_text(output))
     except ValueError as exc:
@@ -303,25 +308,25 @@ def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0
 # Registry, specs and configuration
 # ---------------------------------------------------------------------------------------
 
-def _positive_number(value: Any) -> float:
+def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValueError(f"must be a finite number > 0, got {value!r}")
     return float(value)
 
 
-def _count(value: Any) -> int:
+def _count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"must be a whole number >= 0, got {value!r}")
     return value
 
 
-def _boolean(value: Any) -> bool:
+def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
     return value
 
 
-def _json_schema(value: Any) -> dict[str, Any]:
+def _json_schema(value: object) -> dict[str, object]:
     if not isinstance(value, Mapping):
         raise ValueError(f"must be a JSON schema object, got {value!r}"[:200])
     import jsonschema
@@ -333,7 +338,7 @@ def _json_schema(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _rules(value: Any) -> str:
+def _rules(value: object) -> str:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not items or not all(
             isinstance(i, str) and re.fullmatch(r"[A-Z]+[0-9]*", i.strip()) for i in items):
@@ -375,30 +380,19 @@ def register_validator(name: str, func: Validator, *, options: Mapping[str, Call
 
 @dataclass(frozen=True)
 class ValidatorSpec:
-    """A validator by name with its options, e.g. ``ValidatorSpec("pytest", {"timeout": 30})``."""
+    """A validator by name with its options, e.g. ``ValidatorSpec("pytest", {"timeout": 30.0})``.
+    Construction checks the name and every option (each option's converter must accept
+    its value); :meth:`of` also converts them (``select: [F]`` to ``"F"``)."""
 
     name: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        entry = _REGISTRY.get(self.name)
-        if entry is None:
-            raise ConfigError(unknown("validator", self.name, _REGISTRY))
-        clean = {}
-        for key, value in dict(self.options or {}).items():
-            convert = entry.options.get(key)
-            if convert is None:
-                known = list(entry.options) or ["(none)"]
-                raise ConfigError(unknown(f"option of {self.name}", key, known), key=f"{self.name}.{key}")
-            try:
-                clean[key] = convert(value)
-            except ValueError as exc:
-                raise ConfigError(str(exc), key=f"{self.name}.{key}") from None
-        if self.name == "length":
-            for low, high in (("min_chars", "max_chars"), ("min_words", "max_words")):
-                if low in clean and high in clean and clean[low] > clean[high]:
-                    raise ConfigError(f"{low} {clean[low]} is more than {high} {clean[high]}", key=f"length.{low}")
-        object.__setattr__(self, "options", clean)
+        _options(self.name, self.options)
+
+    @classmethod
+    def of(cls, name: str, options: Mapping[str, object] | None = None) -> ValidatorSpec:
+        return cls(name, _options(name, options or {}))
 
     @property
     def expensive(self) -> bool:
@@ -407,19 +401,29 @@ class ValidatorSpec:
     def __call__(self, output: str, task: Task | None = None) -> ValidationResult:
         return _REGISTRY[self.name].func(output, task, **self.options)
 
-    @classmethod
-    def parse(cls, item: Any) -> ValidatorSpec:
-        """``"pytest"``, ``{"pytest": {"timeout": 30}}`` or ``{"pytest": null}``."""
-        if isinstance(item, ValidatorSpec):
-            return item
-        if isinstance(item, str):
-            return cls(item)
-        if isinstance(item, Mapping) and len(item) == 1:
-            (name, options), = item.items()
-            if options is not None and not isinstance(options, Mapping):
-                raise ConfigError(f"options of {name} must be a mapping, got {options!r}"[:200], key=str(name))
-            return cls(str(name), dict(options or {}))
-        raise ConfigError(f"a validator is a name or a one-key mapping {{name: {{options}}}}, got {item!r}"[:200])
+
+def _options(name: str, options: Mapping[str, object]) -> dict[str, object]:
+    """The options converted by the validator's converters; :class:`ConfigError` keyed
+    ``name.option`` for an unknown name or option or a value a converter refuses."""
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        raise ConfigError(unknown("validator", name, _REGISTRY))
+    clean = {}
+    for key, value in options.items():
+        convert = entry.options.get(key)
+        if convert is None:
+            known = list(entry.options) or ["(none)"]
+            raise ConfigError(unknown(f"option of {name}", key, known), key=f"{name}.{key}")
+        try:
+            clean[key] = convert(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=f"{name}.{key}") from None
+    if name == "length":
+        for low, high in (("min_chars", "max_chars"), ("min_words", "max_words")):
+            lo, hi = clean.get(low), clean.get(high)
+            if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+                raise ConfigError(f"{low} {lo} is more than {high} {hi}", key=f"length.{low}")
+    return clean
 
 
 def _specs(*names: str) -> tuple[ValidatorSpec, ...]:
@@ -440,26 +444,21 @@ DEFAULT_VALIDATORS: dict[TaskType, tuple[ValidatorSpec, ...]] = {
 @dataclass(frozen=True)
 class ValidatorConfig:
     """Validators per task type (a given type replaces its defaults; types not given
-    keep theirs) and per task id (replaces its type's list)."""
+    keep theirs) and per task id (replaces its type's list).  From file-shaped data:
+    :meth:`from_data`."""
 
     by_type: Mapping[TaskType, tuple[ValidatorSpec, ...]] = field(default_factory=dict)
     by_task: Mapping[str, tuple[ValidatorSpec, ...]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_type", {TaskType(k): tuple(ValidatorSpec.parse(s) for s in v)
-                                             for k, v in self.by_type.items()})
-        object.__setattr__(self, "by_task", {str(k): tuple(ValidatorSpec.parse(s) for s in v)
-                                             for k, v in self.by_task.items()})
-
     def for_task(self, task: Task) -> tuple[ValidatorSpec, ...]:
         if task.id in self.by_task:
-            return self.by_task[task.id]
+            return tuple(self.by_task[task.id])
         if task.type in self.by_type:
-            return self.by_type[task.type]
+            return tuple(self.by_type[task.type])
         return DEFAULT_VALIDATORS.get(task.type, _specs("not_empty"))
 
     @classmethod
-    def coerce(cls, value: Any, source: str = "validators") -> ValidatorConfig:
+    def coerce(cls, value: object, source: str = "validators") -> ValidatorConfig:
         if value is None:
             return cls()
         if isinstance(value, ValidatorConfig):
@@ -467,44 +466,61 @@ class ValidatorConfig:
         return cls.from_data(value, source)
 
     @classmethod
-    def from_data(cls, data: Any, source: str = "") -> ValidatorConfig:
+    def from_data(cls, data: object, source: str = "") -> ValidatorConfig:
         """``{code_generation: [python_syntax, {pytest: {timeout: 30}}], tasks: {t1: [json]}}``."""
-        try:
-            return cls._parse(data)
-        except ConfigError as exc:
-            raise exc.within(source=source) from None
-
-    @classmethod
-    def _parse(cls, data: Any) -> ValidatorConfig:
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"expected a mapping of task types (and 'tasks') to lists of validators, got {data!r}"[:200])
-        known = [t.value for t in TaskType] + ["tasks"]
-        by_type: dict[TaskType, tuple[ValidatorSpec, ...]] = {}
-        by_task: dict[str, tuple[ValidatorSpec, ...]] = {}
-        for key, value in data.items():
-            if key == "tasks":
-                if not isinstance(value, Mapping):
-                    raise ConfigError("must map task ids to lists of validators", key="tasks")
-                for tid, items in value.items():
-                    by_task[str(tid)] = _parse_specs(items, f"tasks.{tid}")
-                continue
-            if key not in known:
-                raise ConfigError(unknown("task type", key, known), key=str(key))
-            by_type[TaskType(key)] = _parse_specs(value, str(key))
-        return cls(by_type, by_task)
+        shape: ValidatorsFile = load_data(data, ValidatorsFile, source=source)
+        return shape.config()
 
 
-def _parse_specs(items: Any, key: str) -> tuple[ValidatorSpec, ...]:
-    if items is None:
-        return ()
-    if not isinstance(items, list):
-        raise ConfigError(f"must be a list of validators, got {items!r}"[:200], key=key)
+# -- the file shape (a project file's ``validators`` key) ------------------------------------
+
+ValidatorItem = Annotated[str | dict[str, dict[str, object] | None],
+                          Meta(extra={"expected": "a validator name or a one-key mapping {name: {options}}"})]
+ValidatorList = Annotated[list[ValidatorItem], Meta(extra={"expected": "a list of validators"})] | None
+
+
+class ValidatorsFile(Struct, frozen=True, forbid_unknown_fields=True):
+    """Lists of validators per task type, and per task id under ``tasks``; a type or task
+    not given keeps its defaults, ``null`` or ``[]`` runs none."""
+
+    described_as: ClassVar[str] = "a mapping of task types (and 'tasks') to lists of validators"
+    unknown_key_noun: ClassVar[str] = "task type"
+
+    code_generation: ValidatorList | UnsetType = UNSET
+    code_review: ValidatorList | UnsetType = UNSET
+    complex_reasoning: ValidatorList | UnsetType = UNSET
+    creative_writing: ValidatorList | UnsetType = UNSET
+    data_extraction: ValidatorList | UnsetType = UNSET
+    summarization: ValidatorList | UnsetType = UNSET
+    evaluation: ValidatorList | UnsetType = UNSET
+    tasks: dict[Name, ValidatorList] | None = None
+
+    def __post_init__(self) -> None:
+        self.config()  # the names and options exist and are valid: checked while the file is read
+
+    def config(self) -> ValidatorConfig:
+        by_type = {t: _parse_specs(getattr(self, t.value), t.value) for t in TaskType
+                   if getattr(self, t.value) is not UNSET}
+        by_task = {tid: _parse_specs(items, join_key("tasks", key_text(tid)))
+                   for tid, items in (self.tasks or {}).items()}
+        return ValidatorConfig(by_type, by_task)
+
+
+def _parse_specs(items: list[str | dict[str, dict[str, object] | None]] | None,
+                 key: str) -> tuple[ValidatorSpec, ...]:
     out = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(items or ()):
         try:
-            out.append(ValidatorSpec.parse(item))
+            if isinstance(item, str):
+                out.append(ValidatorSpec.of(item))
+            elif len(item) == 1:
+                (name, options), = item.items()
+                out.append(ValidatorSpec.of(name, options))
+            else:
+                raise ConfigError(f"a validator is a name or a one-key mapping {{name: {{options}}}}, got {item!r}"
+                                  [:200])
         except ConfigError as exc:
             raise exc.within(f"{key}[{index}]") from None
     return tuple(out)

@@ -44,9 +44,9 @@ def test_usage_errors_are_one_line_and_exit_2(argv, fragment, capsys):
 
 @pytest.mark.parametrize("content, fragment", [
     ("project: [unclosed", "not valid YAML"),
-    ("- just\n- a list\n", "expected a mapping"),
+    ("- just\n- a list\n", "must be a mapping with at least 'project'"),
     ("project: x\ncriteria: y\nbudjet_usd: 3\n", "unknown key 'budjet_usd'"),
-    ("project: x\nbudget_usd: lots\n", "budget_usd must be a number >= 0"),
+    ("project: x\nbudget_usd: lots\n", "budget_usd: must be a finite number >= 0"),
     ("project: x\ntasks:\n  - id: a\n    type: poetry\n    prompt: p\n", "tasks[0].type: unknown task type 'poetry'"),
     ("criteria: only criteria\n", "no project given"),
 ])

@@ -170,7 +170,7 @@ def test_policy_command_usage(argv, capsys):
 
 @pytest.mark.parametrize("section, fragment", [
     ("policies:\n  - name: a\n    enforcement_mode: strict\n", "policies[0].enforcement_mode: unknown mode 'strict'"),
-    ("remediation:\n  llm_error: [retry]\n", "remediation.plans.llm_error[0]: unknown strategy 'retry'"),
+    ("remediation:\n  llm_error: [retry]\n", "remediation.llm_error[0]: unknown strategy 'retry'"),
     ("validators:\n  code_generation: [pylint]\n", "validators.code_generation[0]: unknown validator 'pylint'"),
     ("tasks:\n  - id: a\n    prompt: p\npolicies:\n  tasks:\n    b:\n      - name: x\n        requires: [offline]\n",
      "policies.tasks.b: no task has the id 'b' (tasks: a)"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -47,15 +48,15 @@ def test_hard_soft_monitor_semantics():
     engine = PolicyEngine()
     profile = ModelProfile.from_catalog("gpt-4o")
     cost = Policy("cheap", max_cost_per_call_usd=0.001)
-    where = Policy("no_openai", blocked_providers=["openai"])
+    where = Policy("no_openai", blocked_providers=("openai",))
     for mode, passed_cost, passed_where in (("hard", False, False), ("soft", True, False),
                                             ("monitor", True, True)):
-        c = engine.evaluate("gpt-4o", profile, [Policy(**{**cost.to_dict(), "enforcement_mode": mode})])
-        w = engine.evaluate("gpt-4o", profile, [Policy(**{**where.to_dict(), "enforcement_mode": mode})])
+        c = engine.evaluate("gpt-4o", profile, [Policy.from_data({**cost.to_dict(), "enforcement_mode": mode})])
+        w = engine.evaluate("gpt-4o", profile, [Policy.from_data({**where.to_dict(), "enforcement_mode": mode})])
         assert (c.passed, w.passed) == (passed_cost, passed_where), mode
         assert len(c.violations) == 1 and len(w.violations) == 1  # always recorded
         assert c.mode == EnforcementMode(mode)
-    ok = engine.evaluate("gpt-4o", profile, [Policy("fine", allowed_providers=["openai"], requires=["no_train"])])
+    ok = engine.evaluate("gpt-4o", profile, [Policy("fine", allowed_providers=("openai",), requires=("no_train",))])
     assert ok.passed and ok.violations == () and ok.mode == EnforcementMode.HARD
 
 
@@ -63,8 +64,8 @@ def test_every_constraint_is_checked():
     engine = PolicyEngine()
     slow = ModelProfile.from_catalog("deepseek-chat", observed_latency_ms=9000)
     result = engine.evaluate("deepseek-chat", slow, [Policy(
-        "all", allowed_providers=["openai", "anthropic"], blocked_models=["deepseek-chat"],
-        allowed_regions=["us"], requires=["no_train"], max_latency_ms=2000, max_cost_per_task_usd=0.0001)],
+        "all", allowed_providers=("openai", "anthropic"), blocked_models=("deepseek-chat",),
+        allowed_regions=("us",), requires=("no_train",), max_latency_ms=2000, max_cost_per_task_usd=0.0001)],
         call_cost_usd=0.00005, task_cost_usd=0.01)
     assert {v.constraint for v in result.violations} == {
         "allowed_providers", "blocked_models", "allowed_regions", "requires", "max_latency_ms",
@@ -77,8 +78,8 @@ def test_every_constraint_is_checked():
 
 def test_check_sends_a_pair_and_enforce_names_task_policies_and_reason(orchestrator_events):
     engine = PolicyEngine()
-    policies = [Policy("eu_only", allowed_regions=["local"]), Policy("watch", max_cost_per_call_usd=0.5,
-                                                                     enforcement_mode="monitor")]
+    policies = [Policy("eu_only", allowed_regions=("local",)), Policy("watch", max_cost_per_call_usd=0.5,
+                                                                     enforcement_mode=EnforcementMode.MONITOR)]
     result = engine.check("gpt-4.1", None, policies)
     assert not result.passed
     (start, finish), = orchestrator_events.pairs("policy_check")
@@ -106,9 +107,15 @@ def test_check_sends_a_pair_and_enforce_names_task_policies_and_reason(orchestra
     ({"skippable_validators": ["pylint"]}, "unknown validator 'pylint'"),
 ])
 def test_bad_policies_are_one_line_errors(kwargs, fragment):
+    """From data (what a file gives) every problem is one line; built in Python with the
+    declared types, the checks of meaning (names, contradictions) still run."""
     with pytest.raises(ConfigError) as info:
-        Policy("p", **kwargs)
+        Policy.from_data({"name": "p", **kwargs})
     assert fragment in str(info.value) and "\n" not in str(info.value)
+    typed = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if all(isinstance(v, tuple) and all(isinstance(i, str) for i in v) for v in typed.values()):
+        with pytest.raises(ConfigError, match=re.escape(fragment)):
+            Policy("p", **typed)
 
 
 def test_overrides_by_name_apply_only_the_given_fields():
@@ -129,11 +136,64 @@ def test_overrides_by_name_apply_only_the_given_fields():
         ("base", EnforcementMode.HARD, 0.5)]
 
 
+def test_a_task_entry_applies_on_the_base_of_the_tasks_own_type():
+    """A task's entry is read once and applied on whichever base the task's type gives
+    (no copy of it made against one base and used for every type)."""
+    pset = PolicySet.from_data({
+        "policies": [{"name": "base", "max_cost_per_call_usd": 0.5}],
+        "task_types": {"code_generation": [{"name": "base", "enforcement_mode": "monitor",
+                                            "blocked_providers": ["kimi"]}],
+                       "summarization": [{"name": "base", "requires": ["no_train"]}]},
+        "tasks": {"t1": [{"name": "base", "max_cost_per_task_usd": 2}]},
+    }, "inline")
+    code, = pset.for_task(Task("t1", TaskType.CODE_GENERATION, "p"))
+    summary, = pset.for_task(Task("t1", TaskType.SUMMARIZATION, "p"))
+    other, = pset.for_task(Task("t1", TaskType.DATA_EXTRACTION, "p"))
+    assert (code.enforcement_mode, code.blocked_providers, code.requires, code.max_cost_per_task_usd) == (
+        EnforcementMode.MONITOR, ("kimi",), (), 2.0)
+    assert (summary.enforcement_mode, summary.blocked_providers, summary.requires) == (
+        EnforcementMode.HARD, (), ("no_train",))
+    assert other == Policy("base", max_cost_per_call_usd=0.5, max_cost_per_task_usd=2.0)
+    assert pset.for_task(Task("t2", TaskType.DATA_EXTRACTION, "p")) == (Policy("base", max_cost_per_call_usd=0.5),)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"policies": [{"name": "b", "blocked_providers": ["openai"]}],
+      "tasks": {"t1": [{"name": "b", "allowed_models": ["gpt-4o"]}]}},
+     "inline: tasks.t1[0].allowed_models: allowed model 'gpt-4o' is served by provider 'openai', which this "
+     "policy does not allow"),
+    ({"policies": [{"name": "base", "allowed_providers": ["openai", "local"]}],
+      "task_types": {"code_generation": [{"name": "no_openai", "blocked_providers": ["openai"]}]},
+      "tasks": {"t1": [{"name": "only_openai", "allowed_providers": ["openai"]}]}},
+     "inline: tasks.t1: policies base, no_openai, only_openai together leave no provider (allowed_providers "
+     "minus blocked_providers is empty)"),
+    ({"policies": [{"name": "a"}, {"name": "a", "requires": ["offline"]}]},
+     "inline: policies[1].name: duplicate policy name 'a'"),
+    ({"policies": [{"name": "a"}], "global": [{"name": "b"}]},
+     "inline: global: give the global policies once, under 'policies' or 'global', not both"),
+])
+def test_what_only_the_combination_shows_is_located_at_the_entry(data, message):
+    with pytest.raises(ConfigError) as info:
+        PolicySet.from_data(data, "inline")
+    assert str(info.value) == message
+
+
+def test_merging_a_second_file_checks_the_result_and_names_that_file():
+    project = PolicySet.from_data({"policies": [{"name": "where", "blocked_providers": ["openai"]}]}, "project.yaml")
+    flag = PolicySet.from_data({"policies": [{"name": "where", "allowed_models": ["gpt-4o"]}]}, "flag.yaml")
+    with pytest.raises(ConfigError, match=r"^flag.yaml: policies\[0\]\.allowed_models: allowed model 'gpt-4o' is "
+                                          "served by provider 'openai'"):
+        project.merged(flag)
+    merged = project.merged(PolicySet.from_data({"policies": [{"name": "where", "requires": ["no_train"]}]}, "f"))
+    assert merged.for_project() == (Policy("where", blocked_providers=("openai",), requires=("no_train",)),)
+    assert project.for_project() == (Policy("where", blocked_providers=("openai",)),)  # unchanged
+
+
 # -- in the engine ----------------------------------------------------------------------
 
 async def test_hard_policy_blocks_the_first_candidate_and_the_next_is_used(orchestrator_events):
     provs = providers("google", "openai")
-    policy = Policy("no_google", blocked_providers=["google"])
+    policy = Policy("no_google", blocked_providers=("google",))
     state = await orch(provs, policies=[policy]).run_project("Summarize the notes", "short")
     result = state.results["t"]
     assert result.status == TaskStatus.COMPLETED
@@ -155,7 +215,7 @@ def test_the_trace_shows_failed_and_passed_policy_check_spans_under_the_task(spa
     import asyncio
 
     provs = providers("google", "openai")
-    state = asyncio.run(orch(provs, policies=[Policy("no_google", blocked_providers=["google"])])
+    state = asyncio.run(orch(provs, policies=[Policy("no_google", blocked_providers=("google",))])
                         .run_project("Summarize the notes", "short"))
     assert state.status == ProjectStatus.SUCCESS
     task = span_exporter.by_name("task:t")
@@ -173,7 +233,7 @@ def test_the_trace_shows_failed_and_passed_policy_check_spans_under_the_task(spa
 
 async def test_reviewers_are_policy_checked_too():
     provs = providers("openai", "local")
-    policy = Policy("local_only", allowed_providers=["local"])
+    policy = Policy("local_only", allowed_providers=("local",))
     state = await orch(provs, policies=[policy]).run_project("Summarize", "short")
     assert state.results["t"].model_used == state.results["t"].reviewer_model == "smollm2-135m"
     assert provs["openai"].requests == []
@@ -182,7 +242,7 @@ async def test_reviewers_are_policy_checked_too():
 async def test_a_policy_no_model_satisfies_stops_the_run_before_any_spend(orchestrator_events):
     provs = providers("openai", "local")
     budget = Budget(5.0, 600)
-    policy = Policy("anthropic_only", allowed_providers=["anthropic"])
+    policy = Policy("anthropic_only", allowed_providers=("anthropic",))
     with pytest.raises(PolicyViolationError) as info:
         await orch(provs, budget=budget, policies=[policy]).run_project("Summarize", "short")
     message = str(info.value)
@@ -197,7 +257,7 @@ async def test_a_policy_no_model_satisfies_stops_the_run_before_any_spend(orches
 
 async def test_a_task_no_model_may_serve_fails_with_the_message_and_the_others_run(orchestrator_events):
     provs = providers("openai", "local")
-    pset = PolicySet(by_task={"secret": (Policy("offline_only", requires=["offline"]),
+    pset = PolicySet(by_task={"secret": (Policy("offline_only", requires=("offline",)),
                                          Policy("cheap", max_cost_per_call_usd=1e-9))})
     tasks = [Task("secret", TaskType.SUMMARIZATION, "summarize secrets"),
              Task("public", TaskType.SUMMARIZATION, "summarize news")]
@@ -214,8 +274,8 @@ async def test_a_task_no_model_may_serve_fails_with_the_message_and_the_others_r
 
 async def test_soft_mode_warns_on_cost_but_blocks_on_provider(orchestrator_events, caplog):
     provs = providers("google", "openai", "local")
-    soft = [Policy("budgetary", max_cost_per_call_usd=1e-7, enforcement_mode="soft"),
-            Policy("no_google", blocked_providers=["google"], enforcement_mode="soft")]
+    soft = [Policy("budgetary", max_cost_per_call_usd=1e-7, enforcement_mode=EnforcementMode.SOFT),
+            Policy("no_google", blocked_providers=("google",), enforcement_mode=EnforcementMode.SOFT)]
     with caplog.at_level(logging.WARNING, logger="orchestrator.policy"):
         state = await orch(provs, policies=soft).run_project("Summarize", "short")
     result = state.results["t"]
@@ -231,7 +291,7 @@ async def test_soft_mode_warns_on_cost_but_blocks_on_provider(orchestrator_event
 
 async def test_monitor_mode_blocks_nothing_and_records_everything(orchestrator_events):
     provs = providers("google", "openai")
-    watch = [Policy("watch", blocked_providers=["google"], enforcement_mode="monitor")]
+    watch = [Policy("watch", blocked_providers=("google",), enforcement_mode=EnforcementMode.MONITOR)]
     state = await orch(provs, policies=watch).run_project("Summarize", "short")
     assert state.results["t"].model_used == "gemini-3.5-flash-lite"
     (start, finish), *_ = task_pairs(orchestrator_events, "t", "policy_check")

@@ -85,7 +85,7 @@ def test_budget_low_degrades_first_then_moves_to_a_cheaper_model():
 
 
 def test_skip_validator_only_where_a_policy_allows_it():
-    cfg = RemediationConfig({"validation_failed": ["skip_validator", "abort_task"]})
+    cfg = RemediationConfig.from_data({"validation_failed": ["skip_validator", "abort_task"]})
     failed = Situation(Trigger.VALIDATION_FAILED, rounds_left=2, failed_validators=("pytest",))
     assert TaskRemediation(cfg).decide(failed).strategy == Strategy.ABORT_TASK
     allowed = Situation(Trigger.VALIDATION_FAILED, rounds_left=2, failed_validators=("pytest",),
@@ -103,11 +103,12 @@ def test_plans_from_data_and_their_one_line_errors():
     assert cfg.retry_delay_seconds == 2.0
     for data, fragment in (
         ({"plans": {"llm_eror": []}}, "plans.llm_eror: unknown trigger 'llm_eror' (did you mean 'llm_error'?"),
-        ({"llm_error": ["retry"]}, "plans.llm_error[0]: unknown strategy 'retry'"),
-        ({"llm_error": ["degrade_threshold"]}, "plans.llm_error[0]: degrade_threshold does not apply to llm_error"),
-        ({"llm_error": [{"auto_retry": 0}]}, "plans.llm_error[0]: attempts must be a whole number >= 1"),
+        ({"llm_error": ["retry"]}, "llm_error[0]: unknown strategy 'retry'"),
+        ({"llm_error": ["degrade_threshold"]}, "llm_error[0]: degrade_threshold does not apply to llm_error"),
+        ({"plans": {"llm_error": ["skip_validator"]}}, "plans.llm_error[0]: skip_validator does not apply"),
+        ({"llm_error": [{"auto_retry": 0}]}, "llm_error[0].auto_retry: must be a whole number >= 1"),
         ({"retry_delay": 1}, "unknown key 'retry_delay'"),
-        ({"min_threshold": 2}, "min_threshold: must be between 0 and 1"),
+        ({"min_threshold": 2}, "min_threshold: must be a number between 0 and 1"),
     ):
         with pytest.raises(ConfigError) as info:
             RemediationConfig.from_data(data, "plan.yaml")
@@ -225,7 +226,7 @@ async def test_code_that_fails_pytest_gets_validation_failed_remediation_and_a_n
 async def test_skip_validator_when_the_policy_allows_it(orchestrator_events):
     provider = ScriptedProvider(name="local", answer=BROKEN)
     tasks = [Task("add", TaskType.CODE_GENERATION, "write add")]
-    policy = Policy("lenient", skippable_validators=["pytest"])
+    policy = Policy("lenient", skippable_validators=("pytest",))
     state = await Orchestrator(budget=Budget(5.0, 600), client=_client({"local": provider}), project_tasks=tasks,
                                policies=[policy], remediation={"validation_failed": ["skip_validator"]}
                                ).run_project("p", "c")

@@ -63,6 +63,23 @@ def _unreadable_cache(base: Path) -> None:
     db.chmod(0)
 
 
+def _fifo(name: str) -> Callable[[Path], None]:
+    def make(base: Path) -> None:
+        os.mkfifo(base / name)
+    return make
+
+
+LONG_NAME = "n" * 300  # over the 255 bytes a file name may have
+# nine levels of nine aliases, under 1 KB: 387 million strings once expanded
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+def _deep(depth: int, json: bool = False) -> str:
+    inner = "[" * depth + "]" * depth
+    return f'{{"policies": {inner}}}' if json else f"policies: {inner}\n"
+
+
 F = ["-f", "{d}/p.yaml"]
 ROWS = [
     # -- numbers from flags
@@ -122,6 +139,26 @@ ROWS = [
         setup=_mkdir("evdir"), defaults=False),
     Row("events-jsonl-missing-dir", ["-p", "x", "--events-jsonl", "{d}/nodir/e.jsonl"], "no such directory",
         defaults=False),
+    # -- every path checked before anything is created
+    Row("output-dir-name-too-long", ["-p", "x", "-o", f"{{d}}/{LONG_NAME}"], "a name in it is too long (300 bytes",
+        defaults=False),
+    Row("events-jsonl-fifo", ["-p", "x", "--events-jsonl", "{d}/fifo", "-o", "{d}/out"],
+        "--events-jsonl {d}/fifo: is not a regular file (a pipe or socket)", setup=_fifo("fifo"),
+        defaults=False),
+    Row("events-jsonl-name-too-long", ["-p", "x", "--events-jsonl", f"{{d}}/{LONG_NAME}", "-o", "{d}/out"],
+        "a name in it is too long", defaults=False),
+    Row("state-dir-is-a-file", ["-p", "x", "--state-dir", "{d}/taken"], "--state-dir {d}/taken: exists and is not "
+        "a directory", files={"taken": "a file"}),
+    Row("state-dir-name-too-long", ["-p", "x", "--state-dir", f"{{d}}/{LONG_NAME}"], "a name in it is too long"),
+    Row("cache-dir-name-too-long", ["-p", "x", "--cache-dir", f"{{d}}/{LONG_NAME}", "-o", "{d}/out"],
+        "a name in it is too long", defaults=False),
+    Row("local-model-fifo", ["-p", "x", "--local-model", "{d}/fifo"], "is not a regular file", setup=_fifo("fifo")),
+    Row("resume-output-dir-name-too-long", ["resume", "proj-0123456789ab", "-o", f"{{d}}/{LONG_NAME}",
+                                            "--state-dir", "{d}/state"], "a name in it is too long", defaults=False),
+    Row("resume-state-dir-is-a-file", ["resume", "proj-0123456789ab", "--state-dir", "{d}/taken"],
+        "exists and is not a directory", files={"taken": "a file"}, defaults=False),
+    Row("resume-events-jsonl-fifo", ["resume", "proj-0123456789ab", "--events-jsonl", "{d}/fifo", "--state-dir",
+                                     "{d}/state"], "is not a regular file", setup=_fifo("fifo"), defaults=False),
     # -- policy and catalog files
     Row("policy-missing", ["-p", "x", "--policy", "{d}/none.yaml"], "none.yaml"),
     Row("policy-nan", ["-p", "x", "--policy", "{d}/pol.yaml"], "must be a finite number > 0",
@@ -132,37 +169,66 @@ ROWS = [
         files={"pol.yaml": "policies:\n  - name: p\n    blocked_provider: [kimi]\n"}),
     Row("catalog-bad-price", ["-p", "x", "--catalog", "{d}/cat.toml"], "must be a number >= 0",
         files={"cat.toml": '[models."gpt-6.1-sol"]\nprice = { input = "cheap", output = 1 }\n'}),
+    # -- what the loader refuses before parsing further: aliases, duplicate keys, depth, size, non-files
+    Row("policy-duplicate-key-json", ["-p", "x", "--policy", "{d}/pol.json"], "pol.json: duplicate key 'policies'",
+        files={"pol.json": '{"policies": [{"name": "a", "blocked_providers": ["kimi"]}], "policies": []}'}),
+    Row("policy-duplicate-key-yaml", ["-p", "x", "--policy", "{d}/pol.yaml"],
+        "pol.yaml: line 4: duplicate key 'max_cost_per_call_usd' (first on line 3)",
+        files={"pol.yaml": "policies:\n  - name: a\n    max_cost_per_call_usd: 0.01\n    max_cost_per_call_usd: 500\n"}),
+    Row("policy-100000-deep-yaml", ["-p", "x", "--policy", "{d}/pol.yaml"], "nested deeper than 64 levels",
+        files={"pol.yaml": _deep(100_000)}),
+    Row("policy-100000-deep-json", ["-p", "x", "--policy", "{d}/pol.json"], "nested deeper than 64 levels",
+        files={"pol.json": _deep(100_000, json=True)}),
+    Row("policy-alias", ["-p", "x", "--policy", "{d}/pol.yaml"], "YAML aliases are not allowed",
+        files={"pol.yaml": "base: &b [kimi]\npolicies:\n  - name: a\n    blocked_providers: *b\n"}),
+    Row("policy-fifo", ["-p", "x", "--policy", "{d}/fifo"], "fifo: is not a regular file", setup=_fifo("fifo")),
+    Row("policy-directory", ["-p", "x", "--policy", "{d}/pols"], "pols: is a directory, not a policy file",
+        setup=_mkdir("pols")),
+    Row("catalog-fifo", ["-p", "x", "--catalog", "{d}/fifo"], "fifo: is not a regular file", setup=_fifo("fifo")),
+    Row("catalog-name-too-long", ["-p", "x", "--catalog", f"{{d}}/{LONG_NAME}"], "File name too long"),
+    Row("file-alias-bomb-criteria", F, "line 2: YAML aliases are not allowed (*a)",
+        files=_yaml(BOMB + "project: x\ncriteria: *i\n")),
+    Row("file-alias-bomb-project", F, "YAML aliases are not allowed", files=_yaml(BOMB + "project: *i\n")),
+    Row("file-alias-bomb-depends-on", F, "YAML aliases are not allowed",
+        files=_yaml(BOMB + "project: x\ntasks:\n  - id: a\n    prompt: p\n    depends_on: *i\n")),
+    Row("file-duplicate-budget", F, "p.yaml: line 3: duplicate key 'budget_usd' (first on line 2)",
+        files=_yaml("project: x\nbudget_usd: 0.01\nbudget_usd: 500\n")),
+    Row("file-5000-deep", F, "p.yaml: line 2: nested deeper than 64 levels",
+        files=_yaml("project: x\ntasks: " + "[" * 5000 + "]" * 5000 + "\n")),
+    Row("file-too-large", F, "too large", files=_yaml("project: x\n#" + "x" * 1_100_000 + "\n")),
+    Row("file-fifo", ["-f", "{d}/fifo"], "fifo: is not a regular file", setup=_fifo("fifo")),
+    Row("file-directory", ["-f", "{d}/proj"], "proj: is a directory, not a project file", setup=_mkdir("proj")),
     # -- the project file itself
     Row("file-missing", ["-f", "{d}/none.yaml"], "no such project file"),
     Row("file-nul-byte", F, "unacceptable character #x00", files=_yaml("project: x\x00y\n")),
     Row("file-not-utf8", F, "not a UTF-8 text file", files={"p.yaml": b"project: caf\xe9\n"}),
     Row("file-bad-yaml", F, "not valid YAML", files=_yaml("project: [unclosed\n")),
-    Row("file-a-list", F, "expected a mapping", files=_yaml("- a\n- b\n")),
+    Row("file-a-list", F, "must be a mapping with at least 'project'", files=_yaml("- a\n- b\n")),
     Row("file-unknown-key", F, "did you mean 'budget_usd'", files=_yaml("project: x\nbudjet_usd: 3\n")),
-    Row("file-budget-nan", F, "budget_usd must be a number >= 0, got nan", files=_yaml("project: x\nbudget_usd: .nan\n")),
+    Row("file-budget-nan", F, "budget_usd: must be a finite number >= 0, got nan", files=_yaml("project: x\nbudget_usd: .nan\n")),
     Row("file-budget-inf", F, "not a finite number", files=_yaml("project: x\nbudget_usd: .inf\n")),
-    Row("file-budget-text", F, "budget_usd must be a number", files=_yaml("project: x\nbudget_usd: lots\n")),
-    Row("file-time-negative", F, "time_seconds must be a number > 0", files=_yaml("project: x\ntime_seconds: -5\n")),
-    Row("file-concurrency-fraction", F, "concurrency must be a whole number >= 1, got 2.7",
+    Row("file-budget-text", F, "budget_usd: must be a finite number", files=_yaml("project: x\nbudget_usd: lots\n")),
+    Row("file-time-negative", F, "time_seconds: must be a finite number > 0", files=_yaml("project: x\ntime_seconds: -5\n")),
+    Row("file-concurrency-fraction", F, "concurrency: must be a whole number >= 1, got 2.7",
         files=_yaml("project: x\nconcurrency: 2.7\n")),
-    Row("file-concurrency-bool", F, "concurrency must be a whole number >= 1, got True",
+    Row("file-concurrency-bool", F, "concurrency: must be a whole number >= 1, got True",
         files=_yaml("project: x\nconcurrency: true\n")),
-    Row("file-output-dir-number", F, "output_dir must be a directory path", files=_yaml("project: x\noutput_dir: 5\n")),
-    Row("file-project-list", F, "project must be text", files=_yaml("project: [a, b]\n")),
+    Row("file-output-dir-number", F, "output_dir: must be a directory path", files=_yaml("project: x\noutput_dir: 5\n")),
+    Row("file-project-list", F, "project: must be a non-empty string", files=_yaml("project: [a, b]\n")),
     Row("file-project-nul-escape", F, "contains a NUL byte", files=_yaml('project: "a\\0b"\n')),
     Row("tasks-mapping", F, "tasks: must be a non-empty list", files=_yaml("project: x\ntasks: {a: 1}\n")),
     Row("tasks-empty", F, "tasks: must be a non-empty list", files=_yaml("project: x\ntasks: []\n")),
     Row("task-not-mapping", F, "tasks[0]: must be a mapping", files=_yaml("project: x\ntasks: [5]\n")),
-    Row("task-no-prompt", F, "tasks[0].prompt: must be a non-empty string",
+    Row("task-no-prompt", F, "tasks[0].prompt: is required: a non-empty string",
         files=_yaml("project: x\ntasks:\n  - id: a\n")),
     Row("task-prompt-number", F, "tasks[0].prompt: must be a non-empty string", files=_task("", prompt="5")),
-    Row("task-id-number", F, "tasks[0].id: must be a non-empty string (quote numbers: '5')",
+    Row("task-id-number", F, "tasks[0].id: must be a non-empty name (no surrounding blanks), got 5 (quote numbers: '5')",
         files=_yaml("project: x\ntasks:\n  - id: 5\n    prompt: p\n")),
     Row("task-depends-on-number", F, "tasks[0].depends_on: must be a list of task ids",
         files=_task("    depends_on: 5\n")),
     Row("task-depends-on-string", F, "tasks[0].depends_on: must be a list of task ids (strings), e.g. [a, b], got 'ab'",
         files=_task("    depends_on: ab\n")),
-    Row("task-depends-on-numbers", F, "tasks[0].depends_on: must be a list of task ids",
+    Row("task-depends-on-numbers", F, "tasks[0].depends_on[0]: must be a non-empty name",
         files=_task("    depends_on: [1]\n")),
     Row("task-threshold-text", F, "tasks[0].acceptance_threshold: must be a number between 0 and 1, got 'high'",
         files=_task("    acceptance_threshold: high\n")),
@@ -246,6 +312,34 @@ def test_bad_input_is_refused_up_front(row: Row, workdir: Path):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("orchestrator: error: ") and "Traceback" not in err, err
-    assert row.fragment in lines[0], lines[0]
+    assert row.fragment.replace("{d}", str(workdir)) in lines[0], lines[0]
     assert proc.stdout == b""
     assert _snapshot(workdir) == before, "something was written"
+
+
+def test_the_alias_bomb_is_refused_by_the_command_line_in_bounded_time_and_memory(tmp_path, capsys):
+    """Before the loader, PyYAML expanded this 1 KB file until memory ran out (a
+    ``MemoryError`` traceback after 40-60 s); now the first alias is refused."""
+    import time
+    import tracemalloc
+
+    from orchestrator import cli
+
+    path = tmp_path / "p.yaml"
+    path.write_text(BOMB + "project: x\ncriteria: *i\n", encoding="utf-8")
+    assert path.stat().st_size < 1024
+    assert cli.main(["-p", "x", "--budget", "nan"]) == 2  # the command's imports, outside the measurement
+    capsys.readouterr()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        code = cli.main(["-f", str(path), "-o", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 2.0
+    assert peak < 20_000_000
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"orchestrator: error: {path}: line 2: YAML aliases are not allowed (*a): write the value out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
