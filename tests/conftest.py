@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 
 import pytest
 
 from orchestrator import events
+from orchestrator.llm import catalog, clock
+
+TEST_NOW = dt.datetime(2026, 11, 16, 12, 0, tzinfo=dt.UTC)
+"""The moment every test runs at, for the catalog and prices (end of life, deprecation
+windows, dated and time-of-day prices): the suite answers the same on any day.  A test
+about another day says which (``catalog.as_of(day)``)."""
 
 
 @pytest.fixture
@@ -65,3 +72,12 @@ def loopback_server():
     stop.set()
     thread.join(2)
     server.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _catalog_clock():
+    """The catalog clock pinned at :data:`TEST_NOW`, in this process (the catalog rebuilt
+    for it) and, through ``ORCHESTRATOR_TODAY``, in every command line a test starts."""
+    with pytest.MonkeyPatch.context() as patch, catalog.as_of(TEST_NOW):
+        patch.setenv(clock.TODAY_ENV, TEST_NOW.isoformat())
+        yield TEST_NOW
