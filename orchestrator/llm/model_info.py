@@ -83,7 +83,8 @@ class ModelInfo:
             why = f"past its end of life ({eol})"
         elif eol is not None and (eol - on).days <= RETIRING_WITHIN_DAYS:
             days = (eol - on).days
-            why = f"deprecated: end of life {eol} ({'today' if days == 0 else f'in {days} days'})"
+            when = "today" if days == 0 else f"in {days} day{'' if days == 1 else 's'}"
+            why = f"deprecated: end of life {eol} ({when})"
         elif self.deprecated:
             why = f"deprecated ({self.deprecated_by})" if self.deprecated_by else "deprecated"
         else:
