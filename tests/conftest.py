@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import select
 import socket
 import threading
+import time
 
 import pytest
 
 from orchestrator import events
+from orchestrator.llm import catalog, clock
+
+TEST_NOW = dt.datetime(2026, 11, 16, 12, 0, tzinfo=dt.UTC)
+"""The moment every test runs at, for the catalog and prices (end of life, deprecation
+windows, dated and time-of-day prices): the suite answers the same on any day.  A test
+about another day says which (``catalog.as_of(day)``)."""
+
+
+def _select_sleep(seconds: float) -> None:
+    select.select([], [], [], max(0.0, seconds))
+
+
+try:  # CI runs the date-sensitive tests under `DONT_FAKE_MONOTONIC=1 faketime DATE`, whose
+    time.sleep(1e-6)  # libfaketime 0.9.10 fails every time.sleep of Python >= 3.11 (EINVAL:
+except OSError:  # wolfcw/libfaketime#426); subprocess.run waits with time.sleep, so sleep with select
+    time.sleep = _select_sleep
 
 
 @pytest.fixture
@@ -65,3 +84,12 @@ def loopback_server():
     stop.set()
     thread.join(2)
     server.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _catalog_clock():
+    """The catalog clock pinned at :data:`TEST_NOW`, in this process (the catalog rebuilt
+    for it) and, through ``ORCHESTRATOR_TODAY``, in every command line a test starts."""
+    with pytest.MonkeyPatch.context() as patch, catalog.as_of(TEST_NOW):
+        patch.setenv(clock.TODAY_ENV, TEST_NOW.isoformat())
+        yield TEST_NOW

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from ..llm import clock
 from ..llm.catalog import CATALOG, PLANNER_CANDIDATES, ROUTING, ModelInfo, catalog_files
 from ..llm.pricing import snapshot_label
 from .errors import EXIT_OK, EXIT_USAGE, UsageError
@@ -64,6 +65,7 @@ def model_facts(client: Any) -> list[ModelFacts]:
 def catalog_json(client: Any) -> dict[str, Any]:
     return {
         "prices": snapshot_label(),
+        "as_of": clock.now().isoformat(),
         "catalog_files": catalog_files(),
         "models": [f.to_json() for f in model_facts(client)],
         "routing": {task_type.value: list(names) for task_type, names in ROUTING.items()},
@@ -97,7 +99,8 @@ def _status(facts: ModelFacts) -> str:
 def print_models(client: Any, console: Any) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Model catalog: USD per 1M tokens at the base tier ({snapshot_label()})",
+    as_of = f", as of {clock.now():%Y-%m-%d %H:%M} UTC" if clock.is_pinned() else ""  # a what-if date
+    table = Table(title=f"Model catalog: USD per 1M tokens at the base tier ({snapshot_label()}{as_of})",
                   caption="+ a higher rate applies above a prompt-size tier; * the price depends on the time "
                           "of day; ? no known price (refused under a USD budget)")
     numeric = ("$ in", "$ out", "context")

@@ -13,19 +13,27 @@ a value wins, key by key:
 Our file gives only what the database lacks (a test checks it), so in practice prices
 come from the database unless a user overrides them.  The engine, the client, the
 policies and the CLI all read this one module; :mod:`.pricing` applies the prices.
+
+The catalog is built for a moment (:mod:`.clock`: the wall clock unless pinned): base
+rates shown and compared are those of that moment, and routing lists are checked for
+retired models on that day.  :func:`as_of` gives the catalog of another day.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
+from ..domain.errors import ConfigError
 from ..domain.tasks import TaskType
+from . import clock
 from .catalog_build import build_catalog
 from .catalog_file import CatalogFile, parse_catalog, read_catalog_file
-from .model_info import RETIRING_WITHIN_DAYS, ModelInfo, today
+from .clock import today
+from .model_info import RETIRING_WITHIN_DAYS, ModelInfo
 
 LOCAL_MODEL = "smollm2-135m"
 APP_NAME = "multi-llm-orchestrator"
@@ -58,9 +66,11 @@ def default_user_catalog() -> Path:
 def use_catalog_files(paths: Sequence[str | Path] = ()) -> list[str]:
     """Rebuild the catalog from our file plus the user files ``paths`` (later ones win)
     and the price database; ConfigError (one line) on a bad file, leaving the catalog as
-    it was.  Returns the warnings (e.g. a deprecated model in a user routing list)."""
+    it was.  Built for the catalog clock's now (a bad ``ORCHESTRATOR_TODAY`` is a
+    ConfigError too).  Returns the warnings (e.g. a deprecated model in a user routing list)."""
+    at = clock.now()
     files = [shipped_catalog(), *(read_catalog_file(p) for p in paths)]
-    built = build_catalog(files, LOCAL_MODEL, on=today())
+    built = build_catalog(files, LOCAL_MODEL, at)
     CATALOG.clear()
     CATALOG.update(built.models)
     ROUTING.clear()
@@ -100,6 +110,17 @@ def preserved() -> Iterator[None]:
         data_snapshot.set_custom_snapshot(saved[4])
 
 
+@contextmanager
+def as_of(moment: dt.date | dt.datetime | str) -> Iterator[None]:
+    """The catalog as it is at ``moment`` (a date means 00:00 UTC): the clock pinned
+    there and the catalog rebuilt from the same files, so retirement, routing, base rates
+    and costs are those of that day; both are put back afterwards.  For what-if questions
+    and tests."""
+    with preserved(), clock.pinned(moment):
+        reload()
+        yield
+
+
 def register_model(info: ModelInfo) -> ModelInfo | None:
     """Add (or replace) a catalog entry, e.g. a model served by a local server; returns
     the entry it replaced (None if new), so a caller can put it back after the run."""
@@ -124,7 +145,11 @@ def get_model(name: str) -> ModelInfo:
 
 
 __all__ = ["CATALOG", "LOCAL_MODEL", "ModelInfo", "PLANNER_CANDIDATES", "ROUTING",
-           "RETIRING_WITHIN_DAYS", "catalog_files", "default_user_catalog", "today", "get_model", "preserved", "register_model",
-           "reload", "unregister_model", "use_catalog_files"]
+           "RETIRING_WITHIN_DAYS", "as_of", "catalog_files", "default_user_catalog", "today", "get_model", "preserved",
+           "register_model", "reload", "unregister_model", "use_catalog_files"]
 
-use_catalog_files()
+try:
+    use_catalog_files()
+except ConfigError:  # only a bad ORCHESTRATOR_TODAY fails here: the wall clock's catalog until a
+    with clock.pinned(clock.wall_clock()):  # command reads the catalog and reports it in one line
+        use_catalog_files()

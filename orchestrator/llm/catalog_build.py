@@ -44,8 +44,9 @@ Slot = dict[str, tuple[Any, int]]
 """A model's merged keys: value and the index of the file that gave it."""
 
 
-def build_catalog(files: Sequence[CatalogFile], local_model: str, on: dt.date) -> BuiltCatalog:
-    """``files[0]`` is ours, later ones the user's (the last wins)."""
+def build_catalog(files: Sequence[CatalogFile], local_model: str, at: dt.datetime) -> BuiltCatalog:
+    """``files[0]`` is ours, later ones the user's (the last wins).  ``at``: the moment
+    the base rates are read at and routing lists are checked for retired models."""
     slots: dict[str, Slot] = {}
     origin: dict[str, int] = {}
     for index, file in enumerate(files):
@@ -64,13 +65,13 @@ def build_catalog(files: Sequence[CatalogFile], local_model: str, on: dt.date) -
     if slots.get(local_model, {}).get("provider", (None,))[0] != "local":
         raise ConfigError(f"the local model {local_model} must be defined with provider \"local\"",
                           key=model_key(local_model), source=files[0].source)
-    models = {name: _model(name, slot, files, origin[name]) for name, slot in slots.items()}
+    models = {name: _model(name, slot, files, origin[name], at) for name, slot in slots.items()}
     for name, slot in slots.items():
         if "replacement" in slot and slot["replacement"][0] not in models:
             value, index = slot["replacement"]
             raise ConfigError(unknown("model", value, sorted(models)), key=f"{model_key(name)}.replacement",
                               source=files[index].source)
-    routing, warnings = _routing(files, models, local_model, on)
+    routing, warnings = _routing(files, models, local_model, at.date())
     planner = routing.pop(PLANNER)
     return BuiltCatalog(models, {TaskType(k): v for k, v in routing.items()}, planner, warnings)
 
@@ -79,7 +80,7 @@ def _label(index: int) -> PriceSource:
     return PriceSource.CATALOG if index == 0 else PriceSource.USER
 
 
-def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int) -> ModelInfo:
+def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int, at: dt.datetime) -> ModelInfo:
     key = model_key(name)
     provider: str = slot["provider"][0]
     db_provider = DATABASE_PROVIDER_IDS.get(provider)
@@ -94,11 +95,11 @@ def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int) -> M
     if "price" in slot:
         value, index = slot["price"]
         pricing = Pricing(_label(index), flat_price(value.items()))
-    elif db is not None and has_token_prices(db):
+    elif db is not None and has_token_prices(db, at):
         pricing = Pricing(PriceSource.DATABASE, db_provider=db_provider, db_model=db_model)
     else:
         pricing = Pricing(PriceSource.UNKNOWN)
-    rates = pricing.rates()
+    rates = pricing.rates(at)
     window = _get(slot, "context_window") or (db.context_window if db is not None else None)
     if window is None:
         if provider != "server":

@@ -29,10 +29,10 @@ from ..redaction import redact
 from .budgeting import call_cost, reserve, settle
 from .cache import CachedAnswer, ResponseCache, cache_key
 from .catalog import ModelInfo, get_model
+from .clock import now
 from .costing import worst_case_input_tokens
 from .errors import BudgetExceededError, LLMCallError, TimeBudgetExceededError
 from .health import DEFAULT_COOLDOWN, DEFAULT_COOLDOWN_MAX, DEFAULT_THRESHOLD, CircuitOpen, ModelHealth
-from .pricing import now
 from .providers.base import (
     Provider,
     ProviderError,

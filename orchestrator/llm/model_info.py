@@ -7,15 +7,12 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .clock import today
 from .pricing import PriceSource, Pricing, TokenUsage, flat_price, snapshot_label
 
 RETIRING_WITHIN_DAYS = 30
 """A model whose end of life is this close (or past) counts as deprecated: routing skips
 it and naming it is refused, so a run never starts on a model about to disappear."""
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +72,9 @@ class ModelInfo:
 
     # -- lifecycle -------------------------------------------------------------------------
     def retirement(self, on: dt.date | None = None) -> str | None:
-        """Why this model must not be used now (deprecated, end of life past or within
-        :data:`RETIRING_WITHIN_DAYS`), naming the replacement; None when it may be used."""
+        """Why this model must not be used ``on`` that day (default: the catalog clock's
+        today; deprecated, end of life past or within :data:`RETIRING_WITHIN_DAYS`), naming
+        the replacement; None when it may be used."""
         if self.deprecated is False:
             return None
         on = on or today()
@@ -85,7 +83,8 @@ class ModelInfo:
             why = f"past its end of life ({eol})"
         elif eol is not None and (eol - on).days <= RETIRING_WITHIN_DAYS:
             days = (eol - on).days
-            why = f"deprecated: end of life {eol} ({'today' if days == 0 else f'in {days} days'})"
+            when = "today" if days == 0 else f"in {days} day{'' if days == 1 else 's'}"
+            why = f"deprecated: end of life {eol} ({when})"
         elif self.deprecated:
             why = f"deprecated ({self.deprecated_by})" if self.deprecated_by else "deprecated"
         else:

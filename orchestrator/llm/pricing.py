@@ -35,6 +35,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from .clock import now
+
 logger = logging.getLogger("orchestrator.pricing")
 
 PER_MILLION = Decimal(1_000_000)
@@ -180,10 +182,6 @@ class Pricing:
         if model is None:
             raise ValueError(f"{self.db_model!r} is not in the price database")
         return model.get_prices(at or now())
-
-
-def now() -> datetime:
-    return datetime.now(tz=UTC)
 
 
 def _base(price: Any) -> Decimal | None:

@@ -1,7 +1,8 @@
 """The catalog through the CLI: ``orchestrator models --json``, a user catalog file adding
 models reachable through ``--provider-url`` and through a preset (the real openai SDK
 against a loopback server), deprecated models named with ``--model``, bad catalog files
-(one line, exit 2, also in a subprocess), and ``--update-prices`` from a loopback server."""
+(one line, exit 2, also in a subprocess), ``--update-prices`` from a loopback server, and
+the catalog's date (``ORCHESTRATOR_TODAY``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from genai_prices import Usage, calc_price
 
 from orchestrator import cli, events
 from orchestrator.domain.tasks import TaskType
-from orchestrator.llm import catalog
+from orchestrator.llm import catalog, clock
 from orchestrator.llm.catalog import CATALOG, LOCAL_MODEL, ROUTING, get_model
 from tests.fake_providers import BASE_URL_VARIABLES, KEY_VARIABLES, FakeServer, clean_provider_env
 
@@ -62,16 +63,22 @@ def test_models_json_gives_every_model_and_the_routing(no_keys, capsys):
     assert all(names[-1] == LOCAL_MODEL for names in data["routing"].values())
 
 
-def test_models_table_names_price_sources_and_deprecation(no_keys, capsys):
-    assert cli.main(["--list-models"]) == cli.EXIT_OK
+@pytest.mark.parametrize("now, chat_price, sonnet", [
+    ("2026-11-16T03:00", "0.27*", "no: deprecated: end of life 2026-11-30 (in 14 days)"),  # DeepSeek's peak
+    ("2026-12-03T18:00", "0.135*", "no: past its end of life (2026-11-30)"),  # off-peak, after the end of life
+])
+def test_models_table_names_price_sources_and_deprecation(now, chat_price, sonnet, no_keys, capsys):
+    with catalog.as_of(now):
+        assert cli.main(["--list-models"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     lines = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 5}
     assert set(CATALOG) <= set(lines)
     assert "genai-prices" in lines["gemini-2.5-pro"] and "1.25+" in lines["gemini-2.5-pro"]
-    assert "0.135*" in lines["deepseek-chat"] or "0.27*" in lines["deepseek-chat"]  # off-peak or peak now
+    assert chat_price in lines["deepseek-chat"]
     assert "end of life 2026-11-30" in lines["claude-sonnet-4-5"] and "use claude-sonnet-5-5" in lines[
-        "claude-sonnet-4-5"]
+        "claude-sonnet-4-5"] and sonnet in lines["claude-sonnet-4-5"]
     assert "genai-prices 0.2" in out  # the snapshot in the title
+    assert f"as of {now.replace('T', ' ')} UTC" in out  # a pinned date is said
 
 
 # -- a user catalog file ---------------------------------------------------------------------
@@ -104,7 +111,7 @@ def test_a_user_model_is_reachable_through_a_preset(no_keys, tmp_path, recorded)
     assert code in (cli.EXIT_OK, cli.EXIT_RUN_FAILED)
     assert srv.requests and {r.body["model"] for r in srv.requests} == {"gpt-5.5"}
     expected = float(calc_price(Usage(input_tokens=120, output_tokens=45), model_ref="gpt-5.5",
-                                provider_id="openai").total_price)
+                                provider_id="openai", genai_request_timestamp=clock.now()).total_price)
     calls = _calls(recorded)
     assert calls and all(c.attributes["llm.cost_usd"] == pytest.approx(expected) for c in calls)
 
@@ -137,14 +144,18 @@ def test_the_default_user_catalog_location_is_read(no_keys, tmp_path, capsys):
 
 # -- deprecated models -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model, fragments", [
-    ("claude-sonnet-4-5", ("end of life 2026-11-30", "use claude-sonnet-5-5 instead")),
-    ("kimi-k2-thinking", ("deprecated (genai-prices)", "use kimi-k3 instead")),
+@pytest.mark.parametrize("model, day, fragments", [
+    ("claude-sonnet-4-5", "2026-11-16", ("is deprecated: end of life 2026-11-30 (in 14 days)",
+                                         "use claude-sonnet-5-5 instead")),
+    ("claude-sonnet-4-5", "2026-12-03", ("is past its end of life (2026-11-30)", "use claude-sonnet-5-5 instead")),
+    ("kimi-k2-thinking", "2026-11-16", ("deprecated (genai-prices)", "use kimi-k3 instead")),
+    ("kimi-k2-thinking", "2031-01-01", ("deprecated (genai-prices)", "use kimi-k3 instead")),
 ])
-def test_a_deprecated_model_named_with_model_gives_one_clear_line(model, fragments, no_keys, capsys):
+def test_a_deprecated_model_named_with_model_gives_one_clear_line(model, day, fragments, no_keys, capsys):
     no_keys.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-deprecated-test-0000000")
     no_keys.setenv("KIMI_API_KEY", "sk-kimi-deprecated-test-00000000000")
-    assert cli.main(["-p", "x", "--model", model, "--no-cache", "-q"]) == cli.EXIT_USAGE
+    with catalog.as_of(day):
+        assert cli.main(["-p", "x", "--model", model, "--no-cache", "-q"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"--model {model} is" in err and all(f in err for f in fragments), err
@@ -161,10 +172,11 @@ def test_a_user_file_can_keep_a_deprecated_model(no_keys, tmp_path, capsys):
 
 def test_a_user_routing_list_naming_a_deprecated_model_warns_and_skips_it(no_keys, tmp_path, capsys):
     path = _write(tmp_path, '[routing]\nplanner = ["claude-sonnet-4-5", "gpt-6.1-sol"]\n')
-    assert cli.main(["models", "--json", "--catalog", path]) == cli.EXIT_OK
+    with catalog.as_of("2026-11-29"):
+        assert cli.main(["models", "--json", "--catalog", path]) == cli.EXIT_OK
     out, err = capsys.readouterr()
     assert (f"orchestrator: warning: {path}: routing.planner: claude-sonnet-4-5 is deprecated: end of life "
-            "2026-11-30") in err and "use claude-sonnet-5-5 instead; it is skipped" in err
+            "2026-11-30 (in 1 day)") in err and "use claude-sonnet-5-5 instead; it is skipped" in err
     assert json.loads(out)["planner"] == ["claude-sonnet-4-5", "gpt-6.1-sol", LOCAL_MODEL]
 
 
@@ -225,13 +237,53 @@ def test_a_bad_catalog_file_through_the_real_cli(tmp_path):
         assert proc.stdout == ""
 
 
-def test_a_deprecated_model_through_the_real_cli(tmp_path):
+def _cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in (*KEY_VARIABLES, *BASE_URL_VARIABLES)}
-    env.update(PYTHONPATH=str(ROOT), ANTHROPIC_API_KEY="sk-ant-api03-subprocess-deprecated-00")
+    env.update(PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def test_a_deprecated_model_through_the_real_cli(tmp_path):
+    env = _cli_env(ANTHROPIC_API_KEY="sk-ant-api03-subprocess-deprecated-00", ORCHESTRATOR_TODAY="2026-12-01")
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p", "x", "--model", "claude-sonnet-4-5"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "claude-sonnet-4-5" in proc.stderr and "use claude-sonnet-5-5 instead" in proc.stderr
+    assert proc.stderr.strip() == ("orchestrator: error: --model claude-sonnet-4-5 is past its end of life "
+                                   "(2026-11-30); use claude-sonnet-5-5 instead (to use it anyway, set "
+                                   "deprecated = false for it in your catalog file)")
+
+
+# -- the catalog's date ------------------------------------------------------------------------
+
+def test_orchestrator_today_asks_what_the_catalog_says_on_another_day(tmp_path):
+    """``ORCHESTRATOR_TODAY`` in a real command line: gemini-3.8-flash's price doubles on
+    2027-01-01 in the price data, claude-sonnet-4-5 is past its end of life."""
+    seen = {}
+    for day in ("2026-11-16", "2027-01-02"):
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", "models", "--json"], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path, env=_cli_env(ORCHESTRATOR_TODAY=day))
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        data = json.loads(proc.stdout)
+        assert data["as_of"] == f"{day}T00:00:00+00:00"
+        seen[day] = {m["name"]: m for m in data["models"]}
+    before, after = seen["2026-11-16"], seen["2027-01-02"]
+    assert before["gemini-3.8-flash"]["input_usd_per_1m"] == 0.75 and after["gemini-3.8-flash"]["input_usd_per_1m"] == 1.5
+    assert before["claude-sonnet-4-5"]["why_not"].startswith("deprecated: end of life 2026-11-30 (in 14 days)")
+    assert after["claude-sonnet-4-5"]["why_not"].startswith("past its end of life (2026-11-30)")
+
+
+@pytest.mark.parametrize("value", ["soon", "2027-13-01", "01/06/2027", "2027-06-01T25:00"])
+def test_a_bad_orchestrator_today_is_one_line_and_exit_2(value, tmp_path, no_keys, capsys):
+    expected = ("orchestrator: error: ORCHESTRATOR_TODAY: must be a date such as 2027-06-01 or a UTC time such as "
+                f"2027-06-01T14:30, got {value!r}")
+    for argv in (["models"], ["-p", "x", "-q"]) if value == "soon" else ():  # the real command line, once
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", *argv], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path, env=_cli_env(ORCHESTRATOR_TODAY=value))
+        assert (proc.returncode, proc.stderr.strip(), proc.stdout) == (2, expected, ""), proc.stderr
+    no_keys.setenv("ORCHESTRATOR_TODAY", value)  # in-process too, once nothing is pinned in Python
+    with clock.pinned(None):
+        assert cli.main(["models", "--json"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == expected
 
 
 # -- updating prices ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ def test_retirement_counts_the_days_to_the_end_of_life():
     assert get_model("claude-sonnet-5-5").retirement(dt.date(2027, 6, 1)) is None
     assert sonnet.retirement(dt.date(2026, 11, 25)) == ("deprecated: end of life 2026-11-30 (in 5 days); "
                                                         "use claude-sonnet-5-5 instead")
+    assert sonnet.retirement(dt.date(2026, 11, 29)).startswith("deprecated: end of life 2026-11-30 (in 1 day);")
     assert sonnet.retirement(dt.date(2026, 11, 30)).startswith("deprecated: end of life 2026-11-30 (today)")
     assert sonnet.retirement(dt.date(2026, 12, 1)) == ("past its end of life (2026-11-30); "
                                                        "use claude-sonnet-5-5 instead")
@@ -107,26 +108,33 @@ def _all_usable() -> dict[str, ScriptedProvider]:
             ("local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter")}
 
 
-def test_routing_never_offers_a_deprecated_model_even_when_a_user_list_puts_it_first(tmp_path, restored):
+@pytest.mark.parametrize("day", ["2026-09-01", "2026-12-01"])  # deprecated before its end of life, and after
+def test_routing_never_offers_a_deprecated_model_even_when_a_user_list_puts_it_first(day, tmp_path, restored):
     path = tmp_path / "mine.toml"
     path.write_text('[routing]\ncode_generation = ["claude-sonnet-4-5", "kimi-k2-0905-preview", "gpt-6.1-sol"]\n')
-    warnings = catalog.use_catalog_files([path])
-    assert len(warnings) == 2 and "use kimi-k2.7-code instead; it is skipped" in warnings[1]
-    router = Router(UnifiedClient(_all_usable()))
-    assert router.candidates(TaskType.CODE_GENERATION) == ["gpt-6.1-sol", LOCAL_MODEL]
-    for task_type in TaskType:  # and no reviewer is deprecated either
-        for name in router.reviewer_candidates("gpt-6.1-sol", task_type):
-            assert get_model(name).retirement() is None
+    with catalog.as_of(day):
+        warnings = catalog.use_catalog_files([path])
+        assert len(warnings) == 2 and "use kimi-k2.7-code instead; it is skipped" in warnings[1]
+        router = Router(UnifiedClient(_all_usable()))
+        assert router.candidates(TaskType.CODE_GENERATION) == ["gpt-6.1-sol", LOCAL_MODEL]
+        for task_type in TaskType:  # and no reviewer is deprecated either
+            for name in router.reviewer_candidates("gpt-6.1-sol", task_type):
+                assert get_model(name).retirement() is None
 
 
-async def test_calling_a_deprecated_model_marks_it_unhealthy_with_the_replacement(recorded):
+@pytest.mark.parametrize("day, why", [
+    ("2026-09-01", "deprecated (catalog file)"),
+    ("2026-11-30", "deprecated: end of life 2026-11-30 (today)"),
+    ("2026-12-01", "past its end of life (2026-11-30)"),
+])
+async def test_calling_a_deprecated_model_marks_it_unhealthy_with_the_replacement(day, why, recorded):
     provider = ScriptedProvider(name="anthropic")
     client = UnifiedClient({"anthropic": provider}, budget=Budget(1.0))
-    with pytest.raises(LLMCallError, match="use claude-sonnet-5-5 instead"):
+    with catalog.as_of(day), pytest.raises(LLMCallError, match="use claude-sonnet-5-5 instead"):
         await client.call("claude-sonnet-4-5", "hi")
     assert provider.requests == []
     (unhealthy,) = [p for p in recorded if isinstance(p, events.ModelUnhealthy)]
-    assert unhealthy.model == "claude-sonnet-4-5" and "end of life 2026-11-30" in unhealthy.reason
+    assert unhealthy.model == "claude-sonnet-4-5" and unhealthy.reason.startswith(why)
     assert "claude-sonnet-5-5" in unhealthy.reason
     assert client.availability("claude-sonnet-4-5")[0] is False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -65,6 +66,32 @@ async def test_reservation_covers_the_real_cost():
     assert budget.spent_usd <= budget.max_usd
     assert budget.reserved_usd == 0.0
     assert budget.phase_spend["generation"] == pytest.approx(resp.cost_usd)
+
+
+async def test_the_reservation_covers_the_json_schema_sent_with_the_prompt(recorded):
+    """The schema goes to the model with the prompt (a response format, a tool, or text in
+    the system prompt) and is billed as input: a provider counting one token per byte of
+    everything it was sent (the most a byte-level tokenizer can) never costs more than
+    the reservation, for a schema far larger than the fixed allowance."""
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "d" * 60}
+                                               for i in range(300)}}
+    schema_bytes = len(json.dumps(schema, separators=(",", ":")).encode())
+    assert schema_bytes > 20_000  # far above the 512-token allowance for how it is sent
+    assert worst_case_input_tokens("sys", "prompt", schema) >= (worst_case_input_tokens("sys", "prompt")
+                                                                + schema_bytes)
+
+    def every_byte_a_token(request: ProviderRequest) -> ProviderResponse:
+        sent = request.system + request.prompt + json.dumps(request.json_schema, separators=(",", ":"))
+        return ProviderResponse("{}", len(sent.encode()), request.max_tokens, "stop", request.model)
+
+    provider = ScriptedProvider(name="openai", answer=every_byte_a_token)
+    budget = Budget(max_usd=5.0)
+    client = UnifiedClient({"openai": provider}, budget=budget)
+    answer = await client.call("gpt-4o", "fill the fields", system="be exact", json_schema=schema, max_tokens=64)
+    assert answer.input_tokens > schema_bytes
+    overruns = [p for p in recorded if isinstance(p, events.BudgetWarning) and p.reason.startswith("overrun")]
+    assert overruns == [] and budget.overrun is None
+    assert budget.spent_usd == pytest.approx(answer.cost_usd) and budget.reserved_usd == 0.0
 
 
 async def test_each_attempt_is_its_own_pair_and_transient_errors_retry(recorded):

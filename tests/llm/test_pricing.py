@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.domain.budget import Budget
-from orchestrator.llm import catalog
+from orchestrator.llm import catalog, clock
 from orchestrator.llm.catalog import CATALOG, LOCAL_MODEL, get_model, shipped_catalog
 from orchestrator.llm.client import BudgetExceededError, UnifiedClient
 from orchestrator.llm.costing import worst_case_input_tokens
@@ -148,7 +148,7 @@ async def test_the_client_prices_cached_tokens_the_provider_reported(recorded):
     answer = await client.call("claude-haiku-5-5", "hi", max_tokens=200)
     expected = float(calc_price(Usage(input_tokens=10_000, output_tokens=100, cache_read_tokens=8_000,
                                       cache_write_tokens=1_000), model_ref="claude-haiku-5-5",
-                                provider_id="anthropic").total_price)
+                                provider_id="anthropic", genai_request_timestamp=clock.now()).total_price)
     assert answer.cost_usd == pytest.approx(expected) and expected < get_model("claude-haiku-5-5").cost(10_000, 100)
 
 

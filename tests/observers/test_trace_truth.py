@@ -292,12 +292,13 @@ async def test_genai_attributes_of_an_openai_compatible_call(openai_server, monk
     from orchestrator.llm.providers.registry import server_model_info
 
     previous = register_model(server_model_info("srv-model", openai_server.url))
+    client = UnifiedClient({"server": provider}, sleep=SleepRecorder())
     try:
-        client = UnifiedClient({"server": provider}, sleep=SleepRecorder())
         with observer:
             await client.call("srv-model", "say hi", system="be brief")
             await client.call("srv-model", "answer", system="be exact", json_schema=SCHEMA, call_type="evaluate")
     finally:
+        await client.aclose()  # on this test's loop: left to the collector, it would close on a later test's
         unregister_model("srv-model", previous)
     text, js = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
     for span in (text, js):
@@ -324,9 +325,12 @@ async def test_provider_names_and_system_placement_follow_the_registry(monkeypat
         providers = default_providers(dotenv=False)
         providers["anthropic"] = AnthropicProvider(api_key="ant-key-0123456789", base_url=an.url)
         client = UnifiedClient(providers, sleep=SleepRecorder())
-        with observer:
-            await client.call("kimi-k3", "hi", system="sys-kimi")
-            await client.call("claude-haiku-4-5", "hi", system="sys-claude")
+        try:
+            with observer:
+                await client.call("kimi-k3", "hi", system="sys-kimi")
+                await client.call("claude-haiku-4-5", "hi", system="sys-claude")
+        finally:
+            await client.aclose()
     kimi, claude = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
     assert kimi.attributes["gen_ai.provider.name"] == "moonshot_ai"
     assert claude.attributes["gen_ai.provider.name"] == "anthropic"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from orchestrator import events
 from orchestrator.domain.budget import Budget
 from orchestrator.domain.results import TaskStatus
@@ -149,3 +151,32 @@ async def test_permanent_errors_stay_final():
     except LLMCallError as exc:
         assert exc.error_type == "ModelUnhealthy"
     assert len(provider.requests) == 1
+
+
+async def test_an_answer_resets_the_count_of_consecutive_failures(recorded):
+    """The breaker opens after ``threshold`` failures in a row, not in total: two failures,
+    an answer, two failures leave it closed; a third in a row opens it."""
+    script: list[ProviderError | str] = [_503(), _503(), "ok", _503(), _503(), _503()]
+
+    def answer(request: ProviderRequest) -> str:
+        step = script.pop(0)
+        if isinstance(step, ProviderError):
+            raise step
+        return step
+
+    provider = ScriptedProvider(name="openai", answer=answer)
+    client = UnifiedClient({"openai": provider}, unhealthy_after=3, breaker_cooldown=60.0)
+    outcomes = []
+    for _ in range(5):
+        try:
+            outcomes.append((await client.call("gpt-4o", "x", retries=0)).text)
+        except LLMCallError:
+            outcomes.append("failed")
+    assert outcomes == ["failed", "failed", "ok", "failed", "failed"]
+    assert client.health.failures("gpt-4o") == 2 and not client.cooling_down("gpt-4o")
+    assert not [p for p in recorded if isinstance(p, events.ModelUnhealthy)]
+    with pytest.raises(LLMCallError):
+        await client.call("gpt-4o", "x", retries=0)
+    assert client.cooling_down("gpt-4o")  # three in a row
+    (opened,) = [p for p in recorded if isinstance(p, events.ModelUnhealthy)]
+    assert opened.reason.startswith("3 consecutive failures")

@@ -85,8 +85,14 @@ def child(argv: list[str], log_path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    """The command line on the scripted provider; called in a test's own process, it puts
+    the real providers back afterwards (later tests must not get the scripted one)."""
+    real = wiring.build_providers
     install()
-    return cli.main(sys.argv[1:] if argv is None else argv)
+    try:
+        return cli.main(sys.argv[1:] if argv is None else argv)
+    finally:
+        wiring.build_providers = real  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

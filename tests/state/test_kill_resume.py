@@ -3,7 +3,9 @@ same results, outputs, cost and tokens as an uninterrupted run; tasks kept from 
 checkpoint never start again.
 
 The processes are real (a kill -9 is a kill -9), started from a forkserver that has the
-CLI and a scripted, priced provider preloaded, so each one starts in milliseconds.
+CLI and a scripted, priced provider preloaded, so each one starts in milliseconds.  That a
+task's checkpoint is saved before its ``task_finished`` is checked on the order itself,
+in-process, not by racing a kill against the event.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator import cli, events
+from orchestrator.cli import wiring
+from orchestrator.domain.checkpoint import Checkpoint
 from orchestrator.state import RunStore
 from tests.state import scripted_cli
 
@@ -160,27 +165,48 @@ def _check_kept_tasks_did_not_start(jsonl: Path, log: Path) -> None:
     assert [e["signal"] for e in events].count("project_started") == 1
 
 
-@pytest.mark.parametrize("nth", [1, 2, 3, 4])
-def test_a_task_seen_finished_is_never_run_again(tmp_path, spawn, nth):
-    """Killed the instant the n-th ``task_finished`` is seen: that task's result was in the
-    store before the event was sent, so the resume keeps it (no ``task_started``)."""
-    state, jsonl = tmp_path / "state", tmp_path / "run.jsonl"
-    proc = spawn([*ARGS, "--state-dir", str(state), "--events-jsonl", str(jsonl)], tmp_path / "log.txt")
-    deadline = time.monotonic() + 60
-    finished: list[str] = []
-    while len(finished) < nth:
-        assert proc.is_alive() and time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
-        finished = [e["task_id"] for e in _events(jsonl) if e["signal"] == "task_finished"]
-        time.sleep(0.001)
-    proc.kill()
-    proc.join(30)
-    assert proc.exitcode == -signal.SIGKILL
-    (row,) = RunStore(state).runs()
-    resumed = tmp_path / "resumed.jsonl"
-    proc = spawn(["resume", row.project_id, "--state-dir", str(state), "--events-jsonl", str(resumed), "-q"],
-                 tmp_path / "log2.txt")
-    proc.join(60)
-    assert proc.exitcode in (0, 1), (tmp_path / "log2.txt").read_text()
-    kept = _kept(resumed)
-    assert set(finished) <= kept  # every task seen finished (others may have finished too)
-    _check_kept_tasks_did_not_start(resumed, tmp_path / "log2.txt")
+def test_a_tasks_checkpoint_is_saved_before_its_task_finished(tmp_path, monkeypatch):
+    """A kill right after a ``task_finished`` never loses that task, because its result
+    is in the store before the event is sent.  Checked on the order itself, not on a kill
+    race: every save and every ``task_finished`` of a real run (the command line, the
+    SQLite store) go into one log as they happen; then, for every task, a resume from
+    exactly what the store held when its ``task_finished`` was sent keeps it and never
+    starts it again."""
+    log: list[tuple[str, Any]] = []
+    real_save = RunStore.save
+
+    def save(store: RunStore, checkpoint: Checkpoint) -> None:
+        real_save(store, checkpoint)
+        log.append(("saved", checkpoint))  # once written
+
+    def finished(payload: events.TaskFinished) -> None:
+        log.append(("finished", payload.task_id))
+
+    provider = scripted_cli.PricedScript()
+    monkeypatch.setattr(wiring, "build_providers", lambda args: {"local": provider, "server": provider})
+    monkeypatch.setattr(RunStore, "save", save)
+    events.task_finished.connect(finished)
+    try:
+        code = cli.main([*ARGS, "--state-dir", str(tmp_path / "state")])
+    finally:
+        events.task_finished.disconnect(finished)
+    assert code in (0, 1)
+    seen = [(i, task_id) for i, (kind, task_id) in enumerate(log) if kind == "finished"]
+    assert sorted(t for _, t in seen) == ["alpha", "beta", "delta", "epsilon", "gamma"]
+    stored_when_seen = []
+    for i, task_id in seen:
+        saved = [cp for kind, cp in log[:i] if kind == "saved"]
+        assert saved, f"{task_id} was seen finished before any checkpoint"
+        assert task_id in saved[-1].kept, f"{task_id} was seen finished before a checkpoint held its result"
+        stored_when_seen.append(saved[-1])
+    for n, cp in enumerate(stored_when_seen):  # as if killed right after the n-th task_finished
+        state, jsonl = tmp_path / f"killed{n}", tmp_path / f"resumed{n}.jsonl"
+        with RunStore(state) as store:
+            real_save(store, cp)
+        assert cli.main(["resume", cp.project_id, "--state-dir", str(state), "--events-jsonl", str(jsonl),
+                         "-q"]) in (0, 1)
+        kept = _kept(jsonl)
+        assert {task_id for _, task_id in seen[:n + 1]} <= kept
+        resumed = _events(jsonl)
+        assert not {e["task_id"] for e in resumed if e["signal"] == "task_started"} & kept
+        assert [e["signal"] for e in resumed].count("project_started") == 1

@@ -8,6 +8,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from orchestrator.domain.budget import Budget
+from orchestrator.llm import clock
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.anthropic import AnthropicProvider
 from orchestrator.llm.providers.google import GoogleProvider
@@ -16,7 +17,9 @@ from tests.fake_providers import FakeServer, Reply, anthropic_answer, gemini_ans
 
 
 def _price(model: str, provider: str, **usage: int) -> float:
-    return float(calc_price(Usage(**usage), model_ref=model, provider_id=provider).total_price)
+    """What the database says, at the moment the client prices calls (the catalog clock)."""
+    return float(calc_price(Usage(**usage), model_ref=model, provider_id=provider,
+                            genai_request_timestamp=clock.now()).total_price)
 
 
 async def test_openai_cached_and_cache_written_prompt_tokens():

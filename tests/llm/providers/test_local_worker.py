@@ -296,6 +296,9 @@ def test_the_worker_sees_none_of_the_users_secrets(own_workers, monkeypatch):
     provider = LocalProvider()
     provider.start()
     pid = provider.worker().pid
+    # Popen returns once exec closed its error pipe, which the kernel does before it sets
+    # the new program's environment up: /proc/PID/environ may read empty for a moment
+    _wait_for(lambda: Path(f"/proc/{pid}/environ").read_bytes() != b"", 10)
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     assert b"must-not-see-this" not in environ and b"API_KEY" not in environ
     assert b"PATH=" in environ
