@@ -292,9 +292,11 @@ class PointEvent(Event, frozen=True, kw_only=True):
 # --- project ---------------------------------------------------------------------------
 class ProjectStarted(PairStart, frozen=True, kw_only=True):
     """``attempt`` is 1 for a first run, 2.. for a resumed one; a resumed run's
-    ``links`` are the W3C ``traceparent`` of earlier attempts' roots (oldest first), which
-    a tracing observer turns into span links.  ``carrier``: a tracing observer puts this
-    root's own ``traceparent`` here on start, and the engine keeps it in the checkpoint
+    ``links`` are the propagation carriers of earlier attempts' roots (oldest first), which
+    a tracing observer reads with the configured propagator and turns into span links (a
+    plain string is taken as a W3C ``traceparent``, as event logs of earlier versions hold).
+    ``carrier``: a tracing observer writes this root's context here on start with the
+    configured propagator (``OTEL_PROPAGATORS``), and the engine keeps it in the checkpoint
     (so the emitters stay free of OpenTelemetry)."""
 
     description: str
@@ -302,7 +304,7 @@ class ProjectStarted(PairStart, frozen=True, kw_only=True):
     budget_usd: float
     time_limit_seconds: float
     attempt: int = 1
-    links: tuple[str, ...] = ()
+    links: tuple[Mapping[str, str] | str, ...] = ()
     carrier: dict[str, str] = msgspec.field(default_factory=dict)
     signal_name: ClassVar[str] = "project_started"
 
@@ -354,8 +356,9 @@ class LlmCallStarted(PairStart, frozen=True, kw_only=True):
     system: str | None = None
     carrier: dict[str, str] = msgspec.field(default_factory=dict)
     """Propagation headers for the outgoing request.  The one mutable field: a tracing
-    observer may put the call's W3C ``traceparent`` here on start; the client sends
-    whatever it holds with the provider request (emitters stay free of OpenTelemetry)."""
+    observer may write the call's context here on start with the configured propagator
+    (W3C ``traceparent`` by default, see ``OTEL_PROPAGATORS``); the client sends whatever
+    it holds with the provider request (emitters stay free of OpenTelemetry)."""
     signal_name: ClassVar[str] = "llm_call_started"
 
 
@@ -784,9 +787,10 @@ def _open_pair(start_signal: BusSignal, finish_signal: BusSignal,
 
 def traced_project(project_id: str, description: str, criteria: str = "",
                    budget_usd: float = 0.0, time_limit_seconds: float = 0.0, *,
-                   attempt: int = 1, links: tuple[str, ...] = ()) -> PairContext:
+                   attempt: int = 1, links: Sequence[Mapping[str, str] | str] = ()) -> PairContext:
     """The root pair of a run: ``project_started``/``project_finished``.  A resumed run
-    passes its ``attempt`` number and the ``traceparent`` of earlier attempts' roots."""
+    passes its ``attempt`` number and the carriers of earlier attempts' roots (what a
+    tracing observer wrote into their ``carrier``)."""
     if not _ACTIVE:
         return _NOOP
     identity = {"description": description, "criteria": criteria,

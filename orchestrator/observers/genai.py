@@ -13,7 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+from .. import attributes as attr
+from .. import events
+from ..attributes import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,
     GEN_AI_OUTPUT_MESSAGES,
@@ -28,11 +30,9 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_SYSTEM_INSTRUCTIONS,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
+    SERVER_ADDRESS,
+    SERVER_PORT,
 )
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-
-from .. import attributes as attr
-from .. import events
 from ..redaction import redact
 from .base import whole
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from contextvars import Token
+from collections.abc import Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -31,13 +31,10 @@ __all__ = ["SpanBook", "Rollup", "LiveSpan"]
 ORPHAN = "finish event never received"
 ROLLUP_PREFIX = {"project": "project", "task": "task", "remediation": "remediation"}
 
-_raw_detach: Callable[[Token[Context]], None] | None
-try:  # the raw detach raises instead of logging "Failed to detach context"
-    from opentelemetry.context import _RUNTIME_CONTEXT as _RUNTIME
-
-    _raw_detach = _RUNTIME.detach
-except (ImportError, AttributeError):  # pragma: no cover - very old or future API
-    _raw_detach = None
+# Set next to every attach: resetting its token tells whether a finish runs in the
+# context its start ran in (a token of another context raises ValueError) before
+# OpenTelemetry's detach is called, which would log "Failed to detach context" instead.
+_ATTACHED: ContextVar[object] = ContextVar("orchestrator_attached_span", default=None)
 
 
 class Rollup:
@@ -61,18 +58,18 @@ class Rollup:
 class LiveSpan:
     """One open span and what the finish needs; ``roll`` only on enclosing spans."""
 
-    __slots__ = ("span", "ctx", "token", "parent_cid", "project_id", "kind", "roll")
+    __slots__ = ("span", "ctx", "token", "mark", "parent_cid", "project_id", "kind", "roll")
 
-    def __init__(self, span: Span, ctx: Context | None, token: Token[Context] | None, parent_cid: str | None,
+    def __init__(self, span: Span, ctx: Context | None, parent_cid: str | None,
                  project_id: str | None, kind: str, roll: Rollup | None) -> None:
         self.span = span
         self.ctx = ctx
-        self.token = token
+        self.token: Token[Context] | None = None  # OpenTelemetry's, when made current
+        self.mark: Token[object] | None = None  # ours, set with it (see _ATTACHED)
         self.parent_cid = parent_cid
         self.project_id = project_id
         self.kind = kind
         self.roll = roll
-
 
 
 class SpanBook:
@@ -108,32 +105,32 @@ class SpanBook:
         base = self.parent_ctx(p.parent_id)
         span = self.tracer.start_span(name, context=base, kind=kind, attributes=attrs,
                                        start_time=p.timestamp_ns, links=links)
-        ctx = token = None
         if enclosing:
             ctx = set_span_in_context(span, base)
+            live = LiveSpan(span, ctx, p.parent_id, p.project_id, span_kind, Rollup())
             if self.attach_context:
-                token = otel_context.attach(ctx)
-        live = LiveSpan(span, ctx, token, p.parent_id, p.project_id, span_kind,
-                     Rollup() if enclosing else None)
+                live.mark = _ATTACHED.set(live)
+                live.token = otel_context.attach(ctx)
+        else:
+            live = LiveSpan(span, None, p.parent_id, p.project_id, span_kind, None)
         self.live[p.correlation_id] = live
         return live
 
     def _detach(self, live: LiveSpan) -> None:
-        token, live.token = live.token, None
-        if token is None:
+        token, mark = live.token, live.mark
+        live.token = live.mark = None
+        if token is None or mark is None:
             return
-        if _raw_detach is not None:
-            try:
-                _raw_detach(token)
-                return
-            except (ValueError, RuntimeError):
-                # finished in another context than it started in (an emitter broke the
-                # same-task rule): if our span is current here, restore its parent
-                if trace.get_current_span() is live.span:
-                    parent = self.parent_ctx(live.parent_cid)
-                    otel_context.attach(parent if parent is not None else otel_context.Context())
-                return
-        otel_context.detach(token)  # pragma: no cover
+        try:
+            _ATTACHED.reset(mark)
+        except (ValueError, RuntimeError):
+            # finished in another context than it started in (an emitter broke the
+            # same-task rule): if our span is current here, restore its parent
+            if trace.get_current_span() is live.span:
+                parent = self.parent_ctx(live.parent_cid)
+                otel_context.attach(parent if parent is not None else Context())
+            return
+        otel_context.detach(token)
 
     def close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
         live = self.live.pop(p.correlation_id, None)
@@ -179,7 +176,7 @@ class SpanBook:
                 continue
             if self.live.pop(cid, None) is None:
                 continue
-            live.token = None  # its context belongs to a task that is gone
+            live.token = live.mark = None  # its context belongs to a task that is gone
             live.span.set_attribute(attr.ERROR_TYPE, "orphan")
             live.span.set_status(Status(StatusCode.ERROR, ORPHAN))
             live.span.end(end_time=end_time)

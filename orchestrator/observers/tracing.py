@@ -18,17 +18,24 @@ Design notes:
   (``task.tokens_in``...), never ``gen_ai.usage.*``, so a backend that sums usage over a
   tree does not count twice.
 * Prompt and completion text is recorded only when ``capture_content`` is on, truncated.
+* Trace context crosses process boundaries only through the configured propagator
+  (``opentelemetry.propagate``, so ``OTEL_PROPAGATORS`` decides the format): the root's
+  context goes into ``project_started``'s carrier (kept in the checkpoint), a remote LLM
+  call's into ``llm_call_started``'s carrier (sent with the request), and a resumed run's
+  links are read back from the carriers of earlier roots.
 * A span whose finish never arrives is ended with status ERROR when its project finishes
   or when the observer unsubscribes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import SpanKind, set_span_in_context
 
 from .. import attributes as attr
 from .. import events
@@ -60,19 +67,19 @@ def _instrumentation_version() -> str:
         return "0"
 
 
-def resume_links(traceparents: Sequence[str]) -> list[trace.Link]:
-    """Span links to earlier attempts' roots, from their W3C traceparents (oldest first);
-    malformed ones are skipped."""
+def resume_links(carriers: Sequence[Mapping[str, str] | str],
+                 propagator: TextMapPropagator | None = None) -> list[trace.Link]:
+    """Span links to earlier attempts' roots (oldest first), read from their carriers with
+    ``propagator`` (default: the configured one); a plain string is a W3C ``traceparent``
+    (event logs of earlier versions).  Carriers the propagator finds no span in are skipped."""
+    extract = (propagator or propagate.get_global_textmap()).extract
     links = []
-    for value in traceparents:
-        parts = str(value).split("-")
-        if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+    for item in carriers:
+        carrier = {"traceparent": item} if isinstance(item, str) else item
+        if not isinstance(carrier, Mapping):
             continue
-        try:
-            trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-        except ValueError:
-            continue
-        sc = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+        # an empty base context: a carrier without a span must not link to the current span
+        sc = trace.get_current_span(extract(carrier, context=Context())).get_span_context()
         if sc.is_valid:
             links.append(trace.Link(sc, {attr.ORCHESTRATOR_LINK: "resumed_from"}))
     return links
@@ -88,11 +95,14 @@ class TracingObserver(Observer):
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is true.
     ``attach_context``: make enclosing spans current in their asyncio task (turn off
     only to replay a recorded event log, whose pairs do not nest per task).
+    ``propagator``: writes the carriers and reads the links (default: the global one,
+    which ``OTEL_PROPAGATORS`` configures; W3C trace context and baggage unless told).
     """
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None,
                  capture_content: bool | None = None, *, content_max_chars: int = 4000,
-                 attach_context: bool = True, recent_spans: int = 4096) -> None:
+                 attach_context: bool = True, recent_spans: int = 4096,
+                 propagator: TextMapPropagator | None = None) -> None:
         super().__init__()
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer_provider = provider
@@ -102,7 +112,7 @@ class TracingObserver(Observer):
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
         self._llm = LlmSpanAttributes()
         self._point_fields: dict[type, tuple[str, ...]] = {}
-        self._tp_trace, self._tp_prefix = 0, ""
+        self.propagator = propagator
         register_span_source(self)
 
     @property
@@ -133,6 +143,12 @@ class TracingObserver(Observer):
         return self.book.open(p, name, kind, apply_content_rule(attrs, self.content.enabled), span_kind, enclosing,
                               links)
 
+    def _inject(self, carrier: dict[str, str], ctx: Context) -> None:
+        if self.propagator is not None:
+            self.propagator.inject(carrier, context=ctx)
+        else:
+            propagate.inject(carrier, context=ctx)
+
     def _close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
         return self.book.close(p, apply_content_rule(attrs, self.content.enabled))
 
@@ -143,13 +159,12 @@ class TracingObserver(Observer):
         attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.content.enabled:
             attrs[attr.OI_INPUT_VALUE] = self.content.clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
-        links = resume_links(p.links)
+        links = resume_links(p.links, self.propagator) if p.links else None
         if links:  # a resumed run: the original root's trace, for backends that show no links
             attrs[attr.ORCHESTRATOR_ORIGINAL_TRACE_ID] = f"{links[0].context.trace_id:032x}"
         live = self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
-        sc = live.span.get_span_context()
-        if sc.is_valid:  # the engine keeps it in the checkpoint, for a resume to link to
-            p.carrier["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+        if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
+            self._inject(p.carrier, live.ctx)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
@@ -174,15 +189,8 @@ class TracingObserver(Observer):
         remote = bool(p.provider) and p.provider != "local"
         live = self._open(p, "llm_call:" + p.call_type, SpanKind.CLIENT if remote else SpanKind.INTERNAL,
                               attrs, "llm", False)
-        if remote:  # W3C trace context for the outgoing request (the client sends the carrier)
-            sc = live.span.get_span_context()
-            if sc.is_valid:
-                trace_id = sc.trace_id
-                if trace_id != self._tp_trace:  # one trace per run: format its id once
-                    self._tp_trace, self._tp_prefix = trace_id, f"00-{trace_id:032x}-"
-                p.carrier["traceparent"] = f"{self._tp_prefix}{sc.span_id:016x}-{sc.trace_flags:02x}"
-                if sc.trace_state:
-                    p.carrier["tracestate"] = sc.trace_state.to_header()
+        if remote:  # the call's context for the outgoing request (the client sends the carrier)
+            self._inject(p.carrier, set_span_in_context(live.span, self.book.parent_ctx(p.parent_id)))
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         attrs, tokens_in, tokens_out = self._llm.finish(p)
