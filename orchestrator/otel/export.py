@@ -47,7 +47,8 @@ OTLP_LOGGER = "opentelemetry.exporter.otlp"
 TRACE_SERVICE = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS_SERVICE = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 PROBE_TIMEOUT_S = 1.0
-DEFAULT_QUEUE_SIZE = 2048  # the specification's default for OTEL_BSP_MAX_QUEUE_SIZE
+DEFAULT_QUEUE_SIZE = 2048  # the specification's defaults for OTEL_BSP_MAX_QUEUE_SIZE
+DEFAULT_BATCH_SIZE = 512  # and OTEL_BSP_MAX_EXPORT_BATCH_SIZE
 
 
 # ---------------------------------------------------------------------------------------
@@ -301,14 +302,20 @@ class QuietSpanExporter(Guarded, SpanExporter):
         return self.guard.quietly(lambda: self.inner.force_flush(timeout_millis)) is True
 
 
-def max_queue_size(environ: Mapping[str, str] | None = None) -> int:
-    """``OTEL_BSP_MAX_QUEUE_SIZE`` (a positive integer), else 2048."""
-    env = os.environ if environ is None else environ
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
-        size = int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", "").strip())
+        value = int(env.get(name, "").strip())
     except ValueError:
-        return DEFAULT_QUEUE_SIZE
-    return size if size > 0 else DEFAULT_QUEUE_SIZE
+        return default
+    return value if value > 0 else default
+
+
+def batch_sizes(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(queue size, export batch size) of the batch processor: ``OTEL_BSP_MAX_QUEUE_SIZE``
+    (default 2048) and ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` (default 512, at most the queue)."""
+    env = os.environ if environ is None else environ
+    queue = _positive_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_QUEUE_SIZE)
+    return queue, min(queue, _positive_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH_SIZE))
 
 
 class ExportGate(SpanProcessor):

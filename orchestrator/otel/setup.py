@@ -125,7 +125,7 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) 
 
         from ..observers.tracing import TracingObserver
         from .devtree import DevTreeExporter
-        from .export import EndpointProbe, ExportGate, QuietSpanExporter, export_headers, max_queue_size
+        from .export import EndpointProbe, ExportGate, QuietSpanExporter, batch_sizes, export_headers
 
         provider = TracerProvider(resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved),
                                   shutdown_on_exit=False)  # our own bounded shutdown runs at exit
@@ -134,8 +134,8 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) 
         if resolved.endpoint:
             probe = EndpointProbe(resolved.endpoint, resolved.protocol, export_headers(cfg.headers, "traces"))
             exporter = QuietSpanExporter(_build_otlp_exporter(cfg, resolved), resolved.endpoint, probe)
-            queue = max_queue_size()
-            gate = ExportGate(BatchSpanProcessor(exporter, max_queue_size=queue,
+            queue, batch = batch_sizes()
+            gate = ExportGate(BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch,
                                                  export_timeout_millis=resolved.export_timeout_s * 1000),
                               exporter, queue)
             provider.add_span_processor(gate)
@@ -178,6 +178,7 @@ def tracing_state() -> dict[str, Any]:
         "observer": setup.observer if setup is not None else None,
         "provider": setup.provider if setup is not None else None,
         "exporter": exporter,
+        "gate": setup.gate if setup is not None else None,
     }
 
 
