@@ -12,8 +12,7 @@ bus sends a pair's start and finish from the same task and pairs nest like ``wit
 from __future__ import annotations
 
 import traceback
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -30,6 +29,15 @@ __all__ = ["SpanBook", "Rollup", "LiveSpan"]
 
 ORPHAN = "finish event never received"
 ROLLUP_PREFIX = {"project": "project", "task": "task", "remediation": "remediation"}
+
+
+def _rollup_keys(kind: str) -> tuple[str, str, str, str]:
+    prefix = ROLLUP_PREFIX.get(kind, kind)
+    return (attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT),
+            attr.rollup_key(prefix, attr.ROLLUP_COST_USD), attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS))
+
+
+_ROLLUP_KEYS = {kind: _rollup_keys(kind) for kind in ROLLUP_PREFIX}
 
 # Set next to every attach: resetting its token tells whether a finish runs in the
 # context its start ran in (a token of another context raises ValueError) before
@@ -56,14 +64,19 @@ class Rollup:
 
 
 class LiveSpan:
-    """One open span and what the finish needs; ``roll`` only on enclosing spans."""
+    """One open span and what the finish needs; ``roll`` only on enclosing spans, ``ctx``
+    (the context holding this span) made when a child or a carrier needs it, ``base`` the
+    parent's context it started in."""
 
-    __slots__ = ("span", "ctx", "token", "mark", "parent_cid", "project_id", "kind", "roll")
+    __slots__ = ("span", "ctx", "base", "token", "mark", "parent_cid", "project_id", "kind", "roll", "given")
 
-    def __init__(self, span: Span, ctx: Context | None, parent_cid: str | None,
-                 project_id: str | None, kind: str, roll: Rollup | None) -> None:
+    def __init__(self, span: Span, ctx: Context | None, base: Context | None, parent_cid: str | None,
+                 project_id: str | None, kind: str, roll: Rollup | None,
+                 given: Mapping[str, Any] | None = None) -> None:
         self.span = span
+        self.given = given  # the start payload's attributes: the span has them already
         self.ctx = ctx
+        self.base = base
         self.token: Token[Context] | None = None  # OpenTelemetry's, when made current
         self.mark: Token[object] | None = None  # ours, set with it (see _ATTACHED)
         self.parent_cid = parent_cid
@@ -79,7 +92,7 @@ class SpanBook:
         self.tracer = tracer
         self.attach_context = attach_context
         self.live: dict[str, LiveSpan] = {}
-        self._recent: OrderedDict[str, SpanContext] = OrderedDict()  # popitem(last=False) is O(1)
+        self._recent: dict[str, SpanContext] = {}  # insertion-ordered: the oldest is first
         self._recent_limit = recent_spans
 
     def span_ids(self, correlation_id: str) -> tuple[str, str] | None:
@@ -101,18 +114,24 @@ class SpanBook:
         return parent.ctx
 
     def open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any],
-              span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None) -> LiveSpan:
-        base = self.parent_ctx(p.parent_id)
-        span = self.tracer.start_span(name, context=base, kind=kind, attributes=attrs,
-                                       start_time=p.timestamp_ns, links=links)
+             span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None) -> LiveSpan:
+        parent_cid = p.parent_id
+        base = None
+        if parent_cid is not None:
+            parent = self.live.get(parent_cid)
+            if parent is not None:
+                base = parent.ctx
+                if base is None:
+                    base = parent.ctx = set_span_in_context(parent.span)
+        span = self.tracer.start_span(name, base, kind, attrs, links, p.timestamp_ns)
         if enclosing:
             ctx = set_span_in_context(span, base)
-            live = LiveSpan(span, ctx, p.parent_id, p.project_id, span_kind, Rollup())
+            live = LiveSpan(span, ctx, base, parent_cid, p.project_id, span_kind, Rollup(), p.attributes)
             if self.attach_context:
                 live.mark = _ATTACHED.set(live)
                 live.token = otel_context.attach(ctx)
         else:
-            live = LiveSpan(span, None, p.parent_id, p.project_id, span_kind, None)
+            live = LiveSpan(span, None, base, parent_cid, p.project_id, span_kind, None, p.attributes)
         self.live[p.correlation_id] = live
         return live
 
@@ -133,19 +152,26 @@ class SpanBook:
         otel_context.detach(token)
 
     def close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
-        live = self.live.pop(p.correlation_id, None)
+        cid = p.correlation_id
+        live = self.live.pop(cid, None)
         if live is None:  # started before this observer subscribed
             return None
         span = live.span
         if live.token is not None:
             self._detach(live)
+        given = live.given
+        if given:  # a finish repeats the start's attributes: set again only what changed
+            for key, value in given.items():
+                if attrs.get(key) is value:
+                    del attrs[key]
         roll = live.roll
         if roll is not None and roll.calls:
-            prefix = ROLLUP_PREFIX.get(live.kind, live.kind)
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), roll.tokens_in)
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT), roll.tokens_out)
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_COST_USD), round(roll.cost_usd, 8))
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS), roll.calls)
+            keys = _ROLLUP_KEYS.get(live.kind) or _rollup_keys(live.kind)
+            setdefault = attrs.setdefault
+            setdefault(keys[0], roll.tokens_in)
+            setdefault(keys[1], roll.tokens_out)
+            setdefault(keys[2], round(roll.cost_usd, 8))
+            setdefault(keys[3], roll.calls)
         if p.status != "ok":
             error_type = p.error_type or p.status
             attrs.setdefault(attr.ERROR_TYPE, error_type)
@@ -160,11 +186,11 @@ class SpanBook:
                     extra = {attr.EXCEPTION_MESSAGE: redact(str(exc)), attr.EXCEPTION_STACKTRACE: clean}
                 span.record_exception(exc, attributes=extra, timestamp=p.timestamp_ns, escaped=True)
         span.set_attributes(attrs)
-        span.end(end_time=p.timestamp_ns)
+        span.end(p.timestamp_ns)
         recent = self._recent
-        recent[p.correlation_id] = span.get_span_context()
+        recent[cid] = span.get_span_context()
         if len(recent) > self._recent_limit:
-            recent.popitem(last=False)
+            del recent[next(iter(recent))]
         return live
 
     def end_orphans(self, project_id: str | None, end_time: int | None, *, all_: bool = False,
@@ -185,11 +211,16 @@ class SpanBook:
 
     def roll_up(self, live: LiveSpan, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
         """Add one LLM call's usage to every enclosing span above ``live``."""
+        spans = self.live
         cid = live.parent_cid
         while cid is not None:
-            ancestor = self.live.get(cid)
+            ancestor = spans.get(cid)
             if ancestor is None:
                 break
-            if ancestor.roll is not None:
-                ancestor.roll.add(tokens_in, tokens_out, cost_usd)
+            roll = ancestor.roll
+            if roll is not None:
+                roll.tokens_in += tokens_in
+                roll.tokens_out += tokens_out
+                roll.cost_usd += cost_usd
+                roll.calls += 1
             cid = ancestor.parent_cid

@@ -29,6 +29,7 @@ Design notes:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
@@ -44,7 +45,8 @@ from .base import (
     Handler,
     Observer,
     apply_content_rule,
-    number,
+    copy_attributes,
+    has_model_text,
     register_span_source,
     unregister_span_source,
     visible,
@@ -112,6 +114,8 @@ class TracingObserver(Observer):
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
         self._llm = LlmSpanAttributes()
         self._point_fields: dict[type, tuple[str, ...]] = {}
+        self._redacted: dict[str, str] = {}
+        self._redacted_env = -1
         self.propagator = propagator
         register_span_source(self)
 
@@ -138,10 +142,10 @@ class TracingObserver(Observer):
         unregister_span_source(self)
 
     # -- spans -------------------------------------------------------------------------
-    def _open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any], span_kind: str,
-              enclosing: bool, links: list[trace.Link] | None = None) -> LiveSpan:
-        return self.book.open(p, name, kind, apply_content_rule(attrs, self.content.enabled), span_kind, enclosing,
-                              links)
+    # The handlers below run for every span of every run; they avoid work the bare SDK
+    # would not do (see bench/tracing_overhead.py): LLM start attributes are built once
+    # per (model, call type, parameters) and shared read-only, the content rule looks only
+    # at values an emitter gave, and each string of point events is redacted once.
 
     def _inject(self, carrier: dict[str, str], ctx: Context) -> None:
         if self.propagator is not None:
@@ -149,75 +153,79 @@ class TracingObserver(Observer):
         else:
             propagate.inject(carrier, context=ctx)
 
-    def _close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
-        return self.book.close(p, apply_content_rule(attrs, self.content.enabled))
+    def _start_attrs(self, p: events.PairStart, kind_value: str) -> dict[str, Any]:
+        attrs = copy_attributes(p.attributes)
+        if has_model_text(attrs):
+            apply_content_rule(attrs, self.content.enabled)
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = kind_value
+        return attrs
+
+    def _finish(self, p: events.PairFinish) -> LiveSpan | None:
+        attrs = copy_attributes(p.attributes)
+        if has_model_text(attrs):
+            apply_content_rule(attrs, self.content.enabled)
+        return self.book.close(p, attrs)
 
     # -- project -----------------------------------------------------------------------
     def on_project_started(self, p: events.ProjectStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "AGENT"
+        attrs = self._start_attrs(p, "AGENT")
         attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.content.enabled:
             attrs[attr.OI_INPUT_VALUE] = self.content.clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
         links = resume_links(p.links, self.propagator) if p.links else None
         if links:  # a resumed run: the original root's trace, for backends that show no links
             attrs[attr.ORCHESTRATOR_ORIGINAL_TRACE_ID] = f"{links[0].context.trace_id:032x}"
-        live = self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
+        live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
         if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
             self._inject(p.carrier, live.ctx)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- task --------------------------------------------------------------------------
     def on_task_started(self, p: events.TaskStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
+        attrs = self._start_attrs(p, "CHAIN")
         if self.content.enabled and attr.TASK_DESCRIPTION in attrs:
             attrs[attr.OI_INPUT_VALUE] = attrs[attr.TASK_DESCRIPTION]
-        self._open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
+        self.book.open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- llm call ----------------------------------------------------------------------
     def on_llm_call_started(self, p: events.LlmCallStarted) -> None:
-        attrs = self._llm.start(p)
-        if self.content.enabled:
+        capture = self.content.enabled
+        name, kind, attrs = self._llm.start(p, capture)  # attrs may be shared: changed only when built for us
+        if capture:
             self.content.add_input(p, attrs)
-        remote = bool(p.provider) and p.provider != "local"
-        live = self._open(p, "llm_call:" + p.call_type, SpanKind.CLIENT if remote else SpanKind.INTERNAL,
-                              attrs, "llm", False)
-        if remote:  # the call's context for the outgoing request (the client sends the carrier)
-            self._inject(p.carrier, set_span_in_context(live.span, self.book.parent_ctx(p.parent_id)))
+        live = self.book.open(p, name, kind, attrs, "llm", False)
+        if kind is SpanKind.CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
+            self._inject(p.carrier, set_span_in_context(live.span, live.base))
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
-        attrs, tokens_in, tokens_out = self._llm.finish(p)
-        if self.content.enabled:
+        capture = self.content.enabled
+        attrs, tokens_in, tokens_out, cost = self._llm.finish(p, capture)
+        if capture:
             self.content.add_output(p, attrs)
-        live = self._close(p, attrs)
+        live = self.book.close(p, attrs)
         if live is not None:
-            self.book.roll_up(live, tokens_in, tokens_out, number(attrs.get(attr.LLM_COST_USD)) or 0.0)
+            self.book.roll_up(live, tokens_in, tokens_out, cost)
 
     # -- policy check ------------------------------------------------------------------
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "GUARDRAIL"
-        self._open(p, "policy_check", SpanKind.INTERNAL, attrs, "policy", False)
+        self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy", False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- remediation -------------------------------------------------------------------
     def on_remediation_started(self, p: events.RemediationStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
         # enclosing: a remediation may make LLM calls of its own (retry, fallback model)
-        self._open(p, "remediation", SpanKind.INTERNAL, attrs, "remediation", True)
+        self.book.open(p, "remediation", SpanKind.INTERNAL, self._start_attrs(p, "CHAIN"), "remediation", True)
 
     def on_remediation_finished(self, p: events.RemediationFinished) -> None:
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- point events ------------------------------------------------------------------
     def _on_point(self, p: events.PointEvent) -> None:
@@ -240,9 +248,25 @@ class TracingObserver(Observer):
                 continue
             if not isinstance(value, (str, bool, int, float)):
                 value = str(value)
-            value = visible(value, capture)
-            attrs[name] = redact(value) if isinstance(value, str) else value
+            elif type(value) is events.ModelText:
+                value = visible(value, capture)
+            attrs[name] = self._redact(value) if isinstance(value, str) else value
         span.add_event(p.signal_name, attrs, timestamp=p.timestamp_ns)
+
+    def _redact(self, value: str) -> str:
+        """:func:`redact`, remembered: runs repeat the same model names, task ids and reasons,
+        and redaction reads the whole environment each time (tens of microseconds).  What
+        is remembered is forgotten when the environment gains or loses a variable."""
+        env_size = len(os.environ)
+        if env_size != self._redacted_env:
+            self._redacted.clear()
+            self._redacted_env = env_size
+        done = self._redacted.get(value)
+        if done is None:
+            if len(self._redacted) >= 4096:
+                self._redacted.clear()
+            done = self._redacted[value] = redact(value)
+        return done
 
     def handlers(self) -> list[Handler]:
         out = super().handlers()
