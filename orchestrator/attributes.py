@@ -13,8 +13,8 @@ Three families:
 * the few general OpenTelemetry semantic-convention keys an *emitter* sets
   (``error.type``, ``http.response.status_code``, ``server.address``/``server.port``):
   emitters cannot import ``opentelemetry-semantic-conventions``; a test checks these
-  equal its constants.  The GenAI keys (``gen_ai.*``) are only set by observers, which
-  take them from ``opentelemetry-semantic-conventions`` directly.
+  equal its constants.  The GenAI keys (``gen_ai.*``), set only by observers, are at the
+  end: the package has them only in private modules.
 """
 
 from __future__ import annotations
@@ -161,3 +161,28 @@ def oi_input_message(index: int, field: str) -> str:
 def oi_output_message(index: int, field: str) -> str:
     """``llm.output_messages.<index>.message.<field>`` (``role`` or ``content``)."""
     return f"llm.output_messages.{index}.message.{field}"
+
+
+# -- OpenTelemetry GenAI semantic conventions (observers set these) ----------------------
+# Kept here rather than imported: ``opentelemetry-semantic-conventions`` ships the GenAI
+# keys only in its private ``_incubating`` modules, which a release may move.  These are
+# the values of the conventions our spans declare (schema 1.37.0); a test checks they
+# equal the installed package's.
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+#: metric names
+GEN_AI_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+GEN_AI_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"

@@ -84,7 +84,7 @@ def validate_observer_options(options: Any) -> ObserverOptions:
     (the CLI exits 2): bad endpoint URL, protocol or sample rate, ``--tracing`` without
     the ``tracing`` extra, an ``--events-jsonl`` path that is a directory or cannot be
     written."""
-    from ..otel.config import validate_timeout
+    from ..otel.config import metrics_preferences, validate_timeout
     from ..tracing import (
         EXTRA_HINT,
         TracingConfig,
@@ -122,6 +122,8 @@ def validate_observer_options(options: Any) -> ObserverOptions:
         resolved = resolve_config(_tracing_config(opts, TracingConfig))  # validates the OTEL_* variables too
         if opts.metrics and resolved.enabled and not resolved.endpoint:
             raise ValueError("--metrics needs an OTLP endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
+        if opts.metrics:
+            metrics_preferences()  # the temporality and histogram variables, before any work
     return opts
 
 

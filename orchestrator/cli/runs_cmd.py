@@ -92,8 +92,12 @@ def show_run(store: Any, project_id: str, console: Any) -> None:
                   highlight=False)
     for root in cp.roots:
         parts = str(root.get("traceparent", "")).split("-")
+        carrier = root.get("carrier")
         if len(parts) == 4:
             console.print(f"attempt {root.get('attempt')}: trace {parts[1]} root span {parts[2]}", highlight=False)
+        elif isinstance(carrier, dict) and carrier:  # another propagator than W3C (OTEL_PROPAGATORS)
+            shown = ", ".join(f"{k}: {v}" for k, v in sorted(carrier.items()))
+            console.print(f"attempt {root.get('attempt')}: root span {shown}", highlight=False)
     versions = ", ".join(f"{k} {v}" for k, v in sorted(cp.versions.items()))
     if versions:
         console.print(f"saved by: {versions}", highlight=False)

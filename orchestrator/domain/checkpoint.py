@@ -58,8 +58,9 @@ class Checkpoint:
 
     ``tasks`` is ``None`` until the plan is known (a run stopped while decomposing plans
     again on resume).  ``results`` holds settled results only; ``result_attempts`` says
-    which attempt produced each.  ``roots`` lists each attempt's root span as a W3C
-    ``traceparent`` (when it was traced), so a resumed run can link to them.
+    which attempt produced each.  ``roots`` lists each attempt's root span (when it was traced)
+    as the propagation ``carrier`` a tracing observer filled, plus its ``traceparent``
+    when the carrier has one, so a resumed run can link to them.
     ``settings`` is JSON-ready: the engine's own settings and whatever the caller asked to
     keep (the CLI keeps its flags there to rebuild the run).
     """

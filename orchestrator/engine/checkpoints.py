@@ -100,10 +100,27 @@ class Checkpointer:
         self.plan_notes: list[str] = list(previous.plan_notes) if previous is not None else []
         self._failed = False
 
-    def root(self, traceparent: str | None) -> None:
-        """Remember this attempt's root span (a W3C traceparent a tracing observer gave)."""
-        if traceparent:
-            self.roots.append({"attempt": self.state.attempt, "traceparent": traceparent})
+    def root(self, carrier: Mapping[str, str]) -> None:
+        """Remember this attempt's root span: the carrier a tracing observer filled with the
+        configured propagator (nothing when the run is not traced).  ``traceparent`` is
+        also kept on its own when the carrier has one, for readers that show trace ids."""
+        if carrier:
+            entry: dict[str, Any] = {"attempt": self.state.attempt, "carrier": dict(carrier)}
+            if carrier.get("traceparent"):
+                entry["traceparent"] = carrier["traceparent"]
+            self.roots.append(entry)
+
+    def links(self) -> tuple[Mapping[str, str], ...]:
+        """The carriers of the earlier attempts' roots, oldest first (a checkpoint saved
+        before carriers were kept has only the ``traceparent``)."""
+        out: list[Mapping[str, str]] = []
+        for root in self.roots:
+            carrier = root.get("carrier")
+            if isinstance(carrier, Mapping) and carrier:
+                out.append({str(k): str(v) for k, v in carrier.items()})
+            elif root.get("traceparent"):
+                out.append({"traceparent": str(root["traceparent"])})
+        return tuple(out)
 
     def save(self, status: str) -> None:
         if self.store is None:

@@ -195,13 +195,13 @@ class Orchestrator:
         self.state = state
         saver = Checkpointer(self.store, state, settings=previous.settings if previous else self._settings(),
                              previous=previous)
-        links = tuple(r["traceparent"] for r in saver.roots if r.get("traceparent"))
+        links = saver.links()
         ended = False
         saver.save(RUNNING)  # before anything is seen: a run whose start was seen can be resumed
         with events.traced_project(state.project_id, state.description, state.criteria,
                                    self.budget.max_usd, self.budget.max_time_seconds,
                                    attempt=state.attempt, links=links) as span:
-            saver.root(span.carrier.get("traceparent"))  # saved with the next checkpoint
+            saver.root(span.carrier)  # saved with the next checkpoint
             span.set_attribute(attr.ORCHESTRATOR_SANDBOX, box.level)
             try:
                 if self.policies:

@@ -18,14 +18,14 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Protocol, Self
 
 from .. import events
 from ..redaction import redact
 
 __all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
-           "visible_fields", "apply_content_rule", "whole"]
+           "visible_fields", "apply_content_rule", "copy_attributes", "has_model_text", "whole"]
 
 Handler = tuple[events.BusSignal, Callable[[Any], Any]]
 """A signal and the receiver an observer connects to it."""
@@ -115,6 +115,24 @@ def visible(value: Any, capture_content: bool) -> Any:
 def visible_fields(fields: Mapping[str, Any], capture_content: bool) -> dict[str, Any]:
     """:func:`visible` applied to every value of an attribute or field mapping (a new dict)."""
     return {key: visible(value, capture_content) for key, value in fields.items()}
+
+
+def copy_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict of a payload's attributes.  A payload holds a read-only view of a dict,
+    whose ``copy()`` is that dict's own (``dict(view)`` goes key by key, six times slower)."""
+    if type(attrs) is MappingProxyType or type(attrs) is dict:
+        return attrs.copy()
+    return dict(attrs)
+
+
+def has_model_text(attrs: Mapping[str, Any]) -> bool:
+    """Whether any value is marked model text (a plain loop: the fastest way in CPython
+    for the dozen values of a span, which mostly hold none)."""
+    model_text = events.ModelText
+    for value in attrs.values():
+        if type(value) is model_text:
+            return True
+    return False
 
 
 def apply_content_rule(attrs: dict[str, Any], capture_content: bool) -> dict[str, Any]:

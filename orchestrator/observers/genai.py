@@ -13,7 +13,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+from opentelemetry.trace import SpanKind
+
+from .. import attributes as attr
+from .. import events
+from ..attributes import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OPERATION_NAME,
     GEN_AI_OUTPUT_MESSAGES,
@@ -28,13 +32,11 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_SYSTEM_INSTRUCTIONS,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
+    SERVER_ADDRESS,
+    SERVER_PORT,
 )
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-
-from .. import attributes as attr
-from .. import events
 from ..redaction import redact
-from .base import whole
+from .base import apply_content_rule, copy_attributes, has_model_text, number, whole
 
 __all__ = ["LlmSpanAttributes", "ContentCapture", "capture_content_from_env"]
 
@@ -48,14 +50,55 @@ def capture_content_from_env() -> bool:
     return value.strip().lower() in _TRUTHY
 
 
+_LLM_MODEL, _LLM_CALL_TYPE = attr.LLM_MODEL, attr.LLM_CALL_TYPE
+_CLIENT, _INTERNAL = SpanKind.CLIENT, SpanKind.INTERNAL
+
+
 class LlmSpanAttributes:
-    """Builds the start and finish attributes of LLM spans."""
+    """Builds the start and finish attributes of LLM spans.
+
+    The start attributes depend only on the call's model, type and parameters, of which
+    a run uses a handful: they are built once per combination and shared (read-only) with
+    the SDK, which copies what it keeps."""
 
     def __init__(self) -> None:
-        self._static: dict[tuple[str, str, int | None, float | None], dict[str, Any]] = {}
+        self._starts: dict[tuple[Any, ...], tuple[str, SpanKind, dict[str, Any]]] = {}
 
-    def start(self, p: events.LlmCallStarted) -> dict[str, Any]:
-        attrs = {**p.attributes, **self._static_for(p.provider, p.model, p.max_tokens, p.temperature)}
+    def start(self, p: events.LlmCallStarted, capture_content: bool = False) -> tuple[str, SpanKind, dict[str, Any]]:
+        """(span name, span kind, start attributes) of an ``llm_call`` span; the
+        attributes may be shared between calls: copy them before changing them."""
+        given = p.attributes
+        model, call_type = given.get(_LLM_MODEL), given.get(_LLM_CALL_TYPE)
+        if capture_content or len(given) != 2 or type(model) is not str or type(call_type) is not str:
+            return self._build(p, capture_content)  # not what traced_llm_call gives: nothing to share
+        key = (model, call_type, p.model, p.call_type, p.provider, p.max_tokens, p.temperature, p.attempt,
+               p.output_type, p.server_address, p.server_port)
+        found = self._starts.get(key)
+        if found is None:
+            if len(self._starts) >= _STATIC_CACHE_LIMIT:
+                self._starts.clear()
+            found = self._starts[key] = self._build(p)
+        return found
+
+    @staticmethod
+    def _build(p: events.LlmCallStarted, capture_content: bool = False) -> tuple[str, SpanKind, dict[str, Any]]:
+        attrs = copy_attributes(p.attributes)
+        if has_model_text(attrs):
+            apply_content_rule(attrs, capture_content)
+        model = p.model
+        attrs[GEN_AI_OPERATION_NAME] = "chat"
+        attrs[GEN_AI_REQUEST_MODEL] = model
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = "LLM"
+        attrs[attr.OI_LLM_MODEL_NAME] = model
+        if p.provider:
+            attrs[GEN_AI_PROVIDER_NAME] = attr.gen_ai_provider_name(p.provider)
+            attrs[attr.OI_LLM_PROVIDER] = p.provider
+        if p.max_tokens is not None:
+            attrs[GEN_AI_REQUEST_MAX_TOKENS] = p.max_tokens
+        if p.temperature is not None:
+            attrs[GEN_AI_REQUEST_TEMPERATURE] = p.temperature
+        attrs[attr.OI_LLM_INVOCATION_PARAMETERS] = json.dumps({"max_tokens": p.max_tokens,
+                                                               "temperature": p.temperature})
         if p.attempt != 1:
             attrs[attr.LLM_ATTEMPT] = p.attempt
         attrs[GEN_AI_OUTPUT_TYPE] = p.output_type
@@ -63,60 +106,50 @@ class LlmSpanAttributes:
             attrs[SERVER_ADDRESS] = p.server_address
             if p.server_port:
                 attrs[SERVER_PORT] = p.server_port
-        return attrs
-
-    def _static_for(self, provider: str, model: str, max_tokens: int | None,
-                    temperature: float | None) -> dict[str, Any]:
-        """The start attributes that depend only on provider, model and parameters
-        (cached: a run uses a handful of combinations)."""
-        key = (provider, model, max_tokens, temperature)
-        static = self._static.get(key)
-        if static is None:
-            static = {GEN_AI_OPERATION_NAME: "chat", GEN_AI_REQUEST_MODEL: model,
-                      attr.OPENINFERENCE_SPAN_KIND: "LLM", attr.OI_LLM_MODEL_NAME: model}
-            if provider:
-                static[GEN_AI_PROVIDER_NAME] = attr.gen_ai_provider_name(provider)
-                static[attr.OI_LLM_PROVIDER] = provider
-            if max_tokens is not None:
-                static[GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
-            if temperature is not None:
-                static[GEN_AI_REQUEST_TEMPERATURE] = temperature
-            static[attr.OI_LLM_INVOCATION_PARAMETERS] = json.dumps({"max_tokens": max_tokens,
-                                                                    "temperature": temperature})
-            if len(self._static) >= _STATIC_CACHE_LIMIT:
-                self._static.clear()
-            self._static[key] = static
-        return static
+        remote = bool(p.provider) and p.provider != "local"  # remote calls carry the trace context
+        return "llm_call:" + p.call_type, _CLIENT if remote else _INTERNAL, attrs
 
     @staticmethod
-    def finish(p: events.LlmCallFinished) -> tuple[dict[str, Any], int, int]:
-        """The finish attributes, and the tokens the call consumed (0 when unknown, and for
-        an answer replayed from the cache: its span keeps ``llm.tokens_*`` of the original
-        call but gets no ``gen_ai.usage.*``, so a backend summing usage counts no tokens
-        nobody processed)."""
-        attrs = dict(p.attributes)
-        tin = whole(attrs.get(attr.LLM_TOKENS_IN))
-        tout = whole(attrs.get(attr.LLM_TOKENS_OUT))
-        if attrs.get(attr.LLM_CACHED):  # replayed from the cache: no provider processed tokens
-            return attrs, 0, 0
+    def finish(p: events.LlmCallFinished, capture_content: bool) -> tuple[dict[str, Any], int, int, float]:
+        """The finish attributes (content rule applied), the tokens the call consumed (0 when
+        unknown, and for an answer replayed from the cache: its span keeps ``llm.tokens_*``
+        of the original call but gets no ``gen_ai.usage.*``, so a backend summing usage
+        counts no tokens nobody processed) and its cost in USD."""
+        attrs = copy_attributes(p.attributes)
+        if has_model_text(attrs):
+            apply_content_rule(attrs, capture_content)
+        get = attrs.get
+        cost = get(_COST)
+        cost_usd = float(cost) if type(cost) is float or type(cost) is int else (number(cost) or 0.0)
+        tin, tout = get(_TOKENS_IN), get(_TOKENS_OUT)
+        if type(tin) is not int:
+            tin = whole(tin)
+        if type(tout) is not int:
+            tout = whole(tout)
+        if get(_CACHED):  # replayed from the cache: no provider processed tokens
+            return attrs, 0, 0, cost_usd
         if tin is not None:
-            attrs[GEN_AI_USAGE_INPUT_TOKENS] = tin
-            attrs[attr.OI_TOKEN_COUNT_PROMPT] = tin
+            attrs[GEN_AI_USAGE_INPUT_TOKENS] = attrs[_OI_PROMPT] = tin
         if tout is not None:
-            attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = tout
-            attrs[attr.OI_TOKEN_COUNT_COMPLETION] = tout
-        if tin is not None and tout is not None:
-            attrs[attr.OI_TOKEN_COUNT_TOTAL] = tin + tout
-        response_model = attrs.get(attr.LLM_RESPONSE_MODEL)
+            attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = attrs[_OI_COMPLETION] = tout
+            if tin is not None:
+                attrs[_OI_TOTAL] = tin + tout
+        response_model = get(_RESPONSE_MODEL)
         if response_model:
             attrs[GEN_AI_RESPONSE_MODEL] = response_model
-        response_id = attrs.get(attr.LLM_RESPONSE_ID)
+        response_id = get(_RESPONSE_ID)
         if response_id:
             attrs[GEN_AI_RESPONSE_ID] = response_id
-        finish_reason = attrs.get(attr.LLM_FINISH_REASON)
-        if isinstance(finish_reason, str) and finish_reason:
+        finish_reason = get(_FINISH_REASON)
+        if finish_reason and type(finish_reason) is str:
             attrs[GEN_AI_RESPONSE_FINISH_REASONS] = (finish_reason,)
-        return attrs, tin or 0, tout or 0
+        return attrs, tin or 0, tout or 0, cost_usd
+
+
+_COST, _TOKENS_IN, _TOKENS_OUT, _CACHED = attr.LLM_COST_USD, attr.LLM_TOKENS_IN, attr.LLM_TOKENS_OUT, attr.LLM_CACHED
+_RESPONSE_MODEL, _RESPONSE_ID, _FINISH_REASON = attr.LLM_RESPONSE_MODEL, attr.LLM_RESPONSE_ID, attr.LLM_FINISH_REASON
+_OI_PROMPT, _OI_COMPLETION = attr.OI_TOKEN_COUNT_PROMPT, attr.OI_TOKEN_COUNT_COMPLETION
+_OI_TOTAL = attr.OI_TOKEN_COUNT_TOTAL
 
 
 class ContentCapture:

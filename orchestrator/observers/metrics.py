@@ -24,20 +24,18 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry import metrics
-from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+
+from .. import attributes as attr
+from .. import events
+from ..attributes import (
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_TOKEN_USAGE,
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_TOKEN_TYPE,
 )
-from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
-    GEN_AI_CLIENT_OPERATION_DURATION,
-    GEN_AI_CLIENT_TOKEN_USAGE,
-)
-
-from .. import attributes as attr
-from .. import events
 from .base import Observer, number, whole
 from .tracing import _instrumentation_version
 

@@ -12,9 +12,8 @@ bus sends a pair's start and finish from the same task and pairs nest like ``wit
 from __future__ import annotations
 
 import traceback
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from contextvars import Token
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -31,13 +30,19 @@ __all__ = ["SpanBook", "Rollup", "LiveSpan"]
 ORPHAN = "finish event never received"
 ROLLUP_PREFIX = {"project": "project", "task": "task", "remediation": "remediation"}
 
-_raw_detach: Callable[[Token[Context]], None] | None
-try:  # the raw detach raises instead of logging "Failed to detach context"
-    from opentelemetry.context import _RUNTIME_CONTEXT as _RUNTIME
 
-    _raw_detach = _RUNTIME.detach
-except (ImportError, AttributeError):  # pragma: no cover - very old or future API
-    _raw_detach = None
+def _rollup_keys(kind: str) -> tuple[str, str, str, str]:
+    prefix = ROLLUP_PREFIX.get(kind, kind)
+    return (attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT),
+            attr.rollup_key(prefix, attr.ROLLUP_COST_USD), attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS))
+
+
+_ROLLUP_KEYS = {kind: _rollup_keys(kind) for kind in ROLLUP_PREFIX}
+
+# Set next to every attach: resetting its token tells whether a finish runs in the
+# context its start ran in (a token of another context raises ValueError) before
+# OpenTelemetry's detach is called, which would log "Failed to detach context" instead.
+_ATTACHED: ContextVar[object] = ContextVar("orchestrator_attached_span", default=None)
 
 
 class Rollup:
@@ -59,20 +64,25 @@ class Rollup:
 
 
 class LiveSpan:
-    """One open span and what the finish needs; ``roll`` only on enclosing spans."""
+    """One open span and what the finish needs; ``roll`` only on enclosing spans, ``ctx``
+    (the context holding this span) made when a child or a carrier needs it, ``base`` the
+    parent's context it started in."""
 
-    __slots__ = ("span", "ctx", "token", "parent_cid", "project_id", "kind", "roll")
+    __slots__ = ("span", "ctx", "base", "token", "mark", "parent_cid", "project_id", "kind", "roll", "given")
 
-    def __init__(self, span: Span, ctx: Context | None, token: Token[Context] | None, parent_cid: str | None,
-                 project_id: str | None, kind: str, roll: Rollup | None) -> None:
+    def __init__(self, span: Span, ctx: Context | None, base: Context | None, parent_cid: str | None,
+                 project_id: str | None, kind: str, roll: Rollup | None,
+                 given: Mapping[str, Any] | None = None) -> None:
         self.span = span
+        self.given = given  # the start payload's attributes: the span has them already
         self.ctx = ctx
-        self.token = token
+        self.base = base
+        self.token: Token[Context] | None = None  # OpenTelemetry's, when made current
+        self.mark: Token[object] | None = None  # ours, set with it (see _ATTACHED)
         self.parent_cid = parent_cid
         self.project_id = project_id
         self.kind = kind
         self.roll = roll
-
 
 
 class SpanBook:
@@ -82,7 +92,7 @@ class SpanBook:
         self.tracer = tracer
         self.attach_context = attach_context
         self.live: dict[str, LiveSpan] = {}
-        self._recent: OrderedDict[str, SpanContext] = OrderedDict()  # popitem(last=False) is O(1)
+        self._recent: dict[str, SpanContext] = {}  # insertion-ordered: the oldest is first
         self._recent_limit = recent_spans
 
     def span_ids(self, correlation_id: str) -> tuple[str, str] | None:
@@ -104,51 +114,64 @@ class SpanBook:
         return parent.ctx
 
     def open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any],
-              span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None) -> LiveSpan:
-        base = self.parent_ctx(p.parent_id)
-        span = self.tracer.start_span(name, context=base, kind=kind, attributes=attrs,
-                                       start_time=p.timestamp_ns, links=links)
-        ctx = token = None
+             span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None) -> LiveSpan:
+        parent_cid = p.parent_id
+        base = None
+        if parent_cid is not None:
+            parent = self.live.get(parent_cid)
+            if parent is not None:
+                base = parent.ctx
+                if base is None:
+                    base = parent.ctx = set_span_in_context(parent.span)
+        span = self.tracer.start_span(name, base, kind, attrs, links, p.timestamp_ns)
         if enclosing:
             ctx = set_span_in_context(span, base)
+            live = LiveSpan(span, ctx, base, parent_cid, p.project_id, span_kind, Rollup(), p.attributes)
             if self.attach_context:
-                token = otel_context.attach(ctx)
-        live = LiveSpan(span, ctx, token, p.parent_id, p.project_id, span_kind,
-                     Rollup() if enclosing else None)
+                live.mark = _ATTACHED.set(live)
+                live.token = otel_context.attach(ctx)
+        else:
+            live = LiveSpan(span, None, base, parent_cid, p.project_id, span_kind, None, p.attributes)
         self.live[p.correlation_id] = live
         return live
 
     def _detach(self, live: LiveSpan) -> None:
-        token, live.token = live.token, None
-        if token is None:
+        token, mark = live.token, live.mark
+        live.token = live.mark = None
+        if token is None or mark is None:
             return
-        if _raw_detach is not None:
-            try:
-                _raw_detach(token)
-                return
-            except (ValueError, RuntimeError):
-                # finished in another context than it started in (an emitter broke the
-                # same-task rule): if our span is current here, restore its parent
-                if trace.get_current_span() is live.span:
-                    parent = self.parent_ctx(live.parent_cid)
-                    otel_context.attach(parent if parent is not None else otel_context.Context())
-                return
-        otel_context.detach(token)  # pragma: no cover
+        try:
+            _ATTACHED.reset(mark)
+        except (ValueError, RuntimeError):
+            # finished in another context than it started in (an emitter broke the
+            # same-task rule): if our span is current here, restore its parent
+            if trace.get_current_span() is live.span:
+                parent = self.parent_ctx(live.parent_cid)
+                otel_context.attach(parent if parent is not None else Context())
+            return
+        otel_context.detach(token)
 
     def close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
-        live = self.live.pop(p.correlation_id, None)
+        cid = p.correlation_id
+        live = self.live.pop(cid, None)
         if live is None:  # started before this observer subscribed
             return None
         span = live.span
         if live.token is not None:
             self._detach(live)
+        given = live.given
+        if given:  # a finish repeats the start's attributes: set again only what changed
+            for key, value in given.items():
+                if attrs.get(key) is value:
+                    del attrs[key]
         roll = live.roll
         if roll is not None and roll.calls:
-            prefix = ROLLUP_PREFIX.get(live.kind, live.kind)
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), roll.tokens_in)
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT), roll.tokens_out)
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_COST_USD), round(roll.cost_usd, 8))
-            attrs.setdefault(attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS), roll.calls)
+            keys = _ROLLUP_KEYS.get(live.kind) or _rollup_keys(live.kind)
+            setdefault = attrs.setdefault
+            setdefault(keys[0], roll.tokens_in)
+            setdefault(keys[1], roll.tokens_out)
+            setdefault(keys[2], round(roll.cost_usd, 8))
+            setdefault(keys[3], roll.calls)
         if p.status != "ok":
             error_type = p.error_type or p.status
             attrs.setdefault(attr.ERROR_TYPE, error_type)
@@ -163,11 +186,11 @@ class SpanBook:
                     extra = {attr.EXCEPTION_MESSAGE: redact(str(exc)), attr.EXCEPTION_STACKTRACE: clean}
                 span.record_exception(exc, attributes=extra, timestamp=p.timestamp_ns, escaped=True)
         span.set_attributes(attrs)
-        span.end(end_time=p.timestamp_ns)
+        span.end(p.timestamp_ns)
         recent = self._recent
-        recent[p.correlation_id] = span.get_span_context()
+        recent[cid] = span.get_span_context()
         if len(recent) > self._recent_limit:
-            recent.popitem(last=False)
+            del recent[next(iter(recent))]
         return live
 
     def end_orphans(self, project_id: str | None, end_time: int | None, *, all_: bool = False,
@@ -179,7 +202,7 @@ class SpanBook:
                 continue
             if self.live.pop(cid, None) is None:
                 continue
-            live.token = None  # its context belongs to a task that is gone
+            live.token = live.mark = None  # its context belongs to a task that is gone
             live.span.set_attribute(attr.ERROR_TYPE, "orphan")
             live.span.set_status(Status(StatusCode.ERROR, ORPHAN))
             live.span.end(end_time=end_time)
@@ -188,11 +211,16 @@ class SpanBook:
 
     def roll_up(self, live: LiveSpan, tokens_in: int, tokens_out: int, cost_usd: float) -> None:
         """Add one LLM call's usage to every enclosing span above ``live``."""
+        spans = self.live
         cid = live.parent_cid
         while cid is not None:
-            ancestor = self.live.get(cid)
+            ancestor = spans.get(cid)
             if ancestor is None:
                 break
-            if ancestor.roll is not None:
-                ancestor.roll.add(tokens_in, tokens_out, cost_usd)
+            roll = ancestor.roll
+            if roll is not None:
+                roll.tokens_in += tokens_in
+                roll.tokens_out += tokens_out
+                roll.cost_usd += cost_usd
+                roll.calls += 1
             cid = ancestor.parent_cid

@@ -18,17 +18,25 @@ Design notes:
   (``task.tokens_in``...), never ``gen_ai.usage.*``, so a backend that sums usage over a
   tree does not count twice.
 * Prompt and completion text is recorded only when ``capture_content`` is on, truncated.
+* Trace context crosses process boundaries only through the configured propagator
+  (``opentelemetry.propagate``, so ``OTEL_PROPAGATORS`` decides the format): the root's
+  context goes into ``project_started``'s carrier (kept in the checkpoint), a remote LLM
+  call's into ``llm_call_started``'s carrier (sent with the request), and a resumed run's
+  links are read back from the carriers of earlier roots.
 * A span whose finish never arrives is ended with status ERROR when its project finishes
   or when the observer unsubscribes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import SpanKind, set_span_in_context
 
 from .. import attributes as attr
 from .. import events
@@ -37,7 +45,8 @@ from .base import (
     Handler,
     Observer,
     apply_content_rule,
-    number,
+    copy_attributes,
+    has_model_text,
     register_span_source,
     unregister_span_source,
     visible,
@@ -60,19 +69,19 @@ def _instrumentation_version() -> str:
         return "0"
 
 
-def resume_links(traceparents: Sequence[str]) -> list[trace.Link]:
-    """Span links to earlier attempts' roots, from their W3C traceparents (oldest first);
-    malformed ones are skipped."""
+def resume_links(carriers: Sequence[Mapping[str, str] | str],
+                 propagator: TextMapPropagator | None = None) -> list[trace.Link]:
+    """Span links to earlier attempts' roots (oldest first), read from their carriers with
+    ``propagator`` (default: the configured one); a plain string is a W3C ``traceparent``
+    (event logs of earlier versions).  Carriers the propagator finds no span in are skipped."""
+    extract = (propagator or propagate.get_global_textmap()).extract
     links = []
-    for value in traceparents:
-        parts = str(value).split("-")
-        if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+    for item in carriers:
+        carrier = {"traceparent": item} if isinstance(item, str) else item
+        if not isinstance(carrier, Mapping):
             continue
-        try:
-            trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
-        except ValueError:
-            continue
-        sc = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
+        # an empty base context: a carrier without a span must not link to the current span
+        sc = trace.get_current_span(extract(carrier, context=Context())).get_span_context()
         if sc.is_valid:
             links.append(trace.Link(sc, {attr.ORCHESTRATOR_LINK: "resumed_from"}))
     return links
@@ -88,11 +97,14 @@ class TracingObserver(Observer):
     ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` is true.
     ``attach_context``: make enclosing spans current in their asyncio task (turn off
     only to replay a recorded event log, whose pairs do not nest per task).
+    ``propagator``: writes the carriers and reads the links (default: the global one,
+    which ``OTEL_PROPAGATORS`` configures; W3C trace context and baggage unless told).
     """
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None,
                  capture_content: bool | None = None, *, content_max_chars: int = 4000,
-                 attach_context: bool = True, recent_spans: int = 4096) -> None:
+                 attach_context: bool = True, recent_spans: int = 4096,
+                 propagator: TextMapPropagator | None = None) -> None:
         super().__init__()
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer_provider = provider
@@ -102,7 +114,9 @@ class TracingObserver(Observer):
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
         self._llm = LlmSpanAttributes()
         self._point_fields: dict[type, tuple[str, ...]] = {}
-        self._tp_trace, self._tp_prefix = 0, ""
+        self._redacted: dict[str, str] = {}
+        self._redacted_env = -1
+        self.propagator = propagator
         register_span_source(self)
 
     @property
@@ -128,88 +142,90 @@ class TracingObserver(Observer):
         unregister_span_source(self)
 
     # -- spans -------------------------------------------------------------------------
-    def _open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any], span_kind: str,
-              enclosing: bool, links: list[trace.Link] | None = None) -> LiveSpan:
-        return self.book.open(p, name, kind, apply_content_rule(attrs, self.content.enabled), span_kind, enclosing,
-                              links)
+    # The handlers below run for every span of every run; they avoid work the bare SDK
+    # would not do (see bench/tracing_overhead.py): LLM start attributes are built once
+    # per (model, call type, parameters) and shared read-only, the content rule looks only
+    # at values an emitter gave, and each string of point events is redacted once.
 
-    def _close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
-        return self.book.close(p, apply_content_rule(attrs, self.content.enabled))
+    def _inject(self, carrier: dict[str, str], ctx: Context) -> None:
+        if self.propagator is not None:
+            self.propagator.inject(carrier, context=ctx)
+        else:
+            propagate.inject(carrier, context=ctx)
+
+    def _start_attrs(self, p: events.PairStart, kind_value: str) -> dict[str, Any]:
+        attrs = copy_attributes(p.attributes)
+        if has_model_text(attrs):
+            apply_content_rule(attrs, self.content.enabled)
+        attrs[attr.OPENINFERENCE_SPAN_KIND] = kind_value
+        return attrs
+
+    def _finish(self, p: events.PairFinish) -> LiveSpan | None:
+        attrs = copy_attributes(p.attributes)
+        if has_model_text(attrs):
+            apply_content_rule(attrs, self.content.enabled)
+        return self.book.close(p, attrs)
 
     # -- project -----------------------------------------------------------------------
     def on_project_started(self, p: events.ProjectStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "AGENT"
+        attrs = self._start_attrs(p, "AGENT")
         attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.content.enabled:
             attrs[attr.OI_INPUT_VALUE] = self.content.clip(f"{p.description}\n\nSuccess criteria: {p.criteria}")
-        links = resume_links(p.links)
+        links = resume_links(p.links, self.propagator) if p.links else None
         if links:  # a resumed run: the original root's trace, for backends that show no links
             attrs[attr.ORCHESTRATOR_ORIGINAL_TRACE_ID] = f"{links[0].context.trace_id:032x}"
-        live = self._open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
-        sc = live.span.get_span_context()
-        if sc.is_valid:  # the engine keeps it in the checkpoint, for a resume to link to
-            p.carrier["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+        live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
+        if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
+            self._inject(p.carrier, live.ctx)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- task --------------------------------------------------------------------------
     def on_task_started(self, p: events.TaskStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
+        attrs = self._start_attrs(p, "CHAIN")
         if self.content.enabled and attr.TASK_DESCRIPTION in attrs:
             attrs[attr.OI_INPUT_VALUE] = attrs[attr.TASK_DESCRIPTION]
-        self._open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
+        self.book.open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- llm call ----------------------------------------------------------------------
     def on_llm_call_started(self, p: events.LlmCallStarted) -> None:
-        attrs = self._llm.start(p)
-        if self.content.enabled:
+        capture = self.content.enabled
+        name, kind, attrs = self._llm.start(p, capture)  # attrs may be shared: changed only when built for us
+        if capture:
             self.content.add_input(p, attrs)
-        remote = bool(p.provider) and p.provider != "local"
-        live = self._open(p, "llm_call:" + p.call_type, SpanKind.CLIENT if remote else SpanKind.INTERNAL,
-                              attrs, "llm", False)
-        if remote:  # W3C trace context for the outgoing request (the client sends the carrier)
-            sc = live.span.get_span_context()
-            if sc.is_valid:
-                trace_id = sc.trace_id
-                if trace_id != self._tp_trace:  # one trace per run: format its id once
-                    self._tp_trace, self._tp_prefix = trace_id, f"00-{trace_id:032x}-"
-                p.carrier["traceparent"] = f"{self._tp_prefix}{sc.span_id:016x}-{sc.trace_flags:02x}"
-                if sc.trace_state:
-                    p.carrier["tracestate"] = sc.trace_state.to_header()
+        live = self.book.open(p, name, kind, attrs, "llm", False)
+        if kind is SpanKind.CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
+            self._inject(p.carrier, set_span_in_context(live.span, live.base))
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
-        attrs, tokens_in, tokens_out = self._llm.finish(p)
-        if self.content.enabled:
+        capture = self.content.enabled
+        attrs, tokens_in, tokens_out, cost = self._llm.finish(p, capture)
+        if capture:
             self.content.add_output(p, attrs)
-        live = self._close(p, attrs)
+        live = self.book.close(p, attrs)
         if live is not None:
-            self.book.roll_up(live, tokens_in, tokens_out, number(attrs.get(attr.LLM_COST_USD)) or 0.0)
+            self.book.roll_up(live, tokens_in, tokens_out, cost)
 
     # -- policy check ------------------------------------------------------------------
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "GUARDRAIL"
-        self._open(p, "policy_check", SpanKind.INTERNAL, attrs, "policy", False)
+        self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy", False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- remediation -------------------------------------------------------------------
     def on_remediation_started(self, p: events.RemediationStarted) -> None:
-        attrs = dict(p.attributes)
-        attrs[attr.OPENINFERENCE_SPAN_KIND] = "CHAIN"
         # enclosing: a remediation may make LLM calls of its own (retry, fallback model)
-        self._open(p, "remediation", SpanKind.INTERNAL, attrs, "remediation", True)
+        self.book.open(p, "remediation", SpanKind.INTERNAL, self._start_attrs(p, "CHAIN"), "remediation", True)
 
     def on_remediation_finished(self, p: events.RemediationFinished) -> None:
-        self._close(p, dict(p.attributes))
+        self._finish(p)
 
     # -- point events ------------------------------------------------------------------
     def _on_point(self, p: events.PointEvent) -> None:
@@ -232,9 +248,25 @@ class TracingObserver(Observer):
                 continue
             if not isinstance(value, (str, bool, int, float)):
                 value = str(value)
-            value = visible(value, capture)
-            attrs[name] = redact(value) if isinstance(value, str) else value
+            elif type(value) is events.ModelText:
+                value = visible(value, capture)
+            attrs[name] = self._redact(value) if isinstance(value, str) else value
         span.add_event(p.signal_name, attrs, timestamp=p.timestamp_ns)
+
+    def _redact(self, value: str) -> str:
+        """:func:`redact`, remembered: runs repeat the same model names, task ids and reasons,
+        and redaction reads the whole environment each time (tens of microseconds).  What
+        is remembered is forgotten when the environment gains or loses a variable."""
+        env_size = len(os.environ)
+        if env_size != self._redacted_env:
+            self._redacted.clear()
+            self._redacted_env = env_size
+        done = self._redacted.get(value)
+        if done is None:
+            if len(self._redacted) >= 4096:
+                self._redacted.clear()
+            done = self._redacted[value] = redact(value)
+        return done
 
     def handlers(self) -> list[Handler]:
         out = super().handlers()

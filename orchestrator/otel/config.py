@@ -275,6 +275,30 @@ def resolve_config(cfg: TracingConfig, environ: Mapping[str, str] | None = None)
                            shutdown_timeout_s=shutdown)
 
 
+TEMPORALITY_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+HISTOGRAM_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"
+HISTOGRAM_AGGREGATIONS = ("explicit_bucket_histogram", "base2_exponential_bucket_histogram")
+
+
+def metrics_preferences(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(temporality, histogram aggregation) the OTLP metric export prefers, from
+    ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` (``cumulative`` by default,
+    ``delta``, ``lowmemory``) and ``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``
+    (``explicit_bucket_histogram`` by default); ValueError naming the variable for another
+    value (the SDK would only log it and fall back)."""
+    env = os.environ if environ is None else environ
+    temporality = env.get(TEMPORALITY_VARIABLE, "").strip().lower() or TEMPORALITIES[0]
+    if temporality not in TEMPORALITIES:
+        raise ValueError(f"{TEMPORALITY_VARIABLE} must be one of {', '.join(TEMPORALITIES)}, "
+                         f"got {env[TEMPORALITY_VARIABLE]!r}")
+    histogram = env.get(HISTOGRAM_VARIABLE, "").strip().lower() or HISTOGRAM_AGGREGATIONS[0]
+    if histogram not in HISTOGRAM_AGGREGATIONS:
+        raise ValueError(f"{HISTOGRAM_VARIABLE} must be one of {', '.join(HISTOGRAM_AGGREGATIONS)}, "
+                         f"got {env[HISTOGRAM_VARIABLE]!r}")
+    return temporality, histogram
+
+
 def tracing_available() -> bool:
     """True when the ``tracing`` extra is installed (checked without importing it)."""
     try:

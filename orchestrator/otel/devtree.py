@@ -20,15 +20,12 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
-    GEN_AI_USAGE_INPUT_TOKENS,
-    GEN_AI_USAGE_OUTPUT_TOKENS,
-)
 from opentelemetry.trace import StatusCode
 from rich.markup import escape
 from rich.tree import Tree
 
 from .. import attributes as attr
+from ..attributes import GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS
 from ..observers.base import number, whole
 
 __all__ = ["render_span_tree", "print_span_tree", "DevTreeExporter", "span_label"]

@@ -7,8 +7,14 @@ backends (Arize Phoenix, Jaeger) reject the metrics service and would only produ
 warning.
 
 The same fault rules as for spans hold: a collector that is down or hangs never fails
-or slows the run; the final export is bounded by :func:`shutdown_metrics`, and the first
-failure is one warning line naming the endpoint.
+or slows the run; the final export is bounded by :meth:`MetricsExport.shutdown`, and the
+first failure is one warning line naming the endpoint.
+
+Temporality and histogram aggregation follow
+``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` and
+``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``: the preference is built
+here from the specification's table and given to both the OTLP exporter and our wrapper
+through their constructors (the metric reader asks the wrapper).
 
 Imported only when metrics are asked for.
 """
@@ -22,19 +28,34 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     MetricExporter,
     MetricExportResult,
     MetricsData,
     PeriodicExportingMetricReader,
 )
+from opentelemetry.sdk.metrics.view import (
+    Aggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+)
 
 from . import config as tracing_config
-from .export import ExportGuard, Guarded, QuietExporterLogs, run_bounded
+from .export import METRICS_SERVICE, EndpointProbe, ExportGuard, Guarded, export_headers, run_bounded
 from .setup import build_resource
 
-__all__ = ["GuardedMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint"]
+__all__ = ["QuietMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint",
+           "preferred_temporality", "preferred_aggregation"]
 
 logger = logging.getLogger("orchestrator.tracing")
 
@@ -59,14 +80,44 @@ def metrics_endpoint(resolved: tracing_config.ResolvedTracing, environ: Mapping[
     return endpoint
 
 
-class GuardedMetricExporter(Guarded, MetricExporter):
-    """Wraps the OTLP metric exporter with an :class:`~.export.ExportGuard`."""
+_DELTA, _CUMULATIVE = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+#: the specification's OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE table
+_TEMPORALITY: dict[str, dict[type, AggregationTemporality]] = {
+    "cumulative": {Counter: _CUMULATIVE, UpDownCounter: _CUMULATIVE, Histogram: _CUMULATIVE,
+                   ObservableCounter: _CUMULATIVE, ObservableUpDownCounter: _CUMULATIVE,
+                   ObservableGauge: _CUMULATIVE},
+    "delta": {Counter: _DELTA, UpDownCounter: _CUMULATIVE, Histogram: _DELTA,
+              ObservableCounter: _DELTA, ObservableUpDownCounter: _CUMULATIVE, ObservableGauge: _CUMULATIVE},
+    "lowmemory": {Counter: _DELTA, UpDownCounter: _CUMULATIVE, Histogram: _DELTA,
+                  ObservableCounter: _CUMULATIVE, ObservableUpDownCounter: _CUMULATIVE,
+                  ObservableGauge: _CUMULATIVE},
+}
 
-    def __init__(self, inner: MetricExporter, endpoint: str, quiet: QuietExporterLogs | None = None) -> None:
-        super().__init__(preferred_temporality=inner._preferred_temporality,  # noqa: SLF001 - pass through
-                         preferred_aggregation=inner._preferred_aggregation)  # noqa: SLF001
+
+def preferred_temporality(choice: str) -> dict[type, AggregationTemporality]:
+    """Temporality per instrument type for ``cumulative``, ``delta`` or ``lowmemory``."""
+    return dict(_TEMPORALITY[choice])
+
+
+def preferred_aggregation(choice: str) -> dict[type, Aggregation]:
+    """Histogram aggregation for ``explicit_bucket_histogram`` or
+    ``base2_exponential_bucket_histogram``."""
+    if choice == "base2_exponential_bucket_histogram":
+        return {Histogram: ExponentialBucketHistogramAggregation()}
+    return {Histogram: ExplicitBucketHistogramAggregation()}
+
+
+class QuietMetricExporter(Guarded, MetricExporter):
+    """Wraps the OTLP metric exporter with an :class:`~.export.ExportGuard`; the reader
+    asks this wrapper for the temporality and aggregation, so it is given the same ones
+    as the exporter it wraps."""
+
+    def __init__(self, inner: MetricExporter, endpoint: str, probe: EndpointProbe | None = None, *,
+                 temporality: dict[type, AggregationTemporality] | None = None,
+                 aggregation: dict[type, Aggregation] | None = None) -> None:
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.inner = inner
-        self.guard = ExportGuard("metric", endpoint, quiet)
+        self.guard = ExportGuard("metric", endpoint, probe)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         ok = self.guard.export(lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
@@ -74,16 +125,10 @@ class GuardedMetricExporter(Guarded, MetricExporter):
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        try:
-            return self.inner.force_flush(timeout_millis)
-        except Exception:  # noqa: BLE001
-            return False
+        return self.guard.quietly(lambda: self.inner.force_flush(timeout_millis)) is True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        try:
-            self.inner.shutdown(timeout_millis=timeout_millis)
-        except Exception:  # noqa: BLE001
-            pass
+        self.guard.quietly(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
 
 
 @dataclass
@@ -91,8 +136,7 @@ class MetricsExport:
     """A configured meter provider and its exporter; :meth:`shutdown` does the last push."""
 
     provider: MeterProvider
-    exporter: GuardedMetricExporter
-    quiet: QuietExporterLogs
+    exporter: QuietMetricExporter
     shutdown_timeout_s: float = 11.0
 
     def shutdown(self, timeout_s: float | None = None) -> bool:
@@ -100,26 +144,31 @@ class MetricsExport:
         export deadline plus a second); True when the last export finished in time (it may
         still have failed: see ``exporter``)."""
         timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
-        ok = run_bounded(self.provider.shutdown, timeout, name="orchestrator-otel-metrics")
+        probe = self.exporter.guard.probe
+        ok = run_bounded(self.provider.shutdown, timeout, name="orchestrator-otel-metrics",
+                         give_up=probe.refused if probe is not None else None)
         if not ok:
+            self.exporter.guard.abandoned = True
             self.exporter.guard.timed_out(timeout, "the run's metrics are dropped")
-        self.quiet.uninstall()  # no filter outlives the flush that installed it
         return ok
 
 
 def _otlp_metric_exporter(protocol: str | None, endpoint: str, headers: Mapping[str, str] | None,
-                          timeout_s: float) -> MetricExporter:
+                          timeout_s: float, temporality: dict[type, AggregationTemporality],
+                          aggregation: dict[type, Aggregation]) -> MetricExporter:
     hdrs = dict(headers) if headers else None
     if protocol == tracing_config.HTTP_PROTOBUF:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter(endpoint=endpoint, headers=hdrs, timeout=timeout_s)
+        return OTLPMetricExporter(endpoint=endpoint, headers=hdrs, timeout=timeout_s,
+                                  preferred_temporality=temporality, preferred_aggregation=aggregation)
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
         OTLPMetricExporter as GrpcMetricExporter,
     )
 
     return GrpcMetricExporter(endpoint=endpoint, insecure=urlsplit(endpoint).scheme == "http", headers=hdrs,
-                              timeout=timeout_s)
+                              timeout=timeout_s, preferred_temporality=temporality,
+                              preferred_aggregation=aggregation)
 
 
 def configure_metrics(cfg: tracing_config.TracingConfig, resolved: tracing_config.ResolvedTracing) -> MetricsExport:
@@ -128,15 +177,14 @@ def configure_metrics(cfg: tracing_config.TracingConfig, resolved: tracing_confi
     if not resolved.endpoint:
         raise ValueError("--metrics needs an OTLP endpoint (--otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT)")
     endpoint = metrics_endpoint(resolved)
-    quiet = QuietExporterLogs(extra_loggers=(
-        "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
-        "opentelemetry.exporter.otlp.proto.http.metric_exporter",
-        "opentelemetry.sdk.metrics._internal.export"))
-    quiet.install()
-    exporter = GuardedMetricExporter(
-        _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, resolved.export_timeout_s), endpoint, quiet)
+    temporality_choice, histogram_choice = tracing_config.metrics_preferences()
+    temporality, aggregation = preferred_temporality(temporality_choice), preferred_aggregation(histogram_choice)
+    inner = _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, resolved.export_timeout_s,
+                                  temporality, aggregation)
+    probe = EndpointProbe(endpoint, resolved.protocol, export_headers(cfg.headers, "metrics"), METRICS_SERVICE)
+    exporter = QuietMetricExporter(inner, endpoint, probe, temporality=temporality, aggregation=aggregation)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_INTERVAL_S * 1000,
                                            export_timeout_millis=resolved.export_timeout_s * 1000)
     provider = MeterProvider(metric_readers=[reader], resource=build_resource(cfg, resolved),
                              shutdown_on_exit=False)  # the bounded shutdown above runs instead
-    return MetricsExport(provider, exporter, quiet, resolved.shutdown_timeout_s)
+    return MetricsExport(provider, exporter, resolved.shutdown_timeout_s)

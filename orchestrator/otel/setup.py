@@ -2,7 +2,8 @@
 :class:`~orchestrator.observers.tracing.TracingObserver`, and the bounded shutdown.
 
 Faults: the exporter never raises into the run; an unreachable, refusing or hanging
-collector gives one warning naming the endpoint and how many spans were not exported;
+collector gives one warning naming the endpoint, why (asked of the endpoint) and how
+many spans were not exported;
 a slow export that succeeds is not a fault.  The final flush waits for one export
 deadline (``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``, default 10 s) plus a second, at most
 30 s, so the process exits promptly whatever the collector does.  Units: the OTLP
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
     from ..observers.tracing import TracingObserver
     from .devtree import DevTreeExporter
-    from .export import GuardedSpanExporter, QuietExporterLogs, SpanCounter
+    from .export import ExportGate, QuietSpanExporter
 
 logger = logging.getLogger("orchestrator.tracing")
 
@@ -46,9 +47,8 @@ class _Setup:
     provider: TracerProvider
     tracer: Tracer
     observer: TracingObserver
-    exporter: GuardedSpanExporter | DevTreeExporter
-    quiet: QuietExporterLogs | None
-    counter: SpanCounter
+    exporter: QuietSpanExporter | DevTreeExporter
+    gate: ExportGate | None
     shutdown_timeout_s: float
 
 
@@ -68,11 +68,14 @@ def _version() -> str:
         return "0"
 
 
-def _build_sampler(resolved: ResolvedTracing) -> Sampler:
+def _build_sampler(resolved: ResolvedTracing) -> Sampler | None:
+    """The sampler for ``--sample-rate`` (or ``OTEL_TRACES_SAMPLER_ARG`` alone); None when
+    ``OTEL_TRACES_SAMPLER`` decides: the SDK's ``TracerProvider`` then builds it from the
+    variables itself (named samplers and ``opentelemetry_traces_sampler`` entry points)."""
     from opentelemetry.sdk.trace import sampling
 
     if resolved.sampler_from_env:
-        return sampling._get_from_env_or_default()  # noqa: SLF001 - the SDK's own env parsing
+        return None
     return sampling.ParentBased(sampling.TraceIdRatioBased(resolved.sample_rate or 0.0))
 
 
@@ -122,26 +125,26 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) 
 
         from ..observers.tracing import TracingObserver
         from .devtree import DevTreeExporter
-        from .export import GuardedSpanExporter, QuietExporterLogs, SpanCounter
+        from .export import EndpointProbe, ExportGate, QuietSpanExporter, batch_sizes, export_headers
 
         provider = TracerProvider(resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved),
                                   shutdown_on_exit=False)  # our own bounded shutdown runs at exit
-        counter = SpanCounter()
-        provider.add_span_processor(counter)
-        exporter: GuardedSpanExporter | DevTreeExporter
-        quiet: QuietExporterLogs | None = None
+        exporter: QuietSpanExporter | DevTreeExporter
+        gate: ExportGate | None = None
         if resolved.endpoint:
-            quiet = QuietExporterLogs()
-            quiet.install()
-            exporter = GuardedSpanExporter(_build_otlp_exporter(cfg, resolved), resolved.endpoint, quiet)
-            provider.add_span_processor(BatchSpanProcessor(
-                exporter, export_timeout_millis=resolved.export_timeout_s * 1000))
+            probe = EndpointProbe(resolved.endpoint, resolved.protocol, export_headers(cfg.headers, "traces"))
+            exporter = QuietSpanExporter(_build_otlp_exporter(cfg, resolved), resolved.endpoint, probe)
+            queue, batch = batch_sizes()
+            gate = ExportGate(BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch,
+                                                 export_timeout_millis=resolved.export_timeout_s * 1000),
+                              exporter, queue)
+            provider.add_span_processor(gate)
         else:
             exporter = DevTreeExporter(print_on_root_end=cfg.dev_print, console=console)
             provider.add_span_processor(SimpleSpanProcessor(exporter))
         tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
         observer = TracingObserver(provider, capture_content=cfg.capture_content).subscribe()
-        _setup = _Setup(provider, tracer, observer, exporter, quiet, counter, resolved.shutdown_timeout_s)
+        _setup = _Setup(provider, tracer, observer, exporter, gate, resolved.shutdown_timeout_s)
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -175,6 +178,7 @@ def tracing_state() -> dict[str, Any]:
         "observer": setup.observer if setup is not None else None,
         "provider": setup.provider if setup is not None else None,
         "exporter": exporter,
+        "gate": setup.gate if setup is not None else None,
     }
 
 
@@ -212,24 +216,19 @@ def shutdown_tracing(timeout_s: float | None = None) -> bool:
     if setup is None:
         return True
     setup.observer.unsubscribe()
-    from .export import GuardedSpanExporter, run_bounded
+    from .export import QuietSpanExporter, run_bounded
 
     timeout = _timeout(timeout_s, setup)
-    quiet = setup.quiet
-    if quiet is not None:
-        quiet.refused_seen.clear()  # only a refusal during this flush says "nobody listens now"
-    # a refused connection is final: waiting for the export deadline would only delay the exit
-    ok = run_bounded(setup.provider.shutdown, timeout,
-                     give_up=quiet.refused_seen.is_set if quiet is not None else None)
     exporter = setup.exporter
-    if isinstance(exporter, GuardedSpanExporter):
-        if not ok:
-            exporter.abandon()
-            lost = max(0, setup.counter.ended - exporter.exported)
-            if lost:  # names e.g. the 503 the exporter kept retrying, or the refusal
-                exporter.guard.timed_out(timeout, f"{lost} of {setup.counter.ended} spans were not exported")
-        if quiet is not None:  # no filter outlives the flush that installed it
-            quiet.uninstall()
+    probe = exporter.guard.probe if isinstance(exporter, QuietSpanExporter) else None
+    # a refused connection is final: waiting for the export deadline would only delay the exit
+    ok = run_bounded(setup.provider.shutdown, timeout, give_up=probe.refused if probe is not None else None)
+    gate = setup.gate
+    if isinstance(exporter, QuietSpanExporter) and gate is not None and not ok:
+        exporter.abandon()
+        lost = max(0, gate.ended - exporter.exported)
+        if lost:  # names e.g. the 503 the exporter kept retrying, or the refusal
+            exporter.guard.timed_out(timeout, f"{lost} of {gate.ended} spans were not exported")
     return ok
 
 

@@ -486,6 +486,42 @@ def test_bad_settings_are_one_line_value_errors(cfg, env, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("sampler, arg, description, root_recorded, under_sampled_parent", [
+    ("traceidratio", "0", "TraceIdRatioBased{0.0}", False, False),
+    ("traceidratio", "1", "TraceIdRatioBased{1.0}", True, True),
+    ("parentbased_traceidratio", "0", "ParentBased{root:TraceIdRatioBased{0.0}", False, True),
+    ("parentbased_always_off", None, "ParentBased{root:AlwaysOffSampler", False, True),
+    ("always_on", None, "AlwaysOnSampler", True, True),
+])
+def test_the_sdk_builds_the_sampler_from_the_standard_variables(monkeypatch, sampler, arg, description,
+                                                                 root_recorded, under_sampled_parent):
+    """OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG decide (no --sample-rate given): the
+    provider is built without a sampler of ours, and the SDK's, parent-based or not, acts
+    on a root span and on a span under a sampled remote parent."""
+    from opentelemetry.context import attach, detach
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+    if arg is not None:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    provider = configure_tracing(TracingConfig(enabled=True, dev_print=False))
+    assert provider.sampler.get_description().startswith(description)
+    with traced_task("root", "CODE"):
+        pass
+    parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    token = attach(set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        with traced_task("child", "CODE"):
+            pass
+    finally:
+        detach(token)
+    recorded = {s.name: s for s in t.dev_spans()}
+    assert ("task:root" in recorded) is root_recorded
+    assert ("task:child" in recorded) is under_sampled_parent
+    if under_sampled_parent:
+        assert recorded["task:child"].parent.span_id == 0xDEF
+
+
 def test_sampler_resolution():
     assert t.resolve_config(TracingConfig(enabled=True), {}).sample_rate == 1.0
     assert t.resolve_config(TracingConfig(enabled=True), {"OTEL_TRACES_SAMPLER_ARG": "0.25"}).sample_rate == 0.25
