@@ -42,7 +42,7 @@ from typing import Any
 from ..domain.checkpoint import Checkpoint
 from ..engine.checkpoints import package_version
 from .backend import BatchServices
-from .jobs import INTERRUPTED, ProjectFactory, ProjectJob, ProjectOutcome
+from .jobs import ERROR, INTERRUPTED, ProjectFactory, ProjectJob, ProjectOutcome
 from .ledger import BatchLedger, LedgerSnapshot
 from .pool import PoolUnavailable
 from .relay import Forwarder, deliver
@@ -58,6 +58,8 @@ LEDGER_TIMEOUT = 10.0
 STORE_TIMEOUT = 60.0
 """Longest wait for the store actor to load or save a checkpoint."""
 DRAIN_EVERY = 0.25
+CANCEL_AFTER = 2.5
+"""After Ctrl-C, how long running projects get to stop on their own before Ray cancels them."""
 OBJECT_STORE_BYTES = 256 * 1024 * 1024
 """The object store of a local cluster: jobs and outcomes are small."""
 OTEL_PASSED = ("OTEL_",)
@@ -167,6 +169,22 @@ class StoreOwner:
         self.store.close()
 
 
+class StopSignal:
+    """Ctrl-C for the workers: each running project waits on :meth:`wait` (one pending
+    call each, an async actor holds them all); :meth:`set` ends every wait, and each
+    project cancels its run, which checkpoints on the way out."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self) -> bool:
+        await self.event.wait()
+        return True
+
+    def set(self) -> None:
+        self.event.set()
+
+
 # -- the workers' side ---------------------------------------------------------------------
 
 class RayLedger:
@@ -231,8 +249,8 @@ class ActorStore:
         ray.get(self.handle.save.remote(checkpoint), timeout=self.timeout)
 
 
-def project_task(job: ProjectJob, factory: ProjectFactory, ledger: Any, store: Any, carrier: Mapping[str, str],
-                 relay: bool, include_content: bool) -> ProjectOutcome:
+def project_task(job: ProjectJob, factory: ProjectFactory, ledger: Any, store: Any, stop: Any,
+                 carrier: Mapping[str, str], relay: bool, include_content: bool) -> ProjectOutcome:
     """The Ray task of one project (a plain function: Ray refuses ``async def`` ones)."""
     import ray
 
@@ -241,9 +259,12 @@ def project_task(job: ProjectJob, factory: ProjectFactory, ledger: Any, store: A
         if wait:
             ray.get(ref, timeout=STORE_TIMEOUT)
 
+    async def stopped() -> None:
+        await asyncio.wrap_future(stop.wait.remote().future())
+
     observe = Forwarder(push, include_content=include_content) if relay else None
     try:
-        return asyncio.run(run_job(job, RayLedger(ledger), ActorStore(store), factory, carrier, observe))
+        return asyncio.run(run_job(job, RayLedger(ledger), ActorStore(store), factory, carrier, observe, stopped()))
     except KeyboardInterrupt:  # ray.cancel: the run was cancelled and checkpointed on the way out
         return ProjectOutcome(job.position, job.name, job.project_id, INTERRUPTED, worker=worker_name())
 
@@ -272,6 +293,7 @@ class RayBackend:
         self._owns_connection = False
         self._ledger: Any = None
         self._store: Any = None
+        self._stop: Any = None
         self._task: Any = None
         self._carrier: dict[str, str] = {}
         self._refs: dict[asyncio.Future[ProjectOutcome], Any] = {}
@@ -334,6 +356,8 @@ class RayBackend:
         self._ledger = ledger_cls.options(scheduling_strategy=here).remote(services.max_usd,
                                                                            dict(services.spent_before))
         self._store = store_cls.options(scheduling_strategy=here).remote(self.state_dir)
+        self._stop = ray.remote(num_cpus=0, max_restarts=0)(StopSignal).options(
+            scheduling_strategy=here, max_concurrency=100_000).remote()
         await asyncio.wrap_future(self._store.drain_events.remote().future())  # the store opened
         self._task = ray.remote(project_task).options(num_cpus=self.options.num_cpus,
                                                       max_retries=self.options.max_retries, retry_exceptions=False)
@@ -342,18 +366,41 @@ class RayBackend:
             self._drain = asyncio.get_running_loop().create_task(self._drain_loop(), name="batch event relay")
 
     def launch(self, job: ProjectJob) -> asyncio.Future[ProjectOutcome]:
-        ref = self._task.remote(job, self.factory, self._ledger, self._store, self._carrier,
+        ref = self._task.remote(job, self.factory, self._ledger, self._store, self._stop, self._carrier,
                                 self.options.relay_events, self.options.include_content)
-        future: asyncio.Future[ProjectOutcome] = asyncio.wrap_future(ref.future())
+        future: asyncio.Future[ProjectOutcome] = asyncio.ensure_future(self._outcome(job, ref))
         self._refs[future] = ref
         future.add_done_callback(lambda f: self._refs.pop(f, None))
         return future
+
+    @staticmethod
+    async def _outcome(job: ProjectJob, ref: Any) -> ProjectOutcome:
+        """The task's outcome; Ray's own endings in our words."""
+        import ray
+
+        try:
+            result: ProjectOutcome = await asyncio.wrap_future(ref.future())
+            return result
+        except ray.exceptions.TaskCancelledError:
+            return ProjectOutcome(job.position, job.name, job.project_id, INTERRUPTED,
+                                  error="stopped by Ray before it could report")
+        except ray.exceptions.WorkerCrashedError:
+            return ProjectOutcome(job.position, job.name, job.project_id, ERROR,
+                                  error="its worker died on every attempt Ray made (see 'orchestrator batch resume')")
 
     async def snapshot(self) -> LedgerSnapshot:
         result: LedgerSnapshot = await asyncio.wrap_future(self._ledger.snapshot.remote().future())
         return result
 
     def stop(self) -> None:
+        """Every running project cancels itself (and checkpoints on the way out); what is
+        still not done :data:`CANCEL_AFTER` seconds later (a task still waiting for a
+        worker, a worker that does not answer) is cancelled by Ray."""
+        with contextlib.suppress(Exception):
+            self._stop.set.remote()
+        asyncio.get_running_loop().call_later(CANCEL_AFTER, self._cancel_rest)
+
+    def _cancel_rest(self) -> None:
         import ray
 
         for ref in list(self._refs.values()):
@@ -374,7 +421,7 @@ class RayBackend:
             if self._store is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wrap_future(self._store.close.remote().future())
-            for actor in (self._ledger, self._store):
+            for actor in (self._ledger, self._store, self._stop):
                 with contextlib.suppress(Exception):
                     ray.kill(actor)
             return snapshot

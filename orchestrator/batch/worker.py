@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
@@ -70,10 +70,31 @@ class SpentFloor:
 
 async def run_job(job: ProjectJob, access: LedgerAccess, store: CheckpointStore, factory: ProjectFactory,
                   carrier: Mapping[str, str] | None = None,
-                  observe: AbstractContextManager[object] | None = None) -> ProjectOutcome:
+                  observe: AbstractContextManager[object] | None = None,
+                  stop: Awaitable[object] | None = None) -> ProjectOutcome:
     """Run (or resume) ``job`` to its end; never raises (a cancel ends it as
     :data:`~.jobs.INTERRUPTED`, checkpointed).  ``observe``: held around the run (the Ray
-    worker's event relay)."""
+    worker's event relay).  ``stop``: when it completes, the project is cancelled the same
+    way (the driver's Ctrl-C, reaching a worker in another process)."""
+    work = asyncio.ensure_future(_run_job(job, access, store, factory, carrier, observe))
+    if stop is None:
+        return await work
+    stopper = asyncio.ensure_future(stop)
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not work.done():
+            work.cancel()
+        stopper.cancel()
+    try:
+        return await work
+    except asyncio.CancelledError:  # stopped before it began
+        _uncancel()
+        return ProjectOutcome(job.position, job.name, job.project_id, NOT_STARTED, worker=worker_name())
+
+
+async def _run_job(job: ProjectJob, access: LedgerAccess, store: CheckpointStore, factory: ProjectFactory,
+                   carrier: Mapping[str, str] | None, observe: AbstractContextManager[object] | None) -> ProjectOutcome:
     started = time.time()
     outcome = ProjectOutcome(job.position, job.name, job.project_id, ERROR, worker=worker_name(),
                              started_at=started)
