@@ -22,7 +22,7 @@ from typing import Any
 
 from ..domain.checkpoint import Checkpoint
 
-__all__ = ["CliProjectFactory", "mark_prepared"]
+__all__ = ["CliProjectFactory", "mark_prepared", "prepare_worker_tracing", "flush_worker_tracing"]
 
 logger = logging.getLogger("orchestrator.batch")
 
@@ -55,8 +55,9 @@ def _prepare_process(args: argparse.Namespace) -> None:
         _prepared.add(key)
 
 
-def _prepare_tracing(options: dict[str, Any]) -> None:
-    """Tracing in a worker process (Ray, with an OTLP endpoint), once."""
+def prepare_worker_tracing(options: dict[str, Any]) -> None:
+    """Tracing in a worker process (Ray, with an OTLP endpoint), once: the driver's
+    observer flags; the ``OTEL_*`` variables came with the worker's environment."""
     with _prepare_lock:
         if _worker_tracing:
             return
@@ -86,13 +87,18 @@ class CliProjectFactory:
         opts, args = rebuild(shell, argparse.Namespace(output_dir=None))
         _prepare_process(args)
         if self.worker_tracing is not None:
-            _prepare_tracing(self.worker_tracing)
+            prepare_worker_tracing(self.worker_tracing)
         return build_orchestrator(opts, args, store=store, run_settings=dict(job.settings), budget=budget)
 
     async def finish(self, orchestrator: Any) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(orchestrator.client.aclose(), 1.0)
-        if _worker_tracing:
-            from .. import tracing
+        await flush_worker_tracing()
 
-            await asyncio.to_thread(tracing.force_flush, FLUSH_SECONDS)
+
+async def flush_worker_tracing() -> None:
+    """A worker's spans exported before its project is reported done (bounded)."""
+    if _worker_tracing:
+        from .. import tracing
+
+        await asyncio.to_thread(tracing.force_flush, FLUSH_SECONDS)

@@ -66,7 +66,10 @@ class ScriptedFactory:
     """Builds each project's engine on the scripted provider (``scripted-pro`` only)."""
 
     def __init__(self, calls_dir: str | None = None, slow: float = 1.0, concurrency: int = 2,
-                 fixed_latency: float | None = None, cache_dir: str | None = None) -> None:
+                 fixed_latency: float | None = None, cache_dir: str | None = None,
+                 worker_tracing: dict[str, Any] | None = None) -> None:
+        self.worker_tracing = worker_tracing
+        """Set tracing up in the process that runs the project (a Ray worker), as the CLI does."""
         self.calls_dir = calls_dir
         self.slow = slow
         self.concurrency = concurrency
@@ -75,6 +78,10 @@ class ScriptedFactory:
 
     def build(self, job: ProjectJob, budget: Budget, store: CheckpointStore) -> Orchestrator:
         ensure_catalog()
+        if self.worker_tracing is not None:
+            from orchestrator.cli.batch_runner import prepare_worker_tracing
+
+            prepare_worker_tracing(self.worker_tracing)
         provider = LoggedScript(self.calls_dir, self.slow, self.fixed_latency)
         cache = None
         if self.cache_dir:
@@ -87,6 +94,10 @@ class ScriptedFactory:
 
     async def finish(self, orchestrator: Orchestrator) -> None:
         await orchestrator.client.aclose()
+        if self.worker_tracing is not None:
+            from orchestrator.cli.batch_runner import flush_worker_tracing
+
+            await flush_worker_tracing()
 
 
 def calls(calls_dir: str | Path) -> list[dict[str, Any]]:

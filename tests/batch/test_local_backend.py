@@ -124,6 +124,7 @@ def test_one_trace_per_project_linked_to_the_batch_span(tmp_path, span_exporter)
         (link,) = [lk for lk in root.links if lk.attributes.get(attr.ORCHESTRATOR_LINK) == "batch"]
         assert link.context.span_id == batch_span.context.span_id
         assert link.context.trace_id == batch_span.context.trace_id
+        assert root.attributes[attr.ORCHESTRATOR_BATCH_TRACE_ID] == f"{batch_span.context.trace_id:032x}"
     a = batch_span.attributes
     assert a[attr.BATCH_COST_USD] == round(math.fsum(s.attributes[attr.PROJECT_COST_USD] for s in roots), 8)
     assert a[attr.BATCH_TOKENS_IN] == sum(s.attributes[attr.PROJECT_TOKENS_IN] for s in roots)

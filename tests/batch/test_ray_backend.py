@@ -171,3 +171,56 @@ def test_no_call_starts_once_the_ledger_is_gone(cluster, tmp_path):
     assert outcome.status == "budget_exhausted", outcome.row()
     assert len(calls(tmp_path / "calls")) <= seen + 1  # at most the call already sent when it died
     assert any("batch budget cannot be asked" in n for n in outcome.state.notes) or outcome.state.results
+
+
+from tests.otel.test_phoenix import _get, phoenix  # noqa: E402,F401 - Phoenix for this module too
+
+
+def _phoenix_batch(base: str, batch_id: str, projects: int, llm_calls: int) -> tuple[dict, list[list[dict]]]:
+    """The batch span and each project's trace, once Phoenix has every span."""
+    import json
+
+    deadline = time.monotonic() + 90
+    while True:
+        status, body = _get(f"{base}/v1/projects/default/spans?limit=1000")
+        spans = json.loads(body)["data"] if status == 200 else []
+        batch = [s for s in spans if s["name"] == "run_batch" and s["attributes"].get("batch.id") == batch_id]
+        roots = [s for s in spans if s["name"] == "run_project" and s["parent_id"] is None
+                 and s["attributes"].get("orchestrator.batch_id") == batch_id]
+        traces = [[s for s in spans if s["context"]["trace_id"] == r["context"]["trace_id"]] for r in roots]
+        calls = sum(1 for t in traces for s in t if s["name"].startswith("llm_call:"))
+        if len(batch) == 1 and len(roots) == projects and calls >= llm_calls:
+            return batch[0], traces
+        if time.monotonic() > deadline:
+            raise AssertionError(f"phoenix has {len(batch)} batch spans, {len(roots)} project roots, {calls} calls")
+        time.sleep(0.5)
+
+
+def test_workers_export_one_trace_per_project_to_phoenix_linked_to_the_batch(cluster, phoenix, tmp_path):
+    """Ray workers export their projects' spans to the endpoint themselves (and flush
+    before reporting); the driver exports the batch span.  Phoenix shows 5 traces, each
+    root naming the batch and its trace (Phoenix keeps no span links)."""
+    from orchestrator.cli.observers import setup_observers
+
+    tracing = {"tracing": True, "otlp_endpoint": phoenix["grpc"], "service_name": "batch-test"}
+    session = setup_observers({**tracing, "quiet": True})
+    try:
+        backend = _backend(tmp_path, ScriptedFactory(worker_tracing=tracing), relay_events=False)
+        result = asyncio.run(BatchDriver("batch-ph", jobs("batch-ph", 5), backend, max_usd=5.0,
+                                         max_parallel=2).run())
+    finally:
+        report = session.finish(None)
+    assert report["flushed"] and report["exported"] == 1  # the driver's only span: the batch
+    batch, traces = _phoenix_batch(phoenix["base"], "batch-ph", 5, result.usage.llm_calls)
+    assert batch["parent_id"] is None and batch["attributes"]["batch.status"] == result.status
+    assert len({t[0]["context"]["trace_id"] for t in traces} | {batch["context"]["trace_id"]}) == 6
+    by_project = {o.project_id: o for o in result.outcomes}
+    for trace in traces:
+        (root,) = [s for s in trace if s["parent_id"] is None]
+        assert root["attributes"]["orchestrator.batch_trace_id"] == batch["context"]["trace_id"]
+        outcome = by_project[root["attributes"]["project.id"]]
+        assert sum(1 for s in trace if s["name"].startswith("llm_call:")) == outcome.usage.llm_calls
+        assert root["attributes"]["project.cost_usd"] == round(outcome.usage.cost_usd, 8)
+    roots = [next(s for s in t if s["parent_id"] is None) for t in traces]
+    assert batch["attributes"]["batch.cost_usd"] == round(math.fsum(r["attributes"]["project.cost_usd"]
+                                                                    for r in roots), 8)
