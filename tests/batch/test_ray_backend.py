@@ -27,6 +27,7 @@ from orchestrator.batch.ray_backend import RayBackend, RayOptions
 from orchestrator.llm.catalog import preserved
 from orchestrator.state import RunStore
 from tests.batch.scripted import ScriptedFactory, calls, jobs
+from tests.phoenix_server import _get
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,9 +172,6 @@ def test_no_call_starts_once_the_ledger_is_gone(cluster, tmp_path):
     assert outcome.status == "budget_exhausted", outcome.row()
     assert len(calls(tmp_path / "calls")) <= seen + 1  # at most the call already sent when it died
     assert any("batch budget cannot be asked" in n for n in outcome.state.notes) or outcome.state.results
-
-
-from tests.otel.test_phoenix import _get, phoenix  # noqa: E402,F401 - Phoenix for this module too
 
 
 def _phoenix_batch(base: str, batch_id: str, projects: int, llm_calls: int) -> tuple[dict, list[list[dict]]]:

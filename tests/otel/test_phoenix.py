@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.phoenix_server import _get
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,49 +54,6 @@ report = session.finish(None)
 print(json.dumps({"status": result.status, "calls": result.usage.llm_calls, "flushed": report["flushed"],
                   "costs": {o.project_id: round(o.usage.cost_usd, 8) for o in result.outcomes}}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except OSError:
-        return 0, b""
-
-
-@pytest.fixture(scope="module")
-def phoenix(tmp_path_factory):
-    work = tmp_path_factory.mktemp("phoenix")
-    http_port, grpc_port = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))}
-    env.update(PHOENIX_WORKING_DIR=str(work), PHOENIX_HOST="127.0.0.1", PHOENIX_PORT=str(http_port),
-               PHOENIX_GRPC_PORT=str(grpc_port), PHOENIX_TELEMETRY_ENABLED="false")
-    log = (work / "phoenix.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "phoenix"), "serve"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while _get(f"{base}/healthz")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError("phoenix did not start:\n" + (work / "phoenix.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield {"base": base, "grpc": f"http://127.0.0.1:{grpc_port}", "http": f"{base}/v1/traces"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 def _send(endpoint: str) -> dict:
