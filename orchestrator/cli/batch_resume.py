@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from ..domain.checkpoint import Checkpoint, ProjectBusyError, StoreError
-from .batch_cmd import Prepared, build_batch_resume_parser, check_numbers, make_backend
+from .batch_start import Prepared, build_batch_resume_parser, check_numbers, make_backend
 from .errors import UsageError
 
 __all__ = ["prepare_resume"]

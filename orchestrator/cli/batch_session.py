@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Any
 
-from .batch_cmd import Prepared
 from .batch_output import print_batch_summary, project_line, write_batch_summary
+from .batch_start import Prepared
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, one_line
 
 __all__ = ["drive"]

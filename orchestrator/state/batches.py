@@ -9,15 +9,12 @@ transaction, before any project runs) and when its status changes.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..domain.batch import BatchProject, BatchRecord
 from ..domain.checkpoint import StoreError
 from ..redaction import redact
 from .codec import dumps
-
-if TYPE_CHECKING:
-    from .store import RunRow, RunStore
 
 __all__ = ["BatchTable"]
 
@@ -25,7 +22,8 @@ __all__ = ["BatchTable"]
 class BatchTable:
     """The batches of ``store``."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: Any) -> None:
+        """``store``: the :class:`~.store.RunStore` (its transactions and history)."""
         self.store = store
 
     def create(self, record: BatchRecord) -> None:
@@ -79,8 +77,8 @@ class BatchTable:
                 " LEFT JOIN batch_projects p ON p.batch_id = b.batch_id"
                 " GROUP BY b.batch_id ORDER BY b.started_at DESC, b.batch_id")]
 
-    def runs(self, batch_id: str) -> list[tuple[BatchProject, RunRow | None]]:
-        """The batch's projects in order, each with its run (None: it never started)."""
+    def runs(self, batch_id: str) -> list[tuple[BatchProject, Any]]:
+        """The batch's projects in order, each with its :class:`~.store.RunRow` (None: it never started)."""
         record = self.load(batch_id)
         if record is None:
             return []
