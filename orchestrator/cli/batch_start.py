@@ -79,6 +79,7 @@ def build_batch_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     add_observability(p)
+    p.set_defaults(project=None, criteria=None, update_prices=False)  # a run's flags the shared checks read
     return p
 
 
