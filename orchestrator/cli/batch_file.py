@@ -137,6 +137,9 @@ def load_batch_file(path: str) -> BatchSpec:
     shape = convert(data, BatchFile, source=path)
     raw = data if isinstance(data, dict) else {}
     defaults = dict(raw.get("defaults") or {})
+    if defaults.get("output_dir") is not None:
+        raise ConfigError("every project would write there: give output_dir at the top (each project gets "
+                          "DIR/<name>/) or in each entry", key="defaults.output_dir", source=path)
     spec = BatchSpec(path, budget_usd=shape.budget_usd, time_seconds=shape.time_seconds,
                      max_parallel=shape.max_parallel, output_dir=shape.output_dir)
     for index, entry_data in enumerate(raw.get("projects") or []):
