@@ -222,3 +222,47 @@ def test_workers_export_one_trace_per_project_to_phoenix_linked_to_the_batch(clu
     roots = [next(s for s in t if s["parent_id"] is None) for t in traces]
     assert batch["attributes"]["batch.cost_usd"] == round(math.fsum(r["attributes"]["project.cost_usd"]
                                                                     for r in roots), 8)
+
+
+def _raylets() -> set[int]:
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"}
+
+
+def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_path):
+    """``orchestrator batch --backend ray --ray-address ADDR``: the command joins this
+    module's cluster (and leaves it running), each project a task in a worker process
+    with its own embedded-model worker, one budget."""
+    import subprocess
+    import sys
+
+    from tests.cli.test_batch_cli import FIVE, _env, check_five
+
+    (tmp_path / "five.yaml").write_text(FIVE)
+    address = cluster.get_runtime_context().gcs_address
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "five.yaml"), "--backend", "ray",
+                           "--ray-address", address, "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "out"),
+                           "--no-cache", "-q"], capture_output=True, text=True, timeout=600, cwd=ROOT, env=_env(tmp_path))
+    summary = check_five(tmp_path, proc, "ray")
+    assert {row["worker"] for row in summary["results"]}.isdisjoint({f"{os.uname().nodename}:{proc.pid}"})
+    assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
+
+
+def test_without_an_address_a_local_cluster_starts_and_stops(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.cli.test_batch_cli import _env
+
+    (tmp_path / "two.yaml").write_text("projects:\n  - project: Scripted project one\n"
+                                       "  - project: Scripted project two\n")
+    before = _raylets()
+    env = {**_env(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", "batch", str(tmp_path / "two.yaml"),
+                           "--backend", "ray", "--state-dir", str(tmp_path / "state"), "--max-tasks", "2",
+                           "--model", "scripted-pro", "--catalog", str(ROOT / "tests/state/scripted_catalog.toml"),
+                           "--no-cache", "-q"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "ray backend" in proc.stdout and "Total: 2 projects" in proc.stdout
+    _wait(lambda: _raylets() == before, 30, "the batch's own cluster to stop")

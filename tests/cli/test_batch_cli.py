@@ -205,3 +205,39 @@ def test_ctrl_c_stops_a_batch_within_5_seconds_with_everything_checkpointed(tmp_
     assert summary["status"] == "interrupted" and [r["status"] for r in summary["results"]] == [
         "interrupted", "interrupted", "not_started"]
     assert f"orchestrator batch resume {batch_id}" in out
+
+
+FIVE = """budget_usd: 1.0
+max_parallel: 3
+defaults:
+  time_seconds: 300
+projects:
+  - {name: add, project: "Write a Python function add(a, b) that returns a + b", criteria: "add(1, 1) == 2"}
+  - {name: double, project: "Write a Python function double(x) that returns 2 * x", criteria: "double(2) == 4"}
+  - {name: square, project: "Write a Python function square(x) that returns x * x", criteria: "square(3) == 9"}
+  - {name: negate, project: "Write a Python function negate(x) that returns -x", criteria: "negate(2) == -2"}
+  - {name: half, project: "Write a Python function half(x) that returns x / 2", criteria: "half(4) == 2"}
+"""
+"""Five small projects for the embedded model (README's quick start, five times)."""
+
+
+def check_five(tmp_path: Path, proc: subprocess.CompletedProcess, backend: str) -> dict:
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads((tmp_path / "out" / "batch-summary.json").read_text())
+    assert summary["backend"] == backend and len(summary["results"]) == 5
+    assert summary["budget"]["max_usd"] == 1.0 and summary["budget"]["spent_usd"] == 0.0  # the local model is free
+    assert summary["budget"]["reservations"] >= summary["usage"]["llm_calls"] >= 5
+    for row in summary["results"]:
+        assert row["status"] in ("success", "partial_success"), row
+        assert (tmp_path / "out" / row["name"] / "summary.json").exists()
+    return summary
+
+
+def test_five_small_projects_on_the_embedded_model_locally(tmp_path):
+    (tmp_path / "five.yaml").write_text(FIVE)
+    proc = _cli(tmp_path, "batch", str(tmp_path / "five.yaml"), "--state-dir", str(tmp_path / "state"), "-o",
+                str(tmp_path / "out"), "--no-cache")
+    summary = check_five(tmp_path, proc, "local")
+    assert {row["worker"].rsplit(":", 1)[1] for row in summary["results"]} != {""}
+    assert len({row["worker"] for row in summary["results"]}) == 1  # one process ran them all
