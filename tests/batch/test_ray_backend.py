@@ -243,7 +243,8 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
     address = cluster.get_runtime_context().gcs_address
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "five.yaml"), "--backend", "ray",
                            "--ray-address", address, "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "out"),
-                           "--no-cache", "-q"], capture_output=True, text=True, timeout=600, cwd=ROOT, env=_env(tmp_path))
+                           "--no-cache", "-q"], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")})  # Ray's token for the cluster
     summary = check_five(tmp_path, proc, "ray")
     assert {row["worker"] for row in summary["results"]}.isdisjoint({f"{os.uname().nodename}:{proc.pid}"})
     assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
