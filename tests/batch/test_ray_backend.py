@@ -241,13 +241,16 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
 
     (tmp_path / "five.yaml").write_text(FIVE)
     address = cluster.get_runtime_context().gcs_address
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "five.yaml"), "--backend", "ray",
-                           "--ray-address", address, "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "out"),
-                           "--no-cache", "-q"], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                          env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")})  # Ray's token for the cluster
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "five.yaml"), "--backend",
+                               "ray", "--ray-address", address, "--state-dir", str(tmp_path / "state"), "-o",
+                               str(tmp_path / "out"), "--no-cache", "-q"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")})  # Ray's token for the cluster
+    out, err = driver.communicate(timeout=600)
+    proc = subprocess.CompletedProcess(driver.args, driver.returncode, out, err)
     summary = check_five(tmp_path, proc, "ray")
-    workers = {row["worker"] for row in summary["results"]}
-    assert workers and all(w.split(":")[1] != str(os.getpid()) for w in workers)  # Ray's workers ran them
+    workers = {row["worker"].rsplit(":", 1)[1] for row in summary["results"]}
+    assert workers and str(driver.pid) not in workers  # Ray's worker processes ran them, not the driver
     assert "ray backend" in proc.stdout
     assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
 
