@@ -32,7 +32,7 @@ def prepare_resume(argv: list[str]) -> Prepared:
     from ..engine.checkpoints import restored_state, resumed_budget
     from .observers import load_observers, validate_observer_options
     from .paths import check_paths
-    from .preflight import check_cache, prepare_output_dir
+    from .preflight import check_cache, check_sandbox, prepare_output_dir
     from .run_cmd import _configure_logging
     from .store_wiring import open_store, rebuild
     from .wiring import check_model_choice, setup_catalog, setup_server, start_local_model
@@ -80,6 +80,7 @@ def prepare_resume(argv: list[str]) -> Prepared:
         setup_server(run_args)
         client = check_model_choice(run_args)
         check_cache(run_args)
+        warnings += check_sandbox(run_args)
     validate_observer_options(args)
     loaded = load_observers(args)
     backend_name = args.backend or settings.get("backend") or "local"

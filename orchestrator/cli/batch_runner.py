@@ -84,7 +84,7 @@ class CliProjectFactory:
 
         shell = Checkpoint(job.project_id, job.description, job.criteria, max_usd=job.budget_usd,
                            max_time_seconds=job.time_seconds, settings=dict(job.settings))
-        opts, args = rebuild(shell, argparse.Namespace(output_dir=None))
+        opts, args = rebuild(shell, argparse.Namespace(output_dir=None, sandbox=None))
         _prepare_process(args)
         if self.worker_tracing is not None:
             prepare_worker_tracing(self.worker_tracing)

@@ -24,7 +24,7 @@ from typing import Any
 from ..domain.errors import ConfigError
 from ..domain.values import finite_number, whole_number
 from .errors import OneLineParser, UsageError
-from .parser import add_observability, add_state_dir
+from .parser import add_observability, add_sandbox, add_state_dir
 
 __all__ = ["build_batch_parser", "build_batch_resume_parser", "Prepared", "prepare_start", "make_backend"]
 
@@ -78,6 +78,7 @@ def build_batch_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", choices=("auto", "local", "full"), default="auto", help="see 'orchestrator --help'")
     run.add_argument("--cache-dir", help="response cache directory (default: the user cache dir)")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    add_sandbox(run)
     add_observability(p)
     p.set_defaults(project=None, criteria=None, update_prices=False)  # a run's flags the shared checks read
     return p
@@ -90,6 +91,7 @@ def build_batch_resume_parser() -> argparse.ArgumentParser:
                     "its checkpoint (or starts); the batch budget goes on from what was spent.")
     p.add_argument("batch_id", metavar="BATCH_ID", help="the id 'orchestrator batch' printed when it started")
     _batch_flags(p, resume=True)
+    add_sandbox(p, resume=True)
     add_observability(p)
     return p
 
@@ -186,7 +188,7 @@ def prepare_start(argv: list[str]) -> Prepared:
     from .batch_file import load_batch_file
     from .observers import load_observers, validate_observer_options
     from .paths import check_paths
-    from .preflight import check_cache, check_prompts_fit, prepare_output_dir
+    from .preflight import check_cache, check_prompts_fit, check_sandbox, prepare_output_dir
     from .run_cmd import _configure_logging
     from .store_wiring import cli_settings, open_store
     from .wiring import check_model_choice, setup_catalog, setup_server, start_local_model
@@ -221,6 +223,7 @@ def prepare_start(argv: list[str]) -> Prepared:
     validate_observer_options(args)
     loaded = load_observers(args)
     check_cache(args)
+    warnings += check_sandbox(args)  # probed here; Ray workers probe their own machine on first use
     backend = make_backend(args, args.backend, args, client, args.state_dir)
     store = open_store(args.state_dir)
     prepare_output_dir(output_dir)
