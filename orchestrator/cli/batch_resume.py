@@ -41,6 +41,10 @@ def prepare_resume(argv: list[str]) -> Prepared:
     _configure_logging(args.verbose)
     check_numbers(args)
     check_paths(args, args.output_dir)
+    if args.report:
+        from .report_cmd import check_report_path
+
+        check_report_path(args.report)
     store = open_store(args.state_dir, create=False)
     record = store.batches.load(args.batch_id)
     if record is None:

@@ -123,6 +123,15 @@ def _conclude(p: Prepared, result: Any, failure: BaseException | None, interrupt
         print_batch_summary(result, console)
         if p.output_dir and written:
             console.print(f"Results written to {p.output_dir}")
+        if getattr(p.args, "report", None):
+            from .report_cmd import write_batch_report
+
+            try:
+                target = write_batch_report(record.summary, p.args.report)
+                console.print(f"Report written to {target}", highlight=False, soft_wrap=True)
+            except OSError as exc:
+                print(f"orchestrator: error: no report written to {p.args.report}: {exc.strerror or exc}",
+                      file=sys.stderr)
     else:
         record.status = "interrupted" if interrupted else "failed"
     record.updated_at = time.time()

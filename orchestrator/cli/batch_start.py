@@ -206,6 +206,10 @@ def prepare_start(argv: list[str]) -> Prepared:
     spec = load_batch_file(args.file)
     output_dir = args.output_dir if args.output_dir is not None else spec.output_dir
     check_paths(args, output_dir)
+    if args.report:
+        from .report_cmd import check_report_path
+
+        check_report_path(args.report)
     warnings = setup_catalog(args)
     setup_server(args)
     client = check_model_choice(args)

@@ -242,3 +242,25 @@ def test_five_small_projects_on_the_embedded_model_locally(tmp_path):
     summary = check_five(tmp_path, proc, "local")
     assert {row["worker"].rsplit(":", 1)[1] for row in summary["results"]} != {""}
     assert len({row["worker"] for row in summary["results"]}) == 1  # one process ran them all
+
+
+def test_the_batch_report_has_a_row_per_project_and_no_script(tmp_path):
+    """``--report FILE`` at the end, and ``orchestrator report BATCH_ID`` later: one
+    self-contained file, every project a row, hostile names escaped, nothing that runs."""
+    (tmp_path / "b.yaml").write_text(BATCH.format(budget=5.0).replace("name: two", "name: two_script"))
+    report = tmp_path / "batch.html"
+    proc = _cli(tmp_path, "batch", str(tmp_path / "b.yaml"), "--state-dir", str(tmp_path / "state"), "--max-tasks",
+                "2", "--report", str(report), *SCRIPTED, scripted=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    html = report.read_text()
+    ((batch_id, _, _, _),) = RunStore(tmp_path / "state").batches.ids()
+    rows = RunStore(tmp_path / "state").batches.load(batch_id).summary["results"]
+    assert html.count('<tr class="s-') == 3 and all(r["project_id"] in html for r in rows)
+    import html as markup
+
+    assert "<script>" not in html and "script-src" not in html and "default-src 'none'" in markup.unescape(html)
+    again = _cli(tmp_path, "report", batch_id, "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "r2.html"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "r2.html").read_text() == html  # the same summary, the same page
+    unknown = _cli(tmp_path, "report", "batch-nope", "--state-dir", str(tmp_path / "state"))
+    assert unknown.returncode == 2 and "unknown batch id" in unknown.stderr
