@@ -335,14 +335,16 @@ class RayBackend:
             self._shutdown()
             raise RuntimeError(f"the Ray workers run multi-llm-orchestrator {seen['package']} on Python {seen['python']}, "
                                f"the driver {mine['package']} on Python {mine['python']}: install the same on every node")
-        resources = ray.cluster_resources()
-        return {"cpus": resources.get("CPU", 0.0), "nodes": len(ray.nodes()), "started": self.started_cluster,
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        nodes = len(ray.nodes())  # type: ignore[no-untyped-call]
+        return {"cpus": resources.get("CPU", 0.0), "nodes": nodes, "started": self.started_cluster,
                 "workers": seen}
 
     def cpus(self) -> float:
         import ray
 
-        return float(ray.cluster_resources().get("CPU", 0.0))
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return float(resources.get("CPU", 0.0))
 
     async def open(self, services: BatchServices) -> None:
         import ray
