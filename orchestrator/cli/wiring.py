@@ -15,7 +15,9 @@ from .project_file import RunOptions
 
 
 def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any = None,
-                       run_settings: dict[str, Any] | None = None) -> Any:
+                       run_settings: dict[str, Any] | None = None, budget: Any = None) -> Any:
+    """The engine of one run.  ``budget``: the run's own (a batch's project gets one that
+    shares the batch ledger), else one of the options' caps."""
     from ..domain.budget import Budget
     from ..engine import Orchestrator
     from ..governance.config import RunConfig
@@ -24,7 +26,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any
 
     cache = None if args.no_cache else ResponseCache(args.cache_dir)
     client = UnifiedClient(build_providers(args), cache=cache, concurrency=max(opts.concurrency, 1) * 2)
-    orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
+    orch = Orchestrator(budget=budget or Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
                         store=store, run_settings=run_settings,
