@@ -1,13 +1,17 @@
-"""A real, headless Chromium for the report tests: load a file from ``file://`` with the
-network blocked, wait for the scripts, and give back the DOM, the console messages and,
-when asked, a screenshot (decoded with zlib: no imaging dependency).
+"""Real, headless browsers for the report tests.  Chromium: load a file from ``file://``
+with the network blocked, wait for the scripts, and give back the DOM, the console
+messages and, when asked, a screenshot.  Firefox: a screenshot of the file, from a fresh
+profile whose network goes nowhere (Firefox has no DOM dump; what its scripts did is read
+from the pixels).  Screenshots are decoded with zlib: no imaging dependency.
 
-Chromium must be installed (``.ci/run`` installs Debian's ``chromium`` when it is
-missing); a missing browser fails the tests, it never skips them.
+Both must be installed (``.ci/run`` installs Debian's ``chromium`` and ``firefox-esr``
+when they are missing); a missing browser fails the tests, it never skips them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import struct
@@ -19,6 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FIREFOX_CANDIDATES = ("firefox-esr", "firefox")
+FIREFOX_PREFS = {
+    # every connection goes to a closed local port, and no name is ever resolved
+    "network.proxy.type": 1, "network.proxy.http": "127.0.0.1", "network.proxy.http_port": 9,
+    "network.proxy.ssl": "127.0.0.1", "network.proxy.ssl_port": 9, "network.proxy.no_proxies_on": "",
+    "network.dns.disabled": True, "network.captive-portal-service.enabled": False,
+    "browser.shell.checkDefaultBrowser": False, "app.update.enabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False, "toolkit.telemetry.enabled": False,
+}
 CONSOLE = re.compile(r":CONSOLE(?::\d+|\(\d+\))\] \"(?P<message>.*)\", source: (?P<source>.*)$")
 
 
@@ -28,6 +41,32 @@ def chromium() -> str:
         if found:
             return found
     raise AssertionError("no Chromium found (apt-get install -y chromium; .ci/run does it)")
+
+
+def firefox() -> str:
+    for name in FIREFOX_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise AssertionError("no Firefox found (apt-get install -y firefox-esr; .ci/run does it)")
+
+
+def firefox_screenshot(path: Path, *, width: int = 1000, height: int = 700, timeout: float = 90) -> bytes:
+    """A headless Firefox's screenshot of ``path`` (a local file), taken once the page has
+    loaded and its scripts ran, from a fresh profile with the network blocked."""
+    assert path.is_file(), path  # Firefox waits forever on a missing file
+    with tempfile.TemporaryDirectory(prefix="report-firefox-") as home:
+        profile = Path(home) / "profile"
+        profile.mkdir()
+        (profile / "user.js").write_text("".join(
+            f"user_pref({json.dumps(key)}, {json.dumps(value)});\n" for key, value in FIREFOX_PREFS.items()))
+        target = Path(home) / "shot.png"
+        env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MOZ_HEADLESS": "1"}
+        proc = subprocess.run([firefox(), "--headless", "--no-remote", "--profile", str(profile),
+                               f"--window-size={width},{height}", "--screenshot", str(target),
+                               path.resolve().as_uri()], capture_output=True, text=True, timeout=timeout, env=env)
+        assert proc.returncode == 0 and target.exists(), proc.stderr[-2000:]
+        return target.read_bytes()
 
 
 @dataclass
@@ -65,8 +104,19 @@ def load(path: Path, *, screenshot: bool = False, width: int = 1300, height: int
 
 
 def png_colours(png: bytes, step: int = 3) -> int:
-    """Distinct colours of an 8-bit RGB(A) PNG (every ``step``-th pixel of every
-    ``step``-th row): a blank page has one or two."""
+    """How many distinct colours an 8-bit RGB(A) PNG has (sampled): a blank page has one or two."""
+    return len(png_palette(png, step))
+
+
+def png_palette(png: bytes, step: int = 3) -> set[bytes]:
+    """The distinct RGB colours of an 8-bit RGB(A) PNG (every ``step``-th pixel of every
+    ``step``-th row)."""
+    bpp, rows = png_rows(png)
+    return {bytes(row[x:x + 3]) for row in rows[::step] for x in range(0, len(row), bpp * step)}
+
+
+def png_rows(png: bytes) -> tuple[int, list[bytes]]:
+    """An 8-bit RGB(A) PNG decoded: bytes per pixel, and each row's pixels, unfiltered."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, width = 8, b"", 0
     height = depth = colour = 0
@@ -83,7 +133,7 @@ def png_colours(png: bytes, step: int = 3) -> int:
     raw = zlib.decompress(idat)
     stride = width * bpp
     previous = bytearray(stride)
-    colours: set[bytes] = set()
+    rows: list[bytes] = []
     for y in range(height):
         row_start = y * (stride + 1)
         kind = raw[row_start]
@@ -102,11 +152,9 @@ def png_colours(png: bytes, step: int = 3) -> int:
                 p = left + up - up_left
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
                 row[i] = (row[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else up_left)) & 0xFF
-        if y % step == 0:
-            for x in range(0, width, step):
-                colours.add(bytes(row[x * bpp:x * bpp + 3]))
+        rows.append(bytes(row))
         previous = row
-    return len(colours)
+    return bpp, rows
 
 
 def without_scripts(path: Path) -> Path:

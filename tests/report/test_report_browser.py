@@ -75,6 +75,19 @@ def test_the_static_parts_show_without_javascript(quickstart):
     assert "task:add" in dom.texts["spans-table"]
 
 
+
+def test_the_report_opens_in_firefox_and_its_script_runs_there(quickstart):
+    """Firefox, from ``file://``, network blocked: the page draws, and our script (allowed
+    by its hash in the Content-Security-Policy) runs: it shows the timeline's controls,
+    which the same page without scripts leaves hidden, so the two screenshots differ."""
+    d, _ = quickstart
+    with_script = browser.firefox_screenshot(d / "r.html")
+    without = browser.firefox_screenshot(browser.without_scripts(d / "r.html"))
+    assert browser.png_colours(with_script) > 40 and browser.png_colours(without) > 40
+    assert browser.png_rows(with_script) != browser.png_rows(without)  # the controls the script shows
+    assert browser.png_rows(without) == browser.png_rows(
+        browser.firefox_screenshot(browser.without_scripts(d / "r.html")))  # a page draws the same every time
+
 def test_the_report_of_the_quickstart_by_project_id_is_the_same(quickstart, tmp_path):
     from orchestrator.cli.main import main
 
@@ -86,12 +99,17 @@ def test_the_report_of_the_quickstart_by_project_id_is_the_same(quickstart, tmp_
 
 # -- hostile content ---------------------------------------------------------------------------
 
+PWNED = "#ff00ff"
+"""What every payload's script also does: turn the page magenta, which a screenshot shows."""
 PAYLOADS = (
-    '<img src=x onerror="document.body.setAttribute(\'data-pwned\',\'img\')">',
-    "</script><script>document.body.setAttribute('data-pwned','script')</script>",
+    '<img src=x onerror="document.body.setAttribute(\'data-pwned\',\'img\');'
+    'document.body.style.background=\'#ff00ff\'">',
+    "</script><script>document.body.setAttribute('data-pwned','script');"
+    "document.body.style.background='#ff00ff'</script>",
     '<svg onload="document.body.setAttribute(\'data-pwned\',\'svg\')"><script>'
-    "document.body.setAttribute('data-pwned','svg-script')</script></svg>",
-    "\"'><iframe srcdoc=\"<script>parent.document.body.setAttribute('data-pwned','iframe')</script>\">",
+    "document.body.setAttribute('data-pwned','svg-script');document.body.style.background='#ff00ff'</script></svg>",
+    "\"'><iframe srcdoc=\"<script>parent.document.body.setAttribute('data-pwned','iframe');"
+    "parent.document.body.style.background='#ff00ff'</script>\">",
     "<style>body{display:none}</style><!-- \u2028\u2029 ]]> <![CDATA[",
 )
 STRUCTURE = {"signal", "correlation_id", "parent_id"}
@@ -179,6 +197,24 @@ def test_escaping_alone_holds_without_the_content_security_policy(hostile):
     (d / "no-csp.html").write_text(bare)
     page = browser.load(d / "no-csp.html")
     _assert_inert(page.dom, page.console)
+
+
+
+def test_hostile_text_runs_nothing_in_firefox(hostile):
+    """Every payload's script would turn the page magenta; Firefox's screenshot has none of
+    it, and the page still draws (the ``display:none`` payload did not apply either)."""
+    d, html, _ = hostile
+    (d / "hostile-firefox.html").write_text(html)
+    shot = browser.firefox_screenshot(d / "hostile-firefox.html")
+    assert bytes.fromhex(PWNED[1:]) not in browser.png_palette(shot, step=2)
+    assert browser.png_colours(shot) > 40
+
+
+def test_the_firefox_check_sees_a_payload_that_runs(tmp_path):
+    """The check above can fail: a page where one payload does run is seen as magenta."""
+    page = tmp_path / "pwned.html"
+    page.write_text("<!doctype html><html><body><p>report</p>" + PAYLOADS[1].split("</script>", 1)[1] + "</body></html>")
+    assert bytes.fromhex(PWNED[1:]) in browser.png_palette(browser.firefox_screenshot(page), step=2)
 
 
 # -- scale -------------------------------------------------------------------------------------
