@@ -94,7 +94,7 @@ def replay_attempts(attempts: list[list[dict[str, Any]]], observer: Any) -> tupl
     attempt's root links to the replayed roots of the earlier ones."""
     from ..observers.recorder import replay
 
-    roots: list[str] = []
+    roots: list[dict[str, str]] = []  # each replayed root's whole carrier, in the configured format
     done = skipped = 0
     for events_ in attempts:
         first = dict(events_[0])
@@ -103,8 +103,8 @@ def replay_attempts(attempts: list[list[dict[str, Any]]], observer: Any) -> tupl
         skipped += lost
         done += replay(payloads, observer)
         root = payloads[0] if payloads and payloads[0].signal_name == "project_started" else None
-        if root is not None and root.carrier.get("traceparent"):
-            roots.append(root.carrier["traceparent"])
+        if root is not None and root.carrier:
+            roots.append(dict(root.carrier))
         # pairs that never finished (a killed attempt) end where its record ends
         last = max(int(e["timestamp_ns"]) for e in events_)
         observer.book.end_orphans(root.project_id if root is not None else None, last)

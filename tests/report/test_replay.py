@@ -93,6 +93,22 @@ def test_a_resumed_run_replays_as_two_linked_traces(resumed):
         assert root.start_time == recorded[0]["timestamp_ns"]
 
 
+def test_a_resumed_run_replays_linked_under_another_propagator(resumed):
+    """The second root's link is read from the first replayed root's whole carrier, in the
+    configured format: with B3 (no W3C ``traceparent`` at all) the link still holds."""
+    from opentelemetry.propagators.b3 import B3SingleFormat
+
+    provider, memory = _memory()
+    events, _, _ = __import__("orchestrator.cli.report_cmd", fromlist=["x"]).events_from_store(
+        resumed.project_id, str(resumed.state_dir))
+    _, attempts = split_attempts(events)
+    observer = TracingObserver(provider, attach_context=False, propagator=B3SingleFormat())
+    replay_attempts(attempts, observer)
+    first, second = sorted((s for s in memory.get_finished_spans() if s.parent is None), key=lambda s: s.start_time)
+    assert [link.context.trace_id for link in second.links] == [first.context.trace_id]
+    assert [link.context.span_id for link in second.links] == [first.context.span_id]
+
+
 def test_replay_without_an_endpoint_prints_the_tree(resumed, capsys):
     assert main(["replay", *map(str, resumed.events)]) == 0
     out = capsys.readouterr().out
