@@ -19,16 +19,26 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from .. import events
 from ..redaction import redact
 
-__all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
+__all__ = ["Observer", "Subscribable", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
            "visible_fields", "apply_content_rule", "copy_attributes", "has_model_text", "whole"]
 
 Handler = tuple[events.BusSignal, Callable[[Any], Any]]
 """A signal and the receiver an observer connects to it."""
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """What ``--observer`` may load and the CLI subscribes: anything with these two
+    methods (normally an :class:`Observer`; a user's plug-in need not derive from it)."""
+
+    def subscribe(self) -> object: ...
+
+    def unsubscribe(self) -> object: ...
 
 
 class Observer:
