@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..domain.errors import OrchestratorError
+
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
@@ -26,7 +28,7 @@ def one_line(message: object) -> str:
     return " ".join(redact(str(message)).split())
 
 
-class UsageError(Exception):
+class UsageError(OrchestratorError):
     """Bad flags or input: reported in one line, exit 2."""
 
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, TypeVar
 
+from ..domain.errors import OrchestratorError
 from .errors import EXIT_INTERRUPTED
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ LINGER_SECONDS = 1.0
 """How long the interrupted command waits for busy worker threads before exiting."""
 
 
-class Interrupted(Exception):
+class Interrupted(OrchestratorError):
     """The run was interrupted (SIGINT) and cancelled."""
 
 

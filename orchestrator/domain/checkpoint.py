@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import OrchestratorError
 from .results import TaskResult, TaskStatus, Usage
 from .tasks import Task
 
@@ -28,7 +29,7 @@ SETTLED_STATUSES = KEPT_STATUSES | {TaskStatus.FAILED, TaskStatus.SKIPPED}
 """Results worth saving: a task still running has none yet."""
 
 
-class StoreError(Exception):
+class StoreError(OrchestratorError):
     """The run store cannot be used (unreadable, corrupt, or of a schema this version
     cannot migrate); ``str()`` is one line naming the file."""
 

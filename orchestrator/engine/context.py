@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..domain.budget import Budget
+from ..domain.errors import OrchestratorError
 from ..domain.tasks import Task
 from ..governance.acceptance import Criteria
 from ..governance.policy import ModelProfile, PolicyEngine, PolicySet
@@ -61,7 +62,7 @@ class RunContext:
         self.latency_ms[model] = latency_ms if seen is None else 0.7 * seen + 0.3 * latency_ms
 
 
-class CallRefused(Exception):
+class CallRefused(OrchestratorError):
     """Budget or time can no longer pay for the task's next call (nothing was sent)."""
 
     def __init__(self, reason: str, kind: StopKind) -> None:

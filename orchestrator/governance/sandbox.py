@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..domain.errors import OrchestratorError
+
 if TYPE_CHECKING:
     from .harness import Job
 
@@ -60,7 +62,7 @@ START_GRACE_SECONDS = 3.0
 _HARNESS = Path(__file__).with_name("harness.py")
 
 
-class SandboxUnavailable(ValueError):
+class SandboxUnavailable(OrchestratorError, ValueError):
     """No isolation level can run here (or not the one asked for): one line saying why."""
 
 

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from platformdirs import user_cache_dir
 
+from ..domain.errors import OrchestratorError
 from ..files import open_private, private_dir
 from ..redaction import redact
 
@@ -40,7 +41,7 @@ _COLUMNS = ("key", "model", "text", "input_tokens", "output_tokens", "finish_rea
 logger = logging.getLogger("orchestrator.cache")
 
 
-class CacheError(Exception):
+class CacheError(OrchestratorError):
     """The response cache cannot be used; the message is one line naming the path."""
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import events
+from ..domain.errors import OrchestratorError
 
 logger = logging.getLogger("orchestrator.client")
 
@@ -38,7 +39,7 @@ DEFAULT_COOLDOWN = 15.0
 DEFAULT_COOLDOWN_MAX = 120.0
 
 
-class CircuitOpen(Exception):
+class CircuitOpen(OrchestratorError):
     """A call could not wait for the model's breaker to close within the time left."""
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import EntryPoint, entry_points
 
+from ..domain.errors import OrchestratorError
 from .base import Subscribable
 
 __all__ = ["ObserverLoadError", "load_observer", "ENTRY_POINT_GROUP", "BUILTIN_OBSERVERS",
@@ -35,7 +36,7 @@ BUILTIN_OBSERVERS = {
 }
 
 
-class ObserverLoadError(ValueError):
+class ObserverLoadError(OrchestratorError, ValueError):
     """An ``--observer`` spec could not be turned into an observer."""
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..domain.errors import OrchestratorError
+
 logger = logging.getLogger("orchestrator.tracing")
 
 GRPC = "grpc"
@@ -42,7 +44,7 @@ _REQUIRED_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grp
                      "opentelemetry.exporter.otlp.proto.http")
 
 
-class TracingUnavailable(ImportError):
+class TracingUnavailable(OrchestratorError, ImportError):
     """The OpenTelemetry packages (the ``tracing`` extra) are not installed."""
 
 

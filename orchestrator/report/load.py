@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..domain.errors import OrchestratorError
+
 __all__ = ["ReportInputError", "events_from_files", "events_from_lines", "split_attempts"]
 
 JsonObject = dict[str, Any]
@@ -23,7 +25,7 @@ report never trusts a file's shape), so this is one of the few true ``Any`` boun
 Event = JsonObject
 
 
-class ReportInputError(ValueError):
+class ReportInputError(OrchestratorError, ValueError):
     """Input a report cannot be made from (one line; the CLI exits 2)."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ...domain.errors import OrchestratorError
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderRequest:
@@ -49,7 +51,7 @@ class ProviderResponse:
     cache_write_tokens: int = 0
 
 
-class ProviderError(Exception):
+class ProviderError(OrchestratorError):
     """A provider call failed.
 
     ``transient`` errors (timeouts, connection errors, 429, 5xx, overloaded) are retried;

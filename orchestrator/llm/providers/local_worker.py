@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ... import events
+from ...domain.errors import OrchestratorError
 from . import local_worker_main as protocol
 from .base import ProviderError, ProviderUnavailable
 from .cpu_features import KernelChoice, choose_kernels, cpu_flags, safe_mode_setting
@@ -74,7 +75,7 @@ class WorkerCrashed(ProviderError):
         super().__init__(message, transient=True, retry_after=0.0, error_type="WorkerCrashed", max_retries=1)
 
 
-class _WorkerGone(Exception):
+class _WorkerGone(OrchestratorError):
     """End of the reply stream: the worker process ended."""
 
 
