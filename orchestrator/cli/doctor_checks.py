@@ -14,10 +14,12 @@ import platform
 import socket
 import sqlite3
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
+
+from ..domain.values import JsonValue
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 CONNECT_TIMEOUT_S = 2.0
@@ -28,7 +30,7 @@ class Finding:
     name: str
     status: str
     detail: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
 def _version(package: str) -> str | None:

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, TypeVar
@@ -47,8 +47,8 @@ class InterruptibleRun:
     def __init__(self) -> None:
         self.interrupted_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._previous: Any = None
+        self._task: asyncio.Task[object] | None = None
+        self._previous: signal.Handlers | Callable[[int, FrameType | None], object] | int | None = None
         self._installed = False
         self._started = False
 

@@ -13,17 +13,20 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import read_document
 from ..domain.checkpoint import Checkpoint
 from .errors import UsageError
 from .project_file import RunOptions
 
+if TYPE_CHECKING:
+    from ..state import RunStore
+
 SECTIONS = ("policies", "remediation", "validators")
 
 
-def open_store(state_dir: str | None, *, create: bool = True) -> Any:
+def open_store(state_dir: str | None, *, create: bool = True) -> RunStore:
     """The run store (``StoreError``, one line, when it cannot be used).  The read-only
     commands (``runs``, ``runs show``, ``runs rm``, ``resume``) pass ``create=False``:
     where there is no store they find no runs, and make nothing."""
@@ -41,12 +44,12 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
-def _policy_data(path: str | None) -> Any:
-    """The policy file's data (already validated by the run's configuration)."""
+def _policy_data(path: str | None) -> object:
+    """The policy file's data (already validated by the run's configuration), as read."""
     return read_document(path, what="policy") if path else None
 
 
-def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, Any]:
+def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, object]:
     """What a run keeps of its flags and files, JSON-ready, under ``cli``."""
     data = opts.file_data or {}
     return {"cli": {
@@ -110,7 +113,7 @@ class StoreRecording:
     them (at once after a task finished).  A store that cannot be written costs the log,
     never the run (one warning)."""
 
-    def __init__(self, store: Any, project_id: str, attempt: int, capture_content: bool) -> None:
+    def __init__(self, store: RunStore, project_id: str, attempt: int, capture_content: bool) -> None:
         from ..observers.recorder import EventRecorder
         from ..state.event_log import EventLog, PeriodicFlush
 

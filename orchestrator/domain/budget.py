@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 from enum import StrEnum
-from typing import Any
+
+from .values import JsonObject
 
 
 class Phase(StrEnum):
@@ -154,7 +155,7 @@ class Budget:
             return False
         return True
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "max_usd": self.max_usd, "spent_usd": round(self.spent_usd, 8),
             "remaining_usd": round(self.remaining_usd, 8),

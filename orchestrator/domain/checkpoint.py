@@ -13,7 +13,7 @@ did), ``interrupted`` (Ctrl-C, or an error stopped it), or the final project sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from .errors import OrchestratorError
 from .results import TaskResult, TaskStatus, Usage
@@ -53,6 +53,13 @@ class ProjectBusyError(StoreError):
         self.holder = holder
 
 
+class RootSpan(TypedDict):
+    """An attempt's root span, as a W3C ``traceparent`` (a resumed run links to it)."""
+
+    attempt: int
+    traceparent: str
+
+
 @dataclass
 class Checkpoint:
     """Everything saved about a run, after decomposition and after every task settles.
@@ -88,8 +95,9 @@ class Checkpoint:
     phase_spend: dict[str, float] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    """JSON read back from the store (written by any version): its users check what they take."""
     versions: dict[str, str] = field(default_factory=dict)
-    roots: list[dict[str, Any]] = field(default_factory=list)
+    roots: list[RootSpan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from ..domain.budget import Budget
-from ..domain.checkpoint import INTERRUPTED, SETTLED_STATUSES, Checkpoint
+from ..domain.checkpoint import INTERRUPTED, SETTLED_STATUSES, Checkpoint, RootSpan
 from ..domain.results import ProjectState, TaskResult
 from ..governance.policy import PolicySet
 from ..governance.remediation import RemediationEngine
@@ -95,7 +95,7 @@ class Checkpointer:
         self.state = state
         self.settings = dict(settings)
         self.started_at = previous.started_at if previous is not None else time.time()
-        self.roots: list[dict[str, Any]] = list(previous.roots) if previous is not None else []
+        self.roots: list[RootSpan] = list(previous.roots) if previous is not None else []
         self.result_attempts = dict(previous.result_attempts) if previous is not None else {}
         self.plan_notes: list[str] = list(previous.plan_notes) if previous is not None else []
         self._failed = False

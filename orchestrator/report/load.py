@@ -19,10 +19,10 @@ from ..domain.errors import OrchestratorError
 
 __all__ = ["ReportInputError", "events_from_files", "events_from_lines", "split_attempts"]
 
-JsonObject = dict[str, Any]
+LoadedJson = dict[str, Any]
 """A JSON object read from an event log: its values are checked where they are used (a
 report never trusts a file's shape), so this is one of the few true ``Any`` boundaries."""
-Event = JsonObject
+Event = LoadedJson
 
 
 class ReportInputError(OrchestratorError, ValueError):

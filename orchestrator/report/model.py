@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .. import attributes as attr
 from ..redaction import redact
 from .figures import Accounting, account
-from .load import Event, JsonObject, split_attempts
+from .load import Event, LoadedJson, split_attempts
 from .spans import Attempt, Span, _num, build_attempt
 
 __all__ = ["Report", "build_report", "exit_reason"]
@@ -52,7 +52,7 @@ class Report:
     exit_reason: str
     profile: str
     isolation: str
-    recorded: JsonObject
+    recorded: LoadedJson
     """The final attempt's own totals (``project.*`` on its root), when it finished."""
     mismatches: list[str]
     notes: list[str] = field(default_factory=list)
@@ -143,7 +143,7 @@ def build_report(events: Sequence[Event], *, notes: Sequence[str] = (), status: 
     return report
 
 
-def _mismatches(recorded: JsonObject, acct: Accounting) -> list[str]:
+def _mismatches(recorded: LoadedJson, acct: Accounting) -> list[str]:
     """Where the run's own totals differ from the sum of its calls (should be nowhere)."""
     if not recorded:
         return []

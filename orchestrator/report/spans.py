@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .. import attributes as attr
-from .load import Event, JsonObject
+from .load import Event, LoadedJson
 
 __all__ = ["Span", "Attempt", "build_attempt", "PAIR_KINDS"]
 
@@ -50,9 +50,9 @@ class Span:
     """ok, error, cancelled, open (never finished), failed (checks that did not pass)."""
     error_type: str = ""
     error_message: str = ""
-    attrs: JsonObject = field(default_factory=dict)
-    start_fields: JsonObject = field(default_factory=dict)
-    finish_fields: JsonObject = field(default_factory=dict)
+    attrs: LoadedJson = field(default_factory=dict)
+    start_fields: LoadedJson = field(default_factory=dict)
+    finish_fields: LoadedJson = field(default_factory=dict)
     task_id: str | None = None
     children: list[Span] = field(default_factory=list)
     points: list[Event] = field(default_factory=list)
