@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from ..domain.values import JsonValue
-
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 CONNECT_TIMEOUT_S = 2.0
 
@@ -30,7 +28,8 @@ class Finding:
     name: str
     status: str
     detail: str
-    data: Mapping[str, JsonValue] = field(default_factory=dict)
+    data: Mapping[str, object] = field(default_factory=dict)
+    """JSON-ready facts for `doctor --json`."""
 
 
 def _version(package: str) -> str | None:

@@ -17,13 +17,16 @@ from typing import TypeAlias
 
 from .errors import ConfigError
 
-__all__ = ["JsonObject", "JsonValue", "finite_number", "text_value", "whole_number"]
+__all__ = ["JsonObject", "JsonSchema", "JsonValue", "finite_number", "text_value", "whole_number"]
 
 JsonValue: TypeAlias = None | bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
 """What ``json.dumps`` can write as it is (a recursive type: mypy checks every level;
 read-only containers, so a ``dict[str, str]`` or a ``list[int]`` is one)."""
 JsonObject: TypeAlias = dict[str, JsonValue]
 """A JSON object being built (``summary.json``, a checkpoint's settings)."""
+JsonSchema: TypeAlias = dict[str, JsonValue]
+"""A JSON Schema an answer must follow (a JSON object like any other: the name says what
+it is for)."""
 
 
 def finite_number(value: object, *, minimum: float | None = None, maximum: float | None = None,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..domain.budget import Budget
 from ..domain.checkpoint import INTERRUPTED, SETTLED_STATUSES, Checkpoint, RootSpan
@@ -69,7 +69,7 @@ def catalog_version() -> str:
 
 
 def governance_settings(policies: PolicySet, remediation: RemediationEngine,
-                        validators: ValidatorConfig) -> dict[str, Any]:
+                        validators: ValidatorConfig) -> dict[str, object]:
     """The policies, remediation plans and validators in force, JSON-ready (file shape
     where there is one), for the record: ``orchestrator runs show`` prints them."""
     return {
@@ -90,7 +90,7 @@ class Checkpointer:
     """Saves one attempt's checkpoints.  Without a store every call does nothing."""
 
     def __init__(self, store: CheckpointStore | None, state: ProjectState, *,
-                 settings: Mapping[str, Any], previous: Checkpoint | None = None) -> None:
+                 settings: Mapping[str, object], previous: Checkpoint | None = None) -> None:
         self.store = store
         self.state = state
         self.settings = dict(settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..domain.budget import Budget
 from ..domain.errors import OrchestratorError
@@ -36,7 +36,7 @@ class RunContext:
     remediation: RemediationEngine
     validators: ValidatorConfig
     evaluation_samples: int = 2
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     latency_ms: dict[str, float] = field(default_factory=dict)
     """Observed latency per model (moving average), for the latency policies."""
     stop_reason: StopKind | None = None

@@ -25,12 +25,12 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from platformdirs import user_cache_dir
 
 from ..domain.errors import OrchestratorError
+from ..domain.values import JsonSchema
 from ..files import open_private, private_dir
 from ..redaction import redact
 
@@ -93,7 +93,7 @@ class CachedAnswer:
 
 
 def cache_key(model: str, system: str, prompt: str, max_tokens: int, temperature: float,
-              json_schema: dict[str, Any] | None, variant: int = 0) -> str:
+              json_schema: JsonSchema | None, variant: int = 0) -> str:
     material = json.dumps(
         [model, system, prompt, max_tokens, round(temperature, 4), json_schema, variant],
         sort_keys=True, ensure_ascii=False,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ...domain.values import JsonSchema
 from . import errors
 from .base import ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
@@ -37,7 +38,7 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max
            "refusal": "content_filter", "pause_turn": "stop"}
 
 
-def tool_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def tool_schema(schema: JsonSchema) -> tuple[JsonSchema, bool]:
     """(input schema of the answer tool, whether the value was wrapped)."""
     if schema.get("type") == "object":
         return schema, False

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ... import events
+from ...domain.values import JsonSchema
 from . import errors
 from .base import ProviderError, ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
@@ -95,7 +96,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def schema_instruction(schema: dict[str, Any]) -> str:
+def schema_instruction(schema: JsonSchema) -> str:
     return ("Answer only with one JSON value that matches this JSON schema, no prose, no code fence:\n"
             + json.dumps(schema, separators=(",", ":")))
 
