@@ -8,6 +8,7 @@ the project no model (one line on stderr, nothing spent); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from ..domain.errors import OrchestratorError
 
@@ -35,5 +36,5 @@ class UsageError(OrchestratorError):
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line (a :class:`UsageError`), not a usage dump."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)

@@ -246,7 +246,8 @@ class Sandbox:
         finally:
             os.close(read_end)
             with contextlib.suppress(OSError):
-                proc.stdin.close()  # type: ignore[union-attr]
+                if proc.stdin is not None:
+                    proc.stdin.close()
             _RUNNING.discard(proc)
             if proc.poll() is None:
                 _kill(proc)

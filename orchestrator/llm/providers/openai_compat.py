@@ -155,7 +155,7 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
         await client.close()
 
     @property
-    def default_host(self) -> str:  # type: ignore[override]
+    def default_host(self) -> str:
         return "api.openai.com" if self.preset.name == "openai" else ""
 
     def json_mode(self, model: str) -> str:

@@ -75,8 +75,10 @@ class RemoteProvider(Generic[ClientT]):
                 return value
         return self.default_base_url
 
-    default_host: str = ""
-    """Host the SDK talks to when no base URL is configured."""
+    @property
+    def default_host(self) -> str:
+        """Host the SDK talks to when no base URL is configured ("": none known)."""
+        return ""
 
     def endpoint(self) -> tuple[str, int] | None:
         """(host, port) of the service, for ``server.address``/``server.port``."""
