@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from ..config import read_document
 from ..domain.checkpoint import Checkpoint
+from ..domain.values import JsonObject
 from .errors import UsageError
 from .project_file import RunOptions
 
@@ -49,7 +50,33 @@ def _policy_data(path: str | None) -> object:
     return read_document(path, what="policy") if path else None
 
 
-def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, object]:
+class CliSettings(TypedDict):
+    """What a run started from the command line keeps of its flags and files (paths
+    absolute), under ``cli`` in its checkpoint's settings; :func:`rebuild` reads it back."""
+
+    project: str
+    criteria: str
+    budget_usd: float
+    time_seconds: float
+    concurrency: int
+    output_dir: str | None
+    tasks: list[JsonObject] | None
+    sections: dict[str, object]
+    project_file: str | None
+    policy_file: str | None
+    policy_data: object
+    model: str | None
+    local_model: str | None
+    provider_url: str | None
+    max_tasks: int | None
+    cache_dir: str | None
+    no_cache: bool
+    catalog: str | None
+    profile: str | None
+    sandbox: str | None
+
+
+def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, CliSettings]:
     """What a run keeps of its flags and files, JSON-ready, under ``cli``."""
     data = opts.file_data or {}
     return {"cli": {
