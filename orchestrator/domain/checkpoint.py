@@ -13,7 +13,7 @@ did), ``interrupted`` (Ctrl-C, or an error stopped it), or the final project sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from .errors import OrchestratorError
 from .results import TaskResult, TaskStatus, Usage
@@ -54,10 +54,12 @@ class ProjectBusyError(StoreError):
 
 
 class RootSpan(TypedDict):
-    """An attempt's root span, as a W3C ``traceparent`` (a resumed run links to it)."""
+    """An attempt's root span: the propagation carrier a tracing observer filled, and its
+    W3C ``traceparent`` when it has one (a checkpoint of an older version has only that)."""
 
     attempt: int
-    traceparent: str
+    carrier: NotRequired[dict[str, str]]
+    traceparent: NotRequired[str]
 
 
 @dataclass

@@ -105,7 +105,7 @@ class Checkpointer:
         configured propagator (nothing when the run is not traced).  ``traceparent`` is
         also kept on its own when the carrier has one, for readers that show trace ids."""
         if carrier:
-            entry: dict[str, Any] = {"attempt": self.state.attempt, "carrier": dict(carrier)}
+            entry: RootSpan = {"attempt": self.state.attempt, "carrier": dict(carrier)}
             if carrier.get("traceparent"):
                 entry["traceparent"] = carrier["traceparent"]
             self.roots.append(entry)

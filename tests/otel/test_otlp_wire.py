@@ -520,7 +520,7 @@ def test_a_refusing_endpoint_is_reported_once_and_never_stalls_runs(caplog):
 
     from orchestrator.cli.observers import setup_observers
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with caplog.at_level(logging.DEBUG):
         session = setup_observers({"otlp_endpoint": url, "quiet": True, "progress": False, "otlp_timeout": 2})
         exporter = t.tracing_state()["exporter"]
