@@ -297,25 +297,24 @@ def setup_observers(options: OptionSource, *, console: Console | None = None,
                 session.recorder = add(EventRecorder(jsonl_path=opts.events_jsonl, mode="w", keep=False))
             except OSError as exc:
                 raise ValueError(f"--events-jsonl {opts.events_jsonl}: {exc.strerror or exc}") from None
+        resolved = None
         if opts.tracing:
             from .. import tracing
 
             provider = tracing.configure_tracing(_tracing_config(opts, tracing.TracingConfig), console=console)
-            if provider is not None:
-                resolved = tracing.tracing_state()["resolved"]
+            resolved = tracing.tracing_state()["resolved"]
+            if provider is not None and resolved is not None:
                 session.tracing_enabled = True
                 session.endpoint = resolved.endpoint
                 session.dev_mode = resolved.endpoint is None
             else:
                 logger.warning("tracing is off: OTEL_SDK_DISABLED=true")
-        if opts.metrics and session.tracing_enabled:
+        if opts.metrics and session.tracing_enabled and resolved is not None:
             from .. import tracing
             from ..observers.metrics import MetricsObserver
             from ..otel.metrics import configure_metrics
 
-            state = tracing.tracing_state()
-            session.metrics_export = configure_metrics(_tracing_config(opts, tracing.TracingConfig),
-                                                       state["resolved"])
+            session.metrics_export = configure_metrics(_tracing_config(opts, tracing.TracingConfig), resolved)
             add(MetricsObserver(session.metrics_export.provider))
         if opts.verbose:
             from ..observers.logging import LoggingObserver

@@ -143,7 +143,8 @@ def replay_main(argv: list[str]) -> int:
     if provider is None:
         print("orchestrator: error: tracing is off (OTEL_SDK_DISABLED=true): nothing to replay to", file=sys.stderr)
         return EXIT_USAGE
-    endpoint = tracing.tracing_state()["resolved"].endpoint
+    resolved = tracing.tracing_state()["resolved"]
+    endpoint = resolved.endpoint if resolved is not None else None
     observer = TracingObserver(provider, capture_content=opts.capture_content or None, attach_context=False)
     done, skipped = replay_attempts(attempts, observer)
     observer.close()
