@@ -32,7 +32,8 @@ import itertools
 import logging
 import os
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from time import time_ns
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
@@ -59,6 +60,8 @@ __all__ = [
     "LlmCallDispatched", "JsonModeRejected", "llm_call_dispatched", "json_mode_rejected", "ModelText",
     "AcceptanceCheck", "acceptance_check", "TaskRestored", "task_restored",
     "LocalModelLoaded", "local_model_loaded",
+    "BatchStarted", "BatchFinished", "BatchProgress", "batch_started", "batch_finished", "batch_progress",
+    "traced_batch", "batch_scope", "current_batch",
     "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
     "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
@@ -234,6 +237,33 @@ _ROOT_CTX: _Ids = (None, None, None)
 _ctx: contextvars.ContextVar[_Ids] = contextvars.ContextVar("orchestrator_event_ctx", default=_ROOT_CTX)
 
 
+class BatchScope(NamedTuple):
+    batch_id: str
+    carrier: Mapping[str, str]
+
+
+_batch: contextvars.ContextVar[BatchScope | None] = contextvars.ContextVar("orchestrator_batch", default=None)
+
+
+@contextmanager
+def batch_scope(batch_id: str, carrier: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Runs started inside belong to batch ``batch_id``: their ``project_started`` carries
+    the batch id and the batch span's ``carrier``, and they start at the root of the event
+    tree (each project is a trace of its own, linked to the batch, never a child of it)."""
+    scope_token = _batch.set(BatchScope(batch_id, dict(carrier or {})))
+    ctx_token = _ctx.set(_ROOT_CTX)
+    try:
+        yield
+    finally:
+        _ctx.reset(ctx_token)
+        _batch.reset(scope_token)
+
+
+def current_batch() -> BatchScope | None:
+    """The batch the caller runs in (see :func:`batch_scope`), or None."""
+    return _batch.get()
+
+
 def current_ids() -> EventContext:
     """The project id, task id and enclosing pair's correlation id of the caller."""
     return EventContext(*_ctx.get())
@@ -330,6 +360,12 @@ class ProjectStarted(PairStart, frozen=True, kw_only=True):
     attempt: int = 1
     links: tuple[Mapping[str, str] | str, ...] = ()
     carrier: dict[str, str] = msgspec.field(default_factory=dict)
+    batch_id: str | None = None
+    """The batch this run belongs to (``orchestrator batch``), else None."""
+    batch_carrier: dict[str, str] = msgspec.field(default_factory=dict)
+    """The batch span's context (what a tracing observer wrote into ``batch_started``'s
+    carrier): a tracing observer links this root to it.  Each project of a batch is a
+    trace of its own, linked to the batch's."""
     signal_name: ClassVar[str] = "project_started"
 
 
@@ -342,6 +378,53 @@ class ProjectFinished(PairFinish, frozen=True, kw_only=True):
     budget_usd: float
     time_limit_seconds: float
     signal_name: ClassVar[str] = "project_finished"
+
+
+# --- batch -----------------------------------------------------------------------------
+class BatchStarted(PairStart, frozen=True, kw_only=True):
+    """A batch of projects starts (``orchestrator batch``).  ``carrier``: a tracing
+    observer writes the batch span's context here; the batch hands it to every project,
+    whose root (a trace of its own) links to it."""
+
+    batch_id: str
+    project_count: int
+    budget_usd: float
+    time_limit_seconds: float
+    max_parallel: int
+    backend: str
+    carrier: dict[str, str] = msgspec.field(default_factory=dict)
+    signal_name: ClassVar[str] = "batch_started"
+
+
+class BatchFinished(PairFinish, frozen=True, kw_only=True):
+    """Attributes include ``batch.status``, ``batch.projects_done``,
+    ``batch.projects_failed``, ``batch.cost_usd``, ``batch.spent_usd`` and the token and
+    call totals (the sums of the projects' own totals)."""
+
+    batch_id: str
+    project_count: int
+    budget_usd: float
+    time_limit_seconds: float
+    max_parallel: int
+    backend: str
+    signal_name: ClassVar[str] = "batch_finished"
+
+
+class BatchProgress(PointEvent, frozen=True, kw_only=True):
+    """Where a batch stands: sent by the driver when a project starts or ends and every
+    few seconds.  ``spent_usd`` is the batch ledger's (every call of every project, in
+    every process); ``eta_seconds`` a guess from the pace so far (None before the first
+    project ends)."""
+
+    batch_id: str
+    total: int
+    done: int
+    running: int
+    failed: int
+    spent_usd: float
+    max_usd: float
+    eta_seconds: float | None = None
+    signal_name: ClassVar[str] = "batch_progress"
 
 
 # --- task ------------------------------------------------------------------------------
@@ -625,6 +708,9 @@ acceptance_check = _signal("acceptance_check", AcceptanceCheck,
                            "Point event: an acceptance check ran against a task's code.")
 local_model_loaded = _signal("local_model_loaded", LocalModelLoaded,
                              "Point event: the embedded model's worker process loaded the model.")
+batch_started = _signal("batch_started", BatchStarted, "Sent when a batch of projects starts.")
+batch_finished = _signal("batch_finished", BatchFinished, "Sent when a batch ends, however it ends.")
+batch_progress = _signal("batch_progress", BatchProgress, "Point event: where a batch of projects stands.")
 
 PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
     (project_started, project_finished),
@@ -632,11 +718,13 @@ PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = (
     (llm_call_started, llm_call_finished),
     (policy_check_started, policy_checked),
     (remediation_started, remediation_finished),
+    (batch_started, batch_finished),
 )
 POINT_SIGNALS: tuple[BusSignal, ...] = (
     budget_warning, cache_hit, validation_failed, decomposition_fallback,
     model_unhealthy, task_skipped, iteration_scored, llm_retry, tasks_planned,
     llm_call_dispatched, json_mode_rejected, acceptance_check, task_restored, local_model_loaded,
+    batch_progress,
 )
 ALL_SIGNALS: tuple[BusSignal, ...] = tuple(s for pair in PAIRS for s in pair) + POINT_SIGNALS
 SIGNALS_BY_NAME: dict[str, BusSignal] = {s.name: s for s in ALL_SIGNALS}
@@ -863,11 +951,48 @@ def traced_project(project_id: str, description: str, criteria: str = "",
                                         attr.ORCHESTRATOR_ATTEMPT: attempt}
     if attempt > 1:
         attrs[attr.ORCHESTRATOR_RESUMED_FROM] = project_id
-    start = ProjectStarted(correlation_id=cid, parent_id=parent_cid, project_id=project_id,
-                           timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), description=description,
-                           criteria=criteria, budget_usd=budget_usd, time_limit_seconds=time_limit_seconds,
-                           attempt=attempt, links=tuple(links))
+    scope = _batch.get()
+    if scope is None:
+        start = ProjectStarted(correlation_id=cid, parent_id=parent_cid, project_id=project_id,
+                               timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), description=description,
+                               criteria=criteria, budget_usd=budget_usd, time_limit_seconds=time_limit_seconds,
+                               attempt=attempt, links=tuple(links))
+    else:  # a project of a batch: its id on the root, the batch span's context for the link
+        attrs[attr.ORCHESTRATOR_BATCH_ID] = scope.batch_id
+        start = ProjectStarted(correlation_id=cid, parent_id=parent_cid, project_id=project_id,
+                               timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), description=description,
+                               criteria=criteria, budget_usd=budget_usd, time_limit_seconds=time_limit_seconds,
+                               attempt=attempt, links=tuple(links), batch_id=scope.batch_id,
+                               batch_carrier=dict(scope.carrier))
     return PairHandle(project_started, project_finished, start, _finish_project, attrs, (project_id, "", cid))
+
+
+def _finish_batch(s: BatchStarted, ts: int, attrs: Mapping[str, AttributeValue], content: dict[str, str] | None,
+                  exc: BaseException | None) -> BatchFinished:
+    status, error_type, message = _failure(exc)
+    return BatchFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
+                         timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status, error_type=error_type,
+                         error_message=message, exception=exc, attributes=attrs, batch_id=s.batch_id,
+                         project_count=s.project_count, budget_usd=s.budget_usd,
+                         time_limit_seconds=s.time_limit_seconds, max_parallel=s.max_parallel, backend=s.backend)
+
+
+def traced_batch(batch_id: str, project_count: int, budget_usd: float, time_limit_seconds: float,
+                 max_parallel: int, backend: str) -> PairContext:
+    """The pair of a whole batch: ``batch_started``/``batch_finished`` (sent by the batch's
+    driver; its projects' runs are pairs of their own, see :func:`batch_scope`)."""
+    if not _ACTIVE:
+        return _NOOP
+    parent = _ctx.get()
+    cid = new_correlation_id()
+    attrs: dict[str, AttributeValue] = {attr.BATCH_ID: batch_id, attr.BATCH_PROJECT_COUNT: project_count,
+                                        attr.BATCH_BUDGET_USD: budget_usd, attr.BATCH_MAX_PARALLEL: max_parallel,
+                                        attr.BATCH_BACKEND: backend}
+    start = BatchStarted(correlation_id=cid, parent_id=parent[2], project_id=parent[0], timestamp_ns=time_ns(),
+                         attributes=MappingProxyType(attrs), batch_id=batch_id, project_count=project_count,
+                         budget_usd=budget_usd, time_limit_seconds=time_limit_seconds, max_parallel=max_parallel,
+                         backend=backend)
+    return PairHandle(batch_started, batch_finished, start, _finish_batch, attrs, (parent[0], "", cid))
 
 
 def traced_task(task_id: str, task_type: str, description: str = "") -> PairContext:

@@ -24,17 +24,18 @@ ALLOWED: dict[str, set[str]] = {
     "governance": {"llm", "config", "domain", "events", "attributes", "redaction", "files"},
     "state": {"domain", "events", "attributes", "redaction", "files"},
     "engine": {"governance", "llm", "state", "config", "domain", "events", "attributes", "redaction", "files"},
+    "batch": {"engine", "state", "llm", "domain", "events", "attributes", "redaction", "files"},
     "observers": {"events", "attributes", "redaction"},
     "otel": {"observers", "events", "attributes", "redaction"},
     "tracing": {"otel", "events"},
     "pytest_plugin": {"observers"},
     "report": {"attributes", "redaction"},
-    "cli": {"engine", "governance", "llm", "state", "report", "config", "domain", "events", "observers", "otel",
-            "tracing", "attributes", "redaction", "files"},
+    "cli": {"batch", "engine", "governance", "llm", "state", "report", "config", "domain", "events", "observers",
+            "otel", "tracing", "attributes", "redaction", "files"},
     "__init__": set(),   # lazy exports by name only
     "__main__": {"cli"},
 }
-EMITTERS = ("engine", "llm", "governance", "state", "config", "domain", "events")
+EMITTERS = ("batch", "engine", "llm", "governance", "state", "config", "domain", "events")
 ERRORS = "orchestrator.domain.errors"
 """The exception root's module: it imports nothing of ours, so every part may import it."""
 
@@ -151,6 +152,15 @@ def test_emitters_never_import_observers_or_opentelemetry():
         for target, line in _imports(name, path):
             if target.startswith(("opentelemetry", "orchestrator.observers", "orchestrator.otel")):
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {target}")
+    assert wrong == []
+
+
+def test_only_the_ray_backend_imports_ray():
+    """Ray is an optional extra: nothing but ``batch/ray_backend.py`` may import it (and
+    the package imports without it)."""
+    wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}" for name, path in MODULES.items()
+             for target, line in _imports(name, path)
+             if (target == "ray" or target.startswith(("ray.", "psutil"))) and name != "orchestrator.batch.ray_backend"]
     assert wrong == []
 
 

@@ -32,10 +32,12 @@ PUBLIC = {
         "CONTENT_FIELDS",
         "traced_project", "traced_task", "traced_llm_call", "traced_policy_check", "traced_remediation",
         "emit", "is_active", "current_ids", "new_correlation_id",
+        "BatchStarted", "BatchFinished", "BatchProgress", "batch_started", "batch_finished", "batch_progress",
+        "traced_batch", "batch_scope", "current_batch",
     },
     "orchestrator.observers": {
         "EventRecorder", "LoggingObserver", "MetricsObserver", "Observer", "ObserverLoadError",
-        "ProgressObserver", "TracingObserver", "load_observer", "read_jsonl", "redact",
+        "ProgressObserver", "TracingObserver", "load_observer", "read_jsonl", "redact", "BatchProgressObserver",
     },
 }
 

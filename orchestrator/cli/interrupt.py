@@ -44,7 +44,10 @@ class InterruptibleRun:
     handler stays installed until :meth:`close`, so a second Ctrl-C while the summary is
     being written still exits at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_hard_exit: Callable[[], None] | None = None) -> None:
+        """``on_hard_exit``: run just before a second Ctrl-C ends the process (e.g. kill a
+        local Ray cluster the command started, which would otherwise outlive it)."""
+        self.on_hard_exit = on_hard_exit
         self.interrupted_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
@@ -97,6 +100,11 @@ class InterruptibleRun:
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self.interrupted_at is not None:
             os.write(2, b"orchestrator: interrupted again: exiting now\n")
+            if self.on_hard_exit is not None:
+                try:
+                    self.on_hard_exit()
+                finally:
+                    os._exit(EXIT_INTERRUPTED)
             os._exit(EXIT_INTERRUPTED)
         self.interrupted_at = time.monotonic()
         from ..governance.sandbox import kill_running

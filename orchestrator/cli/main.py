@@ -43,6 +43,12 @@ def _doctor(argv: list[str]) -> int:
     return doctor_main(argv)
 
 
+def _batch(argv: list[str]) -> int:
+    from .batch_cmd import batch_main
+
+    return batch_main(argv)
+
+
 def _runs(argv: list[str]) -> int:
     from .runs_cmd import runs_main
 
@@ -63,13 +69,14 @@ def _replay(argv: list[str]) -> int:
 
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy,
                                                        "resume": _resume, "runs": _runs, "doctor": _doctor,
-                                                       "report": _report, "replay": _replay}
+                                                       "report": _report, "replay": _replay, "batch": _batch}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--list-models" in args and args[:1] not in (["policy"], ["resume"], ["runs"], ["report"], ["replay"]):
+    if "--list-models" in args and args[:1] not in (["policy"], ["resume"], ["runs"], ["report"], ["replay"],
+                                                    ["batch"]):
         return _models([a for a in args if a not in ("models", "run", "--list-models")])
     if args[:1] and args[0] in SUBCOMMANDS:
         return SUBCOMMANDS[args[0]](args[1:])

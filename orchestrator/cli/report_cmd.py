@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..domain.checkpoint import StoreError
 from .errors import EXIT_OK, EXIT_USAGE, OneLineParser, UsageError, one_line
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from ..report import Report
     from ..report.load import Event
 
-__all__ = ["report_main", "check_report_path", "write_run_report", "load_events", "events_from_store"]
+__all__ = ["report_main", "check_report_path", "write_run_report", "load_events", "events_from_store",
+           "write_batch_report"]
 
 
 def build_report_parser() -> OneLineParser:
@@ -35,8 +36,9 @@ def build_report_parser() -> OneLineParser:
                     "checks, policy decisions, remediations, errors. It needs no network: open it from disk.",
         epilog="Exit codes: 0 written; 2 bad input (no such run or file, not an events file, an output path "
                "that cannot be written).")
-    p.add_argument("sources", nargs="+", metavar="PROJECT_ID|EVENTS.jsonl",
-                   help="a project id (read from the run store) or --events-jsonl files of one run")
+    p.add_argument("sources", nargs="+", metavar="PROJECT_ID|BATCH_ID|EVENTS.jsonl",
+                   help="a project id (read from the run store), --events-jsonl files of one run, or a batch id "
+                        "(one row per project)")
     p.add_argument("--output", "-o", metavar="FILE", help="where to write (default: report-<project id>.html)")
     add_state_dir(p)
     return p
@@ -119,6 +121,28 @@ def make_report(loaded: Loaded, output: str | None) -> tuple[Path, Report]:
     return target, report
 
 
+def _batch_summary(batch_id: str, state_dir: str | None) -> dict[str, Any]:
+    """``batch-summary.json`` as stored: JSON read back from the store (a boundary, hence Any)."""
+    from .store_wiring import open_store
+
+    record = open_store(state_dir, create=False).batches.load(batch_id)
+    if record is None:
+        raise UsageError(f"unknown batch id {batch_id!r} (see 'orchestrator runs --batches')")
+    if not record.summary:
+        raise UsageError(f"batch {batch_id} has no summary yet (it is running, or was killed: "
+                         f"'orchestrator batch resume {batch_id}')")
+    return dict(record.summary)
+
+
+def write_batch_report(summary: dict[str, Any], path: str) -> Path:
+    """A batch's report (one row per project) at ``path``; OSError when it cannot be written."""
+    from ..report.batch import render_batch_html
+
+    target = Path(path).expanduser()
+    _write(render_batch_html(summary), target)
+    return target
+
+
 def report_main(argv: list[str]) -> int:
     from ..report import ReportInputError
 
@@ -126,6 +150,12 @@ def report_main(argv: list[str]) -> int:
         args = build_report_parser().parse_args(argv)
         if args.output:
             check_report_path(args.output, "--output")
+        if len(args.sources) == 1 and args.sources[0].startswith("batch-") and not Path(args.sources[0]).exists():
+            summary = _batch_summary(args.sources[0], args.state_dir)
+            target = write_batch_report(summary, args.output or f"report-{args.sources[0]}.html")
+            print(f"Report of {args.sources[0]} ({len(summary.get('results') or [])} projects, {summary.get('status')})"
+                  f" written to {target}; open {target.resolve().as_uri()}")
+            return EXIT_OK
         target, report = make_report(load_events(args.sources, args.state_dir), args.output)
     except (UsageError, ReportInputError, StoreError) as exc:
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)

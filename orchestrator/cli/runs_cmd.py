@@ -32,6 +32,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def build_runs_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="orchestrator runs", description="Runs kept in the run store, newest first.")
     add_state_dir(p)
+    p.add_argument("--batch", metavar="BATCH_ID", help="only the projects of this batch, in the batch file's order")
+    p.add_argument("--batches", action="store_true", help="list the batches instead of the runs")
     sub = p.add_subparsers(dest="action", parser_class=OneLineParser)
     show = sub.add_parser("show", help="print a run's summary table")
     show.add_argument("project_id", metavar="ID")
@@ -78,6 +80,47 @@ def list_runs(store: RunStore, console: Console) -> None:
         description = r.description if len(r.description) <= 50 else r.description[:47] + "..."
         table.add_row(r.project_id, _when(r.started_at), description, r.shown_status, f"{r.spent_usd:.6f}",
                       f"{r.tasks_done}/{r.tasks_total}", str(r.attempt), _resumable(r))
+    console.print(table)
+
+
+def list_batch(store: RunStore, batch_id: str, console: Console) -> None:
+    """A batch's projects, in order: name, project id, status, cost, tasks, attempts."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    record = store.batches.load(batch_id)
+    if record is None:
+        raise UsageError(f"unknown batch id {batch_id!r} (see 'orchestrator runs --batches')")
+    spent = 0.0
+    table = Table(title=f"Batch {batch_id}: {record.status}, started {_when(record.started_at)}")
+    for col in ("#", "name", "project", "status", "cost $", "tasks", "attempts"):
+        table.add_column(col, justify="right" if col in ("#", "cost $", "tasks", "attempts") else "left",
+                         overflow="fold", no_wrap=col == "project")
+    for project, row in store.batches.runs(batch_id):
+        if row is None:
+            table.add_row(str(project.position), escape(project.name), project.project_id, "not started", "-", "-",
+                          "0")
+            continue
+        spent += row.spent_usd
+        table.add_row(str(project.position), escape(project.name), row.project_id, row.shown_status,
+                      f"{row.spent_usd:.6f}", f"{row.tasks_done}/{row.tasks_total}", str(row.attempt))
+    console.print(table)
+    console.print(f"{len(record.projects)} projects, ${spent:.6f} spent of the batch's ${record.budget_usd:g}",
+                  highlight=False)
+
+
+def list_batches(store: RunStore, console: Console) -> None:
+    from rich.table import Table
+
+    rows = store.batches.ids()
+    if not rows:
+        console.print(f"no batches in {store.path}")
+        return
+    table = Table(title=f"Batches in {store.path}")
+    for col in ("id", "started", "status", "projects"):
+        table.add_column(col, justify="right" if col == "projects" else "left", no_wrap=col == "id")
+    for batch_id, status, started, count in rows:
+        table.add_row(batch_id, _when(started), status, str(count))
     console.print(table)
 
 
@@ -131,7 +174,7 @@ def remove_runs(store: RunStore, ids: Sequence[str], older_than: str | None) -> 
 
 
 def runs_main(argv: list[str]) -> int:
-    """``orchestrator runs [show ID | rm ID... | rm --older-than AGE] [--state-dir DIR]``."""
+    """``orchestrator runs [show ID | rm ID... | rm --older-than AGE | --batch ID | --batches] [--state-dir DIR]``."""
     try:
         args = build_runs_parser().parse_args(argv)
         if args.action == "rm" and not args.project_ids and args.older_than is None:
@@ -147,6 +190,10 @@ def runs_main(argv: list[str]) -> int:
         elif args.action == "rm":
             for line in remove_runs(store, args.project_ids, args.older_than):
                 print(line)
+        elif args.batch is not None:
+            list_batch(store, args.batch, console)
+        elif args.batches:
+            list_batches(store, console)
         else:
             list_runs(store, console)
     except (UsageError, StoreError) as exc:

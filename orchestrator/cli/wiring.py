@@ -15,6 +15,7 @@ from .errors import UsageError
 from .project_file import RunOptions
 
 if TYPE_CHECKING:
+    from ..domain.budget import Budget
     from ..engine.orchestrator import Orchestrator
     from ..llm.client import UnifiedClient
     from ..llm.providers.base import Provider
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 
 
 def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: RunStore | None = None,
-                       run_settings: Mapping[str, object] | None = None) -> Orchestrator:
+                       run_settings: Mapping[str, object] | None = None,
+                       budget: Budget | None = None) -> Orchestrator:
+    """The engine of one run.  ``budget``: the run's own (a batch's project gets one that
+    shares the batch ledger), else one of the options' caps."""
     from ..domain.budget import Budget
     from ..engine import Orchestrator
     from ..governance.config import RunConfig
@@ -31,7 +35,7 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Run
 
     cache = None if args.no_cache else ResponseCache(args.cache_dir)
     client = UnifiedClient(build_providers(args), cache=cache, concurrency=max(opts.concurrency, 1) * 2)
-    orch = Orchestrator(budget=Budget(opts.budget_usd, opts.time_seconds), client=client,
+    orch = Orchestrator(budget=budget or Budget(opts.budget_usd, opts.time_seconds), client=client,
                         concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
                         project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
                         store=store, run_settings=run_settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from enum import StrEnum
+from typing import Protocol
 
 from .values import JsonObject
 
@@ -62,6 +63,27 @@ class ExactSum:
         return tuple(self._partials)
 
 
+class SharedPool(Protocol):
+    """Money shared with other runs: a batch's ledger (``orchestrator.batch``), possibly
+    in another process or on another machine.
+
+    A run with a pool reserves every call twice: first against its own :class:`Budget`
+    (its own cap), then here (the batch's cap); the call is sent only when both hold it.
+    ``reserve`` returns a ticket, or None when the pool's cap cannot cover ``amount``; it
+    raises :class:`PoolUnavailable` when the pool cannot answer (then no call starts).
+    ``settle`` books the call's real cost against its ticket; it never raises and never
+    waits (a pool that is gone keeps the reservation, which counts as spent).
+    """
+
+    async def reserve(self, amount: float) -> object | None: ...
+
+    def settle(self, ticket: object, actual: float) -> None: ...
+
+
+class PoolUnavailable(Exception):
+    """A shared pool (the batch ledger) could not be asked; no call may start."""
+
+
 class Budget:
     """USD and wall-clock caps that are never exceeded by an honest provider.
 
@@ -73,7 +95,8 @@ class Budget:
     spend is never hidden - and halts the budget: no reservation is admitted after it.
     """
 
-    def __init__(self, max_usd: float = 8.0, max_time_seconds: float = 5400.0) -> None:
+    def __init__(self, max_usd: float = 8.0, max_time_seconds: float = 5400.0, *,
+                 pool: SharedPool | None = None) -> None:
         if not (0 <= max_usd < math.inf) or not (0 < max_time_seconds < math.inf):
             raise ValueError(f"budget must be a finite number >= 0 USD and time a finite number > 0 seconds, "
                              f"got {max_usd!r} USD and {max_time_seconds!r} s")
@@ -87,6 +110,8 @@ class Budget:
         self.warned_fraction = 0.0
         """The highest spend fraction a ``budget_warning`` was sent for."""
         self._started = time.monotonic()
+        self.pool = pool
+        """Money shared with other runs (a batch's ledger): every call is reserved there too."""
 
     def restart_clock(self, already_elapsed: float = 0.0) -> None:
         """Start counting now; ``already_elapsed`` seconds (earlier attempts of a resumed
@@ -140,6 +165,10 @@ class Budget:
             return False
         self._held.add(float(cost))
         return True
+
+    def release(self, reserved: float) -> None:
+        """Give back a reservation whose call was never sent (nothing is booked)."""
+        self._held.add(-float(reserved))
 
     def settle(self, reserved: float, actual: float, phase: Phase | str) -> bool:
         """Release a reservation and book the real cost, as reported.  False when the cost

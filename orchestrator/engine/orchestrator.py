@@ -162,7 +162,9 @@ class Orchestrator:
             if cp.finished:
                 self.state = restored_state(cp, resumed_budget(cp), next_attempt=False)
                 return self.state
+            pool = self.budget.pool  # a batch's ledger stays shared across the resume
             self.budget = resumed_budget(cp, max_usd, max_time_seconds)
+            self.budget.pool = pool
             return await self._execute(restored_state(cp, self.budget), cp, box)
 
     def _sandbox(self) -> Sandbox:

@@ -6,15 +6,20 @@ once its worst case is reserved, and the worst case is a true upper bound for an
 provider (:mod:`.costing`, :mod:`.pricing`), so spend never exceeds the cap.  A provider
 that reports more usage than that bound is booked as reported, a ``budget_warning``
 whose reason starts with ``overrun`` is sent, and no new call is admitted.
+
+A run of a batch also reserves in the batch's shared pool (:func:`reserve_shared`), after
+its own budget: a call is sent only when both hold its worst case, so neither the
+project's cap nor the batch's is exceeded.  A pool that cannot answer refuses the call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 
 from .. import events
-from ..domain.budget import Budget, Phase
+from ..domain.budget import Budget, Phase, PoolUnavailable
 from .errors import BudgetExceededError, TimeBudgetExceededError
 from .model_info import ModelInfo
 from .providers.base import ProviderResponse
@@ -41,6 +46,44 @@ def reserve(budget: Budget, model: str, worst: float) -> None:
                                                        f"remaining ${budget.remaining_usd:.6f}")
         raise BudgetExceededError(
             f"worst-case cost ${worst:.6f} of {model} exceeds the remaining ${budget.remaining_usd:.6f}")
+
+
+async def reserve_shared(budget: Budget, model: str, worst: float) -> object | None:
+    """After :func:`reserve`: hold the worst case in the budget's shared pool too (a
+    batch's ledger).  Returns the pool's ticket (None without a pool).  When the pool
+    refuses or cannot answer, or the wait is cancelled, the run's own reservation is
+    given back and nothing is sent."""
+    pool = budget.pool
+    if pool is None:
+        return None
+    try:
+        ticket = await pool.reserve(worst)
+    except asyncio.CancelledError:
+        budget.release(worst)
+        raise
+    except PoolUnavailable as exc:
+        budget.release(worst)
+        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
+                    fraction=_fraction(budget), reason=f"call to {model} refused: the batch budget cannot be "
+                                                       f"asked ({exc})")
+        raise BudgetExceededError(f"the batch budget cannot be asked ({exc}); {model} not called") from None
+    if ticket is None:
+        budget.release(worst)
+        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
+                    fraction=_fraction(budget), reason=f"call to {model} refused: worst case ${worst:.6f} is more "
+                                                       "than the batch budget has left")
+        raise BudgetExceededError(f"worst-case cost ${worst:.6f} of {model} exceeds what the batch budget has left")
+    return ticket
+
+
+def settle_shared(budget: Budget, ticket: object | None, cost: float) -> None:
+    """Book the call's cost in the shared pool against its ticket (never raises)."""
+    if ticket is None or budget.pool is None:
+        return
+    try:
+        budget.pool.settle(ticket, cost)
+    except Exception:  # noqa: BLE001 - a pool that is gone keeps the reservation: it counts as spent
+        logger.warning("the batch ledger could not book a call's cost; its reservation stays spent")
 
 
 def settle(budget: Budget, model: str, worst: float, cost: float, phase: Phase) -> None:

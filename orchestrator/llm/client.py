@@ -26,7 +26,7 @@ from .. import events
 from ..domain.budget import CALL_TYPE_PHASE, Budget, Phase
 from ..domain.values import JsonSchema
 from ..redaction import redact
-from .budgeting import call_cost, reserve, settle
+from .budgeting import call_cost, reserve, reserve_shared, settle, settle_shared
 from .cache import CachedAnswer, ResponseCache, cache_key
 from .catalog import ModelInfo, get_model
 from .clock import now
@@ -292,8 +292,10 @@ class UnifiedClient:
         sent_at = now()  # the reservation and the cost are priced at the same moment
         worst = (info.worst_case_cost(worst_case_input_tokens(system, prompt, json_schema), max_tokens, sent_at)
                  if info.price_known else 0.0)
+        ticket = None
         if budget is not None:
             reserve(budget, info.name, worst)
+            ticket = await reserve_shared(budget, info.name, worst)  # a batch's ledger, when there is one
         cost = 0.0
         endpoint = endpoint_of(provider)
         try:
@@ -333,6 +335,7 @@ class UnifiedClient:
         finally:
             if budget is not None:
                 settle(budget, info.name, worst, cost, phase)
+                settle_shared(budget, ticket, cost)
         return APIResponse(raw.text, raw.input_tokens, raw.output_tokens, info.name, latency_ms, False, cost,
                            raw.finish_reason, attempt, info.provider, dispatch.queue_ms, raw.response_id)
 

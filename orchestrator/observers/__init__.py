@@ -2,6 +2,7 @@
 
 ``Observer`` (base.py), ``TracingObserver`` (tracing.py), ``MetricsObserver``
 (metrics.py), ``LoggingObserver`` (logging.py), ``ProgressObserver`` (progress.py),
+``BatchProgressObserver`` (batch_progress.py: ``orchestrator batch``'s live view),
 ``EventRecorder`` (recorder.py); ``load_observer`` (loading.py) for specs such as
 ``package.module:factory``.  Wiring observers from command-line flags is the CLI's job
 (:mod:`orchestrator.cli.observers`).
@@ -22,6 +23,7 @@ _EXPORTS = {
     "MetricsObserver": "metrics",
     "LoggingObserver": "logging",
     "ProgressObserver": "progress",
+    "BatchProgressObserver": "batch_progress",
     "EventRecorder": "recorder",
     "read_jsonl": "recorder",
     "load_observer": "loading",

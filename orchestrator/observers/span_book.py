@@ -114,10 +114,12 @@ class SpanBook:
         return parent.ctx
 
     def open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: dict[str, Any],
-             span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None) -> LiveSpan:
+             span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None, *,
+             new_trace: bool = False) -> LiveSpan:
+        """``new_trace``: a root whatever the current context (a batch, a batch's project)."""
         parent_cid = p.parent_id
-        base = None
-        if parent_cid is not None:
+        base: Context | None = Context() if new_trace else None
+        if parent_cid is not None and not new_trace:
             parent = self.live.get(parent_cid)
             if parent is not None:
                 base = parent.ctx

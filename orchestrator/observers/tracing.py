@@ -69,11 +69,12 @@ def _instrumentation_version() -> str:
         return "0"
 
 
-def resume_links(carriers: Sequence[Mapping[str, str] | str],
-                 propagator: TextMapPropagator | None = None) -> list[trace.Link]:
-    """Span links to earlier attempts' roots (oldest first), read from their carriers with
-    ``propagator`` (default: the configured one); a plain string is a W3C ``traceparent``
-    (event logs of earlier versions).  Carriers the propagator finds no span in are skipped."""
+def resume_links(carriers: Sequence[Mapping[str, str] | str], propagator: TextMapPropagator | None = None,
+                 why: str = "resumed_from") -> list[trace.Link]:
+    """Span links to earlier attempts' roots (oldest first) - or, ``why="batch"``, to a
+    batch's span - read from their carriers with ``propagator`` (default: the configured
+    one); a plain string is a W3C ``traceparent`` (event logs of earlier versions).
+    Carriers the propagator finds no span in are skipped."""
     extract = (propagator or propagate.get_global_textmap()).extract
     links = []
     for item in carriers:
@@ -83,7 +84,7 @@ def resume_links(carriers: Sequence[Mapping[str, str] | str],
         # an empty base context: a carrier without a span must not link to the current span
         sc = trace.get_current_span(extract(carrier, context=Context())).get_span_context()
         if sc.is_valid:
-            links.append(trace.Link(sc, {attr.ORCHESTRATOR_LINK: "resumed_from"}))
+            links.append(trace.Link(sc, {attr.ORCHESTRATOR_LINK: why}))
     return links
 
 
@@ -175,12 +176,30 @@ class TracingObserver(Observer):
         links = resume_links(p.links, self.propagator) if p.links else None
         if links:  # a resumed run: the original root's trace, for backends that show no links
             attrs[attr.ORCHESTRATOR_ORIGINAL_TRACE_ID] = f"{links[0].context.trace_id:032x}"
-        live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links)
+        if p.batch_carrier:  # a project of a batch: a trace of its own, linked to the batch's span
+            batch = resume_links([p.batch_carrier], self.propagator, "batch")
+            if batch:
+                attrs[attr.ORCHESTRATOR_BATCH_TRACE_ID] = f"{batch[0].context.trace_id:032x}"
+                links = [*(links or []), *batch]
+        live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links,
+                              new_trace=p.batch_id is not None)
         if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
             self._inject(p.carrier, live.ctx)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
+        self._finish(p)
+
+    # -- batch -------------------------------------------------------------------------
+    def on_batch_started(self, p: events.BatchStarted) -> None:
+        """The batch's own span: a root, not made current (its projects are traces of
+        their own that link to it); its totals come with the finish."""
+        live = self.book.open(p, "run_batch", SpanKind.INTERNAL, self._start_attrs(p, "AGENT"), "batch", False,
+                              new_trace=True)
+        # handed to every project of the batch, for its root to link to
+        self._inject(p.carrier, set_span_in_context(live.span, Context()))
+
+    def on_batch_finished(self, p: events.BatchFinished) -> None:
         self._finish(p)
 
     # -- task --------------------------------------------------------------------------
@@ -270,5 +289,5 @@ class TracingObserver(Observer):
 
     def handlers(self) -> list[Handler]:
         out = super().handlers()
-        out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS)
+        out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS if sig is not events.batch_progress)
         return out

@@ -36,10 +36,11 @@ __all__ = ["render_span_tree", "print_span_tree", "DevTreeExporter", "span_label
 _TOKENS = ((GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS),
            (attr.TASK_TOKENS_IN, attr.TASK_TOKENS_OUT),
            (attr.PROJECT_TOKENS_IN, attr.PROJECT_TOKENS_OUT),
+           (attr.BATCH_TOKENS_IN, attr.BATCH_TOKENS_OUT),
            (attr.rollup_key("remediation", attr.ROLLUP_TOKENS_IN), attr.rollup_key("remediation", attr.ROLLUP_TOKENS_OUT)))
 # shown by the status, score, tree already
 _ROUTINE_EVENTS = {"exception", "iteration_scored", "tasks_planned", "task_restored"}
-_COST = (attr.LLM_COST_USD, attr.TASK_COST_USD, attr.PROJECT_COST_USD, attr.rollup_key("remediation", attr.ROLLUP_COST_USD))
+_COST = (attr.LLM_COST_USD, attr.TASK_COST_USD, attr.PROJECT_COST_USD, attr.BATCH_COST_USD, attr.rollup_key("remediation", attr.ROLLUP_COST_USD))
 
 
 def _duration(span: ReadableSpan) -> str:
@@ -72,7 +73,7 @@ def span_label(span: ReadableSpan) -> str:
             break
     if a.get(attr.LLM_CACHED):
         parts.append("[dim]cached[/dim]")
-    for key in (attr.PROJECT_STATUS, attr.TASK_STATUS):
+    for key in (attr.PROJECT_STATUS, attr.TASK_STATUS, attr.BATCH_STATUS):
         if key in a:
             parts.append(escape(str(a[key])))
     if attr.TASK_SCORE in a:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from ..domain.checkpoint import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _RUN_EVENTS = """CREATE TABLE run_events (
         project_id TEXT NOT NULL REFERENCES runs(project_id) ON DELETE CASCADE,
@@ -23,6 +23,28 @@ _RUN_EVENTS = """CREATE TABLE run_events (
     )"""
 """Each attempt's event log: batches of zlib-compressed JSON lines, in ``seq`` order
 (version 2)."""
+
+_BATCHES = (
+    """CREATE TABLE batches (
+        batch_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        budget_usd REAL NOT NULL,
+        record TEXT NOT NULL
+    )""",
+    """CREATE TABLE batch_projects (
+        batch_id TEXT NOT NULL REFERENCES batches(batch_id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        job TEXT NOT NULL,
+        PRIMARY KEY (batch_id, position)
+    )""",
+    "CREATE INDEX batch_projects_by_project ON batch_projects (project_id)",
+)
+"""Batches (``orchestrator batch``) and their projects (version 3)."""
 
 CREATE: tuple[str, ...] = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -48,9 +70,10 @@ CREATE: tuple[str, ...] = (
     )""",
     "CREATE INDEX runs_by_start ON runs (started_at)",
     _RUN_EVENTS,
+    *_BATCHES,
 )
 
-MIGRATIONS: Mapping[int, Sequence[str]] = {1: (_RUN_EVENTS,)}
+MIGRATIONS: Mapping[int, Sequence[str]] = {1: (_RUN_EVENTS,), 2: _BATCHES}
 """SQL that takes a store from version ``n`` to ``n + 1``; a store older than the oldest
 key (or with no entry on its way up) is refused."""
 

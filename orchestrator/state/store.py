@@ -36,6 +36,7 @@ from ..domain.checkpoint import FINISHED_STATUSES, RUNNING, Checkpoint, ProjectB
 from ..files import PRIVATE_FILE, private_dir, tighten_file
 from ..redaction import redact
 from . import codec
+from .batches import BatchTable
 from .event_log import EventLog, pack, unpack
 from .lock import ProjectLock, is_locked, lock_path
 from .paths import DB_NAME, default_state_dir
@@ -119,6 +120,11 @@ class RunStore:
         except BaseException:
             conn.close()
             raise
+
+    @property
+    def batches(self) -> BatchTable:
+        """The batches recorded here (``orchestrator batch``)."""
+        return BatchTable(self)
 
     @property
     def exists(self) -> bool:

@@ -11,12 +11,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.phoenix_server import _get
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,41 +38,22 @@ print(json.dumps({"status": state.status.value, "project_id": state.project_id, 
 """
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except OSError:
-        return 0, b""
+SEND_BATCH = """
+import asyncio, json, sys
+from orchestrator.cli.observers import setup_observers
+from orchestrator.batch.backend import LocalBackend
+from orchestrator.batch.driver import BatchDriver
+from orchestrator.state import RunStore
+from tests.batch.scripted import ScriptedFactory, jobs
 
-
-@pytest.fixture(scope="module")
-def phoenix(tmp_path_factory):
-    work = tmp_path_factory.mktemp("phoenix")
-    http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PHOENIX_"))}
-    env.update(PHOENIX_WORKING_DIR=str(work), PHOENIX_HOST="127.0.0.1", PHOENIX_PORT=str(http_port),
-               PHOENIX_GRPC_PORT=str(grpc_port), PHOENIX_TELEMETRY_ENABLED="false")
-    log = (work / "phoenix.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "phoenix"), "serve"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 120
-        while _get(f"{base}/healthz")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError("phoenix did not start:\n" + (work / "phoenix.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield {"base": base, "grpc": f"http://127.0.0.1:{grpc_port}", "http": f"{base}/v1/traces"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+session = setup_observers({"otlp_endpoint": sys.argv[1], "service_name": "phoenix-test", "quiet": True})
+batch = jobs(sys.argv[2], 5)
+result = asyncio.run(BatchDriver(sys.argv[2], batch, LocalBackend(ScriptedFactory(), RunStore(sys.argv[3])),
+                                 max_usd=5.0, max_parallel=3).run())
+report = session.finish(None)
+print(json.dumps({"status": result.status, "calls": result.usage.llm_calls, "flushed": report["flushed"],
+                  "costs": {o.project_id: round(o.usage.cost_usd, 8) for o in result.outcomes}}))
+"""
 
 
 def _send(endpoint: str) -> dict:
@@ -308,3 +288,33 @@ def test_a_killed_and_resumed_run_replays_as_two_linked_traces(phoenix, tmp_path
             if span["name"].startswith("llm_call:") and span["name"] != "llm_call:decompose":
                 parent = by_id[span["parent_id"]]["name"]
                 assert parent.startswith(("task:", "remediation")), (span["name"], parent)
+
+
+def test_a_local_batch_is_one_trace_per_project_linked_to_its_batch_span(phoenix, tmp_path):
+    """``orchestrator batch``'s local backend (5 scripted projects, one process): Phoenix
+    shows the batch span and 5 project traces, each root naming the batch and the batch
+    span's trace (Phoenix keeps no span links; the links are checked in memory)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SEND_BATCH), phoenix["http"], "batch-phoenix",
+                           str(tmp_path / "state")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["flushed"] is True
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = _get(f"{phoenix['base']}/v1/projects/default/spans?limit=1000")
+        spans = json.loads(body)["data"] if status == 200 else []
+        batch = [s for s in spans if s["name"] == "run_batch" and s["attributes"].get("batch.id") == "batch-phoenix"]
+        roots = [s for s in spans if s["name"] == "run_project" and s["parent_id"] is None
+                 and s["attributes"].get("orchestrator.batch_id") == "batch-phoenix"]
+        calls = [s for s in spans if s["name"].startswith("llm_call:")
+                 and s["context"]["trace_id"] in {r["context"]["trace_id"] for r in roots}]
+        if len(batch) == 1 and len(roots) == 5 and len(calls) >= result["calls"]:
+            break
+        assert time.monotonic() < deadline, f"{len(batch)} batch spans, {len(roots)} roots, {len(calls)} calls"
+        time.sleep(0.5)
+    (batch_span,) = batch
+    assert len({r["context"]["trace_id"] for r in roots} | {batch_span["context"]["trace_id"]}) == 6
+    assert {r["attributes"]["orchestrator.batch_trace_id"] for r in roots} == {batch_span["context"]["trace_id"]}
+    assert {r["attributes"]["project.id"]: r["attributes"]["project.cost_usd"] for r in roots} == result["costs"]
+    assert len(calls) == result["calls"] == batch_span["attributes"]["batch.llm_calls"]

@@ -87,12 +87,15 @@ def test_a_version_1_store_gets_the_event_log_table(tmp_path):
     store.close()
     conn = sqlite3.connect(tmp_path / DB_NAME)
     conn.execute("DROP TABLE run_events")
+    conn.execute("DROP TABLE batch_projects")  # version 3's (batches): a version 1 store had neither
+    conn.execute("DROP TABLE batches")
     conn.execute("UPDATE schema_version SET version = 1")
     conn.commit()
     conn.close()
     store = RunStore(tmp_path)
-    assert store._conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store._conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store.load("proj-1") is not None and store.event_logs("proj-1") == {}
+    assert store.batches.ids() == []  # migrated through version 2 to 3
 
 
 def test_the_periodic_flush_writes_and_wakes_on_demand():

@@ -251,3 +251,27 @@ def test_any_checkpoint_round_trips(tmp_path_factory, results, description, spen
     store.save(cp)
     assert store.load("proj-1") == cp
     store.close()
+
+
+def test_batches_round_trip_and_list_their_runs(tmp_path):
+    from orchestrator.domain.batch import BatchProject, BatchRecord
+
+    store = RunStore(tmp_path)
+    record = BatchRecord("batch-1", "running", time.time(), time.time(), 2.5, {"backend": "local"},
+                         [BatchProject(1, "p1", "proj-1", {"description": "d", "settings": {"cli": {}}}),
+                          BatchProject(2, "p2", "proj-2", {"description": "e"})])
+    store.batches.create(record)
+    store.save(_checkpoint("proj-1"))
+    loaded = RunStore(tmp_path).batches.load("batch-1")
+    assert loaded == record
+    runs = store.batches.runs("batch-1")
+    assert [(p.name, r.project_id if r else None) for p, r in runs] == [("p1", "proj-1"), ("p2", None)]
+    record.status, record.summary, record.attempt = "success", {"status": "success"}, 2
+    store.batches.update(record)
+    assert store.batches.load("batch-1").summary == {"status": "success"}
+    assert store.batches.ids()[0][:2] == ("batch-1", "success") and store.batches.ids()[0][3] == 2
+    assert store.batches.load("nope") is None
+    with pytest.raises(StoreError):
+        store.batches.update(BatchRecord("nope", "x", 0, 0, 0))
+    assert RunStore(tmp_path / "none", create=False).batches.load("batch-1") is None  # no store: none made
+    assert not (tmp_path / "none").exists()
