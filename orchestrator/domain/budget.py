@@ -7,6 +7,7 @@ import time
 from enum import StrEnum
 from typing import Protocol
 
+from .errors import OrchestratorError
 from .values import JsonObject
 
 
@@ -80,7 +81,7 @@ class SharedPool(Protocol):
     def settle(self, ticket: object, actual: float) -> None: ...
 
 
-class PoolUnavailable(Exception):
+class PoolUnavailable(OrchestratorError):
     """A shared pool (the batch ledger) could not be asked; no call may start."""
 
 

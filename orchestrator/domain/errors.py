@@ -18,6 +18,7 @@ by (a ``ConfigError`` is still a ``ValueError``).  The hierarchy (where each liv
     ├── BudgetExceededError               the budget cannot pay for a call; nothing sent  (llm.errors)
     ├── TimeBudgetExceededError           too little time left for a call; nothing sent  (llm.errors)
     ├── CacheError                        the response cache cannot be used  (llm.cache)
+    ├── PoolUnavailable                   a shared pool (the batch ledger) cannot be asked  (domain.budget)
     ├── NoModelAvailable                  no usable model for a role  (llm.routing)
     ├── CircuitOpen                       a model's breaker stayed open too long  (llm.health)
     ├── PolicyViolationError              no model may be used under the policies  (governance.policy_engine)
