@@ -19,6 +19,7 @@ _EXPORTS = {
     "Orchestrator": "engine",
     "UnifiedClient": "llm.client",
     "APIResponse": "llm.client",
+    "OrchestratorError": "domain.errors",
     "BudgetExceededError": "llm.client",
     "LLMCallError": "llm.client",
     "ResponseCache": "llm.cache",

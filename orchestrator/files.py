@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
+from .domain.errors import OrchestratorError
+
 __all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "OutputDir", "UnsafePathError", "open_private", "private_dir",
            "task_file_names", "tighten_file"]
 
@@ -41,7 +43,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-class UnsafePathError(OSError):
+class UnsafePathError(OrchestratorError, OSError):
     """A symbolic link (or another non-file) where the program would write: refused,
     never followed.  An ``OSError`` whose ``strerror`` is the one-line reason."""
 

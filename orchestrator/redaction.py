@@ -29,7 +29,6 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from typing import Any
 
 __all__ = ["redact", "redact_data", "RedactingFormatter", "REDACTED"]
 
@@ -66,14 +65,14 @@ def _scrub(text: str, secrets: Iterable[str | None]) -> str:
     return _KEY_SHAPES.sub(REDACTED, text)
 
 
-def redact_data(value: Any, *secrets: str | None) -> Any:
+def redact_data(value: object, *secrets: str | None) -> object:
     """A copy of JSON-shaped ``value`` (dicts, lists, tuples, strings, numbers) with
     :func:`redact` applied to every string in it, mapping keys included.  Redacting the
     data before it is serialised, not the serialised text, keeps the JSON well formed
     and catches a key whatever escaping the format would give it."""
     known = (*secrets, *_secret_env_values())
 
-    def walk(item: Any) -> Any:
+    def walk(item: object) -> object:
         if isinstance(item, str):
             return _scrub(item, known) if item else item
         if isinstance(item, dict):

@@ -24,3 +24,14 @@ def assert_pairs_balanced(recorded: Iterable[events.Event]) -> None:
             del open_[p.correlation_id]
             closed.add(p.correlation_id)
     assert not open_
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> str:
+    """What a command printed on bad input: one line of ``orchestrator: error: ...``, no
+    traceback, holding every fragment.  Returns the line."""
+    line = stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line, stderr
+    assert line.startswith("orchestrator: error:"), line
+    for fragment in fragments:
+        assert fragment in line, line
+    return line

@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator import events
 from orchestrator.llm import catalog, clock
+from tests.helpers import serve_hello
 from tests.phoenix_server import phoenix  # noqa: F401 - a real Phoenix, one per module that asks
 
 TEST_NOW = dt.datetime(2026, 11, 16, 12, 0, tzinfo=dt.UTC)
@@ -59,6 +60,19 @@ def _state_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def scripted(monkeypatch):
+    """The CLI in this process, on the scripted priced provider of ``tests.state.scripted_cli``
+    (the real providers are back after the test: monkeypatch restores what it saw first)."""
+    from orchestrator.cli import wiring
+    from tests.state import scripted_cli
+
+    monkeypatch.setattr(wiring, "build_providers", wiring.build_providers)
+    scripted_cli.install()
+    yield
+    assert wiring.build_providers.__name__ == "<lambda>"  # still the scripted one until teardown
+
+
+@pytest.fixture
 def loopback_server():
     """A TCP server on the host's 127.0.0.1 (outside any sandbox), counting the
     connections it accepts; yields (port, accepted)."""
@@ -69,17 +83,7 @@ def loopback_server():
     accepted: list[str] = []
     stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except (TimeoutError, OSError):
-                continue
-            accepted.append("x")
-            conn.sendall(b"hello")
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
+    thread = threading.Thread(target=serve_hello, args=(server, stop, accepted), daemon=True)
     thread.start()
     yield server.getsockname()[1], accepted
     stop.set()

@@ -273,3 +273,28 @@ def clean_provider_env(monkeypatch: Any) -> None:
     """No key nor base URL of the developer's environment leaks into a test."""
     for name in (*KEY_VARIABLES, *BASE_URL_VARIABLES):
         monkeypatch.delenv(name, raising=False)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How the registry finds one provider family: the wire format its server speaks, and
+    the variables that hold its key and its base URL."""
+
+    kind: str
+    key_variable: str
+    url_variable: str
+
+
+ENDPOINTS = {
+    "openai": Endpoint("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "anthropic": Endpoint("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+    "google": Endpoint("gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL"),
+}
+
+
+def point_at(monkeypatch: Any, provider: str, server: FakeServer, key: str) -> None:
+    """Make ``default_providers()`` reach ``provider`` at ``server`` with ``key`` (call
+    :func:`clean_provider_env` first, so nothing else is configured)."""
+    endpoint = ENDPOINTS[provider]
+    monkeypatch.setenv(endpoint.key_variable, key)
+    monkeypatch.setenv(endpoint.url_variable, server.url)

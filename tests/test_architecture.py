@@ -36,6 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 EMITTERS = ("batch", "engine", "llm", "governance", "state", "config", "domain", "events")
+ERRORS = "orchestrator.domain.errors"
+"""The exception root's module: it imports nothing of ours, so every part may import it."""
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
@@ -135,6 +137,8 @@ def test_imports_point_down_the_stack():
             if not target.startswith("orchestrator"):
                 continue
             other = _part(target)
+            if target == ERRORS or target == f"{ERRORS}.OrchestratorError":
+                continue
             if other != part and other not in ALLOWED[part]:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {part} imports {other}")
     assert wrong == []
@@ -181,3 +185,40 @@ def test_every_package_is_in_the_readme_code_map():
             continue
         shown = f"{entry.name}/" if entry.is_dir() else entry.name
         assert f"`{shown}`" in section, f"{shown} missing from README's code map"
+
+
+def test_the_exception_root_imports_nothing_of_ours():
+    assert [t for t, _ in _imports(ERRORS, MODULES[ERRORS]) if t.startswith("orchestrator")] == []
+
+
+def _exception_classes() -> Iterator[type[BaseException]]:
+    import importlib
+
+    # run as programs of their own (the sandbox's harness, the worker), never imported here
+    programs = {"orchestrator.__main__", "orchestrator.governance.harness"}
+    for name in MODULES:
+        if name in programs:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # an optional extra that is not installed (never one of ours)
+            assert not (exc.name or "").startswith("orchestrator"), exc
+            continue
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == name:
+                yield value
+
+
+def test_every_exception_class_derives_from_the_root():
+    from orchestrator import OrchestratorError
+
+    found = list(_exception_classes())
+    assert len(found) >= 20  # the walk really finds them (ConfigError, ProviderError, UsageError...)
+    assert [c.__qualname__ for c in found if not issubclass(c, OrchestratorError)] == []
+    # and keeps the standard base callers catch it by
+    from orchestrator.domain.errors import ConfigError
+    from orchestrator.files import UnsafePathError
+    from orchestrator.otel.config import TracingUnavailable
+
+    assert issubclass(ConfigError, ValueError) and issubclass(UnsafePathError, OSError)
+    assert issubclass(TracingUnavailable, ImportError)

@@ -12,7 +12,7 @@ import pytest
 PUBLIC = {
     "orchestrator": {
         "APIResponse", "Budget", "BudgetExceededError", "EventRecorder", "LLMCallError", "LoggingObserver",
-        "MetricsObserver", "Observer", "Orchestrator", "ProgressObserver", "ProjectState", "ProjectStatus",
+        "MetricsObserver", "Observer", "Orchestrator", "OrchestratorError", "ProgressObserver", "ProjectState", "ProjectStatus",
         "ResponseCache", "Task", "TaskResult", "TaskStatus", "TaskType", "TracingConfig", "TracingObserver",
         "UnifiedClient", "configure_tracing", "get_tracer", "shutdown_tracing", "__version__",
     },

@@ -14,9 +14,9 @@ import platform
 import socket
 import sqlite3
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
@@ -28,7 +28,8 @@ class Finding:
     name: str
     status: str
     detail: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, object] = field(default_factory=dict)
+    """JSON-ready facts for `doctor --json`."""
 
 
 def _version(package: str) -> str | None:

@@ -8,6 +8,9 @@ the project no model (one line on stderr, nothing spent); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
+
+from ..domain.errors import OrchestratorError
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -26,12 +29,12 @@ def one_line(message: object) -> str:
     return " ".join(redact(str(message)).split())
 
 
-class UsageError(Exception):
+class UsageError(OrchestratorError):
     """Bad flags or input: reported in one line, exit 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line (a :class:`UsageError`), not a usage dump."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, TypeVar
 
+from ..domain.errors import OrchestratorError
 from .errors import EXIT_INTERRUPTED
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ LINGER_SECONDS = 1.0
 """How long the interrupted command waits for busy worker threads before exiting."""
 
 
-class Interrupted(Exception):
+class Interrupted(OrchestratorError):
     """The run was interrupted (SIGINT) and cancelled."""
 
 
@@ -49,8 +50,8 @@ class InterruptibleRun:
         self.on_hard_exit = on_hard_exit
         self.interrupted_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._previous: Any = None
+        self._task: asyncio.Task[object] | None = None
+        self._previous: signal.Handlers | Callable[[int, FrameType | None], object] | int | None = None
         self._installed = False
         self._started = False
 

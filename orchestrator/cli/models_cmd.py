@@ -14,14 +14,20 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from ..domain.values import JsonObject
 from ..llm import clock
 from ..llm.catalog import CATALOG, PLANNER_CANDIDATES, ROUTING, ModelInfo, catalog_files
 from ..llm.pricing import snapshot_label
 from .errors import EXIT_OK, EXIT_USAGE, UsageError
 from .parser import build_parser
 from .wiring import build_providers, setup_catalog, setup_server
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..llm.client import UnifiedClient
 
 _SOURCE_COLUMN = {"database": "genai-prices", "catalog": "catalog file", "user": "user file",
                   "loopback": "loopback (free)", "unknown": "unknown"}
@@ -36,7 +42,7 @@ class ModelFacts:
     why_not: str
     retired: str | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         info = self.info
         rates = info.price.rates()
         return {
@@ -52,7 +58,7 @@ class ModelFacts:
         }
 
 
-def model_facts(client: Any) -> list[ModelFacts]:
+def model_facts(client: UnifiedClient) -> list[ModelFacts]:
     """Every catalog model, the local one first, then by provider and name."""
     infos = sorted(CATALOG.values(), key=lambda m: (m.provider != "local", m.provider, m.name))
     facts = []
@@ -62,7 +68,7 @@ def model_facts(client: Any) -> list[ModelFacts]:
     return facts
 
 
-def catalog_json(client: Any) -> dict[str, Any]:
+def catalog_json(client: UnifiedClient) -> JsonObject:
     return {
         "prices": snapshot_label(),
         "as_of": clock.now().isoformat(),
@@ -96,7 +102,7 @@ def _status(facts: ModelFacts) -> str:
     return ", ".join(parts)
 
 
-def print_models(client: Any, console: Any) -> None:
+def print_models(client: UnifiedClient, console: Console) -> None:
     from rich.table import Table
 
     as_of = f", as of {clock.now():%Y-%m-%d %H:%M} UTC" if clock.is_pinned() else ""  # a what-if date

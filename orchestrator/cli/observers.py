@@ -17,16 +17,29 @@ Nothing of OpenTelemetry is imported unless tracing is on.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..domain.results import ProjectState
+    from ..observers.base import Subscribable
+    from ..observers.recorder import EventRecorder
+    from ..otel.metrics import MetricsExport
+    from ..tracing import TracingConfig
 
 __all__ = ["ObserverOptions", "ObserverSession", "load_observers", "setup_observers", "validate_observer_options"]
 
 logger = logging.getLogger("orchestrator.observers")
+
+ObserverT = TypeVar("ObserverT", bound="Subscribable")
 
 
 @dataclass
@@ -54,13 +67,18 @@ class ObserverOptions:
     progress: bool = True
 
     @classmethod
-    def from_namespace(cls, ns: Any) -> ObserverOptions:
+    def from_namespace(cls, ns: OptionSource) -> ObserverOptions:
+        """The options from parsed flags (an argparse namespace, or any object with these
+        attributes) or a mapping of them; absent ones keep their defaults."""
         if isinstance(ns, cls):
             return ns
-        get = (lambda k, d=None: ns.get(k, d)) if isinstance(ns, dict) else (lambda k, d=None: getattr(ns, k, d))
-        observers = get("observers", None)
+        # argparse's values are untyped by nature: what is read here is checked by
+        # validate_observer_options before anything uses it
+        values: Mapping[str, Any] = ns if isinstance(ns, Mapping) else vars(ns)
+        get = values.get
+        observers = get("observers")
         if observers is None:
-            observers = get("observer", None)
+            observers = get("observer")
         return cls(
             tracing=bool(get("tracing", False)),
             otlp_endpoint=get("otlp_endpoint"),
@@ -78,7 +96,23 @@ class ObserverOptions:
         )
 
 
-def validate_observer_options(options: Any) -> ObserverOptions:
+OptionSource = ObserverOptions | Mapping[str, Any] | argparse.Namespace
+"""Where observer options come from: parsed flags, a mapping of them (tests, embedding
+programs), or options already made."""
+
+
+class FinishReport(TypedDict, total=False):
+    """What :meth:`ObserverSession.finish` did (for tests and logs)."""
+
+    flushed: bool | None
+    spans: int
+    events_jsonl: str | None
+    exported: int | None
+    metrics_flushed: bool
+    metrics_exported: int
+
+
+def validate_observer_options(options: OptionSource) -> ObserverOptions:
     """Check the flags (and the ``OTEL_*`` variables they would combine with) before any
     work starts.  Returns normalised options; raises ValueError with a one-line message
     (the CLI exits 2): bad endpoint URL, protocol or sample rate, ``--tracing`` without
@@ -136,16 +170,15 @@ def _endpoint_in_environment(env: Mapping[str, str]) -> bool:
     return any(env.get(var, "").strip() for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
-def _tracing_config(opts: ObserverOptions, config_type: Any) -> Any:
-    kwargs: dict[str, Any] = {"enabled": True, "otlp_endpoint": opts.otlp_endpoint,
-                              "otlp_protocol": opts.otlp_protocol, "dev_print": False,
-                              "export_timeout_s": opts.otlp_timeout,
-                              "capture_content": True if opts.capture_content else None}
-    if opts.service_name:
-        kwargs["service_name"] = opts.service_name
+def _tracing_config(opts: ObserverOptions, config_type: type[TracingConfig]) -> TracingConfig:
+    config = config_type(enabled=True, otlp_endpoint=opts.otlp_endpoint, otlp_protocol=opts.otlp_protocol,
+                         dev_print=False, export_timeout_s=opts.otlp_timeout,
+                         capture_content=True if opts.capture_content else None)
+    if opts.service_name:  # (left unset, the config knows it was not given)
+        config.service_name = opts.service_name
     if opts.sample_rate is not None:
-        kwargs["sample_rate"] = float(opts.sample_rate)
-    return config_type(**kwargs)
+        config.sample_rate = float(opts.sample_rate)
+    return config
 
 
 @dataclass
@@ -153,22 +186,23 @@ class ObserverSession:
     """What :func:`setup_observers` subscribed; :meth:`finish` undoes it (once)."""
 
     options: ObserverOptions
-    console: Any = None
-    observers: list[Any] = field(default_factory=list)
-    recorder: Any = None
+    console: Console | None = None
+    observers: list[Subscribable] = field(default_factory=list)
+    recorder: EventRecorder | None = None
     tracing_enabled: bool = False
     dev_mode: bool = False
     endpoint: str | None = None
-    metrics_export: Any = None  # orchestrator.otel.metrics.MetricsExport with --metrics
+    metrics_export: MetricsExport | None = None  # with --metrics
     finished: bool = False
     flushed: bool | None = None
 
-    def finish(self, state: Any = None, *, console: Any = None, timeout_s: float | None = None) -> dict[str, Any]:
+    def finish(self, state: ProjectState | None = None, *, console: Console | None = None,
+               timeout_s: float | None = None) -> FinishReport:
         """Unsubscribe every observer (ending spans left open), flush spans within
         ``timeout_s`` (default: the export deadline plus a second, at most 30 s), close the
         events JSONL, and in dev mode print the span tree.  Never raises; returns what
         happened (for tests and logs)."""
-        report: dict[str, Any] = {"flushed": self.flushed, "spans": 0, "events_jsonl": None}
+        report: FinishReport = {"flushed": self.flushed, "spans": 0, "events_jsonl": None}
         if self.finished:
             return report
         self.finished = True
@@ -180,8 +214,8 @@ class ObserverSession:
         if self.recorder is not None:
             report["events_jsonl"] = str(self.recorder.jsonl_path)
         metrics_done: threading.Thread | None = None
-        if self.metrics_export is not None:  # flushed alongside the spans: one shared time bound
-            export = self.metrics_export
+        export = self.metrics_export
+        if export is not None:  # flushed alongside the spans: one shared time bound
             metrics_done = threading.Thread(
                 target=lambda: report.__setitem__("metrics_flushed", export.shutdown(timeout_s)),
                 name="orchestrator-metrics-shutdown", daemon=True)
@@ -211,20 +245,21 @@ class ObserverSession:
                     print_span_tree(spans, out, title)
                 except Exception:  # noqa: BLE001 - a display problem must not change the exit code
                     logger.warning("could not print the span tree", exc_info=True)
-        if metrics_done is not None:
+        if metrics_done is not None and export is not None:
             metrics_done.join((timeout_s if timeout_s is not None else export.shutdown_timeout_s) + 0.5)
             report.setdefault("metrics_flushed", False)
-            report["metrics_exported"] = self.metrics_export.exporter.exported
+            report["metrics_exported"] = export.exporter.exported
         return report
 
     def __enter__(self) -> ObserverSession:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.finish()
 
 
-def load_observers(options: Any) -> list[Any]:
+def load_observers(options: OptionSource) -> list[Subscribable]:
     """The ``--observer`` specs loaded (ValueError, one line, for one that cannot be),
     so a bad spec is found before anything is written."""
     from ..observers.loading import load_observer
@@ -232,7 +267,8 @@ def load_observers(options: Any) -> list[Any]:
     return [load_observer(spec) for spec in ObserverOptions.from_namespace(options).observers]
 
 
-def setup_observers(options: Any, *, console: Any = None, loaded: list[Any] | None = None) -> ObserverSession:
+def setup_observers(options: OptionSource, *, console: Console | None = None,
+                    loaded: list[Subscribable] | None = None) -> ObserverSession:
     """Subscribe what the options ask for and return the session.
 
     Order of subscription (= order receivers are called): events JSONL recorder,
@@ -244,7 +280,7 @@ def setup_observers(options: Any, *, console: Any = None, loaded: list[Any] | No
     opts = validate_observer_options(options)
     session = ObserverSession(options=opts, console=console)
 
-    def add(obs: Any) -> Any:
+    def add(obs: ObserverT) -> ObserverT:
         obs.subscribe()
         session.observers.append(obs)
         return obs
@@ -261,25 +297,24 @@ def setup_observers(options: Any, *, console: Any = None, loaded: list[Any] | No
                 session.recorder = add(EventRecorder(jsonl_path=opts.events_jsonl, mode="w", keep=False))
             except OSError as exc:
                 raise ValueError(f"--events-jsonl {opts.events_jsonl}: {exc.strerror or exc}") from None
+        resolved = None
         if opts.tracing:
             from .. import tracing
 
             provider = tracing.configure_tracing(_tracing_config(opts, tracing.TracingConfig), console=console)
-            if provider is not None:
-                resolved = tracing.tracing_state()["resolved"]
+            resolved = tracing.tracing_state()["resolved"]
+            if provider is not None and resolved is not None:
                 session.tracing_enabled = True
                 session.endpoint = resolved.endpoint
                 session.dev_mode = resolved.endpoint is None
             else:
                 logger.warning("tracing is off: OTEL_SDK_DISABLED=true")
-        if opts.metrics and session.tracing_enabled:
+        if opts.metrics and session.tracing_enabled and resolved is not None:
             from .. import tracing
             from ..observers.metrics import MetricsObserver
             from ..otel.metrics import configure_metrics
 
-            state = tracing.tracing_state()
-            session.metrics_export = configure_metrics(_tracing_config(opts, tracing.TracingConfig),
-                                                       state["resolved"])
+            session.metrics_export = configure_metrics(_tracing_config(opts, tracing.TracingConfig), resolved)
             add(MetricsObserver(session.metrics_export.provider))
         if opts.verbose:
             from ..observers.logging import LoggingObserver

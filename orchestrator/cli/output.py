@@ -11,18 +11,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..domain.results import Usage
+from ..domain.results import CheckRecord, Usage
 from ..domain.tasks import TaskType
 from ..files import OutputDir, task_file_names
 from ..governance.validators import extract_code
 from ..redaction import redact, redact_data
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..domain.results import ProjectState
+
 SUFFIXES = (".py", ".md")
 
 
-def write_outputs(state: Any, output_dir: str, *, remove_stale: bool = False) -> Path:
+def write_outputs(state: ProjectState, output_dir: str, *, remove_stale: bool = False) -> Path:
     """One file per task (``<name>.md``, or ``.py`` for code) plus ``summary.json``,
     whose ``files`` maps each task id to its file.  ``remove_stale`` (a resumed run): a
     task without output loses the file an earlier, interrupted attempt wrote for it, so
@@ -48,7 +53,7 @@ def write_outputs(state: Any, output_dir: str, *, remove_stale: bool = False) ->
     return Path(output_dir)
 
 
-def print_summary(state: Any, console: Any, title: str | None = None) -> None:
+def print_summary(state: ProjectState, console: Console, title: str | None = None) -> None:
     """The summary table; for a resumed run a ``from`` column says which results were kept
     from the checkpoint of an earlier attempt and which this attempt produced."""
     from rich.table import Table
@@ -95,7 +100,7 @@ def print_summary(state: Any, console: Any, title: str | None = None) -> None:
         console.print(f"note: {redact(note)}", style="dim", markup=False)
 
 
-def check_line(check: dict[str, Any]) -> str:
+def check_line(check: CheckRecord) -> str:
     """``add(1, 1) == 2: passed`` or ``add(1, 1) == 2: FAILED (AssertionError: ...)``."""
     if check.get("passed"):
         return f"{check.get('check')}: passed"
@@ -103,7 +108,7 @@ def check_line(check: dict[str, Any]) -> str:
     return f"{check.get('check')}: FAILED ({str(detail)[:200]})"
 
 
-def write_results(state: Any, output_dir: str, console: Any, *, announce: bool = True,
+def write_results(state: ProjectState, output_dir: str, console: Console, *, announce: bool = True,
                   remove_stale: bool = False) -> bool:
     try:
         where = write_outputs(state, output_dir, remove_stale=remove_stale)

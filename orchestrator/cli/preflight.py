@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
 from .project_file import RunOptions
+
+if TYPE_CHECKING:
+    from ..llm.client import UnifiedClient
 
 MIN_ANSWER_TOKENS = 16
 """Room a prompt must leave in a context window for an answer."""
@@ -61,7 +64,7 @@ def check_cache(args: argparse.Namespace) -> None:
         raise UsageError(f"--cache-dir: {exc}") from None
 
 
-def check_prompts_fit(opts: RunOptions, args: argparse.Namespace, client: Any) -> None:
+def check_prompts_fit(opts: RunOptions, args: argparse.Namespace, client: UnifiedClient) -> None:
     """Every first prompt of the run fits some candidate's window; else one line naming
     the input, its size and the largest window there was.  What is measured is a part
     of what will be sent (the project, criteria, task prompt and system prompt), so a
@@ -84,7 +87,7 @@ def check_prompts_fit(opts: RunOptions, args: argparse.Namespace, client: Any) -
         _check_fits(where, (brief,), [m for t in TaskType for m in router.candidates(t)], client)
 
 
-def _check_fits(where: str, texts: tuple[str, ...], candidates: list[str], client: Any) -> None:
+def _check_fits(where: str, texts: tuple[str, ...], candidates: list[str], client: UnifiedClient) -> None:
     from ..llm.catalog import get_model
     from ..llm.costing import least_input_tokens, worst_case_input_tokens
 
@@ -107,7 +110,7 @@ def _check_fits(where: str, texts: tuple[str, ...], candidates: list[str], clien
                      f"{get_model(largest).context_window} tokens)")
 
 
-def _exact_tokens(model: str, texts: tuple[str, ...], client: Any) -> int | None:
+def _exact_tokens(model: str, texts: tuple[str, ...], client: UnifiedClient) -> int | None:
     """The local model's own count (its tokenizer, no weights); None for remote models."""
     from ..llm.catalog import get_model
     from ..llm.providers.base import ProviderError

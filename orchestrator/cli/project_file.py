@@ -113,18 +113,23 @@ def load_project_file(path: str) -> tuple[ProjectFile, dict[str, Any]]:
     return shape, data if isinstance(data, dict) else {}
 
 
-def _number(name: str, value: Any, *, integer: bool = False, positive: bool = False) -> Any:
-    """A flag's number: finite, >= 0 (> 0 when ``positive``), an integer >= 1 when
-    ``integer``; else one line naming the flag."""
+def _number(name: str, value: object, *, positive: bool = False) -> float:
+    """A flag's number: finite, >= 0 (> 0 when ``positive``); else one line naming the flag."""
     try:
-        if integer:
-            return whole_number(value, minimum=1)
         return finite_number(value, minimum=None if positive else 0, positive=positive)
     except ConfigError as exc:
         raise UsageError(f"{name} {exc.reason}") from None
 
 
-def _text(name: str, value: Any) -> str:
+def _count(name: str, value: object) -> int:
+    """A flag's whole number >= 1; else one line naming the flag."""
+    try:
+        return whole_number(value, minimum=1)
+    except ConfigError as exc:
+        raise UsageError(f"{name} {exc.reason}") from None
+
+
+def _text(name: str, value: object) -> str:
     try:
         return text_value(value, what="text")
     except ConfigError as exc:
@@ -150,7 +155,7 @@ def resolve_options(args: argparse.Namespace) -> RunOptions:
     elif file.time_seconds is not None:
         opts.time_seconds = file.time_seconds
     if args.concurrency is not None:
-        opts.concurrency = _number("--concurrency", args.concurrency, integer=True)
+        opts.concurrency = _count("--concurrency", args.concurrency)
     elif file.concurrency is not None:
         opts.concurrency = file.concurrency
     if args.output_dir is not None and not args.output_dir.strip():

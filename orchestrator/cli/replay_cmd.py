@@ -16,11 +16,16 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..domain.checkpoint import StoreError
 from .errors import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, OneLineParser, UsageError, one_line
 from .parser import add_state_dir
+
+if TYPE_CHECKING:
+    from .. import events
+    from ..observers.tracing import TracingObserver
+    from ..report.load import Event
 
 __all__ = ["replay_main", "replay_attempts"]
 
@@ -50,7 +55,7 @@ def build_replay_parser() -> OneLineParser:
     return p
 
 
-def _model_text(value: Any) -> Any:
+def _model_text(value: object) -> object:
     """A recorded model-text value, marked again (one the recorder already reduced to its
     length stays as it is)."""
     from .. import events
@@ -60,7 +65,7 @@ def _model_text(value: Any) -> Any:
     return value
 
 
-def _payloads(items: Iterable[dict[str, Any]]) -> tuple[list[Any], int]:
+def _payloads(items: Iterable[Event]) -> tuple[list[events.Event], int]:
     """Payload objects of the recorded events; events this version cannot rebuild (an
     unknown signal, a field missing) are skipped and counted."""
     from .. import events
@@ -88,10 +93,11 @@ def _payloads(items: Iterable[dict[str, Any]]) -> tuple[list[Any], int]:
     return out, skipped
 
 
-def replay_attempts(attempts: list[list[dict[str, Any]]], observer: Any) -> tuple[int, int]:
+def replay_attempts(attempts: list[list[Event]], observer: TracingObserver) -> tuple[int, int]:
     """Feed each attempt's events to ``observer`` (a TracingObserver made with
     ``attach_context=False``); returns (events replayed, events skipped).  A later
     attempt's root links to the replayed roots of the earlier ones."""
+    from .. import events
     from ..observers.recorder import replay
 
     roots: list[dict[str, str]] = []  # each replayed root's whole carrier, in the configured format
@@ -102,7 +108,7 @@ def replay_attempts(attempts: list[list[dict[str, Any]]], observer: Any) -> tupl
         payloads, lost = _payloads([first, *events_[1:]])
         skipped += lost
         done += replay(payloads, observer)
-        root = payloads[0] if payloads and payloads[0].signal_name == "project_started" else None
+        root = payloads[0] if payloads and isinstance(payloads[0], events.ProjectStarted) else None
         if root is not None and root.carrier:
             roots.append(dict(root.carrier))
         # pairs that never finished (a killed attempt) end where its record ends
@@ -137,7 +143,8 @@ def replay_main(argv: list[str]) -> int:
     if provider is None:
         print("orchestrator: error: tracing is off (OTEL_SDK_DISABLED=true): nothing to replay to", file=sys.stderr)
         return EXIT_USAGE
-    endpoint = tracing.tracing_state()["resolved"].endpoint
+    resolved = tracing.tracing_state()["resolved"]
+    endpoint = resolved.endpoint if resolved is not None else None
     observer = TracingObserver(provider, capture_content=opts.capture_content or None, attach_context=False)
     done, skipped = replay_attempts(attempts, observer)
     observer.close()

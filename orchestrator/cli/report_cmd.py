@@ -13,11 +13,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain.checkpoint import StoreError
 from .errors import EXIT_OK, EXIT_USAGE, OneLineParser, UsageError, one_line
 from .parser import add_state_dir
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..report import Report
+    from ..report.load import Event
 
 __all__ = ["report_main", "check_report_path", "write_run_report", "load_events", "events_from_store",
            "write_batch_report"]
@@ -54,7 +60,7 @@ def check_report_path(path: str, flag: str = "--report") -> Path:
     return target
 
 
-Loaded = tuple[list[dict[str, Any]], list[str], str | None]
+Loaded = tuple[list["Event"], list[str], str | None]
 """Events, the run's notes and its stored status (the last two from the run store)."""
 
 
@@ -104,7 +110,7 @@ def _write(html: str, target: Path) -> None:
         out.write(target.name, html)
 
 
-def make_report(loaded: Loaded, output: str | None) -> tuple[Path, Any]:
+def make_report(loaded: Loaded, output: str | None) -> tuple[Path, Report]:
     from ..report import build_report, render_html
 
     events, notes, status = loaded
@@ -116,6 +122,7 @@ def make_report(loaded: Loaded, output: str | None) -> tuple[Path, Any]:
 
 
 def _batch_summary(batch_id: str, state_dir: str | None) -> dict[str, Any]:
+    """``batch-summary.json`` as stored: JSON read back from the store (a boundary, hence Any)."""
     from .store_wiring import open_store
 
     record = open_store(state_dir, create=False).batches.load(batch_id)
@@ -162,7 +169,7 @@ def report_main(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def write_run_report(project_id: str, state_dir: str | None, path: str, console: Any) -> bool:
+def write_run_report(project_id: str, state_dir: str | None, path: str, console: Console) -> bool:
     """``--report FILE`` at the end of a run or resume (also after Ctrl-C or a failure):
     the report of the whole run, from the store.  Never raises: one line on failure."""
     try:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..domain.checkpoint import StoreError
 from ..llm.cache import CacheError
@@ -36,6 +36,20 @@ from .project_file import RunOptions, resolve_options
 from .store_wiring import StoreRecording, cli_settings, open_store, resume_hint
 from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup_server, start_local_model
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..domain.results import ProjectState
+    from ..engine.orchestrator import Orchestrator
+    from ..governance.policy import PolicyViolationError
+    from ..llm.client import UnifiedClient
+    from ..observers.base import Subscribable
+    from ..state import RunStore
+    from .observers import ObserverSession
+
+Running = Coroutine[Any, Any, "ProjectState"]
+"""A run or a resume of the engine, not yet awaited."""
+
 INTERRUPTED_FLUSH_SECONDS = 1.0
 """After Ctrl-C, the span export waits at most this long (the command exits within 2 s)."""
 CLOSE_SECONDS = 0.5
@@ -54,11 +68,12 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _policy_blocked(exc: Exception, output_dir: str | None, session: Any, console: Any) -> int:
+def _policy_blocked(exc: PolicyViolationError, output_dir: str | None, session: ObserverSession,
+                    console: Console) -> int:
     """The policies leave the project no model: one line on stderr, exit 3.  The run
     stopped before any call, so nothing was spent; the (empty) results still go to the
     observers and, with ``--output-dir``, to ``summary.json`` with the reason."""
-    state = getattr(exc, "state", None)
+    state = exc.state
     session.finish(state, console=console)
     print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
     if state is not None and output_dir:
@@ -75,7 +90,7 @@ def run_main(argv: list[str]) -> int:
         return _run_command(argv)
 
 
-def open_session(args: argparse.Namespace, loaded: list[Any]) -> tuple[Any, Any] | None:
+def open_session(args: argparse.Namespace, loaded: list[Subscribable]) -> tuple[Console, ObserverSession] | None:
     """The summary's console and the observers' session, or None (after one line on
     stderr) when an observer cannot be set up.  Piped or captured, the console is
     ``COLUMNS`` wide, else 140 columns (a table folded to 80 columns reads badly)."""
@@ -123,7 +138,7 @@ def _run_command(argv: list[str]) -> int:
                        after=lambda: _after(recording, project_id, args, console))
 
 
-def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Any], Any]:
+def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Subscribable], RunStore]:
     """Every check that needs no model and no call, in order; the first problem raises
     (one line, exit 2) and nothing has been written: the output directory and the run
     store are made last, once every path and an existing store were checked."""
@@ -155,7 +170,7 @@ def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str]
     return args, opts, warnings, loaded, store
 
 
-def _after(recording: StoreRecording, project_id: str, args: argparse.Namespace, console: Any) -> None:
+def _after(recording: StoreRecording, project_id: str, args: argparse.Namespace, console: Console) -> None:
     """After the run, however it ended: the event log written, then the report."""
     recording.finish()
     if args.report:
@@ -164,8 +179,8 @@ def _after(recording: StoreRecording, project_id: str, args: argparse.Namespace,
         write_run_report(project_id, args.state_dir, args.report, console)
 
 
-def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any, Any]], output_dir: str | None,
-            session: Any, console: Any, runner: InterruptibleRun, *, remove_stale: bool = False,
+def execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], Running], output_dir: str | None,
+            session: ObserverSession, console: Console, runner: InterruptibleRun, *, remove_stale: bool = False,
             after: Callable[[], None] | None = None) -> int:
     """Build the engine and run (or resume) the project; whatever happens, the summary of
     what finished is printed and (with ``--output-dir``) written, and the observers are
@@ -178,16 +193,17 @@ def execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any,
             after()
 
 
-def _execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any, Any]], output_dir: str | None,
-             session: Any, console: Any, runner: InterruptibleRun, *, remove_stale: bool = False) -> int:
+def _execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], Running], output_dir: str | None,
+             session: ObserverSession, console: Console, runner: InterruptibleRun, *,
+             remove_stale: bool = False) -> int:
     from ..governance.policy import PolicyViolationError
 
-    orch = None
+    orch: Orchestrator | None = None
     try:
         orch = build()
         state = runner.run(_closing(start(orch), orch.client))
     except (Interrupted, KeyboardInterrupt, asyncio.CancelledError):
-        _conclude(getattr(orch, "state", None), output_dir, session, console, interrupted=True,
+        _conclude(orch.state if orch is not None else None, output_dir, session, console, interrupted=True,
                   remove_stale=remove_stale)
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -198,7 +214,7 @@ def _execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any
         print(f"orchestrator: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug or an unexpected failure: one line, and what finished is kept
-        _conclude(getattr(orch, "state", None), output_dir, session, console, remove_stale=remove_stale)
+        _conclude(orch.state if orch is not None else None, output_dir, session, console, remove_stale=remove_stale)
         print(f"orchestrator: error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return EXIT_RUN_FAILED
     written = _conclude(state, output_dir, session, console, interrupted=runner.interrupted,
@@ -213,7 +229,7 @@ def _execute(build: Callable[[], Any], start: Callable[[Any], Coroutine[Any, Any
     return EXIT_OK if state.status == ProjectStatus.SUCCESS else EXIT_RUN_FAILED
 
 
-async def _closing(run: Coroutine[Any, Any, Any], client: Any) -> Any:
+async def _closing(run: Running, client: UnifiedClient) -> ProjectState:
     """The run, then the client's connections closed on the run's own loop (bounded: an
     interrupted command still exits within 2 s)."""
     try:
@@ -223,8 +239,8 @@ async def _closing(run: Coroutine[Any, Any, Any], client: Any) -> Any:
             await asyncio.wait_for(client.aclose(), CLOSE_SECONDS)
 
 
-def _conclude(state: Any, output_dir: str | None, session: Any, console: Any, *, interrupted: bool = False,
-              remove_stale: bool = False) -> bool:
+def _conclude(state: ProjectState | None, output_dir: str | None, session: ObserverSession, console: Console, *,
+              interrupted: bool = False, remove_stale: bool = False) -> bool:
     """Write ``summary.json`` (first: it is what must survive), print the summary, finish
     the observers (open spans end as errors and still export; after an interrupt the
     final flush is bounded by a second).  False when the results could not be written."""

@@ -13,12 +13,18 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..domain.checkpoint import FINISHED_STATUSES, ProjectBusyError, StoreError, UnknownProjectError
 from .errors import EXIT_OK, EXIT_USAGE, OneLineParser, UsageError, one_line
 from .parser import add_state_dir
 from .store_wiring import open_store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..state import RunStore
+    from ..state.store import RunRow
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -51,7 +57,7 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-def _resumable(row: Any) -> str:
+def _resumable(row: RunRow) -> str:
     if row.live:
         return "no: running now"
     if row.status in FINISHED_STATUSES:
@@ -59,7 +65,7 @@ def _resumable(row: Any) -> str:
     return "yes"
 
 
-def list_runs(store: Any, console: Any) -> None:
+def list_runs(store: RunStore, console: Console) -> None:
     from rich.table import Table
 
     rows = store.runs()
@@ -77,7 +83,7 @@ def list_runs(store: Any, console: Any) -> None:
     console.print(table)
 
 
-def list_batch(store: Any, batch_id: str, console: Any) -> None:
+def list_batch(store: RunStore, batch_id: str, console: Console) -> None:
     """A batch's projects, in order: name, project id, status, cost, tasks, attempts."""
     from rich.markup import escape
     from rich.table import Table
@@ -103,7 +109,7 @@ def list_batch(store: Any, batch_id: str, console: Any) -> None:
                   highlight=False)
 
 
-def list_batches(store: Any, console: Any) -> None:
+def list_batches(store: RunStore, console: Console) -> None:
     from rich.table import Table
 
     rows = store.batches.ids()
@@ -118,7 +124,7 @@ def list_batches(store: Any, console: Any) -> None:
     console.print(table)
 
 
-def show_run(store: Any, project_id: str, console: Any) -> None:
+def show_run(store: RunStore, project_id: str, console: Console) -> None:
     from ..engine.checkpoints import restored_state, resumed_budget
     from .output import print_summary
 
@@ -149,7 +155,7 @@ def show_run(store: Any, project_id: str, console: Any) -> None:
         console.print(f"output dir: {out}", highlight=False)
 
 
-def remove_runs(store: Any, ids: Sequence[str], older_than: str | None) -> list[str]:
+def remove_runs(store: RunStore, ids: Sequence[str], older_than: str | None) -> list[str]:
     lines = []
     if older_than is not None:
         ids = [*ids, *store.older_than(parse_age(older_than))]

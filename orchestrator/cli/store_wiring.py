@@ -13,17 +13,21 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from ..config import read_document
 from ..domain.checkpoint import Checkpoint
+from ..domain.values import JsonObject
 from .errors import UsageError
 from .project_file import RunOptions
+
+if TYPE_CHECKING:
+    from ..state import RunStore
 
 SECTIONS = ("policies", "remediation", "validators")
 
 
-def open_store(state_dir: str | None, *, create: bool = True) -> Any:
+def open_store(state_dir: str | None, *, create: bool = True) -> RunStore:
     """The run store (``StoreError``, one line, when it cannot be used).  The read-only
     commands (``runs``, ``runs show``, ``runs rm``, ``resume``) pass ``create=False``:
     where there is no store they find no runs, and make nothing."""
@@ -41,12 +45,38 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
-def _policy_data(path: str | None) -> Any:
-    """The policy file's data (already validated by the run's configuration)."""
+def _policy_data(path: str | None) -> object:
+    """The policy file's data (already validated by the run's configuration), as read."""
     return read_document(path, what="policy") if path else None
 
 
-def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, Any]:
+class CliSettings(TypedDict):
+    """What a run started from the command line keeps of its flags and files (paths
+    absolute), under ``cli`` in its checkpoint's settings; :func:`rebuild` reads it back."""
+
+    project: str
+    criteria: str
+    budget_usd: float
+    time_seconds: float
+    concurrency: int
+    output_dir: str | None
+    tasks: list[JsonObject] | None
+    sections: dict[str, object]
+    project_file: str | None
+    policy_file: str | None
+    policy_data: object
+    model: str | None
+    local_model: str | None
+    provider_url: str | None
+    max_tasks: int | None
+    cache_dir: str | None
+    no_cache: bool
+    catalog: str | None
+    profile: str | None
+    sandbox: str | None
+
+
+def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, CliSettings]:
     """What a run keeps of its flags and files, JSON-ready, under ``cli``."""
     data = opts.file_data or {}
     return {"cli": {
@@ -110,7 +140,7 @@ class StoreRecording:
     them (at once after a task finished).  A store that cannot be written costs the log,
     never the run (one warning)."""
 
-    def __init__(self, store: Any, project_id: str, attempt: int, capture_content: bool) -> None:
+    def __init__(self, store: RunStore, project_id: str, attempt: int, capture_content: bool) -> None:
         from ..observers.recorder import EventRecorder
         from ..state.event_log import EventLog, PeriodicFlush
 

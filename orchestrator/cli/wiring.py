@@ -7,15 +7,24 @@ providers from flags, the observers never see the engine).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..domain.errors import ConfigError
 from .errors import UsageError
 from .project_file import RunOptions
 
+if TYPE_CHECKING:
+    from ..domain.budget import Budget
+    from ..engine.orchestrator import Orchestrator
+    from ..llm.client import UnifiedClient
+    from ..llm.providers.base import Provider
+    from ..state import RunStore
 
-def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Any = None,
-                       run_settings: dict[str, Any] | None = None, budget: Any = None) -> Any:
+
+def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: RunStore | None = None,
+                       run_settings: Mapping[str, object] | None = None,
+                       budget: Budget | None = None) -> Orchestrator:
     """The engine of one run.  ``budget``: the run's own (a batch's project gets one that
     shares the batch ledger), else one of the options' caps."""
     from ..domain.budget import Budget
@@ -62,7 +71,7 @@ def setup_catalog(args: argparse.Namespace) -> list[str]:
     return warnings
 
 
-def build_providers(args: argparse.Namespace) -> dict[str, Any]:
+def build_providers(args: argparse.Namespace) -> dict[str, Provider]:
     from ..llm.providers.registry import default_providers
 
     return default_providers(args.local_model, server_url=getattr(args, "provider_url", None))
@@ -83,7 +92,7 @@ def setup_server(args: argparse.Namespace) -> None:
     register_model(server_model_info(args.model, args.provider_url))
 
 
-def check_model_choice(args: argparse.Namespace) -> Any:
+def check_model_choice(args: argparse.Namespace) -> UnifiedClient:
     """``--local-model`` is a GGUF file; ``--model``: known, not deprecated, priced,
     reachable; else one line (exit 2).  Returns the client the checks used (for the
     later checks; the run builds its own)."""
@@ -117,7 +126,7 @@ def check_model_choice(args: argparse.Namespace) -> Any:
     return client
 
 
-def start_local_model(args: argparse.Namespace, client: Any) -> None:
+def start_local_model(args: argparse.Namespace, client: UnifiedClient) -> None:
     """Start the embedded model's worker now when the run plans with it (no key set, or
     ``--model`` names it): the model loads in its own process while the observers are set
     up and the run begins, instead of on the first call."""

@@ -242,10 +242,14 @@ def _bounds(metas: list[msgspec.Meta]) -> str:
     low: tuple[str, float] | None = None
     high: tuple[str, float] | None = None
     for m in metas:
-        if m.gt is not None or m.ge is not None:
-            low = (">", m.gt) if m.gt is not None else (">=", m.ge)  # type: ignore[assignment]
-        if m.lt is not None or m.le is not None:
-            high = ("<", m.lt) if m.lt is not None else ("<=", m.le)  # type: ignore[assignment]
+        if m.gt is not None:
+            low = (">", m.gt)
+        elif m.ge is not None:
+            low = (">=", m.ge)
+        if m.lt is not None:
+            high = ("<", m.lt)
+        elif m.le is not None:
+            high = ("<=", m.le)
     low, high = (None if b is None or abs(b[1]) == FINITE else b for b in (low, high))
     if low is not None and high is not None and (low[0], high[0]) == (">=", "<="):
         return f" between {low[1]:g} and {high[1]:g}"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import time
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
+
+from .errors import OrchestratorError
+from .values import JsonObject
 
 
 class Phase(StrEnum):
@@ -78,7 +81,7 @@ class SharedPool(Protocol):
     def settle(self, ticket: object, actual: float) -> None: ...
 
 
-class PoolUnavailable(Exception):
+class PoolUnavailable(OrchestratorError):
     """A shared pool (the batch ledger) could not be asked; no call may start."""
 
 
@@ -182,7 +185,7 @@ class Budget:
             return False
         return True
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "max_usd": self.max_usd, "spent_usd": round(self.spent_usd, 8),
             "remaining_usd": round(self.remaining_usd, 8),

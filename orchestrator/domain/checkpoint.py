@@ -13,8 +13,9 @@ did), ``interrupted`` (Ctrl-C, or an error stopped it), or the final project sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
+from .errors import OrchestratorError
 from .results import TaskResult, TaskStatus, Usage
 from .tasks import Task
 
@@ -28,7 +29,7 @@ SETTLED_STATUSES = KEPT_STATUSES | {TaskStatus.FAILED, TaskStatus.SKIPPED}
 """Results worth saving: a task still running has none yet."""
 
 
-class StoreError(Exception):
+class StoreError(OrchestratorError):
     """The run store cannot be used (unreadable, corrupt, or of a schema this version
     cannot migrate); ``str()`` is one line naming the file."""
 
@@ -50,6 +51,15 @@ class ProjectBusyError(StoreError):
                          "wait for it to end or stop it first")
         self.project_id = project_id
         self.holder = holder
+
+
+class RootSpan(TypedDict):
+    """An attempt's root span: the propagation carrier a tracing observer filled, and its
+    W3C ``traceparent`` when it has one (a checkpoint of an older version has only that)."""
+
+    attempt: int
+    carrier: NotRequired[dict[str, str]]
+    traceparent: NotRequired[str]
 
 
 @dataclass
@@ -87,8 +97,9 @@ class Checkpoint:
     phase_spend: dict[str, float] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    """JSON read back from the store (written by any version): its users check what they take."""
     versions: dict[str, str] = field(default_factory=dict)
-    roots: list[dict[str, Any]] = field(default_factory=list)
+    roots: list[RootSpan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TypedDict
 
 from .budget import Budget
 from .tasks import Task
+from .values import JsonObject
 
 
 class TaskStatus(StrEnum):
@@ -54,10 +55,21 @@ class Usage:
                      self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
                      self.cost_usd + other.cost_usd)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         d = asdict(self)
         d["cost_usd"] = round(self.cost_usd, 8)
         return d
+
+
+class CheckRecord(TypedDict):
+    """One acceptance check's result on a task's kept output, as ``summary.json`` and the
+    run store hold it."""
+
+    check: str
+    passed: bool
+    error_type: str | None
+    """The failure's kind (``AssertionError``, ``Timeout``, ``NotRun``...); None when it passed."""
+    error: str
 
 
 @dataclass
@@ -80,9 +92,8 @@ class TaskResult:
     error: str | None = None
     llm_calls: int = 0
     cached_calls: int = 0
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    """The acceptance checks' results on the kept output: ``check``, ``passed``,
-    ``error_type``, ``error``."""
+    checks: list[CheckRecord] = field(default_factory=list)
+    """The acceptance checks' results on the kept output."""
 
     @property
     def checks_passed(self) -> int:
@@ -101,7 +112,7 @@ class TaskResult:
         self.llm_calls, self.cached_calls = usage.llm_calls, usage.cached_calls
         self.input_tokens, self.output_tokens, self.cost_usd = usage.input_tokens, usage.output_tokens, usage.cost_usd
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         d = asdict(self)
         d["status"] = self.status.value
         return d
@@ -142,7 +153,7 @@ class ProjectState:
             total = total + result.usage
         return total
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "project_id": self.project_id, "description": self.description,
             "criteria": self.criteria, "status": self.status.value if self.status else None,

@@ -5,10 +5,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from .errors import ConfigError
-from .values import finite_number, whole_number
+from .values import JsonObject, finite_number, whole_number
 
 
 class TaskType(StrEnum):
@@ -85,7 +84,7 @@ class Task:
             except ConfigError as exc:
                 raise exc.within(key) from None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         d = asdict(self)
         d["type"] = self.type.value
         d["checks"] = list(self.checks)

@@ -4,19 +4,32 @@ One rule everywhere: a number is finite (NaN, infinity and ``1e309`` are refused
 no budget, deadline or threshold can silently mean "never" or "always" and no JSON we
 write holds ``NaN``), a boolean is not a number (YAML's ``yes`` is not ``1``), and an
 integer field takes integers only (``concurrency: 2.7`` is an error, not 2).
+
+Also the names of JSON-ready data (:data:`JsonValue`, :data:`JsonObject`): what the run
+writes to ``summary.json``, the run store and event files.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 from .errors import ConfigError
 
-__all__ = ["finite_number", "text_value", "whole_number"]
+__all__ = ["JsonObject", "JsonSchema", "JsonValue", "finite_number", "text_value", "whole_number"]
+
+JsonValue: TypeAlias = None | bool | int | float | str | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
+"""What ``json.dumps`` can write as it is (a recursive type: mypy checks every level;
+read-only containers, so a ``dict[str, str]`` or a ``list[int]`` is one)."""
+JsonObject: TypeAlias = dict[str, JsonValue]
+"""A JSON object being built (``summary.json``, a checkpoint's settings)."""
+JsonSchema: TypeAlias = dict[str, JsonValue]
+"""A JSON Schema an answer must follow (a JSON object like any other: the name says what
+it is for)."""
 
 
-def finite_number(value: Any, *, minimum: float | None = None, maximum: float | None = None,
+def finite_number(value: object, *, minimum: float | None = None, maximum: float | None = None,
                   positive: bool = False, what: str = "a number") -> float:
     """``value`` as a float when it is a finite number within the bounds (``positive``:
     strictly above 0); else :class:`ConfigError` saying what was expected and what came.
@@ -32,7 +45,7 @@ def finite_number(value: Any, *, minimum: float | None = None, maximum: float | 
     return number
 
 
-def whole_number(value: Any, *, minimum: int | None = None, maximum: int | None = None,
+def whole_number(value: object, *, minimum: int | None = None, maximum: int | None = None,
                  what: str = "a whole number") -> int:
     """``value`` as an int when it is an integer (``3`` or ``"3"``, never ``2.7``, ``3.0``
     from a file is accepted as 3) within the bounds; else :class:`ConfigError`."""
@@ -51,7 +64,7 @@ def whole_number(value: Any, *, minimum: int | None = None, maximum: int | None 
     return number
 
 
-def _as_number(value: Any, what: str) -> float:
+def _as_number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"must be {what}, got {value!r}")
     try:
@@ -72,7 +85,7 @@ def _expectation(what: str, minimum: float | None, maximum: float | None, positi
     return what
 
 
-def text_value(value: Any, *, what: str = "text") -> str:
+def text_value(value: object, *, what: str = "text") -> str:
     """``value`` when it is text that can be sent to a model: a string, valid UTF-8
     (arguments with undecodable bytes arrive as lone surrogates), without NUL bytes
     (llama.cpp reads C strings: a NUL would silently cut the prompt)."""

@@ -16,10 +16,10 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..domain.budget import Budget
-from ..domain.checkpoint import INTERRUPTED, SETTLED_STATUSES, Checkpoint
+from ..domain.checkpoint import INTERRUPTED, SETTLED_STATUSES, Checkpoint, RootSpan
 from ..domain.results import ProjectState, TaskResult
 from ..governance.policy import PolicySet
 from ..governance.remediation import RemediationEngine
@@ -69,7 +69,7 @@ def catalog_version() -> str:
 
 
 def governance_settings(policies: PolicySet, remediation: RemediationEngine,
-                        validators: ValidatorConfig) -> dict[str, Any]:
+                        validators: ValidatorConfig) -> dict[str, object]:
     """The policies, remediation plans and validators in force, JSON-ready (file shape
     where there is one), for the record: ``orchestrator runs show`` prints them."""
     return {
@@ -90,12 +90,12 @@ class Checkpointer:
     """Saves one attempt's checkpoints.  Without a store every call does nothing."""
 
     def __init__(self, store: CheckpointStore | None, state: ProjectState, *,
-                 settings: Mapping[str, Any], previous: Checkpoint | None = None) -> None:
+                 settings: Mapping[str, object], previous: Checkpoint | None = None) -> None:
         self.store = store
         self.state = state
         self.settings = dict(settings)
         self.started_at = previous.started_at if previous is not None else time.time()
-        self.roots: list[dict[str, Any]] = list(previous.roots) if previous is not None else []
+        self.roots: list[RootSpan] = list(previous.roots) if previous is not None else []
         self.result_attempts = dict(previous.result_attempts) if previous is not None else {}
         self.plan_notes: list[str] = list(previous.plan_notes) if previous is not None else []
         self._failed = False
@@ -105,7 +105,7 @@ class Checkpointer:
         configured propagator (nothing when the run is not traced).  ``traceparent`` is
         also kept on its own when the carrier has one, for readers that show trace ids."""
         if carrier:
-            entry: dict[str, Any] = {"attempt": self.state.attempt, "carrier": dict(carrier)}
+            entry: RootSpan = {"attempt": self.state.attempt, "carrier": dict(carrier)}
             if carrier.get("traceparent"):
                 entry["traceparent"] = carrier["traceparent"]
             self.roots.append(entry)

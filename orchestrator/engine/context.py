@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..domain.budget import Budget
+from ..domain.errors import OrchestratorError
 from ..domain.tasks import Task
 from ..governance.acceptance import Criteria
 from ..governance.policy import ModelProfile, PolicyEngine, PolicySet
@@ -35,7 +36,7 @@ class RunContext:
     remediation: RemediationEngine
     validators: ValidatorConfig
     evaluation_samples: int = 2
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     latency_ms: dict[str, float] = field(default_factory=dict)
     """Observed latency per model (moving average), for the latency policies."""
     stop_reason: StopKind | None = None
@@ -61,7 +62,7 @@ class RunContext:
         self.latency_ms[model] = latency_ms if seen is None else 0.7 * seen + 0.3 * latency_ms
 
 
-class CallRefused(Exception):
+class CallRefused(OrchestratorError):
     """Budget or time can no longer pay for the task's next call (nothing was sent)."""
 
     def __init__(self, reason: str, kind: StopKind) -> None:

@@ -23,7 +23,6 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from .. import attributes as attr
 from .. import events
@@ -63,13 +62,13 @@ class Orchestrator:
         max_tasks: int | None = None,
         evaluation_samples: int = 2,
         project_tasks: list[Task] | None = None,
-        policies: PolicySet | list[Policy] | Mapping[str, Any] | None = None,
-        remediation: RemediationConfig | RemediationEngine | Mapping[str, Any] | None = None,
-        validators: ValidatorConfig | Mapping[str, Any] | None = None,
+        policies: PolicySet | list[Policy] | Mapping[str, object] | None = None,
+        remediation: RemediationConfig | RemediationEngine | Mapping[str, object] | None = None,
+        validators: ValidatorConfig | Mapping[str, object] | None = None,
         policy_engine: PolicyEngine | None = None,
         profile: str | RunProfile = "auto",
         store: CheckpointStore | None = None,
-        run_settings: Mapping[str, Any] | None = None,
+        run_settings: Mapping[str, object] | None = None,
         sandbox: str | Sandbox = "auto",
     ) -> None:
         """``policies``: a :class:`~orchestrator.governance.policy.PolicySet`, a list of
@@ -173,7 +172,7 @@ class Orchestrator:
         work): SandboxUnavailable when it cannot run here."""
         return self.sandbox if isinstance(self.sandbox, Sandbox) else resolve(self.sandbox)
 
-    def _settings(self) -> dict[str, Any]:
+    def _settings(self) -> dict[str, object]:
         profile = self.profile if isinstance(self.profile, str) else self.profile.name
         return {"engine": {"budget_usd": self.budget.max_usd, "time_seconds": self.budget.max_time_seconds,
                            "concurrency": self.concurrency, "only_model": self.only_model,

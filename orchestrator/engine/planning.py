@@ -14,11 +14,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import events
 from ..domain.results import Usage
 from ..domain.tasks import Task, TaskType
+from ..domain.values import JsonSchema
 from ..governance.policy import Policy, PolicyViolationError
 from ..llm.catalog import get_model
 from ..llm.client import BudgetExceededError, LLMCallError, TimeBudgetExceededError
@@ -35,18 +35,18 @@ PLANNER_SYSTEM = ("You are a software project planner. Split the project into sm
                   "Answer only with JSON matching the schema.")
 
 
-def decomposition_schema(max_tasks: int, simple: bool = False) -> dict[str, Any]:
+def decomposition_schema(max_tasks: int, simple: bool = False) -> JsonSchema:
     """The answer's shape.  ``simple`` (the local profile): no dependencies, short ids and
     prompts, so a small model's constrained answer stays short and fast."""
     id_length, prompt_length = (24, 200) if simple else (40, 800)
-    fields: dict[str, Any] = {
+    fields: JsonSchema = {
         "id": {"type": "string", "maxLength": id_length},
         "type": {"type": "string", "enum": [t.value for t in TaskType]},
         "prompt": {"type": "string", "maxLength": prompt_length},
     }
     if not simple:
         fields["depends_on"] = {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 40}}
-    item = {"type": "object", "properties": fields, "required": list(fields)}
+    item: JsonSchema = {"type": "object", "properties": fields, "required": list(fields)}
     return {
         "type": "object",
         "properties": {"tasks": {"type": "array", "minItems": 1, "maxItems": max_tasks, "items": item}},

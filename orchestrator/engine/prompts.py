@@ -4,12 +4,12 @@ its dependencies' outputs, and the critique, revise and evaluation prompts."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from ..domain.tasks import Task, TaskType
+from ..domain.values import JsonSchema
 from ..llm.catalog import ModelInfo
 
-EVALUATION_SCHEMA: dict[str, Any] = {
+EVALUATION_SCHEMA: JsonSchema = {
     "type": "object",
     "properties": {
         "reasons": {"type": "string", "maxLength": 300},

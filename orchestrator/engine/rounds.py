@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .. import events
 from ..domain.results import TaskResult, Usage
 from ..domain.tasks import Task
+from ..domain.values import JsonSchema
 from ..governance.acceptance import CheckReport
 from ..governance.validators import ValidationResult, run_validators
 from ..llm.catalog import get_model
@@ -150,7 +151,7 @@ class RoundRunner:
         return Verdict(tuple(failed), report)
 
     async def call(self, result: TaskResult, model: str, prompt: str, *, system: str, max_tokens: int,
-                   temperature: float, call_type: str, json_schema: dict[str, Any] | None = None,
+                   temperature: float, call_type: str, json_schema: JsonSchema | None = None,
                    variant: int = 0) -> APIResponse:
         """One client call booked on the task; a refusal for money or time is :class:`CallRefused`."""
         try:

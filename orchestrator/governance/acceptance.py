@@ -34,6 +34,7 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..domain.results import CheckRecord
 from .sandbox import Sandbox, SandboxUnavailable, current
 from .validators import code_blocks
 
@@ -81,7 +82,7 @@ class CheckResult:
     error_type: str | None = None
     error: str = ""
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> CheckRecord:
         return {"check": self.check, "passed": self.passed, "error_type": self.error_type, "error": self.error}
 
 

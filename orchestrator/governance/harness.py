@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import json
 import os
 import resource
@@ -33,7 +34,12 @@ import socket
 import struct
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    import pluggy
+    import pytest
 
 _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC = 2, 4, 4096, 16384
 _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = -100, 0x8000, 1
@@ -45,6 +51,55 @@ _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _REPORT_CAP = 64 * 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+# The job the orchestrator sends (one JSON line on stdin; :mod:`.sandbox` builds it) and the
+# records the harness sends back on the verdict channel.  Shapes only: this file runs alone
+# (``python -I -c``), so it imports nothing of the orchestrator.
+
+class JobLimits(TypedDict):
+    memory_bytes: int
+    processes: int
+    file_bytes: int
+    open_files: int
+    cpu_seconds: int
+
+
+class UnshareSetup(TypedDict):
+    """What the ``unshare`` level builds itself (bwrap is told by its arguments)."""
+
+    symlinks: list[tuple[str, str]]
+    binds: list[tuple[str, str]]
+    tmp_bytes: int
+    userns: bool
+
+
+class Job(TypedDict):
+    mode: str
+    files: dict[str, str]
+    timeout: float
+    argv: list[str]
+    count: int
+    test_file: str
+    workdir: str
+    pid_namespace: bool
+    env: dict[str, str]
+    limits: JobLimits
+    result_fd: NotRequired[int]
+    become: NotRequired[list[int] | None]
+    setup: NotRequired[UnshareSetup]
+
+
+class Verdict(TypedDict):
+    """One check's result as the check's child reports it (``nonce`` added on the wire)."""
+
+    passed: bool
+    error_type: str | None
+    error: str
+
+
+class IndexedVerdict(Verdict):
+    index: int
 
 
 class _MountAttr(ctypes.Structure):
@@ -76,7 +131,7 @@ def _read_only(path: str) -> None:
 # The unshare level: build the file system view and drop privileges (bwrap does this itself)
 # ---------------------------------------------------------------------------------------
 
-def _setup_unshare(setup: dict[str, Any]) -> None:
+def _setup_unshare(setup: UnshareSetup) -> None:
     """In fresh mount, pid, net, ipc and uts namespaces (and a user namespace unless we are
     root) made by ``unshare``, with this process as pid 1: a new root holding only the
     allowed host paths, read-only; a private /dev with the harmless devices; the pid
@@ -165,15 +220,15 @@ def _lock_down(become: list[int] | None) -> None:
 # ---------------------------------------------------------------------------------------
 
 class Harness:
-    def __init__(self, job: dict[str, Any], lifeline: int) -> None:
+    def __init__(self, job: Job, lifeline: int) -> None:
         self.job = job
         self.lifeline = lifeline
-        self.result_fd: int = job["result_fd"]
+        self.result_fd = job["result_fd"]
         self.deadline = time.monotonic() + float(job["timeout"])
-        self.workdir: str = job["workdir"]
-        self.pid_namespace: bool = job["pid_namespace"]
+        self.workdir = job["workdir"]
+        self.pid_namespace = job["pid_namespace"]
 
-    def report(self, record: dict[str, Any]) -> None:
+    def report(self, record: Mapping[str, object]) -> None:
         os.write(self.result_fd, json.dumps(record).encode() + b"\n")
 
     def prepare_workdir(self) -> None:
@@ -190,7 +245,7 @@ class Harness:
             with open(os.path.join(self.workdir, name), "w", encoding="utf-8") as f:
                 f.write(text)
 
-    def spawn(self, child: Any) -> tuple[int, int]:
+    def spawn(self, child: Callable[[int], None]) -> tuple[int, int]:
         """Fork a child that runs ``child(report_fd)`` with the limits and the job's
         environment, never holding the verdict channel; returns its pid and the read end
         of its report pipe."""
@@ -323,60 +378,64 @@ class Harness:
             pass
         for index in range(1, int(self.job["count"]) + 1):
             nonce = os.urandom(16).hex()
-            pid, read_end = self.spawn(lambda fd, i=index, n=nonce: _run_check(i, n, fd, self.job["test_file"]))
+            pid, read_end = self.spawn(functools.partial(_run_check, index, nonce, test_file=self.job["test_file"]))
             raw, status = self.wait(pid, read_end)
             self.report(_verdict(index, nonce, raw, status))
             if status is None:
                 return  # the deadline passed: the orchestrator reports the rest as timed out
 
 
-def _verdict(index: int, nonce: str, raw: bytes, status: int | None) -> dict[str, Any]:
+def _verdict(index: int, nonce: str, raw: bytes, status: int | None) -> IndexedVerdict:
     """One report line carrying this check's nonce, and nothing else, counts; anything
     else (no report, several, a wrong nonce, an early exit) is a failure."""
     lines = [ln for ln in raw.splitlines() if ln.strip()]
-    record: dict[str, Any] = {"index": index}
     if status is None:
-        return {**record, "passed": False, "error_type": "Timeout", "error": "timed out (killed)"}
+        return {"index": index, "passed": False, "error_type": "Timeout", "error": "timed out (killed)"}
     try:
         entries = [json.loads(ln) for ln in lines]
     except ValueError:
         entries = []
     if len(entries) == 1 and isinstance(entries[0], dict) and entries[0].get("nonce") == nonce:
         entry = entries[0]
-        return {**record, "passed": entry.get("passed") is True, "error_type": entry.get("error_type"),
+        error_type = entry.get("error_type")
+        return {"index": index, "passed": entry.get("passed") is True,
+                "error_type": error_type if isinstance(error_type, str) else None,
                 "error": str(entry.get("error") or "")[:600]}
     why = "no result" if not lines else "an unreadable result"
     detail = f"the check's process ended (exit status {status}) with {why}"
-    return {**record, "passed": False, "error_type": "SandboxError", "error": detail}
+    return {"index": index, "passed": False, "error_type": "SandboxError", "error": detail}
 
 
 def _run_check(index: int, nonce: str, report_fd: int, test_file: str) -> None:
     """In the check's child: run test ``test_check_<index>`` of ``test_file`` and write one
     report line (with pytest's assertion introspection when pytest is installed)."""
     sys.path.insert(0, os.getcwd())
-    entry: dict[str, Any] = {"passed": False, "error_type": "SandboxError", "error": "the check did not run"}
+    entry: Verdict = {"passed": False, "error_type": "SandboxError", "error": "the check did not run"}
     try:
-        import pytest
+        import pytest  # noqa: F401 - only whether it is there
     except ImportError:
         entry = _run_plain(index, test_file)
     else:
-        entry = _run_pytest(pytest, index, test_file) or entry
+        entry = _run_pytest(index, test_file) or entry
     os.write(report_fd, json.dumps({"nonce": nonce, **entry}).encode() + b"\n")
     sys.stdout.flush()
     os._exit(0)  # no atexit hook of the checked code runs after the verdict
 
 
-def _run_pytest(pytest: Any, index: int, test_file: str) -> dict[str, Any] | None:
-    found: dict[str, Any] = {}
+def _run_pytest(index: int, test_file: str) -> Verdict | None:
+    import pytest
+
+    found: dict[str, Verdict] = {}
 
     class Outcome:
         @pytest.hookimpl(hookwrapper=True)
-        def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
+        def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                      ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
             outcome = yield
             report = outcome.get_result()
             if report.when != "call" and not report.failed:
                 return
-            entry: dict[str, Any] = {"passed": report.passed, "error_type": None, "error": ""}
+            entry: Verdict = {"passed": report.passed, "error_type": None, "error": ""}
             if call.excinfo is not None:
                 crash = getattr(report.longrepr, "reprcrash", None)
                 entry["error_type"] = call.excinfo.typename
@@ -388,7 +447,7 @@ def _run_pytest(pytest: Any, index: int, test_file: str) -> dict[str, Any] | Non
     return found.get("entry")
 
 
-def _run_plain(index: int, test_file: str) -> dict[str, Any]:
+def _run_plain(index: int, test_file: str) -> Verdict:
     import importlib
 
     try:
@@ -404,7 +463,7 @@ def _set_dumpable(on: bool) -> None:
     _libc.prctl(_PR_SET_DUMPABLE, 1 if on else 0, 0, 0, 0)
 
 
-def _apply_limits(limits: dict[str, int], *, pid_namespace: bool) -> None:
+def _apply_limits(limits: JobLimits, *, pid_namespace: bool) -> None:
     pairs = [(resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_FSIZE, limits["file_bytes"]),
              (resource.RLIMIT_NOFILE, limits["open_files"]), (resource.RLIMIT_CPU, limits["cpu_seconds"]),
              (resource.RLIMIT_CORE, 0)]
@@ -414,7 +473,7 @@ def _apply_limits(limits: dict[str, int], *, pid_namespace: bool) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _read_job() -> tuple[dict[str, Any], int]:
+def _read_job() -> tuple[Job, int]:
     """The job (one JSON line on stdin), and stdin kept as the *lifeline*: the
     orchestrator holds its other end open while it waits for us, so its end of file means
     the orchestrator is gone or the run was interrupted.  (Signals cannot say it alone:
@@ -430,7 +489,8 @@ def _read_job() -> tuple[dict[str, Any], int]:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    return json.loads(data), lifeline
+    job: Job = json.loads(data)  # written by .sandbox, the one sender
+    return job, lifeline
 
 
 def main() -> int:

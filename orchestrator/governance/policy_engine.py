@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from .. import attributes as attr
 from .. import events
+from ..domain.errors import OrchestratorError
 from ..domain.results import ProjectState
 from ..llm.catalog import CATALOG, ModelInfo
 from ..llm.pricing import PriceSource, Pricing, flat_price
@@ -114,7 +115,7 @@ class PolicyResult:
         return "; ".join(str(v) for v in chosen)
 
 
-class PolicyViolationError(Exception):
+class PolicyViolationError(OrchestratorError):
     """No model may be used: the message names the task, the policies and the reasons."""
 
     def __init__(self, message: str, *, task_id: str | None = None,

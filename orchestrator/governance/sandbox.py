@@ -39,7 +39,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from ..domain.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from .harness import Job
 
 __all__ = ["LEVELS", "SANDBOX_CHOICES", "Limits", "Sandbox", "SandboxRun", "SandboxUnavailable", "clean_env",
            "current", "kill_running", "probe", "resolve", "using"]
@@ -57,7 +62,7 @@ START_GRACE_SECONDS = 3.0
 _HARNESS = Path(__file__).with_name("harness.py")
 
 
-class SandboxUnavailable(ValueError):
+class SandboxUnavailable(OrchestratorError, ValueError):
     """No isolation level can run here (or not the one asked for): one line saying why."""
 
 
@@ -80,7 +85,7 @@ class SandboxRun:
     ``returncode``), the captured output, whether the deadline passed, and ``error`` when
     the sandbox itself failed (not the code)."""
 
-    records: tuple[dict[str, Any], ...]
+    records: tuple[dict[str, object], ...]
     output: str
     timed_out: bool
     level: str
@@ -156,7 +161,7 @@ class Sandbox:
     def isolated(self) -> bool:
         return self.level != "none"
 
-    def _prefix(self, job: dict[str, Any]) -> list[str]:
+    def _prefix(self, job: Job) -> list[str]:
         """The command that enters the sandbox, before ``python -I -c <harness>``.  Run as
         root, no user namespace is made (root needs none) and the harness turns into
         ``NOBODY`` once the sandbox is built."""
@@ -201,7 +206,7 @@ class Sandbox:
                 workdir = WORKDIR
             else:
                 workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestrator-sandbox-"))
-            job: dict[str, Any] = {
+            job: Job = {
                 "mode": mode, "files": dict(files), "timeout": timeout, "argv": list(argv), "count": count,
                 "test_file": test_file, "workdir": workdir, "pid_namespace": self.isolated,
                 "env": clean_env(workdir, workdir),
@@ -214,7 +219,7 @@ class Sandbox:
                 return SandboxRun((), "", False, self.level, str(exc))
             return self._execute([*prefix, sys.executable, "-I", "-c", _harness_source()], job, timeout)
 
-    def _execute(self, command: list[str], job: dict[str, Any], timeout: float) -> SandboxRun:
+    def _execute(self, command: list[str], job: Job, timeout: float) -> SandboxRun:
         read_end, write_end = os.pipe()
         job["result_fd"] = write_end
         try:
@@ -241,7 +246,8 @@ class Sandbox:
         finally:
             os.close(read_end)
             with contextlib.suppress(OSError):
-                proc.stdin.close()  # type: ignore[union-attr]
+                if proc.stdin is not None:
+                    proc.stdin.close()
             _RUNNING.discard(proc)
             if proc.poll() is None:
                 _kill(proc)

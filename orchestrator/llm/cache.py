@@ -25,11 +25,12 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from platformdirs import user_cache_dir
 
+from ..domain.errors import OrchestratorError
+from ..domain.values import JsonSchema
 from ..files import open_private, private_dir
 from ..redaction import redact
 
@@ -40,7 +41,7 @@ _COLUMNS = ("key", "model", "text", "input_tokens", "output_tokens", "finish_rea
 logger = logging.getLogger("orchestrator.cache")
 
 
-class CacheError(Exception):
+class CacheError(OrchestratorError):
     """The response cache cannot be used; the message is one line naming the path."""
 
 
@@ -92,7 +93,7 @@ class CachedAnswer:
 
 
 def cache_key(model: str, system: str, prompt: str, max_tokens: int, temperature: float,
-              json_schema: dict[str, Any] | None, variant: int = 0) -> str:
+              json_schema: JsonSchema | None, variant: int = 0) -> str:
     material = json.dumps(
         [model, system, prompt, max_tokens, round(temperature, 4), json_schema, variant],
         sort_keys=True, ensure_ascii=False,
@@ -156,7 +157,7 @@ class ResponseCache:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

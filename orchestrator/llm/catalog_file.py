@@ -133,6 +133,6 @@ def parse_catalog(data: object, source: str) -> CatalogFile:
                        {name: tuple(dict.fromkeys(names)) for name, names in shape.routing.items()})
 
 
-def model_key(name: Any) -> str:
+def model_key(name: object) -> str:
     """``models.NAME`` as TOML writes it: quoted unless NAME is a bare key."""
     return f"models.{key_text(name)}"

@@ -20,11 +20,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .. import attributes as attr
 from .. import events
 from ..domain.budget import CALL_TYPE_PHASE, Budget, Phase
+from ..domain.values import JsonSchema
 from ..redaction import redact
 from .budgeting import call_cost, reserve, reserve_shared, settle, settle_shared
 from .cache import CachedAnswer, ResponseCache, cache_key
@@ -86,7 +86,7 @@ class UnifiedClient:
         unhealthy_after: int = DEFAULT_THRESHOLD,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         local_model: str | None = None,
         breaker_cooldown: float = DEFAULT_COOLDOWN,
         breaker_cooldown_max: float = DEFAULT_COOLDOWN_MAX,
@@ -178,7 +178,7 @@ class UnifiedClient:
         timeout: float | None = None,
         retries: int | None = None,
         bypass_cache: bool = False,
-        json_schema: dict[str, Any] | None = None,
+        json_schema: JsonSchema | None = None,
         *,
         call_type: str = "generate",
         variant: int = 0,
@@ -259,7 +259,7 @@ class UnifiedClient:
 
     async def _guarded_attempt(self, provider: Provider, info: ModelInfo, prompt: str, system: str,
                                max_tokens: int, temperature: float, timeout: float,
-                               json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
+                               json_schema: JsonSchema | None, call_type: str, phase: Phase,
                                attempt: int) -> APIResponse:
         """One attempt through the model's circuit breaker: wait while it is open (the
         half-open probe goes alone), and tell it the outcome."""
@@ -286,7 +286,7 @@ class UnifiedClient:
 
     async def _attempt(self, provider: Provider, info: ModelInfo, prompt: str, system: str,
                        max_tokens: int, temperature: float, timeout: float,
-                       json_schema: dict[str, Any] | None, call_type: str, phase: Phase,
+                       json_schema: JsonSchema | None, call_type: str, phase: Phase,
                        attempt: int) -> APIResponse:
         budget = self.budget
         sent_at = now()  # the reservation and the cost are priced at the same moment

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from ..domain.values import JsonSchema
 
 # Chat templates add a few tokens around the text; a token is at least one UTF-8 byte
 # for the byte-level BPE tokenizers of every catalog model, so bytes + overhead is a
@@ -17,7 +18,7 @@ _TEMPLATE_OVERHEAD_TOKENS = 64
 _SCHEMA_OVERHEAD_TOKENS = 512
 
 
-def worst_case_input_tokens(system: str, prompt: str, json_schema: dict[str, Any] | None = None) -> int:
+def worst_case_input_tokens(system: str, prompt: str, json_schema: JsonSchema | None = None) -> int:
     """An upper bound of the input tokens any catalog model counts for this request."""
     tokens = len(system.encode("utf-8")) + len(prompt.encode("utf-8")) + _TEMPLATE_OVERHEAD_TOKENS
     if json_schema is not None:

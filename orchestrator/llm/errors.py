@@ -3,18 +3,19 @@ or every attempt failed."""
 
 from __future__ import annotations
 
+from ..domain.errors import OrchestratorError
 from .providers.base import ProviderError
 
 
-class BudgetExceededError(Exception):
+class BudgetExceededError(OrchestratorError):
     """The remaining budget cannot pay for the worst case of the call; nothing was sent."""
 
 
-class TimeBudgetExceededError(Exception):
+class TimeBudgetExceededError(OrchestratorError):
     """The remaining wall-clock budget is too short for the call; nothing was sent."""
 
 
-class LLMCallError(Exception):
+class LLMCallError(OrchestratorError):
     """Every attempt of a call failed; ``last`` is the last provider error."""
 
     def __init__(self, model: str, last: ProviderError, attempts: int) -> None:

@@ -25,9 +25,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import events
+from ..domain.errors import OrchestratorError
 
 logger = logging.getLogger("orchestrator.client")
 
@@ -38,7 +38,7 @@ DEFAULT_COOLDOWN = 15.0
 DEFAULT_COOLDOWN_MAX = 120.0
 
 
-class CircuitOpen(Exception):
+class CircuitOpen(OrchestratorError):
     """A call could not wait for the model's breaker to close within the time left."""
 
 
@@ -59,7 +59,7 @@ class ModelHealth:
 
     def __init__(self, *, threshold: int = DEFAULT_THRESHOLD, cooldown: float = DEFAULT_COOLDOWN,
                  cooldown_max: float = DEFAULT_COOLDOWN_MAX,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.threshold = max(1, threshold)
         self.cooldown = cooldown

@@ -33,9 +33,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from .clock import now
+
+if TYPE_CHECKING:
+    from genai_prices.types import ModelInfo as PricedModel
+    from genai_prices.types import ModelPrice
+
 
 logger = logging.getLogger("orchestrator.pricing")
 
@@ -177,35 +182,43 @@ class Pricing:
                      None if base["cache_read_mtok"] is None else float(base["cache_read_mtok"]),
                      tiered, _has_time_of_day(model))
 
-    def _db_prices(self, at: datetime | None) -> Any:
+    def _db_prices(self, at: datetime | None) -> ModelPrice:
         model = database_model(self.db_provider, self.db_model)
         if model is None:
             raise ValueError(f"{self.db_model!r} is not in the price database")
         return model.get_prices(at or now())
 
 
-def _base(price: Any) -> Decimal | None:
+def _base(price: object) -> Decimal | None:
     if price is None:
         return None
-    return price.base if hasattr(price, "tiers") else Decimal(price)
+    from genai_prices.types import TieredPrices
+
+    if isinstance(price, TieredPrices):
+        return price.base
+    assert isinstance(price, Decimal | int | float | str), price  # a ModelPrice's rate: Decimal or tiers
+    return Decimal(price)
 
 
-def _is_tiered(price: Any) -> bool:
+def _is_tiered(price: object) -> bool:
     return price is not None and bool(getattr(price, "tiers", None))
 
 
-def _reachable(price: Any, input_tokens: int) -> Decimal:
+def _reachable(price: object, input_tokens: int) -> Decimal:
     """The highest rate of ``price`` a request of up to ``input_tokens`` can reach (a
     tier applies when the prompt has more tokens than its start)."""
     if price is None:
         return Decimal(0)
-    if not hasattr(price, "tiers"):
+    from genai_prices.types import TieredPrices
+
+    if not isinstance(price, TieredPrices):
+        assert isinstance(price, Decimal | int | float | str), price
         return Decimal(price)
     rates: list[Decimal] = [price.base] + [tier.price for tier in price.tiers if input_tokens > tier.start]
     return max(rates)
 
 
-def _has_time_of_day(model: Any) -> bool:
+def _has_time_of_day(model: PricedModel) -> bool:
     from genai_prices.types import TimeOfDateConstraint
 
     conditional = model.prices if isinstance(model.prices, list) else []
@@ -214,7 +227,7 @@ def _has_time_of_day(model: Any) -> bool:
 
 # -- the database ------------------------------------------------------------------------
 
-def database_model(provider_id: str | None, model_ref: str | None) -> Any:
+def database_model(provider_id: str | None, model_ref: str | None) -> PricedModel | None:
     """The genai-prices model entry for ``model_ref`` at ``provider_id``, or None."""
     if model_ref is None:
         return None
@@ -227,7 +240,7 @@ def database_model(provider_id: str | None, model_ref: str | None) -> Any:
     return model
 
 
-def has_token_prices(model: Any, at: datetime | None = None) -> bool:
+def has_token_prices(model: PricedModel, at: datetime | None = None) -> bool:
     """A database entry that prices input and output tokens (some list a model without)."""
     prices = model.get_prices(at or now())
     return getattr(prices, "input_mtok", None) is not None and getattr(prices, _OUTPUT_KEY, None) is not None
@@ -285,7 +298,17 @@ def flat_price(values: Iterable[tuple[str, float]]) -> FlatPrice:
     return FlatPrice(given["input"], given["output"], given.get("cached_input"))
 
 
-def price_data_summary() -> dict[str, Any]:
+class PriceData(TypedDict):
+    """The price data in use, as ``orchestrator doctor`` shows it."""
+
+    label: str
+    providers: int
+    models: int
+    newest_price_date: str | None
+    fetched: bool
+
+
+def price_data_summary() -> PriceData:
     """The price data in use, for ``orchestrator doctor``: its label, how many providers
     and models it prices, and the newest price start date in it (the bundled snapshot
     carries no date of its own; a fetched one carries the time it was fetched)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..domain.errors import OrchestratorError
 from ..domain.tasks import TaskType
 from .catalog import LOCAL_MODEL, PLANNER_CANDIDATES, ROUTING, get_model
 from .client import UnifiedClient
 
 
-class NoModelAvailable(Exception):
+class NoModelAvailable(OrchestratorError):
     """No candidate model is usable for a role."""
 
 

@@ -19,16 +19,28 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from .. import events
 from ..redaction import redact
 
-__all__ = ["Observer", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
+__all__ = ["Observer", "Subscribable", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
            "visible_fields", "apply_content_rule", "copy_attributes", "has_model_text", "whole"]
 
-Handler = tuple[events.BusSignal, Callable[[Any], Any]]
-"""A signal and the receiver an observer connects to it."""
+Handler = tuple[events.BusSignal, Callable[[Any], object]]
+"""A signal and the receiver an observer connects to it (a receiver takes its own
+signal's payload type: the table is heterogeneous, hence ``Any``)."""
+V = TypeVar("V")
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """What ``--observer`` may load and the CLI subscribes: anything with these two
+    methods (normally an :class:`Observer`; a user's plug-in need not derive from it)."""
+
+    def subscribe(self) -> object: ...
+
+    def unsubscribe(self) -> object: ...
 
 
 class Observer:
@@ -103,7 +115,7 @@ class Observer:
 # Span ids of pairs, for observers that want to log them (no OpenTelemetry import here)
 # ---------------------------------------------------------------------------------------
 
-def visible(value: Any, capture_content: bool) -> Any:
+def visible(value: V, capture_content: bool) -> V | str:
     """The content rule, in one place: a value the emitter marked as model or prompt text
     (:class:`~orchestrator.events.ModelText`) is shown only with content capture on
     (redacted of secrets); otherwise it is reduced to its length.  Other values pass."""
@@ -112,7 +124,7 @@ def visible(value: Any, capture_content: bool) -> Any:
     return value
 
 
-def visible_fields(fields: Mapping[str, Any], capture_content: bool) -> dict[str, Any]:
+def visible_fields(fields: Mapping[str, V], capture_content: bool) -> dict[str, V | str]:
     """:func:`visible` applied to every value of an attribute or field mapping (a new dict)."""
     return {key: visible(value, capture_content) for key, value in fields.items()}
 
@@ -135,7 +147,7 @@ def has_model_text(attrs: Mapping[str, Any]) -> bool:
     return False
 
 
-def apply_content_rule(attrs: dict[str, Any], capture_content: bool) -> dict[str, Any]:
+def apply_content_rule(attrs: dict[str, object], capture_content: bool) -> dict[str, object]:
     """:func:`visible` applied in place to the values that need it; returns ``attrs``.
     On the span hot path: most attribute dicts hold no marked text and are left as they are."""
     model_text = events.ModelText

@@ -20,8 +20,10 @@ a ValueError with a one-line message.
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
-from typing import Any
+from importlib.metadata import EntryPoint, entry_points
+
+from ..domain.errors import OrchestratorError
+from .base import Subscribable
 
 __all__ = ["ObserverLoadError", "load_observer", "ENTRY_POINT_GROUP", "BUILTIN_OBSERVERS",
            "available_observer_names"]
@@ -34,11 +36,11 @@ BUILTIN_OBSERVERS = {
 }
 
 
-class ObserverLoadError(ValueError):
+class ObserverLoadError(OrchestratorError, ValueError):
     """An ``--observer`` spec could not be turned into an observer."""
 
 
-def _entry_points() -> dict[str, Any]:
+def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
@@ -46,7 +48,7 @@ def available_observer_names() -> list[str]:
     return sorted(set(_entry_points()) | set(BUILTIN_OBSERVERS))
 
 
-def _resolve(module_name: str, attr_path: str, spec: str) -> Any:
+def _resolve(module_name: str, attr_path: str, spec: str) -> object:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -54,7 +56,7 @@ def _resolve(module_name: str, attr_path: str, spec: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - a plugin that fails at import time
         raise ObserverLoadError(f"--observer {spec}: importing {module_name!r} failed: "
                                 f"{type(exc).__name__}: {exc}") from None
-    target: Any = module
+    target: object = module
     for part in attr_path.split("."):
         try:
             target = getattr(target, part)
@@ -63,7 +65,8 @@ def _resolve(module_name: str, attr_path: str, spec: str) -> Any:
     return target
 
 
-def _instantiate(target: Any, spec: str) -> Any:
+def _instantiate(target: object, spec: str) -> Subscribable:
+    """A user's plug-in: its shape is checked here, since nothing typed it."""
     observer = target
     if not (hasattr(target, "subscribe") and not isinstance(target, type)):
         if not callable(target):
@@ -72,13 +75,13 @@ def _instantiate(target: Any, spec: str) -> Any:
             observer = target()
         except Exception as exc:  # noqa: BLE001
             raise ObserverLoadError(f"--observer {spec}: the factory failed: {type(exc).__name__}: {exc}") from None
-    if not (callable(getattr(observer, "subscribe", None)) and callable(getattr(observer, "unsubscribe", None))):
+    if not (isinstance(observer, Subscribable) and callable(observer.subscribe) and callable(observer.unsubscribe)):
         raise ObserverLoadError(f"--observer {spec}: the factory returned {type(observer).__name__}, "
                                 "which has no subscribe()/unsubscribe()")
     return observer
 
 
-def load_observer(spec: str) -> Any:
+def load_observer(spec: str) -> Subscribable:
     """The observer a spec names (not yet subscribed)."""
     spec = (spec or "").strip()
     if not spec:

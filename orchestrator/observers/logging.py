@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 from .. import attributes as attr
 from .. import events
@@ -50,7 +49,7 @@ def _current_otel_ids() -> tuple[str, str] | None:
     return f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.8f}".rstrip("0")
     else:
@@ -74,11 +73,11 @@ class LoggingObserver(Observer):
             out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS)
         return out
 
-    def fields_of(self, p: events.PairFinish) -> dict[str, Any]:
+    def fields_of(self, p: events.PairFinish) -> dict[str, object]:
         """The structured fields of one finished pair."""
         a = p.attributes
         name = _span_name(p)
-        out: dict[str, Any] = {"event": name, "status": p.status,
+        out: dict[str, object] = {"event": name, "status": p.status,
                                "duration_ms": round(p.duration_ns / 1e6, 3)}
         if p.status != "ok":
             out["error_type"] = p.error_type
@@ -125,7 +124,7 @@ class LoggingObserver(Observer):
         if not self.logger.isEnabledFor(level):
             return
         data = self.fields_of(p)
-        message = data["event"] + " " + " ".join(f"{k}={_fmt(v)}" for k, v in data.items() if k != "event")
+        message = f"{data['event']} " + " ".join(f"{k}={_fmt(v)}" for k, v in data.items() if k != "event")
         self.logger.log(level, "%s", message, extra={"orchestrator": data})
 
     def _on_point(self, p: events.PointEvent) -> None:

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import attributes as attr
 from .. import events
 from .base import Handler, Observer, number
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 __all__ = ["ProgressObserver"]
 
@@ -24,7 +28,8 @@ _MAX_CALL_ROWS = 8
 
 
 class ProgressObserver(Observer):
-    def __init__(self, console: Any = None, *, quiet: bool = False, refresh_per_second: float = 4.0) -> None:
+    def __init__(self, console: Console | None = None, *, quiet: bool = False,
+                 refresh_per_second: float = 4.0) -> None:
         super().__init__()
         if console is None:
             from rich.console import Console
@@ -34,7 +39,7 @@ class ProgressObserver(Observer):
         self.enabled = bool(console.is_terminal) and not quiet
         self.refresh_per_second = refresh_per_second
         self._lock = threading.Lock()
-        self._live: Any = None
+        self._live: Live | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -54,7 +59,7 @@ class ProgressObserver(Observer):
         return super().handlers() if self.enabled else []
 
     # -- display ---------------------------------------------------------------------
-    def render(self) -> Any:
+    def render(self) -> RenderableType:
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -79,7 +84,7 @@ class ProgressObserver(Observer):
         now = time.monotonic()
         for task_id, call_type, model, started in calls:
             table.add_row(f"  {task_id or '-'}", call_type, model, f"{now - started:.1f}s")
-        parts: list[Any] = [head, table]
+        parts: list[RenderableType] = [head, table]
         if extra > 0:
             parts.append(Text(f"  ... {extra} more calls", style="dim"))
         return Group(*parts)
@@ -111,7 +116,7 @@ class ProgressObserver(Observer):
     def on_project_finished(self, p: events.ProjectFinished) -> None:
         self._stop_live()
 
-    def on_tasks_planned(self, p: Any) -> None:
+    def on_tasks_planned(self, p: events.TasksPlanned) -> None:
         with self._lock:
             self.total = p.task_count
 

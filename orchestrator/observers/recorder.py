@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any, Self
+from typing import IO, Any, Literal, Self, TypeVar, overload
 
 from .. import events
 from ..redaction import redact, redact_data
@@ -33,6 +33,7 @@ from .base import Handler, Observer, visible_fields
 __all__ = ["EventRecorder", "read_jsonl", "payload_from_dict", "replay", "json_line", "CONTENT_FIELDS"]
 
 CONTENT_FIELDS = tuple(sorted(events.CONTENT_FIELDS))
+P = TypeVar("P", bound=events.Event)
 
 
 def _signal_name(signal: str | events.BusSignal | type) -> str:
@@ -140,14 +141,27 @@ class EventRecorder(Observer):
         """Signal names in order."""
         return [p.signal_name for p in self.events]
 
-    def of(self, *signals: str | events.BusSignal | type) -> list[Any]:
-        """Events of the given signals (names, signal objects or payload classes), in order."""
+    @overload
+    def of(self, signal: type[P], /) -> list[P]: ...
+
+    @overload
+    def of(self, *signals: str | events.BusSignal | type[events.Event]) -> list[events.Event]: ...
+
+    def of(self, *signals: str | events.BusSignal | type[events.Event]) -> list[Any]:
+        """Events of the given signals (names, signal objects or payload classes), in order
+        (typed as that class when one payload class is given)."""
         wanted = {_signal_name(s) for s in signals}
         return [p for p in self.events if p.signal_name in wanted]
 
     filter = of
 
-    def first(self, signal: str | events.BusSignal | type, **match: Any) -> Any:
+    @overload
+    def first(self, signal: type[P], /, **match: object) -> P: ...
+
+    @overload
+    def first(self, signal: str | events.BusSignal, /, **match: object) -> events.Event: ...
+
+    def first(self, signal: str | events.BusSignal | type[events.Event], /, **match: object) -> events.Event:
         """The first event of ``signal`` whose fields equal ``match``; AssertionError if none."""
         for p in self.of(signal):
             if all(getattr(p, k, None) == v for k, v in match.items()):
@@ -170,6 +184,7 @@ class EventRecorder(Observer):
         return [s for s, f in self.pairs() if f is None]
 
     def to_dicts(self, include_content: bool | None = None) -> list[dict[str, Any]]:
+        """The events as their JSON lines hold them (parsed back: JSON's own values)."""
         content = self.include_content if include_content is None else include_content
         return [json.loads(json_line(p, content)) for p in self.events]
 
@@ -186,8 +201,8 @@ class EventRecorder(Observer):
         return target
 
     @staticmethod
-    def read_jsonl(path: str | Path, as_payloads: bool = False) -> list[Any]:
-        return read_jsonl(path, as_payloads)
+    def read_jsonl(path: str | Path, as_payloads: bool = False) -> list[dict[str, Any]] | list[events.Event]:
+        return read_jsonl(path, True) if as_payloads else read_jsonl(path)
 
 
 def payload_from_dict(data: dict[str, Any]) -> events.Event:
@@ -201,9 +216,18 @@ def payload_from_dict(data: dict[str, Any]) -> events.Event:
     return cls(**data)
 
 
-def read_jsonl(path: str | Path, as_payloads: bool = False) -> list[Any]:
-    """The events of a JSON-lines file, as dicts or (``as_payloads``) payload objects."""
-    out = []
+@overload
+def read_jsonl(path: str | Path, as_payloads: Literal[False] = False) -> list[dict[str, Any]]: ...
+
+
+@overload
+def read_jsonl(path: str | Path, as_payloads: Literal[True]) -> list[events.Event]: ...
+
+
+def read_jsonl(path: str | Path, as_payloads: bool = False) -> list[dict[str, Any]] | list[events.Event]:
+    """The events of a JSON-lines file, as dicts (JSON read from a file: its values are
+    whatever the file holds) or (``as_payloads``) payload objects."""
+    dicts: list[dict[str, Any]] = []
     with Path(path).open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -212,18 +236,18 @@ def read_jsonl(path: str | Path, as_payloads: bool = False) -> list[Any]:
                 data = json.loads(line)
             except ValueError as exc:
                 raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from None
-            out.append(payload_from_dict(data) if as_payloads else data)
-    return out
+            dicts.append(data)
+    return [payload_from_dict(d) for d in dicts] if as_payloads else dicts
 
 
-def replay(payloads: Iterable[events.Event | dict[str, Any]], *observers: Any) -> int:
+def replay(payloads: Iterable[events.Event | dict[str, Any]], *observers: Observer) -> int:
     """Feed recorded events (payload objects or their JSON dicts) to observers' handlers
     in order, without the bus: e.g. rebuild a run's spans from an ``--events-jsonl`` file
     with ``TracingObserver(provider, attach_context=False)`` (spans keep the recorded
     timestamps).  Returns the number of events replayed."""
     tables = []
     for obs in observers:
-        table: dict[str, list[Any]] = {}
+        table: dict[str, list[Callable[[Any], object]]] = {}
         for sig, receiver in obs.handlers():
             table.setdefault(sig.name, []).append(receiver)
         tables.append(table)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..domain.errors import OrchestratorError
+
 logger = logging.getLogger("orchestrator.tracing")
 
 GRPC = "grpc"
@@ -42,7 +44,7 @@ _REQUIRED_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grp
                      "opentelemetry.exporter.otlp.proto.http")
 
 
-class TracingUnavailable(ImportError):
+class TracingUnavailable(OrchestratorError, ImportError):
     """The OpenTelemetry packages (the ``tracing`` extra) are not installed."""
 
 
@@ -113,7 +115,7 @@ def validate_endpoint(url: str, what: str = "--otlp-endpoint") -> str:
     return text
 
 
-def validate_sample_rate(value: Any, what: str = "--sample-rate") -> float:
+def validate_sample_rate(value: str | float, what: str = "--sample-rate") -> float:
     try:
         rate = float(value)
     except (TypeError, ValueError):
@@ -184,7 +186,7 @@ MAX_SHUTDOWN_S = 30.0
 TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 
 
-def validate_timeout(value: Any, what: str, *, millis: bool = False) -> float:
+def validate_timeout(value: str | float, what: str, *, millis: bool = False) -> float:
     """Seconds from a positive, finite number (in milliseconds when ``millis``, as the
     ``OTEL_EXPORTER_OTLP_*TIMEOUT`` variables are); ValueError naming ``what`` otherwise."""
     unit = "milliseconds" if millis else "seconds"

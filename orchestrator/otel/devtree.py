@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -27,6 +27,9 @@ from rich.tree import Tree
 from .. import attributes as attr
 from ..attributes import GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS
 from ..observers.base import number, whole
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["render_span_tree", "print_span_tree", "DevTreeExporter", "span_label"]
 
@@ -155,7 +158,7 @@ def restored_labels(span: ReadableSpan) -> list[str]:
     return out
 
 
-def print_span_tree(spans: Sequence[ReadableSpan], console: Any = None, title: str | None = None) -> None:
+def print_span_tree(spans: Sequence[ReadableSpan], console: Console | None = None, title: str | None = None) -> None:
     if console is None:
         from rich.console import Console
 
@@ -170,7 +173,8 @@ class DevTreeExporter(SpanExporter):
     """Keeps finished spans in memory (the last ``max_spans``); with ``print_on_root_end``
     prints a trace's tree on stderr when its root span ends."""
 
-    def __init__(self, max_spans: int = 50_000, print_on_root_end: bool = False, console: Any = None) -> None:
+    def __init__(self, max_spans: int = 50_000, print_on_root_end: bool = False,
+                 console: Console | None = None) -> None:
         self._spans: collections.deque[ReadableSpan] = collections.deque(maxlen=max_spans)
         self._lock = threading.Lock()
         self.print_on_root_end = print_on_root_end

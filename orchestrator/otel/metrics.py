@@ -25,7 +25,6 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics import (
@@ -119,7 +118,7 @@ class QuietMetricExporter(Guarded, MetricExporter):
         self.inner = inner
         self.guard = ExportGuard("metric", endpoint, probe)
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
         ok = self.guard.export(lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
                                MetricExportResult.SUCCESS, 1, "the run goes on")
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
@@ -127,7 +126,7 @@ class QuietMetricExporter(Guarded, MetricExporter):
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.guard.quietly(lambda: self.inner.force_flush(timeout_millis)) is True
 
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
         self.guard.quietly(lambda: self.inner.shutdown(timeout_millis=timeout_millis))
 
 

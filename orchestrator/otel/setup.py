@@ -18,8 +18,9 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import urlsplit
 
 from .config import HTTP_PROTOBUF, ResolvedTracing, TracingConfig, require_otel, resolve_config
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
+    from rich.console import Console
 
     from ..observers.tracing import TracingObserver
     from .devtree import DevTreeExporter
@@ -103,7 +105,7 @@ def _build_otlp_exporter(cfg: TracingConfig, resolved: ResolvedTracing) -> SpanE
                         timeout=resolved.export_timeout_s)
 
 
-def configure_tracing(cfg: TracingConfig | None = None, *, console: Any = None) -> TracerProvider | None:
+def configure_tracing(cfg: TracingConfig | None = None, *, console: Console | None = None) -> TracerProvider | None:
     """Set up tracing as ``cfg`` says and subscribe the tracing observer; returns the
     SDK tracer provider, or None when tracing ends up off.  Safe to call more than once:
     the previous setup is shut down first (bounded).  Raises :class:`TracingUnavailable`
@@ -166,7 +168,20 @@ def get_tracer() -> Tracer:
     return trace.get_tracer(INSTRUMENTATION_NAME, _version())
 
 
-def tracing_state() -> dict[str, Any]:
+class TracingState(TypedDict):
+    """What :func:`tracing_state` tells."""
+
+    configured: bool
+    resolved: ResolvedTracing | None
+    exported: int | None
+    failed: int | None
+    observer: TracingObserver | None
+    provider: TracerProvider | None
+    exporter: QuietSpanExporter | DevTreeExporter | None
+    gate: ExportGate | None
+
+
+def tracing_state() -> TracingState:
     """Introspection for tests and the CLI: resolved settings, exporter counters."""
     setup = _setup
     exporter = setup.exporter if setup is not None else None
@@ -242,7 +257,7 @@ def _shutdown_at_exit() -> None:
 class _NoopSpan:
     """Accepts every span call and records nothing (OpenTelemetry not installed)."""
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Callable[..., None]:
         return lambda *args, **kwargs: None
 
     def is_recording(self) -> bool:
@@ -256,8 +271,8 @@ class _NoopSpan:
 
 
 class _NoopTracer:
-    def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> _NoopSpan:
+    def start_as_current_span(self, name: str, *args: object, **kwargs: object) -> _NoopSpan:
         return _NoopSpan()
 
-    def start_span(self, name: str, *args: Any, **kwargs: Any) -> _NoopSpan:
+    def start_span(self, name: str, *args: object, **kwargs: object) -> _NoopSpan:
         return _NoopSpan()

@@ -86,7 +86,7 @@ class Timeline:
 
 def _nice_step(span_s: float, target: int = 6) -> float:
     raw = max(span_s / target, 1e-6)
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     for m in (1, 2, 5, 10):
         if raw <= m * power:
             return m * power

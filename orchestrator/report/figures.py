@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import attributes as attr
+from .load import Event
 from .spans import Attempt, Span, _num
 
 __all__ = ["Usage", "TaskRow", "ModelRow", "IterationRow", "BudgetMark", "Accounting", "account"]
@@ -148,7 +148,7 @@ class _Kept:
 
     attempt: Attempt | None
     span: Span | None
-    restored: dict[str, Any] | None = None
+    restored: Event | None = None
 
 
 def _kept_results(attempts: Sequence[Attempt]) -> dict[str, _Kept]:

@@ -15,16 +15,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..domain.errors import OrchestratorError
+
 __all__ = ["ReportInputError", "events_from_files", "events_from_lines", "split_attempts"]
 
-Event = dict[str, Any]
+LoadedJson = dict[str, Any]
+"""A JSON object read from an event log: its values are checked where they are used (a
+report never trusts a file's shape), so this is one of the few true ``Any`` boundaries."""
+Event = LoadedJson
 
 
-class ReportInputError(ValueError):
+class ReportInputError(OrchestratorError, ValueError):
     """Input a report cannot be made from (one line; the CLI exits 2)."""
 
 
-def _checked(data: Any, where: str) -> Event:
+def _checked(data: object, where: str) -> Event:
     if not isinstance(data, dict):
         raise ReportInputError(f"{where}: not an event (a JSON object was expected)")
     if not isinstance(data.get("signal"), str):

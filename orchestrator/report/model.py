@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import attributes as attr
 from ..redaction import redact
 from .figures import Accounting, account
-from .load import Event, split_attempts
+from .load import Event, LoadedJson, split_attempts
 from .spans import Attempt, Span, _num, build_attempt
 
 __all__ = ["Report", "build_report", "exit_reason"]
@@ -25,7 +24,7 @@ _ERROR_POINTS = ("validation_failed", "llm_retry", "model_unhealthy", "json_mode
 class Row:
     """One line of a table: the cells as text, and the span it belongs to (or None)."""
 
-    cells: list[Any]
+    cells: list[object]
     span: Span | None = None
     attempt: int = 0
     cls: str = ""
@@ -53,7 +52,7 @@ class Report:
     exit_reason: str
     profile: str
     isolation: str
-    recorded: dict[str, Any]
+    recorded: LoadedJson
     """The final attempt's own totals (``project.*`` on its root), when it finished."""
     mismatches: list[str]
     notes: list[str] = field(default_factory=list)
@@ -144,7 +143,7 @@ def build_report(events: Sequence[Event], *, notes: Sequence[str] = (), status: 
     return report
 
 
-def _mismatches(recorded: dict[str, Any], acct: Accounting) -> list[str]:
+def _mismatches(recorded: LoadedJson, acct: Accounting) -> list[str]:
     """Where the run's own totals differ from the sum of its calls (should be nowhere)."""
     if not recorded:
         return []
@@ -211,7 +210,7 @@ def _tables(report: Report) -> None:
                     report.content.append(Content(span, **{k: redact(v) for k, v in texts.items()}))
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):

@@ -24,11 +24,15 @@ import base64
 import hashlib
 import json
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .charts import budget_chart, cost_charts, score_chart, timeline
+from .figures import Usage
 from .format import clock, duration, money, tokens
 from .model import Report
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["render_html", "json_block", "csp_hash"]
 
@@ -42,7 +46,7 @@ def csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def json_block(data: Any) -> str:
+def json_block(data: object) -> str:
     """JSON that is safe inside ``<script type="application/json">``: nothing in it can
     end the element or start markup."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
@@ -63,7 +67,7 @@ def _data(report: Report) -> dict[str, Any]:
     """The report's numbers for scripts and machines (the JSON data block)."""
     t = report.acct.totals
 
-    def usage(u: Any) -> dict[str, Any]:
+    def usage(u: Usage) -> dict[str, Any]:
         return {"calls": u.calls, "cached_calls": u.cached, "failed_calls": u.failed, "tokens_in": u.tokens_in,
                 "tokens_out": u.tokens_out, "cost_usd": round(u.cost, 8), "unpriced_calls": u.unpriced}
 
@@ -93,7 +97,7 @@ def _data(report: Report) -> dict[str, Any]:
     }
 
 
-def _environment() -> Any:
+def _environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("orchestrator.report", "templates"), autoescape=True,

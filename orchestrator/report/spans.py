@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import attributes as attr
+from .load import Event, LoadedJson
 
 __all__ = ["Span", "Attempt", "build_attempt", "PAIR_KINDS"]
-
-Event = dict[str, Any]
 
 PAIR_KINDS: dict[str, tuple[str, str]] = {
     "project_started": ("project", "project_finished"),
@@ -31,7 +29,7 @@ PAIR_KINDS: dict[str, tuple[str, str]] = {
 FINISHES = {finish: kind for kind, finish in PAIR_KINDS.values()}
 
 
-def _num(value: Any) -> float | None:
+def _num(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
@@ -52,9 +50,9 @@ class Span:
     """ok, error, cancelled, open (never finished), failed (checks that did not pass)."""
     error_type: str = ""
     error_message: str = ""
-    attrs: dict[str, Any] = field(default_factory=dict)
-    start_fields: dict[str, Any] = field(default_factory=dict)
-    finish_fields: dict[str, Any] = field(default_factory=dict)
+    attrs: LoadedJson = field(default_factory=dict)
+    start_fields: LoadedJson = field(default_factory=dict)
+    finish_fields: LoadedJson = field(default_factory=dict)
     task_id: str | None = None
     children: list[Span] = field(default_factory=list)
     points: list[Event] = field(default_factory=list)
@@ -159,7 +157,7 @@ def _name(kind: str, start: Event) -> str:
 
 def _check_spans(points: Sequence[Event]) -> list[Span]:
     """A round's acceptance checks as one span: they run together in one sandboxed run."""
-    groups: dict[tuple[Any, ...], list[Event]] = {}
+    groups: dict[tuple[str | None, str | None, object, object, object], list[Event]] = {}
     for p in points:
         if p["signal"] == "acceptance_check":
             # one sandboxed run's checks share its duration (and are sent one after another)

@@ -23,7 +23,7 @@ _TASK_FIELDS = {f.name for f in fields(Task)}
 _USAGE_FIELDS = {f.name for f in fields(Usage)}
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """Compact, redacted JSON; what JSON cannot hold (a date from a YAML file) becomes its text."""
     return json.dumps(redact_data(value), separators=(",", ":"), sort_keys=True, default=lambda v: redact(str(v)))
 

@@ -76,7 +76,7 @@ class PeriodicFlush:
     """Calls ``flush`` every ``seconds`` on a daemon thread until :meth:`stop`; a flush
     that raises is reported once through ``on_error`` and tried again next time."""
 
-    def __init__(self, flush: Callable[[], None], seconds: float = 1.0,
+    def __init__(self, flush: Callable[[], object], seconds: float = 1.0,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
         self._flush = flush
         self._seconds = seconds

@@ -21,16 +21,9 @@ from orchestrator import cli, events
 from orchestrator.domain.tasks import TaskType
 from orchestrator.llm import catalog, clock
 from orchestrator.llm.catalog import CATALOG, LOCAL_MODEL, ROUTING, get_model
-from tests.fake_providers import BASE_URL_VARIABLES, KEY_VARIABLES, FakeServer, clean_provider_env
+from tests.fake_providers import BASE_URL_VARIABLES, KEY_VARIABLES, FakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def no_keys(monkeypatch, tmp_path):
-    clean_provider_env(monkeypatch)
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    return monkeypatch
 
 
 def _write(tmp_path: Path, text: str, name: str = "catalog.toml") -> str:

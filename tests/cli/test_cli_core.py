@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli, events
+from tests.assertions import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,9 +38,7 @@ def _run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 ])
 def test_usage_errors_are_one_line_and_exit_2(argv, fragment, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
-    err = capsys.readouterr().err.strip()
-    assert fragment in err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert_one_line_error(capsys.readouterr().err, fragment)
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -54,8 +53,7 @@ def test_malformed_project_files(tmp_path, content, fragment, capsys):
     f = tmp_path / "project.yaml"
     f.write_text(content)
     assert cli.main(["-f", str(f)]) == cli.EXIT_USAGE
-    err = capsys.readouterr().err.strip()
-    assert fragment in err and len(err.splitlines()) == 1
+    assert_one_line_error(capsys.readouterr().err, fragment)
 
 
 def test_help_works_as_written():

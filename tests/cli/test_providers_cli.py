@@ -13,11 +13,11 @@ import pytest
 
 from orchestrator import cli
 from orchestrator.llm.catalog import CATALOG
+from tests.assertions import assert_one_line_error
 from tests.fake_providers import (
     BASE_URL_VARIABLES,
     KEY_VARIABLES,
     FakeServer,
-    clean_provider_env,
     error,
 )
 
@@ -31,13 +31,6 @@ def catalog_restored():
     yield
     CATALOG.clear()
     CATALOG.update(before)
-
-
-@pytest.fixture
-def no_keys(monkeypatch, tmp_path):
-    clean_provider_env(monkeypatch)
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    return monkeypatch
 
 
 @pytest.mark.parametrize("argv", [["models"], ["--list-models"]])
@@ -71,8 +64,7 @@ def test_models_with_a_server_shows_its_model(no_keys, capsys, catalog_restored)
 ])
 def test_bad_provider_url_is_a_one_line_usage_error(argv, fragment, no_keys, capsys, catalog_restored):
     assert cli.main(argv) == cli.EXIT_USAGE
-    err = capsys.readouterr().err
-    assert fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert_one_line_error(capsys.readouterr().err, fragment)
 
 
 def test_a_server_that_rejects_every_call_fails_the_run_in_one_line(no_keys, capsys, catalog_restored, tmp_path):

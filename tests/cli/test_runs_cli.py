@@ -15,39 +15,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator import cli
-from orchestrator.cli import wiring
 from orchestrator.state import DB_NAME, RunStore
+from tests.assertions import assert_one_line_error
+from tests.helpers import as_if_killed
 from tests.state import scripted_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = scripted_cli.ARGS
-
-
-@pytest.fixture
-def scripted(monkeypatch):
-    """The CLI in this process, on the scripted priced provider (the real providers are
-    back after the test: monkeypatch restores what it saw first)."""
-    monkeypatch.setattr(wiring, "build_providers", wiring.build_providers)
-    scripted_cli.install()
-    yield
-    assert wiring.build_providers.__name__ == "<lambda>"  # still the scripted one until teardown
-
-
-def _one_line_error(capsys, fragment: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert fragment in err, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("orchestrator: error:")
-
-
-def _stop(store_dir: Path, pid: str) -> None:
-    """Make a finished run look like one that was killed mid-way: status running, the
-    last two tasks without results (as the checkpoint after the third task had it)."""
-    store = RunStore(store_dir)
-    cp = store.load(pid)
-    cp.status = "running"
-    for tid in ("delta", "epsilon"):
-        cp.results.pop(tid, None)
-    store.save(cp)
 
 
 def test_a_run_prints_its_id_and_is_listed(tmp_path, scripted, capsys):
@@ -74,7 +48,7 @@ def test_resume_of_a_stopped_run_through_the_cli(tmp_path, scripted, capsys, mon
     cli.main([*ARGS, "--state-dir", str(state), "-o", str(out)])
     reference = json.loads((out / "summary.json").read_text())
     pid = reference["project_id"]
-    _stop(state, pid)
+    as_if_killed(state, pid, ("delta", "epsilon"))  # as the checkpoint after the third task had it
     (out / "summary.json").unlink()
     capsys.readouterr()
     assert cli.main(["runs", "--state-dir", str(state)]) == cli.EXIT_OK
@@ -100,12 +74,12 @@ def test_resume_cannot_lower_the_caps(tmp_path, scripted, capsys):
     state = tmp_path / "state"
     cli.main([*ARGS, "--state-dir", str(state), "-b", "2.0", "-t", "600"])
     pid = RunStore(state).runs()[0].project_id
-    _stop(state, pid)
+    as_if_killed(state, pid, ("delta", "epsilon"))  # as the checkpoint after the third task had it
     capsys.readouterr()
     assert cli.main(["resume", pid, "--state-dir", str(state), "-b", "1.0"]) == cli.EXIT_USAGE
-    _one_line_error(capsys, "--budget can only raise the original cap $2")
+    assert_one_line_error(capsys.readouterr().err, "--budget can only raise the original cap $2")
     assert cli.main(["resume", pid, "--state-dir", str(state), "-t", "60"]) == cli.EXIT_USAGE
-    _one_line_error(capsys, "--time can only raise the original cap 600s")
+    assert_one_line_error(capsys.readouterr().err, "--time can only raise the original cap 600s")
     assert cli.main(["resume", pid, "--state-dir", str(state), "-b", "3", "-t", "900", "-q"]) == cli.EXIT_RUN_FAILED
     assert RunStore(state).load(pid).max_usd == 3.0
 
@@ -121,14 +95,14 @@ def test_resume_cannot_lower_the_caps(tmp_path, scripted, capsys):
 ])
 def test_bad_ids_and_usage_are_one_line(tmp_path, argv, fragment, capsys):
     assert cli.main([*argv, "--state-dir", str(tmp_path)]) == cli.EXIT_USAGE
-    _one_line_error(capsys, fragment)
+    assert_one_line_error(capsys.readouterr().err, fragment)
 
 
 @pytest.mark.parametrize("argv", [["runs"], ["runs", "show", "x"], ["resume", "x"], ["-p", "x"]])
 def test_a_corrupt_store_is_one_line(tmp_path, argv, capsys):
     (tmp_path / DB_NAME).write_bytes(b"garbage " * 1000)
     assert cli.main([*argv, "--state-dir", str(tmp_path)]) == cli.EXIT_USAGE
-    _one_line_error(capsys, "not a readable run store")
+    assert_one_line_error(capsys.readouterr().err, "not a readable run store")
 
 
 def test_an_older_store_schema_is_refused_in_one_line(tmp_path, capsys):
@@ -138,7 +112,7 @@ def test_an_older_store_schema_is_refused_in_one_line(tmp_path, capsys):
     conn.commit()
     conn.close()
     assert cli.main(["runs", "--state-dir", str(tmp_path)]) == cli.EXIT_USAGE
-    _one_line_error(capsys, "schema version 0 is too old to migrate")
+    assert_one_line_error(capsys.readouterr().err, "schema version 0 is too old to migrate")
 
 
 def test_runs_rm_and_older_than(tmp_path, scripted, capsys):
@@ -157,7 +131,7 @@ def test_runs_rm_and_older_than(tmp_path, scripted, capsys):
     assert [r.project_id for r in RunStore(state).runs()] == [ids[1]]
     with RunStore(state).claim(ids[1]):  # a run in progress is not removed
         assert cli.main(["runs", "rm", ids[1], "--state-dir", str(state)]) == cli.EXIT_USAGE
-        _one_line_error(capsys, "is being run by another process")
+        assert_one_line_error(capsys.readouterr().err, "is being run by another process")
         assert cli.main(["runs", "--state-dir", str(state)]) == cli.EXIT_OK
         assert "running now" in capsys.readouterr().out
 

@@ -16,6 +16,7 @@ from orchestrator.engine import Orchestrator, sanitize_tasks, topological_order
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.base import ProviderError, ProviderRequest
 from tests.assertions import assert_pairs_balanced
+from tests.helpers import no_sleep
 from tests.scripted import ScriptedProvider, decomposition
 
 
@@ -189,7 +190,7 @@ async def test_llm_error_falls_back_to_the_next_candidate():
     good = ScriptedProvider(name="local", plan=decomposition(
         {"id": "t", "type": "summarization", "prompt": "p", "depends_on": []}))
     bad.plan = good.plan
-    client = UnifiedClient({"openai": bad, "local": good}, sleep=_no_sleep)
+    client = UnifiedClient({"openai": bad, "local": good}, sleep=no_sleep)
     state = await Orchestrator(budget=Budget(5, 600), client=client).run_project("p", "c")
     result = state.results["t"]
     assert result.status == TaskStatus.COMPLETED and result.model_used == "smollm2-135m"
@@ -213,10 +214,6 @@ async def test_raising_receiver_does_not_change_the_outcome(recorded):
     assert json.dumps({k: r.to_dict() for k, r in again.results.items()}) == \
         json.dumps({k: r.to_dict() for k, r in baseline.results.items()})
     assert_pairs_balanced(recorded)
-
-
-async def _no_sleep(_):
-    return None
 
 
 async def test_time_cap_stops_the_run_with_timed_out():

@@ -17,6 +17,7 @@ from orchestrator.engine.planning import meaningless_id, single_target, slug_fro
 from orchestrator.engine.profile import FULL, LOCAL, resolve_profile
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.base import ProviderError
+from tests.helpers import no_sleep
 from tests.scripted import ScriptedProvider, decomposition
 
 THREE = decomposition(
@@ -27,12 +28,8 @@ THREE = decomposition(
 
 
 def run(provider: ScriptedProvider, description: str, criteria: str = "it works", **kw):
-    orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}, sleep=_no_sleep), **kw)
+    orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}, sleep=no_sleep), **kw)
     return asyncio.run(orch.run_project(description, criteria))
-
-
-async def _no_sleep(_seconds: float) -> None:
-    return None
 
 
 @pytest.mark.parametrize("request_text, target", [

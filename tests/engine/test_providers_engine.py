@@ -13,7 +13,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.llm.catalog import get_model
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.registry import default_providers
-from tests.fake_providers import FakeServer, SleepRecorder, clean_provider_env, error
+from tests.fake_providers import FakeServer, SleepRecorder, clean_provider_env, error, point_at
 
 # honest counts: within every call's worst case (prompt bytes + overhead in, max_tokens out), so no overrun
 OPENAI_TOKENS, ANTHROPIC_TOKENS = (123, 45), (98, 54)
@@ -23,10 +23,8 @@ OPENAI_TOKENS, ANTHROPIC_TOKENS = (123, 45), (98, 54)
 def servers(monkeypatch):
     clean_provider_env(monkeypatch)
     with FakeServer("openai", tokens=OPENAI_TOKENS) as oai, FakeServer("anthropic", tokens=ANTHROPIC_TOKENS) as ant:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-engine-test-openai-0000000")
-        monkeypatch.setenv("OPENAI_BASE_URL", oai.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-engine-test-anthropic-000000")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", ant.url)
+        point_at(monkeypatch, "openai", oai, "sk-proj-engine-test-openai-0000000")
+        point_at(monkeypatch, "anthropic", ant, "sk-ant-engine-test-anthropic-000000")
         yield oai, ant
 
 

@@ -21,11 +21,8 @@ from orchestrator.llm.catalog import LOCAL_MODEL
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.base import ProviderError
 from orchestrator.llm.providers.local import LocalProvider
+from tests.helpers import no_sleep
 from tests.scripted import ScriptedProvider
-
-
-async def _no_sleep(_seconds: float) -> None:
-    return None
 
 
 def _providers(local_model: str | None = None) -> dict:
@@ -50,7 +47,7 @@ POLICIES = {
 def test_the_seed_span_tree_in_a_real_run_where_a_policy_blocks_and_a_call_fails(span_exporter):
     provs = _providers()
     # the full profile: the seed's whole loop (decompose, generate, critique, revise), on the local model
-    orch = Orchestrator(budget=Budget(1.0, 900), client=UnifiedClient(provs, sleep=_no_sleep), max_tasks=1,
+    orch = Orchestrator(budget=Budget(1.0, 900), client=UnifiedClient(provs, sleep=no_sleep), max_tasks=1,
                         policies=POLICIES, profile="full")
     state = asyncio.run(orch.run_project("Write a Python function add(a, b) that returns a + b", "add(1, 1) == 2"))
     assert provs["google"].requests == []  # blocked: never sent anything

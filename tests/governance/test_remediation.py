@@ -25,14 +25,11 @@ from orchestrator.governance.remediation import (
 )
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.base import ProviderError
+from tests.helpers import no_sleep
 from tests.scripted import ScriptedProvider, decomposition
 
 SUMMARY_PLAN = decomposition({"id": "t", "type": "summarization", "prompt": "summarize the notes",
                               "depends_on": []})
-
-
-async def _no_sleep(_seconds: float) -> None:
-    return None
 
 
 def _failing(name: str, transient: bool = True) -> ScriptedProvider:
@@ -44,7 +41,7 @@ def _failing(name: str, transient: bool = True) -> ScriptedProvider:
 def _client(provs, **kw) -> UnifiedClient:
     # unhealthy_after above the client's 3 attempts: the model stays usable after one failed
     # call, so the plan's auto_retry applies (with the client's default of 3 it does not)
-    return UnifiedClient(provs, sleep=_no_sleep, **{"unhealthy_after": 10, **kw})
+    return UnifiedClient(provs, sleep=no_sleep, **{"unhealthy_after": 10, **kw})
 
 
 # -- plans --------------------------------------------------------------------------------
@@ -160,7 +157,7 @@ async def test_a_permanent_error_is_not_retried_it_falls_back(orchestrator_event
 async def test_with_the_clients_default_health_one_auto_retry_then_the_breaker_opens(orchestrator_events):
     provs = {"google": _failing("google"), "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN,
                                                                       answer="a fine summary")}
-    client = UnifiedClient(provs, sleep=_no_sleep)  # 2 retries per call, breaker open after 6 failures in a row
+    client = UnifiedClient(provs, sleep=no_sleep)  # 2 retries per call, breaker open after 6 failures in a row
     state = await Orchestrator(budget=Budget(5.0, 600), client=client).run_project("Summarize", "s")
     assert state.results["t"].status == TaskStatus.COMPLETED
     assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")] == ["auto_retry", "fallback_model"]

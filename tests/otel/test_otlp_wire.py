@@ -29,6 +29,7 @@ from orchestrator.domain.budget import Budget
 from orchestrator.domain.results import ProjectStatus
 from orchestrator.engine import Orchestrator
 from orchestrator.llm.client import UnifiedClient
+from tests.helpers import free_port
 from tests.scripted import ScriptedProvider, decomposition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,12 +302,6 @@ session.finish(state)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("protocol, fault, metrics", [
     ("grpc", "refused", False), ("grpc", "hang", False), ("http", "hang", False), ("http", "503", False),
     ("grpc", "hang", True), ("http", "refused", True)])
@@ -315,7 +310,7 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics)
 
     cleanup = None
     if fault == "refused":
-        port = _free_port()
+        port = free_port()
     elif fault == "hang":  # accepts connections (kernel backlog) and never answers
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -525,7 +520,7 @@ def test_a_refusing_endpoint_is_reported_once_and_never_stalls_runs(caplog):
 
     from orchestrator.cli.observers import setup_observers
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with caplog.at_level(logging.DEBUG):
         session = setup_observers({"otlp_endpoint": url, "quiet": True, "progress": False, "otlp_timeout": 2})
         exporter = t.tracing_state()["exporter"]

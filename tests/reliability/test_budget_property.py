@@ -27,6 +27,7 @@ from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.costing import worst_case_input_tokens
 from orchestrator.llm.providers.base import ProviderError, ProviderRequest, ProviderResponse
 from orchestrator.llm.providers.openai_compat import schema_instruction
+from tests.helpers import no_sleep
 
 MODELS = {  # model -> provider name; tiered (gemini-2.5-pro, gpt-6.1-sol), time-of-day (deepseek)
     "gpt-4o": "openai", "gpt-6.1-sol": "openai", "claude-sonnet-5-5": "anthropic",
@@ -88,10 +89,6 @@ class RandomProvider:
                                 cache_write_tokens=cache_write)
 
 
-async def _no_sleep(_seconds: float) -> None:
-    await asyncio.sleep(0)
-
-
 call_spec = st.tuples(
     st.sampled_from(sorted(MODELS)),
     st.text(min_size=0, max_size=400),                     # prompt (any unicode: bytes != chars)
@@ -111,7 +108,7 @@ def test_spend_never_exceeds_the_cap_for_an_honest_provider(calls, max_usd, conc
     rng = random.Random(seed)
     providers = {name: RandomProvider(name, rng, dishonest) for name in set(MODELS.values())}
     budget = Budget(max_usd=max_usd, max_time_seconds=3600)
-    client = UnifiedClient(providers, budget=budget, concurrency=concurrency, sleep=_no_sleep,
+    client = UnifiedClient(providers, budget=budget, concurrency=concurrency, sleep=no_sleep,
                            unhealthy_after=3, breaker_cooldown=0.001)
     seen: list[events.Event] = []
     violations: list[str] = []

@@ -35,18 +35,26 @@ def _wait_until_generating(proc: subprocess.Popen, jsonl: Path) -> None:
     time.sleep(0.5)  # well inside the generation (SmolLM2 writes for many seconds here)
 
 
-def test_sigint_during_a_local_generation_exits_130_within_two_seconds(tmp_path):
+def _interrupt_while_generating(tmp_path: Path, times: int) -> tuple[subprocess.Popen, Path, str, str, float]:
+    """Start a run, send it ``times`` SIGINTs while the local model generates; the process,
+    its events file, its output and error text, and how long it took to exit after them."""
     proc, jsonl = _start(tmp_path)
     try:
         _wait_until_generating(proc, jsonl)
         assert proc.poll() is None
         sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)
+        for _ in range(times):
+            os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, jsonl, out, err, took
+
+
+def test_sigint_during_a_local_generation_exits_130_within_two_seconds(tmp_path):
+    proc, jsonl, out, err, took = _interrupt_while_generating(tmp_path, 1)
     assert proc.returncode == 130, err
     assert took < 2.0, f"exited {took:.2f}s after SIGINT"
     assert err.strip().splitlines()[-1] == "orchestrator: interrupted" and "Traceback" not in err
@@ -61,17 +69,7 @@ def test_sigint_during_a_local_generation_exits_130_within_two_seconds(tmp_path)
 
 
 def test_a_second_sigint_exits_at_once(tmp_path):
-    proc, jsonl = _start(tmp_path)
-    try:
-        _wait_until_generating(proc, jsonl)
-        sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGINT)
-        os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, _, out, err, took = _interrupt_while_generating(tmp_path, 2)
     assert proc.returncode == 130, err
     assert took < 2.0
     assert "Traceback" not in err

@@ -18,6 +18,7 @@ from orchestrator.cli.replay_cmd import replay_attempts
 from orchestrator.observers.recorder import EventRecorder
 from orchestrator.observers.tracing import TracingObserver
 from orchestrator.report import events_from_files, split_attempts
+from tests.assertions import assert_one_line_error
 from tests.report.runs import killed_and_resumed
 from tests.scripted import ScriptedProvider, decomposition
 
@@ -123,5 +124,4 @@ def test_replay_without_an_endpoint_prints_the_tree(resumed, capsys):
 ])
 def test_bad_replay_input_is_one_line_and_exit_2(argv, fragment, capsys):
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert_one_line_error(capsys.readouterr().err, fragment)

@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import main
+from tests.assertions import assert_one_line_error
 from tests.report.pages import parse
 from tests.state import scripted_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture
@@ -62,7 +57,7 @@ def test_bad_input_is_one_line_and_exit_2(files, argv, fragment, capsys):
     before = sorted(p.name for p in files.iterdir())
     argv = [a.format(d=files) for a in argv]
     assert main(argv) == 2
-    assert fragment.format(d=files) in _one_line(capsys)
+    assert fragment.format(d=files) in assert_one_line_error(capsys.readouterr().err)
     assert sorted(p.name for p in files.iterdir()) == before  # nothing written
 
 
@@ -72,7 +67,7 @@ def test_a_store_without_an_event_log_says_what_to_do(tmp_path, capsys):
 
     RunStore(tmp_path).save(_checkpoint("proj-old"))  # as a run of an older version left it
     assert main(["report", "proj-old", "--state-dir", str(tmp_path)]) == 2
-    assert "has no event log of this run" in _one_line(capsys)
+    assert "has no event log of this run" in assert_one_line_error(capsys.readouterr().err)
 
 
 def test_the_report_is_written_after_ctrl_c(tmp_path):

@@ -24,6 +24,7 @@ from orchestrator.governance.acceptance import parse_criteria, run_checks
 from orchestrator.governance.sandbox import SandboxUnavailable, kill_running, probe, resolve
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.state import RunStore
+from tests.helpers import as_if_killed
 from tests.sandboxes import BOXES, OFFERED, processes_with
 from tests.scripted import ScriptedProvider
 from tests.state import scripted_cli
@@ -140,31 +141,15 @@ def test_an_unknown_level_is_refused_at_construction():
 
 # -- resume keeps the run's choice ----------------------------------------------------------------
 
-@pytest.fixture
-def scripted(monkeypatch):
-    from orchestrator.cli import wiring
-
-    monkeypatch.setattr(wiring, "build_providers", wiring.build_providers)
-    scripted_cli.install()
-
-
-def _stop(store_dir, pid: str) -> None:
-    store = RunStore(store_dir)
-    cp = store.load(pid)
-    cp.status = "running"
-    cp.results.pop("epsilon", None)
-    store.save(cp)
-
-
 def test_resume_keeps_the_runs_sandbox_unless_it_names_another(tmp_path, scripted, capsys):
     state, out, level = tmp_path / "state", tmp_path / "out", OFFERED[-1]
     cli.main([*scripted_cli.ARGS, "--state-dir", str(state), "-o", str(out), "--sandbox", level])
     pid = RunStore(state).runs()[0].project_id
-    _stop(state, pid)
+    as_if_killed(state, pid, ("epsilon",))
     capsys.readouterr()
     cli.main(["resume", pid, "--state-dir", str(state)])
     assert f"; sandbox {level}" in capsys.readouterr().out
-    _stop(state, pid)
+    as_if_killed(state, pid, ("epsilon",))
     cli.main(["resume", pid, "--state-dir", str(state), "--sandbox", "none"])
     captured = capsys.readouterr()
     assert "sandbox NONE (unisolated)" in captured.out and "--sandbox none: model-written code" in captured.err

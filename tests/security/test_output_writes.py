@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,15 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.files import OutputDir, UnsafePathError, task_file_names
+from tests.helpers import run_scripted_cli
 from tests.state.scripted_cli import ARGS, CATALOG_FILE, MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", *args], capture_output=True, text=True,
-                          timeout=180, env=env, cwd=tmp_path)
 
 
 # -- the output directory itself -------------------------------------------------------------
@@ -45,7 +38,7 @@ def test_an_output_dir_that_is_a_symbolic_link_is_refused_before_any_work(tmp_pa
     link = tmp_path / "out"
     link.symlink_to("/" if target == "/" else elsewhere)
     existed = Path("/summary.json").exists()
-    proc = _cli(tmp_path, *ARGS, "-o", str(link), "--state-dir", str(tmp_path / "state"))
+    proc = run_scripted_cli(tmp_path, *ARGS, "-o", str(link), "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "is a symbolic link" in lines[0] and str(link) in lines[0], proc.stderr
@@ -61,7 +54,7 @@ def test_a_symbolic_link_planted_as_summary_json_is_refused_before_any_work(tmp_
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     (out / "summary.json").symlink_to(victim)
-    proc = _cli(tmp_path, *ARGS, "-o", str(out), "--state-dir", str(tmp_path / "state"))
+    proc = run_scripted_cli(tmp_path, *ARGS, "-o", str(out), "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 2 and "symbolic link" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert victim.read_text() == "precious"
 
@@ -74,7 +67,7 @@ def test_a_symbolic_link_where_a_task_file_goes_is_an_error_never_followed(tmp_p
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     (out / "alpha.md").symlink_to(victim)
-    proc = _cli(tmp_path, *ARGS, "-o", str(out), "--state-dir", str(tmp_path / "state"))
+    proc = run_scripted_cli(tmp_path, *ARGS, "-o", str(out), "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 2
     assert "alpha.md: is a symbolic link; not followed" in proc.stderr, proc.stderr
     assert victim.read_text() == "precious"
@@ -137,7 +130,7 @@ def test_ids_that_collided_get_one_file_each_in_a_real_run(tmp_path):
     path = tmp_path / "project.yaml"
     path.write_text(yaml.safe_dump(project))
     out = tmp_path / "out"
-    proc = _cli(tmp_path, "-f", str(path), "--model", MODEL, "--catalog", CATALOG_FILE, "--no-cache", "-q",
+    proc = run_scripted_cli(tmp_path, "-f", str(path), "--model", MODEL, "--catalog", CATALOG_FILE, "--no-cache", "-q",
                 "-o", str(out), "--state-dir", str(tmp_path / "state"))
     assert proc.returncode in (0, 1), proc.stderr
     summary = json.loads((out / "summary.json").read_text())

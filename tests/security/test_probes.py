@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import serve_hello
 from tests.sandboxes import OFFERED, processes_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -379,17 +380,7 @@ def unix_servers(tmp_path):
         servers.append(server)
     stop = threading.Event()
 
-    def serve(server: socket.socket) -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except (TimeoutError, OSError):
-                continue
-            accepted.append("x")
-            conn.sendall(b"hello")
-            conn.close()
-
-    threads = [threading.Thread(target=serve, args=(s,), daemon=True) for s in servers]
+    threads = [threading.Thread(target=serve_hello, args=(s, stop, accepted), daemon=True) for s in servers]
     for thread in threads:
         thread.start()
     yield path, abstract, accepted

@@ -24,6 +24,7 @@ import pytest
 from orchestrator.domain.checkpoint import StoreError
 from orchestrator.state import DB_NAME, SCHEMA_VERSION, RunStore
 from orchestrator.state import store as store_module
+from tests.helpers import run_scripted_cli
 from tests.state.scripted_cli import ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +38,6 @@ COMMANDS = {
 }
 
 
-def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", *args], capture_output=True, text=True,
-                          timeout=180, env=env, cwd=cwd)
-
-
 @pytest.mark.parametrize("content", [b"", b"not a database, just some text\n" * 40], ids=["empty", "text"])
 @pytest.mark.parametrize("command", [*COMMANDS, "run"])
 def test_an_empty_or_foreign_store_file_is_one_line_naming_it(tmp_path, content, command):
@@ -50,7 +45,7 @@ def test_an_empty_or_foreign_store_file_is_one_line_naming_it(tmp_path, content,
     state.mkdir()
     (state / DB_NAME).write_bytes(content)
     argv = ARGS if command == "run" else COMMANDS[command]
-    proc = _cli(tmp_path, *argv, "--state-dir", str(state))
+    proc = run_scripted_cli(tmp_path, *argv, "--state-dir", str(state))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
@@ -67,7 +62,7 @@ def test_read_only_commands_never_create_a_store(tmp_path, command):
     empty = tmp_path / "empty"
     empty.mkdir()
     for where in (missing, empty):
-        proc = _cli(tmp_path, *COMMANDS[command], "--state-dir", str(where))
+        proc = run_scripted_cli(tmp_path, *COMMANDS[command], "--state-dir", str(where))
         if command in ("runs", "runs rm --older-than"):
             assert proc.returncode == 0, proc.stderr
             assert "no runs" in proc.stdout or "nothing to remove" in proc.stdout
@@ -123,11 +118,11 @@ def test_a_run_after_a_refused_empty_store_was_moved_away_works(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / DB_NAME).write_bytes(b"")
-    assert _cli(tmp_path, *ARGS, "--state-dir", str(state)).returncode == 2
+    assert run_scripted_cli(tmp_path, *ARGS, "--state-dir", str(state)).returncode == 2
     (state / DB_NAME).rename(tmp_path / "lost.sqlite3")  # what the message says to do
-    proc = _cli(tmp_path, *ARGS, "--state-dir", str(state))
+    proc = run_scripted_cli(tmp_path, *ARGS, "--state-dir", str(state))
     assert proc.returncode in (0, 1), proc.stderr
     with RunStore(state, create=False) as store:
         assert len(store.runs()) == 1
-    listed = _cli(tmp_path, "runs", "--state-dir", str(state))
+    listed = run_scripted_cli(tmp_path, "runs", "--state-dir", str(state))
     assert listed.returncode == 0 and "Scripted project" in listed.stdout

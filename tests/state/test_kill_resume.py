@@ -25,6 +25,7 @@ from orchestrator import cli, events
 from orchestrator.cli import wiring
 from orchestrator.domain.checkpoint import Checkpoint
 from orchestrator.state import RunStore
+from tests.helpers import read_events
 from tests.state import scripted_cli
 
 TRIALS = 20
@@ -55,18 +56,6 @@ def _wait_for(path: Path, proc: Any, timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.002)
     raise AssertionError(f"no events in {path} after {timeout}s")
-
-
-def _events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # the last line of a killed process may be cut
-            pass
-    return out
 
 
 def _normal(summary: dict[str, Any]) -> dict[str, Any]:
@@ -155,11 +144,11 @@ def test_random_kills_resume_to_the_same_results(tmp_path, spawn):
 
 
 def _kept(jsonl: Path) -> set[str]:
-    return {e["task_id"] for e in _events(jsonl) if e["signal"] == "task_restored"}
+    return {e["task_id"] for e in read_events(jsonl) if e["signal"] == "task_restored"}
 
 
 def _check_kept_tasks_did_not_start(jsonl: Path, log: Path) -> None:
-    events = _events(jsonl)
+    events = read_events(jsonl)
     started = {e["task_id"] for e in events if e["signal"] == "task_started"}
     assert not started & _kept(jsonl), log.read_text()
     assert [e["signal"] for e in events].count("project_started") == 1
@@ -207,6 +196,6 @@ def test_a_tasks_checkpoint_is_saved_before_its_task_finished(tmp_path, monkeypa
                          "-q"]) in (0, 1)
         kept = _kept(jsonl)
         assert {task_id for _, task_id in seen[:n + 1]} <= kept
-        resumed = _events(jsonl)
+        resumed = read_events(jsonl)
         assert not {e["task_id"] for e in resumed if e["signal"] == "task_started"} & kept
         assert [e["signal"] for e in resumed].count("project_started") == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.state import RunStore
+from tests.helpers import read_events
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = """\
@@ -39,16 +40,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator", *args]
 
 
-def _events(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line cut by the kill
-            pass
-    return out
-
-
 def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_path):
     project = tmp_path / "project.yaml"
     project.write_text(PROJECT)
@@ -68,7 +59,7 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
         if run.poll() is None:
             run.kill()
     assert run.returncode == -signal.SIGKILL
-    killed = _events(killed_jsonl)
+    killed = read_events(killed_jsonl)
     (finished,) = [e for e in killed if e["signal"] == "task_finished"]
     assert finished["task_id"] == "first"
     pid = finished["project_id"]
@@ -80,7 +71,7 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
                              env={**os.environ, "COLUMNS": "220"})  # wide enough not to fold the tree
     assert resumed.returncode in (0, 1), resumed.stderr
     assert "Traceback" not in resumed.stderr
-    events = _events(resumed_jsonl)
+    events = read_events(resumed_jsonl)
     assert [e["task_id"] for e in events if e["signal"] == "task_started"] == ["second"]  # not 'first' again
     assert [e["task_id"] for e in events if e["signal"] == "task_restored"] == ["first"]
     assert {e["project_id"] for e in events} == {pid}

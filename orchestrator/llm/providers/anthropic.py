@@ -22,26 +22,30 @@ about it is called without it from then on.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ...domain.values import JsonSchema
 from . import errors
 from .base import ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
 from .secrets import Secret
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
 
 TOOL_NAME = "answer"
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
            "refusal": "content_filter", "pause_turn": "stop"}
 
 
-def tool_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def tool_schema(schema: JsonSchema) -> tuple[JsonSchema, bool]:
     """(input schema of the answer tool, whether the value was wrapped)."""
     if schema.get("type") == "object":
         return schema, False
     return {"type": "object", "properties": {"value": schema}, "required": ["value"]}, True
 
 
-class AnthropicProvider(RemoteProvider):
+class AnthropicProvider(RemoteProvider["AsyncAnthropic"]):
     name = "anthropic"
     sdk_module = "anthropic"
     sdk_package = "anthropic"
@@ -53,11 +57,14 @@ class AnthropicProvider(RemoteProvider):
         super().__init__(api_key=api_key, base_url=base_url)
         self._no_temperature: set[str] = set()
 
-    def _new_client(self, key: Secret | None, timeout: float) -> Any:
+    def _new_client(self, key: Secret | None, timeout: float) -> AsyncAnthropic:
         from anthropic import AsyncAnthropic
 
         assert key is not None  # availability() checked it
         return AsyncAnthropic(api_key=key.reveal(), base_url=self.base_url, max_retries=0, timeout=timeout)
+
+    async def _close_client(self, client: AsyncAnthropic) -> None:
+        await client.close()
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
         kwargs: dict[str, Any] = {}

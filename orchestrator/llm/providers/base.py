@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from ...domain.errors import OrchestratorError
+from ...domain.values import JsonSchema
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +23,7 @@ class ProviderRequest:
     system: str = ""
     max_tokens: int = 1024
     temperature: float = 0.3
-    json_schema: dict[str, Any] | None = None
+    json_schema: JsonSchema | None = None
     timeout: float = 60.0
     headers: dict[str, str] | None = None
     """Extra HTTP headers (trace context propagation); adapters of HTTP APIs send them."""
@@ -49,7 +52,7 @@ class ProviderResponse:
     cache_write_tokens: int = 0
 
 
-class ProviderError(Exception):
+class ProviderError(OrchestratorError):
     """A provider call failed.
 
     ``transient`` errors (timeouts, connection errors, 429, 5xx, overloaded) are retried;

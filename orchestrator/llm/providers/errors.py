@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from .base import ProviderError
 
@@ -39,8 +37,9 @@ def status_error_type(status: int) -> str:
     return _STATUS_NAMES.get(status, f"HTTP{status}")
 
 
-def parse_retry_after(headers: Mapping[str, str] | Any | None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+def parse_retry_after(headers: object) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date);
+    ``headers``: whatever the SDK put on its response (anything with ``get``), or None."""
     if headers is None:
         return None
     get = getattr(headers, "get", None)
@@ -72,13 +71,14 @@ def sdk_detail(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return inner["message"]
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str):
+            return message
     return str(getattr(exc, "message", "") or "")
 
 
 def from_status(provider: str, model: str, status: int, detail: str = "", *,
-                headers: Mapping[str, str] | Any | None = None) -> ProviderError:
+                headers: object = None) -> ProviderError:
     """The :class:`ProviderError` for an HTTP error answer (``detail`` already scrubbed)."""
     error_type = status_error_type(status)
     message = f"{provider} {model}: HTTP {status} {error_type}"

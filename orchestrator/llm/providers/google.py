@@ -19,12 +19,15 @@ The SDK's own retries are off (``HttpRetryOptions(attempts=1)``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .base import ProviderError, ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
 from .secrets import Secret
+
+if TYPE_CHECKING:
+    from google import genai
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
            "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter"}
@@ -46,7 +49,7 @@ def _retry_delay(details: Any) -> float | None:
     return None
 
 
-class GoogleProvider(RemoteProvider):
+class GoogleProvider(RemoteProvider["genai.Client"]):
     name = "google"
     sdk_module = "google.genai"
     sdk_package = "google-genai"
@@ -60,7 +63,7 @@ class GoogleProvider(RemoteProvider):
         except ModuleNotFoundError:  # the ``google`` namespace itself is missing
             return False
 
-    def _new_client(self, key: Secret | None, timeout: float) -> Any:
+    def _new_client(self, key: Secret | None, timeout: float) -> genai.Client:
         from google import genai
         from google.genai import types
 
@@ -69,7 +72,7 @@ class GoogleProvider(RemoteProvider):
                                     retry_options=types.HttpRetryOptions(attempts=1))
         return genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
 
-    async def _close_client(self, client: Any) -> None:
+    async def _close_client(self, client: genai.Client) -> None:
         await client.aio.aclose()
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:

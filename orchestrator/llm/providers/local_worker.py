@@ -34,11 +34,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from ... import events
+from ...domain.errors import OrchestratorError
 from . import local_worker_main as protocol
 from .base import ProviderError, ProviderUnavailable
 from .cpu_features import KernelChoice, choose_kernels, cpu_flags, safe_mode_setting
@@ -74,7 +75,7 @@ class WorkerCrashed(ProviderError):
         super().__init__(message, transient=True, retry_after=0.0, error_type="WorkerCrashed", max_retries=1)
 
 
-class _WorkerGone(Exception):
+class _WorkerGone(OrchestratorError):
     """End of the reply stream: the worker process ended."""
 
 
@@ -98,7 +99,7 @@ class _Replies:
         self.buffer = bytearray()
         self.ended = False
 
-    def next(self, timeout: float) -> dict[str, Any] | None:
+    def next(self, timeout: float) -> protocol.Frame | None:
         """The next frame within ``timeout`` seconds, None if none came; _WorkerGone at the end."""
         deadline = time.monotonic() + timeout
         while True:
@@ -118,7 +119,7 @@ class _Replies:
                 else:
                     self.ended = True
 
-    def _take(self) -> dict[str, Any] | None:
+    def _take(self) -> protocol.Frame | None:
         header = protocol.HEADER.size
         if len(self.buffer) < header:
             return None
@@ -146,7 +147,7 @@ class LocalWorker:
         self.generation_lock = threading.Lock()
         """Held for a whole generation (and the wait for the model to load): llama.cpp serves one at a time."""
         self.crashes: list[str] = []
-        self.ready: dict[str, Any] | None = None
+        self.ready: protocol.Frame | None = None
         self._state_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._replies: _Replies | None = None
@@ -215,8 +216,8 @@ class LocalWorker:
                     stream.close()
 
     # -- a generation --------------------------------------------------------------------
-    def generate(self, request: dict[str, Any], timeout: float, cancelled: threading.Event,
-                 on_dispatch: Callable[[], None] | None = None) -> dict[str, Any]:
+    def generate(self, request: protocol.Generation, timeout: float, cancelled: threading.Event,
+                 on_dispatch: Callable[[], None] | None = None) -> protocol.Frame:
         """The worker's reply to one generation (``done`` or ``error``).  Raises
         :class:`WorkerCrashed` when the worker dies, ProviderError on a hang or a cancel."""
         while not self.generation_lock.acquire(timeout=0.05):
@@ -259,7 +260,7 @@ class LocalWorker:
                 events.emit(events.local_model_loaded, model=self.path.name, load_ms=float(frame.get("load_ms", 0.0)),
                             safe_mode=self.safe_mode, kernels=self.kernels.reason, restarts=len(self.crashes))
 
-    def _build_needs_safe_mode(self, ready: dict[str, Any]) -> bool:
+    def _build_needs_safe_mode(self, ready: protocol.Frame) -> bool:
         """llama.cpp's own system info can show kernels the CPU flags did not (another OS,
         a CPU flag list that hides them): then the worker restarts in the safe mode before
         its first generation."""
@@ -271,9 +272,11 @@ class LocalWorker:
             self.kernels = choice
         return choice.safe_mode
 
-    def _exchange(self, request: dict[str, Any], timeout: float, cancelled: threading.Event) -> dict[str, Any]:
+    def _exchange(self, request: protocol.Generation, timeout: float,
+                  cancelled: threading.Event) -> protocol.Frame:
         request_id = next(self._ids)
-        self._send({**request, "op": protocol.GENERATE, "id": request_id, "timeout": timeout})
+        message: protocol.GenerateRequest = {**request, "op": protocol.GENERATE, "id": request_id, "timeout": timeout}
+        self._send(message)
         hard_deadline = time.monotonic() + timeout + HANG_GRACE
         assert self._replies is not None
         while True:
@@ -302,7 +305,7 @@ class LocalWorker:
             pass
         self.kill()
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: Mapping[str, object]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise _WorkerGone()

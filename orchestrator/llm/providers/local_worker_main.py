@@ -33,9 +33,13 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_cpp import llama_model_params
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20
@@ -54,17 +58,58 @@ signal at the N-th token of its first generation.  The parent passes it to the f
 worker of a model only (the restarted one serves the retry), or to every worker when the
 value ends in ``:every``."""
 
+Frame = dict[str, Any]
+"""A message as read from the other process (JSON): its fields are checked where they are
+used, by the ``op`` it names."""
+
+
+class Generation(TypedDict):
+    """What the provider asks the worker to generate."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float
+    repeat_penalty: float
+    schema: dict[str, Any] | None
+    """A JSON Schema the answer must follow (a grammar in llama.cpp), or None."""
+    seed: NotRequired[int | None]
+
+
+class GenerateRequest(Generation):
+    op: str
+    id: int
+    timeout: float
+
+
+class Done(TypedDict):
+    op: str
+    id: int
+    text: str
+    output_tokens: int
+    input_tokens: int
+    finish_reason: str
+    response_id: str | None
+    generation_ms: float
+
+
+class Failed(TypedDict):
+    op: str
+    id: int
+    type: str
+    message: str
+
+
 SAFE_MODE_FIELD = "use_extra_bufts"
 """The llama.cpp model parameter the safe mode turns off: "extra buffer types", i.e. the
 AMX and weight-repacking CPU kernels (llama.cpp's ``--no-repack``)."""
 
 
-def encode_frame(message: dict[str, Any]) -> bytes:
+def encode_frame(message: Mapping[str, object]) -> bytes:
     body = json.dumps(message, separators=(",", ":")).encode("utf-8")
     return HEADER.pack(len(body)) + body
 
 
-def write_frame(stream: IO[bytes], message: dict[str, Any]) -> None:
+def write_frame(stream: IO[bytes], message: Mapping[str, object]) -> None:
     stream.write(encode_frame(message))
     stream.flush()
 
@@ -81,7 +126,7 @@ def read_exact(stream: IO[bytes], size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_frame(stream: IO[bytes]) -> dict[str, Any] | None:
+def read_frame(stream: IO[bytes]) -> Frame | None:
     """The next message, or None at end of file (a broken stream counts as one)."""
     header = read_exact(stream, HEADER.size)
     if header is None:
@@ -97,20 +142,20 @@ def read_frame(stream: IO[bytes]) -> dict[str, Any] | None:
 
 
 @contextmanager
-def model_params_with(**fields: Any) -> Iterator[None]:
+def model_params_with(**fields: object) -> Iterator[None]:
     """llama-cpp-python's ``Llama(...)`` exposes no argument for some model parameters
     (``use_extra_bufts`` among them).  For the constructor call only, its source of
     default parameters returns them with ``fields`` set; put back afterwards.  A field
     this build of llama-cpp-python does not have is an error, never silently ignored."""
     import llama_cpp.llama_cpp as bindings
 
-    original: Callable[[], Any] = bindings.llama_model_default_params
-    known = {name for name, _ in original().__class__._fields_}
+    original: Callable[[], llama_model_params] = bindings.llama_model_default_params
+    known = {field[0] for field in original().__class__._fields_}
     missing = sorted(set(fields) - known)
     if missing:
         raise RuntimeError(f"this llama-cpp-python has no model parameter {', '.join(missing)}")
 
-    def defaults() -> Any:
+    def defaults() -> llama_model_params:
         params = original()
         for name, value in fields.items():
             setattr(params, name, value)
@@ -123,7 +168,7 @@ def model_params_with(**fields: Any) -> Iterator[None]:
         bindings.llama_model_default_params = original
 
 
-def load_model(path: str, n_ctx: int, threads: int, extra_bufts: bool) -> Any:
+def load_model(path: str, n_ctx: int, threads: int, extra_bufts: bool) -> Llama:
     from llama_cpp import Llama
 
     with model_params_with(**{SAFE_MODE_FIELD: extra_bufts}):
@@ -133,11 +178,11 @@ def load_model(path: str, n_ctx: int, threads: int, extra_bufts: bool) -> Any:
 class Worker:
     """Serves generations one at a time; a reader thread takes requests and cancels."""
 
-    def __init__(self, llm: Any, replies: IO[bytes], fault: tuple[signal.Signals, int] | None = None) -> None:
+    def __init__(self, llm: Llama, replies: IO[bytes], fault: tuple[signal.Signals, int] | None = None) -> None:
         self.llm = llm
         self.fault = fault
         self.replies = replies
-        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.requests: queue.Queue[Frame] = queue.Queue()
         self.cancelled: set[int] = set()
         self.lock = threading.Lock()
 
@@ -158,7 +203,7 @@ class Worker:
             if request.get("op") == GENERATE:
                 self.reply(self.generate(request))
 
-    def reply(self, message: dict[str, Any]) -> None:
+    def reply(self, message: Done | Failed) -> None:
         with self.lock:
             write_frame(self.replies, message)
 
@@ -166,7 +211,7 @@ class Worker:
         with self.lock:
             return request_id in self.cancelled
 
-    def generate(self, request: dict[str, Any]) -> dict[str, Any]:
+    def generate(self, request: Frame) -> Done | Failed:
         request_id = int(request["id"])
         kwargs: dict[str, Any] = {"messages": request["messages"], "max_tokens": request["max_tokens"],
                                   "temperature": request["temperature"],
@@ -185,7 +230,10 @@ class Worker:
             if self.is_cancelled(request_id):  # cancelled while it waited in the queue
                 return {"op": ERROR, "id": request_id, "type": "CancelledError",
                         "message": "local generation cancelled"}
-            stream = self.llm.create_chat_completion(**kwargs)
+            completion = self.llm.create_chat_completion(**kwargs)
+            if not isinstance(completion, Generator):  # stream=True: a generator of chunks
+                raise RuntimeError("llama-cpp-python did not stream the completion")
+            stream = completion
             for chunk in stream:
                 response_id = response_id or chunk.get("id")
                 choice = chunk["choices"][0]

@@ -37,13 +37,18 @@ import json
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import events
+from ...domain.values import JsonSchema
 from . import errors
 from .base import ProviderError, ProviderRequest, ProviderResponse
 from .remote import RemoteProvider
 from .secrets import Secret
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
 logger = logging.getLogger("orchestrator.providers")
 
@@ -91,7 +96,7 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def schema_instruction(schema: dict[str, Any]) -> str:
+def schema_instruction(schema: JsonSchema) -> str:
     return ("Answer only with one JSON value that matches this JSON schema, no prose, no code fence:\n"
             + json.dumps(schema, separators=(",", ":")))
 
@@ -116,7 +121,7 @@ def extract_json(text: str) -> str:
     return text
 
 
-class OpenAICompatProvider(RemoteProvider):
+class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
     """Adapter for one OpenAI-compatible endpoint (a preset, or a server by URL)."""
 
     sdk_module = "openai"
@@ -139,15 +144,18 @@ class OpenAICompatProvider(RemoteProvider):
         preset = PRESETS["server"] if name == "server" else Preset(name, (), (), None, key_required=False)
         return cls(preset, base_url=base_url)
 
-    def _new_client(self, key: Secret | None, timeout: float) -> Any:
+    def _new_client(self, key: Secret | None, timeout: float) -> AsyncOpenAI:
         from openai import AsyncOpenAI
 
         # a keyless server still needs a non-empty key for the SDK; nothing is sent that matters
         return AsyncOpenAI(api_key=key.reveal() if key else "not-needed", base_url=self.base_url,
                            max_retries=0, timeout=timeout)
 
+    async def _close_client(self, client: AsyncOpenAI) -> None:
+        await client.close()
+
     @property
-    def default_host(self) -> str:  # type: ignore[override]
+    def default_host(self) -> str:
         return "api.openai.com" if self.preset.name == "openai" else ""
 
     def json_mode(self, model: str) -> str:
@@ -175,7 +183,10 @@ class OpenAICompatProvider(RemoteProvider):
             return response
 
     async def _send(self, request: ProviderRequest, mode: str | None) -> ProviderResponse:
-        messages = self.messages(request)
+        messages: list[ChatCompletionMessageParam] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
         sent_system: str | None = None
         kwargs: dict[str, Any] = {}
         schema = request.json_schema

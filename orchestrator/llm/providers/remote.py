@@ -22,7 +22,7 @@ import importlib.util
 import logging
 import os
 import weakref
-from typing import Any
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 from . import errors
@@ -34,8 +34,13 @@ logger = logging.getLogger("orchestrator.providers")
 INSTALL_HINT = "pip install 'multi-llm-orchestrator[providers]'"
 
 
-class RemoteProvider:
-    """Base of the HTTP adapters; subclasses implement ``_new_client`` and ``complete``."""
+ClientT = TypeVar("ClientT")
+"""The SDK's async client type (``AsyncOpenAI``, ``AsyncAnthropic``, ``genai.Client``)."""
+
+
+class RemoteProvider(Generic[ClientT]):
+    """Base of the HTTP adapters; subclasses implement ``_new_client``, ``_close_client``
+    and ``complete``."""
 
     name: str = "remote"
     sdk_module: str = ""
@@ -48,7 +53,7 @@ class RemoteProvider:
     def __init__(self, *, api_key: str | None = None, base_url: str | None = None) -> None:
         self._explicit_key = Secret(api_key) if api_key else None
         self._explicit_base_url = base_url
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientT] = weakref.WeakKeyDictionary()
         self._auth_failure: str | None = None
 
     def __repr__(self) -> str:
@@ -70,8 +75,10 @@ class RemoteProvider:
                 return value
         return self.default_base_url
 
-    default_host: str = ""
-    """Host the SDK talks to when no base URL is configured."""
+    @property
+    def default_host(self) -> str:
+        """Host the SDK talks to when no base URL is configured ("": none known)."""
+        return ""
 
     def endpoint(self) -> tuple[str, int] | None:
         """(host, port) of the service, for ``server.address``/``server.port``."""
@@ -100,7 +107,7 @@ class RemoteProvider:
         return True, ""
 
     # -- SDK clients ------------------------------------------------------------------
-    def client(self, timeout: float) -> Any:
+    def client(self, timeout: float) -> ClientT:
         """The SDK client of the running loop (built on first use)."""
         loop = asyncio.get_running_loop()
         existing = self._clients.get(loop)
@@ -110,7 +117,7 @@ class RemoteProvider:
             self._clients[loop] = existing
         return existing
 
-    def _new_client(self, key: Secret | None, timeout: float) -> Any:  # pragma: no cover - abstract
+    def _new_client(self, key: Secret | None, timeout: float) -> ClientT:  # pragma: no cover - abstract
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -124,8 +131,8 @@ class RemoteProvider:
         except Exception as exc:  # noqa: BLE001 - closing never fails a run
             logger.debug("closing the %s client failed: %s", self.name, type(exc).__name__)
 
-    async def _close_client(self, client: Any) -> None:
-        await client.close()  # openai's and anthropic's async clients
+    async def _close_client(self, client: ClientT) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     # -- errors -----------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
@@ -152,11 +159,3 @@ class RemoteProvider:
         if error.status_code == 401:
             self._auth_failure = f"key rejected by {self.name} (HTTP 401)"
         return error
-
-    @staticmethod
-    def messages(request: ProviderRequest) -> list[dict[str, str]]:
-        out = []
-        if request.system:
-            out.append({"role": "system", "content": request.system})
-        out.append({"role": "user", "content": request.prompt})
-        return out

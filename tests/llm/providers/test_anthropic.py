@@ -10,25 +10,11 @@ import pytest
 from orchestrator.llm.catalog import get_model
 from orchestrator.llm.client import LLMCallError, UnifiedClient
 from orchestrator.llm.providers.anthropic import AnthropicProvider
-from orchestrator.llm.providers.registry import default_providers
-from tests.fake_providers import FakeServer, Reply, SleepRecorder, anthropic_answer, clean_provider_env, error
+from tests.fake_providers import Reply, anthropic_answer, clean_provider_env, error
 
+PROVIDER, TOKENS = "anthropic", (321, 54)  # the server, env and client fixtures (conftest.py)
 KEY = "sk-ant-api03-TESTKEY0123456789abcdefXYZ"
 SCHEMA = {"type": "object", "properties": {"score": {"type": "number"}}, "required": ["score"]}
-
-
-@pytest.fixture
-def server():
-    with FakeServer("anthropic", tokens=(321, 54)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(monkeypatch, server):
-    clean_provider_env(monkeypatch)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    return UnifiedClient(default_providers(dotenv=False), sleep=SleepRecorder())
 
 
 async def test_text_answer_usage_and_headers(client, server):

@@ -12,22 +12,16 @@ import pytest
 
 from orchestrator.llm.client import UnifiedClient
 from orchestrator.llm.providers.registry import default_providers
-from tests.fake_providers import FakeServer, SleepRecorder, clean_provider_env
+from tests.fake_providers import ENDPOINTS, FakeServer, SleepRecorder, clean_provider_env, point_at
 
-CASES = [  # provider, server kind, key variable, base-URL variable, model
-    ("openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", "gpt-4o"),
-    ("anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "claude-haiku-4-5"),
-    ("google", "gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "gemini-2.5-flash"),
-]
+CASES = [("openai", "gpt-4o"), ("anthropic", "claude-haiku-4-5"), ("google", "gemini-2.5-flash")]
 
 
-@pytest.mark.parametrize(("name", "kind", "key_var", "url_var", "model"), CASES, ids=[c[0] for c in CASES])
-async def test_aclose_closes_the_loops_client_and_a_later_call_opens_a_new_one(
-        monkeypatch, name, kind, key_var, url_var, model):
-    with FakeServer(kind) as server:
+@pytest.mark.parametrize(("name", "model"), CASES, ids=[c[0] for c in CASES])
+async def test_aclose_closes_the_loops_client_and_a_later_call_opens_a_new_one(monkeypatch, name, model):
+    with FakeServer(ENDPOINTS[name].kind) as server:
         clean_provider_env(monkeypatch)
-        monkeypatch.setenv(key_var, "test-key-0123456789abcdefghijklmnop")
-        monkeypatch.setenv(url_var, server.url)
+        point_at(monkeypatch, name, server, "test-key-0123456789abcdefghijklmnop")
         client = UnifiedClient(default_providers(dotenv=False), sleep=SleepRecorder())
         provider = client.providers[name]
         await client.call(model, "hello", max_tokens=10)
@@ -47,8 +41,7 @@ def test_runs_on_fresh_loops_leave_no_client_to_close_on_a_closed_one(monkeypatc
     close its connections there and logged 'Event loop is closed'."""
     with FakeServer("openai") as server:
         clean_provider_env(monkeypatch)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdefghijklmnop")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        point_at(monkeypatch, "openai", server, "sk-test-0123456789abcdefghijklmnop")
         client = UnifiedClient(default_providers(dotenv=False), sleep=SleepRecorder())
 
         async def one_run() -> None:

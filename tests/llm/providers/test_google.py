@@ -8,27 +8,13 @@ import json
 import pytest
 
 from orchestrator.llm.catalog import get_model
-from orchestrator.llm.client import LLMCallError, UnifiedClient
+from orchestrator.llm.client import LLMCallError
 from orchestrator.llm.providers.google import GoogleProvider
-from orchestrator.llm.providers.registry import default_providers
-from tests.fake_providers import FakeServer, Reply, SleepRecorder, clean_provider_env, error, gemini_answer
+from tests.fake_providers import Reply, clean_provider_env, error, gemini_answer
 
+PROVIDER, TOKENS = "google", (800, 90)  # the server, env and client fixtures (conftest.py)
 KEY = "AIzaTESTKEY0123456789abcdefghijklmnopq"
 SCHEMA = {"type": "object", "properties": {"tasks": {"type": "array"}}, "required": ["tasks"]}
-
-
-@pytest.fixture
-def server():
-    with FakeServer("gemini", tokens=(800, 90)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(monkeypatch, server):
-    clean_provider_env(monkeypatch)
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
-    return UnifiedClient(default_providers(dotenv=False), sleep=SleepRecorder())
 
 
 async def test_json_through_the_response_schema_and_thinking_tokens_billed(client, server):

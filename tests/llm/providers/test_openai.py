@@ -14,22 +14,9 @@ from orchestrator.llm.providers.openai_compat import OpenAICompatProvider, extra
 from orchestrator.llm.providers.registry import default_providers
 from tests.fake_providers import FakeServer, Reply, SleepRecorder, clean_provider_env, error, openai_answer
 
+PROVIDER, TOKENS = "openai", (1234, 567)  # the server and env fixtures (conftest.py)
 KEY = "sk-proj-TESTKEY0123456789abcdefXYZ"
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-
-
-@pytest.fixture
-def server():
-    with FakeServer("openai", tokens=(1234, 567)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def env(monkeypatch, server):
-    clean_provider_env(monkeypatch)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-    return monkeypatch
 
 
 def client_for(sleep=None, **kw) -> UnifiedClient:
