@@ -1,10 +1,12 @@
-"""MkDocs hook: the docstrings' Sphinx roles as links on the API pages.
+"""MkDocs hook: the docstrings' reStructuredText habits read well on the API pages.
 
 The code's docstrings cross-reference with Sphinx roles (:class:`~orchestrator.x.Y`), which
 Markdown renders as the role's name next to a code span.  Here each such pair becomes an
 mkdocs-autorefs reference: a link to the object's API entry when one of the pages documents
 it, else the plain name (``optional``: no warning, so ``--strict`` stays meaningful for real
-broken links).  Local code only: nothing is fetched at build time."""
+broken links).  A paragraph ending in ``::`` (reST's "a literal block follows", which
+Markdown shows as an indented code block anyway) ends in one colon.  Local code only:
+nothing is fetched at build time."""
 
 from __future__ import annotations
 
@@ -24,4 +26,4 @@ def _autoref(match: re.Match[str]) -> str:
 
 
 def on_page_content(html_text: str, **kwargs: Any) -> str:
-    return _ROLE.sub(_autoref, html_text)
+    return _ROLE.sub(_autoref, html_text).replace("::</p>", ":</p>")
