@@ -1,10 +1,12 @@
 """The layout's rules, checked on the source: imports point down the stack and never in a
 circle, emitters never reach observers or OpenTelemetry, no class over 300 lines, no
-``exec``.  README's "Code map" states the same table."""
+``exec``.  The architecture page (docs/architecture.md) states the same rules: its code map
+lists every part, and its layer diagram draws exactly these import rules."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 
-# part -> the parts of ours it may import (besides itself); README's code map says the same
+# part -> the parts of ours it may import (besides itself); docs/architecture.md says the same
 ALLOWED: dict[str, set[str]] = {
     "attributes": set(),
     "redaction": set(),
@@ -175,16 +177,45 @@ def test_no_class_over_300_lines_and_no_exec():
     assert long_classes == [] and execs == []
 
 
-def test_every_package_is_in_the_readme_code_map():
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Code map", 1)[1].split("\n## ", 1)[0]
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+# drawn in the layer diagram; the command line (it may import all of them) and the leaf modules
+# (attributes, redaction, files) are described in its text instead
+DRAWN = ("batch", "engine", "report", "state", "governance", "llm", "config", "domain", "events", "observers",
+         "otel", "tracing", "pytest_plugin")
+
+
+def _page_section(heading: str) -> str:
+    page = ARCHITECTURE.read_text(encoding="utf-8")
+    assert f"\n## {heading}\n" in page, f"docs/architecture.md has no '## {heading}' section"
+    return page.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_package_is_in_the_code_map():
+    section = _page_section("Code map")
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) >= len(DRAWN)  # the table is really there, not just mentioned
     for entry in sorted(PACKAGE.iterdir()):
         if entry.name.startswith("__") or entry.suffix not in ("", ".py") or entry.name == "py.typed":
             continue
         if entry.is_dir() and not (entry / "__init__.py").exists():
             continue
         shown = f"{entry.name}/" if entry.is_dir() else entry.name
-        assert f"`{shown}`" in section, f"{shown} missing from README's code map"
+        assert any(row.startswith(f"| `{shown}` |") for row in rows), f"{shown} missing from the code map"
+
+
+def test_the_layer_diagram_draws_the_import_rules():
+    section = _page_section("Layers")
+    diagram = section.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    edges = set(re.findall(r"^\s*(\w+) --> (\w+)\s*$", diagram, flags=re.MULTILINE))
+    drawn = {(a, b) for a, b in edges if a in DRAWN and b in DRAWN}
+    rules = {(part, other) for part in DRAWN for other in ALLOWED[part] if other in DRAWN}
+    assert sorted(drawn - rules) == [], "arrows the import rules do not allow"
+    assert sorted(rules - drawn) == [], "import rules the diagram does not draw"
+    # the command line wires every part in the box (the pytest plugin is outside it)
+    assert ("cli", "core") in edges
+    assert ALLOWED["cli"] & set(DRAWN) == set(DRAWN) - {"pytest_plugin"}
+    for part in DRAWN:
+        assert re.search(rf"^\s*{part}\[", diagram, flags=re.MULTILINE), f"{part} is not a node of the diagram"
 
 
 def test_the_exception_root_imports_nothing_of_ours():

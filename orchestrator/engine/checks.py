@@ -1,6 +1,6 @@
 """Which task runs which acceptance check, and running them for a round.
 
-The rule (README, "Acceptance checks"): checks run against code, so they go to
+The rule (docs/runs.md, "Acceptance checks"): checks run against code, so they go to
 ``code_generation`` tasks.  A check goes to the code tasks whose prompt names a name the
 check uses (``add(1, 1) == 2`` -> the task that says ``add``); a check naming none of
 them goes to the final code tasks (those no other code task depends on).  With no code

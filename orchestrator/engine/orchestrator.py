@@ -129,6 +129,18 @@ class Orchestrator:
     # -- the run ---------------------------------------------------------------------
     async def run_project(self, project_description: str, success_criteria: str,
                           project_id: str | None = None) -> ProjectState:
+        """Run one project to its end: plan it into tasks (or take ``project_tasks``), run
+        them as a DAG under the budget, and return the final state, whatever happened.
+
+        ``success_criteria`` lines that are Python become acceptance checks run in the
+        sandbox; the rest is judged by the evaluator.  ``project_id`` defaults to a new
+        ``proj-...`` id (give one to resume it later by name).  Raises
+        :class:`~orchestrator.governance.policy.PolicyViolationError` (its ``.state`` is
+        the empty result) when the policies leave the project no model, before any call;
+        :class:`~orchestrator.governance.sandbox.SandboxUnavailable` when the sandbox asked
+        for cannot work here; a store's ``ProjectBusyError`` when another process runs the
+        same project id.  A task that fails, a provider that errs or a budget that runs out
+        shows in the returned state's statuses, not as an exception."""
         project_id = project_id or new_project_id()
         box = self._sandbox()
         project_description, success_criteria = redact(project_description), redact(success_criteria)

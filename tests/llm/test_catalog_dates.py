@@ -6,7 +6,7 @@ date is covered the day it ships.
 At every such day the catalog clock is pinned (``catalog.as_of``) and the paths that
 depend on the date run: retirement wording, routing skipping retired models, naming a
 retired model refused by the client and by ``--model``, ``orchestrator models --json``,
-and what a call costs.  Expected values come from the data and the rules in README, not
+and what a call costs.  Expected values come from the data and the rules in docs/providers.md, not
 from the code under test.  (Price variants - batch, service tiers - are not used by our
 calls, so their dates are not boundaries of ours.)
 """
@@ -83,7 +83,7 @@ def test_the_shipped_data_has_dates_to_cross():
 
 
 def _expected_retirement(name: str, day: dt.date) -> str | None:
-    """README's rule: past the end of life; within 30 days of it; else deprecated by our
+    """The documented rule (docs/providers.md): past the end of life; within 30 days of it; else deprecated by our
     file or the database; a file's ``deprecated = false`` keeps it."""
     entry, db = SHIPPED[name], _db(name)
     flag = entry.get("deprecated", True if db is not None and db.deprecated else None)
