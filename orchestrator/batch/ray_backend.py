@@ -35,7 +35,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,9 @@ class StoreOwner:
     def save(self, checkpoint: Checkpoint) -> None:
         self.store.save(checkpoint)
 
+    def save_events(self, project_id: str, attempt: int, lines: list[str]) -> None:
+        self.store.save_events(project_id, attempt, lines)
+
     def push_events(self, batch: list[dict[str, Any]]) -> None:
         self.events.extend(batch)
 
@@ -247,6 +250,11 @@ class ActorStore:
         import ray
 
         ray.get(self.handle.save.remote(checkpoint), timeout=self.timeout)
+
+    def save_events(self, project_id: str, attempt: int, lines: Sequence[str]) -> None:
+        import ray
+
+        ray.get(self.handle.save_events.remote(project_id, attempt, list(lines)), timeout=self.timeout)
 
 
 def project_task(job: ProjectJob, factory: ProjectFactory, ledger: Any, store: Any, stop: Any,

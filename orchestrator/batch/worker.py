@@ -20,9 +20,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
 from .. import events
 from ..domain.budget import Budget
@@ -33,7 +34,7 @@ from ..redaction import redact
 from .jobs import ERROR, INTERRUPTED, NOT_STARTED, ProjectFactory, ProjectJob, ProjectOutcome
 from .pool import LedgerAccess, LedgerPool
 
-__all__ = ["run_job", "SpentFloor", "worker_name"]
+__all__ = ["run_job", "EventLogStore", "SpentFloor", "worker_name"]
 
 logger = logging.getLogger("orchestrator.batch")
 
@@ -43,6 +44,14 @@ FINISH_SECONDS = 5.0
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@runtime_checkable
+class EventLogStore(Protocol):
+    """A checkpoint store that also keeps a project's event log (the run store, and its
+    Ray actor): ``orchestrator report PROJECT_ID`` works for a batch's projects too."""
+
+    def save_events(self, project_id: str, attempt: int, lines: Sequence[str]) -> None: ...
 
 
 class SpentFloor:
@@ -66,6 +75,11 @@ class SpentFloor:
 
     def save(self, checkpoint: Checkpoint) -> None:
         self.store.save(checkpoint)
+
+    def save_events(self, project_id: str, attempt: int, lines: Sequence[str]) -> None:
+        """The project's event lines, to the store's log (a store that keeps none: dropped)."""
+        if isinstance(self.store, EventLogStore):
+            self.store.save_events(project_id, attempt, lines)
 
 
 async def run_job(job: ProjectJob, access: LedgerAccess, store: CheckpointStore, factory: ProjectFactory,

@@ -7,7 +7,8 @@ checkpoint (so ``orchestrator resume PROJECT_ID`` works on one project of a batc
 Once per process - the driver's for the local backend, each Ray worker's otherwise - the
 catalog file and an OpenAI-compatible server are set up, and on a Ray worker with an
 OTLP endpoint, tracing: the worker exports its projects' spans itself and flushes them
-before returning each project.
+before returning each project.  Wherever it runs, a project keeps its event log in the
+run store (:mod:`.batch_events`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.checkpoint import Checkpoint
+from .batch_events import finish_project, record_project
 
 __all__ = ["CliProjectFactory", "mark_prepared", "prepare_worker_tracing", "flush_worker_tracing"]
 
@@ -73,10 +75,13 @@ def prepare_worker_tracing(options: dict[str, Any]) -> None:
 class CliProjectFactory:
     """``worker_tracing``: the observer flags a worker process sets tracing up with
     (a Ray backend with an OTLP endpoint), else None (the local backend traces in the
-    driver; without an endpoint, events are relayed to the driver)."""
+    driver; without an endpoint, events are relayed to the driver).
+    ``capture_content``: the projects' event logs in the run store keep prompt and model
+    text (``--capture-content``)."""
 
     worker_tracing: dict[str, Any] | None = None
     output_dir: str | None = field(default=None)
+    capture_content: bool = False
 
     def build(self, job: Any, budget: Any, store: Any) -> Any:
         from .store_wiring import rebuild
@@ -88,9 +93,15 @@ class CliProjectFactory:
         _prepare_process(args)
         if self.worker_tracing is not None:
             prepare_worker_tracing(self.worker_tracing)
-        return build_orchestrator(opts, args, store=store, run_settings=dict(job.settings), budget=budget)
+        recording = record_project(store, job.project_id, self.capture_content)
+        try:
+            return build_orchestrator(opts, args, store=recording, run_settings=dict(job.settings), budget=budget)
+        except BaseException:
+            finish_project()
+            raise
 
     async def finish(self, orchestrator: Any) -> None:
+        finish_project()  # the project's last event lines, before anything else can fail
         with contextlib.suppress(Exception):
             await asyncio.wait_for(orchestrator.client.aclose(), 1.0)
         await flush_worker_tracing()

@@ -64,7 +64,7 @@ def drive(p: Prepared) -> int:
         progress.subscribe()
         session.observers.append(progress)
     mark_prepared(p.run_args)
-    factory = CliProjectFactory()
+    factory = CliProjectFactory(capture_content=bool(session.options.capture_content))
     if p.backend == "local":
         backend: Any = LocalBackend(factory, p.store)
         max_parallel = p.max_parallel or DEFAULT_PARALLEL

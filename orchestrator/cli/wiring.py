@@ -16,13 +16,13 @@ from .project_file import RunOptions
 
 if TYPE_CHECKING:
     from ..domain.budget import Budget
+    from ..engine.checkpoints import CheckpointStore
     from ..engine.orchestrator import Orchestrator
     from ..llm.client import UnifiedClient
     from ..llm.providers.base import Provider
-    from ..state import RunStore
 
 
-def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: RunStore | None = None,
+def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: CheckpointStore | None = None,
                        run_settings: Mapping[str, object] | None = None,
                        budget: Budget | None = None) -> Orchestrator:
     """The engine of one run.  ``budget``: the run's own (a batch's project gets one that

@@ -27,7 +27,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,16 +256,28 @@ class RunStore:
                 return 0
             return self._write_events(conn, log)
 
+    def save_events(self, project_id: str, attempt: int, lines: Sequence[str]) -> None:
+        """Append ``lines`` (event JSON lines) to the event log of ``project_id``'s
+        ``attempt`` in one transaction: how a batch's projects, many at once and perhaps in
+        other processes, keep theirs (a run of its own attaches an :class:`EventLog`)."""
+        if lines:
+            with self._write() as conn:
+                self._insert_events(conn, project_id, attempt, lines)
+
     @staticmethod
-    def _write_events(conn: sqlite3.Connection, log: EventLog) -> int:
+    def _insert_events(conn: sqlite3.Connection, project_id: str, attempt: int, lines: Sequence[str]) -> None:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE project_id = ?"
+                           " AND attempt = ?", (project_id, attempt)).fetchone()[0]
+        conn.execute("INSERT INTO run_events (project_id, attempt, seq, events) VALUES (?, ?, ?, ?)",
+                     (project_id, attempt, seq, pack(lines)))
+
+    @classmethod
+    def _write_events(cls, conn: sqlite3.Connection, log: EventLog) -> int:
         lines = log.take()
         if not lines:
             return 0
         try:
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE project_id = ?"
-                               " AND attempt = ?", (log.project_id, log.attempt)).fetchone()[0]
-            conn.execute("INSERT INTO run_events (project_id, attempt, seq, events) VALUES (?, ?, ?, ?)",
-                         (log.project_id, log.attempt, seq, pack(lines)))
+            cls._insert_events(conn, log.project_id, log.attempt, lines)
         except BaseException:
             log.put_back(lines)
             raise

@@ -237,7 +237,7 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
     import subprocess
     import sys
 
-    from tests.cli.test_batch_cli import FIVE, _env, check_five
+    from tests.cli.test_batch_cli import FIVE, _env, check_event_log, check_five
 
     (tmp_path / "five.yaml").write_text(FIVE)
     address = cluster.get_runtime_context().gcs_address
@@ -253,6 +253,9 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
     assert workers and str(driver.pid) not in workers  # Ray's worker processes ran them, not the driver
     assert "ray backend" in proc.stdout
     assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
+    store = RunStore(tmp_path / "state")  # each worker kept its projects' event logs through the store actor
+    for row in summary["results"]:
+        check_event_log(store, row, tmp_path)
 
 
 def test_without_an_address_a_local_cluster_starts_and_stops(cluster, tmp_path):

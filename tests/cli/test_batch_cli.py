@@ -127,6 +127,28 @@ def test_a_scripted_batch_writes_outputs_summary_and_record(tmp_path):
     assert f"Batch {summary['batch_id']}" in proc.stdout and "batch resume" in proc.stdout
     listed = _cli(tmp_path, "runs", "--batch", summary["batch_id"], "--state-dir", str(tmp_path / "state"))
     assert listed.returncode == 0 and all(r["project_id"] in listed.stdout for r in summary["results"])
+    for row in summary["results"]:  # each project's own event log, kept in the store like a run's
+        if row["status"] == "not_started":
+            continue
+        check_event_log(store, row, tmp_path)
+
+
+def check_event_log(store: RunStore, row: dict, tmp_path: Path) -> None:
+    """A batch project's log in the store holds its own events (two ran at once in one
+    process: none of the other's), from its start to its finish, with no model text
+    (no --capture-content); ``orchestrator report ID`` makes its report from it."""
+    logs = store.event_logs(row["project_id"])
+    assert set(logs) == {row["attempt"]}, logs.keys()
+    lines = [json.loads(line) for line in logs[row["attempt"]]]
+    assert {e["project_id"] for e in lines} == {row["project_id"]}
+    signals = [e["signal"] for e in lines]
+    assert signals[0] == "project_started" and signals[-1] == "project_finished", signals
+    assert signals.count("llm_call_finished") == row["llm_calls"]
+    assert not any(e.get("completion") or e.get("prompt") for e in lines)
+    out = tmp_path / f"report-{row['name']}.html"
+    report = _cli(tmp_path, "report", row["project_id"], "--state-dir", str(store.dir), "-o", str(out))
+    assert report.returncode == 0, report.stderr
+    assert row["project_id"] in out.read_text()
 
 
 def _wait_for(predicate, timeout: float) -> None:
@@ -177,6 +199,9 @@ def test_a_killed_batch_resumes_without_paying_twice(tmp_path):
     assert summary["status"] in ("success", "partial_success") and summary["budget"]["spent_usd"] >= spent_before
     assert all(r["status"] in ("success", "partial_success") for r in summary["results"])
     assert RunStore(state).batches.load(batch_id).attempt == 2
+    for row in summary["results"]:  # the second attempt's events kept under attempt 2
+        logs = RunStore(state).event_logs(row["project_id"])
+        assert row["attempt"] in logs and json.loads(logs[row["attempt"]][0])["signal"] == "project_started"
 
 
 def test_ctrl_c_stops_a_batch_within_5_seconds_with_everything_checkpointed(tmp_path):
