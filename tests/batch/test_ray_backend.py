@@ -258,6 +258,76 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
         check_event_log(store, row, tmp_path)
 
 
+
+TWO_LONG = """budget_usd: 1.0
+max_parallel: 2
+defaults:
+  time_seconds: 300
+projects:
+  - name: maths
+    project: "Write Python functions add(a, b), sub(a, b), mul(a, b) and neg(x), one task each"
+    criteria: "add(1, 1) == 2"
+  - name: words
+    project: "Write Python functions upper(s), lower(s), title(s) and strip(s), one task each"
+    criteria: "upper('a') == 'A'"
+"""
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_ctrl_c_at_the_command_line_stops_a_ray_batch_within_5_seconds(cluster, tmp_path, times):
+    """The real thing: ``orchestrator batch --backend ray`` (joining this cluster, the
+    embedded model in Ray's workers) gets SIGINT while its projects run: it exits 130
+    within 5 s, the batch and every started project are recorded as interrupted (their
+    checkpoints kept), and the cluster it joined is left running.  A second SIGINT exits
+    at once."""
+    import subprocess
+    import sys
+
+    from tests.cli.test_batch_cli import _env, _wait_for
+
+    (tmp_path / "two.yaml").write_text(TWO_LONG)
+    state = tmp_path / "state"
+    address = cluster.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "two.yaml"), "--backend",
+                               "ray", "--ray-address", address, "--state-dir", str(state), "-o",
+                               str(tmp_path / "out"), "--no-cache", "--max-tasks", "4", "-q"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")})
+
+    def running() -> bool:
+        if not (state / "runs.sqlite3").exists():
+            return False
+        store = RunStore(state)
+        try:
+            return len(store.runs()) == 2 and all(r.status == "running" for r in store.runs())
+        finally:
+            store.close()
+
+    try:
+        _wait_for(lambda: running() or driver.poll() is not None, 300)
+        assert driver.poll() is None, driver.communicate()
+        started = time.monotonic()
+        driver.send_signal(signal.SIGINT)
+        if times == 2:
+            time.sleep(0.3)
+            started = time.monotonic()
+            driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=60)
+        seconds = time.monotonic() - started
+    finally:
+        driver.kill()
+    assert driver.returncode == 130 and seconds < (5.0 if times == 1 else 1.5), (seconds, err[-2000:])
+    last = "orchestrator: interrupted" if times == 1 else "orchestrator: interrupted again: exiting now"
+    assert err.strip().splitlines()[-1] == last, err[-2000:]
+    assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
+    if times == 2:
+        return  # exited at once: what was checkpointed before stays, the rest is not waited for
+    store = RunStore(state)
+    ((batch_id, status, _, _),) = store.batches.ids()
+    assert status == "interrupted" and f"orchestrator batch resume {batch_id}" in out
+    assert {r.status for r in store.runs()} == {"interrupted"}
+    assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
+
 def test_without_an_address_a_local_cluster_starts_and_stops(cluster, tmp_path):
     import subprocess
     import sys
