@@ -12,7 +12,8 @@ One module per job:
   correlation ids, the batch a run belongs to;
 * :mod:`.payloads` - one immutable ``msgspec`` struct per signal;
 * :mod:`.signals` - the catalogue: every signal with its payload type and doc;
-* :mod:`.pairs` - the ``traced_*`` helpers that send start/finish pairs, and point events.
+* :mod:`.pairs` - the ``traced_*`` helpers that send start/finish pairs;
+* :mod:`.points` - :func:`emit` for point events, typed by the signal's payload.
 
 Design notes (why, not what):
 
@@ -32,7 +33,6 @@ from .context import EventContext as EventContext
 from .context import batch_scope, current_batch, current_ids, new_correlation_id
 from .pairs import (
     PairContext,
-    emit,
     traced_batch,
     traced_llm_call,
     traced_policy_check,
@@ -78,6 +78,7 @@ from .payloads import (
 )
 from .payloads import AttributeValue as AttributeValue
 from .payloads import Scalar as Scalar
+from .points import emit
 from .signals import (
     ALL_SIGNALS,
     PAIRS,

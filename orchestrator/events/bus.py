@@ -13,21 +13,21 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from blinker import ANY, Signal
 
 from ..redaction import redact
+from .payloads import Event, PointEvent
 
-if TYPE_CHECKING:
-    from .payloads import Event
-
-__all__ = ["BusSignal", "is_active"]
+__all__ = ["BusSignal", "PointSignal", "is_active"]
 
 logger = logging.getLogger("orchestrator.events")
 
 Receiver = Callable[..., Any]
 F = TypeVar("F", bound=Receiver)
+P = ParamSpec("P")
+E = TypeVar("E", bound=PointEvent)
 
 _NOT_CONTAINED = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -141,3 +141,14 @@ def is_active() -> bool:
     """True when at least one receiver listens on the bus."""
     return _ACTIVE
 
+
+class PointSignal(BusSignal, Generic[P, E]):
+    """A point event's signal, typed by its payload: ``P`` is the payload class's keyword
+    parameters, so :func:`~orchestrator.events.emit` checks an emitter's fields against
+    the payload's (a misspelled or missing field is a type error at the call site) without
+    building the payload when nobody listens.  At run time it is a :class:`BusSignal`."""
+
+    def __init__(self, name: str, doc: str, payload_type: Callable[P, E]) -> None:
+        if not (isinstance(payload_type, type) and issubclass(payload_type, PointEvent)):
+            raise TypeError(f"{name}: a point signal's payload must be a PointEvent subclass, not {payload_type!r}")
+        super().__init__(name, doc, payload_type)

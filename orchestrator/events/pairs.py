@@ -1,5 +1,4 @@
-"""The emit helpers: ``traced_*`` context managers that send a start/finish pair, and
-:func:`emit` for point events.
+"""The pair helpers: ``traced_*`` context managers that send a start/finish pair.
 
 The ``traced_*`` helpers send the pair from the same asyncio task, and the finish exactly
 once, also on error or cancellation, so an observer can keep per-pair state keyed by
@@ -57,7 +56,7 @@ from .signals import (
 )
 
 __all__ = ["PairContext", "PairHandle", "traced_project", "traced_batch", "traced_task", "traced_llm_call",
-           "traced_policy_check", "traced_remediation", "emit"]
+           "traced_policy_check", "traced_remediation"]
 
 
 class PairContext(Protocol):
@@ -392,17 +391,3 @@ def traced_remediation(strategy: str, trigger: str) -> PairContext:
     return PairHandle(remediation_started, remediation_finished, start, _finish_remediation, attrs,
                       (pid, tid, cid))
 
-
-def emit(signal: BusSignal, **fields_: Any) -> None:
-    """Send a point event on ``signal`` if anyone listens.  ``task_id`` defaults to the
-    caller's task; ids and timestamp are filled in."""
-    if not signal.receivers:
-        return
-    pid, tid, parent_cid = _ctx.get()
-    if "task_id" not in fields_:
-        fields_["task_id"] = tid or None
-    fields_["correlation_id"] = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)
-    fields_["parent_id"] = parent_cid
-    fields_["project_id"] = pid
-    fields_["timestamp_ns"] = time_ns()
-    signal._deliver(signal.payload_type(**fields_))

@@ -56,6 +56,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Wall-clock time (``time.time_ns()``) when the event was sent."""
 
     signal_name: ClassVar[str] = ""
+    """The name of the signal that sends this payload: set by the catalogue
+    (:mod:`orchestrator.events.signals`), the one place that names it."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: ``signal`` first, then the common fields, then the payload's own
@@ -105,9 +107,20 @@ class PairFinish(Event, frozen=True, kw_only=True):
 
 
 class PointEvent(Event, frozen=True, kw_only=True):
-    """Base of point events (become span events on the current span)."""
+    """Base of point events (become span events on the current span).
 
+    Why the common fields have defaults here: :func:`~orchestrator.events.emit` takes a
+    point event's own fields as typed keyword arguments (mypy reads them from the payload
+    class) and fills the ids and timestamp in itself, so they must not be required
+    arguments of the class.  An emitted event always has them; only a payload built by
+    hand (a test, a replay) may leave them at these defaults."""
+
+    correlation_id: str = ""
+    parent_id: str | None = None
+    project_id: str | None = None
+    timestamp_ns: int = 0
     task_id: str | None = None
+    """The task the event happened in; ``emit`` fills in the caller's task unless given."""
 
 
 # --- project ---------------------------------------------------------------------------
@@ -133,7 +146,6 @@ class ProjectStarted(PairStart, frozen=True, kw_only=True):
     """The batch span's context (what a tracing observer wrote into ``batch_started``'s
     carrier): a tracing observer links this root to it.  Each project of a batch is a
     trace of its own, linked to the batch's."""
-    signal_name: ClassVar[str] = "project_started"
 
 
 class ProjectFinished(PairFinish, frozen=True, kw_only=True):
@@ -144,7 +156,6 @@ class ProjectFinished(PairFinish, frozen=True, kw_only=True):
     criteria: str
     budget_usd: float
     time_limit_seconds: float
-    signal_name: ClassVar[str] = "project_finished"
 
 
 # --- batch -----------------------------------------------------------------------------
@@ -160,7 +171,6 @@ class BatchStarted(PairStart, frozen=True, kw_only=True):
     max_parallel: int
     backend: str
     carrier: dict[str, str] = msgspec.field(default_factory=dict)
-    signal_name: ClassVar[str] = "batch_started"
 
 
 class BatchFinished(PairFinish, frozen=True, kw_only=True):
@@ -174,7 +184,6 @@ class BatchFinished(PairFinish, frozen=True, kw_only=True):
     time_limit_seconds: float
     max_parallel: int
     backend: str
-    signal_name: ClassVar[str] = "batch_finished"
 
 
 class BatchProgress(PointEvent, frozen=True, kw_only=True):
@@ -191,14 +200,12 @@ class BatchProgress(PointEvent, frozen=True, kw_only=True):
     spent_usd: float
     max_usd: float
     eta_seconds: float | None = None
-    signal_name: ClassVar[str] = "batch_progress"
 
 
 # --- task ------------------------------------------------------------------------------
 class TaskStarted(PairStart, frozen=True, kw_only=True):
     task_id: str
     task_type: str
-    signal_name: ClassVar[str] = "task_started"
 
 
 class TaskFinished(PairFinish, frozen=True, kw_only=True):
@@ -207,7 +214,6 @@ class TaskFinished(PairFinish, frozen=True, kw_only=True):
 
     task_id: str
     task_type: str
-    signal_name: ClassVar[str] = "task_finished"
 
 
 # --- llm call --------------------------------------------------------------------------
@@ -233,7 +239,6 @@ class LlmCallStarted(PairStart, frozen=True, kw_only=True):
     observer may write the call's context here on start with the configured propagator
     (W3C ``traceparent`` by default, see ``OTEL_PROPAGATORS``); the client sends whatever
     it holds with the provider request (emitters stay free of OpenTelemetry)."""
-    signal_name: ClassVar[str] = "llm_call_started"
 
 
 class LlmCallFinished(PairFinish, frozen=True, kw_only=True):
@@ -252,7 +257,6 @@ class LlmCallFinished(PairFinish, frozen=True, kw_only=True):
     sent_system: str | None = None
     """The system instructions the adapter really sent when they differ from the start's
     ``system`` (e.g. with the JSON schema added); content, like ``completion``."""
-    signal_name: ClassVar[str] = "llm_call_finished"
 
 
 # --- policy ----------------------------------------------------------------------------
@@ -260,7 +264,6 @@ class PolicyCheckStarted(PairStart, frozen=True, kw_only=True):
     policy_count: int
     model: str | None = None
     task_id: str | None = None
-    signal_name: ClassVar[str] = "policy_check_started"
 
 
 class PolicyChecked(PairFinish, frozen=True, kw_only=True):
@@ -269,7 +272,6 @@ class PolicyChecked(PairFinish, frozen=True, kw_only=True):
     policy_count: int
     model: str | None = None
     task_id: str | None = None
-    signal_name: ClassVar[str] = "policy_checked"
 
 
 # --- remediation -----------------------------------------------------------------------
@@ -277,7 +279,6 @@ class RemediationStarted(PairStart, frozen=True, kw_only=True):
     strategy: str
     trigger: str
     task_id: str | None = None
-    signal_name: ClassVar[str] = "remediation_started"
 
 
 class RemediationFinished(PairFinish, frozen=True, kw_only=True):
@@ -286,7 +287,6 @@ class RemediationFinished(PairFinish, frozen=True, kw_only=True):
     strategy: str
     trigger: str
     task_id: str | None = None
-    signal_name: ClassVar[str] = "remediation_finished"
 
 
 # --- point events ----------------------------------------------------------------------
@@ -297,21 +297,18 @@ class BudgetWarning(PointEvent, frozen=True, kw_only=True):
     max_usd: float
     fraction: float
     reason: str = ""
-    signal_name: ClassVar[str] = "budget_warning"
 
 
 class CacheHit(PointEvent, frozen=True, kw_only=True):
     model: str
     call_type: str
     cache_key: str
-    signal_name: ClassVar[str] = "cache_hit"
 
 
 class ValidationFailed(PointEvent, frozen=True, kw_only=True):
     validator: str
     message: str
     iteration: int = 0
-    signal_name: ClassVar[str] = "validation_failed"
 
 
 class DecompositionFallback(PointEvent, frozen=True, kw_only=True):
@@ -319,20 +316,17 @@ class DecompositionFallback(PointEvent, frozen=True, kw_only=True):
     the project runs as one task."""
 
     reason: str
-    signal_name: ClassVar[str] = "decomposition_fallback"
 
 
 class ModelUnhealthy(PointEvent, frozen=True, kw_only=True):
     model: str
     reason: str
-    signal_name: ClassVar[str] = "model_unhealthy"
 
 
 class TaskSkipped(PointEvent, frozen=True, kw_only=True):
     """A task did not run (a dependency failed or was skipped, or no budget/time)."""
 
     reason: str
-    signal_name: ClassVar[str] = "task_skipped"
 
 
 class IterationScored(PointEvent, frozen=True, kw_only=True):
@@ -345,7 +339,6 @@ class IterationScored(PointEvent, frozen=True, kw_only=True):
     score: float
     best_score: float
     evaluator_score: float | None = None
-    signal_name: ClassVar[str] = "iteration_scored"
 
 
 class LlmRetry(PointEvent, frozen=True, kw_only=True):
@@ -355,7 +348,6 @@ class LlmRetry(PointEvent, frozen=True, kw_only=True):
     attempt: int
     error_type: str
     delay_seconds: float
-    signal_name: ClassVar[str] = "llm_retry"
 
 
 class LlmCallDispatched(PointEvent, frozen=True, kw_only=True):
@@ -364,7 +356,6 @@ class LlmCallDispatched(PointEvent, frozen=True, kw_only=True):
 
     model: str
     queue_ms: float
-    signal_name: ClassVar[str] = "llm_call_dispatched"
 
 
 class LocalModelLoaded(PointEvent, frozen=True, kw_only=True):
@@ -378,7 +369,6 @@ class LocalModelLoaded(PointEvent, frozen=True, kw_only=True):
     """Why the fast kernels are on or off (the CPU's flags, a crash, the user's setting)."""
     restarts: int = 0
     """Crashes of this model's worker so far in the process."""
-    signal_name: ClassVar[str] = "local_model_loaded"
 
 
 class JsonModeRejected(PointEvent, frozen=True, kw_only=True):
@@ -389,7 +379,6 @@ class JsonModeRejected(PointEvent, frozen=True, kw_only=True):
     mode: str
     status_code: int | None = None
     error_type: str = ""
-    signal_name: ClassVar[str] = "json_mode_rejected"
 
 
 class AcceptanceCheck(PointEvent, frozen=True, kw_only=True):
@@ -408,7 +397,6 @@ class AcceptanceCheck(PointEvent, frozen=True, kw_only=True):
     duration_ms: float = 0.0
     """How long the sandboxed run took that ran this check (with the round's other checks:
     they run together, so they share it); the event is sent when it ended."""
-    signal_name: ClassVar[str] = "acceptance_check"
 
 
 class TasksPlanned(PointEvent, frozen=True, kw_only=True):
@@ -416,7 +404,6 @@ class TasksPlanned(PointEvent, frozen=True, kw_only=True):
 
     task_count: int
     task_ids: tuple[str, ...] = ()
-    signal_name: ClassVar[str] = "tasks_planned"
 
 
 class TaskRestored(PointEvent, frozen=True, kw_only=True):
@@ -430,6 +417,5 @@ class TaskRestored(PointEvent, frozen=True, kw_only=True):
     cost_usd: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
-    signal_name: ClassVar[str] = "task_restored"
 
 
