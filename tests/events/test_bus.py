@@ -154,7 +154,13 @@ def test_point_events_carry_the_enclosing_pair(collector):
 
 
 def test_every_signal_documents_its_payload():
-    assert len(events.ALL_SIGNALS) == len({s.name for s in events.ALL_SIGNALS})
+    """The catalogue names each signal once, gives each payload class its signal's name
+    (the one place it is written) and documents it; README's table: test_catalogue.py."""
+    assert len(events.ALL_SIGNALS) == len({s.name for s in events.ALL_SIGNALS}) == len(events.SIGNALS_BY_NAME)
+    assert len({s.payload_type for s in events.ALL_SIGNALS}) == len(events.ALL_SIGNALS)
     for sig in events.ALL_SIGNALS:
         assert sig.payload_type.signal_name == sig.name
         assert sig.payload_type.__name__ in sig.__doc__
+        assert getattr(events, sig.name) is sig and getattr(events, sig.payload_type.__name__) is sig.payload_type
+    assert all(issubclass(start.payload_type, events.PairStart) and issubclass(finish.payload_type, events.PairFinish)
+               for start, finish in events.PAIRS)
