@@ -19,6 +19,10 @@ from typing import Any, Protocol
 from msgspec.structs import force_setattr
 
 from .. import attributes as attr
+
+# read through their modules, never imported by name: the bus's "anyone listening" flag and
+# the id prefix and counter (reseeded in a forked child) are rebound there, and a name
+# imported here would keep the value it had at import
 from . import bus as _bus
 from . import context as _ids
 from .bus import BusSignal
