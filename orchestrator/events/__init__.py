@@ -27,6 +27,8 @@ Design notes (why, not what):
 
 from __future__ import annotations
 
+from . import payloads as _payloads
+from . import signals as _signals
 from .bus import BusSignal, is_active
 from .context import BatchScope as BatchScope
 from .context import EventContext as EventContext
@@ -41,97 +43,16 @@ from .pairs import (
     traced_task,
 )
 from .pairs import PairHandle as PairHandle
-from .payloads import (
-    CONTENT_FIELDS,
-    AcceptanceCheck,
-    BatchFinished,
-    BatchProgress,
-    BatchStarted,
-    BudgetWarning,
-    CacheHit,
-    DecompositionFallback,
-    Event,
-    IterationScored,
-    JsonModeRejected,
-    LlmCallDispatched,
-    LlmCallFinished,
-    LlmCallStarted,
-    LlmRetry,
-    LocalModelLoaded,
-    ModelText,
-    ModelUnhealthy,
-    PairFinish,
-    PairStart,
-    PointEvent,
-    PolicyChecked,
-    PolicyCheckStarted,
-    ProjectFinished,
-    ProjectStarted,
-    RemediationFinished,
-    RemediationStarted,
-    TaskFinished,
-    TaskRestored,
-    TaskSkipped,
-    TasksPlanned,
-    TaskStarted,
-    ValidationFailed,
-)
+from .payloads import *  # noqa: F403 - every payload class, as payloads.__all__ lists them
 from .payloads import AttributeValue as AttributeValue
 from .payloads import Scalar as Scalar
 from .points import emit
-from .signals import (
-    ALL_SIGNALS,
-    PAIRS,
-    POINT_SIGNALS,
-    SIGNALS_BY_NAME,
-    acceptance_check,
-    batch_finished,
-    batch_progress,
-    batch_started,
-    budget_warning,
-    cache_hit,
-    decomposition_fallback,
-    iteration_scored,
-    json_mode_rejected,
-    llm_call_dispatched,
-    llm_call_finished,
-    llm_call_started,
-    llm_retry,
-    local_model_loaded,
-    model_unhealthy,
-    policy_check_started,
-    policy_checked,
-    project_finished,
-    project_started,
-    remediation_finished,
-    remediation_started,
-    task_finished,
-    task_restored,
-    task_skipped,
-    task_started,
-    tasks_planned,
-    validation_failed,
-)
+from .signals import *  # noqa: F403 - every signal and the catalogue's tables, as signals.__all__ lists them
 
 __all__ = [
-    "BusSignal", "Event", "PairStart", "PairFinish", "PointEvent", "PairContext",
-    "ProjectStarted", "ProjectFinished", "TaskStarted", "TaskFinished",
-    "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked",
-    "RemediationStarted", "RemediationFinished",
-    "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback",
-    "ModelUnhealthy", "TaskSkipped", "IterationScored", "LlmRetry", "TasksPlanned",
-    "project_started", "project_finished", "task_started", "task_finished",
-    "llm_call_started", "llm_call_finished", "policy_check_started", "policy_checked",
-    "remediation_started", "remediation_finished",
-    "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback",
-    "model_unhealthy", "task_skipped", "iteration_scored", "llm_retry", "tasks_planned",
-    "LlmCallDispatched", "JsonModeRejected", "llm_call_dispatched", "json_mode_rejected", "ModelText",
-    "AcceptanceCheck", "acceptance_check", "TaskRestored", "task_restored",
-    "LocalModelLoaded", "local_model_loaded",
-    "BatchStarted", "BatchFinished", "BatchProgress", "batch_started", "batch_finished", "batch_progress",
-    "traced_batch", "batch_scope", "current_batch",
-    "ALL_SIGNALS", "PAIRS", "POINT_SIGNALS", "SIGNALS_BY_NAME", "CONTENT_FIELDS",
-    "traced_project", "traced_task", "traced_llm_call", "traced_policy_check",
-    "traced_remediation", "emit", "is_active", "current_ids", "new_correlation_id",
+    "BusSignal", "PairContext", "emit", "is_active", "current_ids", "new_correlation_id",
+    "traced_project", "traced_task", "traced_llm_call", "traced_policy_check", "traced_remediation", "traced_batch",
+    "batch_scope", "current_batch",
 ]
-
+__all__ += _payloads.__all__  # so a new payload or signal is declared in one module, not here too
+__all__ += _signals.__all__

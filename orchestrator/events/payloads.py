@@ -15,6 +15,16 @@ from typing import Any, ClassVar
 
 import msgspec
 
+__all__ = [
+    "CONTENT_FIELDS", "ModelText", "Event", "PairStart", "PairFinish", "PointEvent",
+    "ProjectStarted", "ProjectFinished", "BatchStarted", "BatchFinished", "TaskStarted", "TaskFinished",
+    "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked", "RemediationStarted",
+    "RemediationFinished",
+    "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback", "ModelUnhealthy", "TaskSkipped",
+    "IterationScored", "LlmRetry", "LlmCallDispatched", "LocalModelLoaded", "JsonModeRejected", "AcceptanceCheck",
+    "TasksPlanned", "TaskRestored", "BatchProgress",
+]
+
 Scalar = str | bool | int | float
 AttributeValue = Scalar | Sequence[Scalar] | None
 

@@ -2,8 +2,8 @@
 
 This is the one place an event is declared.  Adding one takes a payload class
 (:mod:`.payloads`), one line here (``_point`` or ``_pair``: name, payload, when it is
-sent), and its row in the events catalogue of the docs; ``tests/events/test_catalogue.py``
-checks that the three agree.  The catalogue gives each payload class its
+sent; the name in ``__all__``), and its row in the events catalogue of the docs;
+``tests/events/test_catalogue.py`` checks that the three agree.  The catalogue gives each payload class its
 ``signal_name``, and builds :data:`PAIRS`, :data:`POINT_SIGNALS`, :data:`ALL_SIGNALS` and
 :data:`SIGNALS_BY_NAME` from the declarations in order.
 """
