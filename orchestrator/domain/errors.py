@@ -25,6 +25,7 @@ by (a ``ConfigError`` is still a ``ValueError``).  The hierarchy (where each liv
     ├── SandboxUnavailable (ValueError)   no isolation for model-written code here  (governance.sandbox)
     ├── CallRefused                       a task's next call cannot be paid for  (engine.context)
     ├── ObserverLoadError (ValueError)    an --observer spec cannot be loaded  (observers.loading)
+    ├── UnknownHandlerError (TypeError)   an observer's on_* method matches no signal  (observers.base)
     ├── TracingUnavailable (ImportError)  the tracing extra is not installed  (otel.config)
     ├── ReportInputError (ValueError)     an event log a report cannot be made from  (report.load)
     ├── UnsafePathError (OSError)         a link or non-file where a file is written  (files)

@@ -6,6 +6,11 @@ bus signals of the same name (``on_task_started``, ``on_llm_call_finished``,
 ``unsubscribe()`` disconnects them; an observer is also a context manager that is
 subscribed inside its ``with`` block.
 
+Handlers are bound by name, so the names are checked: an ``on_*`` method that matches no
+signal (``on_llm_call_finshed``) would otherwise never be called, silently.
+``subscribe()`` raises :class:`UnknownHandlerError` for one, naming the nearest signal,
+before connecting anything (and ``--observer`` refuses such an observer before a run).
+
 Receivers are always connected strongly (``weak=False``): blinker's weak default would
 silently drop the bound methods of an observer nobody else holds.
 
@@ -15,6 +20,7 @@ without the ``tracing`` extra.
 
 from __future__ import annotations
 
+import difflib
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -22,10 +28,14 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from .. import events
+from ..domain.errors import OrchestratorError
 from ..redaction import redact
 
-__all__ = ["Observer", "Subscribable", "Handler", "number", "redact", "register_span_source", "span_ids_for", "visible",
-           "visible_fields", "apply_content_rule", "copy_attributes", "has_model_text", "whole"]
+__all__ = ["Observer", "Subscribable", "Handler", "UnknownHandlerError", "unknown_handlers", "number", "redact",
+           "register_span_source", "span_ids_for", "visible", "visible_fields", "apply_content_rule",
+           "copy_attributes", "has_model_text", "whole"]
+
+HANDLER_PREFIX = "on_"
 
 Handler = tuple[events.BusSignal, Callable[[Any], object]]
 """A signal and the receiver an observer connects to it (a receiver takes its own
@@ -41,6 +51,27 @@ class Subscribable(Protocol):
     def subscribe(self) -> object: ...
 
     def unsubscribe(self) -> object: ...
+
+
+class UnknownHandlerError(OrchestratorError, TypeError):
+    """An observer has an ``on_*`` method that matches no signal (a misspelled handler,
+    which would never be called)."""
+
+
+def unknown_handlers(observer: object) -> list[str]:
+    """One line per ``on_*`` method of ``observer`` that matches no signal of the bus,
+    naming the nearest signal's handler when one is close (empty when all match)."""
+    known = [HANDLER_PREFIX + name for name in events.SIGNALS_BY_NAME]
+    problems = []
+    for attr_name in sorted(dir(observer)):
+        if not attr_name.startswith(HANDLER_PREFIX) or attr_name in known:
+            continue
+        if not callable(getattr(observer, attr_name, None)):
+            continue
+        close = difflib.get_close_matches(attr_name, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "handlers are on_<signal name> (see the event catalogue)"
+        problems.append(f"{type(observer).__name__}.{attr_name} matches no signal: {hint}")
+    return problems
 
 
 class Observer:
@@ -66,7 +97,7 @@ class Observer:
         """(signal, receiver) pairs to connect: every ``on_<name>`` method defined."""
         out = []
         for sig in events.ALL_SIGNALS:
-            method = getattr(self, f"on_{sig.name}", None)
+            method = getattr(self, HANDLER_PREFIX + sig.name, None)
             if callable(method):
                 out.append((sig, method))
         return out
@@ -77,12 +108,17 @@ class Observer:
         return bool(getattr(self, "_connected", None))
 
     def subscribe(self) -> Self:
-        """Connect every handler (strongly); a second call does nothing.  Returns self."""
+        """Connect every handler (strongly); a second call does nothing.  Returns self.
+        Raises :class:`UnknownHandlerError`, connecting nothing, when an ``on_*`` method
+        matches no signal."""
         if not hasattr(self, "_connected"):  # a subclass forgot super().__init__()
             Observer.__init__(self)
         with self._sub_lock:
             if self._connected:
                 return self
+            problems = unknown_handlers(self)
+            if problems:
+                raise UnknownHandlerError("; ".join(problems))
             pairs = self.handlers()
             for sig, receiver in pairs:
                 sig.connect(receiver, weak=False)

@@ -13,8 +13,9 @@ Built-in names (used when no entry point has the name): ``logging``; ``metrics``
 ``opentelemetry-instrument``, which configures them from ``OTEL_*`` variables).
 
 A loaded observer is anything with ``subscribe()`` and ``unsubscribe()`` (normally an
-:class:`~orchestrator.observers.base.Observer`).  Errors are :class:`ObserverLoadError`,
-a ValueError with a one-line message.
+:class:`~orchestrator.observers.base.Observer`, whose ``on_*`` handler names are checked
+here: one that matches no signal is refused before the run, not silently never called).
+Errors are :class:`ObserverLoadError`, a ValueError with a one-line message.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import importlib
 from importlib.metadata import EntryPoint, entry_points
 
 from ..domain.errors import OrchestratorError
-from .base import Subscribable
+from .base import Observer, Subscribable, unknown_handlers
 
 __all__ = ["ObserverLoadError", "load_observer", "ENTRY_POINT_GROUP", "BUILTIN_OBSERVERS",
            "available_observer_names"]
@@ -78,6 +79,10 @@ def _instantiate(target: object, spec: str) -> Subscribable:
     if not (isinstance(observer, Subscribable) and callable(observer.subscribe) and callable(observer.unsubscribe)):
         raise ObserverLoadError(f"--observer {spec}: the factory returned {type(observer).__name__}, "
                                 "which has no subscribe()/unsubscribe()")
+    if isinstance(observer, Observer):
+        problems = unknown_handlers(observer)
+        if problems:
+            raise ObserverLoadError(f"--observer {spec}: {'; '.join(problems)}")
     return observer
 
 

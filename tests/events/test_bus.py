@@ -154,7 +154,42 @@ def test_point_events_carry_the_enclosing_pair(collector):
 
 
 def test_every_signal_documents_its_payload():
-    assert len(events.ALL_SIGNALS) == len({s.name for s in events.ALL_SIGNALS})
+    """The catalogue names each signal once, gives each payload class its signal's name
+    (the one place it is written) and documents it; README's table: test_catalogue.py."""
+    assert len(events.ALL_SIGNALS) == len({s.name for s in events.ALL_SIGNALS}) == len(events.SIGNALS_BY_NAME)
+    assert len({s.payload_type for s in events.ALL_SIGNALS}) == len(events.ALL_SIGNALS)
     for sig in events.ALL_SIGNALS:
         assert sig.payload_type.signal_name == sig.name
         assert sig.payload_type.__name__ in sig.__doc__
+        assert getattr(events, sig.name) is sig and getattr(events, sig.payload_type.__name__) is sig.payload_type
+    assert all(issubclass(start.payload_type, events.PairStart) and issubclass(finish.payload_type, events.PairFinish)
+               for start, finish in events.PAIRS)
+
+
+def test_pairs_and_points_see_the_ids_reseeded_after_a_fork(collector):
+    """The id prefix is rebound in a forked child; the helpers read it where it lives."""
+    from orchestrator.events import context
+
+    before = context._ID_PREFIX
+    context._reseed_ids()
+    try:
+        assert context._ID_PREFIX != before
+        with events.traced_task("t", "code_generation"):
+            events.emit(events.task_skipped, reason="r")
+        assert {p.correlation_id[:8] for p in collector.seen} == {context._ID_PREFIX}
+    finally:
+        context._reseed_ids()
+
+
+def test_the_listening_flag_follows_connections():
+    assert not events.is_active()
+    assert events.traced_task("t", "x") is events.traced_llm_call("m", "generate")  # the shared no-op
+    seen: list[events.Event] = []
+    events.cache_hit.connect(seen.append)
+    try:
+        assert events.is_active()
+        assert events.traced_task("t", "x") is not events.traced_llm_call("m", "generate")
+    finally:
+        events.cache_hit.disconnect(seen.append)
+    assert not events.is_active()
+

@@ -103,6 +103,12 @@ ROWS = [
     Row("unknown-flag", ["-p", "x", "--bogus"], "unrecognized arguments"),
     Row("service-name-blank", ["-p", "x", "--service-name", " "], "--service-name must not be empty"),
     Row("observer-missing", ["-p", "x", "--observer", "no_such_module_xyz:f"], "no_such_module_xyz"),
+    Row("observer-misspelled-handler", ["-p", "x", "--observer", "my_observer:SlowCalls"],
+        "--observer my_observer:SlowCalls: SlowCalls.on_llm_call_finshed matches no signal: "
+        "did you mean on_llm_call_finished?",
+        files={"my_observer.py": "from orchestrator.observers import Observer\n\n"
+                                 "class SlowCalls(Observer):\n"
+                                 "    def on_llm_call_finshed(self, p):\n        print(p.model)\n"}),
     # -- models
     Row("model-unknown", ["-p", "x", "--model", "no-such-model"], "unknown model"),
     Row("local-model-missing", ["-p", "x", "--local-model", "{d}/none.gguf"], "no such file"),
