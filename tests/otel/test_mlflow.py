@@ -97,8 +97,8 @@ def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow
     event log's pairs with the same parentage; each LLM span carries the call's
     ``gen_ai.usage.*`` tokens and ``llm.cost_usd`` and is an LLM span to MLflow; the
     trace's token usage, which MLflow sums from the spans, is the run's summary; the root's
-    totals are there too.  Then ``orchestrator replay`` of the event log into a second
-    experiment: the same spans, times and attributes, only the ids differ."""
+    totals are there too.  Then ``orchestrator replay`` of the event log into the Default
+    experiment: the same spans, times, attributes and span events, only the ids differ."""
     client, experiment = _experiment(mlflow_server, "live")
     events = tmp_path / "events.jsonl"
     proc = _orchestrator(_env(experiment), *scripted_cli.ARGS, "--state-dir", str(tmp_path / "state"),
@@ -136,13 +136,14 @@ def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow
     # MLflow's span types, from the OpenInference kinds we set
     assert {(s.name.split(":")[0], s.span_type) for s in spans} == {
         ("run_project", "AGENT"), ("task", "CHAIN"), ("remediation", "CHAIN"), ("llm_call", "LLM")}
-    # the recorded run replayed into another experiment is the same trace, new ids
-    replay_client, replay_experiment = _experiment(mlflow_server, "replayed")
+    # the recorded run replayed into MLflow's "Default" experiment (id 0, as the docs'
+    # example sends to) is the same trace, new ids
+    replay_experiment = "0"
     replayed = subprocess.run([sys.executable, "-m", "orchestrator", "replay", str(events), "-q",
                                "--otlp-endpoint", mlflow_server.otlp], cwd=ROOT, env=_env(replay_experiment),
                               capture_output=True, text=True, timeout=120)
     assert replayed.returncode == 0 and replayed.stderr == "", replayed.stdout + replayed.stderr
-    (again,) = _traces(replay_client, replay_experiment, 1, len(spans))
+    (again,) = _traces(client, replay_experiment, 1, len(spans))
     assert again.info.trace_id != trace.info.trace_id
     assert _content(again) == _content(trace)
 
