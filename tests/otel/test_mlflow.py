@@ -127,12 +127,17 @@ def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow
         assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (
             sent["llm.tokens_in"], sent["llm.tokens_out"])
         assert a["llm.cost_usd"] == sent["llm.cost_usd"] > 0
+        assert a["mlflow.llm.model"] == "scripted-pro"  # the model column of MLflow's trace view
     # MLflow's own roll-up of the trace: the GenAI token counts summed, once (roll-ups use
     # names of their own, so the root and task totals are not counted again)
     usage = trace.info.token_usage
     assert (usage["input_tokens"], usage["output_tokens"]) == (
         summary["usage"]["input_tokens"], summary["usage"]["output_tokens"])
     assert trace.info.state.value == "OK"
+    # of the resource, MLflow keeps the service.* attributes, as trace tags (docs/tracing.md says so)
+    tags = trace.info.tags
+    assert tags["service.name"] == "multi-llm-orchestrator" and tags["service.version"]
+    assert not [k for k in tags if k.startswith("telemetry.sdk.")]
     # MLflow's span types, from the OpenInference kinds we set
     assert {(s.name.split(":")[0], s.span_type) for s in spans} == {
         ("run_project", "AGENT"), ("task", "CHAIN"), ("remediation", "CHAIN"), ("llm_call", "LLM")}
