@@ -13,6 +13,7 @@ import pytest
 from orchestrator import events
 from orchestrator.llm import catalog, clock
 from tests.helpers import serve_hello
+from tests.mlflow_server import mlflow_server  # noqa: F401 - a real MLflow, one per module that asks
 from tests.phoenix_server import phoenix  # noqa: F401 - a real Phoenix, one per module that asks
 
 TEST_NOW = dt.datetime(2026, 11, 16, 12, 0, tzinfo=dt.UTC)
