@@ -64,12 +64,17 @@ class GoogleProvider(RemoteProvider["genai.Client"]):
             return False
 
     def _new_client(self, key: Secret | None, timeout: float) -> genai.Client:
+        import httpx
         from google import genai
         from google.genai import types
 
         assert key is not None  # availability() checked it
+        # httpx always, like every other adapter: without a transport of its own the SDK
+        # switches to aiohttp whenever aiohttp happens to be installed (another package's
+        # dependency), and the calls would behave differently from one install to the next
         options = types.HttpOptions(base_url=self.base_url, timeout=int(timeout * 1000),
-                                    retry_options=types.HttpRetryOptions(attempts=1))
+                                    retry_options=types.HttpRetryOptions(attempts=1),
+                                    async_client_args={"transport": httpx.AsyncHTTPTransport()})
         return genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
 
     async def _close_client(self, client: genai.Client) -> None:

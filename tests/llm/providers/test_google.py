@@ -32,6 +32,25 @@ async def test_json_through_the_response_schema_and_thinking_tokens_billed(clien
     assert req.body["systemInstruction"]["parts"][0]["text"] == "planner"
 
 
+async def test_the_sdk_speaks_through_httpx_even_with_aiohttp_installed(client, server, monkeypatch):
+    """google-genai picks aiohttp whenever it is importable (the dev extra has it, through
+    mlflow); the adapter gives it an httpx transport, so every install calls the same way."""
+    import aiohttp  # noqa: F401 - installed here: the case this test is about
+    import httpx
+
+    sent = []
+    real = httpx.AsyncHTTPTransport.handle_async_request
+
+    async def counted(self, request):
+        sent.append(request.url.path)
+        return await real(self, request)
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", counted)
+    server.push(Reply(body=gemini_answer("hi")))
+    assert (await client.call("gemini-2.5-flash", "x")).text == "hi"
+    assert sent == ["/v1beta/models/gemini-2.5-flash:generateContent"]
+
+
 async def test_max_tokens_finish(client, server):
     server.push(Reply(body=gemini_answer("cut", finish="MAX_TOKENS")))
     assert (await client.call("gemini-2.5-flash", "x")).finish_reason == "length"
