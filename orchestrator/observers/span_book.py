@@ -24,6 +24,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode,
 from .. import attributes as attr
 from .. import events
 from ..redaction import redact
+from .base import copy_attributes
 
 __all__ = ["SpanBook", "Rollup", "LiveSpan"]
 
@@ -68,12 +69,13 @@ class LiveSpan:
     (the context holding this span) made when a child or a carrier needs it, ``base`` the
     parent's context it started in."""
 
-    __slots__ = ("span", "ctx", "base", "token", "mark", "parent_cid", "project_id", "kind", "roll", "given")
+    __slots__ = ("span", "ctx", "base", "token", "mark", "cid", "parent_cid", "project_id", "kind", "roll", "given")
 
-    def __init__(self, span: Span, ctx: Context | None, base: Context | None, parent_cid: str | None,
+    def __init__(self, span: Span, ctx: Context | None, base: Context | None, cid: str, parent_cid: str | None,
                  project_id: str | None, kind: str, roll: Rollup | None,
                  given: Mapping[str, Any] | None = None) -> None:
         self.span = span
+        self.cid = cid
         self.given = given  # the start payload's attributes: the span has them already
         self.ctx = ctx
         self.base = base
@@ -117,6 +119,7 @@ class SpanBook:
              span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None, *,
              new_trace: bool = False) -> LiveSpan:
         """``new_trace``: a root whatever the current context (a batch, a batch's project)."""
+        cid = p.correlation_id
         parent_cid = p.parent_id
         base: Context | None = Context() if new_trace else None
         if parent_cid is not None and not new_trace:
@@ -128,13 +131,13 @@ class SpanBook:
         span = self.tracer.start_span(name, base, kind, attrs, links, p.timestamp_ns)
         if enclosing:
             ctx = set_span_in_context(span, base)
-            live = LiveSpan(span, ctx, base, parent_cid, p.project_id, span_kind, Rollup(), p.attributes)
+            live = LiveSpan(span, ctx, base, cid, parent_cid, p.project_id, span_kind, Rollup(), p.attributes)
             if self.attach_context:
                 live.mark = _ATTACHED.set(live)
                 live.token = otel_context.attach(ctx)
         else:
-            live = LiveSpan(span, None, base, parent_cid, p.project_id, span_kind, None, p.attributes)
-        self.live[p.correlation_id] = live
+            live = LiveSpan(span, None, base, cid, parent_cid, p.project_id, span_kind, None, p.attributes)
+        self.live[cid] = live
         return live
 
     def _detach(self, live: LiveSpan) -> None:
@@ -153,19 +156,30 @@ class SpanBook:
             return
         otel_context.detach(token)
 
-    def close(self, p: events.PairFinish, attrs: dict[str, Any]) -> LiveSpan | None:
-        cid = p.correlation_id
-        live = self.live.pop(cid, None)
-        if live is None:  # started before this observer subscribed
+    def changed(self, p: events.PairFinish) -> tuple[LiveSpan, dict[str, Any]] | None:
+        """The live span of a finish payload's pair and the payload's attributes that are
+        not the start's (the span has those already), or None when the pair is unknown
+        (started before this observer subscribed, or ended as an orphan)."""
+        live = self.live.get(p.correlation_id)
+        if live is None:
             return None
-        span = live.span
-        if live.token is not None:
-            self._detach(live)
+        attrs = copy_attributes(p.attributes)
         given = live.given
         if given:  # a finish repeats the start's attributes: set again only what changed
             for key, value in given.items():
                 if attrs.get(key) is value:
                     del attrs[key]
+        return live, attrs
+
+    def end(self, live: LiveSpan, end_ns: int, attrs: dict[str, Any], failure: events.PairFailure | None) -> bool:
+        """End ``live``'s span with ``attrs`` (a dict of the caller's: roll-ups are added to
+        it) and its status; False when it was ended already (an orphan)."""
+        cid = live.cid
+        if self.live.pop(cid, None) is None:
+            return False
+        span = live.span
+        if live.token is not None:
+            self._detach(live)
         roll = live.roll
         if roll is not None and roll.calls:
             keys = _ROLLUP_KEYS.get(live.kind) or _rollup_keys(live.kind)
@@ -174,26 +188,15 @@ class SpanBook:
             setdefault(keys[1], roll.tokens_out)
             setdefault(keys[2], round(roll.cost_usd, 8))
             setdefault(keys[3], roll.calls)
-        if p.status != "ok":
-            error_type = p.error_type or p.status
-            attrs.setdefault(attr.ERROR_TYPE, error_type)
-            message = redact(p.error_message or "")[:300]
-            span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}" if message else error_type))
-            exc = p.exception
-            if isinstance(exc, BaseException):
-                extra = None
-                stack = "".join(traceback.format_exception(exc))
-                clean = redact(stack)
-                if clean != stack:  # a secret in the message or the source lines shown
-                    extra = {attr.EXCEPTION_MESSAGE: redact(str(exc)), attr.EXCEPTION_STACKTRACE: clean}
-                span.record_exception(exc, attributes=extra, timestamp=p.timestamp_ns, escaped=True)
+        if failure is not None:
+            _fail(span, attrs, failure, end_ns)
         span.set_attributes(attrs)
-        span.end(p.timestamp_ns)
+        span.end(end_ns)
         recent = self._recent
         recent[cid] = span.get_span_context()
         if len(recent) > self._recent_limit:
             del recent[next(iter(recent))]
-        return live
+        return True
 
     def end_orphans(self, project_id: str | None, end_time: int | None, *, all_: bool = False,
                      keep: str | None = None) -> int:
@@ -226,3 +229,19 @@ class SpanBook:
                 roll.cost_usd += cost_usd
                 roll.calls += 1
             cid = ancestor.parent_cid
+
+
+def _fail(span: Span, attrs: dict[str, Any], failure: events.PairFailure, end_ns: int) -> None:
+    """Status ERROR, ``error.type`` and the exception event of a pair that did not end ok."""
+    status, error_type, message, exc = failure
+    error_type = error_type or status
+    attrs.setdefault(attr.ERROR_TYPE, error_type)
+    message = redact(message or "")[:300]
+    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}" if message else error_type))
+    if isinstance(exc, BaseException):
+        extra = None
+        stack = "".join(traceback.format_exception(exc))
+        clean = redact(stack)
+        if clean != stack:  # a secret in the message or the source lines shown
+            extra = {attr.EXCEPTION_MESSAGE: redact(str(exc)), attr.EXCEPTION_STACKTRACE: clean}
+        span.record_exception(exc, attributes=extra, timestamp=end_ns, escaped=True)
