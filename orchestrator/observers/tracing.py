@@ -30,7 +30,7 @@ Design notes:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 from opentelemetry import propagate, trace
@@ -118,6 +118,8 @@ class TracingObserver(Observer):
         self._redacted: dict[str, str] = {}
         self._redacted_env = -1
         self.propagator = propagator
+        # writes a context into a carrier: the given propagator's, or the global one's at each call
+        self._inject: Callable[..., None] = propagator.inject if propagator is not None else propagate.inject
         register_span_source(self)
 
     @property
@@ -147,12 +149,6 @@ class TracingObserver(Observer):
     # would not do (see bench/tracing_overhead.py): LLM start attributes are built once
     # per (model, call type, parameters) and shared read-only, the content rule looks only
     # at values an emitter gave, and each string of point events is redacted once.
-
-    def _inject(self, carrier: dict[str, str], ctx: Context) -> None:
-        if self.propagator is not None:
-            self.propagator.inject(carrier, context=ctx)
-        else:
-            propagate.inject(carrier, context=ctx)
 
     def _start_attrs(self, p: events.PairStart, kind_value: str) -> dict[str, Any]:
         attrs = copy_attributes(p.attributes)
@@ -196,7 +192,7 @@ class TracingObserver(Observer):
         live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links,
                               new_trace=p.batch_id is not None)
         if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
-            self._inject(p.carrier, live.ctx)
+            self._inject(p.carrier, context=live.ctx)
         return live
 
     def _project_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any],
@@ -218,7 +214,7 @@ class TracingObserver(Observer):
         live = self.book.open(p, "run_batch", SpanKind.INTERNAL, self._start_attrs(p, "AGENT"), "batch", False,
                               new_trace=True)
         # handed to every project of the batch, for its root to link to
-        self._inject(p.carrier, set_span_in_context(live.span, Context()))
+        self._inject(p.carrier, context=set_span_in_context(live.span, Context()))
         return live
 
     def on_batch_finished(self, p: events.BatchFinished) -> None:
@@ -242,7 +238,7 @@ class TracingObserver(Observer):
             self.content.add_input(p, attrs)
         live = self.book.open(p, name, kind, attrs, "llm", False)
         if kind is SpanKind.CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
-            self._inject(p.carrier, set_span_in_context(live.span, live.base))
+            self._inject(p.carrier, context=set_span_in_context(live.span, live.base))
         return live
 
     def _llm_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
@@ -253,7 +249,12 @@ class TracingObserver(Observer):
         if capture:
             self.content.add_output(live.cid, content, mine, provider)
         if self.book.end(live, end_ns, mine, failure):
-            self.book.roll_up(live, tokens_in, tokens_out, cost)
+            up = live.up  # the nearest enclosing span's usage (it hands it up when it ends)
+            if up is not None:
+                up.tokens_in += tokens_in
+                up.tokens_out += tokens_out
+                up.cost_usd += cost
+                up.calls += 1
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         found = self.book.changed(p)
