@@ -92,7 +92,7 @@ class SpanBook:
         self.tracer = tracer
         self.attach_context = attach_context
         self.live: dict[str, LiveSpan] = {}
-        self._recent: dict[str, SpanContext] = {}  # insertion-ordered: the oldest is first
+        self._recent: dict[str, SpanContext] = {}  # insertion-ordered: the oldest is first; 1-2x the limit
         self._recent_limit = recent_spans
 
     def span_ids(self, correlation_id: str) -> tuple[str, str] | None:
@@ -198,8 +198,8 @@ class SpanBook:
         span.end(end_ns)
         recent = self._recent
         recent[cid] = span.get_span_context()
-        if len(recent) > self._recent_limit:
-            del recent[next(iter(recent))]
+        if len(recent) > self._recent_limit * 2:  # forget the older half at once, not one per span
+            self._recent = dict(list(recent.items())[-self._recent_limit:])
         return True
 
     def end_orphans(self, project_id: str | None, end_time: int | None, *, all_: bool = False,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Self
 
 from opentelemetry import propagate, trace
@@ -58,6 +59,7 @@ __all__ = ["TracingObserver", "capture_content_from_env"]
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _BASE_FIELDS = {"correlation_id", "parent_id", "project_id", "timestamp_ns"}
+_MODEL_TEXT = events.ModelText
 
 
 def _instrumentation_version() -> str:
@@ -114,7 +116,7 @@ class TracingObserver(Observer):
                                       content_max_chars)
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
         self._llm = LlmSpanAttributes()
-        self._point_fields: dict[type, tuple[str, ...]] = {}
+        self._point_fields: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
         self._redacted: dict[str, str] = {}
         self._redacted_env = -1
         self.propagator = propagator
@@ -164,8 +166,8 @@ class TracingObserver(Observer):
 
     def _ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
                failure: events.PairFailure | None) -> None:
-        mine = copy_attributes(attrs)
-        if has_model_text(mine):
+        mine = attrs.copy() if type(attrs) is dict else dict(attrs)
+        if _MODEL_TEXT in map(type, mine.values()):  # has_model_text, inlined
             apply_content_rule(mine, self.content.enabled)
         self.book.end(live, end_ns, mine, failure)
 
@@ -243,7 +245,7 @@ class TracingObserver(Observer):
 
     def _llm_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
                    failure: events.PairFailure | None, provider: str = "") -> None:
-        mine = copy_attributes(attrs)
+        mine = attrs.copy() if type(attrs) is dict else dict(attrs)
         capture = self.content.enabled
         tokens_in, tokens_out, cost = self._llm.finish(mine, capture)
         if capture:
@@ -294,21 +296,30 @@ class TracingObserver(Observer):
             span = trace.get_current_span()
             if not span.is_recording():
                 return
-        names = self._point_fields.get(type(p))
-        if names is None:
+        fields = self._point_fields.get(type(p))
+        if fields is None:
             names = tuple(name for name in p.__struct_fields__ if name not in _BASE_FIELDS)
-            self._point_fields[type(p)] = names
+            fields = self._point_fields[type(p)] = (names, _values_of(names))
+        names, values = fields
         capture = self.content.enabled
+        if len(os.environ) != self._redacted_env:  # what _redact remembers is stale
+            self._redacted.clear()
+            self._redacted_env = len(os.environ)
+        redacted = self._redacted
         attrs: dict[str, Any] = {}
-        for name in names:
-            value = getattr(p, name)
+        for name, value in zip(names, values(p)):  # noqa: B905 - the getter gives one value per name
             if value is None:
                 continue
-            if not isinstance(value, (str, bool, int, float)):
-                value = str(value)
-            elif type(value) is events.ModelText:
-                value = visible(value, capture)
-            attrs[name] = self._redact(value) if isinstance(value, str) else value
+            kind = type(value)
+            if kind is str:
+                value = redacted.get(value) or self._redact(value)
+            elif kind is events.ModelText:
+                value = self._redact(visible(value, capture))
+            elif kind is not int and kind is not float and kind is not bool:
+                value = str(value) if not isinstance(value, str | bool | int | float) else value
+                if isinstance(value, str):
+                    value = self._redact(value)
+            attrs[name] = value
         span.add_event(p.signal_name, attrs, timestamp=p.timestamp_ns)
 
     def _redact(self, value: str) -> str:
@@ -338,6 +349,17 @@ class TracingObserver(Observer):
             out.append((finish_sig, receiver))
         out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS if sig is not events.batch_progress)
         return out
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A getter of a payload's ``names`` fields as a tuple (one C call)."""
+    get = attrgetter(*names)
+    if len(names) > 1:
+        return get
+
+    def one(payload: Any) -> tuple[Any, ...]:
+        return (get(payload),)
+    return one
 
 
 def _failure(p: events.PairFinish) -> events.PairFailure | None:
