@@ -17,7 +17,7 @@ PUBLIC = {
         "UnifiedClient", "configure_tracing", "get_tracer", "shutdown_tracing", "__version__",
     },
     "orchestrator.events": {
-        "BusSignal", "Event", "PairStart", "PairFinish", "PointEvent", "PairContext",
+        "BusSignal", "Event", "PairStart", "PairFinish", "PointEvent", "PairContext", "PairReceiver",
         "ProjectStarted", "ProjectFinished", "TaskStarted", "TaskFinished", "LlmCallStarted",
         "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked", "RemediationStarted",
         "RemediationFinished", "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback",

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from . import payloads as _payloads
 from . import signals as _signals
-from .bus import BusSignal, is_active
+from .bus import BusSignal, PairReceiver, is_active
+from .bus import PairFailure as PairFailure
 from .context import BatchScope as BatchScope
 from .context import EventContext as EventContext
 from .context import batch_scope, current_batch, current_ids, new_correlation_id
@@ -50,7 +51,7 @@ from .points import emit
 from .signals import *  # noqa: F403 - every signal and the catalogue's tables, as signals.__all__ lists them
 
 __all__ = [
-    "BusSignal", "PairContext", "emit", "is_active", "current_ids", "new_correlation_id",
+    "BusSignal", "PairReceiver", "PairContext", "emit", "is_active", "current_ids", "new_correlation_id",
     "traced_project", "traced_task", "traced_llm_call", "traced_policy_check", "traced_remediation", "traced_batch",
     "batch_scope", "current_batch",
 ]

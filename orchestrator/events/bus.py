@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from blinker import ANY, Signal
 
 from ..redaction import redact
-from .payloads import Event, PointEvent
+from .payloads import AttributeValue, Event, PairFinish, PointEvent
 
-__all__ = ["BusSignal", "PointSignal", "is_active"]
+__all__ = ["BusSignal", "PairReceiver", "PairFailure", "PointSignal", "is_active"]
 
 logger = logging.getLogger("orchestrator.events")
 
@@ -45,6 +45,9 @@ class BusSignal(Signal):
         self.name = name
         self.payload_type = payload_type
         self._snapshot: tuple[Any, ...] | None = None
+        self._plain: tuple[Any, ...] = ()  # the snapshot without the pair receivers
+        self._fast: tuple[PairReceiver, ...] = ()  # the pair receivers, called directly by the pair helpers
+        self._only: PairReceiver | None = None  # the one receiver, when it is a pair receiver
         _SIGNALS.add(self)
 
     def __repr__(self) -> str:
@@ -82,7 +85,7 @@ class BusSignal(Signal):
             return []
         receivers = self._snapshot
         if receivers is None:  # rebuilt after each connect/disconnect, not on every send
-            receivers = self._snapshot = tuple(self.receivers.values())
+            receivers = self._lanes()
         results: list[tuple[Receiver, Any]] = []
         for receiver in receivers:
             if isinstance(receiver, weakref.ref):  # WeakMethod too
@@ -99,6 +102,15 @@ class BusSignal(Signal):
             results.append((receiver, value))
         return results
 
+    def _lanes(self) -> tuple[Any, ...]:
+        """Rebuild the snapshot (after a connect/disconnect) and its two lanes: the pair
+        receivers, which a pair helper calls directly, and the others."""
+        snapshot = self._snapshot = tuple(self.receivers.values())
+        self._fast = tuple(r for r in snapshot if isinstance(r, PairReceiver))
+        self._plain = tuple(r for r in snapshot if not isinstance(r, PairReceiver))
+        self._only = self._fast[0] if len(snapshot) == 1 and self._fast else None
+        return snapshot
+
     def _deliver(self, payload: Event) -> None:
         """:meth:`send` for the emit helpers, which never read the receivers' return values
         (building that list was a tenth of a pair's cost on the bus)."""
@@ -106,7 +118,10 @@ class BusSignal(Signal):
             return
         receivers = self._snapshot
         if receivers is None:
-            receivers = self._snapshot = tuple(self.receivers.values())
+            receivers = self._lanes()
+        self._deliver_to(receivers, payload)
+
+    def _deliver_to(self, receivers: tuple[Any, ...], payload: Event) -> None:
         for receiver in receivers:
             if isinstance(receiver, weakref.ref):  # WeakMethod too
                 receiver = receiver()
@@ -118,6 +133,44 @@ class BusSignal(Signal):
                 raise
             except (Exception, asyncio.CancelledError) as exc:  # a broken observer must never break the run
                 _report_failure(self.name, receiver, exc)
+
+
+PairFailure = tuple[str, str | None, str | None, BaseException | None]
+"""How a pair ended when not ok: (status, error type, message, exception), as its finish
+payload would say."""
+
+
+class PairReceiver:
+    """A receiver of both signals of a pair that the pair helpers call directly, without
+    a finish payload: ``started(start_payload)`` returns the receiver's own state for the
+    pair, and ``finished(state, end_ns, attributes, content, failure)`` gets it back with
+    only what the finish adds (``attributes``: what was set on the handle, read-only;
+    ``content``: completion/sent_system or None; ``failure``: None when ok).
+
+    Connect the same object to the start and the finish signal.  Sent or replayed
+    payloads reach it as to any receiver: a start goes to ``started``, a finish to
+    ``on_finish``.  Why: a tracing observer keeps per-pair state (the span) that the bus
+    can hand back, and building, sending and looking up a finish payload was a third of
+    a traced pair's cost.  A pair receiver sees a start before the other receivers and
+    a finish after them, so what it opens encloses what they do."""
+
+    __slots__ = ("started", "finished", "on_finish", "__weakref__")
+
+    def __init__(self, started: Callable[[Any], object],
+                 finished: Callable[[Any, int, Mapping[str, AttributeValue], dict[str, str] | None,
+                                     PairFailure | None], object],
+                 on_finish: Callable[[Any], object]) -> None:
+        self.started = started
+        self.finished = finished
+        self.on_finish = on_finish
+
+    def __call__(self, payload: Event) -> object:
+        if isinstance(payload, PairFinish):
+            return self.on_finish(payload)
+        return self.started(payload)
+
+    def __repr__(self) -> str:
+        return f"<PairReceiver {getattr(self.started, '__qualname__', self.started)}>"
 
 
 def _report_failure(signal: str, receiver: Receiver, exc: BaseException) -> None:

@@ -16,6 +16,7 @@ from time import time_ns
 from types import MappingProxyType, TracebackType
 from typing import Any, Protocol
 
+import msgspec
 from msgspec.structs import force_setattr
 
 from .. import attributes as attr
@@ -25,7 +26,7 @@ from .. import attributes as attr
 # imported here would keep the value it had at import
 from . import bus as _bus
 from . import context as _ids
-from .bus import BusSignal
+from .bus import _NOT_CONTAINED, BusSignal, PairReceiver, _report_failure
 from .context import _batch, _ctx, _Ids, new_correlation_id
 from .payloads import (
     AttributeValue,
@@ -141,23 +142,28 @@ def _failure(exc: BaseException | None) -> tuple[str, str | None, str | None]:
     return status, type(exc).__name__, str(exc)[:500]
 
 
-class PairHandle:
+_UNKNOWN = object()
+
+
+class PairHandle(msgspec.Struct, eq=False):
     """Context manager that sends a start/finish pair; ``set_attribute`` values travel
-    with the finish signal."""
+    with the finish signal.
 
-    __slots__ = ("_start_signal", "_finish_signal", "_finish", "_attrs", "_token", "_start", "_content",
-                 "_ctx_update")
+    Pair receivers (:class:`PairReceiver`) are called directly with the start payload and,
+    at the finish, with their state and what was set here; a finish payload is built only
+    for the other receivers (or a pair receiver connected after the start).  A struct
+    rather than a class with ``__init__``: made in C, at half the cost, for every pair."""
 
-    def __init__(self, start_signal: BusSignal, finish_signal: BusSignal, start: PairStart,
-                 finish: FinishFactory, attrs: dict[str, AttributeValue], ctx: _Ids) -> None:
-        self._start_signal = start_signal
-        self._finish_signal = finish_signal
-        self._start = start
-        self._finish = finish
-        self._attrs = attrs.copy()  # the start payload keeps its own, unchanged
-        self._token: contextvars.Token[_Ids] | None = None
-        self._content: dict[str, str] | None = None  # completion, sent_system (LLM pairs)
-        self._ctx_update = ctx
+    _start_signal: BusSignal
+    _finish_signal: BusSignal
+    _start: PairStart
+    _finish: FinishFactory
+    _ctx_update: _Ids
+    _attrs: dict[str, AttributeValue] = msgspec.field(default_factory=dict)
+    """Set on the handle; the start payload keeps its own."""
+    _token: contextvars.Token[_Ids] | None = None
+    _content: dict[str, str] | None = None  # completion, sent_system (LLM pairs)
+    _states: tuple[tuple[PairReceiver, object], ...] = ()  # each pair receiver's own state
 
     @property
     def correlation_id(self) -> str:
@@ -194,21 +200,92 @@ class PairHandle:
 
     def __enter__(self) -> PairHandle:
         self._token = _ctx.set(self._ctx_update)
-        self._start_signal._deliver(self._start)
+        signal = self._start_signal
+        if signal._snapshot is None:
+            signal._lanes()
+        only = signal._only
+        if only is not None and not signal.is_muted:  # the common case: one pair receiver, nobody else
+            try:
+                self._states = ((only, only.started(self._start)),)
+            except _NOT_CONTAINED:
+                raise
+            except (Exception, asyncio.CancelledError) as exc:  # a broken observer must never break the run
+                _report_failure(signal.name, only, exc)
+            return self
+        if not signal.is_muted:
+            self._start_all(signal)
         return self
+
+    def _start_all(self, signal: BusSignal) -> None:
+        start = self._start
+        if signal._fast:
+            states = []
+            for receiver in signal._fast:
+                try:
+                    states.append((receiver, receiver.started(start)))
+                except _NOT_CONTAINED:
+                    raise
+                except (Exception, asyncio.CancelledError) as exc:  # a broken observer must never break the run
+                    _report_failure(signal.name, receiver, exc)
+            self._states = tuple(states)
+        if signal._plain:
+            signal._deliver_to(signal._plain, start)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        start = self._start
         if self._token is not None:
             try:
                 _ctx.reset(self._token)
             except ValueError:  # exited in another context: fall back to the parent ids
+                start = self._start
                 _ctx.set((start.project_id, self._ctx_update[1], start.parent_id))
             self._token = None
-        self._finish_signal._deliver(self._finish(start, time_ns(), MappingProxyType(self._attrs), self._content,
-                                                  exc))
+        signal = self._finish_signal
+        if signal._snapshot is None:
+            signal._lanes()
+        only = signal._only
+        states = self._states
+        if only is not None and len(states) == 1 and states[0][0] is only and not signal.is_muted:
+            try:
+                only.finished(states[0][1], time_ns(), self._attrs, self._content,
+                              None if exc is None else (*_failure(exc), exc))
+            except _NOT_CONTAINED:
+                raise
+            except (Exception, asyncio.CancelledError) as exc_:  # a broken observer must never break the run
+                _report_failure(signal.name, only, exc_)
+            return None
+        if not signal.is_muted:
+            self._finish_all(signal, exc)
         return None
+
+    def _finish_all(self, signal: BusSignal, exc: BaseException | None) -> None:
+        end_ns = time_ns()
+        start = self._start
+        fast, states = signal._fast, self._states
+        payload: PairFinish | None = None
+        if signal._plain or len(fast) > len(states):
+            attrs = start.attributes.copy() if type(start.attributes) is MappingProxyType else dict(start.attributes)
+            attrs.update(self._attrs)
+            payload = self._finish(start, end_ns, MappingProxyType(attrs), self._content, exc)
+            signal._deliver_to(signal._plain, payload)
+        if fast:
+            failure = None if exc is None else (*_failure(exc), exc)
+            for receiver in fast:
+                state: object = _UNKNOWN
+                for known, value in states:
+                    if known is receiver:
+                        state = value
+                        break
+                if state is _UNKNOWN:  # connected after the start: a finish payload, like any receiver
+                    if payload is not None:
+                        signal._deliver_to((receiver,), payload)
+                    continue
+                try:
+                    receiver.finished(state, end_ns, self._attrs, self._content, failure)
+                except _NOT_CONTAINED:
+                    raise
+                except (Exception, asyncio.CancelledError) as exc_:  # a broken observer must never break the run
+                    _report_failure(signal.name, receiver, exc_)
 
 
 def _finish_project(s: ProjectStarted, ts: int, attrs: Mapping[str, AttributeValue],
@@ -274,7 +351,7 @@ def traced_project(project_id: str, description: str, criteria: str = "",
     if not _bus._ACTIVE:
         return _NOOP
     parent_cid = _ctx.get()[2]
-    cid = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)  # new_correlation_id(), inlined
+    cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
     attrs: dict[str, AttributeValue] = {attr.PROJECT_ID: project_id,
                                         attr.PROJECT_DESCRIPTION: description[:200],
                                         attr.ORCHESTRATOR_ATTEMPT: attempt}
@@ -293,7 +370,7 @@ def traced_project(project_id: str, description: str, criteria: str = "",
                                criteria=criteria, budget_usd=budget_usd, time_limit_seconds=time_limit_seconds,
                                attempt=attempt, links=tuple(links), batch_id=scope.batch_id,
                                batch_carrier=dict(scope.carrier))
-    return PairHandle(project_started, project_finished, start, _finish_project, attrs, (project_id, "", cid))
+    return PairHandle(project_started, project_finished, start, _finish_project, (project_id, "", cid))
 
 
 def _finish_batch(s: BatchStarted, ts: int, attrs: Mapping[str, AttributeValue], content: dict[str, str] | None,
@@ -321,7 +398,7 @@ def traced_batch(batch_id: str, project_count: int, budget_usd: float, time_limi
                          attributes=MappingProxyType(attrs), batch_id=batch_id, project_count=project_count,
                          budget_usd=budget_usd, time_limit_seconds=time_limit_seconds, max_parallel=max_parallel,
                          backend=backend)
-    return PairHandle(batch_started, batch_finished, start, _finish_batch, attrs, (parent[0], "", cid))
+    return PairHandle(batch_started, batch_finished, start, _finish_batch, (parent[0], "", cid))
 
 
 def traced_task(task_id: str, task_type: str, description: str = "") -> PairContext:
@@ -329,15 +406,27 @@ def traced_task(task_id: str, task_type: str, description: str = "") -> PairCont
     if not _bus._ACTIVE:
         return _NOOP
     pid, tid, parent_cid = _ctx.get()
-    cid = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)  # new_correlation_id(), inlined
+    cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
     attrs: dict[str, AttributeValue] = {attr.TASK_ID: task_id, attr.TASK_TYPE: task_type}
     if description:
         attrs[attr.TASK_DESCRIPTION] = description[:200]
     start = TaskStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
                         timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), task_id=task_id,
                         task_type=task_type)
-    return PairHandle(task_started, task_finished, start, _finish_task, attrs,
-                      (pid, task_id, cid))
+    return PairHandle(task_started, task_finished, start, _finish_task, (pid, task_id, cid))
+
+
+_LLM_START_ATTRS: dict[tuple[str, str], Mapping[str, AttributeValue]] = {}
+
+
+def _llm_start_attrs(model: str, call_type: str) -> Mapping[str, AttributeValue]:
+    """The start attributes of an LLM pair, one read-only view per model and call type
+    (a run uses a handful): shared by every call's start payload."""
+    if len(_LLM_START_ATTRS) >= 256:
+        _LLM_START_ATTRS.clear()
+    view = _LLM_START_ATTRS[(model, call_type)] = MappingProxyType({attr.LLM_MODEL: model,
+                                                                    attr.LLM_CALL_TYPE: call_type})
+    return view
 
 
 def traced_llm_call(model: str, call_type: str, *, provider: str = "",
@@ -349,10 +438,10 @@ def traced_llm_call(model: str, call_type: str, *, provider: str = "",
     if not _bus._ACTIVE:
         return _NOOP
     pid, tid, parent_cid = _ctx.get()
-    cid = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)  # new_correlation_id(), inlined
-    attrs: dict[str, AttributeValue] = {attr.LLM_MODEL: model, attr.LLM_CALL_TYPE: call_type}
+    cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
+    attrs = _LLM_START_ATTRS.get((model, call_type)) or _llm_start_attrs(model, call_type)
     start = LlmCallStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
-                           timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), model=model,
+                           timestamp_ns=time_ns(), attributes=attrs, model=model,
                            call_type=call_type, provider=provider, task_id=tid or None,
                            max_tokens=max_tokens, temperature=temperature, prompt=prompt, system=system,
                            server_address=server_address, server_port=server_port)
@@ -362,8 +451,7 @@ def traced_llm_call(model: str, call_type: str, *, provider: str = "",
         force_setattr(start, "attempt", attempt)
     if output_type != "text":
         force_setattr(start, "output_type", output_type)
-    return PairHandle(llm_call_started, llm_call_finished, start, _finish_llm, attrs,
-                      (pid, tid, cid))
+    return PairHandle(llm_call_started, llm_call_finished, start, _finish_llm, (pid, tid, cid))
 
 
 def traced_policy_check(policy_count: int, *, model: str | None = None) -> PairContext:
@@ -371,15 +459,14 @@ def traced_policy_check(policy_count: int, *, model: str | None = None) -> PairC
     if not _bus._ACTIVE:
         return _NOOP
     pid, tid, parent_cid = _ctx.get()
-    cid = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)  # new_correlation_id(), inlined
+    cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
     attrs: dict[str, AttributeValue] = {attr.POLICY_COUNT: policy_count}
     if model:
         attrs[attr.POLICY_MODEL] = model
     start = PolicyCheckStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
                                timestamp_ns=time_ns(), attributes=MappingProxyType(attrs),
                                policy_count=policy_count, model=model, task_id=tid or None)
-    return PairHandle(policy_check_started, policy_checked, start, _finish_policy, attrs,
-                      (pid, tid, cid))
+    return PairHandle(policy_check_started, policy_checked, start, _finish_policy, (pid, tid, cid))
 
 
 def traced_remediation(strategy: str, trigger: str) -> PairContext:
@@ -387,11 +474,10 @@ def traced_remediation(strategy: str, trigger: str) -> PairContext:
     if not _bus._ACTIVE:
         return _NOOP
     pid, tid, parent_cid = _ctx.get()
-    cid = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)  # new_correlation_id(), inlined
+    cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
     attrs: dict[str, AttributeValue] = {attr.REMEDIATION_STRATEGY: strategy, attr.REMEDIATION_TRIGGER: trigger}
     start = RemediationStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
                                timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), strategy=strategy,
                                trigger=trigger, task_id=tid or None)
-    return PairHandle(remediation_started, remediation_finished, start, _finish_remediation, attrs,
-                      (pid, tid, cid))
+    return PairHandle(remediation_started, remediation_finished, start, _finish_remediation, (pid, tid, cid))
 

@@ -34,7 +34,7 @@ def emit(signal: PointSignal[P, E], /, *args: P.args, **fields: P.kwargs) -> Non
     pid, tid, parent_cid = _ctx.get()
     if "task_id" not in fields_:
         fields_["task_id"] = tid or None
-    fields_["correlation_id"] = _ids._ID_PREFIX + "%08x" % (next(_ids._id_counter) & 0xFFFFFFFF)
+    fields_["correlation_id"] = next(_ids._id_pool, None) or _ids._next_id_block()
     fields_["parent_id"] = parent_cid
     fields_["project_id"] = pid
     fields_["timestamp_ns"] = time_ns()

@@ -51,6 +51,7 @@ def capture_content_from_env() -> bool:
 
 
 _LLM_MODEL, _LLM_CALL_TYPE = attr.LLM_MODEL, attr.LLM_CALL_TYPE
+_MODEL_TEXT = events.ModelText
 _CLIENT, _INTERNAL = SpanKind.CLIENT, SpanKind.INTERNAL
 
 
@@ -110,13 +111,14 @@ class LlmSpanAttributes:
         return "llm_call:" + p.call_type, _CLIENT if remote else _INTERNAL, attrs
 
     @staticmethod
-    def finish(p: events.LlmCallFinished, capture_content: bool) -> tuple[dict[str, Any], int, int, float]:
-        """The finish attributes (content rule applied), the tokens the call consumed (0 when
-        unknown, and for an answer replayed from the cache: its span keeps ``llm.tokens_*``
-        of the original call but gets no ``gen_ai.usage.*``, so a backend summing usage
-        counts no tokens nobody processed) and its cost in USD."""
-        attrs = copy_attributes(p.attributes)
-        if has_model_text(attrs):
+    def finish(attrs: dict[str, Any], capture_content: bool) -> tuple[int, int, float]:
+        """Turns a call's finish attributes (a dict of the caller's) into the span's: the
+        content rule applied, the GenAI and OpenInference usage and response keys added.
+        Returns the tokens the call consumed (0 when unknown, and for an answer replayed
+        from the cache: its span keeps ``llm.tokens_*`` of the original call but gets no
+        ``gen_ai.usage.*``, so a backend summing usage counts no tokens nobody processed)
+        and its cost in USD."""
+        if _MODEL_TEXT in map(type, attrs.values()):  # has_model_text, inlined
             apply_content_rule(attrs, capture_content)
         get = attrs.get
         cost = get(_COST)
@@ -127,7 +129,7 @@ class LlmSpanAttributes:
         if type(tout) is not int:
             tout = whole(tout)
         if get(_CACHED):  # replayed from the cache: no provider processed tokens
-            return attrs, 0, 0, cost_usd
+            return 0, 0, cost_usd
         if tin is not None:
             attrs[GEN_AI_USAGE_INPUT_TOKENS] = attrs[_OI_PROMPT] = tin
         if tout is not None:
@@ -143,7 +145,7 @@ class LlmSpanAttributes:
         finish_reason = get(_FINISH_REASON)
         if finish_reason and type(finish_reason) is str:
             attrs[GEN_AI_RESPONSE_FINISH_REASONS] = (finish_reason,)
-        return attrs, tin or 0, tout or 0, cost_usd
+        return tin or 0, tout or 0, cost_usd
 
 
 _COST, _TOKENS_IN, _TOKENS_OUT, _CACHED = attr.LLM_COST_USD, attr.LLM_TOKENS_IN, attr.LLM_TOKENS_OUT, attr.LLM_CACHED
@@ -195,13 +197,20 @@ class ContentCapture:
         attrs[attr.OI_INPUT_VALUE] = prompt
         attrs[attr.OI_INPUT_MIME_TYPE] = "text/plain"
 
-    def add_output(self, p: events.LlmCallFinished, attrs: dict[str, Any]) -> None:
-        provider, prompt = self._inputs.pop(p.correlation_id, (p.provider, ""))
-        if p.sent_system is not None:
-            self._set_input(provider, prompt, p.sent_system, attrs)
-        if p.completion is None:
+    def add_output(self, correlation_id: str, content: Mapping[str, str] | None, attrs: dict[str, Any],
+                   provider: str = "") -> None:
+        """``content``: the call's ``completion`` and ``sent_system`` (either may be missing);
+        ``provider``: the call's, when its start was not seen."""
+        provider, prompt = self._inputs.pop(correlation_id, (provider, ""))
+        if not content:
             return
-        text = self.clip(p.completion)
+        sent_system = content.get("sent_system")
+        if sent_system is not None:
+            self._set_input(provider, prompt, sent_system, attrs)
+        completion = content.get("completion")
+        if completion is None:
+            return
+        text = self.clip(completion)
         finish_reason = attrs.get(attr.LLM_FINISH_REASON) or "stop"
         message: Mapping[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}],
                                       "finish_reason": finish_reason}

@@ -30,7 +30,8 @@ Design notes:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, Self
 
 from opentelemetry import propagate, trace
@@ -58,6 +59,7 @@ __all__ = ["TracingObserver", "capture_content_from_env"]
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _BASE_FIELDS = {"correlation_id", "parent_id", "project_id", "timestamp_ns"}
+_MODEL_TEXT = events.ModelText
 
 
 def _instrumentation_version() -> str:
@@ -114,10 +116,12 @@ class TracingObserver(Observer):
                                       content_max_chars)
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
         self._llm = LlmSpanAttributes()
-        self._point_fields: dict[type, tuple[str, ...]] = {}
+        self._point_fields: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
         self._redacted: dict[str, str] = {}
         self._redacted_env = -1
         self.propagator = propagator
+        # writes a context into a carrier: the given propagator's, or the global one's at each call
+        self._inject: Callable[..., None] = propagator.inject if propagator is not None else propagate.inject
         register_span_source(self)
 
     @property
@@ -148,12 +152,6 @@ class TracingObserver(Observer):
     # per (model, call type, parameters) and shared read-only, the content rule looks only
     # at values an emitter gave, and each string of point events is redacted once.
 
-    def _inject(self, carrier: dict[str, str], ctx: Context) -> None:
-        if self.propagator is not None:
-            self.propagator.inject(carrier, context=ctx)
-        else:
-            propagate.inject(carrier, context=ctx)
-
     def _start_attrs(self, p: events.PairStart, kind_value: str) -> dict[str, Any]:
         attrs = copy_attributes(p.attributes)
         if has_model_text(attrs):
@@ -161,14 +159,26 @@ class TracingObserver(Observer):
         attrs[attr.OPENINFERENCE_SPAN_KIND] = kind_value
         return attrs
 
-    def _finish(self, p: events.PairFinish) -> LiveSpan | None:
-        attrs = copy_attributes(p.attributes)
-        if has_model_text(attrs):
-            apply_content_rule(attrs, self.content.enabled)
-        return self.book.close(p, attrs)
+    # A pair's end comes two ways: from the bus, as the state its start returned and what
+    # the finish adds (``_ended``: no finish payload, no lookup), or as a finish payload,
+    # sent or replayed (``on_*_finished``: the span by correlation id, the payload's
+    # attributes less the start's).  Both end the span alike.
+
+    def _ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
+               failure: events.PairFailure | None) -> None:
+        mine = attrs.copy() if type(attrs) is dict else dict(attrs)
+        if _MODEL_TEXT in map(type, mine.values()):  # has_model_text, inlined
+            apply_content_rule(mine, self.content.enabled)
+        self.book.end(live, end_ns, mine, failure)
+
+    def _finish(self, p: events.PairFinish) -> None:
+        found = self.book.changed(p)
+        if found is not None:
+            live, attrs = found
+            self._ended(live, p.timestamp_ns, attrs, None, _failure(p))
 
     # -- project -----------------------------------------------------------------------
-    def on_project_started(self, p: events.ProjectStarted) -> None:
+    def on_project_started(self, p: events.ProjectStarted) -> LiveSpan:
         attrs = self._start_attrs(p, "AGENT")
         attrs[attr.PROJECT_BUDGET_USD] = p.budget_usd
         if self.content.enabled:
@@ -184,64 +194,95 @@ class TracingObserver(Observer):
         live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links,
                               new_trace=p.batch_id is not None)
         if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
-            self._inject(p.carrier, live.ctx)
+            self._inject(p.carrier, context=live.ctx)
+        return live
+
+    def _project_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any],
+                       content: Mapping[str, str] | None, failure: events.PairFailure | None) -> None:
+        self.book.end_orphans(live.project_id, end_ns, keep=live.cid)
+        self._ended(live, end_ns, attrs, content, failure)
 
     def on_project_finished(self, p: events.ProjectFinished) -> None:
-        self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
-        self._finish(p)
+        found = self.book.changed(p)
+        if found is None:
+            self.book.end_orphans(p.project_id, p.timestamp_ns, keep=p.correlation_id)
+        else:
+            self._project_ended(found[0], p.timestamp_ns, found[1], None, _failure(p))
 
     # -- batch -------------------------------------------------------------------------
-    def on_batch_started(self, p: events.BatchStarted) -> None:
+    def on_batch_started(self, p: events.BatchStarted) -> LiveSpan:
         """The batch's own span: a root, not made current (its projects are traces of
         their own that link to it); its totals come with the finish."""
         live = self.book.open(p, "run_batch", SpanKind.INTERNAL, self._start_attrs(p, "AGENT"), "batch", False,
                               new_trace=True)
         # handed to every project of the batch, for its root to link to
-        self._inject(p.carrier, set_span_in_context(live.span, Context()))
+        self._inject(p.carrier, context=set_span_in_context(live.span, Context()))
+        return live
 
     def on_batch_finished(self, p: events.BatchFinished) -> None:
         self._finish(p)
 
     # -- task --------------------------------------------------------------------------
-    def on_task_started(self, p: events.TaskStarted) -> None:
+    def on_task_started(self, p: events.TaskStarted) -> LiveSpan:
         attrs = self._start_attrs(p, "CHAIN")
         if self.content.enabled and attr.TASK_DESCRIPTION in attrs:
             attrs[attr.OI_INPUT_VALUE] = attrs[attr.TASK_DESCRIPTION]
-        self.book.open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
+        return self.book.open(p, "task:" + p.task_id, SpanKind.INTERNAL, attrs, "task", True)
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
         self._finish(p)
 
     # -- llm call ----------------------------------------------------------------------
-    def on_llm_call_started(self, p: events.LlmCallStarted) -> None:
+    def on_llm_call_started(self, p: events.LlmCallStarted) -> LiveSpan:
         capture = self.content.enabled
         name, kind, attrs = self._llm.start(p, capture)  # attrs may be shared: changed only when built for us
         if capture:
             self.content.add_input(p, attrs)
         live = self.book.open(p, name, kind, attrs, "llm", False)
         if kind is SpanKind.CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
-            self._inject(p.carrier, set_span_in_context(live.span, live.base))
+            self._inject(p.carrier, context=set_span_in_context(live.span, live.base))
+        return live
+
+    def _llm_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
+                   failure: events.PairFailure | None, provider: str = "") -> None:
+        mine = attrs.copy() if type(attrs) is dict else dict(attrs)
+        capture = self.content.enabled
+        tokens_in, tokens_out, cost = self._llm.finish(mine, capture)
+        if capture:
+            self.content.add_output(live.cid, content, mine, provider)
+        if self.book.end(live, end_ns, mine, failure):
+            up = live.up  # the nearest enclosing span's usage (it hands it up when it ends)
+            if up is not None:
+                up.tokens_in += tokens_in
+                up.tokens_out += tokens_out
+                up.cost_usd += cost
+                up.calls += 1
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
-        capture = self.content.enabled
-        attrs, tokens_in, tokens_out, cost = self._llm.finish(p, capture)
-        if capture:
-            self.content.add_output(p, attrs)
-        live = self.book.close(p, attrs)
-        if live is not None:
-            self.book.roll_up(live, tokens_in, tokens_out, cost)
+        found = self.book.changed(p)
+        if found is None:
+            self.content.add_output(p.correlation_id, None, {})  # forget its input
+            return
+        content = {}
+        if p.completion is not None:
+            content["completion"] = p.completion
+        if p.sent_system is not None:
+            content["sent_system"] = p.sent_system
+        self._llm_ended(found[0], p.timestamp_ns, found[1], content, _failure(p), p.provider)
 
     # -- policy check ------------------------------------------------------------------
-    def on_policy_check_started(self, p: events.PolicyCheckStarted) -> None:
-        self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy", False)
+    def on_policy_check_started(self, p: events.PolicyCheckStarted) -> LiveSpan:
+        return self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy",
+                              False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
         self._finish(p)
 
     # -- remediation -------------------------------------------------------------------
-    def on_remediation_started(self, p: events.RemediationStarted) -> None:
+    def on_remediation_started(self, p: events.RemediationStarted) -> LiveSpan:
         # enclosing: a remediation may make LLM calls of its own (retry, fallback model)
-        self.book.open(p, "remediation", SpanKind.INTERNAL, self._start_attrs(p, "CHAIN"), "remediation", True)
+        return self.book.open(p, "remediation", SpanKind.INTERNAL, self._start_attrs(p, "CHAIN"), "remediation",
+                              True)
 
     def on_remediation_finished(self, p: events.RemediationFinished) -> None:
         self._finish(p)
@@ -255,21 +296,30 @@ class TracingObserver(Observer):
             span = trace.get_current_span()
             if not span.is_recording():
                 return
-        names = self._point_fields.get(type(p))
-        if names is None:
+        fields = self._point_fields.get(type(p))
+        if fields is None:
             names = tuple(name for name in p.__struct_fields__ if name not in _BASE_FIELDS)
-            self._point_fields[type(p)] = names
+            fields = self._point_fields[type(p)] = (names, _values_of(names))
+        names, values = fields
         capture = self.content.enabled
+        if len(os.environ) != self._redacted_env:  # what _redact remembers is stale
+            self._redacted.clear()
+            self._redacted_env = len(os.environ)
+        redacted = self._redacted
         attrs: dict[str, Any] = {}
-        for name in names:
-            value = getattr(p, name)
+        for name, value in zip(names, values(p)):  # noqa: B905 - the getter gives one value per name
             if value is None:
                 continue
-            if not isinstance(value, (str, bool, int, float)):
-                value = str(value)
-            elif type(value) is events.ModelText:
-                value = visible(value, capture)
-            attrs[name] = self._redact(value) if isinstance(value, str) else value
+            kind = type(value)
+            if kind is str:
+                value = redacted.get(value) or self._redact(value)
+            elif kind is events.ModelText:
+                value = self._redact(visible(value, capture))
+            elif kind is not int and kind is not float and kind is not bool:
+                value = str(value) if not isinstance(value, str | bool | int | float) else value
+                if isinstance(value, str):
+                    value = self._redact(value)
+            attrs[name] = value
         span.add_event(p.signal_name, attrs, timestamp=p.timestamp_ns)
 
     def _redact(self, value: str) -> str:
@@ -288,6 +338,32 @@ class TracingObserver(Observer):
         return done
 
     def handlers(self) -> list[Handler]:
-        out = super().handlers()
+        """Each pair's two signals get one :class:`~orchestrator.events.PairReceiver` (the
+        bus hands a span back to the finish without a payload), point events ``_on_point``."""
+        ended = {events.project_finished: self._project_ended, events.llm_call_finished: self._llm_ended}
+        out: list[Handler] = []
+        for start_sig, finish_sig in events.PAIRS:
+            receiver = events.PairReceiver(getattr(self, f"on_{start_sig.name}"), ended.get(finish_sig, self._ended),
+                                           getattr(self, f"on_{finish_sig.name}"))
+            out.append((start_sig, receiver))
+            out.append((finish_sig, receiver))
         out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS if sig is not events.batch_progress)
         return out
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A getter of a payload's ``names`` fields as a tuple (one C call)."""
+    get = attrgetter(*names)
+    if len(names) > 1:
+        return get
+
+    def one(payload: Any) -> tuple[Any, ...]:
+        return (get(payload),)
+    return one
+
+
+def _failure(p: events.PairFinish) -> events.PairFailure | None:
+    """How a finish payload's pair ended, when not ok."""
+    if p.status == "ok":
+        return None
+    return p.status, p.error_type, p.error_message, p.exception

@@ -193,3 +193,104 @@ def test_the_listening_flag_follows_connections():
         events.cache_hit.disconnect(seen.append)
     assert not events.is_active()
 
+
+
+class PairLog:
+    """A pair receiver that logs what the bus hands it, next to a plain receiver."""
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+        self.receiver = events.PairReceiver(self.started, self.finished, self.on_finish)
+
+    def started(self, p):
+        self.log.append(("pair start", p))
+        return ("state of", p.correlation_id)
+
+    def finished(self, state, end_ns, attrs, content, failure):
+        self.log.append(("pair finish", state, end_ns, dict(attrs), content, failure))
+
+    def on_finish(self, p):
+        self.log.append(("pair finish payload", p))
+
+
+@pytest.fixture
+def pair_log():
+    log: list = []
+    pair = PairLog(log)
+
+    def plain(p):
+        log.append(("plain", p.signal_name))
+
+    for sig in (events.task_started, events.task_finished):
+        sig.connect(pair.receiver)
+    for sig in (events.task_started, events.task_finished):
+        sig.connect(plain)
+    yield pair
+    for sig in (events.task_started, events.task_finished):
+        sig.disconnect(pair.receiver)
+        sig.disconnect(plain)
+
+
+def test_a_pair_receiver_gets_its_state_back_with_what_the_handle_set(pair_log):
+    with events.traced_task("t1", "code_generation") as task:
+        task.set_attribute("task.status", "completed")
+    log = pair_log.log
+    assert [entry[0] for entry in log] == ["pair start", "plain", "plain", "pair finish"]  # it encloses the others
+    start = log[0][1]
+    assert isinstance(start, events.TaskStarted) and start.task_id == "t1"
+    _, state, end_ns, attrs, content, failure = log[3]
+    assert state == ("state of", start.correlation_id)
+    assert end_ns >= start.timestamp_ns
+    assert attrs == {"task.status": "completed"}  # only what was set: the span has the start's
+    assert content is None and failure is None
+
+
+def test_a_pair_receiver_hears_how_the_pair_failed(pair_log):
+    with pytest.raises(ValueError):
+        with events.traced_task("t1", "code_generation"):
+            raise ValueError("boom")
+    failure = pair_log.log[-1][5]
+    assert failure[:3] == ("error", "ValueError", "boom") and isinstance(failure[3], ValueError)
+
+
+def test_a_pair_receiver_alone_is_called_directly_and_a_late_one_gets_the_payload():
+    log: list = []
+    first, late = PairLog(log), PairLog(log)
+    events.task_started.connect(first.receiver)
+    events.task_finished.connect(first.receiver)
+    try:
+        with events.traced_task("t1", "code_generation"):
+            events.task_finished.connect(late.receiver)  # connected after the start
+        kinds = [entry[0] for entry in log]
+        assert kinds == ["pair start", "pair finish", "pair finish payload"]
+        assert isinstance(log[2][1], events.TaskFinished) and log[2][1].task_id == "t1"
+    finally:
+        for sig in (events.task_started, events.task_finished):
+            sig.disconnect(first.receiver)
+        events.task_finished.disconnect(late.receiver)
+
+
+def test_a_pair_receiver_whose_start_raises_is_isolated(collector, caplog):
+    def broken(p):
+        raise RuntimeError("pair receiver bug")
+
+    log: list = []
+    receiver = events.PairReceiver(broken, lambda *a: log.append("finished"), lambda p: log.append(p.signal_name))
+    events.task_started.connect(receiver)
+    events.task_finished.connect(receiver)
+    try:
+        with caplog.at_level(logging.WARNING, logger="orchestrator.events"):
+            with events.traced_task("t", "code_generation"):
+                pass
+    finally:
+        events.task_started.disconnect(receiver)
+        events.task_finished.disconnect(receiver)
+    assert log == ["task_finished"]  # no state to hand back: the finish payload instead
+    assert [type(p).__name__ for p in collector.seen] == ["TaskStarted", "TaskFinished"]
+    assert any("pair receiver bug" in r.getMessage() for r in caplog.records)
+
+
+def test_correlation_ids_stay_unique_across_id_blocks():
+    ids = [events.new_correlation_id() for _ in range(3000)]  # more than two blocks of 1024
+    assert len(set(ids)) == 3000
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
