@@ -84,9 +84,15 @@ def child(opts: argparse.Namespace) -> dict[str, object]:
             from orchestrator.batch.ray_backend import RayBackend, RayOptions
 
             t0 = time.perf_counter()
-            backend = RayBackend(factory, f"{work}/state", RayOptions(
-                num_cpus=opts.ray_cpus, relay_events=False, runtime_env={"env_vars": {
-                    "PYTHONPATH": str(ROOT), "SCRIPTED_SLOW": "0"}}))
+            backend = RayBackend(
+                factory,
+                f"{work}/state",
+                RayOptions(
+                    num_cpus=opts.ray_cpus,
+                    relay_events=False,
+                    runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "SCRIPTED_SLOW": "0"}},
+                ),
+            )
             backend.connect()
             startup = time.perf_counter() - t0
         else:
@@ -102,7 +108,8 @@ def child(opts: argparse.Namespace) -> dict[str, object]:
                 for p in psutil.Process().children(recursive=True):
                     try:
                         if p.name().startswith(("ray::LedgerOwner", "ray::StoreOwner")) or any(
-                                n in " ".join(p.cmdline()) for n in ("LedgerOwner", "StoreOwner")):
+                            n in " ".join(p.cmdline()) for n in ("LedgerOwner", "StoreOwner")
+                        ):
                             t = p.cpu_times()
                             total += t.user + t.system
                     except psutil.Error:
@@ -128,17 +135,37 @@ def child(opts: argparse.Namespace) -> dict[str, object]:
     sampler.join()
     done = sum(1 for o in result.outcomes if o.finished)
     driver_cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    return {"mode": opts.child, "projects": opts.projects, "finished": done, "wall_s": wall,
-            "projects_per_s": opts.projects / wall, "driver_cpu_ms_per_project": driver_cpu / opts.projects * 1000,
-            "actors_cpu_ms_per_project": (actors_cpu / opts.projects * 1000) if actors_cpu is not None else None,
-            "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "tree_peak_rss_mb": sampler.peak / 1024 / 1024, "startup_s": startup,
-            "llm_calls": result.usage.llm_calls, "spent_usd": result.ledger.spent_usd}
+    return {
+        "mode": opts.child,
+        "projects": opts.projects,
+        "finished": done,
+        "wall_s": wall,
+        "projects_per_s": opts.projects / wall,
+        "driver_cpu_ms_per_project": driver_cpu / opts.projects * 1000,
+        "actors_cpu_ms_per_project": (actors_cpu / opts.projects * 1000) if actors_cpu is not None else None,
+        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "tree_peak_rss_mb": sampler.peak / 1024 / 1024,
+        "startup_s": startup,
+        "llm_calls": result.usage.llm_calls,
+        "spent_usd": result.ledger.spent_usd,
+    }
 
 
 def run_child(mode: str, opts: argparse.Namespace) -> dict[str, object]:
-    args = [sys.executable, __file__, "--child", mode, "--projects", str(opts.projects), "--latency",
-            str(opts.latency), "--parallel", str(opts.parallel), "--ray-cpus", str(opts.ray_cpus)]
+    args = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--projects",
+        str(opts.projects),
+        "--latency",
+        str(opts.latency),
+        "--parallel",
+        str(opts.parallel),
+        "--ray-cpus",
+        str(opts.ray_cpus),
+    ]
     out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if out.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{out.stderr[-3000:]}")
@@ -159,14 +186,21 @@ def main() -> None:
         return
     results = {m: run_child(m, opts) for m in ("local", "ray") if opts.only in (None, m)}
     for mode, r in results.items():
-        extra = (f", actors {r['actors_cpu_ms_per_project']:.1f} ms CPU/project, cluster start {r['startup_s']:.1f} s"
-                 if mode == "ray" else "")
-        print(f"{mode:5s} {r['projects']} projects ({r['finished']} finished, {r['llm_calls']} calls, "
-              f"${r['spent_usd']:.4f}): {r['wall_s']:.1f} s, {r['projects_per_s']:.1f} projects/s; driver "
-              f"{r['driver_cpu_ms_per_project']:.1f} ms CPU/project{extra}; peak RSS driver "
-              f"{r['driver_peak_rss_mb']:.0f} MB, all processes {r['tree_peak_rss_mb']:.0f} MB")
+        extra = (
+            f", actors {r['actors_cpu_ms_per_project']:.1f} ms CPU/project, cluster start {r['startup_s']:.1f} s"
+            if mode == "ray"
+            else ""
+        )
+        print(
+            f"{mode:5s} {r['projects']} projects ({r['finished']} finished, {r['llm_calls']} calls, "
+            f"${r['spent_usd']:.4f}): {r['wall_s']:.1f} s, {r['projects_per_s']:.1f} projects/s; driver "
+            f"{r['driver_cpu_ms_per_project']:.1f} ms CPU/project{extra}; peak RSS driver "
+            f"{r['driver_peak_rss_mb']:.0f} MB, all processes {r['tree_peak_rss_mb']:.0f} MB"
+        )
     if len(results) == 2:
-        print(f"projects/s ratio (ray/local): {results['ray']['projects_per_s'] / results['local']['projects_per_s']:.2f}")
+        print(
+            f"projects/s ratio (ray/local): {results['ray']['projects_per_s'] / results['local']['projects_per_s']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,12 @@ def child(traced: bool) -> dict[str, float]:
         provider.add_span_processor(BatchSpanProcessor(Counting(), max_queue_size=65536))
         observer = TracingObserver(provider).subscribe()
     tasks = [Task(f"t{i}", TaskType.SUMMARIZATION, f"summarize part {i}", max_iterations=1) for i in range(TASKS)]
-    orch = Orchestrator(budget=Budget(1.0, 3600), client=UnifiedClient({"local": Instant()}, concurrency=CONCURRENCY),
-                        concurrency=CONCURRENCY, project_tasks=tasks)
+    orch = Orchestrator(
+        budget=Budget(1.0, 3600),
+        client=UnifiedClient({"local": Instant()}, concurrency=CONCURRENCY),
+        concurrency=CONCURRENCY,
+        project_tasks=tasks,
+    )
     started = time.perf_counter()
     state = asyncio.run(orch.run_project("Load", "every task done"))
     if provider is not None:
@@ -78,8 +82,13 @@ def child(traced: bool) -> dict[str, float]:
 
 
 def run_child(traced: bool) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", "on" if traced else "off"], capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "on" if traced else "off"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -88,8 +97,10 @@ def main() -> None:
     traced = run_child(True)
     for name, r in (("tracing off", base), ("tracing on", traced)):
         rate = f", {r['spans'] / r['wall_s']:.0f} spans/s" if r["spans"] else ""
-        print(f"{name:12s} {TASKS} tasks ({r['completed']} completed): {r['wall_s']:.2f} s wall, "
-              f"{r['spans']} spans{rate}, peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(
+            f"{name:12s} {TASKS} tasks ({r['completed']} completed): {r['wall_s']:.2f} s wall, "
+            f"{r['spans']} spans{rate}, peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
     print(f"peak RSS ratio (on/off): {traced['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
     print(f"wall time ratio (on/off): {traced['wall_s'] / base['wall_s']:.2f}")
 

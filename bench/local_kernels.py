@@ -43,11 +43,19 @@ def main() -> int:
     workers = {"safe": LocalWorker(path, 2048, threads, KernelChoice(True, "bench"))}
     if not auto.safe_mode:
         workers["fast"] = LocalWorker(path, 2048, threads, KernelChoice(False, "bench"))
-    payload = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": args.tokens, "temperature": 0.0,
-               "repeat_penalty": 1.0, "schema": None, "seed": 1}
+    payload = {
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": args.tokens,
+        "temperature": 0.0,
+        "repeat_penalty": 1.0,
+        "schema": None,
+        "seed": 1,
+    }
     speeds: dict[str, list[float]] = {name: [] for name in workers}
-    print(f"CPU: {cpu_model()}; automatic choice: {'safe' if auto.safe_mode else 'fast'} ({auto.reason}); "
-          f"{threads} thread(s)")
+    print(
+        f"CPU: {cpu_model()}; automatic choice: {'safe' if auto.safe_mode else 'fast'} ({auto.reason}); "
+        f"{threads} thread(s)"
+    )
     for worker in workers.values():  # load both and warm up: the first call pays one-time setup
         worker.generate({**payload, "max_tokens": 4}, 120, threading.Event())
     for round_ in range(1, args.rounds + 1):

@@ -56,8 +56,23 @@ def cpu_times() -> tuple[int, int] | None:
 
 def run_once(workdir: Path) -> dict:
     cache, out, jsonl = workdir / "cache", workdir / "out", workdir / "events.jsonl"
-    argv = [sys.executable, "-m", "orchestrator", "-p", PROJECT, "-c", CRITERIA, "--tracing",
-            "--cache-dir", str(cache), "-o", str(out), "--events-jsonl", str(jsonl), "-q"]
+    argv = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "-p",
+        PROJECT,
+        "-c",
+        CRITERIA,
+        "--tracing",
+        "--cache-dir",
+        str(cache),
+        "-o",
+        str(out),
+        "--events-jsonl",
+        str(jsonl),
+        "-q",
+    ]
     started = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     wall = time.perf_counter() - started
@@ -65,8 +80,12 @@ def run_once(workdir: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     checks = [c for r in summary["results"].values() for c in r.get("checks", [])]
     return {
-        "wall": wall, "exit": proc.returncode, "status": summary["status"], "tasks": len(summary["tasks"]),
-        "calls": len(calls), "tokens_in": sum(c["attributes"].get("llm.tokens_in", 0) for c in calls),
+        "wall": wall,
+        "exit": proc.returncode,
+        "status": summary["status"],
+        "tasks": len(summary["tasks"]),
+        "calls": len(calls),
+        "tokens_in": sum(c["attributes"].get("llm.tokens_in", 0) for c in calls),
         "tokens_out": sum(c["attributes"].get("llm.tokens_out", 0) for c in calls),
         "checks": f"{sum(1 for c in checks if c['passed'])}/{len(checks)}",
     }
@@ -83,8 +102,7 @@ class PlainModel:
         path = default_model_path()
         threads = thread_count(path)
         started = time.perf_counter()
-        self.llm = Llama(model_path=str(path), n_ctx=8192, n_threads=threads, n_threads_batch=threads,
-                         verbose=False)
+        self.llm = Llama(model_path=str(path), n_ctx=8192, n_threads=threads, n_threads_batch=threads, verbose=False)
         self.load_seconds = time.perf_counter() - started
         self.threads = threads
         self.generate(8)  # the first call pays one-time setup; the run's model pays it too, once
@@ -93,8 +111,7 @@ class PlainModel:
         """Seconds to generate exactly ``tokens`` tokens in one call."""
         eos = self.llm.token_eos()
         started = time.perf_counter()
-        out = self.llm.create_completion("def add(a, b):", max_tokens=tokens, temperature=0.3,
-                                         logit_bias={eos: -1e9})
+        out = self.llm.create_completion("def add(a, b):", max_tokens=tokens, temperature=0.3, logit_bias={eos: -1e9})
         seconds = time.perf_counter() - started
         got = out["usage"]["completion_tokens"]
         if got != tokens:
@@ -113,8 +130,11 @@ def worker_ready_seconds() -> float:
     worker = LocalWorker(path, 8192, thread_count(path))
     started = time.perf_counter()
     worker.start()
-    reply = worker.generate({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "temperature": 0.0,
-                             "schema": None}, 60, threading.Event())
+    reply = worker.generate(
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "temperature": 0.0, "schema": None},
+        60,
+        threading.Event(),
+    )
     seconds = time.perf_counter() - started - reply["generation_ms"] / 1000
     worker.stop()
     return seconds
@@ -136,27 +156,36 @@ def main() -> int:
         ratio = run["wall"] / baseline
         runs.append(run)
         ratios.append(ratio)
-        print(f"run {index}: {run['wall']:.1f}s wall, exit {run['exit']}, {run['status']}, {run['tasks']} task(s), "
-              f"{run['calls']} LLM call(s), {run['tokens_in']}/{run['tokens_out']} tokens, "
-              f"checks {run['checks']}; plain generation of {run['tokens_out']} tokens {baseline:.2f}s; "
-              f"ratio {ratio:.1f}")
+        print(
+            f"run {index}: {run['wall']:.1f}s wall, exit {run['exit']}, {run['status']}, {run['tasks']} task(s), "
+            f"{run['calls']} LLM call(s), {run['tokens_in']}/{run['tokens_out']} tokens, "
+            f"checks {run['checks']}; plain generation of {run['tokens_out']} tokens {baseline:.2f}s; "
+            f"ratio {ratio:.1f}"
+        )
     cpu_after = cpu_times()
     busy = ""
     if cpu_before and cpu_after and cpu_after[1] > cpu_before[1]:
         share = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
         busy = f", CPUs {share:.0%} busy during the runs (this bench included)"
     readies = [worker_ready_seconds() for _ in range(max(3, args.runs))]
-    print(f"worker process: ready in median {statistics.median(readies):.2f}s (process start, import, load; "
-          f"max {max(readies):.2f}s) vs in-process load {model.load_seconds:.2f}s: "
-          f"cost {statistics.median(readies) - model.load_seconds:+.2f}s, started before the run")
+    print(
+        f"worker process: ready in median {statistics.median(readies):.2f}s (process start, import, load; "
+        f"max {max(readies):.2f}s) vs in-process load {model.load_seconds:.2f}s: "
+        f"cost {statistics.median(readies) - model.load_seconds:+.2f}s, started before the run"
+    )
     walls = [r["wall"] for r in runs]
-    outcomes = ", ".join(f"{s} x{n}" for s, n in sorted(
-        {s: sum(1 for r in runs if r["status"] == s) for s in {r["status"] for r in runs}}.items()))
-    print(f"machine: {os.cpu_count()} cores, load average {load_before:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after{busy}")
-    print(f"quickstart: median {statistics.median(walls):.1f}s wall (max {max(walls):.1f}s) over {len(runs)} "
-          f"runs on fresh caches; outcomes: {outcomes}; wall / plain generation of the same output tokens: "
-          f"median ratio {statistics.median(ratios):.1f}")
+    outcomes = ", ".join(
+        f"{s} x{n}"
+        for s, n in sorted({s: sum(1 for r in runs if r["status"] == s) for s in {r["status"] for r in runs}}.items())
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after{busy}"
+    )
+    print(
+        f"quickstart: median {statistics.median(walls):.1f}s wall (max {max(walls):.1f}s) over {len(runs)} "
+        f"runs on fresh caches; outcomes: {outcomes}; wall / plain generation of the same output tokens: "
+        f"median ratio {statistics.median(ratios):.1f}"
+    )
     return 0 if all(r["exit"] == 0 for r in runs) else 1
 
 

@@ -54,8 +54,9 @@ def record_run(tasks: int, path: Path, concurrency: int = 50) -> None:
         register_model(ModelInfo(MODEL, "server", 1.5, 4.0, 32768, 1024, "us", ()))
         work = [Task(f"t{i}", TaskType.SUMMARIZATION, f"summarize part {i}", max_iterations=1) for i in range(tasks)]
         client = UnifiedClient({"server": Instant()}, concurrency=concurrency)
-        orch = Orchestrator(budget=Budget(1000.0, 3600), client=client, concurrency=concurrency,
-                            project_tasks=work, only_model=MODEL)
+        orch = Orchestrator(
+            budget=Budget(1000.0, 3600), client=client, concurrency=concurrency, project_tasks=work, only_model=MODEL
+        )
         with EventRecorder(jsonl_path=path, mode="w", keep=False):
             asyncio.run(orch.run_project(f"Bench of {tasks} tasks", "every task done"))
 
@@ -70,10 +71,25 @@ def _chromium() -> str:
 def render_seconds(html: Path) -> float:
     with tempfile.TemporaryDirectory() as profile:
         started = time.perf_counter()
-        subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom",
-                        html.resolve().as_uri()], capture_output=True, check=True, timeout=120)
+        subprocess.run(
+            [
+                _chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--dump-dom",
+                html.resolve().as_uri(),
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
         return time.perf_counter() - started
 
 
@@ -99,12 +115,16 @@ def main() -> None:
             render = min(render_seconds(page) for _ in range(3))
             lines = sum(1 for _ in events.open())
             results[n] = (size, render)
-            print(f"{n:5d} tasks: {lines:6d} events, report {size / 1024:8.1f} KB ({size / n / 1024:.2f} KB/task), "
-                  f"built in {build:.2f} s, rendered in {render:.2f} s ({render - browser_alone:.2f} s over an "
-                  "empty page)")
+            print(
+                f"{n:5d} tasks: {lines:6d} events, report {size / 1024:8.1f} KB ({size / n / 1024:.2f} KB/task), "
+                f"built in {build:.2f} s, rendered in {render:.2f} s ({render - browser_alone:.2f} s over an "
+                "empty page)"
+            )
     for small, big in zip(SIZES, SIZES[1:], strict=False):
-        print(f"{small} -> {big} tasks: size x{results[big][0] / results[small][0]:.1f}, "
-              f"render time x{results[big][1] / results[small][1]:.1f}")
+        print(
+            f"{small} -> {big} tasks: size x{results[big][0] / results[small][0]:.1f}, "
+            f"render time x{results[big][1] / results[small][1]:.1f}"
+        )
     size, render = results[SIZES[-1]]
     print(f"{SIZES[-1]}-task report: {size / 1e6:.2f} MB, rendered in headless Chromium in {render:.2f} s")
 

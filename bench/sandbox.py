@@ -44,8 +44,11 @@ def main() -> None:
     print(f"{'':16}" + "".join(f"{level:>10}" for level in levels))
     for case in cases:
         print(f"{case:16}" + "".join(f"{statistics.median(times[(case, level)]):>8.0f}ms" for level in levels))
-    extra = {level: statistics.median(times[("1 check", level)]) - statistics.median(times[("1 check", "none")])
-             for level in levels if level != "none"}
+    extra = {
+        level: statistics.median(times[("1 check", level)]) - statistics.median(times[("1 check", "none")])
+        for level in levels
+        if level != "none"
+    }
     print("one check over none: " + ", ".join(f"{level} {ms:+.0f} ms" for level, ms in extra.items()))
 
 

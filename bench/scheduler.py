@@ -71,8 +71,10 @@ async def main() -> None:
     makespan = time.perf_counter() - start
     assert all(r.iterations == 1 for r in state.results.values()), "every task must run exactly one round"
     bound = critical_path(tasks) * CALLS_PER_TASK * LATENCY
-    print(f"tasks={len(tasks)} widest_level={max(LEVELS)} concurrency={CONCURRENCY} "
-          f"critical_path_tasks={critical_path(tasks)} latency_per_call={LATENCY}s")
+    print(
+        f"tasks={len(tasks)} widest_level={max(LEVELS)} concurrency={CONCURRENCY} "
+        f"critical_path_tasks={critical_path(tasks)} latency_per_call={LATENCY}s"
+    )
     print(f"makespan={makespan:.3f}s lower_bound={bound:.3f}s")
     print(f"makespan/critical_path_bound = {makespan / bound:.3f}")
 

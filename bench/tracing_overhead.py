@@ -75,13 +75,23 @@ def provider(keep: bool = False) -> tuple[TracerProvider, DropExporter]:
 
 # -- (a) the bare SDK ---------------------------------------------------------------------
 
+
 def direct(tracer, carriers: list | None = None) -> None:
     earlier = get_current_span(propagate.extract(EARLIER_ROOT, context=Context())).get_span_context()
     link = Link(earlier, {"orchestrator.link": "resumed_from"})
-    root = tracer.start_span("run_project", attributes={
-        "project.id": PROJECT_ID, "project.description": DESCRIPTION[:200], "orchestrator.attempt": 2,
-        "orchestrator.resumed_from": PROJECT_ID, "openinference.span.kind": "AGENT", "project.budget_usd": 1.0,
-        "orchestrator.original_trace_id": f"{earlier.trace_id:032x}"}, links=(link,))
+    root = tracer.start_span(
+        "run_project",
+        attributes={
+            "project.id": PROJECT_ID,
+            "project.description": DESCRIPTION[:200],
+            "orchestrator.attempt": 2,
+            "orchestrator.resumed_from": PROJECT_ID,
+            "openinference.span.kind": "AGENT",
+            "project.budget_usd": 1.0,
+            "orchestrator.original_trace_id": f"{earlier.trace_id:032x}",
+        },
+        links=(link,),
+    )
     root_ctx = set_span_in_context(root)
     root_token = attach(root_ctx)
     root_carrier: dict[str, str] = {}
@@ -89,29 +99,58 @@ def direct(tracer, carriers: list | None = None) -> None:
     p_in = p_out = p_calls = 0
     p_cost = 0.0
     for task_id in TASKS:
-        task = tracer.start_span("task:" + task_id, attributes={
-            "task.id": task_id, "task.type": "code_generation", "task.description": DESCRIPTION[:200],
-            "openinference.span.kind": "CHAIN"})
+        task = tracer.start_span(
+            "task:" + task_id,
+            attributes={
+                "task.id": task_id,
+                "task.type": "code_generation",
+                "task.description": DESCRIPTION[:200],
+                "openinference.span.kind": "CHAIN",
+            },
+        )
         task_token = attach(set_span_in_context(task))
         t_in = t_out = 0
         t_cost = 0.0
         for call_type in CALLS:
-            span = tracer.start_span("llm_call:" + call_type, kind=SpanKind.CLIENT, attributes={
-                "llm.model": "gpt-4o", "llm.call_type": call_type, "gen_ai.operation.name": "chat",
-                "gen_ai.request.model": "gpt-4o", "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
-                "gen_ai.provider.name": "openai", "llm.provider": "openai", "gen_ai.request.max_tokens": 1024,
-                "gen_ai.request.temperature": 0.3, "llm.invocation_parameters": INVOCATION,
-                "gen_ai.output.type": "text"})
+            span = tracer.start_span(
+                "llm_call:" + call_type,
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "llm.model": "gpt-4o",
+                    "llm.call_type": call_type,
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-4o",
+                    "openinference.span.kind": "LLM",
+                    "llm.model_name": "gpt-4o",
+                    "gen_ai.provider.name": "openai",
+                    "llm.provider": "openai",
+                    "gen_ai.request.max_tokens": 1024,
+                    "gen_ai.request.temperature": 0.3,
+                    "llm.invocation_parameters": INVOCATION,
+                    "gen_ai.output.type": "text",
+                },
+            )
             carrier: dict[str, str] = {}
             propagate.inject(carrier, context=set_span_in_context(span))  # sent with the request
             # ... the call happens here ...
-            span.set_attributes({
-                "llm.tokens_in": 310, "llm.tokens_out": 120, "llm.cost_usd": 0.001975, "llm.latency_ms": 412.3,
-                "llm.cached": False, "llm.finish_reason": "stop", "llm.response_model": "gpt-4o-2024-08-06",
-                "gen_ai.usage.input_tokens": 310, "llm.token_count.prompt": 310,
-                "gen_ai.usage.output_tokens": 120, "llm.token_count.completion": 120,
-                "llm.token_count.total": 430, "gen_ai.response.model": "gpt-4o-2024-08-06",
-                "gen_ai.response.finish_reasons": ("stop",)})
+            span.set_attributes(
+                {
+                    "llm.tokens_in": 310,
+                    "llm.tokens_out": 120,
+                    "llm.cost_usd": 0.001975,
+                    "llm.latency_ms": 412.3,
+                    "llm.cached": False,
+                    "llm.finish_reason": "stop",
+                    "llm.response_model": "gpt-4o-2024-08-06",
+                    "gen_ai.usage.input_tokens": 310,
+                    "llm.token_count.prompt": 310,
+                    "gen_ai.usage.output_tokens": 120,
+                    "llm.token_count.completion": 120,
+                    "llm.token_count.total": 430,
+                    "gen_ai.response.model": "gpt-4o-2024-08-06",
+                    "gen_ai.response.finish_reasons": ("stop",),
+                }
+            )
             span.end()
             if carriers is not None:
                 carriers.append(carrier)
@@ -119,16 +158,31 @@ def direct(tracer, carriers: list | None = None) -> None:
             t_out += 120
             t_cost += 0.001975
         task.add_event("iteration_scored", {"task_id": task_id, "iteration": 1, "score": 0.95, "best_score": 0.95})
-        task.set_attributes({
-            "task.status": "completed", "task.score": 0.95, "task.iterations": 1, "task.model": "gpt-4o",
-            "task.cost_usd": round(t_cost, 8), "task.tokens_in": t_in, "task.tokens_out": t_out,
-            "task.llm_calls": len(CALLS)})
+        task.set_attributes(
+            {
+                "task.status": "completed",
+                "task.score": 0.95,
+                "task.iterations": 1,
+                "task.model": "gpt-4o",
+                "task.cost_usd": round(t_cost, 8),
+                "task.tokens_in": t_in,
+                "task.tokens_out": t_out,
+                "task.llm_calls": len(CALLS),
+            }
+        )
         detach(task_token)
         task.end()
         p_in, p_out, p_cost, p_calls = p_in + t_in, p_out + t_out, p_cost + t_cost, p_calls + len(CALLS)
-    root.set_attributes({
-        "project.status": "success", "project.cost_usd": round(p_cost, 8), "project.tokens_in": p_in,
-        "project.tokens_out": p_out, "project.task_count": len(TASKS), "project.llm_calls": p_calls})
+    root.set_attributes(
+        {
+            "project.status": "success",
+            "project.cost_usd": round(p_cost, 8),
+            "project.tokens_in": p_in,
+            "project.tokens_out": p_out,
+            "project.task_count": len(TASKS),
+            "project.llm_calls": p_calls,
+        }
+    )
     detach(root_token)
     root.end()
     if carriers is not None:
@@ -141,10 +195,15 @@ def direct_seed(tracer, carriers: list | None = None) -> None:
     earlier = get_current_span(propagate.extract(EARLIER_ROOT, context=Context())).get_span_context()
     link = Link(earlier, {"orchestrator.link": "resumed_from"})
     with tracer.start_as_current_span("run_project", links=(link,)) as root:
-        for key, value in (("project.id", PROJECT_ID), ("project.description", DESCRIPTION[:200]),
-                           ("orchestrator.attempt", 2), ("orchestrator.resumed_from", PROJECT_ID),
-                           ("openinference.span.kind", "AGENT"), ("project.budget_usd", 1.0),
-                           ("orchestrator.original_trace_id", f"{earlier.trace_id:032x}")):
+        for key, value in (
+            ("project.id", PROJECT_ID),
+            ("project.description", DESCRIPTION[:200]),
+            ("orchestrator.attempt", 2),
+            ("orchestrator.resumed_from", PROJECT_ID),
+            ("openinference.span.kind", "AGENT"),
+            ("project.budget_usd", 1.0),
+            ("orchestrator.original_trace_id", f"{earlier.trace_id:032x}"),
+        ):
             root.set_attribute(key, value)
         root_carrier: dict[str, str] = {}
         propagate.inject(root_carrier)
@@ -193,8 +252,9 @@ def direct_seed(tracer, carriers: list | None = None) -> None:
                     t_in += 310
                     t_out += 120
                     t_cost += 0.001975
-                task.add_event("iteration_scored", {"task_id": task_id, "iteration": 1, "score": 0.95,
-                                                    "best_score": 0.95})
+                task.add_event(
+                    "iteration_scored", {"task_id": task_id, "iteration": 1, "score": 0.95, "best_score": 0.95}
+                )
                 task.set_attribute("task.status", "completed")
                 task.set_attribute("task.score", 0.95)
                 task.set_attribute("task.iterations", 1)
@@ -216,9 +276,11 @@ def direct_seed(tracer, carriers: list | None = None) -> None:
 
 # -- (b) through the bus and the TracingObserver -------------------------------------------
 
+
 def via_bus(carriers: list | None = None) -> None:
-    with events.traced_project(PROJECT_ID, DESCRIPTION, CRITERIA, 1.0, 600.0, attempt=2,
-                               links=(EARLIER_ROOT,)) as project:
+    with events.traced_project(
+        PROJECT_ID, DESCRIPTION, CRITERIA, 1.0, 600.0, attempt=2, links=(EARLIER_ROOT,)
+    ) as project:
         p_in = p_out = 0
         p_cost = 0.0
         for task_id in TASKS:
@@ -226,28 +288,49 @@ def via_bus(carriers: list | None = None) -> None:
                 t_in = t_out = 0
                 t_cost = 0.0
                 for call_type in CALLS:
-                    with events.traced_llm_call("gpt-4o", call_type, provider="openai", max_tokens=1024,
-                                                temperature=0.3) as span:
+                    with events.traced_llm_call(
+                        "gpt-4o", call_type, provider="openai", max_tokens=1024, temperature=0.3
+                    ) as span:
                         carrier = dict(span.carrier)  # as the client does, for the request headers
                         # ... the call happens here ...
-                        span.set_attributes({
-                            "llm.tokens_in": 310, "llm.tokens_out": 120, "llm.cost_usd": 0.001975,
-                            "llm.latency_ms": 412.3, "llm.cached": False, "llm.finish_reason": "stop",
-                            "llm.response_model": "gpt-4o-2024-08-06",
-                        })
+                        span.set_attributes(
+                            {
+                                "llm.tokens_in": 310,
+                                "llm.tokens_out": 120,
+                                "llm.cost_usd": 0.001975,
+                                "llm.latency_ms": 412.3,
+                                "llm.cached": False,
+                                "llm.finish_reason": "stop",
+                                "llm.response_model": "gpt-4o-2024-08-06",
+                            }
+                        )
                     if carriers is not None:
                         carriers.append(carrier)
                     t_in += 310
                     t_out += 120
                     t_cost += 0.001975
                 events.emit(events.iteration_scored, iteration=1, score=0.95, best_score=0.95)
-                task.set_attributes({"task.status": "completed", "task.score": 0.95, "task.iterations": 1,
-                                     "task.model": "gpt-4o", "task.cost_usd": round(t_cost, 8),
-                                     "task.tokens_in": t_in, "task.tokens_out": t_out})
+                task.set_attributes(
+                    {
+                        "task.status": "completed",
+                        "task.score": 0.95,
+                        "task.iterations": 1,
+                        "task.model": "gpt-4o",
+                        "task.cost_usd": round(t_cost, 8),
+                        "task.tokens_in": t_in,
+                        "task.tokens_out": t_out,
+                    }
+                )
             p_in, p_out, p_cost = p_in + t_in, p_out + t_out, p_cost + t_cost
-        project.set_attributes({"project.status": "success", "project.cost_usd": round(p_cost, 8),
-                                "project.tokens_in": p_in, "project.tokens_out": p_out,
-                                "project.task_count": len(TASKS)})
+        project.set_attributes(
+            {
+                "project.status": "success",
+                "project.cost_usd": round(p_cost, 8),
+                "project.tokens_in": p_in,
+                "project.tokens_out": p_out,
+                "project.task_count": len(TASKS),
+            }
+        )
     if carriers is not None:
         carriers.append(dict(project.carrier))
 
@@ -258,13 +341,18 @@ def _value(v):
 
 def _shape(spans) -> list:
     by_id = {s.context.span_id: s.name for s in spans}
-    return sorted((s.name, s.kind.name, by_id.get(s.parent.span_id) if s.parent else None,
-                   s.status.status_code.name,
-                   tuple(sorted((k, _value(v)) for k, v in s.attributes.items())),
-                   tuple((e.name, tuple(sorted(e.attributes.items()))) for e in s.events),
-                   tuple((lk.context.trace_id, lk.context.span_id, tuple(sorted(lk.attributes.items())))
-                         for lk in s.links))
-                  for s in spans)
+    return sorted(
+        (
+            s.name,
+            s.kind.name,
+            by_id.get(s.parent.span_id) if s.parent else None,
+            s.status.status_code.name,
+            tuple(sorted((k, _value(v)) for k, v in s.attributes.items())),
+            tuple((e.name, tuple(sorted(e.attributes.items()))) for e in s.events),
+            tuple((lk.context.trace_id, lk.context.span_id, tuple(sorted(lk.attributes.items()))) for lk in s.links),
+        )
+        for s in spans
+    )
 
 
 def check_same_spans(baseline=None) -> None:
@@ -280,7 +368,9 @@ def check_same_spans(baseline=None) -> None:
         obs.unsubscribe()
     a, b = _shape(ea.kept), _shape(eb.kept)
     if a != b:
-        raise SystemExit("(a) and (b) differ:\n" + "\n".join(f"{x}\n{y}\n" for x, y in zip(a, b, strict=False) if x != y))
+        raise SystemExit(
+            "(a) and (b) differ:\n" + "\n".join(f"{x}\n{y}\n" for x, y in zip(a, b, strict=False) if x != y)
+        )
     keys_a, keys_b = [sorted(c) for c in carriers_a], [sorted(c) for c in carriers_b]
     if keys_a != keys_b or not all(keys_a):
         raise SystemExit(f"(a) and (b) fill different carriers: {keys_a} vs {keys_b}")
@@ -289,13 +379,14 @@ def check_same_spans(baseline=None) -> None:
 def span_off_ns() -> float:
     """A whole ``with traced_llm_call(...)`` block with three attributes, nothing subscribed."""
     assert not events.is_active()
-    stmt = ('with traced_llm_call("gpt-4o", "generate") as s:\n'
-            '    s.set_attribute("llm.tokens_in", 1)\n'
-            '    s.set_attribute("llm.tokens_out", 2)\n'
-            '    s.set_attribute("llm.cost_usd", 0.1)\n')
+    stmt = (
+        'with traced_llm_call("gpt-4o", "generate") as s:\n'
+        '    s.set_attribute("llm.tokens_in", 1)\n'
+        '    s.set_attribute("llm.tokens_out", 2)\n'
+        '    s.set_attribute("llm.cost_usd", 0.1)\n'
+    )
     n = 200_000
-    return min(timeit.repeat(stmt, globals={"traced_llm_call": events.traced_llm_call},
-                             number=n, repeat=5)) / n * 1e9
+    return min(timeit.repeat(stmt, globals={"traced_llm_call": events.traced_llm_call}, number=n, repeat=5)) / n * 1e9
 
 
 def _time(fn, *args) -> float:
@@ -341,14 +432,18 @@ def main() -> None:
     load = (load_before + os.getloadavg()[0]) / 2
     a, seed, b = (statistics.median(times[k]) for k in ("a", "seed", "b"))
     q1, _, q3 = statistics.quantiles(ratios, n=4)
-    print(f"workload: 1 resumed root + {len(TASKS)} tasks x {len(CALLS)} remote llm calls "
-          f"({SPANS_PER_ITERATION} spans), {ROUNDS} interleaved rounds of {ITERATIONS}; medians of CPU time")
+    print(
+        f"workload: 1 resumed root + {len(TASKS)} tasks x {len(CALLS)} remote llm calls "
+        f"({SPANS_PER_ITERATION} spans), {ROUNDS} interleaved rounds of {ITERATIONS}; medians of CPU time"
+    )
     print(f"(a) bare OpenTelemetry SDK, same spans:       {a:.0f} ns/span")
     print(f"(a') the seed's style (start_as_current_span, one set_attribute per attribute): {seed:.0f} ns/span")
     print(f"(b) bus + TracingObserver:                    {b:.0f} ns/span  (+{b - a:.0f} ns/span over (a))")
     print(f"a span with tracing off (nothing subscribed): {off:.0f} ns")
-    print(f"load average during the rounds: {load:.1f} on {os.cpu_count()} cores; ratio b/a quartiles "
-          f"{q1:.3f}-{q3:.3f}; b/a' {statistics.median(seed_ratios):.3f}")
+    print(
+        f"load average during the rounds: {load:.1f} on {os.cpu_count()} cores; ratio b/a quartiles "
+        f"{q1:.3f}-{q3:.3f}; b/a' {statistics.median(seed_ratios):.3f}"
+    )
     print(f"ratio b/a (target <= 1.15): {statistics.median(ratios):.3f}")
 
 

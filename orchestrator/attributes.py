@@ -141,9 +141,16 @@ def rollup_key(prefix: str, measure: str) -> str:
 
 #: catalog provider name -> ``gen_ai.provider.name`` (the registry's well-known values;
 #: OpenAI-compatible endpoints are ``openai`` with ``server.address`` telling which)
-GEN_AI_PROVIDER_NAMES: Final = {"openai": "openai", "server": "openai", "openrouter": "openai",
-                                "kimi": "moonshot_ai", "deepseek": "deepseek", "anthropic": "anthropic",
-                                "google": "gcp.gemini", "local": "llama_cpp"}
+GEN_AI_PROVIDER_NAMES: Final = {
+    "openai": "openai",
+    "server": "openai",
+    "openrouter": "openai",
+    "kimi": "moonshot_ai",
+    "deepseek": "deepseek",
+    "anthropic": "anthropic",
+    "google": "gcp.gemini",
+    "local": "llama_cpp",
+}
 #: providers whose API takes the system prompt apart from the chat messages
 SYSTEM_AS_INSTRUCTIONS: Final = frozenset({"anthropic", "google"})
 

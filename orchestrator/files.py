@@ -32,8 +32,16 @@ from types import TracebackType
 
 from .domain.errors import OrchestratorError
 
-__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "OutputDir", "UnsafePathError", "open_private", "private_dir",
-           "task_file_names", "tighten_file"]
+__all__ = [
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "OutputDir",
+    "UnsafePathError",
+    "open_private",
+    "private_dir",
+    "task_file_names",
+    "tighten_file",
+]
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -53,6 +61,7 @@ class UnsafePathError(OrchestratorError, OSError):
 
 
 # -- private directories and files ------------------------------------------------------
+
 
 def private_dir(path: str | Path, *, tighten: bool = False) -> Path:
     """Make ``path`` (and every missing parent) with mode 0700, whatever the umask.  An
@@ -117,6 +126,7 @@ def open_private(path: str | Path, flags: int = os.O_RDWR) -> int:
 
 # -- the output directory --------------------------------------------------------------
 
+
 class OutputDir:
     """A directory opened once, by a descriptor that followed no symbolic link; files
     are written and removed in it by plain name only.
@@ -152,8 +162,9 @@ class OutputDir:
     def __enter__(self) -> OutputDir:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def check(self, name: str) -> bool:
@@ -178,14 +189,13 @@ class OutputDir:
         self.check(name)
         raw = data.encode("utf-8") if isinstance(data, str) else data
         temp = f".{name[:100]}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE_FILE,
-                     dir_fd=self.fd)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE_FILE, dir_fd=self.fd)
         try:
             try:
                 os.fchmod(fd, PRIVATE_FILE)
                 view = memoryview(raw)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             self.check(name)  # again, just before: a link put there meanwhile is refused
@@ -207,8 +217,9 @@ class OutputDir:
     def probe(self) -> None:
         """Prove the directory is writable: a file made and removed at once."""
         temp = f".orchestrator-probe-{secrets.token_hex(6)}"
-        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE_FILE,
-                         dir_fd=self.fd))
+        os.close(
+            os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, PRIVATE_FILE, dir_fd=self.fd)
+        )
         os.unlink(temp, dir_fd=self.fd)
 
 

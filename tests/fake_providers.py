@@ -50,46 +50,89 @@ class Recorded:
 
 # -- wire-format bodies ---------------------------------------------------------------
 
-def openai_answer(text: str, tokens: tuple[int, int] = DEFAULT_TOKENS, model: str = "fake-model",
-                  finish: str = "stop", cached: int = 0, cache_write: int = 0) -> dict[str, Any]:
+
+def openai_answer(
+    text: str,
+    tokens: tuple[int, int] = DEFAULT_TOKENS,
+    model: str = "fake-model",
+    finish: str = "stop",
+    cached: int = 0,
+    cache_write: int = 0,
+) -> dict[str, Any]:
     """``cached``/``cache_write``: prompt tokens reported in ``prompt_tokens_details``."""
-    usage: dict[str, Any] = {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
-                             "total_tokens": tokens[0] + tokens[1]}
+    usage: dict[str, Any] = {
+        "prompt_tokens": tokens[0],
+        "completion_tokens": tokens[1],
+        "total_tokens": tokens[0] + tokens[1],
+    }
     if cached or cache_write:
         usage["prompt_tokens_details"] = {"cached_tokens": cached, "cache_write_tokens": cache_write}
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish, "logprobs": None}],
-            "usage": usage}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+        ],
+        "usage": usage,
+    }
 
 
-def anthropic_answer(text: str | None = None, tool_input: Any = None, tokens: tuple[int, int] = DEFAULT_TOKENS,
-                     model: str = "claude-fake", stop: str | None = None, cache_read: int = 0,
-                     cache_write: int = 0) -> dict[str, Any]:
+def anthropic_answer(
+    text: str | None = None,
+    tool_input: Any = None,
+    tokens: tuple[int, int] = DEFAULT_TOKENS,
+    model: str = "claude-fake",
+    stop: str | None = None,
+    cache_read: int = 0,
+    cache_write: int = 0,
+) -> dict[str, Any]:
     """``tokens[0]`` is the API's ``input_tokens`` (the uncached part of the prompt);
     ``cache_read``/``cache_write`` are reported beside it, as the Messages API does."""
     if tool_input is not None:
         content = [{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": tool_input}]
     else:
         content = [{"type": "text", "text": text or ""}]
-    return {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": stop or ("tool_use" if tool_input is not None else "end_turn"), "stop_sequence": None,
-            "usage": {"input_tokens": tokens[0], "output_tokens": tokens[1],
-                      **({"cache_read_input_tokens": cache_read} if cache_read else {}),
-                      **({"cache_creation_input_tokens": cache_write} if cache_write else {})}}
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop or ("tool_use" if tool_input is not None else "end_turn"),
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+            **({"cache_read_input_tokens": cache_read} if cache_read else {}),
+            **({"cache_creation_input_tokens": cache_write} if cache_write else {}),
+        },
+    }
 
 
-def gemini_answer(text: str, tokens: tuple[int, int] = DEFAULT_TOKENS, finish: str = "STOP",
-                  thoughts: int = 0, model: str = "gemini-fake", cached: int = 0) -> dict[str, Any]:
-    usage = {"promptTokenCount": tokens[0], "candidatesTokenCount": tokens[1],
-             "totalTokenCount": tokens[0] + tokens[1] + thoughts}
+def gemini_answer(
+    text: str,
+    tokens: tuple[int, int] = DEFAULT_TOKENS,
+    finish: str = "STOP",
+    thoughts: int = 0,
+    model: str = "gemini-fake",
+    cached: int = 0,
+) -> dict[str, Any]:
+    usage = {
+        "promptTokenCount": tokens[0],
+        "candidatesTokenCount": tokens[1],
+        "totalTokenCount": tokens[0] + tokens[1] + thoughts,
+    }
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
     if cached:
         usage["cachedContentTokenCount"] = cached
-    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish,
-                            "index": 0}],
-            "usageMetadata": usage, "modelVersion": model}
+    return {
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": finish, "index": 0}],
+        "usageMetadata": usage,
+        "modelVersion": model,
+    }
 
 
 def error_body(kind: str, status: int, message: str, error_type: str = "error") -> dict[str, Any]:
@@ -100,13 +143,20 @@ def error_body(kind: str, status: int, message: str, error_type: str = "error") 
     return {"error": {"message": message, "type": error_type, "code": None, "param": None}}
 
 
-def error(kind: str, status: int, message: str = "scripted failure", *, retry_after: str | None = None,
-          error_type: str = "error") -> Reply:
+def error(
+    kind: str,
+    status: int,
+    message: str = "scripted failure",
+    *,
+    retry_after: str | None = None,
+    error_type: str = "error",
+) -> Reply:
     headers = {"retry-after": retry_after} if retry_after is not None else {}
     return Reply(status, error_body(kind, status, message, error_type), headers)
 
 
 # -- schemas in each wire format ------------------------------------------------------------
+
 
 def request_schema(kind: str, body: Any) -> dict[str, Any] | None:
     """The JSON schema a request asks for, however its wire format carries it."""
@@ -194,8 +244,11 @@ class FakeServer:
                 if reply.delay and server._release.wait(reply.delay):
                     return  # released at shutdown: drop the connection
                 payload = reply.body
-                data = payload if isinstance(payload, bytes) else (
-                    payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
+                data = (
+                    payload
+                    if isinstance(payload, bytes)
+                    else (payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
+                )
                 self.send_response(reply.status)
                 content_type = "application/json" if not isinstance(payload, (str, bytes)) else "text/html"
                 self.send_header("content-type", reply.headers.get("content-type", content_type))
@@ -263,10 +316,26 @@ class SleepRecorder:
         self.delays.append(seconds)
 
 
-KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY",
-                 "KIMI_API_KEY", "MOONSHOT_API_KEY", "OPENROUTER_API_KEY", "ORCHESTRATOR_SERVER_API_KEY")
-BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL", "DEEPSEEK_BASE_URL",
-                      "KIMI_BASE_URL", "MOONSHOT_BASE_URL", "OPENROUTER_BASE_URL")
+KEY_VARIABLES = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "KIMI_API_KEY",
+    "MOONSHOT_API_KEY",
+    "OPENROUTER_API_KEY",
+    "ORCHESTRATOR_SERVER_API_KEY",
+)
+BASE_URL_VARIABLES = (
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_BASE_URL",
+    "GOOGLE_GEMINI_BASE_URL",
+    "DEEPSEEK_BASE_URL",
+    "KIMI_BASE_URL",
+    "MOONSHOT_BASE_URL",
+    "OPENROUTER_BASE_URL",
+)
 
 
 def clean_provider_env(monkeypatch: Any) -> None:

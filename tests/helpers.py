@@ -51,8 +51,14 @@ def run_scripted_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The command line with scripted providers (``tests.state.scripted_cli``), as a
     process of its own in ``cwd``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", *args], capture_output=True, text=True,
-                          timeout=180, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.state.scripted_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def as_if_killed(store_dir: Path, project_id: str, unfinished: Iterable[str]) -> None:

@@ -22,8 +22,7 @@ class ScriptedProvider:
     "score"), critique/other.  ``latency`` seconds per call; every request is recorded."""
 
     name: str = "local"
-    plan: str = decomposition({"id": "t1", "type": "code_generation", "prompt": "write add(a, b)",
-                               "depends_on": []})
+    plan: str = decomposition({"id": "t1", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []})
     answer: Answer = "```python\ndef add(a, b):\n    return a + b\n```"
     score: float = 0.95
     reasons: str = "scripted"

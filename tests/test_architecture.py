@@ -32,9 +32,24 @@ ALLOWED: dict[str, set[str]] = {
     "tracing": {"otel", "events"},
     "pytest_plugin": {"observers"},
     "report": {"attributes", "redaction"},
-    "cli": {"batch", "engine", "governance", "llm", "state", "report", "config", "domain", "events", "observers",
-            "otel", "tracing", "attributes", "redaction", "files"},
-    "__init__": set(),   # lazy exports by name only
+    "cli": {
+        "batch",
+        "engine",
+        "governance",
+        "llm",
+        "state",
+        "report",
+        "config",
+        "domain",
+        "events",
+        "observers",
+        "otel",
+        "tracing",
+        "attributes",
+        "redaction",
+        "files",
+    },
+    "__init__": set(),  # lazy exports by name only
     "__main__": {"cli"},
 }
 EMITTERS = ("batch", "engine", "llm", "governance", "state", "config", "domain", "events")
@@ -79,8 +94,7 @@ def _part(module: str) -> str:
 
 
 def _graph() -> dict[str, set[str]]:
-    return {name: {m for m, _ in _imports(name, path) if m in MODULES and m != name}
-            for name, path in MODULES.items()}
+    return {name: {m for m, _ in _imports(name, path) if m in MODULES and m != name} for name, path in MODULES.items()}
 
 
 def test_no_import_cycle_in_the_package():
@@ -160,9 +174,12 @@ def test_emitters_never_import_observers_or_opentelemetry():
 def test_only_the_ray_backend_imports_ray():
     """Ray is an optional extra: nothing but ``batch/ray_backend.py`` may import it (and
     the package imports without it)."""
-    wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}" for name, path in MODULES.items()
-             for target, line in _imports(name, path)
-             if (target == "ray" or target.startswith(("ray.", "psutil"))) and name != "orchestrator.batch.ray_backend"]
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for name, path in MODULES.items()
+        for target, line in _imports(name, path)
+        if (target == "ray" or target.startswith(("ray.", "psutil"))) and name != "orchestrator.batch.ray_backend"
+    ]
     assert wrong == []
 
 
@@ -180,8 +197,21 @@ def test_no_class_over_300_lines_and_no_exec():
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 # drawn in the layer diagram; the command line (it may import all of them) and the leaf modules
 # (attributes, redaction, files) are described in its text instead
-DRAWN = ("batch", "engine", "report", "state", "governance", "llm", "config", "domain", "events", "observers",
-         "otel", "tracing", "pytest_plugin")
+DRAWN = (
+    "batch",
+    "engine",
+    "report",
+    "state",
+    "governance",
+    "llm",
+    "config",
+    "domain",
+    "events",
+    "observers",
+    "otel",
+    "tracing",
+    "pytest_plugin",
+)
 
 
 def _page_section(heading: str) -> str:

@@ -120,4 +120,3 @@ def test_the_link_checker_finds_links_and_anchors():
     assert slug("For the CLI: `setup_observers`") == "for-the-cli-setup_observers"
     assert slug("At scale: 10,000 projects") == "at-scale-10000-projects"
     assert sum(len(_links(p)) for p in MARKDOWN) > 100
-

@@ -27,5 +27,15 @@ from .driver import BatchDriver, BatchResult
 from .jobs import ProjectFactory, ProjectJob, ProjectOutcome
 from .ledger import BatchLedger, LedgerSnapshot
 
-__all__ = ["Backend", "BatchDriver", "BatchLedger", "BatchResult", "BatchServices", "LedgerSnapshot",
-           "LocalBackend", "ProjectFactory", "ProjectJob", "ProjectOutcome"]
+__all__ = [
+    "Backend",
+    "BatchDriver",
+    "BatchLedger",
+    "BatchResult",
+    "BatchServices",
+    "LedgerSnapshot",
+    "LocalBackend",
+    "ProjectFactory",
+    "ProjectJob",
+    "ProjectOutcome",
+]

@@ -80,7 +80,8 @@ class LocalBackend:
     def launch(self, job: ProjectJob) -> asyncio.Future[ProjectOutcome]:
         assert self._access is not None, "open() first"
         task = asyncio.get_running_loop().create_task(
-            run_job(job, self._access, self.store, self.factory, self._carrier), name=f"project {job.name}")
+            run_job(job, self._access, self.store, self.factory, self._carrier), name=f"project {job.name}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -85,17 +85,23 @@ class BatchResult:
             attr.BATCH_STATUS: self.status,
             attr.BATCH_PROJECTS_DONE: sum(1 for o in self.outcomes if o.finished),
             attr.BATCH_PROJECTS_FAILED: sum(1 for o in self.outcomes if o.failed),
-            attr.BATCH_COST_USD: round(usage.cost_usd, 8), attr.BATCH_SPENT_USD: round(self.ledger.spent_usd, 8),
-            attr.BATCH_TOKENS_IN: usage.input_tokens, attr.BATCH_TOKENS_OUT: usage.output_tokens,
-            attr.BATCH_LLM_CALLS: usage.llm_calls, attr.BATCH_CACHED_CALLS: usage.cached_calls,
+            attr.BATCH_COST_USD: round(usage.cost_usd, 8),
+            attr.BATCH_SPENT_USD: round(self.ledger.spent_usd, 8),
+            attr.BATCH_TOKENS_IN: usage.input_tokens,
+            attr.BATCH_TOKENS_OUT: usage.output_tokens,
+            attr.BATCH_LLM_CALLS: usage.llm_calls,
+            attr.BATCH_CACHED_CALLS: usage.cached_calls,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """``batch-summary.json``."""
         usage = self.usage
         return {
-            "batch_id": self.batch_id, "status": self.status, "backend": self.backend,
-            "started_at": self.started_at, "ended_at": self.ended_at,
+            "batch_id": self.batch_id,
+            "status": self.status,
+            "backend": self.backend,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
             "seconds": round(max(0.0, self.ended_at - self.started_at), 3),
             "budget": {**self.ledger.to_dict(), "max_usd": self.max_usd},
             "time_seconds": self.time_seconds,
@@ -114,11 +120,21 @@ class BatchDriver:
     (the command line writes its outputs); an exception there is logged, never fatal.
     """
 
-    def __init__(self, batch_id: str, jobs: Sequence[ProjectJob], backend: Backend, *, max_usd: float,
-                 max_parallel: int, time_seconds: float | None = None, kept: Sequence[ProjectOutcome] = (),
-                 spent_before: Mapping[str, float] | None = None,
-                 on_outcome: Callable[[ProjectOutcome], None] | None = None,
-                 progress_every: float = 2.0, stop_seconds: float = STOP_SECONDS) -> None:
+    def __init__(
+        self,
+        batch_id: str,
+        jobs: Sequence[ProjectJob],
+        backend: Backend,
+        *,
+        max_usd: float,
+        max_parallel: int,
+        time_seconds: float | None = None,
+        kept: Sequence[ProjectOutcome] = (),
+        spent_before: Mapping[str, float] | None = None,
+        on_outcome: Callable[[ProjectOutcome], None] | None = None,
+        progress_every: float = 2.0,
+        stop_seconds: float = STOP_SECONDS,
+    ) -> None:
         if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
             raise ValueError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
         self.batch_id = batch_id
@@ -148,8 +164,9 @@ class BatchDriver:
         if self.time_seconds is not None:
             self.deadline = self._started + self.time_seconds
         interrupted = False
-        with events.traced_batch(self.batch_id, self.total, self.max_usd, self.time_seconds or 0.0,
-                                 self.max_parallel, self.backend.name) as span:
+        with events.traced_batch(
+            self.batch_id, self.total, self.max_usd, self.time_seconds or 0.0, self.max_parallel, self.backend.name
+        ) as span:
             services = BatchServices(self.batch_id, self.max_usd, self.spent_before, dict(span.carrier))
             try:
                 await self.backend.open(services)
@@ -179,16 +196,24 @@ class BatchDriver:
             while pending and len(self.running) < self.max_parallel:
                 job = pending.popleft()
                 if self.deadline is not None and time.time() >= self.deadline:
-                    self._record(ProjectOutcome(job.position, job.name, job.project_id, NOT_STARTED,
-                                                error="the batch's time cap ran out before it started"))
+                    self._record(
+                        ProjectOutcome(
+                            job.position,
+                            job.name,
+                            job.project_id,
+                            NOT_STARTED,
+                            error="the batch's time cap ran out before it started",
+                        )
+                    )
                     continue
                 future = self.backend.launch(replace(job, deadline=self.deadline))
                 self.running[future] = job
             if not self.running:
                 break
             await self._progress()
-            done, _ = await asyncio.wait(list(self.running), timeout=self.progress_every,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                list(self.running), timeout=self.progress_every, return_when=asyncio.FIRST_COMPLETED
+            )
             for future in done:
                 self._settle(self.running.pop(future), future)
         await self._progress()
@@ -198,8 +223,14 @@ class BatchDriver:
             outcome = future.result()
         except BaseException as exc:  # noqa: BLE001 - e.g. Ray gave up on a worker that kept dying
             message = " ".join(redact(str(exc) or type(exc).__name__).split())
-            outcome = ProjectOutcome(job.position, job.name, job.project_id, ERROR,
-                                     error=f"{type(exc).__name__}: {message}"[:300], ended_at=time.time())
+            outcome = ProjectOutcome(
+                job.position,
+                job.name,
+                job.project_id,
+                ERROR,
+                error=f"{type(exc).__name__}: {message}"[:300],
+                ended_at=time.time(),
+            )
         self._done_here += 1
         self._record(outcome)
 
@@ -221,8 +252,16 @@ class BatchDriver:
                 self._settle(self.running.pop(future), future)
             for future, job in list(self.running.items()):
                 future.cancel()
-                self._record(ProjectOutcome(job.position, job.name, job.project_id, INTERRUPTED,
-                                            error="stopped before it could report", ended_at=time.time()))
+                self._record(
+                    ProjectOutcome(
+                        job.position,
+                        job.name,
+                        job.project_id,
+                        INTERRUPTED,
+                        error="stopped before it could report",
+                        ended_at=time.time(),
+                    )
+                )
             self.running.clear()
         for job in self.jobs:
             if job.position not in self.outcomes:
@@ -241,9 +280,17 @@ class BatchDriver:
         if self._done_here:
             rate = self._done_here / max(1e-9, time.time() - self._started)
             eta = round((self.total - done) / rate, 1) if rate > 0 else None
-        events.emit(events.batch_progress, batch_id=self.batch_id, total=self.total, done=done,
-                    running=len(self.running), failed=failed, spent_usd=snapshot.spent_usd,
-                    max_usd=self.max_usd, eta_seconds=eta)
+        events.emit(
+            events.batch_progress,
+            batch_id=self.batch_id,
+            total=self.total,
+            done=done,
+            running=len(self.running),
+            failed=failed,
+            spent_usd=snapshot.spent_usd,
+            max_usd=self.max_usd,
+            eta_seconds=eta,
+        )
 
     async def _close_quietly(self) -> LedgerSnapshot:
         try:
@@ -254,8 +301,18 @@ class BatchDriver:
 
     def _result(self, ledger: LedgerSnapshot, interrupted: bool) -> BatchResult:
         outcomes = [self.outcomes[p] for p in sorted(self.outcomes)]
-        return BatchResult(self.batch_id, self.backend.name, batch_status(outcomes, interrupted), self.max_usd,
-                           self.time_seconds, ledger, outcomes, self._started, time.time(), interrupted)
+        return BatchResult(
+            self.batch_id,
+            self.backend.name,
+            batch_status(outcomes, interrupted),
+            self.max_usd,
+            self.time_seconds,
+            ledger,
+            outcomes,
+            self._started,
+            time.time(),
+            interrupted,
+        )
 
 
 def _uncancel() -> None:

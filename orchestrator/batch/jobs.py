@@ -103,12 +103,22 @@ class ProjectOutcome:
         usage, state = self.usage, self.state
         done = sum(1 for r in state.results.values() if r.status.value in ("completed", "degraded")) if state else 0
         return {
-            "position": self.position, "name": self.name, "project_id": self.project_id, "status": self.status,
-            "attempt": self.attempt, "kept": self.kept, "tasks_done": done,
+            "position": self.position,
+            "name": self.name,
+            "project_id": self.project_id,
+            "status": self.status,
+            "attempt": self.attempt,
+            "kept": self.kept,
+            "tasks_done": done,
             "tasks_total": len(state.tasks) if state else 0,
-            "llm_calls": usage.llm_calls, "cached_calls": usage.cached_calls, "tokens_in": usage.input_tokens,
-            "tokens_out": usage.output_tokens, "cost_usd": round(usage.cost_usd, 8),
-            "spent_usd": round(self.spent_usd, 8), "seconds": round(self.seconds, 3), "worker": self.worker,
+            "llm_calls": usage.llm_calls,
+            "cached_calls": usage.cached_calls,
+            "tokens_in": usage.input_tokens,
+            "tokens_out": usage.output_tokens,
+            "cost_usd": round(usage.cost_usd, 8),
+            "spent_usd": round(self.spent_usd, 8),
+            "seconds": round(self.seconds, 3),
+            "worker": self.worker,
             **({"error": self.error} if self.error else {}),
         }
 

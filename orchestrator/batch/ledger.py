@@ -64,10 +64,16 @@ class LedgerSnapshot:
         return max(0.0, self.max_usd - math.fsum([self.spent_usd, self.held_usd]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_usd": self.max_usd, "spent_usd": round(self.spent_usd, 8), "held_usd": round(self.held_usd, 8),
-                "remaining_usd": round(self.remaining_usd, 8), "reservations": self.reservations,
-                "refused": self.refused, "abandoned_usd": round(self.abandoned_usd, 8),
-                **({"overrun": self.overrun} if self.overrun else {})}
+        return {
+            "max_usd": self.max_usd,
+            "spent_usd": round(self.spent_usd, 8),
+            "held_usd": round(self.held_usd, 8),
+            "remaining_usd": round(self.remaining_usd, 8),
+            "reservations": self.reservations,
+            "refused": self.refused,
+            "abandoned_usd": round(self.abandoned_usd, 8),
+            **({"overrun": self.overrun} if self.overrun else {}),
+        }
 
 
 class BatchLedger:
@@ -148,8 +154,9 @@ class BatchLedger:
             self._spent.add(actual)
             self._project_sum(hold.project_id).add(actual)
             if actual > hold.amount:
-                self.overrun = self.overrun or (f"a call of {hold.project_id} cost ${actual:.6f}, above its "
-                                                f"reservation ${hold.amount:.6f}")
+                self.overrun = self.overrun or (
+                    f"a call of {hold.project_id} cost ${actual:.6f}, above its reservation ${hold.amount:.6f}"
+                )
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -166,10 +173,16 @@ class BatchLedger:
 
     def snapshot(self) -> LedgerSnapshot:
         with self._lock:
-            return LedgerSnapshot(max_usd=self.max_usd, spent_usd=self._spent.value(),
-                                  held_usd=max(0.0, self._held.value()), reservations=self.reservations,
-                                  refused=self.refused, abandoned_usd=self._abandoned.value(), overrun=self.overrun,
-                                  projects={p: s.value() for p, s in self._project.items()})
+            return LedgerSnapshot(
+                max_usd=self.max_usd,
+                spent_usd=self._spent.value(),
+                held_usd=max(0.0, self._held.value()),
+                reservations=self.reservations,
+                refused=self.refused,
+                abandoned_usd=self._abandoned.value(),
+                overrun=self.overrun,
+                projects={p: s.value() for p, s in self._project.items()},
+            )
 
     # -- inside the lock -----------------------------------------------------------------
     def _project_sum(self, project_id: str) -> ExactSum:

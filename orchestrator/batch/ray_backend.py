@@ -103,6 +103,7 @@ class RayOptions:
 
 # -- the actors (wrapped with ray.remote when the backend connects) -------------------------
 
+
 class LedgerOwner:
     """The batch ledger as a Ray actor: one call at a time."""
 
@@ -190,6 +191,7 @@ class StopSignal:
 
 # -- the workers' side ---------------------------------------------------------------------
 
+
 class RayLedger:
     """The ledger actor, as a worker reaches it (:class:`~.pool.LedgerAccess`)."""
 
@@ -257,8 +259,16 @@ class ActorStore:
         ray.get(self.handle.save_events.remote(project_id, attempt, list(lines)), timeout=self.timeout)
 
 
-def project_task(job: ProjectJob, factory: ProjectFactory, ledger: Any, store: Any, stop: Any,
-                 carrier: Mapping[str, str], relay: bool, include_content: bool) -> ProjectOutcome:
+def project_task(
+    job: ProjectJob,
+    factory: ProjectFactory,
+    ledger: Any,
+    store: Any,
+    stop: Any,
+    carrier: Mapping[str, str],
+    relay: bool,
+    include_content: bool,
+) -> ProjectOutcome:
     """The Ray task of one project (a plain function: Ray refuses ``async def`` ones)."""
     import ray
 
@@ -279,11 +289,11 @@ def project_task(job: ProjectJob, factory: ProjectFactory, ledger: Any, store: A
 
 def probe() -> dict[str, str]:
     """What a worker runs: our version and Python's (must match the driver's)."""
-    return {"package": package_version(), "python": ".".join(map(str, sys.version_info[:2])),
-            "worker": worker_name()}
+    return {"package": package_version(), "python": ".".join(map(str, sys.version_info[:2])), "worker": worker_name()}
 
 
 # -- the driver's side ---------------------------------------------------------------------
+
 
 class RayBackend:
     """Projects as Ray tasks (see the module's notes).  :meth:`connect` (start or join
@@ -320,9 +330,13 @@ class RayBackend:
         env_vars = {**passed_environment(), **runtime_env.get("env_vars", {})}
         if env_vars:
             runtime_env["env_vars"] = env_vars
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": opts.log_to_driver,
-                                  "logging_level": logging.ERROR, "configure_logging": True,
-                                  "runtime_env": runtime_env or None}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": opts.log_to_driver,
+            "logging_level": logging.ERROR,
+            "configure_logging": True,
+            "runtime_env": runtime_env or None,
+        }
         try:
             if ray.is_initialized():  # the caller's own connection: used, and left as it was
                 self.connected = True
@@ -337,16 +351,19 @@ class RayBackend:
         except Exception as exc:  # noqa: BLE001 - one line for the command line
             self._shutdown()
             where = f"the Ray cluster at {opts.address}" if opts.address else "a local Ray cluster"
-            raise RuntimeError(f"cannot use {where}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+            raise RuntimeError(
+                f"cannot use {where}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            ) from None
         mine = probe()
         if (seen["package"], seen["python"]) != (mine["package"], mine["python"]):
             self._shutdown()
-            raise RuntimeError(f"the Ray workers run multi-llm-orchestrator {seen['package']} on Python {seen['python']}, "
-                               f"the driver {mine['package']} on Python {mine['python']}: install the same on every node")
+            raise RuntimeError(
+                f"the Ray workers run multi-llm-orchestrator {seen['package']} on Python {seen['python']}, "
+                f"the driver {mine['package']} on Python {mine['python']}: install the same on every node"
+            )
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         nodes = len(ray.nodes())  # type: ignore[no-untyped-call]
-        return {"cpus": resources.get("CPU", 0.0), "nodes": nodes, "started": self.started_cluster,
-                "workers": seen}
+        return {"cpus": resources.get("CPU", 0.0), "nodes": nodes, "started": self.started_cluster, "workers": seen}
 
     def cpus(self) -> float:
         import ray
@@ -363,21 +380,34 @@ class RayBackend:
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         ledger_cls = ray.remote(num_cpus=0, max_restarts=0)(LedgerOwner)
         store_cls = ray.remote(num_cpus=0, max_restarts=0)(StoreOwner)
-        self._ledger = ledger_cls.options(scheduling_strategy=here).remote(services.max_usd,
-                                                                           dict(services.spent_before))
+        self._ledger = ledger_cls.options(scheduling_strategy=here).remote(
+            services.max_usd, dict(services.spent_before)
+        )
         self._store = store_cls.options(scheduling_strategy=here).remote(self.state_dir)
-        self._stop = ray.remote(num_cpus=0, max_restarts=0)(StopSignal).options(
-            scheduling_strategy=here, max_concurrency=100_000).remote()
+        self._stop = (
+            ray.remote(num_cpus=0, max_restarts=0)(StopSignal)
+            .options(scheduling_strategy=here, max_concurrency=100_000)
+            .remote()
+        )
         await asyncio.wrap_future(self._store.drain_events.remote().future())  # the store opened
-        self._task = ray.remote(project_task).options(num_cpus=self.options.num_cpus,
-                                                      max_retries=self.options.max_retries, retry_exceptions=False)
+        self._task = ray.remote(project_task).options(
+            num_cpus=self.options.num_cpus, max_retries=self.options.max_retries, retry_exceptions=False
+        )
         self._carrier = dict(services.carrier)
         if self.options.relay_events:
             self._drain = asyncio.get_running_loop().create_task(self._drain_loop(), name="batch event relay")
 
     def launch(self, job: ProjectJob) -> asyncio.Future[ProjectOutcome]:
-        ref = self._task.remote(job, self.factory, self._ledger, self._store, self._stop, self._carrier,
-                                self.options.relay_events, self.options.include_content)
+        ref = self._task.remote(
+            job,
+            self.factory,
+            self._ledger,
+            self._store,
+            self._stop,
+            self._carrier,
+            self.options.relay_events,
+            self.options.include_content,
+        )
         future: asyncio.Future[ProjectOutcome] = asyncio.ensure_future(self._outcome(job, ref))
         self._refs[future] = ref
         future.add_done_callback(lambda f: self._refs.pop(f, None))
@@ -392,11 +422,17 @@ class RayBackend:
             result: ProjectOutcome = await asyncio.wrap_future(ref.future())
             return result
         except ray.exceptions.TaskCancelledError:
-            return ProjectOutcome(job.position, job.name, job.project_id, INTERRUPTED,
-                                  error="stopped by Ray before it could report")
+            return ProjectOutcome(
+                job.position, job.name, job.project_id, INTERRUPTED, error="stopped by Ray before it could report"
+            )
         except ray.exceptions.WorkerCrashedError:
-            return ProjectOutcome(job.position, job.name, job.project_id, ERROR,
-                                  error="its worker died on every attempt Ray made (see 'orchestrator batch resume')")
+            return ProjectOutcome(
+                job.position,
+                job.name,
+                job.project_id,
+                ERROR,
+                error="its worker died on every attempt Ray made (see 'orchestrator batch resume')",
+            )
 
     async def snapshot(self) -> LedgerSnapshot:
         result: LedgerSnapshot = await asyncio.wrap_future(self._ledger.snapshot.remote().future())

@@ -38,8 +38,9 @@ Push = Callable[[list[dict[str, Any]], bool], None]
 class Forwarder:
     """Relays this process's bus events through ``push`` while entered."""
 
-    def __init__(self, push: Push, *, include_content: bool = False, flush_every: float = 0.25,
-                 max_batch: int = 200) -> None:
+    def __init__(
+        self, push: Push, *, include_content: bool = False, flush_every: float = 0.25, max_batch: int = 200
+    ) -> None:
         self.push = push
         self.include_content = include_content
         self.flush_every = flush_every
@@ -54,8 +55,9 @@ class Forwarder:
             signal.connect(self._on_event)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for signal in self._signals:
             signal.disconnect(self._on_event)
         self.flush(wait=True)
@@ -67,8 +69,11 @@ class Forwarder:
                 data.pop(key, None)
         with self._lock:
             self._buffer.append(data)
-            due = len(self._buffer) >= self.max_batch or time.monotonic() - self._last >= self.flush_every \
+            due = (
+                len(self._buffer) >= self.max_batch
+                or time.monotonic() - self._last >= self.flush_every
                 or isinstance(payload, (events.ProjectStarted, events.ProjectFinished, events.TaskFinished))
+            )
         if due:
             self.flush(wait=False)
 

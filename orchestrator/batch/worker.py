@@ -82,10 +82,15 @@ class SpentFloor:
             self.store.save_events(project_id, attempt, lines)
 
 
-async def run_job(job: ProjectJob, access: LedgerAccess, store: CheckpointStore, factory: ProjectFactory,
-                  carrier: Mapping[str, str] | None = None,
-                  observe: AbstractContextManager[object] | None = None,
-                  stop: Awaitable[object] | None = None) -> ProjectOutcome:
+async def run_job(
+    job: ProjectJob,
+    access: LedgerAccess,
+    store: CheckpointStore,
+    factory: ProjectFactory,
+    carrier: Mapping[str, str] | None = None,
+    observe: AbstractContextManager[object] | None = None,
+    stop: Awaitable[object] | None = None,
+) -> ProjectOutcome:
     """Run (or resume) ``job`` to its end; never raises (a cancel ends it as
     :data:`~.jobs.INTERRUPTED`, checkpointed).  ``observe``: held around the run (the Ray
     worker's event relay).  ``stop``: when it completes, the project is cancelled the same
@@ -107,11 +112,16 @@ async def run_job(job: ProjectJob, access: LedgerAccess, store: CheckpointStore,
         return ProjectOutcome(job.position, job.name, job.project_id, NOT_STARTED, worker=worker_name())
 
 
-async def _run_job(job: ProjectJob, access: LedgerAccess, store: CheckpointStore, factory: ProjectFactory,
-                   carrier: Mapping[str, str] | None, observe: AbstractContextManager[object] | None) -> ProjectOutcome:
+async def _run_job(
+    job: ProjectJob,
+    access: LedgerAccess,
+    store: CheckpointStore,
+    factory: ProjectFactory,
+    carrier: Mapping[str, str] | None,
+    observe: AbstractContextManager[object] | None,
+) -> ProjectOutcome:
     started = time.time()
-    outcome = ProjectOutcome(job.position, job.name, job.project_id, ERROR, worker=worker_name(),
-                             started_at=started)
+    outcome = ProjectOutcome(job.position, job.name, job.project_id, ERROR, worker=worker_name(), started_at=started)
     seconds = job.time_left(started)
     if seconds < 1.0:
         outcome.status, outcome.error = NOT_STARTED, "the batch's time cap ran out before it started"

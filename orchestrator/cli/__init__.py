@@ -17,5 +17,13 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY_BLOCKED, EXIT_RUN_FAI
 from .main import main
 from .parser import build_parser
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_POLICY_BLOCKED", "EXIT_RUN_FAILED", "EXIT_USAGE",
-           "UsageError", "build_parser", "main"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_POLICY_BLOCKED",
+    "EXIT_RUN_FAILED",
+    "EXIT_USAGE",
+    "UsageError",
+    "build_parser",
+    "main",
+]

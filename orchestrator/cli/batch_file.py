@@ -49,8 +49,13 @@ __all__ = ["BatchEntry", "BatchFile", "BatchSpec", "Entry", "load_batch_file", "
 MAX_BYTES = 64 * 1024 * 1024
 """The largest batch file read (64 MiB: about 100,000 one-line projects)."""
 
-EntryName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$", extra={
-    "expected": "a name of letters, digits, '_', '.' and '-' (at most 80, not starting with '.' or '-')"})]
+EntryName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$",
+        extra={"expected": "a name of letters, digits, '_', '.' and '-' (at most 80, not starting with '.' or '-')"},
+    ),
+]
 
 
 class BatchEntry(ProjectFile, frozen=True, forbid_unknown_fields=True):
@@ -109,8 +114,9 @@ def _read(path: str) -> str:
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError("is not a regular file", source=path)
     if info.st_size > MAX_BYTES:
-        raise ConfigError(f"too large: {info.st_size:,} bytes (a batch file may have at most {MAX_BYTES:,})",
-                          source=path)
+        raise ConfigError(
+            f"too large: {info.st_size:,} bytes (a batch file may have at most {MAX_BYTES:,})", source=path
+        )
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
@@ -138,10 +144,19 @@ def load_batch_file(path: str) -> BatchSpec:
     raw = data if isinstance(data, dict) else {}
     defaults = dict(raw.get("defaults") or {})
     if defaults.get("output_dir") is not None:
-        raise ConfigError("every project would write there: give output_dir at the top (each project gets "
-                          "DIR/<name>/) or in each entry", key="defaults.output_dir", source=path)
-    spec = BatchSpec(path, budget_usd=shape.budget_usd, time_seconds=shape.time_seconds,
-                     max_parallel=shape.max_parallel, output_dir=shape.output_dir)
+        raise ConfigError(
+            "every project would write there: give output_dir at the top (each project gets "
+            "DIR/<name>/) or in each entry",
+            key="defaults.output_dir",
+            source=path,
+        )
+    spec = BatchSpec(
+        path,
+        budget_usd=shape.budget_usd,
+        time_seconds=shape.time_seconds,
+        max_parallel=shape.max_parallel,
+        output_dir=shape.output_dir,
+    )
     for index, entry_data in enumerate(raw.get("projects") or []):
         spec.entries.append(_entry(index, len(shape.projects), {**defaults, **entry_data}, path, f"projects[{index}]"))
     _check_names(spec, lambda i: (path, f"projects[{i}].name"))
@@ -168,8 +183,9 @@ def _from_lines(path: str, text: str) -> BatchSpec:
 def _entry(index: int, count: int, data: Any, source: str, key: str) -> Entry:
     shape = convert(data, BatchEntry, source=source, key=key)
     if not (shape.project or "").strip():
-        raise ConfigError("is required: a non-empty string (the project)", key=f"{key}.project" if key else "project",
-                          source=source)
+        raise ConfigError(
+            "is required: a non-empty string (the project)", key=f"{key}.project" if key else "project", source=source
+        )
     width = max(2, len(str(count)))
     name = shape.name or f"p{index + 1:0{width}d}"
     values = {k: v for k, v in (data if isinstance(data, dict) else {}).items() if k != "name"}
@@ -182,6 +198,7 @@ def _check_names(spec: BatchSpec, where: Any) -> None:
         folded = entry.name.lower()  # one output directory per name, also on a case-insensitive disk
         if folded in seen:
             source, key = where(i)
-            raise ConfigError(f"the name {entry.name!r} is already the name of project {seen[folded] + 1}", key=key,
-                              source=source)
+            raise ConfigError(
+                f"the name {entry.name!r} is already the name of project {seen[folded] + 1}", key=key, source=source
+            )
         seen[folded] = i

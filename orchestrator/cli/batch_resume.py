@@ -69,16 +69,32 @@ def prepare_resume(argv: list[str]) -> Prepared:
                 kept.append(ProjectOutcome(p.position, p.name, p.project_id, cp.status, state=state, kept=True))
                 continue
         job = p.job
-        jobs.append(ProjectJob(record.batch_id, p.position, p.name, p.project_id, str(job["description"]),
-                               str(job["criteria"]), float(job["budget_usd"]), float(job["time_seconds"]),
-                               dict(job.get("settings") or {})))
+        jobs.append(
+            ProjectJob(
+                record.batch_id,
+                p.position,
+                p.name,
+                p.project_id,
+                str(job["description"]),
+                str(job["criteria"]),
+                float(job["budget_usd"]),
+                float(job["time_seconds"]),
+                dict(job.get("settings") or {}),
+            )
+        )
     first = jobs[0] if jobs else None
     run_args = argparse.Namespace(**vars(args))
     client = None
     warnings: list[str] = []
     if first is not None:  # the flags every project shares (model, catalog, cache...), from a job
-        shell = Checkpoint(first.project_id, first.description, first.criteria, max_usd=first.budget_usd,
-                           max_time_seconds=first.time_seconds, settings=dict(first.settings))
+        shell = Checkpoint(
+            first.project_id,
+            first.description,
+            first.criteria,
+            max_usd=first.budget_usd,
+            max_time_seconds=first.time_seconds,
+            settings=dict(first.settings),
+        )
         _, run_args = rebuild(shell, argparse.Namespace(**vars(args)))
         warnings = setup_catalog(run_args)
         setup_server(run_args)
@@ -103,11 +119,26 @@ def prepare_resume(argv: list[str]) -> Prepared:
     time_cap = args.time if args.time is not None else settings.get("time_seconds")
     record.status, record.attempt = BATCH_RUNNING, record.attempt + 1
     record.budget_usd = float(args.budget) if args.budget is not None else record.budget_usd
-    prepared = Prepared(args=args, batch_id=record.batch_id, jobs=jobs, output_dirs=output_dirs,
-                        budget_usd=record.budget_usd, time_seconds=time_cap,
-                        max_parallel=args.max_parallel or settings.get("max_parallel"), output_dir=output_dir,
-                        backend=backend, store=store, loaded=loaded, client=client, run_args=run_args, kept=kept,
-                        spent_before=spent_before, record=record, resumed=True, warnings=warnings)
+    prepared = Prepared(
+        args=args,
+        batch_id=record.batch_id,
+        jobs=jobs,
+        output_dirs=output_dirs,
+        budget_usd=record.budget_usd,
+        time_seconds=time_cap,
+        max_parallel=args.max_parallel or settings.get("max_parallel"),
+        output_dir=output_dir,
+        backend=backend,
+        store=store,
+        loaded=loaded,
+        client=client,
+        run_args=run_args,
+        kept=kept,
+        spent_before=spent_before,
+        record=record,
+        resumed=True,
+        warnings=warnings,
+    )
     if jobs:
         import time
 
@@ -116,5 +147,3 @@ def prepare_resume(argv: list[str]) -> Prepared:
     else:
         print(f"batch {record.batch_id}: every project already finished; nothing to resume", file=sys.stderr)
     return prepared
-
-

@@ -87,8 +87,14 @@ class CliProjectFactory:
         from .store_wiring import rebuild
         from .wiring import build_orchestrator
 
-        shell = Checkpoint(job.project_id, job.description, job.criteria, max_usd=job.budget_usd,
-                           max_time_seconds=job.time_seconds, settings=dict(job.settings))
+        shell = Checkpoint(
+            job.project_id,
+            job.description,
+            job.criteria,
+            max_usd=job.budget_usd,
+            max_time_seconds=job.time_seconds,
+            settings=dict(job.settings),
+        )
         opts, args = rebuild(shell, argparse.Namespace(output_dir=None, sandbox=None))
         _prepare_process(args)
         if self.worker_tracing is not None:

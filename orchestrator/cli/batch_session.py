@@ -72,10 +72,15 @@ def drive(p: Prepared) -> int:
         backend = p.backend
         options = session.options
         if session.tracing_enabled and session.endpoint:
-            factory.worker_tracing = {"tracing": True, "otlp_endpoint": session.endpoint,
-                                      "otlp_protocol": options.otlp_protocol, "otlp_timeout": options.otlp_timeout,
-                                      "service_name": options.service_name, "sample_rate": options.sample_rate,
-                                      "capture_content": options.capture_content}
+            factory.worker_tracing = {
+                "tracing": True,
+                "otlp_endpoint": session.endpoint,
+                "otlp_protocol": options.otlp_protocol,
+                "otlp_timeout": options.otlp_timeout,
+                "service_name": options.service_name,
+                "sample_rate": options.sample_rate,
+                "capture_content": options.capture_content,
+            }
         backend.options.relay_events = _relay_wanted(options, session.endpoint)
         backend.options.include_content = bool(options.capture_content)
         if backend.options.relay_events and session.endpoint:
@@ -84,10 +89,14 @@ def drive(p: Prepared) -> int:
         max_parallel = p.max_parallel or max(1, int(backend.cpus() // max(backend.options.num_cpus, 1e-9)))
     total = len(p.jobs) + len(p.kept)
     hint = resume_hint(p.batch_id, p.args.state_dir).replace("orchestrator resume", "orchestrator batch resume")
-    console.print(f"Batch {p.batch_id}: {total} projects"
-                  + (f" ({len(p.kept)} finished before, {len(p.jobs)} to run)" if p.resumed else "")
-                  + f", {max_parallel} at once, {backend.name} backend, budget ${p.budget_usd:g}; if it stops, go on "
-                    f"with: {hint}", highlight=False, soft_wrap=True)
+    console.print(
+        f"Batch {p.batch_id}: {total} projects"
+        + (f" ({len(p.kept)} finished before, {len(p.jobs)} to run)" if p.resumed else "")
+        + f", {max_parallel} at once, {backend.name} backend, budget ${p.budget_usd:g}; if it stops, go on "
+        f"with: {hint}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
     def on_outcome(outcome: Any) -> None:
         out = p.output_dirs.get(outcome.position)
@@ -97,8 +106,17 @@ def drive(p: Prepared) -> int:
             write_results(outcome.state, out, console, announce=False, remove_stale=p.resumed)
         console.print(project_line(outcome), highlight=False, soft_wrap=True)
 
-    driver = BatchDriver(p.batch_id, p.jobs, backend, max_usd=p.budget_usd, max_parallel=max_parallel,
-                         time_seconds=p.time_seconds, kept=p.kept, spent_before=p.spent_before, on_outcome=on_outcome)
+    driver = BatchDriver(
+        p.batch_id,
+        p.jobs,
+        backend,
+        max_usd=p.budget_usd,
+        max_parallel=max_parallel,
+        time_seconds=p.time_seconds,
+        kept=p.kept,
+        spent_before=p.spent_before,
+        on_outcome=on_outcome,
+    )
     result = None
     failure: BaseException | None = None
     with InterruptibleRun(on_hard_exit=backend.kill_now) as runner:
@@ -111,8 +129,9 @@ def drive(p: Prepared) -> int:
     return code
 
 
-def _conclude(p: Prepared, result: Any, failure: BaseException | None, interrupted: bool, console: Any,
-              session: Any) -> int:
+def _conclude(
+    p: Prepared, result: Any, failure: BaseException | None, interrupted: bool, console: Any, session: Any
+) -> int:
     record = p.record
     written = True
     if result is not None:
@@ -130,8 +149,9 @@ def _conclude(p: Prepared, result: Any, failure: BaseException | None, interrupt
                 target = write_batch_report(record.summary, p.args.report)
                 console.print(f"Report written to {target}", highlight=False, soft_wrap=True)
             except OSError as exc:
-                print(f"orchestrator: error: no report written to {p.args.report}: {exc.strerror or exc}",
-                      file=sys.stderr)
+                print(
+                    f"orchestrator: error: no report written to {p.args.report}: {exc.strerror or exc}", file=sys.stderr
+                )
     else:
         record.status = "interrupted" if interrupted else "failed"
     record.updated_at = time.time()

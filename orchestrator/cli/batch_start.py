@@ -33,27 +33,56 @@ BACKENDS = ("local", "ray")
 
 def _batch_flags(p: argparse.ArgumentParser, *, resume: bool) -> None:
     batch = p.add_argument_group("batch")
-    batch.add_argument("--max-parallel", type=int, metavar="N",
-                       help="projects run at once (default: the file's max_parallel, else 4 locally and the "
-                            "cluster's CPUs on Ray)")
-    batch.add_argument("--budget", "-b", type=float, metavar="USD",
-                       help="the whole batch's spend cap" + (" (a resume can only raise it)" if resume else
-                                                             " (default: the file's budget_usd, else the sum of "
-                                                             "the projects' caps)"))
-    batch.add_argument("--time", "-t", type=float, metavar="SECONDS",
-                       help="the whole batch's wall-clock cap: no project starts after it, and each gets at most "
-                            "the time left (default: the file's time_seconds, else none)")
-    batch.add_argument("--backend", choices=BACKENDS, default=None if resume else "local",
-                       help="local (default): every project in this process; ray: each project a Ray task")
-    batch.add_argument("--ray-address", metavar="ADDR",
-                       help="join this Ray cluster ('auto': the one 'ray start' made here) and leave it running; "
-                            "without it a local cluster starts (dashboard off) and stops at the end")
-    batch.add_argument("--ray-num-cpus", type=float, metavar="N",
-                       help="CPUs each project's Ray task asks for (default 1; at least 1 where the embedded "
-                            "model runs)")
-    batch.add_argument("--output-dir", "-o", metavar="DIR",
-                       help="batch-summary.json here, and each project's files in DIR/<name>/ (unless its entry "
-                            "names an output_dir)")
+    batch.add_argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="projects run at once (default: the file's max_parallel, else 4 locally and the cluster's CPUs on Ray)",
+    )
+    batch.add_argument(
+        "--budget",
+        "-b",
+        type=float,
+        metavar="USD",
+        help="the whole batch's spend cap"
+        + (
+            " (a resume can only raise it)"
+            if resume
+            else " (default: the file's budget_usd, else the sum of the projects' caps)"
+        ),
+    )
+    batch.add_argument(
+        "--time",
+        "-t",
+        type=float,
+        metavar="SECONDS",
+        help="the whole batch's wall-clock cap: no project starts after it, and each gets at most "
+        "the time left (default: the file's time_seconds, else none)",
+    )
+    batch.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None if resume else "local",
+        help="local (default): every project in this process; ray: each project a Ray task",
+    )
+    batch.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster ('auto': the one 'ray start' made here) and leave it running; "
+        "without it a local cluster starts (dashboard off) and stops at the end",
+    )
+    batch.add_argument(
+        "--ray-num-cpus",
+        type=float,
+        metavar="N",
+        help="CPUs each project's Ray task asks for (default 1; at least 1 where the embedded model runs)",
+    )
+    batch.add_argument(
+        "--output-dir",
+        "-o",
+        metavar="DIR",
+        help="batch-summary.json here, and each project's files in DIR/<name>/ (unless its entry names an output_dir)",
+    )
     batch.add_argument("--verbose", "-v", action="store_true", help="debug logging on stderr")
     add_state_dir(batch)
 
@@ -62,9 +91,10 @@ def build_batch_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="orchestrator batch",
         description="Run every project of a batch file (YAML with a 'projects' list, or JSON lines) under one "
-                    "hard budget, in this process or on a Ray cluster.",
+        "hard budget, in this process or on a Ray cluster.",
         epilog="Exit codes: 0 every project succeeded; 1 some did not; 2 bad usage or input (nothing written); "
-               "130 interrupted (go on with 'orchestrator batch resume BATCH_ID').")
+        "130 interrupted (go on with 'orchestrator batch resume BATCH_ID').",
+    )
     p.add_argument("file", metavar="FILE", help="the batch file (.yaml/.yml, .json or .jsonl)")
     _batch_flags(p, resume=False)
     run = p.add_argument_group("every project")
@@ -88,7 +118,8 @@ def build_batch_resume_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="orchestrator batch resume",
         description="Go on with a stopped batch: finished projects are kept, every other project resumes from "
-                    "its checkpoint (or starts); the batch budget goes on from what was spent.")
+        "its checkpoint (or starts); the batch budget goes on from what was spent.",
+    )
     p.add_argument("batch_id", metavar="BATCH_ID", help="the id 'orchestrator batch' printed when it started")
     _batch_flags(p, resume=True)
     add_sandbox(p, resume=True)
@@ -97,6 +128,7 @@ def build_batch_resume_parser() -> argparse.ArgumentParser:
 
 
 # -- checking ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Prepared:
@@ -124,8 +156,12 @@ class Prepared:
 
 def check_numbers(args: argparse.Namespace) -> None:
     """The batch flags' numbers: finite, in range (one line naming the flag)."""
-    checks = (("--max-parallel", args.max_parallel, "count"), ("--budget", args.budget, "usd"),
-              ("--time", args.time, "positive"), ("--ray-num-cpus", args.ray_num_cpus, "positive"))
+    checks = (
+        ("--max-parallel", args.max_parallel, "count"),
+        ("--budget", args.budget, "usd"),
+        ("--time", args.time, "positive"),
+        ("--ray-num-cpus", args.ray_num_cpus, "positive"),
+    )
     for flag, value, kind in checks:
         if value is None:
             continue
@@ -153,8 +189,9 @@ def embedded_model_runs(run_args: argparse.Namespace, client: Any) -> bool:
     return bool(planners) and get_model(planners[0]).is_local
 
 
-def make_backend(args: argparse.Namespace, backend: str, run_args: argparse.Namespace, client: Any,
-                 state_dir: str | None) -> Any:
+def make_backend(
+    args: argparse.Namespace, backend: str, run_args: argparse.Namespace, client: Any, state_dir: str | None
+) -> Any:
     """The Ray backend connected (cluster started or joined, version checked), or the
     name ``local`` (built later).  One line (RuntimeError/UsageError) when Ray cannot be used."""
     if backend != "ray":
@@ -168,14 +205,15 @@ def make_backend(args: argparse.Namespace, backend: str, run_args: argparse.Name
         raise UsageError(problem)
     cpus = 1.0 if args.ray_num_cpus is None else float(args.ray_num_cpus)
     if cpus < 1 and embedded_model_runs(run_args, client):
-        raise UsageError(f"--ray-num-cpus {cpus:g}: the embedded model runs in these projects, so each needs at "
-                         "least 1 CPU (its own llama.cpp worker)")
+        raise UsageError(
+            f"--ray-num-cpus {cpus:g}: the embedded model runs in these projects, so each needs at "
+            "least 1 CPU (its own llama.cpp worker)"
+        )
     from ..state import default_state_dir
 
     where = Path(state_dir).expanduser() if state_dir else default_state_dir()  # the actor's, resolved here
-    ray_backend = RayBackend(None, str(where.resolve()),  # type: ignore[arg-type]  # the factory comes later
-                             RayOptions(address=args.ray_address, num_cpus=cpus,
-                                        log_to_driver=bool(args.verbose)))
+    options = RayOptions(address=args.ray_address, num_cpus=cpus, log_to_driver=bool(args.verbose))
+    ray_backend = RayBackend(None, str(where.resolve()), options)  # type: ignore[arg-type]  # the factory comes later
     ray_backend.connect()
     return ray_backend
 
@@ -238,17 +276,37 @@ def prepare_start(argv: list[str]) -> Prepared:
     jobs = []
     for entry, opts in zip(spec.entries, entries, strict=True):
         project_id = new_project_id()
-        jobs.append(ProjectJob(batch_id, entry.position, entry.name, project_id, opts.project, opts.criteria,
-                               opts.budget_usd, opts.time_seconds,
-                               {**cli_settings(opts, args), "batch": {"id": batch_id, "name": entry.name}}))
+        jobs.append(
+            ProjectJob(
+                batch_id,
+                entry.position,
+                entry.name,
+                project_id,
+                opts.project,
+                opts.criteria,
+                opts.budget_usd,
+                opts.time_seconds,
+                {**cli_settings(opts, args), "batch": {"id": batch_id, "name": entry.name}},
+            )
+        )
     if backend == "local":
         start_local_model(args, client)
-    prepared = Prepared(args=args, batch_id=batch_id, jobs=jobs,
-                        output_dirs={e.position: o.output_dir for e, o in zip(spec.entries, entries, strict=True)},
-                        budget_usd=float(budget), time_seconds=time_cap,
-                        max_parallel=args.max_parallel or spec.max_parallel, output_dir=output_dir,
-                        backend=backend, store=store, loaded=loaded, client=client, run_args=args,
-                        warnings=warnings)
+    prepared = Prepared(
+        args=args,
+        batch_id=batch_id,
+        jobs=jobs,
+        output_dirs={e.position: o.output_dir for e, o in zip(spec.entries, entries, strict=True)},
+        budget_usd=float(budget),
+        time_seconds=time_cap,
+        max_parallel=args.max_parallel or spec.max_parallel,
+        output_dir=output_dir,
+        backend=backend,
+        store=store,
+        loaded=loaded,
+        client=client,
+        run_args=args,
+        warnings=warnings,
+    )
     prepared.record = record_batch(prepared, {"batch_file": str(Path(args.file).resolve())})
     return prepared
 
@@ -295,18 +353,32 @@ def record_batch(prepared: Prepared, extra: dict[str, Any]) -> Any:
     now = time.time()
     args = prepared.args
     settings = {
-        "backend": "ray" if prepared.backend != "local" else "local", "max_parallel": prepared.max_parallel,
+        "backend": "ray" if prepared.backend != "local" else "local",
+        "max_parallel": prepared.max_parallel,
         "time_seconds": prepared.time_seconds,
         "output_dir": str(Path(prepared.output_dir).expanduser().resolve()) if prepared.output_dir else None,
-        "ray": {"address": args.ray_address, "num_cpus": args.ray_num_cpus}, **extra,
+        "ray": {"address": args.ray_address, "num_cpus": args.ray_num_cpus},
+        **extra,
     }
-    record = BatchRecord(prepared.batch_id, BATCH_RUNNING, now, now, prepared.budget_usd, settings,
-                         [BatchProject(j.position, j.name, j.project_id, job_data(j)) for j in prepared.jobs])
+    record = BatchRecord(
+        prepared.batch_id,
+        BATCH_RUNNING,
+        now,
+        now,
+        prepared.budget_usd,
+        settings,
+        [BatchProject(j.position, j.name, j.project_id, job_data(j)) for j in prepared.jobs],
+    )
     prepared.store.batches.create(record)
     return record
 
 
 def job_data(job: Any) -> dict[str, Any]:
     """A job as the store keeps it (its position, name and id are the row's own)."""
-    return {"description": job.description, "criteria": job.criteria, "budget_usd": job.budget_usd,
-            "time_seconds": job.time_seconds, "settings": dict(job.settings)}
+    return {
+        "description": job.description,
+        "criteria": job.criteria,
+        "budget_usd": job.budget_usd,
+        "time_seconds": job.time_seconds,
+        "settings": dict(job.settings),
+    }

@@ -42,27 +42,32 @@ def _version(package: str) -> str | None:
 def versions() -> list[Finding]:
     from ..llm.pricing import price_data_summary
 
-    found = [Finding("python", INFO, f"{platform.python_version()} ({sys.executable})",
-                     {"version": platform.python_version(), "executable": sys.executable})]
-    for label, package, needed in (("orchestrator", "multi-llm-orchestrator", True),
-                                   ("llama-cpp-python", "llama-cpp-python", False),
-                                   ("opentelemetry-sdk", "opentelemetry-sdk", False)):
+    found = [
+        Finding(
+            "python",
+            INFO,
+            f"{platform.python_version()} ({sys.executable})",
+            {"version": platform.python_version(), "executable": sys.executable},
+        )
+    ]
+    for label, package, needed in (
+        ("orchestrator", "multi-llm-orchestrator", True),
+        ("llama-cpp-python", "llama-cpp-python", False),
+        ("opentelemetry-sdk", "opentelemetry-sdk", False),
+    ):
         version = _version(package)
-        found.append(Finding(label, INFO if version else (FAIL if needed else WARN),
-                             version or "not installed", {"version": version}))
+        found.append(
+            Finding(
+                label, INFO if version else (FAIL if needed else WARN), version or "not installed", {"version": version}
+            )
+        )
     prices = price_data_summary()
     found.append(Finding("price data", INFO, prices["label"], prices))
     return found
 
 
 def cpu() -> list[Finding]:
-    from ..llm.providers.cpu_features import (
-        SHOWN_FLAGS,
-        choose_kernels,
-        cpu_flags,
-        cpu_model,
-        setting_problem,
-    )
+    from ..llm.providers.cpu_features import SHOWN_FLAGS, choose_kernels, cpu_flags, cpu_model, setting_problem
 
     flags = cpu_flags()
     shown = [flag for flag in SHOWN_FLAGS if flag in flags]
@@ -74,10 +79,20 @@ def cpu() -> list[Finding]:
     except ImportError:
         pass
     choice = choose_kernels(flags, system_info)
-    found = [Finding("cpu", INFO, f"{cpu_model()}, {os.cpu_count()} cores; {' '.join(shown) or 'no listed flags'}",
-                     {"model": cpu_model(), "cores": os.cpu_count(), "flags": shown, "llama_cpp": system_info}),
-             Finding("safe mode", INFO, f"{'on' if choice.safe_mode else 'off'}: {choice.reason}",
-                     {"on": choice.safe_mode, "reason": choice.reason})]
+    found = [
+        Finding(
+            "cpu",
+            INFO,
+            f"{cpu_model()}, {os.cpu_count()} cores; {' '.join(shown) or 'no listed flags'}",
+            {"model": cpu_model(), "cores": os.cpu_count(), "flags": shown, "llama_cpp": system_info},
+        ),
+        Finding(
+            "safe mode",
+            INFO,
+            f"{'on' if choice.safe_mode else 'off'}: {choice.reason}",
+            {"on": choice.safe_mode, "reason": choice.reason},
+        ),
+    ]
     problem = setting_problem()
     if problem:
         found.append(Finding("safe mode setting", FAIL, problem))
@@ -121,18 +136,32 @@ def local_model(model_path: str | None, self_test: bool, needed: bool) -> list[F
         return found
     ready = worker.ready or {}
     speed = reply.get("tokens_per_second")
-    detail = (f"{reply['output_tokens']} tokens in {reply['generation_ms'] / 1000:.2f}s"
-              f"{f' ({speed} tokens/s)' if speed else ''} in worker pid {ready.get('pid')}, model loaded in "
-              f"{float(ready.get('load_ms', 0)) / 1000:.2f}s, fast kernels {'off' if worker.safe_mode else 'on'}")
+    detail = (
+        f"{reply['output_tokens']} tokens in {reply['generation_ms'] / 1000:.2f}s"
+        f"{f' ({speed} tokens/s)' if speed else ''} in worker pid {ready.get('pid')}, model loaded in "
+        f"{float(ready.get('load_ms', 0)) / 1000:.2f}s, fast kernels {'off' if worker.safe_mode else 'on'}"
+    )
     status = OK
     if worker.crashes:
         status = WARN
         detail += f"; the worker crashed first ({', '.join(worker.crashes)}) and was restarted"
-    found.append(Finding("self-test", status, detail, {
-        "output_tokens": reply["output_tokens"], "generation_ms": reply["generation_ms"],
-        "tokens_per_second": speed, "load_ms": ready.get("load_ms"), "pid": ready.get("pid"),
-        "safe_mode": worker.safe_mode, "use_extra_bufts": ready.get("use_extra_bufts"),
-        "crashes": list(worker.crashes)}))
+    found.append(
+        Finding(
+            "self-test",
+            status,
+            detail,
+            {
+                "output_tokens": reply["output_tokens"],
+                "generation_ms": reply["generation_ms"],
+                "tokens_per_second": speed,
+                "load_ms": ready.get("load_ms"),
+                "pid": ready.get("pid"),
+                "safe_mode": worker.safe_mode,
+                "use_extra_bufts": ready.get("use_extra_bufts"),
+                "crashes": list(worker.crashes),
+            },
+        )
+    )
     return found
 
 
@@ -198,8 +227,15 @@ def catalog_file(path: str | None) -> list[Finding]:
 
     chosen = path or (str(catalog.default_user_catalog()) if catalog.default_user_catalog().is_file() else None)
     if chosen is None:
-        return [Finding("catalog", OK, f"the shipped catalog ({len(catalog.CATALOG)} models); no user file at "
-                        f"{catalog.default_user_catalog()}", {"files": catalog.catalog_files()})]
+        return [
+            Finding(
+                "catalog",
+                OK,
+                f"the shipped catalog ({len(catalog.CATALOG)} models); no user file at "
+                f"{catalog.default_user_catalog()}",
+                {"files": catalog.catalog_files()},
+            )
+        ]
     with catalog.preserved():
         try:
             catalog.use_catalog_files([chosen])
@@ -229,8 +265,14 @@ def otlp_endpoint(flag: str | None) -> list[Finding]:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        return [Finding("otlp endpoint", FAIL, f"{where}: no connection to {host}:{port} ({reason}); "
-                        "spans would be dropped", {**data, "reachable": False})]
+        return [
+            Finding(
+                "otlp endpoint",
+                FAIL,
+                f"{where}: no connection to {host}:{port} ({reason}); spans would be dropped",
+                {**data, "reachable": False},
+            )
+        ]
     return [Finding("otlp endpoint", OK, f"{where}: accepts connections", {**data, "reachable": True})]
 
 
@@ -245,6 +287,12 @@ def sandbox() -> list[Finding]:
     data = {"levels": {level: why or "works" for level, why in levels.items()}, "auto": works[0] if works else None}
     detail = "; ".join(f"{level}: {why or 'works'}" for level, why in levels.items())
     if not works:
-        return [Finding("sandbox", FAIL, f"no level works ({detail}); runs refuse to execute model-written code "
-                                         "unless --sandbox none", data)]
+        return [
+            Finding(
+                "sandbox",
+                FAIL,
+                f"no level works ({detail}); runs refuse to execute model-written code unless --sandbox none",
+                data,
+            )
+        ]
     return [Finding("sandbox", OK, f"{works[0]} (auto); {detail}", data)]

@@ -22,8 +22,9 @@ MARKS = {checks.FAIL: "FAIL", checks.WARN: "warn", checks.OK: "ok", checks.INFO:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="orchestrator doctor",
-                           description="What this install is, and whether the default run works here.")
+    parser = OneLineParser(
+        prog="orchestrator doctor", description="What this install is, and whether the default run works here."
+    )
     parser.add_argument("--json", action="store_true", help="the same, as JSON (for bug reports)")
     parser.add_argument("--local-model", metavar="PATH", help="check this GGUF file instead of the embedded one")
     parser.add_argument("--state-dir", metavar="DIR", help="the run store directory to check")
@@ -61,7 +62,10 @@ def doctor_main(argv: list[str]) -> int:
     width = max(len(f.name) for f in ordered)
     for finding in ordered:
         print(f"{MARKS[finding.status]:<4}  {finding.name:<{width}}  {finding.detail}")
-    verdict = (f"{len(failing)} problem{'s' if len(failing) != 1 else ''}: the default run cannot work here"
-               if failing else "the default run can work here")
+    verdict = (
+        f"{len(failing)} problem{'s' if len(failing) != 1 else ''}: the default run cannot work here"
+        if failing
+        else "the default run can work here"
+    )
     print(f"doctor: {verdict}")
     return code

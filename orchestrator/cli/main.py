@@ -67,16 +67,30 @@ def _replay(argv: list[str]) -> int:
     return replay_main(argv)
 
 
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"run": _run, "models": _models, "policy": _policy,
-                                                       "resume": _resume, "runs": _runs, "doctor": _doctor,
-                                                       "report": _report, "replay": _replay, "batch": _batch}
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "run": _run,
+    "models": _models,
+    "policy": _policy,
+    "resume": _resume,
+    "runs": _runs,
+    "doctor": _doctor,
+    "report": _report,
+    "replay": _replay,
+    "batch": _batch,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--list-models" in args and args[:1] not in (["policy"], ["resume"], ["runs"], ["report"], ["replay"],
-                                                    ["batch"]):
+    if "--list-models" in args and args[:1] not in (
+        ["policy"],
+        ["resume"],
+        ["runs"],
+        ["report"],
+        ["replay"],
+        ["batch"],
+    ):
         return _models([a for a in args if a not in ("models", "run", "--list-models")])
     if args[:1] and args[0] in SUBCOMMANDS:
         return SUBCOMMANDS[args[0]](args[1:])

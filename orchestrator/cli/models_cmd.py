@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 
     from ..llm.client import UnifiedClient
 
-_SOURCE_COLUMN = {"database": "genai-prices", "catalog": "catalog file", "user": "user file",
-                  "loopback": "loopback (free)", "unknown": "unknown"}
+_SOURCE_COLUMN = {
+    "database": "genai-prices",
+    "catalog": "catalog file",
+    "user": "user file",
+    "loopback": "loopback (free)",
+    "unknown": "unknown",
+}
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,23 @@ class ModelFacts:
         info = self.info
         rates = info.price.rates()
         return {
-            "name": info.name, "provider": info.provider, "display_name": info.display_name or info.name,
-            "input_usd_per_1m": info.input_per_m, "output_usd_per_1m": info.output_per_m,
+            "name": info.name,
+            "provider": info.provider,
+            "display_name": info.display_name or info.name,
+            "input_usd_per_1m": info.input_per_m,
+            "output_usd_per_1m": info.output_per_m,
             "cached_input_usd_per_1m": rates.cached_input if rates else None,
-            "tiered": info.tiered, "time_of_day_pricing": info.time_of_day,
-            "price_source": info.price.source.value, "price_source_detail": info.price_source,
-            "context_window": info.context_window, "max_output_tokens": info.max_output_tokens,
+            "tiered": info.tiered,
+            "time_of_day_pricing": info.time_of_day,
+            "price_source": info.price.source.value,
+            "price_source_detail": info.price_source,
+            "context_window": info.context_window,
+            "max_output_tokens": info.max_output_tokens,
             "deprecated": self.retired is not None,
             "end_of_life": info.end_of_life.isoformat() if info.end_of_life else None,
-            "replacement": info.replacement, "usable": self.usable, "why_not": self.why_not or None,
+            "replacement": info.replacement,
+            "usable": self.usable,
+            "why_not": self.why_not or None,
         }
 
 
@@ -106,19 +119,27 @@ def print_models(client: UnifiedClient, console: Console) -> None:
     from rich.table import Table
 
     as_of = f", as of {clock.now():%Y-%m-%d %H:%M} UTC" if clock.is_pinned() else ""  # a what-if date
-    table = Table(title=f"Model catalog: USD per 1M tokens at the base tier ({snapshot_label()}{as_of})",
-                  caption="+ a higher rate applies above a prompt-size tier; * the price depends on the time "
-                          "of day; ? no known price (refused under a USD budget)")
+    table = Table(
+        title=f"Model catalog: USD per 1M tokens at the base tier ({snapshot_label()}{as_of})",
+        caption="+ a higher rate applies above a prompt-size tier; * the price depends on the time "
+        "of day; ? no known price (refused under a USD budget)",
+    )
     numeric = ("$ in", "$ out", "context")
     for col in ("model", "provider", "$ in", "$ out", "prices from", "context", "status", "available"):
-        table.add_column(col, justify="right" if col in numeric else "left", overflow="fold",
-                         no_wrap=col == "model")
+        table.add_column(col, justify="right" if col in numeric else "left", overflow="fold", no_wrap=col == "model")
     for facts in model_facts(client):
         info = facts.info
         mark = ("+" if info.tiered else "") + ("*" if info.time_of_day else "")
-        table.add_row(info.name, info.provider, _money(info.input_per_m) + mark, _money(info.output_per_m) + mark,
-                      _SOURCE_COLUMN[info.price.source.value], f"{info.context_window:,}", _status(facts),
-                      "yes" if facts.usable else f"no: {facts.why_not}")
+        table.add_row(
+            info.name,
+            info.provider,
+            _money(info.input_per_m) + mark,
+            _money(info.output_per_m) + mark,
+            _SOURCE_COLUMN[info.price.source.value],
+            f"{info.context_window:,}",
+            _status(facts),
+            "yes" if facts.usable else f"no: {facts.why_not}",
+        )
     console.print(table)
 
 

@@ -167,13 +167,20 @@ def _endpoint_in_environment(env: Mapping[str, str]) -> bool:
         return False
     if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
-    return any(env.get(var, "").strip() for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    return any(
+        env.get(var, "").strip() for var in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
 
 
 def _tracing_config(opts: ObserverOptions, config_type: type[TracingConfig]) -> TracingConfig:
-    config = config_type(enabled=True, otlp_endpoint=opts.otlp_endpoint, otlp_protocol=opts.otlp_protocol,
-                         dev_print=False, export_timeout_s=opts.otlp_timeout,
-                         capture_content=True if opts.capture_content else None)
+    config = config_type(
+        enabled=True,
+        otlp_endpoint=opts.otlp_endpoint,
+        otlp_protocol=opts.otlp_protocol,
+        dev_print=False,
+        export_timeout_s=opts.otlp_timeout,
+        capture_content=True if opts.capture_content else None,
+    )
     if opts.service_name:  # (left unset, the config knows it was not given)
         config.service_name = opts.service_name
     if opts.sample_rate is not None:
@@ -196,8 +203,9 @@ class ObserverSession:
     finished: bool = False
     flushed: bool | None = None
 
-    def finish(self, state: ProjectState | None = None, *, console: Console | None = None,
-               timeout_s: float | None = None) -> FinishReport:
+    def finish(
+        self, state: ProjectState | None = None, *, console: Console | None = None, timeout_s: float | None = None
+    ) -> FinishReport:
         """Unsubscribe every observer (ending spans left open), flush spans within
         ``timeout_s`` (default: the export deadline plus a second, at most 30 s), close the
         events JSONL, and in dev mode print the span tree.  Never raises; returns what
@@ -218,7 +226,9 @@ class ObserverSession:
         if export is not None:  # flushed alongside the spans: one shared time bound
             metrics_done = threading.Thread(
                 target=lambda: report.__setitem__("metrics_flushed", export.shutdown(timeout_s)),
-                name="orchestrator-metrics-shutdown", daemon=True)
+                name="orchestrator-metrics-shutdown",
+                daemon=True,
+            )
             metrics_done.start()
         if self.tracing_enabled:
             from .. import tracing
@@ -239,8 +249,11 @@ class ObserverSession:
 
                         out = Console()
                     title = None
-                    if state is not None and getattr(state, "project_id", None) and len(
-                            [s for s in spans if s.parent is None]) > 1:
+                    if (
+                        state is not None
+                        and getattr(state, "project_id", None)
+                        and len([s for s in spans if s.parent is None]) > 1
+                    ):
                         title = f"Spans of {state.project_id}"
                     print_span_tree(spans, out, title)
                 except Exception:  # noqa: BLE001 - a display problem must not change the exit code
@@ -254,8 +267,9 @@ class ObserverSession:
     def __enter__(self) -> ObserverSession:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.finish()
 
 
@@ -267,8 +281,9 @@ def load_observers(options: OptionSource) -> list[Subscribable]:
     return [load_observer(spec) for spec in ObserverOptions.from_namespace(options).observers]
 
 
-def setup_observers(options: OptionSource, *, console: Console | None = None,
-                    loaded: list[Subscribable] | None = None) -> ObserverSession:
+def setup_observers(
+    options: OptionSource, *, console: Console | None = None, loaded: list[Subscribable] | None = None
+) -> ObserverSession:
     """Subscribe what the options ask for and return the session.
 
     Order of subscription (= order receivers are called): events JSONL recorder,

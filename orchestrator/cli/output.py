@@ -61,27 +61,49 @@ def print_summary(state: ProjectState, console: Console, title: str | None = Non
     restored = getattr(state, "restored", {}) or {}
     attempt = getattr(state, "attempt", 1)
     status = state.status.value if state.status else "?"
-    table = Table(title=title or f"Project {state.project_id}: {status}"
-                  + (f" (attempt {attempt})" if attempt > 1 else ""))
+    table = Table(
+        title=title or f"Project {state.project_id}: {status}" + (f" (attempt {attempt})" if attempt > 1 else "")
+    )
     columns = ["task", "type", "model", "score", "iter", "calls", "tokens in/out", "cost $", "checks", "status"]
     if attempt > 1:
         columns.append("from")
     for col in columns:
-        table.add_column(col, justify="right" if col in ("score", "iter", "calls", "cost $", "checks") else "left",
-                         overflow="fold")
+        table.add_column(
+            col, justify="right" if col in ("score", "iter", "calls", "cost $", "checks") else "left", overflow="fold"
+        )
     planning = state.planning
     if planning.llm_calls:  # the decomposition belongs to no task, but it is part of the totals
-        table.add_row("(planning)", "-", "-", "-", "-", _calls(planning), f"{planning.input_tokens}/"
-                      f"{planning.output_tokens}", f"{planning.cost_usd:.6f}", "-", "-",
-                      *(["-"] if attempt > 1 else []))
+        table.add_row(
+            "(planning)",
+            "-",
+            "-",
+            "-",
+            "-",
+            _calls(planning),
+            f"{planning.input_tokens}/{planning.output_tokens}",
+            f"{planning.cost_usd:.6f}",
+            "-",
+            "-",
+            *(["-"] if attempt > 1 else []),
+        )
     check_lines: list[tuple[str, str]] = []
     for tid in state.execution_order:
         task, r = state.tasks[tid], state.results.get(tid)
         if r is None:
             continue
         checks = f"{r.checks_passed}/{len(r.checks)}" if r.checks else "-"
-        row = [tid, task.type.value, r.model_used or "-", "-" if r.score is None else f"{r.score:.2f}", str(r.iterations), _calls(r.usage),
-               f"{r.input_tokens}/{r.output_tokens}", f"{r.cost_usd:.6f}", checks, r.status.value]
+        row = [
+            tid,
+            task.type.value,
+            r.model_used or "-",
+            "-" if r.score is None else f"{r.score:.2f}",
+            str(r.iterations),
+            _calls(r.usage),
+            f"{r.input_tokens}/{r.output_tokens}",
+            f"{r.cost_usd:.6f}",
+            checks,
+            r.status.value,
+        ]
         if attempt > 1:
             row.append(f"checkpoint (attempt {restored[tid]})" if tid in restored else f"attempt {attempt}")
         table.add_row(*row)
@@ -93,9 +115,11 @@ def print_summary(state: ProjectState, console: Console, title: str | None = Non
     profile = f"; profile {state.profile}" if getattr(state, "profile", "") else ""
     level = getattr(state, "sandbox", "")
     sandbox = "" if not level else f"; sandbox {level}" if level != "none" else "; sandbox NONE (unisolated)"
-    console.print(f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
-                  f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
-                  f"{b.elapsed_seconds:.1f}s; status {status}{profile}{sandbox}")
+    console.print(
+        f"Total: {len(state.tasks)} tasks, {_calls(total)} LLM calls, {total.input_tokens}/"
+        f"{total.output_tokens} tokens, ${total.cost_usd:.6f} of ${b.max_usd:.2f}, "
+        f"{b.elapsed_seconds:.1f}s; status {status}{profile}{sandbox}"
+    )
     for note in state.notes:
         console.print(f"note: {redact(note)}", style="dim", markup=False)
 
@@ -108,8 +132,9 @@ def check_line(check: CheckRecord) -> str:
     return f"{check.get('check')}: FAILED ({str(detail)[:200]})"
 
 
-def write_results(state: ProjectState, output_dir: str, console: Console, *, announce: bool = True,
-                  remove_stale: bool = False) -> bool:
+def write_results(
+    state: ProjectState, output_dir: str, console: Console, *, announce: bool = True, remove_stale: bool = False
+) -> bool:
     try:
         where = write_outputs(state, output_dir, remove_stale=remove_stale)
     except OSError as exc:

@@ -32,18 +32,23 @@ def check_paths(args: argparse.Namespace, output_dir: str | None) -> None:
     files read as configuration (``--file``, ``--policy``, ``--catalog``) are checked
     by the loader that reads them."""
     paths: list[tuple[str, str | None, Kind]] = [
-        ("--output-dir", output_dir, "dir"), ("--state-dir", getattr(args, "state_dir", None), "dir"),
+        ("--output-dir", output_dir, "dir"),
+        ("--state-dir", getattr(args, "state_dir", None), "dir"),
         ("--cache-dir", getattr(args, "cache_dir", None), "dir"),
         ("--events-jsonl", getattr(args, "events_jsonl", None), "new file"),
-        ("--local-model", getattr(args, "local_model", None), "file")]
+        ("--local-model", getattr(args, "local_model", None), "file"),
+    ]
     for flag, value, kind in paths:
         if value is not None:
             checked_path(flag, value, kind)
     if getattr(args, "state_dir", None) is None:
         from ..state.paths import ENV_VAR, default_state_dir
 
-        checked_path(f"${ENV_VAR}" if os.environ.get(ENV_VAR, "").strip() else "the run store directory",
-                     str(default_state_dir()), "dir")
+        checked_path(
+            f"${ENV_VAR}" if os.environ.get(ENV_VAR, "").strip() else "the run store directory",
+            str(default_state_dir()),
+            "dir",
+        )
 
 
 def checked_path(flag: str, value: str, kind: Kind) -> Path:

@@ -41,18 +41,24 @@ def check_file(path: str) -> list[str]:
     allowed = _allowed_by_type(pset)
     for ttype, (ok, total) in allowed.items():
         shown = ", ".join(ok[:4]) + (f" (+{len(ok) - 4} more)" if len(ok) > 4 else "")
-        lines.append(f"  {ttype.value}: {len(ok)} of {total} candidates allowed"
-                     + (f": {shown}" if ok else " - tasks of this type will fail"))
+        lines.append(
+            f"  {ttype.value}: {len(ok)} of {total} candidates allowed"
+            + (f": {shown}" if ok else " - tasks of this type will fail")
+        )
     for task in tasks:
         ok = _allowed(pset.for_task(task), _candidates(task.type))
         if not ok:
             lines.append(f"  task {task.id}: no candidate allowed - it will fail")
     if pset and not any(ok for ok, _ in allowed.values()):
-        raise ConfigError("no catalog model satisfies the policies for any task type; a run would stop "
-                          "before spending anything", source=path)
+        raise ConfigError(
+            "no catalog model satisfies the policies for any task type; a run would stop before spending anything",
+            source=path,
+        )
     if project is not None:
         lines.append("  remediation: " + "; ".join(config.remediation.describe()))
-        changed = sorted({t.value for t in config.validators.by_type} | {f"task {t}" for t in config.validators.by_task})
+        changed = sorted(
+            {t.value for t in config.validators.by_type} | {f"task {t}" for t in config.validators.by_task}
+        )
         lines.append("  validators: " + (f"changed for {', '.join(changed)}" if changed else "defaults"))
     return lines
 
@@ -80,8 +86,10 @@ def policy_main(argv: Sequence[str]) -> int:
     if len(args) != 2 or args[0] != "check" or args[1].startswith("-"):
         if args in (["-h"], ["--help"], ["check", "-h"], ["check", "--help"]):
             print(USAGE)
-            print("Validates the file without running anything: exit 0 and a summary, or exit 2 and "
-                  "one line naming the file, the key and the reason.")
+            print(
+                "Validates the file without running anything: exit 0 and a summary, or exit 2 and "
+                "one line naming the file, the key and the reason."
+            )
             return EXIT_OK
         print(f"orchestrator: error: {USAGE}", file=sys.stderr)
         return EXIT_USAGE

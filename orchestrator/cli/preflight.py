@@ -105,9 +105,11 @@ def _check_fits(where: str, texts: tuple[str, ...], candidates: list[str], clien
         if tokens + MIN_ANSWER_TOKENS <= window:
             return
     largest = max(candidates, key=lambda m: get_model(m).context_window)
-    raise UsageError(f"{where}: the prompt is too long: at least {counted} tokens, and no candidate model's "
-                     f"context window holds it with room for an answer (largest: {largest}, "
-                     f"{get_model(largest).context_window} tokens)")
+    raise UsageError(
+        f"{where}: the prompt is too long: at least {counted} tokens, and no candidate model's "
+        f"context window holds it with room for an answer (largest: {largest}, "
+        f"{get_model(largest).context_window} tokens)"
+    )
 
 
 def _exact_tokens(model: str, texts: tuple[str, ...], client: UnifiedClient) -> int | None:
@@ -125,9 +127,11 @@ def _exact_tokens(model: str, texts: tuple[str, ...], client: UnifiedClient) -> 
         return None
 
 
-NO_SANDBOX_WARNING = ("--sandbox none: model-written code and acceptance checks will run WITHOUT isolation: "
-                      "they can read your files and environment (API keys included), reach the network and "
-                      "kill this run")
+NO_SANDBOX_WARNING = (
+    "--sandbox none: model-written code and acceptance checks will run WITHOUT isolation: "
+    "they can read your files and environment (API keys included), reach the network and "
+    "kill this run"
+)
 
 
 def check_sandbox(args: argparse.Namespace) -> list[str]:

@@ -45,9 +45,15 @@ class TaskEntry(Struct, frozen=True, forbid_unknown_fields=True):
         _sendable(self.prompt, "prompt")
 
     def task(self, index: int) -> Task:
-        return Task(id=self.id or f"task_{index + 1}", type=self.type, prompt=self.prompt,
-                    depends_on=list(self.depends_on or ()), acceptance_threshold=self.acceptance_threshold,
-                    max_iterations=self.max_iterations, max_output_tokens=self.max_output_tokens)
+        return Task(
+            id=self.id or f"task_{index + 1}",
+            type=self.type,
+            prompt=self.prompt,
+            depends_on=list(self.depends_on or ()),
+            acceptance_threshold=self.acceptance_threshold,
+            max_iterations=self.max_iterations,
+            max_output_tokens=self.max_output_tokens,
+        )
 
 
 Tasks = Annotated[list[TaskEntry], Meta(min_length=1, extra={"expected": "a non-empty list of tasks"})]

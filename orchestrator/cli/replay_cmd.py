@@ -38,10 +38,15 @@ def build_replay_parser() -> OneLineParser:
     p = OneLineParser(
         prog="orchestrator replay",
         description="Send a recorded run (its events) to an OTLP backend as spans with their recorded times; "
-                    "without --otlp-endpoint, print the span tree.",
-        epilog="Exit codes: 0 sent (or printed); 1 the backend did not take every span; 2 bad input.")
-    p.add_argument("sources", nargs="+", metavar="PROJECT_ID|EVENTS.jsonl",
-                   help="a project id (read from the run store) or --events-jsonl files of one run")
+        "without --otlp-endpoint, print the span tree.",
+        epilog="Exit codes: 0 sent (or printed); 1 the backend did not take every span; 2 bad input.",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="PROJECT_ID|EVENTS.jsonl",
+        help="a project id (read from the run store) or --events-jsonl files of one run",
+    )
     add_state_dir(p)
     obs = p.add_argument_group("tracing")
     obs.add_argument("--otlp-endpoint", metavar="URL", help="OTLP collector, e.g. http://127.0.0.1:4317")
@@ -49,8 +54,11 @@ def build_replay_parser() -> OneLineParser:
     obs.add_argument("--otlp-timeout", metavar="SECONDS", help="deadline of one export, in seconds")
     obs.add_argument("--service-name", help="service.name resource attribute")
     obs.add_argument("--sample-rate", type=float, help="trace sampling ratio 0..1 (default 1.0)")
-    obs.add_argument("--capture-content", action="store_true",
-                     help="put recorded prompt and completion text on the spans (when the run recorded them)")
+    obs.add_argument(
+        "--capture-content",
+        action="store_true",
+        help="put recorded prompt and completion text on the spans (when the run recorded them)",
+    )
     obs.add_argument("--quiet", "-q", action="store_true", help="do not print the span tree")
     return p
 
@@ -124,10 +132,18 @@ def replay_main(argv: list[str]) -> int:
 
     try:
         args = build_replay_parser().parse_args(argv)
-        opts = validate_observer_options(ObserverOptions(
-            tracing=True, otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol,
-            otlp_timeout=args.otlp_timeout, service_name=args.service_name, sample_rate=args.sample_rate,
-            capture_content=args.capture_content, quiet=args.quiet))
+        opts = validate_observer_options(
+            ObserverOptions(
+                tracing=True,
+                otlp_endpoint=args.otlp_endpoint,
+                otlp_protocol=args.otlp_protocol,
+                otlp_timeout=args.otlp_timeout,
+                service_name=args.service_name,
+                sample_rate=args.sample_rate,
+                capture_content=args.capture_content,
+                quiet=args.quiet,
+            )
+        )
         events_, _, _ = load_events(args.sources, args.state_dir)
         project_id, attempts = split_attempts(events_)
     except (UsageError, ValueError, StoreError) as exc:  # ReportInputError is a ValueError
@@ -155,7 +171,10 @@ def replay_main(argv: list[str]) -> int:
 
         print_span_tree(spans, console, f"Spans of {project_id} (replayed)")
     where = f"to {endpoint}" if endpoint else "(span tree above)"
-    console.print(f"Replayed {done} events of {project_id} ({len(attempts)} attempt(s)) {where}"
-                  + (f"; {skipped} events this version cannot rebuild were skipped" if skipped else ""),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"Replayed {done} events of {project_id} ({len(attempts)} attempt(s)) {where}"
+        + (f"; {skipped} events this version cannot rebuild were skipped" if skipped else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     return EXIT_OK if flushed else EXIT_RUN_FAILED

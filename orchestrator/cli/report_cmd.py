@@ -25,20 +25,31 @@ if TYPE_CHECKING:
     from ..report import Report
     from ..report.load import Event
 
-__all__ = ["report_main", "check_report_path", "write_run_report", "load_events", "events_from_store",
-           "write_batch_report"]
+__all__ = [
+    "report_main",
+    "check_report_path",
+    "write_run_report",
+    "load_events",
+    "events_from_store",
+    "write_batch_report",
+]
 
 
 def build_report_parser() -> OneLineParser:
     p = OneLineParser(
         prog="orchestrator report",
         description="Write one self-contained HTML file of a run: timeline, cost and tokens, scores, budget, "
-                    "checks, policy decisions, remediations, errors. It needs no network: open it from disk.",
+        "checks, policy decisions, remediations, errors. It needs no network: open it from disk.",
         epilog="Exit codes: 0 written; 2 bad input (no such run or file, not an events file, an output path "
-               "that cannot be written).")
-    p.add_argument("sources", nargs="+", metavar="PROJECT_ID|BATCH_ID|EVENTS.jsonl",
-                   help="a project id (read from the run store), --events-jsonl files of one run, or a batch id "
-                        "(one row per project)")
+        "that cannot be written).",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="PROJECT_ID|BATCH_ID|EVENTS.jsonl",
+        help="a project id (read from the run store), --events-jsonl files of one run, or a batch id "
+        "(one row per project)",
+    )
     p.add_argument("--output", "-o", metavar="FILE", help="where to write (default: report-<project id>.html)")
     add_state_dir(p)
     return p
@@ -95,8 +106,10 @@ def events_from_store(project_id: str, state_dir: str | None) -> Loaded:
     finally:
         store.close()
     if not logs:
-        raise UsageError(f"{project_id}: the run store has no event log of this run (made by an older version, "
-                         "or its store could not be written); give its --events-jsonl file instead")
+        raise UsageError(
+            f"{project_id}: the run store has no event log of this run (made by an older version, "
+            "or its store could not be written); give its --events-jsonl file instead"
+        )
     status = "running" if live and cp.status == "running" else ("stopped" if cp.status == "running" else cp.status)
     return events_from_lines(logs, f"{store.path}: {project_id}"), list(cp.notes), status
 
@@ -129,8 +142,10 @@ def _batch_summary(batch_id: str, state_dir: str | None) -> dict[str, Any]:
     if record is None:
         raise UsageError(f"unknown batch id {batch_id!r} (see 'orchestrator runs --batches')")
     if not record.summary:
-        raise UsageError(f"batch {batch_id} has no summary yet (it is running, or was killed: "
-                         f"'orchestrator batch resume {batch_id}')")
+        raise UsageError(
+            f"batch {batch_id} has no summary yet (it is running, or was killed: "
+            f"'orchestrator batch resume {batch_id}')"
+        )
     return dict(record.summary)
 
 
@@ -153,8 +168,10 @@ def report_main(argv: list[str]) -> int:
         if len(args.sources) == 1 and args.sources[0].startswith("batch-") and not Path(args.sources[0]).exists():
             summary = _batch_summary(args.sources[0], args.state_dir)
             target = write_batch_report(summary, args.output or f"report-{args.sources[0]}.html")
-            print(f"Report of {args.sources[0]} ({len(summary.get('results') or [])} projects, {summary.get('status')})"
-                  f" written to {target}; open {target.resolve().as_uri()}")
+            print(
+                f"Report of {args.sources[0]} ({len(summary.get('results') or [])} projects, {summary.get('status')})"
+                f" written to {target}; open {target.resolve().as_uri()}"
+            )
             return EXIT_OK
         target, report = make_report(load_events(args.sources, args.state_dir), args.output)
     except (UsageError, ReportInputError, StoreError) as exc:
@@ -164,8 +181,10 @@ def report_main(argv: list[str]) -> int:
         print(f"orchestrator: error: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     size = target.stat().st_size
-    print(f"Report of {report.project_id} ({len(report.attempts)} attempt(s), {report.status}) written to {target} "
-          f"({size / 1024:.0f} KB); open {target.resolve().as_uri()}")
+    print(
+        f"Report of {report.project_id} ({len(report.attempts)} attempt(s), {report.status}) written to {target} "
+        f"({size / 1024:.0f} KB); open {target.resolve().as_uri()}"
+    )
     return EXIT_OK
 
 
@@ -177,8 +196,10 @@ def write_run_report(project_id: str, state_dir: str | None, path: str, console:
     except Exception as exc:  # noqa: BLE001 - the run's own outcome stands; say why there is no report
         from ..redaction import redact
 
-        print(f"orchestrator: error: no report written to {path}: {one_line(redact(str(exc)) or type(exc).__name__)}",
-              file=sys.stderr)
+        print(
+            f"orchestrator: error: no report written to {path}: {one_line(redact(str(exc)) or type(exc).__name__)}",
+            file=sys.stderr,
+        )
         return False
     console.print(f"Report written to {target}", highlight=False, soft_wrap=True)
     return True

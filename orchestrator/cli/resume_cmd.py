@@ -26,8 +26,10 @@ from .wiring import build_orchestrator, check_model_choice, setup_catalog, setup
 def _finished(cp: Checkpoint, output_dir: str | None) -> int:
     """Nothing to resume.  The results are written (again) to the output directory, in
     case the run was killed after its last checkpoint but before it wrote them."""
-    print(f"project {cp.project_id} already finished ({cp.status}, {cp.tasks_done}/{cp.tasks_total} tasks "
-          f"done, ${cp.spent_usd:.6f}); nothing to resume (see 'orchestrator runs show {cp.project_id}')")
+    print(
+        f"project {cp.project_id} already finished ({cp.status}, {cp.tasks_done}/{cp.tasks_total} tasks "
+        f"done, ${cp.spent_usd:.6f}); nothing to resume (see 'orchestrator runs show {cp.project_id}')"
+    )
     out = output_dir or (cp.settings.get("cli") or {}).get("output_dir")
     if out:
         from rich.console import Console
@@ -35,8 +37,9 @@ def _finished(cp: Checkpoint, output_dir: str | None) -> int:
         from ..engine.checkpoints import restored_state, resumed_budget
         from .output import write_results
 
-        if not write_results(restored_state(cp, resumed_budget(cp), next_attempt=False), out, Console(),
-                             remove_stale=True):
+        if not write_results(
+            restored_state(cp, resumed_budget(cp), next_attempt=False), out, Console(), remove_stale=True
+        ):
             return EXIT_USAGE
     return EXIT_OK
 
@@ -109,12 +112,21 @@ def _resume(argv: list[str]) -> int:
     if opened is None:
         return EXIT_USAGE
     console, session = opened
-    console.print(f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
-                  f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"Resuming project {cp.project_id} (attempt {cp.attempt + 1}): keeping {cp.tasks_done} of "
+        f"{cp.tasks_total or '?'} task results; ${cp.spent_usd:.6f} of ${opts.budget_usd:g} spent before",
+        highlight=False,
+        soft_wrap=True,
+    )
     recording = StoreRecording(store, cp.project_id, cp.attempt + 1, bool(args.capture_content)).start()
     with InterruptibleRun() as runner:
-        return execute(lambda: build_orchestrator(opts, run_args, store=store),
-                       lambda orch: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
-                       opts.output_dir, session, console, runner, remove_stale=True,
-                       after=lambda: _after(recording, cp.project_id, args, console))
+        return execute(
+            lambda: build_orchestrator(opts, run_args, store=store),
+            lambda orch: orch.resume(cp.project_id, max_usd=args.budget, max_time_seconds=args.time),
+            opts.output_dir,
+            session,
+            console,
+            runner,
+            remove_stale=True,
+            after=lambda: _after(recording, cp.project_id, args, console),
+        )

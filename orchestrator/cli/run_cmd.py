@@ -18,15 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain.checkpoint import StoreError
 from ..llm.cache import CacheError
-from .errors import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_POLICY_BLOCKED,
-    EXIT_RUN_FAILED,
-    EXIT_USAGE,
-    UsageError,
-    one_line,
-)
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_POLICY_BLOCKED, EXIT_RUN_FAILED, EXIT_USAGE, UsageError, one_line
 from .interrupt import Interrupted, InterruptibleRun
 from .output import print_summary, write_results
 from .parser import build_parser
@@ -68,8 +60,9 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _policy_blocked(exc: PolicyViolationError, output_dir: str | None, session: ObserverSession,
-                    console: Console) -> int:
+def _policy_blocked(
+    exc: PolicyViolationError, output_dir: str | None, session: ObserverSession, console: Console
+) -> int:
     """The policies leave the project no model: one line on stderr, exit 3.  The run
     stopped before any call, so nothing was spent; the (empty) results still go to the
     observers and, with ``--output-dir``, to ``summary.json`` with the reason."""
@@ -128,14 +121,22 @@ def _run_command(argv: list[str]) -> int:
         return EXIT_USAGE
     console, session = opened
     project_id = new_project_id()
-    console.print(f"Project {project_id}: if it stops, go on with: {resume_hint(project_id, args.state_dir)}",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"Project {project_id}: if it stops, go on with: {resume_hint(project_id, args.state_dir)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     recording = StoreRecording(store, project_id, 1, bool(args.capture_content)).start()
     with InterruptibleRun() as runner:
-        return execute(lambda: build_orchestrator(opts, args, store=store, run_settings=cli_settings(opts, args)),
-                       lambda orch: orch.run_project(opts.project, opts.criteria, project_id),
-                       opts.output_dir, session, console, runner,
-                       after=lambda: _after(recording, project_id, args, console))
+        return execute(
+            lambda: build_orchestrator(opts, args, store=store, run_settings=cli_settings(opts, args)),
+            lambda orch: orch.run_project(opts.project, opts.criteria, project_id),
+            opts.output_dir,
+            session,
+            console,
+            runner,
+            after=lambda: _after(recording, project_id, args, console),
+        )
 
 
 def _prepare(argv: list[str]) -> tuple[argparse.Namespace, RunOptions, list[str], list[Subscribable], RunStore]:
@@ -179,9 +180,17 @@ def _after(recording: StoreRecording, project_id: str, args: argparse.Namespace,
         write_run_report(project_id, args.state_dir, args.report, console)
 
 
-def execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], Running], output_dir: str | None,
-            session: ObserverSession, console: Console, runner: InterruptibleRun, *, remove_stale: bool = False,
-            after: Callable[[], None] | None = None) -> int:
+def execute(
+    build: Callable[[], Orchestrator],
+    start: Callable[[Orchestrator], Running],
+    output_dir: str | None,
+    session: ObserverSession,
+    console: Console,
+    runner: InterruptibleRun,
+    *,
+    remove_stale: bool = False,
+    after: Callable[[], None] | None = None,
+) -> int:
     """Build the engine and run (or resume) the project; whatever happens, the summary of
     what finished is printed and (with ``--output-dir``) written, and the observers are
     finished; then ``after`` (the event log and the report).  Shared by ``run`` and
@@ -193,9 +202,16 @@ def execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], R
             after()
 
 
-def _execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], Running], output_dir: str | None,
-             session: ObserverSession, console: Console, runner: InterruptibleRun, *,
-             remove_stale: bool = False) -> int:
+def _execute(
+    build: Callable[[], Orchestrator],
+    start: Callable[[Orchestrator], Running],
+    output_dir: str | None,
+    session: ObserverSession,
+    console: Console,
+    runner: InterruptibleRun,
+    *,
+    remove_stale: bool = False,
+) -> int:
     from ..governance.policy import PolicyViolationError
 
     orch: Orchestrator | None = None
@@ -203,8 +219,14 @@ def _execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], 
         orch = build()
         state = runner.run(_closing(start(orch), orch.client))
     except (Interrupted, KeyboardInterrupt, asyncio.CancelledError):
-        _conclude(orch.state if orch is not None else None, output_dir, session, console, interrupted=True,
-                  remove_stale=remove_stale)
+        _conclude(
+            orch.state if orch is not None else None,
+            output_dir,
+            session,
+            console,
+            interrupted=True,
+            remove_stale=remove_stale,
+        )
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except PolicyViolationError as exc:  # stopped before any call: nothing was spent
@@ -217,8 +239,7 @@ def _execute(build: Callable[[], Orchestrator], start: Callable[[Orchestrator], 
         _conclude(orch.state if orch is not None else None, output_dir, session, console, remove_stale=remove_stale)
         print(f"orchestrator: error: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    written = _conclude(state, output_dir, session, console, interrupted=runner.interrupted,
-                        remove_stale=remove_stale)
+    written = _conclude(state, output_dir, session, console, interrupted=runner.interrupted, remove_stale=remove_stale)
     if runner.interrupted:
         print("orchestrator: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -239,8 +260,15 @@ async def _closing(run: Running, client: UnifiedClient) -> ProjectState:
             await asyncio.wait_for(client.aclose(), CLOSE_SECONDS)
 
 
-def _conclude(state: ProjectState | None, output_dir: str | None, session: ObserverSession, console: Console, *,
-              interrupted: bool = False, remove_stale: bool = False) -> bool:
+def _conclude(
+    state: ProjectState | None,
+    output_dir: str | None,
+    session: ObserverSession,
+    console: Console,
+    *,
+    interrupted: bool = False,
+    remove_stale: bool = False,
+) -> bool:
     """Write ``summary.json`` (first: it is what must survive), print the summary, finish
     the observers (open spans end as errors and still export; after an interrupt the
     final flush is bounded by a second).  False when the results could not be written."""

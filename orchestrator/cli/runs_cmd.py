@@ -74,12 +74,24 @@ def list_runs(store: RunStore, console: Console) -> None:
         return
     table = Table(title=f"Runs in {store.path}")
     for col in ("id", "started", "description", "status", "cost $", "tasks", "attempts", "resumable"):
-        table.add_column(col, justify="right" if col in ("cost $", "tasks", "attempts") else "left",
-                         overflow="fold", no_wrap=col == "id")
+        table.add_column(
+            col,
+            justify="right" if col in ("cost $", "tasks", "attempts") else "left",
+            overflow="fold",
+            no_wrap=col == "id",
+        )
     for r in rows:
         description = r.description if len(r.description) <= 50 else r.description[:47] + "..."
-        table.add_row(r.project_id, _when(r.started_at), description, r.shown_status, f"{r.spent_usd:.6f}",
-                      f"{r.tasks_done}/{r.tasks_total}", str(r.attempt), _resumable(r))
+        table.add_row(
+            r.project_id,
+            _when(r.started_at),
+            description,
+            r.shown_status,
+            f"{r.spent_usd:.6f}",
+            f"{r.tasks_done}/{r.tasks_total}",
+            str(r.attempt),
+            _resumable(r),
+        )
     console.print(table)
 
 
@@ -94,19 +106,30 @@ def list_batch(store: RunStore, batch_id: str, console: Console) -> None:
     spent = 0.0
     table = Table(title=f"Batch {batch_id}: {record.status}, started {_when(record.started_at)}")
     for col in ("#", "name", "project", "status", "cost $", "tasks", "attempts"):
-        table.add_column(col, justify="right" if col in ("#", "cost $", "tasks", "attempts") else "left",
-                         overflow="fold", no_wrap=col == "project")
+        table.add_column(
+            col,
+            justify="right" if col in ("#", "cost $", "tasks", "attempts") else "left",
+            overflow="fold",
+            no_wrap=col == "project",
+        )
     for project, row in store.batches.runs(batch_id):
         if row is None:
-            table.add_row(str(project.position), escape(project.name), project.project_id, "not started", "-", "-",
-                          "0")
+            table.add_row(str(project.position), escape(project.name), project.project_id, "not started", "-", "-", "0")
             continue
         spent += row.spent_usd
-        table.add_row(str(project.position), escape(project.name), row.project_id, row.shown_status,
-                      f"{row.spent_usd:.6f}", f"{row.tasks_done}/{row.tasks_total}", str(row.attempt))
+        table.add_row(
+            str(project.position),
+            escape(project.name),
+            row.project_id,
+            row.shown_status,
+            f"{row.spent_usd:.6f}",
+            f"{row.tasks_done}/{row.tasks_total}",
+            str(row.attempt),
+        )
     console.print(table)
-    console.print(f"{len(record.projects)} projects, ${spent:.6f} spent of the batch's ${record.budget_usd:g}",
-                  highlight=False)
+    console.print(
+        f"{len(record.projects)} projects, ${spent:.6f} spent of the batch's ${record.budget_usd:g}", highlight=False
+    )
 
 
 def list_batches(store: RunStore, console: Console) -> None:
@@ -134,11 +157,16 @@ def show_run(store: RunStore, project_id: str, console: Console) -> None:
     state = restored_state(cp, resumed_budget(cp), next_attempt=False)
     live = store.is_running(project_id)
     status = cp.status if not (cp.status == "running" and not live) else "stopped"
-    print_summary(state, console, title=f"Project {cp.project_id}: {status}"
-                  + (f" (attempt {cp.attempt})" if cp.attempt > 1 else ""))
-    console.print(f"started {_when(cp.started_at)}, last checkpoint {_when(cp.updated_at)}; "
-                  f"resumable: {'no: running now' if live else 'no: finished' if cp.finished else 'yes'}",
-                  highlight=False)
+    print_summary(
+        state,
+        console,
+        title=f"Project {cp.project_id}: {status}" + (f" (attempt {cp.attempt})" if cp.attempt > 1 else ""),
+    )
+    console.print(
+        f"started {_when(cp.started_at)}, last checkpoint {_when(cp.updated_at)}; "
+        f"resumable: {'no: running now' if live else 'no: finished' if cp.finished else 'yes'}",
+        highlight=False,
+    )
     for root in cp.roots:
         parts = str(root.get("traceparent", "")).split("-")
         carrier = root.get("carrier")

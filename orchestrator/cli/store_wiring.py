@@ -79,18 +79,30 @@ class CliSettings(TypedDict):
 def cli_settings(opts: RunOptions, args: argparse.Namespace) -> dict[str, CliSettings]:
     """What a run keeps of its flags and files, JSON-ready, under ``cli``."""
     data = opts.file_data or {}
-    return {"cli": {
-        "project": opts.project, "criteria": opts.criteria, "budget_usd": opts.budget_usd,
-        "time_seconds": opts.time_seconds, "concurrency": opts.concurrency,
-        "output_dir": _absolute(opts.output_dir), "tasks": [t.to_dict() for t in opts.tasks] if opts.tasks else None,
-        "sections": {k: data[k] for k in SECTIONS if data.get(k) is not None},
-        "project_file": _absolute(args.file), "policy_file": _absolute(args.policy),
-        "policy_data": _policy_data(args.policy),
-        "model": args.model, "local_model": _absolute(args.local_model), "provider_url": args.provider_url,
-        "max_tasks": args.max_tasks, "cache_dir": _absolute(args.cache_dir), "no_cache": bool(args.no_cache),
-        "catalog": _absolute(getattr(args, "catalog", None)), "profile": getattr(args, "profile", None),
-        "sandbox": getattr(args, "sandbox", None),
-    }}
+    return {
+        "cli": {
+            "project": opts.project,
+            "criteria": opts.criteria,
+            "budget_usd": opts.budget_usd,
+            "time_seconds": opts.time_seconds,
+            "concurrency": opts.concurrency,
+            "output_dir": _absolute(opts.output_dir),
+            "tasks": [t.to_dict() for t in opts.tasks] if opts.tasks else None,
+            "sections": {k: data[k] for k in SECTIONS if data.get(k) is not None},
+            "project_file": _absolute(args.file),
+            "policy_file": _absolute(args.policy),
+            "policy_data": _policy_data(args.policy),
+            "model": args.model,
+            "local_model": _absolute(args.local_model),
+            "provider_url": args.provider_url,
+            "max_tasks": args.max_tasks,
+            "cache_dir": _absolute(args.cache_dir),
+            "no_cache": bool(args.no_cache),
+            "catalog": _absolute(getattr(args, "catalog", None)),
+            "profile": getattr(args, "profile", None),
+            "sandbox": getattr(args, "sandbox", None),
+        }
+    }
 
 
 def rebuild(cp: Checkpoint, resume_args: argparse.Namespace) -> tuple[RunOptions, argparse.Namespace]:
@@ -98,26 +110,44 @@ def rebuild(cp: Checkpoint, resume_args: argparse.Namespace) -> tuple[RunOptions
     (observability, ``-o``) on top.  Raises UsageError/ConfigError (one line)."""
     cli = cp.settings.get("cli")
     if not isinstance(cli, dict):
-        raise UsageError(f"project {cp.project_id} was not started from the command line; "
-                         "resume it with Orchestrator.resume() in Python")
+        raise UsageError(
+            f"project {cp.project_id} was not started from the command line; "
+            "resume it with Orchestrator.resume() in Python"
+        )
     from ..domain.tasks import Task, TaskType
     from ..governance.config import load_run_config
     from ..governance.policy import PolicySet
 
     tasks = None
     if cli.get("tasks"):
-        tasks = [Task(id=t["id"], type=TaskType(t["type"]), prompt=t["prompt"], depends_on=list(t["depends_on"]),
-                      acceptance_threshold=t.get("acceptance_threshold"), max_iterations=t.get("max_iterations"),
-                      max_output_tokens=t.get("max_output_tokens")) for t in cli["tasks"]]
-    opts = RunOptions(project=cp.description, criteria=cp.criteria, budget_usd=cp.max_usd,
-                      time_seconds=cp.max_time_seconds, concurrency=int(cli.get("concurrency") or 4),
-                      output_dir=resume_args.output_dir or cli.get("output_dir"), tasks=tasks,
-                      file_data=dict(cli.get("sections") or {}))
+        tasks = [
+            Task(
+                id=t["id"],
+                type=TaskType(t["type"]),
+                prompt=t["prompt"],
+                depends_on=list(t["depends_on"]),
+                acceptance_threshold=t.get("acceptance_threshold"),
+                max_iterations=t.get("max_iterations"),
+                max_output_tokens=t.get("max_output_tokens"),
+            )
+            for t in cli["tasks"]
+        ]
+    opts = RunOptions(
+        project=cp.description,
+        criteria=cp.criteria,
+        budget_usd=cp.max_usd,
+        time_seconds=cp.max_time_seconds,
+        concurrency=int(cli.get("concurrency") or 4),
+        output_dir=resume_args.output_dir or cli.get("output_dir"),
+        tasks=tasks,
+        file_data=dict(cli.get("sections") or {}),
+    )
     source = cli.get("project_file") or "project file"
     opts.config = load_run_config(opts.file_data, source, None, tasks)
     if cli.get("policy_data") is not None:
         opts.config = opts.config.with_policies(
-            PolicySet.from_data(cli["policy_data"], cli.get("policy_file") or "--policy"))
+            PolicySet.from_data(cli["policy_data"], cli.get("policy_file") or "--policy")
+        )
     args = argparse.Namespace(**vars(resume_args))
     for key in ("model", "local_model", "provider_url", "max_tasks", "cache_dir", "no_cache", "catalog", "profile"):
         setattr(args, key, cli.get(key))
@@ -162,8 +192,10 @@ class StoreRecording:
 
             from .errors import one_line
 
-            print(f"orchestrator: warning: the event log of {self.log.project_id} is not kept: {one_line(exc)}",
-                  file=sys.stderr)
+            print(
+                f"orchestrator: warning: the event log of {self.log.project_id} is not kept: {one_line(exc)}",
+                file=sys.stderr,
+            )
 
     def start(self) -> StoreRecording:
         self.store.attach_event_log(self.log)

@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from ..llm.providers.base import Provider
 
 
-def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: CheckpointStore | None = None,
-                       run_settings: Mapping[str, object] | None = None,
-                       budget: Budget | None = None) -> Orchestrator:
+def build_orchestrator(
+    opts: RunOptions,
+    args: argparse.Namespace,
+    *,
+    store: CheckpointStore | None = None,
+    run_settings: Mapping[str, object] | None = None,
+    budget: Budget | None = None,
+) -> Orchestrator:
     """The engine of one run.  ``budget``: the run's own (a batch's project gets one that
     shares the batch ledger), else one of the options' caps."""
     from ..domain.budget import Budget
@@ -35,12 +40,19 @@ def build_orchestrator(opts: RunOptions, args: argparse.Namespace, *, store: Che
 
     cache = None if args.no_cache else ResponseCache(args.cache_dir)
     client = UnifiedClient(build_providers(args), cache=cache, concurrency=max(opts.concurrency, 1) * 2)
-    orch = Orchestrator(budget=budget or Budget(opts.budget_usd, opts.time_seconds), client=client,
-                        concurrency=opts.concurrency, only_model=args.model, max_tasks=args.max_tasks,
-                        project_tasks=opts.tasks, profile=getattr(args, "profile", "auto") or "auto",
-                        store=store, run_settings=run_settings,
-                        sandbox=getattr(args, "resolved_sandbox", None) or getattr(args, "sandbox", None) or "auto",
-                        **(opts.config or RunConfig()).engine_kwargs())
+    orch = Orchestrator(
+        budget=budget or Budget(opts.budget_usd, opts.time_seconds),
+        client=client,
+        concurrency=opts.concurrency,
+        only_model=args.model,
+        max_tasks=args.max_tasks,
+        project_tasks=opts.tasks,
+        profile=getattr(args, "profile", "auto") or "auto",
+        store=store,
+        run_settings=run_settings,
+        sandbox=getattr(args, "resolved_sandbox", None) or getattr(args, "sandbox", None) or "auto",
+        **(opts.config or RunConfig()).engine_kwargs(),
+    )
     return orch
 
 
@@ -66,8 +78,9 @@ def setup_catalog(args: argparse.Namespace) -> list[str]:
         except ConfigError as exc:  # the fetched data lacks what the catalog needs: keep the bundled
             pricing.use_bundled_prices()
             warnings = catalog.reload()
-            warnings.append(f"the fetched price data does not fit the catalog ({exc}); using the "
-                            f"{pricing.snapshot_label()}")
+            warnings.append(
+                f"the fetched price data does not fit the catalog ({exc}); using the {pricing.snapshot_label()}"
+            )
     return warnings
 
 
@@ -115,8 +128,10 @@ def check_model_choice(args: argparse.Namespace) -> UnifiedClient:
             raise UsageError(f"--model: unknown model {args.model!r} (see 'orchestrator models')")
         retired = CATALOG[args.model].retirement()
         if retired is not None:
-            raise UsageError(f"--model {args.model} is {retired} (to use it anyway, set deprecated = false "
-                             "for it in your catalog file)")
+            raise UsageError(
+                f"--model {args.model} is {retired} (to use it anyway, set deprecated = false "
+                "for it in your catalog file)"
+            )
         ok, why = client.availability(args.model)
         if not ok:
             raise UsageError(f"--model {args.model} is not usable here: {why}")

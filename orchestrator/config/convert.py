@@ -58,6 +58,7 @@ def key_text(key: object) -> str:
 
 # -- explaining an error ------------------------------------------------------------------
 
+
 def explain(exc: msgspec.ValidationError, data: object, shape: object) -> ConfigError:
     """The one-line :class:`ConfigError` for ``exc``, raised converting ``data`` to ``shape``."""
     text = str(exc)
@@ -84,8 +85,11 @@ def explain(exc: msgspec.ValidationError, data: object, shape: object) -> Config
             known = [f.encode_name for f in msgspec.structs.fields(struct)] if struct else []
             noun = getattr(struct, "unknown_key_noun", "key")
             return ConfigError(unknown(noun, name, known), key=join_key(key, key_text(name)))
-        field_type = next((f.type for f in msgspec.structs.fields(struct) if f.encode_name == name), object) \
-            if struct else object
+        field_type = (
+            next((f.type for f in msgspec.structs.fields(struct) if f.encode_name == name), object)
+            if struct
+            else object
+        )
         return ConfigError(f"is required: {expected(field_type)}", key=join_key(key, key_text(name)))
     if head.startswith("Invalid enum value"):
         noun, choices = _choices(tp)
@@ -101,8 +105,7 @@ def _walk(data: object, shape: object, path: str) -> tuple[str, object, object]:
         name, index = match.groups()
         if name is not None:
             struct = _struct_of(tp)
-            field = next((f for f in msgspec.structs.fields(struct) if f.encode_name == name), None) \
-                if struct else None
+            field = next((f for f in msgspec.structs.fields(struct) if f.encode_name == name), None) if struct else None
             tp = field.type if field is not None else object
             value = value.get(name, _MISSING) if isinstance(value, Mapping) else _MISSING
             key = join_key(key, key_text(name))
@@ -134,6 +137,7 @@ def _first_failing(keys: Iterable[object], tp: object, values: Mapping[object, o
 
 
 # -- types --------------------------------------------------------------------------------
+
 
 def _strip(tp: object) -> tuple[object, list[msgspec.Meta]]:
     """``tp`` without its ``Annotated`` layers, and their ``Meta`` objects."""
@@ -263,7 +267,6 @@ def _show(value: object, tp: object) -> str:
     text = text if len(text) <= 60 else text[:57] + "..."
     if isinstance(value, float) and not math.isfinite(value):
         return f"{text} (not a finite number)"
-    if isinstance(value, int | float) and not isinstance(value, bool) and any(
-            _strip(m)[0] is str for m in _useful(tp)):
+    if isinstance(value, int | float) and not isinstance(value, bool) and any(_strip(m)[0] is str for m in _useful(tp)):
         return f"{text} (quote numbers: '{value}')"
     return text

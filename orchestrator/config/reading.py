@@ -144,8 +144,7 @@ def _json(text: str) -> object:
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"not valid JSON (line {getattr(exc, 'lineno', '?')}: "
-                          f"{getattr(exc, 'msg', exc)})") from None
+        raise ConfigError(f"not valid JSON (line {getattr(exc, 'lineno', '?')}: {getattr(exc, 'msg', exc)})") from None
 
 
 def _json_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -158,6 +157,7 @@ def _json_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 # -- YAML ---------------------------------------------------------------------------------
+
 
 class _SafeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """PyYAML's safe loader (pure Python: the C one has no hooks) that refuses aliases,
@@ -195,8 +195,9 @@ class _SafeLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no typ
             except TypeError:  # an unhashable key: the base class reports it
                 continue
             if seen is not None:
-                raise ConfigError(f"line {line}: duplicate key {key!r} (first on line {seen}); "
-                                  "a key may appear once in a mapping")
+                raise ConfigError(
+                    f"line {line}: duplicate key {key!r} (first on line {seen}); a key may appear once in a mapping"
+                )
             first[key] = line
         return super().construct_mapping(node, deep)
 

@@ -13,6 +13,18 @@ from .results import ProjectState, ProjectStatus, TaskResult, TaskStatus, Usage
 from .tasks import TASK_TYPE_DEFAULTS, Task, TaskType, TypeDefaults
 
 __all__ = [
-    "Budget", "CALL_TYPE_PHASE", "ConfigError", "OrchestratorError", "Phase", "ProjectState", "ProjectStatus",
-    "TASK_TYPE_DEFAULTS", "Task", "TaskResult", "TaskStatus", "TaskType", "TypeDefaults", "Usage",
+    "Budget",
+    "CALL_TYPE_PHASE",
+    "ConfigError",
+    "OrchestratorError",
+    "Phase",
+    "ProjectState",
+    "ProjectStatus",
+    "TASK_TYPE_DEFAULTS",
+    "Task",
+    "TaskResult",
+    "TaskStatus",
+    "TaskType",
+    "TypeDefaults",
+    "Usage",
 ]

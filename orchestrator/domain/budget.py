@@ -96,11 +96,14 @@ class Budget:
     spend is never hidden - and halts the budget: no reservation is admitted after it.
     """
 
-    def __init__(self, max_usd: float = 8.0, max_time_seconds: float = 5400.0, *,
-                 pool: SharedPool | None = None) -> None:
+    def __init__(
+        self, max_usd: float = 8.0, max_time_seconds: float = 5400.0, *, pool: SharedPool | None = None
+    ) -> None:
         if not (0 <= max_usd < math.inf) or not (0 < max_time_seconds < math.inf):
-            raise ValueError(f"budget must be a finite number >= 0 USD and time a finite number > 0 seconds, "
-                             f"got {max_usd!r} USD and {max_time_seconds!r} s")
+            raise ValueError(
+                f"budget must be a finite number >= 0 USD and time a finite number > 0 seconds, "
+                f"got {max_usd!r} USD and {max_time_seconds!r} s"
+            )
         self.max_usd = float(max_usd)
         self.max_time_seconds = float(max_time_seconds)
         self._spent = ExactSum()
@@ -180,17 +183,17 @@ class Budget:
         key = phase.value if isinstance(phase, Phase) else phase
         self.phase_spend[key] = self.phase_spend.get(key, 0.0) + actual
         if actual > reserved:
-            self.overrun = self.overrun or (f"a call cost ${actual:.6f}, above its reservation "
-                                            f"${reserved:.6f}")
+            self.overrun = self.overrun or (f"a call cost ${actual:.6f}, above its reservation ${reserved:.6f}")
             return False
         return True
 
     def to_dict(self) -> JsonObject:
         return {
-            "max_usd": self.max_usd, "spent_usd": round(self.spent_usd, 8),
+            "max_usd": self.max_usd,
+            "spent_usd": round(self.spent_usd, 8),
             "remaining_usd": round(self.remaining_usd, 8),
             "max_time_seconds": self.max_time_seconds,
-            "elapsed_seconds": round(self.elapsed_seconds, 3), "phase_spend": dict(self.phase_spend),
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "phase_spend": dict(self.phase_spend),
             **({"overrun": self.overrun} if self.overrun else {}),
         }
-

@@ -47,8 +47,9 @@ class ProjectBusyError(StoreError):
 
     def __init__(self, project_id: str, holder: str = "") -> None:
         who = f" (pid {holder})" if holder else ""
-        super().__init__(f"project {project_id} is being run by another process{who}; "
-                         "wait for it to end or stop it first")
+        super().__init__(
+            f"project {project_id} is being run by another process{who}; wait for it to end or stop it first"
+        )
         self.project_id = project_id
         self.holder = holder
 

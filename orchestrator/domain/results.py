@@ -40,8 +40,9 @@ class Usage:
     output_tokens: int = 0
     cost_usd: float = 0.0
 
-    def book(self, *, calls: int, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0,
-             cached: bool = False) -> None:
+    def book(
+        self, *, calls: int, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0, cached: bool = False
+    ) -> None:
         self.llm_calls += calls
         if cached:
             self.cached_calls += calls
@@ -51,9 +52,13 @@ class Usage:
         self.cost_usd += cost_usd
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.llm_calls + other.llm_calls, self.cached_calls + other.cached_calls,
-                     self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
-                     self.cost_usd + other.cost_usd)
+        return Usage(
+            self.llm_calls + other.llm_calls,
+            self.cached_calls + other.cached_calls,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cost_usd + other.cost_usd,
+        )
 
     def to_dict(self) -> JsonObject:
         d = asdict(self)
@@ -103,12 +108,14 @@ class TaskResult:
     def usage(self) -> Usage:
         return Usage(self.llm_calls, self.cached_calls, self.input_tokens, self.output_tokens, self.cost_usd)
 
-    def book(self, *, calls: int, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0,
-             cached: bool = False) -> None:
+    def book(
+        self, *, calls: int, input_tokens: int = 0, output_tokens: int = 0, cost_usd: float = 0.0, cached: bool = False
+    ) -> None:
         """Count one call's attempts (see :class:`Usage` for what a cached answer counts)."""
         usage = self.usage
-        usage.book(calls=calls, input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd,
-                   cached=cached)
+        usage.book(
+            calls=calls, input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd, cached=cached
+        )
         self.llm_calls, self.cached_calls = usage.llm_calls, usage.cached_calls
         self.input_tokens, self.output_tokens, self.cost_usd = usage.input_tokens, usage.output_tokens, usage.cost_usd
 
@@ -155,13 +162,19 @@ class ProjectState:
 
     def to_dict(self) -> JsonObject:
         return {
-            "project_id": self.project_id, "description": self.description,
-            "criteria": self.criteria, "status": self.status.value if self.status else None,
+            "project_id": self.project_id,
+            "description": self.description,
+            "criteria": self.criteria,
+            "status": self.status.value if self.status else None,
             "tasks": {k: t.to_dict() for k, t in self.tasks.items()},
             "execution_order": list(self.execution_order),
             "results": {k: r.to_dict() for k, r in self.results.items()},
-            "budget": self.budget.to_dict(), "notes": list(self.notes), "profile": self.profile,
+            "budget": self.budget.to_dict(),
+            "notes": list(self.notes),
+            "profile": self.profile,
             "sandbox": self.sandbox,
-            "planning": self.planning.to_dict(), "usage": self.usage.to_dict(),
-            "attempt": self.attempt, "restored": dict(self.restored),
+            "planning": self.planning.to_dict(),
+            "usage": self.usage.to_dict(),
+            "attempt": self.attempt,
+            "restored": dict(self.restored),
         }

@@ -73,9 +73,11 @@ class Task:
         """The given optional fields are in range: ``acceptance_threshold`` a number in
         0..1, ``max_iterations`` and ``max_output_tokens`` whole numbers >= 1 (normalised
         in place); :class:`ConfigError` keyed by the field otherwise."""
-        for key, check in (("acceptance_threshold", lambda v: finite_number(v, minimum=0, maximum=1)),
-                           ("max_iterations", lambda v: whole_number(v, minimum=1)),
-                           ("max_output_tokens", lambda v: whole_number(v, minimum=1))):
+        for key, check in (
+            ("acceptance_threshold", lambda v: finite_number(v, minimum=0, maximum=1)),
+            ("max_iterations", lambda v: whole_number(v, minimum=1)),
+            ("max_output_tokens", lambda v: whole_number(v, minimum=1)),
+        ):
             value = getattr(self, key)
             if value is None:
                 continue
@@ -95,6 +97,7 @@ class Task:
 # Tasks a user wrote are checked by the project file's shape (orchestrator.cli.project_file)
 # and then here: what a user wrote is never repaired, a broken graph is an error naming the tasks.
 
+
 def check_task_graph(tasks: list[Task]) -> None:
     """Ids unique; every dependency names another task; no cycle.  Raises
     :class:`ConfigError` naming the tasks involved."""
@@ -110,8 +113,11 @@ def check_task_graph(tasks: list[Task]) -> None:
             if dep not in seen:
                 close = difflib.get_close_matches(dep, sorted(seen), n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ConfigError(f"task {task.id!r} depends on {dep!r}, which is not a task ({hint}tasks: "
-                                  f"{', '.join(sorted(seen))})", key=f"tasks.{task.id}.depends_on")
+                raise ConfigError(
+                    f"task {task.id!r} depends on {dep!r}, which is not a task ({hint}tasks: "
+                    f"{', '.join(sorted(seen))})",
+                    key=f"tasks.{task.id}.depends_on",
+                )
     cycle = find_cycle(tasks)
     if cycle:
         raise ConfigError(f"dependency cycle: {' -> '.join(cycle)}", key="tasks")
@@ -137,7 +143,7 @@ def find_cycle(tasks: list[Task]) -> list[str]:
             if nxt not in deps or state.get(nxt) == 2:
                 continue
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             state[nxt] = 1
             path.append(nxt)
             stack.append(iter(deps[nxt]))

@@ -29,8 +29,14 @@ JsonSchema: TypeAlias = dict[str, JsonValue]
 it is for)."""
 
 
-def finite_number(value: object, *, minimum: float | None = None, maximum: float | None = None,
-                  positive: bool = False, what: str = "a number") -> float:
+def finite_number(
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+    what: str = "a number",
+) -> float:
     """``value`` as a float when it is a finite number within the bounds (``positive``:
     strictly above 0); else :class:`ConfigError` saying what was expected and what came.
     Strings that spell a number (flags arrive as text) are read."""
@@ -45,8 +51,9 @@ def finite_number(value: object, *, minimum: float | None = None, maximum: float
     return number
 
 
-def whole_number(value: object, *, minimum: int | None = None, maximum: int | None = None,
-                 what: str = "a whole number") -> int:
+def whole_number(
+    value: object, *, minimum: int | None = None, maximum: int | None = None, what: str = "a whole number"
+) -> int:
     """``value`` as an int when it is an integer (``3`` or ``"3"``, never ``2.7``, ``3.0``
     from a file is accepted as 3) within the bounds; else :class:`ConfigError`."""
     expected = _expectation(what, minimum, maximum, False)

@@ -63,13 +63,16 @@ def catalog_version() -> str:
     digest = hashlib.sha256()
     for name in sorted(CATALOG):
         m = CATALOG[name]
-        digest.update(f"{m.name}|{m.provider}|{m.input_per_m}|{m.output_per_m}|{m.context_window}|"
-                      f"{m.max_output_tokens}\n".encode())
+        digest.update(
+            f"{m.name}|{m.provider}|{m.input_per_m}|{m.output_per_m}|{m.context_window}|"
+            f"{m.max_output_tokens}\n".encode()
+        )
     return digest.hexdigest()[:12]
 
 
-def governance_settings(policies: PolicySet, remediation: RemediationEngine,
-                        validators: ValidatorConfig) -> dict[str, object]:
+def governance_settings(
+    policies: PolicySet, remediation: RemediationEngine, validators: ValidatorConfig
+) -> dict[str, object]:
     """The policies, remediation plans and validators in force, JSON-ready (file shape
     where there is one), for the record: ``orchestrator runs show`` prints them."""
     return {
@@ -89,8 +92,14 @@ def governance_settings(policies: PolicySet, remediation: RemediationEngine,
 class Checkpointer:
     """Saves one attempt's checkpoints.  Without a store every call does nothing."""
 
-    def __init__(self, store: CheckpointStore | None, state: ProjectState, *,
-                 settings: Mapping[str, object], previous: Checkpoint | None = None) -> None:
+    def __init__(
+        self,
+        store: CheckpointStore | None,
+        state: ProjectState,
+        *,
+        settings: Mapping[str, object],
+        previous: Checkpoint | None = None,
+    ) -> None:
         self.store = store
         self.state = state
         self.settings = dict(settings)
@@ -144,20 +153,33 @@ class Checkpointer:
                 if tid not in state.restored:
                     self.result_attempts[tid] = state.attempt
         return Checkpoint(
-            project_id=state.project_id, description=state.description, criteria=state.criteria,
-            status=status, attempt=state.attempt, started_at=self.started_at, updated_at=time.time(),
+            project_id=state.project_id,
+            description=state.description,
+            criteria=state.criteria,
+            status=status,
+            attempt=state.attempt,
+            started_at=self.started_at,
+            updated_at=time.time(),
             tasks=[replace(t, depends_on=list(t.depends_on)) for t in state.tasks.values()] if state.tasks else None,
-            execution_order=list(state.execution_order), plan_notes=list(self.plan_notes), profile=state.profile,
-            results=results, result_attempts={t: self.result_attempts[t] for t in results},
-            max_usd=budget.max_usd, max_time_seconds=budget.max_time_seconds, spent_usd=budget.spent_usd,
+            execution_order=list(state.execution_order),
+            plan_notes=list(self.plan_notes),
+            profile=state.profile,
+            results=results,
+            result_attempts={t: self.result_attempts[t] for t in results},
+            max_usd=budget.max_usd,
+            max_time_seconds=budget.max_time_seconds,
+            spent_usd=budget.spent_usd,
             planning=replace(state.planning),
-            phase_spend=dict(budget.phase_spend), elapsed_seconds=budget.elapsed_seconds,
-            settings=self.settings, versions=versions(),
-            roots=list(self.roots), notes=list(state.notes))
+            phase_spend=dict(budget.phase_spend),
+            elapsed_seconds=budget.elapsed_seconds,
+            settings=self.settings,
+            versions=versions(),
+            roots=list(self.roots),
+            notes=list(state.notes),
+        )
 
 
-def resumed_budget(cp: Checkpoint, max_usd: float | None = None,
-                   max_time_seconds: float | None = None) -> Budget:
+def resumed_budget(cp: Checkpoint, max_usd: float | None = None, max_time_seconds: float | None = None) -> Budget:
     """The budget of a resumed run: the original caps (a higher one when given; a lower
     one is refused), what was spent, and the time the earlier attempts ran."""
     usd = cp.max_usd if max_usd is None else float(max_usd)
@@ -165,8 +187,9 @@ def resumed_budget(cp: Checkpoint, max_usd: float | None = None,
     if usd < cp.max_usd:
         raise ValueError(f"a resume can only raise the budget: ${usd:g} is below the original ${cp.max_usd:g}")
     if seconds < cp.max_time_seconds:
-        raise ValueError(f"a resume can only raise the time cap: {seconds:g}s is below the original "
-                         f"{cp.max_time_seconds:g}s")
+        raise ValueError(
+            f"a resume can only raise the time cap: {seconds:g}s is below the original {cp.max_time_seconds:g}s"
+        )
     budget = Budget(usd, seconds)
     budget.restore_spend(cp.spent_usd, cp.phase_spend)
     budget.restart_clock(cp.elapsed_seconds)
@@ -177,8 +200,13 @@ def restored_state(cp: Checkpoint, budget: Budget, *, next_attempt: bool = True)
     """The run as the checkpoint left it.  For a new attempt only completed and degraded
     results are kept (every other task runs again); otherwise (a finished run, shown as
     is) every saved result."""
-    state = ProjectState(project_id=cp.project_id, description=cp.description, criteria=cp.criteria,
-                         budget=budget, attempt=cp.attempt + 1 if next_attempt else cp.attempt)
+    state = ProjectState(
+        project_id=cp.project_id,
+        description=cp.description,
+        criteria=cp.criteria,
+        budget=budget,
+        attempt=cp.attempt + 1 if next_attempt else cp.attempt,
+    )
     if cp.tasks is not None:
         state.tasks = {t.id: replace(t, depends_on=list(t.depends_on)) for t in cp.tasks}
         state.execution_order = list(cp.execution_order) or list(state.tasks)
@@ -197,8 +225,10 @@ def restored_state(cp: Checkpoint, budget: Budget, *, next_attempt: bool = True)
     if next_attempt and changed:
         state.notes.append(f"resumed with other versions than the checkpoint's ({', '.join(changed)})")
     if next_attempt and cp.rerun_usd > 1e-12:
-        state.notes.append(f"resumed: ${cp.rerun_usd:.6f} of the ${cp.spent_usd:.6f} spent before went to work that "
-                           "stopped unfinished and runs again (it stays in the budget)")
+        state.notes.append(
+            f"resumed: ${cp.rerun_usd:.6f} of the ${cp.spent_usd:.6f} spent before went to work that "
+            "stopped unfinished and runs again (it stays in the budget)"
+        )
     if not next_attempt and cp.status not in (INTERRUPTED,):
         from ..domain.results import ProjectStatus
 

@@ -37,8 +37,10 @@ def assign_checks(tasks: Sequence[Task], criteria: Criteria) -> tuple[Criteria, 
     if not code_tasks:
         sources = [c.source for c in criteria.checks]
         prose = "\n".join(p for p in (criteria.prose, *sources) if p)
-        return Criteria((), prose), [f"no code task to run the acceptance checks ({'; '.join(sources)[:200]}); "
-                                     "the evaluator judges them as prose"]
+        return Criteria((), prose), [
+            f"no code task to run the acceptance checks ({'; '.join(sources)[:200]}); "
+            "the evaluator judges them as prose"
+        ]
     depended_on = {d for t in code_tasks for d in t.depends_on}
     final = [t for t in code_tasks if t.id not in depended_on]
     placed: dict[str, list[str]] = {}
@@ -87,14 +89,21 @@ class CheckRunner:
             out.append(check)
         return tuple(out)
 
-    async def run(self, task: Task, output: str, context_code: Sequence[str], iteration: int,
-                  stage: str) -> CheckReport:
+    async def run(
+        self, task: Task, output: str, context_code: Sequence[str], iteration: int, stage: str
+    ) -> CheckReport:
         checks = self.checks_of(task)
         started = time.perf_counter()  # (the thread sees the run's sandbox: ``sandbox.using`` around the run)
-        report = await asyncio.to_thread(run_checks, output, checks, prelude=context_code,
-                                         timeout=self.timeout)
+        report = await asyncio.to_thread(run_checks, output, checks, prelude=context_code, timeout=self.timeout)
         took_ms = round((time.perf_counter() - started) * 1000, 3)
         for result in report.results:
-            events.emit(events.acceptance_check, check=result.check, passed=result.passed,
-                        error_type=result.error_type, iteration=iteration, stage=stage, duration_ms=took_ms)
+            events.emit(
+                events.acceptance_check,
+                check=result.check,
+                passed=result.passed,
+                error_type=result.error_type,
+                iteration=iteration,
+                stage=stage,
+                duration_ms=took_ms,
+            )
         return report

@@ -50,15 +50,22 @@ class ModelChooser:
     def use(self, run: TaskRun, model: str) -> None:
         info = get_model(model)
         # a model that just failed this task is not asked to review its replacement
-        reviewers = [r for r in self.ctx.router.reviewer_candidates(model, run.task.type)
-                     if r == model or r not in run.candidates.failed]
+        reviewers = [
+            r
+            for r in self.ctx.router.reviewer_candidates(model, run.task.type)
+            if r == model or r not in run.candidates.failed
+        ]
         max_tokens = min(run.task.output_tokens_cap, info.max_output_tokens)
         cap = self.ctx.run_profile.generate_max_tokens
         if cap is not None and run.task.max_output_tokens is None:  # a task's own cap wins
             max_tokens = min(max_tokens, cap)
-        run.use = Assignment(model, reviewers,
-                             task_prompt(run.task, run.context, info, max_tokens, self.ctx.project_brief),
-                             system_prompt(run.task.type), max_tokens)
+        run.use = Assignment(
+            model,
+            reviewers,
+            task_prompt(run.task, run.context, info, max_tokens, self.ctx.project_brief),
+            system_prompt(run.task.type),
+            max_tokens,
+        )
         run.result.model_used, run.result.reviewer_model = model, reviewers[0]
 
     def allowed(self, run: TaskRun, model: str) -> bool:
@@ -69,7 +76,8 @@ class ModelChooser:
         if checked is None:
             call_cost, task_cost = self.estimates(run, model)
             checked = run.candidates.checked[model] = self.ctx.policy_engine.check(
-                model, self.ctx.profile(model), run.policies, call_cost_usd=call_cost, task_cost_usd=task_cost)
+                model, self.ctx.profile(model), run.policies, call_cost_usd=call_cost, task_cost_usd=task_cost
+            )
         return checked.passed
 
     def estimates(self, run: TaskRun, model: str) -> tuple[float, float]:
@@ -80,8 +88,12 @@ class ModelChooser:
         task = run.task
         max_tokens = min(task.output_tokens_cap, info.max_output_tokens)
         context = sum(len(v.encode("utf-8")) for v in run.context.values())
-        input_tokens = (worst_case_input_tokens(system_prompt(task.type), task.prompt)
-                        + len(self.ctx.project_brief.encode("utf-8")) + context + 2 * max_tokens)
+        input_tokens = (
+            worst_case_input_tokens(system_prompt(task.type), task.prompt)
+            + len(self.ctx.project_brief.encode("utf-8"))
+            + context
+            + 2 * max_tokens
+        )
         if not info.price_known:
             return math.inf, math.inf
         call = info.worst_case_cost(min(input_tokens, info.context_window), max_tokens)

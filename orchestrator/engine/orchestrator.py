@@ -120,15 +120,23 @@ class Orchestrator:
 
     def _new_context(self, brief: str, criteria: str) -> RunContext:
         return RunContext(
-            budget=self.budget, client=self.client, router=self.router, policies=self.policies,
-            policy_engine=self.policy_engine, remediation=self.remediation, validators=self.validators,
+            budget=self.budget,
+            client=self.client,
+            router=self.router,
+            policies=self.policies,
+            policy_engine=self.policy_engine,
+            remediation=self.remediation,
+            validators=self.validators,
             evaluation_samples=self.evaluation_samples,
             sleep=getattr(self.client, "_sleep", None) or asyncio.sleep,  # auto_retry's pause
-            project_brief=brief, criteria=parse_criteria(criteria))
+            project_brief=brief,
+            criteria=parse_criteria(criteria),
+        )
 
     # -- the run ---------------------------------------------------------------------
-    async def run_project(self, project_description: str, success_criteria: str,
-                          project_id: str | None = None) -> ProjectState:
+    async def run_project(
+        self, project_description: str, success_criteria: str, project_id: str | None = None
+    ) -> ProjectState:
         """Run one project to its end: plan it into tasks (or take ``project_tasks``), run
         them as a DAG under the budget, and return the final state, whatever happened.
 
@@ -145,15 +153,17 @@ class Orchestrator:
         box = self._sandbox()
         project_description, success_criteria = redact(project_description), redact(success_criteria)
         self.budget.restart_clock()
-        state = ProjectState(project_id=project_id, description=project_description,
-                             criteria=success_criteria, budget=self.budget)
+        state = ProjectState(
+            project_id=project_id, description=project_description, criteria=success_criteria, budget=self.budget
+        )
         if self.store is None:
             return await self._execute(state, None, box)
         with self.store.claim(project_id):
             return await self._execute(state, None, box)
 
-    async def resume(self, project_id: str, *, max_usd: float | None = None,
-                     max_time_seconds: float | None = None) -> ProjectState:
+    async def resume(
+        self, project_id: str, *, max_usd: float | None = None, max_time_seconds: float | None = None
+    ) -> ProjectState:
         """Go on with a stopped run from its last checkpoint: completed and degraded tasks
         keep their results and do not run again; every other task runs.  The budget goes
         on from what was spent, under the original caps unless ``max_usd`` /
@@ -186,12 +196,19 @@ class Orchestrator:
 
     def _settings(self) -> dict[str, object]:
         profile = self.profile if isinstance(self.profile, str) else self.profile.name
-        return {"engine": {"budget_usd": self.budget.max_usd, "time_seconds": self.budget.max_time_seconds,
-                           "concurrency": self.concurrency, "only_model": self.only_model,
-                           "max_tasks": self.max_tasks, "evaluation_samples": self.evaluation_samples,
-                           "profile": profile,
-                           **governance_settings(self.policies, self.remediation, self.validators)},
-                **self.run_settings}
+        return {
+            "engine": {
+                "budget_usd": self.budget.max_usd,
+                "time_seconds": self.budget.max_time_seconds,
+                "concurrency": self.concurrency,
+                "only_model": self.only_model,
+                "max_tasks": self.max_tasks,
+                "evaluation_samples": self.evaluation_samples,
+                "profile": profile,
+                **governance_settings(self.policies, self.remediation, self.validators),
+            },
+            **self.run_settings,
+        }
 
     async def _execute(self, state: ProjectState, previous: Checkpoint | None, box: Sandbox) -> ProjectState:
         with using(box):  # the checks and validators of this run (in their threads too) run in it
@@ -201,24 +218,35 @@ class Orchestrator:
         self.client.budget = self.budget
         state.sandbox = box.level
         if not box.isolated:
-            state.notes.append("sandbox none: model-written code and acceptance checks ran WITHOUT isolation "
-                               "(they could read your files and environment, reach the network and end this run)")
-        ctx = self.context = self._new_context(f"Project: {state.description}" + (
-            f"\nSuccess criteria: {state.criteria}" if state.criteria else ""), state.criteria)
+            state.notes.append(
+                "sandbox none: model-written code and acceptance checks ran WITHOUT isolation "
+                "(they could read your files and environment, reach the network and end this run)"
+            )
+        ctx = self.context = self._new_context(
+            f"Project: {state.description}" + (f"\nSuccess criteria: {state.criteria}" if state.criteria else ""),
+            state.criteria,
+        )
         self.state = state
-        saver = Checkpointer(self.store, state, settings=previous.settings if previous else self._settings(),
-                             previous=previous)
+        saver = Checkpointer(
+            self.store, state, settings=previous.settings if previous else self._settings(), previous=previous
+        )
         links = saver.links()
         ended = False
         saver.save(RUNNING)  # before anything is seen: a run whose start was seen can be resumed
-        with events.traced_project(state.project_id, state.description, state.criteria,
-                                   self.budget.max_usd, self.budget.max_time_seconds,
-                                   attempt=state.attempt, links=links) as span:
+        with events.traced_project(
+            state.project_id,
+            state.description,
+            state.criteria,
+            self.budget.max_usd,
+            self.budget.max_time_seconds,
+            attempt=state.attempt,
+            links=links,
+        ) as span:
             saver.root(span.carrier)  # saved with the next checkpoint
             span.set_attribute(attr.ORCHESTRATOR_SANDBOX, box.level)
             try:
                 if self.policies:
-                    self._preflight(ctx)
+                    refuse_when_no_model_fits(ctx, self.policies, self.policy_engine, self.router, self.project_tasks)
                 if state.tasks:  # the plan of a resumed run: its profile and checks as they were
                     ctx.run_profile = resolve_profile(state.profile or self.profile, False)
                     ctx.criteria, _ = assign_checks(list(state.tasks.values()), ctx.criteria)
@@ -233,14 +261,14 @@ class Orchestrator:
                     state.execution_order = topological_order(state.tasks)
                     saver.save(RUNNING)
                 ctx.tasks = state.tasks
-                events.emit(events.tasks_planned, task_count=len(state.tasks),
-                            task_ids=tuple(state.execution_order))
+                events.emit(events.tasks_planned, task_count=len(state.tasks), task_ids=tuple(state.execution_order))
                 if state.restored:
                     self._announce_restored(state)
                 if state.tasks:
                     runner = TaskRunner(ctx, settled=lambda _tid: saver.save(RUNNING))
-                    await schedule(state, runner.run, self.concurrency, lambda: ctx.stop_reason,
-                                   lambda _tid: saver.save(RUNNING))
+                    await schedule(
+                        state, runner.run, self.concurrency, lambda: ctx.stop_reason, lambda _tid: saver.save(RUNNING)
+                    )
                 ended = True
             except PolicyViolationError as exc:
                 # raised before any call was sent (preflight, planner check): the caller
@@ -256,29 +284,41 @@ class Orchestrator:
                 state.status = final_status(state, ctx)
                 saver.save(state.status.value if ended else INTERRUPTED)
                 usage = state.usage  # every call: planning and every task's, remediations included
-                span.set_attributes({
-                    attr.PROJECT_STATUS: state.status.value,
-                    attr.PROJECT_COST_USD: round(usage.cost_usd, 8),
-                    attr.PROJECT_TOKENS_IN: usage.input_tokens,
-                    attr.PROJECT_TOKENS_OUT: usage.output_tokens,
-                    attr.PROJECT_LLM_CALLS: usage.llm_calls,
-                    attr.PROJECT_CACHED_CALLS: usage.cached_calls,
-                    attr.PROJECT_TASK_COUNT: len(state.tasks),
-                })
+                span.set_attributes(
+                    {
+                        attr.PROJECT_STATUS: state.status.value,
+                        attr.PROJECT_COST_USD: round(usage.cost_usd, 8),
+                        attr.PROJECT_TOKENS_IN: usage.input_tokens,
+                        attr.PROJECT_TOKENS_OUT: usage.output_tokens,
+                        attr.PROJECT_LLM_CALLS: usage.llm_calls,
+                        attr.PROJECT_CACHED_CALLS: usage.cached_calls,
+                        attr.PROJECT_TASK_COUNT: len(state.tasks),
+                    }
+                )
                 if state.profile:
                     span.set_attribute(attr.ORCHESTRATOR_PROFILE, state.profile)
         return state
 
     @staticmethod
     def _announce_restored(state: ProjectState) -> None:
-        state.notes.append(f"resumed (attempt {state.attempt}): kept {len(state.restored)} result(s) from the "
-                           f"checkpoint: {', '.join(state.restored)}")
+        state.notes.append(
+            f"resumed (attempt {state.attempt}): kept {len(state.restored)} result(s) from the "
+            f"checkpoint: {', '.join(state.restored)}"
+        )
         for tid in state.execution_order:
             if tid in state.restored:
                 r = state.results[tid]
-                events.emit(events.task_restored, task_id=tid, status=r.status.value, score=r.score,
-                            from_attempt=state.restored[tid], model=r.model_used or "", cost_usd=r.cost_usd,
-                            tokens_in=r.input_tokens, tokens_out=r.output_tokens)
+                events.emit(
+                    events.task_restored,
+                    task_id=tid,
+                    status=r.status.value,
+                    score=r.score,
+                    from_attempt=state.restored[tid],
+                    model=r.model_used or "",
+                    cost_usd=r.cost_usd,
+                    tokens_in=r.input_tokens,
+                    tokens_out=r.output_tokens,
+                )
 
     async def _plan(self, ctx: RunContext, description: str, criteria: str) -> Plan:
         planner = Planner(ctx, self.max_tasks)
@@ -288,44 +328,22 @@ class Orchestrator:
             return Plan([replace(t, depends_on=list(t.depends_on)) for t in self.project_tasks])
         model = planner.choose()
         ctx.run_profile = resolve_profile(self.profile, get_model(model).is_local)
-        plan = planner.one_task(description, criteria, ctx.run_profile) or \
-            await planner.decompose(description, criteria, model, ctx.run_profile)
+        plan = planner.one_task(description, criteria, ctx.run_profile) or await planner.decompose(
+            description, criteria, model, ctx.run_profile
+        )
         if plan.stop_reason:
             ctx.stop(plan.stop_reason)
         return plan
 
     # -- policies --------------------------------------------------------------------
-    def _preflight(self, ctx: RunContext) -> None:
-        """Stop before spending anything when the policies leave the project nothing to
-        run: no compliant usable model for any explicit task, or for any task type when
-        the project is to be decomposed.  (A silent feasibility check: the real checks,
-        with their events, happen when a model is about to be used.)"""
-        engine = self.policy_engine
-        if self.project_tasks:
-            groups = [(self.policies.for_task(t), self.router.candidates(t.type)) for t in self.project_tasks]
-        else:
-            groups = [(self.policies.for_type(tt), self.router.candidates(tt)) for tt in TaskType]
-        details: dict[str, str] = {}  # "model: reason", once each, whatever the group
-        for policies, candidates in groups:
-            results = [engine.evaluate(m, ctx.profile(m), policies) for m in candidates]
-            if not candidates or any(r.passed for r in results):
-                return
-            for r in results:
-                details.setdefault(f"{r.model}: {r.reason}", "")
-        names = ", ".join(sorted({p.name for p in self.policies.global_policies}
-                                 | {p.name for v in self.policies.by_task_type.values() for p in v}
-                                 | {p.name for v in self.policies.by_task.values() for p in v}))
-        shown = list(details)[:4]
-        more = f"; and {len(details) - 4} more" if len(details) > 4 else ""
-        raise PolicyViolationError(f"project: no usable model satisfies the policies {names} for any task; "
-                                   f"nothing was run or spent: {'; '.join(shown)}{more}")
 
 
 def redacted_task(task: Task) -> Task:
     """A copy of a user's task with its id, prompt and dependencies redacted (a task
     without secrets is returned as is)."""
-    clean = replace(task, id=redact(task.id), prompt=redact(task.prompt),
-                    depends_on=[redact(d) for d in task.depends_on])
+    clean = replace(
+        task, id=redact(task.id), prompt=redact(task.prompt), depends_on=[redact(d) for d in task.depends_on]
+    )
     return task if clean == task else clean
 
 
@@ -345,3 +363,36 @@ def final_status(state: ProjectState, ctx: RunContext) -> ProjectStatus:
     if any(s in (TaskStatus.COMPLETED, TaskStatus.DEGRADED) for s in statuses):
         return ProjectStatus.PARTIAL_SUCCESS
     return ProjectStatus.FAILED
+
+
+def refuse_when_no_model_fits(
+    ctx: RunContext, policies: PolicySet, engine: PolicyEngine, router: Router, project_tasks: list[Task] | None
+) -> None:
+    """Stop before spending anything when the policies leave the project nothing to
+    run: no compliant usable model for any explicit task, or for any task type when
+    the project is to be decomposed.  (A silent feasibility check: the real checks,
+    with their events, happen when a model is about to be used.)"""
+    if project_tasks:
+        groups = [(policies.for_task(t), router.candidates(t.type)) for t in project_tasks]
+    else:
+        groups = [(policies.for_type(tt), router.candidates(tt)) for tt in TaskType]
+    details: dict[str, str] = {}  # "model: reason", once each, whatever the group
+    for group_policies, candidates in groups:
+        results = [engine.evaluate(m, ctx.profile(m), group_policies) for m in candidates]
+        if not candidates or any(r.passed for r in results):
+            return
+        for r in results:
+            details.setdefault(f"{r.model}: {r.reason}", "")
+    names = ", ".join(
+        sorted(
+            {p.name for p in policies.global_policies}
+            | {p.name for v in policies.by_task_type.values() for p in v}
+            | {p.name for v in policies.by_task.values() for p in v}
+        )
+    )
+    shown = list(details)[:4]
+    more = f"; and {len(details) - 4} more" if len(details) > 4 else ""
+    raise PolicyViolationError(
+        f"project: no usable model satisfies the policies {names} for any task; "
+        f"nothing was run or spent: {'; '.join(shown)}{more}"
+    )

@@ -31,8 +31,10 @@ LOCAL_PLANNER_MAX_TASKS = LOCAL.max_tasks  # a 135M model cannot usefully plan m
 ID_MAX_CHARS = 40
 
 _ID_CLEAN = re.compile(r"[^a-zA-Z0-9_-]+")
-PLANNER_SYSTEM = ("You are a software project planner. Split the project into small, concrete tasks. "
-                  "Answer only with JSON matching the schema.")
+PLANNER_SYSTEM = (
+    "You are a software project planner. Split the project into small, concrete tasks. "
+    "Answer only with JSON matching the schema."
+)
 
 
 def decomposition_schema(max_tasks: int, simple: bool = False) -> JsonSchema:
@@ -54,8 +56,9 @@ def decomposition_schema(max_tasks: int, simple: bool = False) -> JsonSchema:
     }
 
 
-def sanitize_tasks(raw: object, max_tasks: int = MAX_TASKS, *,
-                   rename_meaningless: bool = True) -> tuple[list[Task], list[str]]:
+def sanitize_tasks(
+    raw: object, max_tasks: int = MAX_TASKS, *, rename_meaningless: bool = True
+) -> tuple[list[Task], list[str]]:
     """Turn an LLM's decomposition answer into a valid task DAG.
 
     Drops malformed entries, unknown and self dependencies; renames duplicate ids, and
@@ -135,19 +138,44 @@ def _break_cycles(tasks: list[Task], notes: list[str]) -> None:
             done.add(t.id)
             del remaining[t.id]
 
+
 # ---------------------------------------------------------------------------------------
 # Readable task ids
 # ---------------------------------------------------------------------------------------
 
-_SCHEMA_WORDS = frozenset({"id", "ids", "task", "tasks", "task_id", "taskid", "type", "task_type", "prompt",
-                           "depends_on", "string", "name", "example", "null", "none", "object", "array",
-                           "value", "key", "short", "short_id"}) | frozenset(t.value for t in TaskType)
-_SLUG_STOPWORDS = frozenset("""
+_SCHEMA_WORDS = frozenset(
+    {
+        "id",
+        "ids",
+        "task",
+        "tasks",
+        "task_id",
+        "taskid",
+        "type",
+        "task_type",
+        "prompt",
+        "depends_on",
+        "string",
+        "name",
+        "example",
+        "null",
+        "none",
+        "object",
+        "array",
+        "value",
+        "key",
+        "short",
+        "short_id",
+    }
+) | frozenset(t.value for t in TaskType)
+_SLUG_STOPWORDS = frozenset(
+    """
     a an the and or of to for in on with by from as at into that which this these those it its is are be
     should must will can please write create implement make build add develop produce generate return
     returns returning python function functions method class code program script simple small given
     using use takes take two numbers value values new your my our so then also
-""".split())
+""".split()
+)
 
 
 def meaningless_id(task_id: str) -> bool:
@@ -189,15 +217,27 @@ class Target:
     name: str
 
 
-_NOT_A_NAME = frozenset("""
+_NOT_A_NAME = frozenset(
+    """
     that which to for in of with and or the a an named called returning returns taking takes using is
     should will can which where whose it this
-""".split())
-_KIND_WORDS = {"function": "function", "func": "function", "def": "function", "class": "class",
-               "file": "file", "module": "file", "script": "file"}
+""".split()
+)
+_KIND_WORDS = {
+    "function": "function",
+    "func": "function",
+    "def": "function",
+    "class": "class",
+    "file": "file",
+    "module": "file",
+    "script": "file",
+}
 _PLURALS = re.compile(r"\b(functions|classes|files|modules|scripts)\b", re.I)
-_NAMED = re.compile(r"\b(function|func|def|class|file|module|script)\s+(?:named\s+|called\s+)?"
-                    r"`?([A-Za-z_][\w.]*)`?", re.I)
+_NAMED = re.compile(
+    r"\b(function|func|def|class|file|module|script)\s+(?:named\s+|called\s+)?"
+    r"`?([A-Za-z_][\w.]*)`?",
+    re.I,
+)
 _UNNAMED = re.compile(r"\b(?:a|an|one|the|single)\s+(?:[\w-]+\s+){0,2}?(function|class|file|module|script)\b", re.I)
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 _FILE = re.compile(r"(?<![\w./-])([\w-]+\.(?:py|md|txt|json|yaml|yml|toml|csv|js|ts|html|css|sql|sh))\b")
@@ -258,7 +298,7 @@ def parse_json_answer(text: str) -> object | None:
     candidates.extend(fenced)
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:
-        candidates.append(text[start:end + 1])
+        candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
             parsed: object = json.loads(candidate)
@@ -314,16 +354,23 @@ class Planner:
         target = single_target(description)
         if target is None:
             return None
-        task_type = TaskType.CODE_GENERATION if target.kind in ("function", "class") or \
-            target.name.endswith(".py") else guess_task_type(description)
-        task = Task(id=slug_from(description) or "task_1", type=task_type, prompt=description,
-                    max_output_tokens=profile.single_target_max_tokens)
+        task_type = (
+            TaskType.CODE_GENERATION
+            if target.kind in ("function", "class") or target.name.endswith(".py")
+            else guess_task_type(description)
+        )
+        task = Task(
+            id=slug_from(description) or "task_1",
+            type=task_type,
+            prompt=description,
+            max_output_tokens=profile.single_target_max_tokens,
+        )
         what = f"{target.kind} {target.name}".strip()
-        return Plan([task], [f"{profile.name} profile: the request names one {what}: one task, "
-                             "no decomposition call"])
+        return Plan([task], [f"{profile.name} profile: the request names one {what}: one task, no decomposition call"])
 
-    async def decompose(self, description: str, criteria: str, planner: str | None = None,
-                        profile: RunProfile = FULL) -> Plan:
+    async def decompose(
+        self, description: str, criteria: str, planner: str | None = None, profile: RunProfile = FULL
+    ) -> Plan:
         ctx = self.ctx
         planners = ctx.router.planner_candidates()
         if not planners:
@@ -333,10 +380,12 @@ class Planner:
         max_tasks = self.max_tasks or profile.max_tasks
         schema = decomposition_schema(max_tasks, simple=profile.simple_schema)
         if profile.simple_schema:
-            prompt = (f"Project: {description}\nSuccess criteria: {criteria}\n\n"
-                      f"Split the project into 1 to {max_tasks} tasks (1 when it is small). Each task has "
-                      "an id of one or two words naming what it makes, a type and a prompt saying what to "
-                      "produce.")
+            prompt = (
+                f"Project: {description}\nSuccess criteria: {criteria}\n\n"
+                f"Split the project into 1 to {max_tasks} tasks (1 when it is small). Each task has "
+                "an id of one or two words naming what it makes, a type and a prompt saying what to "
+                "produce."
+            )
         else:
             prompt = (
                 f"Project: {description}\nSuccess criteria: {criteria}\n\n"
@@ -349,10 +398,17 @@ class Planner:
         for variant in range(2):
             try:
                 response = await ctx.client.call(
-                    planner, prompt, system=PLANNER_SYSTEM,
+                    planner,
+                    prompt,
+                    system=PLANNER_SYSTEM,
                     max_tokens=min(profile.decompose_max_tokens, get_model(planner).max_output_tokens),
-                    temperature=0.2 if variant == 0 else 0.5, json_schema=schema, call_type="decompose",
-                    variant=variant, bypass_cache=variant > 0, timeout=profile.decompose_timeout)
+                    temperature=0.2 if variant == 0 else 0.5,
+                    json_schema=schema,
+                    call_type="decompose",
+                    variant=variant,
+                    bypass_cache=variant > 0,
+                    timeout=profile.decompose_timeout,
+                )
             except BudgetExceededError as exc:
                 return Plan([], [f"decomposition not affordable: {exc}"], "budget", usage)
             except TimeBudgetExceededError as exc:
@@ -364,17 +420,22 @@ class Planner:
                     break  # the same CPU would take as long again
                 planner = self._next_planner(planners, planner, policies)
                 continue
-            usage.book(calls=max(1, response.attempts), input_tokens=response.input_tokens,
-                       output_tokens=response.output_tokens, cost_usd=response.cost_usd, cached=response.cached)
+            usage.book(
+                calls=max(1, response.attempts),
+                input_tokens=response.input_tokens,
+                output_tokens=response.output_tokens,
+                cost_usd=response.cost_usd,
+                cached=response.cached,
+            )
             tasks, notes = sanitize_tasks(parse_json_answer(response.text), max_tasks)
             if tasks:
                 return Plan(tasks, notes, usage=usage)
             reason = "; ".join(notes) or "no usable task in the answer"
-        fallback = Task(id="task_1", type=guess_task_type(description),
-                        prompt=f"{description}\nSuccess criteria: {criteria}")
+        fallback = Task(
+            id="task_1", type=guess_task_type(description), prompt=f"{description}\nSuccess criteria: {criteria}"
+        )
         events.emit(events.decomposition_fallback, reason=events.ModelText(reason[:300]))
-        return Plan([fallback], [f"decomposition unusable ({reason}); running the project as one task"],
-                    usage=usage)
+        return Plan([fallback], [f"decomposition unusable ({reason}); running the project as one task"], usage=usage)
 
     def _next_planner(self, planners: Sequence[str], planner: str, policies: Sequence[Policy]) -> str:
         """``planner`` while the client still sends to it; once it is out for the run (a
@@ -383,9 +444,9 @@ class Planner:
         client = self.ctx.client
         if client.is_usable(planner):
             return planner
-        for candidate in planners[planners.index(planner) + 1:]:
+        for candidate in planners[planners.index(planner) + 1 :]:
             if client.is_usable(candidate) and (
-                    not policies or self.ctx.policy_engine.check(candidate, self.ctx.profile(candidate),
-                                                                 policies).passed):
+                not policies or self.ctx.policy_engine.check(candidate, self.ctx.profile(candidate), policies).passed
+            ):
                 return candidate
         return planner

@@ -51,16 +51,36 @@ class RunProfile:
 
 
 LOCAL = RunProfile(
-    name="local", one_task_for_one_target=True, max_tasks=3, decompose_max_tokens=384, simple_schema=True,
-    retry_decomposition_after_timeout=False, decompose_timeout=90.0, generate_max_tokens=384,
-    single_target_max_tokens=256, critique_max_tokens=160, evaluate_max_tokens=128,
-    review_passing_draft=False, evaluate_passing_checks=False, critique_from_checks=True,
+    name="local",
+    one_task_for_one_target=True,
+    max_tasks=3,
+    decompose_max_tokens=384,
+    simple_schema=True,
+    retry_decomposition_after_timeout=False,
+    decompose_timeout=90.0,
+    generate_max_tokens=384,
+    single_target_max_tokens=256,
+    critique_max_tokens=160,
+    evaluate_max_tokens=128,
+    review_passing_draft=False,
+    evaluate_passing_checks=False,
+    critique_from_checks=True,
 )
 FULL = RunProfile(
-    name="full", one_task_for_one_target=False, max_tasks=15, decompose_max_tokens=1500, simple_schema=False,
-    retry_decomposition_after_timeout=True, decompose_timeout=None, generate_max_tokens=None,
-    single_target_max_tokens=None, critique_max_tokens=400, evaluate_max_tokens=200,
-    review_passing_draft=True, evaluate_passing_checks=True, critique_from_checks=False,
+    name="full",
+    one_task_for_one_target=False,
+    max_tasks=15,
+    decompose_max_tokens=1500,
+    simple_schema=False,
+    retry_decomposition_after_timeout=True,
+    decompose_timeout=None,
+    generate_max_tokens=None,
+    single_target_max_tokens=None,
+    critique_max_tokens=400,
+    evaluate_max_tokens=200,
+    review_passing_draft=True,
+    evaluate_passing_checks=True,
+    critique_from_checks=False,
 )
 PROFILES: dict[str, RunProfile] = {"local": LOCAL, "full": FULL}
 

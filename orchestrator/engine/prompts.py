@@ -20,7 +20,7 @@ EVALUATION_SCHEMA: JsonSchema = {
 
 SYSTEM_PROMPTS: dict[TaskType, str] = {
     TaskType.CODE_GENERATION: "You are an expert Python developer. Answer with complete, runnable code "
-                              "in one ```python block.",
+    "in one ```python block.",
     TaskType.CODE_REVIEW: "You are a senior code reviewer. Be specific and actionable.",
     TaskType.COMPLEX_REASONING: "You are a careful analyst. Reason step by step and state the conclusion.",
     TaskType.CREATIVE_WRITING: "You are a skilled writer.",
@@ -36,8 +36,9 @@ def system_prompt(task_type: TaskType) -> str:
     return SYSTEM_PROMPTS.get(task_type, SYSTEM_PROMPTS[TaskType.COMPLEX_REASONING])
 
 
-def task_prompt(task: Task, context: Mapping[str, str], info: ModelInfo, max_tokens: int,
-                project_brief: str = "") -> str:
+def task_prompt(
+    task: Task, context: Mapping[str, str], info: ModelInfo, max_tokens: int, project_brief: str = ""
+) -> str:
     """The task's prompt, grounded in the project and preceded by its dependencies'
     outputs, truncated to what fits the model's window after the prompt and the answer."""
     prompt = task.prompt
@@ -60,20 +61,26 @@ def task_prompt(task: Task, context: Mapping[str, str], info: ModelInfo, max_tok
 
 
 def critique_prompt(task: Task, draft: str, feedback: str) -> str:
-    return (f"Task:\n{task.prompt}\n\nAnswer to review:\n{draft}\n\n"
-            + (f"Earlier evaluation: {feedback}\n\n" if feedback else "")
-            + "List the concrete problems of this answer and how to fix them. Be brief.")
+    return (
+        f"Task:\n{task.prompt}\n\nAnswer to review:\n{draft}\n\n"
+        + (f"Earlier evaluation: {feedback}\n\n" if feedback else "")
+        + "List the concrete problems of this answer and how to fix them. Be brief."
+    )
 
 
 def revise_prompt(prompt: str, draft: str, critique: str, instruction: str) -> str:
     extra = f"{instruction}\n\n" if instruction else ""
-    return (f"{prompt}\n\nYour previous answer:\n{draft}\n\nReview:\n{critique}\n\n"
-            f"{extra}Write the improved, complete answer.")
+    return (
+        f"{prompt}\n\nYour previous answer:\n{draft}\n\nReview:\n{critique}\n\n"
+        f"{extra}Write the improved, complete answer."
+    )
 
 
 def evaluation_prompt(task: Task, output: str, criteria: str = "") -> str:
     """``criteria``: the prose criteria (the executable ones are run, not judged)."""
     wanted = f"Criteria:\n{criteria}\n\n" if criteria else ""
-    return (f"Task:\n{task.prompt}\n\n{wanted}Answer:\n{output}\n\n"
-            "Does the answer solve the task correctly and completely? Answer in JSON: first "
-            "your reasons in one or two sentences, then a score from 0 (wrong) to 1 (perfect).")
+    return (
+        f"Task:\n{task.prompt}\n\n{wanted}Answer:\n{output}\n\n"
+        "Does the answer solve the task correctly and completely? Answer in JSON: first "
+        "your reasons in one or two sentences, then a score from 0 (wrong) to 1 (perfect)."
+    )

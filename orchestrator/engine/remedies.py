@@ -30,14 +30,28 @@ class Remedies:
         self.chooser = chooser
         self.rounds = rounds
 
-    def situation(self, run: TaskRun, trigger: Trigger, detail: str = "", *, transient: bool = False,
-                  cheaper: bool = False, failed: tuple[str, ...] = (), score: float = 0.0) -> Situation:
+    def situation(
+        self,
+        run: TaskRun,
+        trigger: Trigger,
+        detail: str = "",
+        *,
+        transient: bool = False,
+        cheaper: bool = False,
+        failed: tuple[str, ...] = (),
+        score: float = 0.0,
+    ) -> Situation:
         best = run.best
         return Situation(
-            trigger=trigger, detail=detail[:600], rounds_left=run.rounds_left, transient=transient,
+            trigger=trigger,
+            detail=detail[:600],
+            rounds_left=run.rounds_left,
+            transient=transient,
             has_fallback=self.chooser.has_fallback(run, cheaper),
             best_passed=bool(best is not None and best.passed_validators and best.output.strip()),
-            best_score=best.score if best is not None else 0.0, score=score, threshold=run.threshold,
+            best_score=best.score if best is not None else 0.0,
+            score=score,
+            threshold=run.threshold,
             failed_validators=failed,
             skippable_validators=frozenset(v for p in run.policies for v in p.skippable_validators),
             time_left_seconds=self.ctx.budget.remaining_seconds,
@@ -47,8 +61,9 @@ class Remedies:
         rounds = self.ctx.remediation.config.budget_low_rounds
         return run.last_round_cost > 0 and self.ctx.budget.remaining_usd < rounds * run.last_round_cost
 
-    async def on_trigger(self, run: TaskRun, situation: Situation,
-                         unanswered: Unanswered | None = None) -> Decision | None:
+    async def on_trigger(
+        self, run: TaskRun, situation: Situation, unanswered: Unanswered | None = None
+    ) -> Decision | None:
         """Ask the remediation engine and do what it decides.  Returns the decision when
         the next round carries it out (auto_retry, fallback_model, adjust_prompt); the
         others are done here.  When nothing is decided and the loop cannot go on (a
@@ -58,8 +73,13 @@ class Remedies:
         if decision is None:
             self.give_up(run, unanswered)
             return None
-        logger.info("task %s: %s -> %s (attempt %d)", run.task.id, situation.trigger.value,
-                    decision.strategy.value, decision.attempt)
+        logger.info(
+            "task %s: %s -> %s (attempt %d)",
+            run.task.id,
+            situation.trigger.value,
+            decision.strategy.value,
+            decision.attempt,
+        )
         if decision.runs_round:
             return decision
         with self.ctx.remediation.attempt(decision) as attempt:
@@ -82,8 +102,7 @@ class Remedies:
 
     async def ask_again_without_fallback(self, run: TaskRun, outcome: NoFallback) -> Decision | None:
         """fallback_model found nothing: the same trigger, knowing there is no fallback."""
-        return await self.on_trigger(run, replace(outcome.decision.situation, has_fallback=False),
-                                     run.unanswered)
+        return await self.on_trigger(run, replace(outcome.decision.situation, has_fallback=False), run.unanswered)
 
     def give_up(self, run: TaskRun, unanswered: Unanswered | None) -> None:
         """Nothing remedied a failed or refused call: the task stops with its error (a
@@ -152,6 +171,10 @@ class Remedies:
 
 def record_round(run: TaskRun, current: Round) -> None:
     best = run.record(current)
-    events.emit(events.iteration_scored, iteration=run.result.iterations, score=current.score,
-                best_score=best.score, evaluator_score=current.evaluator_score)
-
+    events.emit(
+        events.iteration_scored,
+        iteration=run.result.iterations,
+        score=current.score,
+        best_score=best.score,
+        evaluator_score=current.evaluator_score,
+    )

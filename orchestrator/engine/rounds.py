@@ -62,9 +62,17 @@ class RoundRunner:
         iteration = result.iterations + 1
         if pending.draft is None:
             if run.best is None:
-                pending.draft = (await self.call(result, use.model, use.prompt, system=use.system,
-                                                 max_tokens=use.max_tokens, temperature=0.3,
-                                                 call_type="generate")).text
+                pending.draft = (
+                    await self.call(
+                        result,
+                        use.model,
+                        use.prompt,
+                        system=use.system,
+                        max_tokens=use.max_tokens,
+                        temperature=0.3,
+                        call_type="generate",
+                    )
+                ).text
             else:
                 pending.draft = run.best.output
         draft = pending.draft
@@ -77,29 +85,54 @@ class RoundRunner:
             result.iterations = iteration
             pending.clear()
             return current
-        failing = draft_verdict.report if draft_verdict is not None else (
-            CheckReport(run.best.checks) if run.best is not None and run.best.checks else None)
+        failing = (
+            draft_verdict.report
+            if draft_verdict is not None
+            else (CheckReport(run.best.checks) if run.best is not None and run.best.checks else None)
+        )
         if failing is not None and failing.passed:
             failing = None
         if pending.critique is None:
             if failing is not None and profile.critique_from_checks:
                 pending.critique = failing.critique()  # the failing checks are the review
             else:
-                feedback = "\n".join(p for p in (failing.critique() if failing else "",
-                                                  run.best.reasons if run.best is not None else "") if p)
+                feedback = "\n".join(
+                    p
+                    for p in (failing.critique() if failing else "", run.best.reasons if run.best is not None else "")
+                    if p
+                )
                 prompt = critique_prompt(task, draft, feedback)
-                pending.critique = (await self.with_reviewer(run, lambda rv: self.call(
-                    result, rv, prompt, system=CRITIC_SYSTEM,
-                    max_tokens=min(profile.critique_max_tokens, use.max_tokens),
-                    temperature=0.2, call_type="critique", variant=iteration))).text
+                pending.critique = (
+                    await self.with_reviewer(
+                        run,
+                        lambda rv: self.call(
+                            result,
+                            rv,
+                            prompt,
+                            system=CRITIC_SYSTEM,
+                            max_tokens=min(profile.critique_max_tokens, use.max_tokens),
+                            temperature=0.2,
+                            call_type="critique",
+                            variant=iteration,
+                        ),
+                    )
+                ).text
         if pending.revised is None:
             instruction = pending.instruction
             if failing is not None and not profile.critique_from_checks:
                 instruction = "\n\n".join(p for p in (failing.critique(), instruction) if p)
-            pending.revised = (await self.call(
-                result, use.model, revise_prompt(use.prompt, draft, pending.critique, instruction),
-                system=use.system, max_tokens=use.max_tokens, temperature=0.3, call_type="revise",
-                variant=iteration)).text
+            pending.revised = (
+                await self.call(
+                    result,
+                    use.model,
+                    revise_prompt(use.prompt, draft, pending.critique, instruction),
+                    system=use.system,
+                    max_tokens=use.max_tokens,
+                    temperature=0.3,
+                    call_type="revise",
+                    variant=iteration,
+                )
+            ).text
             pending.revised_by = use.model
         revised, revised_by = pending.revised, pending.revised_by
         verdict = await self.validate(run, revised)
@@ -118,15 +151,28 @@ class RoundRunner:
         score travels apart (``evaluator_score``), None when no evaluator was asked."""
         emit_failures(list(verdict.failed), run.result.iterations + 1)
         if verdict.failed:
-            return Round(output, 0.0, False, "; ".join(f"{c.validator}: {c.message}" for c in verdict.failed),
-                         model, tuple(c.validator for c in verdict.failed), verdict.checks)
+            return Round(
+                output,
+                0.0,
+                False,
+                "; ".join(f"{c.validator}: {c.message}" for c in verdict.failed),
+                model,
+                tuple(c.validator for c in verdict.failed),
+                verdict.checks,
+            )
         report, task = verdict.report, run.task
         if report is not None and report.results:
             if self.ctx.run_profile.evaluate_passing_checks or self.ctx.criteria.prose:
-                score, reasons = await self.with_reviewer(
-                    run, lambda rv: self.evaluate(run.result, rv, task, output))
-                return Round(output, max(score, task.threshold), True, f"{report.summary()}; evaluator: {reasons}",
-                             model, checks=report.results, evaluator_score=score)
+                score, reasons = await self.with_reviewer(run, lambda rv: self.evaluate(run.result, rv, task, output))
+                return Round(
+                    output,
+                    max(score, task.threshold),
+                    True,
+                    f"{report.summary()}; evaluator: {reasons}",
+                    model,
+                    checks=report.results,
+                    evaluator_score=score,
+                )
             return Round(output, task.threshold, True, report.summary(), model, checks=report.results)
         score, reasons = await self.with_reviewer(run, lambda rv: self.evaluate(run.result, rv, task, output))
         return Round(output, score, True, reasons, model, evaluator_score=score)
@@ -144,20 +190,38 @@ class RoundRunner:
         failed = [c for c in results if not c.passed]
         report = None
         if task.checks and not failed:
-            report = await self.ctx.checks.run(task, output, prelude(run.context, self.ctx.tasks),
-                                               run.result.iterations + 1, stage)
+            report = await self.ctx.checks.run(
+                task, output, prelude(run.context, self.ctx.tasks), run.result.iterations + 1, stage
+            )
             if not report.passed:
                 failed.append(ValidationResult("acceptance", False, report.summary()))
         return Verdict(tuple(failed), report)
 
-    async def call(self, result: TaskResult, model: str, prompt: str, *, system: str, max_tokens: int,
-                   temperature: float, call_type: str, json_schema: JsonSchema | None = None,
-                   variant: int = 0) -> APIResponse:
+    async def call(
+        self,
+        result: TaskResult,
+        model: str,
+        prompt: str,
+        *,
+        system: str,
+        max_tokens: int,
+        temperature: float,
+        call_type: str,
+        json_schema: JsonSchema | None = None,
+        variant: int = 0,
+    ) -> APIResponse:
         """One client call booked on the task; a refusal for money or time is :class:`CallRefused`."""
         try:
-            response = await self.ctx.client.call(model, prompt, system=system, max_tokens=max_tokens,
-                                                  temperature=temperature, json_schema=json_schema,
-                                                  call_type=call_type, variant=variant)
+            response = await self.ctx.client.call(
+                model,
+                prompt,
+                system=system,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                json_schema=json_schema,
+                call_type=call_type,
+                variant=variant,
+            )
         except BudgetExceededError as exc:
             raise CallRefused(str(exc), "budget") from None
         except TimeBudgetExceededError as exc:
@@ -197,9 +261,17 @@ class RoundRunner:
         reasons: list[str] = []
         prompt = evaluation_prompt(task, output, self.ctx.criteria.prose)
         for sample in range(samples):
-            response = await self.call(result, evaluator, prompt, system=EVALUATOR_SYSTEM,
-                                       max_tokens=self.ctx.run_profile.evaluate_max_tokens, temperature=0.0 if sample == 0 else 0.7,
-                                       call_type="evaluate", json_schema=EVALUATION_SCHEMA, variant=sample)
+            response = await self.call(
+                result,
+                evaluator,
+                prompt,
+                system=EVALUATOR_SYSTEM,
+                max_tokens=self.ctx.run_profile.evaluate_max_tokens,
+                temperature=0.0 if sample == 0 else 0.7,
+                call_type="evaluate",
+                json_schema=EVALUATION_SCHEMA,
+                variant=sample,
+            )
             parsed = parse_json_answer(response.text)
             if isinstance(parsed, Mapping):
                 try:
@@ -218,11 +290,20 @@ def emit_failures(failed: list[ValidationResult], iteration: int) -> None:
         # a validator's message quotes the answer (a syntax error's line, pytest's output);
         # the acceptance checks' summary names only the user's checks and the errors' kinds
         message = check.message[:300]
-        events.emit(events.validation_failed, validator=check.validator, iteration=iteration,
-                    message=message if check.validator == "acceptance" else events.ModelText(message))
+        events.emit(
+            events.validation_failed,
+            validator=check.validator,
+            iteration=iteration,
+            message=message if check.validator == "acceptance" else events.ModelText(message),
+        )
 
 
 def book(owner: TaskResult | Usage, response: APIResponse) -> None:
     """Count a call's attempts, tokens and cost on its owner (a task, or the planning)."""
-    owner.book(calls=max(1, response.attempts), input_tokens=response.input_tokens,
-               output_tokens=response.output_tokens, cost_usd=response.cost_usd, cached=response.cached)
+    owner.book(
+        calls=max(1, response.attempts),
+        input_tokens=response.input_tokens,
+        output_tokens=response.output_tokens,
+        cost_usd=response.cost_usd,
+        cached=response.cached,
+    )

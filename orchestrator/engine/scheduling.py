@@ -42,6 +42,7 @@ def topological_order(tasks: Mapping[str, Task]) -> list[str]:
                 heapq.heappush(heap, (position[child], child))
     return order
 
+
 def _dependants(tasks: Mapping[str, Task]) -> dict[str, list[str]]:
     dependants: dict[str, list[str]] = {tid: [] for tid in tasks}
     for tid, t in tasks.items():
@@ -50,9 +51,13 @@ def _dependants(tasks: Mapping[str, Task]) -> dict[str, list[str]]:
     return dependants
 
 
-async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
-                   stop_reason: Callable[[], StopKind | None],
-                   settled: Callable[[str], None] | None = None) -> None:
+async def schedule(
+    state: ProjectState,
+    run_task: RunTask,
+    concurrency: int,
+    stop_reason: Callable[[], StopKind | None],
+    settled: Callable[[str], None] | None = None,
+) -> None:
     """Run ``state.tasks`` in dependency order; results land in ``state.results``.
     ``stop_reason`` tells, before each start, whether money or time ran out;
     ``settled(task_id)`` is called when the scheduler settles a task itself (a skip),
@@ -83,11 +88,10 @@ async def schedule(state: ProjectState, run_task: RunTask, concurrency: int,
                 if tid in state.restored and tid in state.results:
                     release(tid)
                     continue
-                bad = [d for d in task.depends_on
-                       if state.results[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
+                bad = [d for d in task.depends_on if state.results[d].status in (TaskStatus.FAILED, TaskStatus.SKIPPED)]
                 stopped = stop_reason()
                 if bad or stopped:
-                    reason = (f"dependency {', '.join(bad)} did not succeed" if bad else f"{stopped} exhausted")
+                    reason = f"dependency {', '.join(bad)} did not succeed" if bad else f"{stopped} exhausted"
                     state.results[tid] = TaskResult(task_id=tid, status=TaskStatus.SKIPPED, error=reason)
                     if settled is not None:
                         settled(tid)

@@ -40,8 +40,9 @@ class TaskRunner:
         self.rounds = RoundRunner(ctx, self.chooser)
         self.remedies = Remedies(ctx, self.chooser, self.rounds)
 
-    async def run(self, task: Task, context: Mapping[str, str],
-                  results: dict[str, TaskResult] | None = None) -> TaskResult:
+    async def run(
+        self, task: Task, context: Mapping[str, str], results: dict[str, TaskResult] | None = None
+    ) -> TaskResult:
         """``results``: where the result lives while the task runs, so that an interrupted
         run still has it (with the best output so far)."""
         with events.traced_task(task.id, task.type.value, task.prompt) as span:
@@ -56,26 +57,40 @@ class TaskRunner:
                     result.error = result.error or "interrupted"
                 if result.score is not None:  # absent when no evaluator scored the kept output
                     span.set_attribute(attr.TASK_SCORE, round(result.score, 4))
-                span.set_attributes({
-                    attr.TASK_STATUS: result.status.value, attr.TASK_THRESHOLD: task.threshold,
-                    attr.TASK_ITERATIONS: result.iterations, attr.TASK_MODEL: result.model_used or "",
-                    attr.TASK_REVIEWER_MODEL: result.reviewer_model or "",
-                    attr.TASK_COST_USD: round(result.cost_usd, 8), attr.TASK_TOKENS_IN: result.input_tokens,
-                    attr.TASK_TOKENS_OUT: result.output_tokens, attr.TASK_FALLBACK_COUNT: result.fallback_count,
-                    attr.TASK_LLM_CALLS: result.llm_calls, attr.TASK_CACHED_CALLS: result.cached_calls,
-                })
+                span.set_attributes(
+                    {
+                        attr.TASK_STATUS: result.status.value,
+                        attr.TASK_THRESHOLD: task.threshold,
+                        attr.TASK_ITERATIONS: result.iterations,
+                        attr.TASK_MODEL: result.model_used or "",
+                        attr.TASK_REVIEWER_MODEL: result.reviewer_model or "",
+                        attr.TASK_COST_USD: round(result.cost_usd, 8),
+                        attr.TASK_TOKENS_IN: result.input_tokens,
+                        attr.TASK_TOKENS_OUT: result.output_tokens,
+                        attr.TASK_FALLBACK_COUNT: result.fallback_count,
+                        attr.TASK_LLM_CALLS: result.llm_calls,
+                        attr.TASK_CACHED_CALLS: result.cached_calls,
+                    }
+                )
                 if task.checks:
-                    span.set_attributes({attr.TASK_CHECKS_TOTAL: len(task.checks),
-                                         attr.TASK_CHECKS_PASSED: result.checks_passed})
+                    span.set_attributes(
+                        {attr.TASK_CHECKS_TOTAL: len(task.checks), attr.TASK_CHECKS_PASSED: result.checks_passed}
+                    )
                 if self.settled is not None:
                     self.settled(task.id)
             return result
 
     async def _loop(self, task: Task, context: Mapping[str, str], result: TaskResult) -> None:
         ctx = self.ctx
-        run = TaskRun(task, context, result, ctx.policies.for_task(task) if ctx.policies else (),
-                      ctx.remediation.for_task(task.id), CandidateState(ctx.router.candidates(task.type)),
-                      task.threshold)
+        run = TaskRun(
+            task,
+            context,
+            result,
+            ctx.policies.for_task(task) if ctx.policies else (),
+            ctx.remediation.for_task(task.id),
+            CandidateState(ctx.router.candidates(task.type)),
+            task.threshold,
+        )
         if not run.candidates.names:
             result.status, result.error = TaskStatus.FAILED, "no usable model for this task type"
             return
@@ -107,9 +122,15 @@ class TaskRunner:
                 remedies.stop(run, "time", "not enough time left for another round")
                 break
             if action is None and remedies.budget_low(run):
-                action = await remedies.on_trigger(run, remedies.situation(
-                    run, Trigger.BUDGET_LOW, f"${ctx.budget.remaining_usd:.6f} left, the last round cost "
-                                             f"${run.last_round_cost:.6f}", cheaper=True))
+                action = await remedies.on_trigger(
+                    run,
+                    remedies.situation(
+                        run,
+                        Trigger.BUDGET_LOW,
+                        f"${ctx.budget.remaining_usd:.6f} left, the last round cost ${run.last_round_cost:.6f}",
+                        cheaper=True,
+                    ),
+                )
                 if run.done:
                     break
             started, spent_before = loop.time(), result.cost_usd
@@ -123,11 +144,17 @@ class TaskRunner:
                     # the model unhealthy it refuses the call, and a "retry" would send nothing
                     retryable = bool(error.last.transient) and ctx.client.is_usable(error.model)
                     run.candidates.failed.add(error.model)
-                    action = await remedies.on_trigger(run, remedies.situation(
-                        run, Trigger.LLM_ERROR, str(error), transient=retryable), Unanswered(str(error)))
+                    action = await remedies.on_trigger(
+                        run,
+                        remedies.situation(run, Trigger.LLM_ERROR, str(error), transient=retryable),
+                        Unanswered(str(error)),
+                    )
                 case Refused(kind="budget", reason=reason):
-                    action = await remedies.on_trigger(run, remedies.situation(
-                        run, Trigger.BUDGET_LOW, reason, cheaper=True), Unanswered(reason, "budget"))
+                    action = await remedies.on_trigger(
+                        run,
+                        remedies.situation(run, Trigger.BUDGET_LOW, reason, cheaper=True),
+                        Unanswered(reason, "budget"),
+                    )
                 case Refused(kind=kind, reason=reason):
                     remedies.stop(run, kind, reason)
                 case Round():
@@ -145,11 +172,17 @@ class TaskRunner:
                             stalls = 0
                         previous = outcome.score
                         if outcome.score < run.threshold:
-                            action = await remedies.on_trigger(run, remedies.situation(
-                                run, Trigger.SCORE_BELOW_THRESHOLD, outcome.reasons, score=outcome.score))
+                            action = await remedies.on_trigger(
+                                run,
+                                remedies.situation(
+                                    run, Trigger.SCORE_BELOW_THRESHOLD, outcome.reasons, score=outcome.score
+                                ),
+                            )
                     else:
-                        action = await remedies.on_trigger(run, remedies.situation(
-                            run, Trigger.VALIDATION_FAILED, outcome.reasons, failed=outcome.failed))
+                        action = await remedies.on_trigger(
+                            run,
+                            remedies.situation(run, Trigger.VALIDATION_FAILED, outcome.reasons, failed=outcome.failed),
+                        )
 
 
 def conclude(run: TaskRun) -> None:
@@ -159,14 +192,16 @@ def conclude(run: TaskRun) -> None:
     if best is None:
         result.status = TaskStatus.FAILED
         result.error = result.error or "no output"
-        result.checks = [{"check": c, "passed": False, "error_type": "NotRun", "error": "no output"}
-                         for c in task.checks]
+        result.checks = [
+            {"check": c, "passed": False, "error_type": "NotRun", "error": "no output"} for c in task.checks
+        ]
         return
     result.output, result.score = best.output, best.evaluator_score
     result.deterministic_check_passed = best.passed_validators
     result.checks = [c.to_dict() for c in best.checks] or [
         {"check": c, "passed": False, "error_type": "NotRun", "error": "the output failed another validator first"}
-        for c in task.checks]
+        for c in task.checks
+    ]
     if best.score >= task.threshold and best.passed_validators:
         result.status, result.error = TaskStatus.COMPLETED, None
     elif best.output.strip() and best.passed_validators:

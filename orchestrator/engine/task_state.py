@@ -95,14 +95,22 @@ class TaskRun:
     @property
     def done(self) -> bool:
         best = self.best
-        return bool(self.accepted or self.aborted or self.stopped or (
-            best is not None and best.passed_validators and best.score >= self.threshold))
+        return bool(
+            self.accepted
+            or self.aborted
+            or self.stopped
+            or (best is not None and best.passed_validators and best.score >= self.threshold)
+        )
 
     def record(self, current: Round) -> Round:
         """Keep ``current`` as the last round and, when better, as the best; returns the best."""
         best = self.best
-        if best is None or current.score > best.score or (not best.passed_validators and current.passed_validators) \
-                or (current.score == best.score and current.checks_passed > best.checks_passed):
+        if (
+            best is None
+            or current.score > best.score
+            or (not best.passed_validators and current.passed_validators)
+            or (current.score == best.score and current.checks_passed > best.checks_passed)
+        ):
             self.best = best = current
         self.last = current
         return best

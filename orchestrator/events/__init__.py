@@ -51,9 +51,21 @@ from .points import emit
 from .signals import *  # noqa: F403 - every signal and the catalogue's tables, as signals.__all__ lists them
 
 __all__ = [
-    "BusSignal", "PairReceiver", "PairContext", "emit", "is_active", "current_ids", "new_correlation_id",
-    "traced_project", "traced_task", "traced_llm_call", "traced_policy_check", "traced_remediation", "traced_batch",
-    "batch_scope", "current_batch",
+    "BusSignal",
+    "PairReceiver",
+    "PairContext",
+    "emit",
+    "is_active",
+    "current_ids",
+    "new_correlation_id",
+    "traced_project",
+    "traced_task",
+    "traced_llm_call",
+    "traced_policy_check",
+    "traced_remediation",
+    "traced_batch",
+    "batch_scope",
+    "current_batch",
 ]
 __all__ += _payloads.__all__  # so a new payload or signal is declared in one module, not here too
 __all__ += _signals.__all__

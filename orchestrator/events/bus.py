@@ -77,8 +77,7 @@ class BusSignal(Signal):
                 return stored
         return receiver
 
-    def send(self, sender: Any = None, /, *, _async_wrapper: Any = None,
-             **kwargs: Any) -> list[tuple[Receiver, Any]]:
+    def send(self, sender: Any = None, /, *, _async_wrapper: Any = None, **kwargs: Any) -> list[tuple[Receiver, Any]]:
         """Deliver ``sender`` (the payload) to every receiver; a raising receiver is
         logged once and does not stop the others."""
         if self.is_muted:
@@ -156,10 +155,12 @@ class PairReceiver:
 
     __slots__ = ("started", "finished", "on_finish", "__weakref__")
 
-    def __init__(self, started: Callable[[Any], object],
-                 finished: Callable[[Any, int, Mapping[str, AttributeValue], dict[str, str] | None,
-                                     PairFailure | None], object],
-                 on_finish: Callable[[Any], object]) -> None:
+    def __init__(
+        self,
+        started: Callable[[Any], object],
+        finished: Callable[[Any, int, Mapping[str, AttributeValue], dict[str, str] | None, PairFailure | None], object],
+        on_finish: Callable[[Any], object],
+    ) -> None:
         self.started = started
         self.finished = finished
         self.on_finish = on_finish
@@ -180,9 +181,13 @@ def _report_failure(signal: str, receiver: Receiver, exc: BaseException) -> None
         _FAILED_RECEIVERS.add(receiver)
     except TypeError:  # not weakly referenceable: log every failure rather than guess by id
         pass
-    logger.warning("event receiver %r failed on %s and is skipped for this event: %s: %s",
-                   getattr(receiver, "__qualname__", receiver), signal, type(exc).__name__,
-                   redact(str(exc))[:300])
+    logger.warning(
+        "event receiver %r failed on %s and is skipped for this event: %s: %s",
+        getattr(receiver, "__qualname__", receiver),
+        signal,
+        type(exc).__name__,
+        redact(str(exc))[:300],
+    )
 
 
 def _refresh_active() -> None:

@@ -37,7 +37,7 @@ def _next_id_block() -> str:
     global _id_pool
     first = (int(_ID_PREFIX, 16) << 32) + ((next(_id_blocks) * _ID_BLOCK) & 0xFFFFFFFF)
     hexed = struct.pack(f">{_ID_BLOCK}Q", *range(first, first + _ID_BLOCK)).hex()
-    pool = iter([hexed[i:i + 16] for i in range(0, len(hexed), 16)])
+    pool = iter([hexed[i : i + 16] for i in range(0, len(hexed), 16)])
     _id_pool = pool
     return next(pool)
 
@@ -89,4 +89,3 @@ def current_batch() -> BatchScope | None:
 def current_ids() -> EventContext:
     """The project id, task id and enclosing pair's correlation id of the caller."""
     return EventContext(*_ctx.get())
-

@@ -60,8 +60,16 @@ from .signals import (
     task_started,
 )
 
-__all__ = ["PairContext", "PairHandle", "traced_project", "traced_batch", "traced_task", "traced_llm_call",
-           "traced_policy_check", "traced_remediation"]
+__all__ = [
+    "PairContext",
+    "PairHandle",
+    "traced_project",
+    "traced_batch",
+    "traced_task",
+    "traced_llm_call",
+    "traced_policy_check",
+    "traced_remediation",
+]
 
 
 class PairContext(Protocol):
@@ -84,8 +92,9 @@ class PairContext(Protocol):
 
     def __enter__(self) -> PairContext: ...
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class _NoopHandle:
@@ -96,8 +105,9 @@ class _NoopHandle:
     def __enter__(self) -> _NoopHandle:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         return None
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
@@ -124,8 +134,9 @@ class _NoopHandle:
 _NOOP = _NoopHandle()
 
 
-FinishFactory = Callable[[Any, int, Mapping[str, AttributeValue], "dict[str, str] | None", "BaseException | None"],
-                         "PairFinish"]
+FinishFactory = Callable[
+    [Any, int, Mapping[str, AttributeValue], "dict[str, str] | None", "BaseException | None"], "PairFinish"
+]
 """Builds a pair's finish payload from its start payload and what the finish adds (time,
 attributes, content, the exception it ended with): one per pair type, each naming its
 fields.  Why not one generic ``**fields`` merge: that was the largest cost of a pair with
@@ -231,8 +242,9 @@ class PairHandle(msgspec.Struct, eq=False):
         if signal._plain:
             signal._deliver_to(signal._plain, start)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._token is not None:
             try:
                 _ctx.reset(self._token)
@@ -247,8 +259,9 @@ class PairHandle(msgspec.Struct, eq=False):
         states = self._states
         if only is not None and len(states) == 1 and states[0][0] is only and not signal.is_muted:
             try:
-                only.finished(states[0][1], time_ns(), self._attrs, self._content,
-                              None if exc is None else (*_failure(exc), exc))
+                only.finished(
+                    states[0][1], time_ns(), self._attrs, self._content, None if exc is None else (*_failure(exc), exc)
+                )
             except _NOT_CONTAINED:
                 raise
             except (Exception, asyncio.CancelledError) as exc_:  # a broken observer must never break the run
@@ -288,63 +301,165 @@ class PairHandle(msgspec.Struct, eq=False):
                     _report_failure(signal.name, receiver, exc_)
 
 
-def _finish_project(s: ProjectStarted, ts: int, attrs: Mapping[str, AttributeValue],
-                    content: dict[str, str] | None, exc: BaseException | None) -> ProjectFinished:
+def _finish_project(
+    s: ProjectStarted,
+    ts: int,
+    attrs: Mapping[str, AttributeValue],
+    content: dict[str, str] | None,
+    exc: BaseException | None,
+) -> ProjectFinished:
     status, error_type, message = _failure(exc)
-    return ProjectFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                           timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status, error_type=error_type,
-                           error_message=message, exception=exc, attributes=attrs, description=s.description,
-                           criteria=s.criteria, budget_usd=s.budget_usd, time_limit_seconds=s.time_limit_seconds)
+    return ProjectFinished(
+        correlation_id=s.correlation_id,
+        parent_id=s.parent_id,
+        project_id=s.project_id,
+        timestamp_ns=ts,
+        start_timestamp_ns=s.timestamp_ns,
+        status=status,
+        error_type=error_type,
+        error_message=message,
+        exception=exc,
+        attributes=attrs,
+        description=s.description,
+        criteria=s.criteria,
+        budget_usd=s.budget_usd,
+        time_limit_seconds=s.time_limit_seconds,
+    )
 
 
-def _finish_task(s: TaskStarted, ts: int, attrs: Mapping[str, AttributeValue], content: dict[str, str] | None,
-                 exc: BaseException | None) -> TaskFinished:
+def _finish_task(
+    s: TaskStarted,
+    ts: int,
+    attrs: Mapping[str, AttributeValue],
+    content: dict[str, str] | None,
+    exc: BaseException | None,
+) -> TaskFinished:
     status, error_type, message = _failure(exc)
-    return TaskFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                        timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status, error_type=error_type,
-                        error_message=message, exception=exc, attributes=attrs, task_id=s.task_id,
-                        task_type=s.task_type)
+    return TaskFinished(
+        correlation_id=s.correlation_id,
+        parent_id=s.parent_id,
+        project_id=s.project_id,
+        timestamp_ns=ts,
+        start_timestamp_ns=s.timestamp_ns,
+        status=status,
+        error_type=error_type,
+        error_message=message,
+        exception=exc,
+        attributes=attrs,
+        task_id=s.task_id,
+        task_type=s.task_type,
+    )
 
 
-def _finish_llm(s: LlmCallStarted, ts: int, attrs: Mapping[str, AttributeValue], content: dict[str, str] | None,
-                exc: BaseException | None) -> LlmCallFinished:
+def _finish_llm(
+    s: LlmCallStarted,
+    ts: int,
+    attrs: Mapping[str, AttributeValue],
+    content: dict[str, str] | None,
+    exc: BaseException | None,
+) -> LlmCallFinished:
     if exc is None and content is None:  # the common case, in at most 15 keyword arguments
-        return LlmCallFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                               timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, attributes=attrs, model=s.model,
-                               call_type=s.call_type, provider=s.provider, task_id=s.task_id,
-                               max_tokens=s.max_tokens, temperature=s.temperature, attempt=s.attempt)
+        return LlmCallFinished(
+            correlation_id=s.correlation_id,
+            parent_id=s.parent_id,
+            project_id=s.project_id,
+            timestamp_ns=ts,
+            start_timestamp_ns=s.timestamp_ns,
+            attributes=attrs,
+            model=s.model,
+            call_type=s.call_type,
+            provider=s.provider,
+            task_id=s.task_id,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
+            attempt=s.attempt,
+        )
     status, error_type, message = _failure(exc)
     completion = content.get("completion") if content else None
     sent_system = content.get("sent_system") if content else None
-    return LlmCallFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                           timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status, error_type=error_type,
-                           error_message=message, exception=exc, attributes=attrs, model=s.model,
-                           call_type=s.call_type, provider=s.provider, task_id=s.task_id, max_tokens=s.max_tokens,
-                           temperature=s.temperature, attempt=s.attempt, completion=completion,
-                           sent_system=sent_system)
+    return LlmCallFinished(
+        correlation_id=s.correlation_id,
+        parent_id=s.parent_id,
+        project_id=s.project_id,
+        timestamp_ns=ts,
+        start_timestamp_ns=s.timestamp_ns,
+        status=status,
+        error_type=error_type,
+        error_message=message,
+        exception=exc,
+        attributes=attrs,
+        model=s.model,
+        call_type=s.call_type,
+        provider=s.provider,
+        task_id=s.task_id,
+        max_tokens=s.max_tokens,
+        temperature=s.temperature,
+        attempt=s.attempt,
+        completion=completion,
+        sent_system=sent_system,
+    )
 
 
-def _finish_policy(s: PolicyCheckStarted, ts: int, attrs: Mapping[str, AttributeValue],
-                   content: dict[str, str] | None, exc: BaseException | None) -> PolicyChecked:
+def _finish_policy(
+    s: PolicyCheckStarted,
+    ts: int,
+    attrs: Mapping[str, AttributeValue],
+    content: dict[str, str] | None,
+    exc: BaseException | None,
+) -> PolicyChecked:
     status, error_type, message = _failure(exc)
-    return PolicyChecked(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                         timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status, error_type=error_type,
-                         error_message=message, exception=exc, attributes=attrs, policy_count=s.policy_count,
-                         model=s.model, task_id=s.task_id)
+    return PolicyChecked(
+        correlation_id=s.correlation_id,
+        parent_id=s.parent_id,
+        project_id=s.project_id,
+        timestamp_ns=ts,
+        start_timestamp_ns=s.timestamp_ns,
+        status=status,
+        error_type=error_type,
+        error_message=message,
+        exception=exc,
+        attributes=attrs,
+        policy_count=s.policy_count,
+        model=s.model,
+        task_id=s.task_id,
+    )
 
 
-def _finish_remediation(s: RemediationStarted, ts: int, attrs: Mapping[str, AttributeValue],
-                        content: dict[str, str] | None, exc: BaseException | None) -> RemediationFinished:
+def _finish_remediation(
+    s: RemediationStarted,
+    ts: int,
+    attrs: Mapping[str, AttributeValue],
+    content: dict[str, str] | None,
+    exc: BaseException | None,
+) -> RemediationFinished:
     status, error_type, message = _failure(exc)
-    return RemediationFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                               timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status,
-                               error_type=error_type, error_message=message, exception=exc, attributes=attrs,
-                               strategy=s.strategy, trigger=s.trigger, task_id=s.task_id)
+    return RemediationFinished(
+        correlation_id=s.correlation_id,
+        parent_id=s.parent_id,
+        project_id=s.project_id,
+        timestamp_ns=ts,
+        start_timestamp_ns=s.timestamp_ns,
+        status=status,
+        error_type=error_type,
+        error_message=message,
+        exception=exc,
+        attributes=attrs,
+        strategy=s.strategy,
+        trigger=s.trigger,
+        task_id=s.task_id,
+    )
 
 
-def traced_project(project_id: str, description: str, criteria: str = "",
-                   budget_usd: float = 0.0, time_limit_seconds: float = 0.0, *,
-                   attempt: int = 1, links: Sequence[Mapping[str, str] | str] = ()) -> PairContext:
+def traced_project(
+    project_id: str,
+    description: str,
+    criteria: str = "",
+    budget_usd: float = 0.0,
+    time_limit_seconds: float = 0.0,
+    *,
+    attempt: int = 1,
+    links: Sequence[Mapping[str, str] | str] = (),
+) -> PairContext:
     """The root pair of a run: ``project_started``/``project_finished``.  A resumed run
     passes its ``attempt`` number and the carriers of earlier attempts' roots (what a
     tracing observer wrote into their ``carrier``)."""
@@ -352,52 +467,105 @@ def traced_project(project_id: str, description: str, criteria: str = "",
         return _NOOP
     parent_cid = _ctx.get()[2]
     cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
-    attrs: dict[str, AttributeValue] = {attr.PROJECT_ID: project_id,
-                                        attr.PROJECT_DESCRIPTION: description[:200],
-                                        attr.ORCHESTRATOR_ATTEMPT: attempt}
+    attrs: dict[str, AttributeValue] = {
+        attr.PROJECT_ID: project_id,
+        attr.PROJECT_DESCRIPTION: description[:200],
+        attr.ORCHESTRATOR_ATTEMPT: attempt,
+    }
     if attempt > 1:
         attrs[attr.ORCHESTRATOR_RESUMED_FROM] = project_id
     scope = _batch.get()
     if scope is None:
-        start = ProjectStarted(correlation_id=cid, parent_id=parent_cid, project_id=project_id,
-                               timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), description=description,
-                               criteria=criteria, budget_usd=budget_usd, time_limit_seconds=time_limit_seconds,
-                               attempt=attempt, links=tuple(links))
+        start = ProjectStarted(
+            correlation_id=cid,
+            parent_id=parent_cid,
+            project_id=project_id,
+            timestamp_ns=time_ns(),
+            attributes=MappingProxyType(attrs),
+            description=description,
+            criteria=criteria,
+            budget_usd=budget_usd,
+            time_limit_seconds=time_limit_seconds,
+            attempt=attempt,
+            links=tuple(links),
+        )
     else:  # a project of a batch: its id on the root, the batch span's context for the link
         attrs[attr.ORCHESTRATOR_BATCH_ID] = scope.batch_id
-        start = ProjectStarted(correlation_id=cid, parent_id=parent_cid, project_id=project_id,
-                               timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), description=description,
-                               criteria=criteria, budget_usd=budget_usd, time_limit_seconds=time_limit_seconds,
-                               attempt=attempt, links=tuple(links), batch_id=scope.batch_id,
-                               batch_carrier=dict(scope.carrier))
+        start = ProjectStarted(
+            correlation_id=cid,
+            parent_id=parent_cid,
+            project_id=project_id,
+            timestamp_ns=time_ns(),
+            attributes=MappingProxyType(attrs),
+            description=description,
+            criteria=criteria,
+            budget_usd=budget_usd,
+            time_limit_seconds=time_limit_seconds,
+            attempt=attempt,
+            links=tuple(links),
+            batch_id=scope.batch_id,
+            batch_carrier=dict(scope.carrier),
+        )
     return PairHandle(project_started, project_finished, start, _finish_project, (project_id, "", cid))
 
 
-def _finish_batch(s: BatchStarted, ts: int, attrs: Mapping[str, AttributeValue], content: dict[str, str] | None,
-                  exc: BaseException | None) -> BatchFinished:
+def _finish_batch(
+    s: BatchStarted,
+    ts: int,
+    attrs: Mapping[str, AttributeValue],
+    content: dict[str, str] | None,
+    exc: BaseException | None,
+) -> BatchFinished:
     status, error_type, message = _failure(exc)
-    return BatchFinished(correlation_id=s.correlation_id, parent_id=s.parent_id, project_id=s.project_id,
-                         timestamp_ns=ts, start_timestamp_ns=s.timestamp_ns, status=status, error_type=error_type,
-                         error_message=message, exception=exc, attributes=attrs, batch_id=s.batch_id,
-                         project_count=s.project_count, budget_usd=s.budget_usd,
-                         time_limit_seconds=s.time_limit_seconds, max_parallel=s.max_parallel, backend=s.backend)
+    return BatchFinished(
+        correlation_id=s.correlation_id,
+        parent_id=s.parent_id,
+        project_id=s.project_id,
+        timestamp_ns=ts,
+        start_timestamp_ns=s.timestamp_ns,
+        status=status,
+        error_type=error_type,
+        error_message=message,
+        exception=exc,
+        attributes=attrs,
+        batch_id=s.batch_id,
+        project_count=s.project_count,
+        budget_usd=s.budget_usd,
+        time_limit_seconds=s.time_limit_seconds,
+        max_parallel=s.max_parallel,
+        backend=s.backend,
+    )
 
 
-def traced_batch(batch_id: str, project_count: int, budget_usd: float, time_limit_seconds: float,
-                 max_parallel: int, backend: str) -> PairContext:
+def traced_batch(
+    batch_id: str, project_count: int, budget_usd: float, time_limit_seconds: float, max_parallel: int, backend: str
+) -> PairContext:
     """The pair of a whole batch: ``batch_started``/``batch_finished`` (sent by the batch's
     driver; its projects' runs are pairs of their own, see :func:`batch_scope`)."""
     if not _bus._ACTIVE:
         return _NOOP
     parent = _ctx.get()
     cid = new_correlation_id()
-    attrs: dict[str, AttributeValue] = {attr.BATCH_ID: batch_id, attr.BATCH_PROJECT_COUNT: project_count,
-                                        attr.BATCH_BUDGET_USD: budget_usd, attr.BATCH_MAX_PARALLEL: max_parallel,
-                                        attr.BATCH_BACKEND: backend}
-    start = BatchStarted(correlation_id=cid, parent_id=parent[2], project_id=parent[0], timestamp_ns=time_ns(),
-                         attributes=MappingProxyType(attrs), batch_id=batch_id, project_count=project_count,
-                         budget_usd=budget_usd, time_limit_seconds=time_limit_seconds, max_parallel=max_parallel,
-                         backend=backend)
+    attrs: dict[str, AttributeValue] = {
+        attr.BATCH_ID: batch_id,
+        attr.BATCH_PROJECT_COUNT: project_count,
+        attr.BATCH_BUDGET_USD: budget_usd,
+        attr.BATCH_MAX_PARALLEL: max_parallel,
+        attr.BATCH_BACKEND: backend,
+    }
+    start = BatchStarted(
+        correlation_id=cid,
+        parent_id=parent[2],
+        project_id=parent[0],
+        timestamp_ns=time_ns(),
+        attributes=MappingProxyType(attrs),
+        batch_id=batch_id,
+        project_count=project_count,
+        budget_usd=budget_usd,
+        time_limit_seconds=time_limit_seconds,
+        max_parallel=max_parallel,
+        backend=backend,
+    )
     return PairHandle(batch_started, batch_finished, start, _finish_batch, (parent[0], "", cid))
 
 
@@ -410,9 +578,15 @@ def traced_task(task_id: str, task_type: str, description: str = "") -> PairCont
     attrs: dict[str, AttributeValue] = {attr.TASK_ID: task_id, attr.TASK_TYPE: task_type}
     if description:
         attrs[attr.TASK_DESCRIPTION] = description[:200]
-    start = TaskStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
-                        timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), task_id=task_id,
-                        task_type=task_type)
+    start = TaskStarted(
+        correlation_id=cid,
+        parent_id=parent_cid,
+        project_id=pid,
+        timestamp_ns=time_ns(),
+        attributes=MappingProxyType(attrs),
+        task_id=task_id,
+        task_type=task_type,
+    )
     return PairHandle(task_started, task_finished, start, _finish_task, (pid, task_id, cid))
 
 
@@ -424,27 +598,49 @@ def _llm_start_attrs(model: str, call_type: str) -> Mapping[str, AttributeValue]
     (a run uses a handful): shared by every call's start payload."""
     if len(_LLM_START_ATTRS) >= 256:
         _LLM_START_ATTRS.clear()
-    view = _LLM_START_ATTRS[(model, call_type)] = MappingProxyType({attr.LLM_MODEL: model,
-                                                                    attr.LLM_CALL_TYPE: call_type})
+    view = _LLM_START_ATTRS[(model, call_type)] = MappingProxyType(
+        {attr.LLM_MODEL: model, attr.LLM_CALL_TYPE: call_type}
+    )
     return view
 
 
-def traced_llm_call(model: str, call_type: str, *, provider: str = "",
-                    max_tokens: int | None = None, temperature: float | None = None,
-                    attempt: int = 1, prompt: str | None = None, system: str | None = None,
-                    output_type: str = "text", server_address: str | None = None,
-                    server_port: int | None = None) -> PairContext:
+def traced_llm_call(
+    model: str,
+    call_type: str,
+    *,
+    provider: str = "",
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    attempt: int = 1,
+    prompt: str | None = None,
+    system: str | None = None,
+    output_type: str = "text",
+    server_address: str | None = None,
+    server_port: int | None = None,
+) -> PairContext:
     """``llm_call_started``/``llm_call_finished`` around one LLM call attempt."""
     if not _bus._ACTIVE:
         return _NOOP
     pid, tid, parent_cid = _ctx.get()
     cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
     attrs = _LLM_START_ATTRS.get((model, call_type)) or _llm_start_attrs(model, call_type)
-    start = LlmCallStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
-                           timestamp_ns=time_ns(), attributes=attrs, model=model,
-                           call_type=call_type, provider=provider, task_id=tid or None,
-                           max_tokens=max_tokens, temperature=temperature, prompt=prompt, system=system,
-                           server_address=server_address, server_port=server_port)
+    start = LlmCallStarted(
+        correlation_id=cid,
+        parent_id=parent_cid,
+        project_id=pid,
+        timestamp_ns=time_ns(),
+        attributes=attrs,
+        model=model,
+        call_type=call_type,
+        provider=provider,
+        task_id=tid or None,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        prompt=prompt,
+        system=system,
+        server_address=server_address,
+        server_port=server_port,
+    )
     # the two fields most calls leave at their defaults are set apart, on the new payload
     # nobody has seen yet: a call with more than 15 keyword arguments costs three times as much
     if attempt != 1:
@@ -463,9 +659,16 @@ def traced_policy_check(policy_count: int, *, model: str | None = None) -> PairC
     attrs: dict[str, AttributeValue] = {attr.POLICY_COUNT: policy_count}
     if model:
         attrs[attr.POLICY_MODEL] = model
-    start = PolicyCheckStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
-                               timestamp_ns=time_ns(), attributes=MappingProxyType(attrs),
-                               policy_count=policy_count, model=model, task_id=tid or None)
+    start = PolicyCheckStarted(
+        correlation_id=cid,
+        parent_id=parent_cid,
+        project_id=pid,
+        timestamp_ns=time_ns(),
+        attributes=MappingProxyType(attrs),
+        policy_count=policy_count,
+        model=model,
+        task_id=tid or None,
+    )
     return PairHandle(policy_check_started, policy_checked, start, _finish_policy, (pid, tid, cid))
 
 
@@ -476,8 +679,14 @@ def traced_remediation(strategy: str, trigger: str) -> PairContext:
     pid, tid, parent_cid = _ctx.get()
     cid = next(_ids._id_pool, None) or _ids._next_id_block()  # new_correlation_id(), inlined
     attrs: dict[str, AttributeValue] = {attr.REMEDIATION_STRATEGY: strategy, attr.REMEDIATION_TRIGGER: trigger}
-    start = RemediationStarted(correlation_id=cid, parent_id=parent_cid, project_id=pid,
-                               timestamp_ns=time_ns(), attributes=MappingProxyType(attrs), strategy=strategy,
-                               trigger=trigger, task_id=tid or None)
+    start = RemediationStarted(
+        correlation_id=cid,
+        parent_id=parent_cid,
+        project_id=pid,
+        timestamp_ns=time_ns(),
+        attributes=MappingProxyType(attrs),
+        strategy=strategy,
+        trigger=trigger,
+        task_id=tid or None,
+    )
     return PairHandle(remediation_started, remediation_finished, start, _finish_remediation, (pid, tid, cid))
-

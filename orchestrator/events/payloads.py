@@ -16,13 +16,39 @@ from typing import Any, ClassVar
 import msgspec
 
 __all__ = [
-    "CONTENT_FIELDS", "ModelText", "Event", "PairStart", "PairFinish", "PointEvent",
-    "ProjectStarted", "ProjectFinished", "BatchStarted", "BatchFinished", "TaskStarted", "TaskFinished",
-    "LlmCallStarted", "LlmCallFinished", "PolicyCheckStarted", "PolicyChecked", "RemediationStarted",
+    "CONTENT_FIELDS",
+    "ModelText",
+    "Event",
+    "PairStart",
+    "PairFinish",
+    "PointEvent",
+    "ProjectStarted",
+    "ProjectFinished",
+    "BatchStarted",
+    "BatchFinished",
+    "TaskStarted",
+    "TaskFinished",
+    "LlmCallStarted",
+    "LlmCallFinished",
+    "PolicyCheckStarted",
+    "PolicyChecked",
+    "RemediationStarted",
     "RemediationFinished",
-    "BudgetWarning", "CacheHit", "ValidationFailed", "DecompositionFallback", "ModelUnhealthy", "TaskSkipped",
-    "IterationScored", "LlmRetry", "LlmCallDispatched", "LocalModelLoaded", "JsonModeRejected", "AcceptanceCheck",
-    "TasksPlanned", "TaskRestored", "BatchProgress",
+    "BudgetWarning",
+    "CacheHit",
+    "ValidationFailed",
+    "DecompositionFallback",
+    "ModelUnhealthy",
+    "TaskSkipped",
+    "IterationScored",
+    "LlmRetry",
+    "LlmCallDispatched",
+    "LocalModelLoaded",
+    "JsonModeRejected",
+    "AcceptanceCheck",
+    "TasksPlanned",
+    "TaskRestored",
+    "BatchProgress",
 ]
 
 Scalar = str | bool | int | float
@@ -43,8 +69,11 @@ class ModelText(str):
     (:func:`orchestrator.observers.base.visible`)."""
 
     __slots__ = ()
+
+
 _COMMON_FIELDS = ("correlation_id", "parent_id", "project_id", "timestamp_ns")
 _NOT_SERIALISED = frozenset({"exception", "carrier"})
+
 
 def _empty_attributes() -> Mapping[str, AttributeValue]:
     return MappingProxyType({})
@@ -53,6 +82,7 @@ def _empty_attributes() -> Mapping[str, AttributeValue]:
 # ---------------------------------------------------------------------------------------
 # Payloads
 # ---------------------------------------------------------------------------------------
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Common fields of every payload."""
@@ -84,8 +114,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:
         """Without prompt, system or completion text: a payload may end up in a log line."""
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__
-                          if name not in CONTENT_FIELDS)
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name not in CONTENT_FIELDS
+        )
         return f"{type(self).__name__}({shown})"
 
 
@@ -427,5 +458,3 @@ class TaskRestored(PointEvent, frozen=True, kw_only=True):
     cost_usd: float = 0.0
     tokens_in: int = 0
     tokens_out: int = 0
-
-

@@ -49,13 +49,37 @@ from .payloads import (
 )
 
 __all__ = [
-    "PAIRS", "POINT_SIGNALS", "ALL_SIGNALS", "SIGNALS_BY_NAME",
-    "project_started", "project_finished", "task_started", "task_finished", "llm_call_started", "llm_call_finished",
-    "policy_check_started", "policy_checked", "remediation_started", "remediation_finished", "batch_started",
+    "PAIRS",
+    "POINT_SIGNALS",
+    "ALL_SIGNALS",
+    "SIGNALS_BY_NAME",
+    "project_started",
+    "project_finished",
+    "task_started",
+    "task_finished",
+    "llm_call_started",
+    "llm_call_finished",
+    "policy_check_started",
+    "policy_checked",
+    "remediation_started",
+    "remediation_finished",
+    "batch_started",
     "batch_finished",
-    "budget_warning", "cache_hit", "validation_failed", "decomposition_fallback", "model_unhealthy", "task_skipped",
-    "iteration_scored", "llm_retry", "tasks_planned", "task_restored", "llm_call_dispatched", "json_mode_rejected",
-    "acceptance_check", "local_model_loaded", "batch_progress",
+    "budget_warning",
+    "cache_hit",
+    "validation_failed",
+    "decomposition_fallback",
+    "model_unhealthy",
+    "task_skipped",
+    "iteration_scored",
+    "llm_retry",
+    "tasks_planned",
+    "task_restored",
+    "llm_call_dispatched",
+    "json_mode_rejected",
+    "acceptance_check",
+    "local_model_loaded",
+    "batch_progress",
 ]
 
 P = ParamSpec("P")
@@ -76,12 +100,21 @@ def _named(name: str, payload: type[Event]) -> None:
     payload.signal_name = name
 
 
-def _pair(start_name: str, start: type[PairStart], start_when: str,
-          finish_name: str, finish: type[PairFinish], finish_when: str) -> tuple[BusSignal, BusSignal]:
+def _pair(
+    start_name: str,
+    start: type[PairStart],
+    start_when: str,
+    finish_name: str,
+    finish: type[PairFinish],
+    finish_when: str,
+) -> tuple[BusSignal, BusSignal]:
     """A start/finish pair (sent by a ``traced_*`` helper)."""
     _named(start_name, start)
     _named(finish_name, finish)
-    pair = BusSignal(start_name, _doc(start_when, start), start), BusSignal(finish_name, _doc(finish_when, finish), finish)
+    pair = (
+        BusSignal(start_name, _doc(start_when, start), start),
+        BusSignal(finish_name, _doc(finish_when, finish), finish),
+    )
     _pairs.append(pair)
     return pair
 
@@ -97,45 +130,81 @@ def _point(name: str, payload: Callable[P, E], when: str) -> PointSignal[P, E]:
 
 # --- pairs, in the order observers see them listed -------------------------------------
 project_started, project_finished = _pair(
-    "project_started", ProjectStarted, "Sent when run_project begins.",
-    "project_finished", ProjectFinished, "Sent when run_project ends, however it ends.")
+    "project_started",
+    ProjectStarted,
+    "Sent when run_project begins.",
+    "project_finished",
+    ProjectFinished,
+    "Sent when run_project ends, however it ends.",
+)
 task_started, task_finished = _pair(
-    "task_started", TaskStarted, "Sent when a task starts running.",
-    "task_finished", TaskFinished, "Sent when a task's loop ends.")
+    "task_started",
+    TaskStarted,
+    "Sent when a task starts running.",
+    "task_finished",
+    TaskFinished,
+    "Sent when a task's loop ends.",
+)
 llm_call_started, llm_call_finished = _pair(
-    "llm_call_started", LlmCallStarted, "Sent before each LLM call attempt (cached ones too).",
-    "llm_call_finished", LlmCallFinished, "Sent after each LLM call attempt.")
+    "llm_call_started",
+    LlmCallStarted,
+    "Sent before each LLM call attempt (cached ones too).",
+    "llm_call_finished",
+    LlmCallFinished,
+    "Sent after each LLM call attempt.",
+)
 policy_check_started, policy_checked = _pair(
-    "policy_check_started", PolicyCheckStarted, "Sent before a model is checked against policies.",
-    "policy_checked", PolicyChecked, "Sent with the result of a policy check.")
+    "policy_check_started",
+    PolicyCheckStarted,
+    "Sent before a model is checked against policies.",
+    "policy_checked",
+    PolicyChecked,
+    "Sent with the result of a policy check.",
+)
 remediation_started, remediation_finished = _pair(
-    "remediation_started", RemediationStarted, "Sent when a remediation strategy is attempted.",
-    "remediation_finished", RemediationFinished, "Sent with the outcome of a remediation attempt.")
+    "remediation_started",
+    RemediationStarted,
+    "Sent when a remediation strategy is attempted.",
+    "remediation_finished",
+    RemediationFinished,
+    "Sent with the outcome of a remediation attempt.",
+)
 batch_started, batch_finished = _pair(
-    "batch_started", BatchStarted, "Sent when a batch of projects starts.",
-    "batch_finished", BatchFinished, "Sent when a batch ends, however it ends.")
+    "batch_started",
+    BatchStarted,
+    "Sent when a batch of projects starts.",
+    "batch_finished",
+    BatchFinished,
+    "Sent when a batch ends, however it ends.",
+)
 
 # --- point events ----------------------------------------------------------------------
 budget_warning = _point("budget_warning", BudgetWarning, "Point event: budget threshold crossed or call refused.")
 cache_hit = _point("cache_hit", CacheHit, "Point event: an LLM call was answered from the cache.")
-validation_failed = _point("validation_failed", ValidationFailed,
-                           "Point event: a deterministic validator rejected an output.")
-decomposition_fallback = _point("decomposition_fallback", DecompositionFallback,
-                                "Point event: decomposition unusable, single task.")
+validation_failed = _point(
+    "validation_failed", ValidationFailed, "Point event: a deterministic validator rejected an output."
+)
+decomposition_fallback = _point(
+    "decomposition_fallback", DecompositionFallback, "Point event: decomposition unusable, single task."
+)
 model_unhealthy = _point("model_unhealthy", ModelUnhealthy, "Point event: a model is excluded for the rest of the run.")
 task_skipped = _point("task_skipped", TaskSkipped, "Point event: a task will not run.")
 iteration_scored = _point("iteration_scored", IterationScored, "Point event: a task iteration was evaluated.")
 llm_retry = _point("llm_retry", LlmRetry, "Point event: a transient LLM error will be retried.")
 tasks_planned = _point("tasks_planned", TasksPlanned, "Point event: the task DAG is known, before scheduling.")
-llm_call_dispatched = _point("llm_call_dispatched", LlmCallDispatched,
-                             "Point event: an LLM request really left (queueing ends).")
-json_mode_rejected = _point("json_mode_rejected", JsonModeRejected,
-                            "Point event: an endpoint rejected a JSON response_format rung.")
-acceptance_check = _point("acceptance_check", AcceptanceCheck,
-                          "Point event: an acceptance check ran against a task's code.")
+llm_call_dispatched = _point(
+    "llm_call_dispatched", LlmCallDispatched, "Point event: an LLM request really left (queueing ends)."
+)
+json_mode_rejected = _point(
+    "json_mode_rejected", JsonModeRejected, "Point event: an endpoint rejected a JSON response_format rung."
+)
+acceptance_check = _point(
+    "acceptance_check", AcceptanceCheck, "Point event: an acceptance check ran against a task's code."
+)
 task_restored = _point("task_restored", TaskRestored, "Point event: a resumed run kept a task's result.")
-local_model_loaded = _point("local_model_loaded", LocalModelLoaded,
-                            "Point event: the embedded model's worker process loaded the model.")
+local_model_loaded = _point(
+    "local_model_loaded", LocalModelLoaded, "Point event: the embedded model's worker process loaded the model."
+)
 batch_progress = _point("batch_progress", BatchProgress, "Point event: where a batch of projects stands.")
 
 PAIRS: tuple[tuple[BusSignal, BusSignal], ...] = tuple(_pairs)

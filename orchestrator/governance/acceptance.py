@@ -38,8 +38,7 @@ from ..domain.results import CheckRecord
 from .sandbox import Sandbox, SandboxUnavailable, current
 from .validators import code_blocks
 
-__all__ = ["Check", "Criteria", "CheckResult", "CheckReport", "parse_criteria", "run_checks",
-           "checked_code"]
+__all__ = ["Check", "Criteria", "CheckResult", "CheckReport", "parse_criteria", "run_checks", "checked_code"]
 
 _BUILTINS = frozenset(dir(builtins))
 _BACKTICKS = re.compile(r"`([^`\n]+)`")
@@ -126,6 +125,7 @@ class CheckReport:
 # Parsing
 # ---------------------------------------------------------------------------------------
 
+
 def _is_literal(node: ast.expr) -> bool:
     """A constant, or a container/unary minus of constants (``-1``, ``[1, 2]``, ``(1, 'a')``)."""
     if isinstance(node, ast.Constant):
@@ -155,10 +155,16 @@ def _is_check_expression(node: ast.expr) -> bool:
 
 def _names(node: ast.AST) -> frozenset[str]:
     bound = {n.arg for n in ast.walk(node) if isinstance(n, ast.arg)}  # lambda / comprehension args
-    bound |= {t.id for n in ast.walk(node) if isinstance(n, ast.comprehension)
-              for t in ast.walk(n.target) if isinstance(t, ast.Name)}
-    return frozenset(n.id for n in ast.walk(node)
-                     if isinstance(n, ast.Name) and n.id not in _BUILTINS and n.id not in bound)
+    bound |= {
+        t.id
+        for n in ast.walk(node)
+        if isinstance(n, ast.comprehension)
+        for t in ast.walk(n.target)
+        if isinstance(t, ast.Name)
+    }
+    return frozenset(
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id not in _BUILTINS and n.id not in bound
+    )
 
 
 def _checks_in(text: str) -> list[Check] | None:
@@ -215,6 +221,7 @@ def parse_criteria(text: str) -> Criteria:
 # Running
 # ---------------------------------------------------------------------------------------
 
+
 def _parse_prefix(block: str) -> tuple[ast.Module | None, int | None]:
     """The block parsed, or its longest head of lines that parses (a small model often
     ends good code with a line of prose); with the line number where parsing failed."""
@@ -248,11 +255,17 @@ def checked_code(output: str, prelude: Iterable[str] = ()) -> tuple[str, str]:
             cut.append(f"line {failed_at}")
         if tree is None:
             continue
-        tree.body = [s for s in tree.body if not isinstance(s, ast.Assert)
-                     and not (isinstance(s, ast.Expr) and not isinstance(s.value, ast.Constant))]
+        tree.body = [
+            s
+            for s in tree.body
+            if not isinstance(s, ast.Assert) and not (isinstance(s, ast.Expr) and not isinstance(s.value, ast.Constant))
+        ]
         kept.append(ast.unparse(tree))
-    note = (f"(The code did not parse from {', '.join(cut[:3])} of its block(s) on; "
-            "that part was left out.)") if cut else ""
+    note = (
+        (f"(The code did not parse from {', '.join(cut[:3])} of its block(s) on; that part was left out.)")
+        if cut
+        else ""
+    )
     return "\n\n".join(kept), note
 
 
@@ -271,22 +284,36 @@ else:
     globals().update({{k: v for k, v in vars({_SOLUTION_VAR}).items() if not k.startswith("__")}})
 '''
 
+
 def _test_module(checks: Sequence[Check]) -> str:
     body: list[ast.stmt] = []
     for index, check in enumerate(checks, 1):
         reraise = ast.If(
             test=ast.Compare(ast.Name(_ERROR_VAR, ast.Load()), [ast.IsNot()], [ast.Constant(None)]),
-            body=[ast.Raise(exc=ast.Name(_ERROR_VAR, ast.Load()), cause=None)], orelse=[])
-        body.append(ast.FunctionDef(
-            name=f"test_check_{index}", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
-                                                           kw_defaults=[], defaults=[]),
-            body=[reraise, check.test_statement()], decorator_list=[], returns=None))
+            body=[ast.Raise(exc=ast.Name(_ERROR_VAR, ast.Load()), cause=None)],
+            orelse=[],
+        )
+        body.append(
+            ast.FunctionDef(
+                name=f"test_check_{index}",
+                args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
+                body=[reraise, check.test_statement()],
+                decorator_list=[],
+                returns=None,
+            )
+        )
     module = ast.Module(body=body, type_ignores=[])
     return _TEST_HEADER + "\n\n" + ast.unparse(ast.fix_missing_locations(module)) + "\n"
 
 
-def run_checks(output: str, checks: Sequence[Check], *, prelude: Iterable[str] = (), timeout: float = 30.0,
-               sandbox: Sandbox | None = None) -> CheckReport:
+def run_checks(
+    output: str,
+    checks: Sequence[Check],
+    *,
+    prelude: Iterable[str] = (),
+    timeout: float = 30.0,
+    sandbox: Sandbox | None = None,
+) -> CheckReport:
     """Run ``checks`` against the code in ``output`` (after ``prelude``) in ``sandbox``
     (default: the run's, see :func:`~.sandbox.current`), each in its own process; a
     check's verdict comes from the sandbox's harness, never from a file the code could

@@ -28,8 +28,10 @@ __all__ = ["RunConfig", "Sections", "load_run_config", "SECTIONS"]
 
 SECTIONS = ("policies", "remediation", "validators")
 
-PolicySection = Annotated[list[PolicyPatch] | PolicyFile,
-                          Meta(extra={"expected": "a list of policies or a mapping with policies, task_types and tasks"})]
+PolicySection = Annotated[
+    list[PolicyPatch] | PolicyFile,
+    Meta(extra={"expected": "a list of policies or a mapping with policies, task_types and tasks"}),
+]
 
 
 class Sections(Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,8 +64,12 @@ class RunConfig:
         return replace(self, policies=self.policies.merged(extra))
 
 
-def load_run_config(sections: Sections | Mapping[str, object] | None = None, project_path: str | None = None,
-                    policy_path: str | None = None, tasks: Sequence[Task] | None = None) -> RunConfig:
+def load_run_config(
+    sections: Sections | Mapping[str, object] | None = None,
+    project_path: str | None = None,
+    policy_path: str | None = None,
+    tasks: Sequence[Task] | None = None,
+) -> RunConfig:
     """The run's configuration from the project file's sections (checked
     :class:`Sections`, or their data) and ``--policy FILE``.
 
@@ -104,5 +110,6 @@ def load_run_config(sections: Sections | Mapping[str, object] | None = None, pro
 def _check_task_ids(entries: Iterable[str], ids: Sequence[str], key: str, source: str) -> None:
     for tid in entries:
         if tid not in ids:
-            raise ConfigError(f"no task has the id {tid!r} (tasks: {', '.join(ids)})",
-                              key=join_key(key, key_text(tid)), source=source)
+            raise ConfigError(
+                f"no task has the id {tid!r} (tasks: {', '.join(ids)})", key=join_key(key, key_text(tid)), source=source
+            )

@@ -57,6 +57,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # records the harness sends back on the verdict channel.  Shapes only: this file runs alone
 # (``python -I -c``), so it imports nothing of the orchestrator.
 
+
 class JobLimits(TypedDict):
     memory_bytes: int
     processes: int
@@ -103,8 +104,12 @@ class IndexedVerdict(Verdict):
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 def _check(rc: int, what: str) -> None:
@@ -123,13 +128,18 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 def _read_only(path: str) -> None:
     attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY)
-    _check(_libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, path.encode(), _AT_RECURSIVE, ctypes.byref(attr),
-                         ctypes.sizeof(attr)), f"read-only {path}")
+    _check(
+        _libc.syscall(
+            _SYS_MOUNT_SETATTR, _AT_FDCWD, path.encode(), _AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)
+        ),
+        f"read-only {path}",
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # The unshare level: build the file system view and drop privileges (bwrap does this itself)
 # ---------------------------------------------------------------------------------------
+
 
 def _setup_unshare(setup: UnshareSetup) -> None:
     """In fresh mount, pid, net, ipc and uts namespaces (and a user namespace unless we are
@@ -158,8 +168,12 @@ def _setup_unshare(setup: UnshareSetup) -> None:
     for name in ("null", "zero", "full", "random", "urandom", "tty"):
         open(f"{root}/dev/{name}", "w").close()
         _mount(f"/dev/{name}", f"{root}/dev/{name}", None, _MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, f"{root}/dev/{name}")
     os.makedirs(root + "/proc")
     _mount("/proc", root + "/proc", None, _MS_BIND | _MS_REC)  # unshare --mount-proc: this pid namespace's
@@ -218,6 +232,7 @@ def _lock_down(become: list[int] | None) -> None:
 # ---------------------------------------------------------------------------------------
 # Running the code
 # ---------------------------------------------------------------------------------------
+
 
 class Harness:
     def __init__(self, job: Job, lifeline: int) -> None:
@@ -357,9 +372,16 @@ class Harness:
                 inner, outer, count = (int(n) for n in line.split())
                 if inner <= os.getuid() < inner + count:
                     host_uid = outer + os.getuid() - inner
-        self.report({"pid": os.getpid(), "root_writable": root_writable, "interfaces": interfaces,
-                     "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
-                     "capabilities": int(status["CapEff"], 16), "host_uid": host_uid})
+        self.report(
+            {
+                "pid": os.getpid(),
+                "root_writable": root_writable,
+                "interfaces": interfaces,
+                "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                "capabilities": int(status["CapEff"], 16),
+                "host_uid": host_uid,
+            }
+        )
 
     def command(self) -> None:
         argv = self.job["argv"]
@@ -398,9 +420,12 @@ def _verdict(index: int, nonce: str, raw: bytes, status: int | None) -> IndexedV
     if len(entries) == 1 and isinstance(entries[0], dict) and entries[0].get("nonce") == nonce:
         entry = entries[0]
         error_type = entry.get("error_type")
-        return {"index": index, "passed": entry.get("passed") is True,
-                "error_type": error_type if isinstance(error_type, str) else None,
-                "error": str(entry.get("error") or "")[:600]}
+        return {
+            "index": index,
+            "passed": entry.get("passed") is True,
+            "error_type": error_type if isinstance(error_type, str) else None,
+            "error": str(entry.get("error") or "")[:600],
+        }
     why = "no result" if not lines else "an unreadable result"
     detail = f"the check's process ended (exit status {status}) with {why}"
     return {"index": index, "passed": False, "error_type": "SandboxError", "error": detail}
@@ -429,8 +454,9 @@ def _run_pytest(index: int, test_file: str) -> Verdict | None:
 
     class Outcome:
         @pytest.hookimpl(hookwrapper=True)
-        def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
-                                      ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+        def pytest_runtest_makereport(
+            self, item: pytest.Item, call: pytest.CallInfo[None]
+        ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
             outcome = yield
             report = outcome.get_result()
             if report.when != "call" and not report.failed:
@@ -442,8 +468,19 @@ def _run_pytest(index: int, test_file: str) -> Verdict | None:
                 entry["error"] = (crash.message if crash is not None else str(call.excinfo.value))[:600]
             found.setdefault("entry", entry)
 
-    pytest.main(["-q", "--no-header", "-p", "no:cacheprovider", "--tb=short", "-o", "addopts=",
-                 f"{test_file}::test_check_{index}"], plugins=[Outcome()])
+    pytest.main(
+        [
+            "-q",
+            "--no-header",
+            "-p",
+            "no:cacheprovider",
+            "--tb=short",
+            "-o",
+            "addopts=",
+            f"{test_file}::test_check_{index}",
+        ],
+        plugins=[Outcome()],
+    )
     return found.get("entry")
 
 
@@ -464,9 +501,13 @@ def _set_dumpable(on: bool) -> None:
 
 
 def _apply_limits(limits: JobLimits, *, pid_namespace: bool) -> None:
-    pairs = [(resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_FSIZE, limits["file_bytes"]),
-             (resource.RLIMIT_NOFILE, limits["open_files"]), (resource.RLIMIT_CPU, limits["cpu_seconds"]),
-             (resource.RLIMIT_CORE, 0)]
+    pairs = [
+        (resource.RLIMIT_AS, limits["memory_bytes"]),
+        (resource.RLIMIT_FSIZE, limits["file_bytes"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+        (resource.RLIMIT_CORE, 0),
+    ]
     if pid_namespace:  # counted per user namespace: without one it would count all of the user's processes
         pairs.append((resource.RLIMIT_NPROC, limits["processes"]))
     for which, value in pairs:

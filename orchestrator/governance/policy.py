@@ -50,10 +50,27 @@ from .policy_types import (
 )
 
 __all__ = [
-    "EnforcementMode", "Policy", "PolicyPatch", "ModelProfile", "Violation", "PolicyResult", "PolicyEngine",
-    "PolicySet", "PolicyFile", "PolicyViolationError", "ConfigError", "load_policy_file", "HARD_CONSTRAINTS",
-    "SOFT_CONSTRAINTS", "NOMINAL_CALL_TOKENS", "NOMINAL_CALLS_PER_TASK", "compliant_models", "known_providers",
-    "known_regions", "known_tags", "join_key",
+    "EnforcementMode",
+    "Policy",
+    "PolicyPatch",
+    "ModelProfile",
+    "Violation",
+    "PolicyResult",
+    "PolicyEngine",
+    "PolicySet",
+    "PolicyFile",
+    "PolicyViolationError",
+    "ConfigError",
+    "load_policy_file",
+    "HARD_CONSTRAINTS",
+    "SOFT_CONSTRAINTS",
+    "NOMINAL_CALL_TOKENS",
+    "NOMINAL_CALLS_PER_TASK",
+    "compliant_models",
+    "known_providers",
+    "known_regions",
+    "known_tags",
+    "join_key",
 ]
 
 Entry = Policy | PolicyPatch
@@ -124,8 +141,11 @@ class PolicySet(Struct, frozen=True):
 
     @property
     def count(self) -> int:
-        return (len(self.global_policies) + sum(len(v) for v in self.by_task_type.values())
-                + sum(len(v) for v in self.by_task.values()))
+        return (
+            len(self.global_policies)
+            + sum(len(v) for v in self.by_task_type.values())
+            + sum(len(v) for v in self.by_task.values())
+        )
 
     def for_project(self) -> tuple[Policy, ...]:
         """The policies of project-level calls (decomposition): the global ones."""
@@ -143,13 +163,22 @@ class PolicySet(Struct, frozen=True):
     def merged(self, other: PolicySet) -> PolicySet:
         """This set with ``other`` applied on top (``other`` wins by name, key by key)."""
         try:
-            types = {t: _overlay(self.by_task_type.get(t, ()), other.by_task_type.get(t, ()),
-                                 join_key("task_types", key_text(t)))
-                     for t in dict.fromkeys([*self.by_task_type, *other.by_task_type])}  # in order: errors too
-            tasks = {t: _overlay(self.by_task.get(t, ()), other.by_task.get(t, ()), join_key("tasks", key_text(t)))
-                     for t in dict.fromkeys([*self.by_task, *other.by_task])}
-            return PolicySet(_overlay(self.global_policies, other.global_policies, "policies"), types, tasks,
-                             other.source or self.source)
+            types = {
+                t: _overlay(
+                    self.by_task_type.get(t, ()), other.by_task_type.get(t, ()), join_key("task_types", key_text(t))
+                )
+                for t in dict.fromkeys([*self.by_task_type, *other.by_task_type])
+            }  # in order: errors too
+            tasks = {
+                t: _overlay(self.by_task.get(t, ()), other.by_task.get(t, ()), join_key("tasks", key_text(t)))
+                for t in dict.fromkeys([*self.by_task, *other.by_task])
+            }
+            return PolicySet(
+                _overlay(self.global_policies, other.global_policies, "policies"),
+                types,
+                tasks,
+                other.source or self.source,
+            )
         except ConfigError as exc:
             raise exc.within(source=other.source or self.source) from None
 
@@ -173,24 +202,28 @@ class PolicySet(Struct, frozen=True):
         ``source`` and the key."""
         if data is None:
             return cls(source=source)
-        shape: PolicyFile = convert({"policies": data} if isinstance(data, list) else data, PolicyFile,
-                                    source=source)
+        shape: PolicyFile = convert({"policies": data} if isinstance(data, list) else data, PolicyFile, source=source)
         return cls.from_file(shape, source)
 
     @classmethod
     def from_file(cls, shape: PolicyFile, source: str = "") -> PolicySet:
         try:
-            return cls(_layer(shape.global_ if shape.global_ is not None else shape.policies),
-                       {t: _layer(v) for t, v in (shape.task_types or {}).items()},
-                       {t: _layer(v) for t, v in (shape.tasks or {}).items()}, source)
+            return cls(
+                _layer(shape.global_ if shape.global_ is not None else shape.policies),
+                {t: _layer(v) for t, v in (shape.task_types or {}).items()},
+                {t: _layer(v) for t, v in (shape.tasks or {}).items()},
+                source,
+            )
         except ConfigError as exc:
             raise exc.within(source=source) from None
 
     def describe(self) -> str:
         types = sum(1 for v in self.by_task_type.values() if v)
         tasks = sum(1 for v in self.by_task.values() if v)
-        return (f"{len(self.global_policies)} global polic{'y' if len(self.global_policies) == 1 else 'ies'}, "
-                f"overrides for {types} task type{'s' if types != 1 else ''} and {tasks} task{'s' if tasks != 1 else ''}")
+        return (
+            f"{len(self.global_policies)} global polic{'y' if len(self.global_policies) == 1 else 'ies'}, "
+            f"overrides for {types} task type{'s' if types != 1 else ''} and {tasks} task{'s' if tasks != 1 else ''}"
+        )
 
 
 def _stack(lower: Entry | None, upper: Entry) -> Entry:
@@ -235,9 +268,11 @@ def _check_unique(layer: Layer, key: str) -> None:
 def _check_consistent(policies: Sequence[Policy], key: str) -> None:
     """Policies in force together must leave some provider, model and region."""
     blocking = [p for p in policies if p.enforcement_mode != EnforcementMode.MONITOR]
-    for allowed_field, blocked_field, what in (("allowed_providers", "blocked_providers", "provider"),
-                                               ("allowed_models", "blocked_models", "model"),
-                                               ("allowed_regions", None, "region")):
+    for allowed_field, blocked_field, what in (
+        ("allowed_providers", "blocked_providers", "provider"),
+        ("allowed_models", "blocked_models", "model"),
+        ("allowed_regions", None, "region"),
+    ):
         allowing = [p for p in blocking if getattr(p, allowed_field) is not None]
         if not allowing:
             continue

@@ -29,8 +29,16 @@ from ..llm.catalog import CATALOG, ModelInfo
 from ..llm.pricing import PriceSource, Pricing, flat_price
 from .policy_types import HARD_CONSTRAINTS, EnforcementMode, Policy
 
-__all__ = ["ModelProfile", "Violation", "PolicyResult", "PolicyEngine", "PolicyViolationError", "compliant_models",
-           "NOMINAL_CALL_TOKENS", "NOMINAL_CALLS_PER_TASK"]
+__all__ = [
+    "ModelProfile",
+    "Violation",
+    "PolicyResult",
+    "PolicyEngine",
+    "PolicyViolationError",
+    "compliant_models",
+    "NOMINAL_CALL_TOKENS",
+    "NOMINAL_CALLS_PER_TASK",
+]
 
 logger = logging.getLogger("orchestrator.policy")
 
@@ -62,8 +70,16 @@ class ModelProfile:
         info = model if isinstance(model, ModelInfo) else CATALOG.get(model)
         if info is None:
             raise KeyError(f"unknown model {model!r}")
-        return cls(info.name, info.provider, info.input_per_m, info.output_per_m, info.region,
-                   tuple(info.tags), observed_latency_ms, info.price)
+        return cls(
+            info.name,
+            info.provider,
+            info.input_per_m,
+            info.output_per_m,
+            info.region,
+            tuple(info.tags),
+            observed_latency_ms,
+            info.price,
+        )
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """Worst-case USD of a call of this size (infinite when the price is unknown)."""
@@ -71,8 +87,9 @@ class ModelProfile:
         if pricing is None:
             if self.input_per_m is None or self.output_per_m is None:
                 return math.inf
-            pricing = Pricing(PriceSource.CATALOG, flat_price([("input", self.input_per_m),
-                                                               ("output", self.output_per_m)]))
+            pricing = Pricing(
+                PriceSource.CATALOG, flat_price([("input", self.input_per_m), ("output", self.output_per_m)])
+            )
         return pricing.worst_case(input_tokens, output_tokens) if pricing.known else math.inf
 
 
@@ -118,8 +135,14 @@ class PolicyResult:
 class PolicyViolationError(OrchestratorError):
     """No model may be used: the message names the task, the policies and the reasons."""
 
-    def __init__(self, message: str, *, task_id: str | None = None,
-                 policies: Sequence[Policy] = (), results: Sequence[PolicyResult] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        policies: Sequence[Policy] = (),
+        results: Sequence[PolicyResult] = (),
+    ) -> None:
         super().__init__(message)
         self.task_id = task_id
         self.policies = tuple(policies)
@@ -129,8 +152,9 @@ class PolicyViolationError(OrchestratorError):
         so a caller can still report and write the results of a run that spent nothing."""
 
     @classmethod
-    def for_candidates(cls, task_id: str | None, policies: Sequence[Policy],
-                       results: Sequence[PolicyResult], what: str = "") -> PolicyViolationError:
+    def for_candidates(
+        cls, task_id: str | None, policies: Sequence[Policy], results: Sequence[PolicyResult], what: str = ""
+    ) -> PolicyViolationError:
         who = f"task {task_id}" if task_id else (what or "project")
         names = ", ".join(f"{p.name} ({p.enforcement_mode.value})" for p in policies) or "(none)"
         failed = [r for r in results if not r.passed]
@@ -140,28 +164,38 @@ class PolicyViolationError(OrchestratorError):
                 detail += f"; and {len(failed) - 6} more"
         else:
             detail = "no usable candidate model to check"
-        return cls(f"{who}: no model satisfies the policies {names}: {detail}", task_id=task_id,
-                   policies=policies, results=results)
+        return cls(
+            f"{who}: no model satisfies the policies {names}: {detail}",
+            task_id=task_id,
+            policies=policies,
+            results=results,
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # The engine
 # ---------------------------------------------------------------------------------------
 
+
 class PolicyEngine:
     """Checks models against policies; every :meth:`check` is a
     ``policy_check_started``/``policy_checked`` pair on the event bus."""
 
-    def check(self, model: str | ModelInfo, profile: ModelProfile | None = None,
-              policies: Sequence[Policy] = (), *, call_cost_usd: float | None = None,
-              task_cost_usd: float | None = None) -> PolicyResult:
+    def check(
+        self,
+        model: str | ModelInfo,
+        profile: ModelProfile | None = None,
+        policies: Sequence[Policy] = (),
+        *,
+        call_cost_usd: float | None = None,
+        task_cost_usd: float | None = None,
+    ) -> PolicyResult:
         """Evaluate ``model`` against ``policies``.  ``call_cost_usd``/``task_cost_usd``
         are the caller's worst-case estimates for cost limits (default: a nominal call
         of 2,000 input and 1,000 output tokens, and four such calls per task)."""
         name = model.name if isinstance(model, ModelInfo) else model
         with events.traced_policy_check(len(policies), model=name) as span:
-            result = self.evaluate(model, profile, policies, call_cost_usd=call_cost_usd,
-                                   task_cost_usd=task_cost_usd)
+            result = self.evaluate(model, profile, policies, call_cost_usd=call_cost_usd, task_cost_usd=task_cost_usd)
             span.set_attribute(attr.POLICY_PASSED, result.passed)
             span.set_attribute(attr.POLICY_VIOLATIONS, len(result.violations))
             span.set_attribute(attr.POLICY_MODE, result.mode.value)
@@ -170,25 +204,43 @@ class PolicyEngine:
             if result.violations:
                 span.set_attribute(attr.POLICY_REASONS, tuple(str(v)[:200] for v in result.violations[:8]))
         for v in result.warnings:
-            logger.warning("policy %s (%s mode) violated by %s, not blocking: %s", v.policy, v.mode.value,
-                           result.model, v.message)
+            logger.warning(
+                "policy %s (%s mode) violated by %s, not blocking: %s", v.policy, v.mode.value, result.model, v.message
+            )
         return result
 
-    def enforce(self, model: str | ModelInfo, profile: ModelProfile | None = None,
-                policies: Sequence[Policy] = (), *, task_id: str | None = None,
-                call_cost_usd: float | None = None, task_cost_usd: float | None = None) -> PolicyResult:
+    def enforce(
+        self,
+        model: str | ModelInfo,
+        profile: ModelProfile | None = None,
+        policies: Sequence[Policy] = (),
+        *,
+        task_id: str | None = None,
+        call_cost_usd: float | None = None,
+        task_cost_usd: float | None = None,
+    ) -> PolicyResult:
         """:meth:`check`, raising :class:`PolicyViolationError` when the model is blocked."""
         result = self.check(model, profile, policies, call_cost_usd=call_cost_usd, task_cost_usd=task_cost_usd)
         if not result.passed:
             who = f"task {task_id}" if task_id else "project"
             names = ", ".join(sorted({v.policy for v in result.blocking}))
-            raise PolicyViolationError(f"{who}: model {result.model} violates the policies {names}: "
-                                       f"{result.reason}", task_id=task_id, policies=policies, results=[result])
+            raise PolicyViolationError(
+                f"{who}: model {result.model} violates the policies {names}: {result.reason}",
+                task_id=task_id,
+                policies=policies,
+                results=[result],
+            )
         return result
 
-    def evaluate(self, model: str | ModelInfo, profile: ModelProfile | None = None,
-                 policies: Sequence[Policy] = (), *, call_cost_usd: float | None = None,
-                 task_cost_usd: float | None = None) -> PolicyResult:
+    def evaluate(
+        self,
+        model: str | ModelInfo,
+        profile: ModelProfile | None = None,
+        policies: Sequence[Policy] = (),
+        *,
+        call_cost_usd: float | None = None,
+        task_cost_usd: float | None = None,
+    ) -> PolicyResult:
         """The check itself, without events (pure: used for feasibility checks too)."""
         if profile is None:
             profile = ModelProfile.from_catalog(model)
@@ -202,7 +254,8 @@ class PolicyEngine:
             mode = policy.enforcement_mode
             for constraint, message in _violations(policy, name, profile, call_cost_usd, task_cost_usd):
                 blocks = mode == EnforcementMode.HARD or (
-                    mode == EnforcementMode.SOFT and constraint in HARD_CONSTRAINTS)
+                    mode == EnforcementMode.SOFT and constraint in HARD_CONSTRAINTS
+                )
                 violations.append(Violation(policy.name, constraint, message, mode, blocks))
         blocking = [v for v in violations if v.blocking]
         if blocking:
@@ -216,8 +269,9 @@ class PolicyEngine:
         return PolicyResult(not blocking, tuple(violations), mode, name)
 
 
-def _violations(policy: Policy, model: str, profile: ModelProfile, call_cost: float,
-                task_cost: float) -> Iterable[tuple[str, str]]:
+def _violations(
+    policy: Policy, model: str, profile: ModelProfile, call_cost: float, task_cost: float
+) -> Iterable[tuple[str, str]]:
     provider, region = profile.provider, profile.region
     if policy.allowed_providers is not None and provider not in policy.allowed_providers:
         yield "allowed_providers", f"provider {provider!r} not in allowed_providers {list(policy.allowed_providers)}"
@@ -233,25 +287,33 @@ def _violations(policy: Policy, model: str, profile: ModelProfile, call_cost: fl
     if missing:
         yield "requires", f"model lacks required tag{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
     if policy.max_cost_per_call_usd is not None and call_cost > policy.max_cost_per_call_usd:
-        yield "max_cost_per_call_usd", (f"worst-case call cost {_usd(call_cost)} > max_cost_per_call_usd "
-                                        f"${policy.max_cost_per_call_usd:g}")
+        yield (
+            "max_cost_per_call_usd",
+            (f"worst-case call cost {_usd(call_cost)} > max_cost_per_call_usd ${policy.max_cost_per_call_usd:g}"),
+        )
     if policy.max_cost_per_task_usd is not None and task_cost > policy.max_cost_per_task_usd:
-        yield "max_cost_per_task_usd", (f"worst-case task cost {_usd(task_cost)} > max_cost_per_task_usd "
-                                        f"${policy.max_cost_per_task_usd:g}")
-    if (policy.max_latency_ms is not None and profile.observed_latency_ms is not None
-            and profile.observed_latency_ms > policy.max_latency_ms):
-        yield "max_latency_ms", (f"observed latency {profile.observed_latency_ms:.0f} ms > max_latency_ms "
-                                 f"{policy.max_latency_ms:g}")
+        yield (
+            "max_cost_per_task_usd",
+            (f"worst-case task cost {_usd(task_cost)} > max_cost_per_task_usd ${policy.max_cost_per_task_usd:g}"),
+        )
+    if (
+        policy.max_latency_ms is not None
+        and profile.observed_latency_ms is not None
+        and profile.observed_latency_ms > policy.max_latency_ms
+    ):
+        yield (
+            "max_latency_ms",
+            (f"observed latency {profile.observed_latency_ms:.0f} ms > max_latency_ms {policy.max_latency_ms:g}"),
+        )
 
 
 def _usd(amount: float) -> str:
     return "unknown (no price)" if math.isinf(amount) else f"${amount:.6f}"
 
 
-def compliant_models(policies: Sequence[Policy], candidates: Iterable[str],
-                     engine: PolicyEngine | None = None) -> list[str]:
+def compliant_models(
+    policies: Sequence[Policy], candidates: Iterable[str], engine: PolicyEngine | None = None
+) -> list[str]:
     """The candidates that pass ``policies`` (no events; catalog profiles)."""
     engine = engine or PolicyEngine()
     return [m for m in candidates if m in CATALOG and engine.evaluate(m, None, policies).passed]
-
-

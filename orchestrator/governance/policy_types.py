@@ -24,8 +24,16 @@ from ..config.fields import Name, Names, OptionalNames, Positive
 from ..domain.errors import ConfigError, unknown
 from ..llm.catalog import CATALOG
 
-__all__ = ["EnforcementMode", "Policy", "PolicyPatch", "HARD_CONSTRAINTS", "SOFT_CONSTRAINTS", "known_providers",
-           "known_regions", "known_tags"]
+__all__ = [
+    "EnforcementMode",
+    "Policy",
+    "PolicyPatch",
+    "HARD_CONSTRAINTS",
+    "SOFT_CONSTRAINTS",
+    "known_providers",
+    "known_regions",
+    "known_tags",
+]
 
 
 class EnforcementMode(StrEnum):
@@ -36,8 +44,9 @@ class EnforcementMode(StrEnum):
 
 Mode = Annotated[EnforcementMode, Meta(extra={"noun": "mode"})]
 
-HARD_CONSTRAINTS = frozenset({"allowed_providers", "blocked_providers", "allowed_models", "blocked_models",
-                              "allowed_regions", "requires"})
+HARD_CONSTRAINTS = frozenset(
+    {"allowed_providers", "blocked_providers", "allowed_models", "blocked_models", "allowed_regions", "requires"}
+)
 """Who receives the data: these block in ``hard`` and ``soft`` mode."""
 SOFT_CONSTRAINTS = frozenset({"max_cost_per_call_usd", "max_cost_per_task_usd", "max_latency_ms"})
 """Cost and latency: these block only in ``hard`` mode."""
@@ -149,6 +158,7 @@ def _plain(value: object) -> object:
 
 # -- the checks of meaning -----------------------------------------------------------------
 
+
 def _check(policy: Policy | PolicyPatch) -> None:
     values = _effective(policy)
     _check_names(values)
@@ -157,8 +167,10 @@ def _check(policy: Policy | PolicyPatch) -> None:
 
 def _effective(policy: Policy | PolicyPatch) -> Mapping[str, object]:
     """The values a policy (or an entry, unset keys at their defaults) stands for."""
-    return {name: getattr(policy, name) if getattr(policy, name) is not UNSET else default
-            for name, default in _DEFAULTS.items()}
+    return {
+        name: getattr(policy, name) if getattr(policy, name) is not UNSET else default
+        for name, default in _DEFAULTS.items()
+    }
 
 
 def _names(values: Mapping[str, object], key: str) -> tuple[str, ...]:
@@ -174,13 +186,15 @@ def _number(values: Mapping[str, object], key: str) -> float | None:
 def _check_names(values: Mapping[str, object]) -> None:
     from .validators import validator_names
 
-    checks = (("allowed_providers", "provider", known_providers()),
-              ("blocked_providers", "provider", known_providers()),
-              ("allowed_models", "model", sorted(CATALOG)),
-              ("blocked_models", "model", sorted(CATALOG)),
-              ("allowed_regions", "region", known_regions()),
-              ("requires", "tag", known_tags()),
-              ("skippable_validators", "validator", validator_names()))
+    checks = (
+        ("allowed_providers", "provider", known_providers()),
+        ("blocked_providers", "provider", known_providers()),
+        ("allowed_models", "model", sorted(CATALOG)),
+        ("blocked_models", "model", sorted(CATALOG)),
+        ("allowed_regions", "region", known_regions()),
+        ("requires", "tag", known_tags()),
+        ("skippable_validators", "validator", validator_names()),
+    )
     for key, what, known in checks:
         for item in _names(values, key):
             if item not in known:
@@ -195,26 +209,35 @@ def _check_contradictions(values: Mapping[str, object]) -> None:
     blocked_providers = set(_names(values, "blocked_providers"))
     both = allowed_providers & blocked_providers
     if both:
-        raise ConfigError(f"provider {sorted(both)[0]!r} is both allowed and blocked (blocked_providers)",
-                          key="allowed_providers")
+        raise ConfigError(
+            f"provider {sorted(both)[0]!r} is both allowed and blocked (blocked_providers)", key="allowed_providers"
+        )
     both = set(_names(values, "allowed_models")) & set(_names(values, "blocked_models"))
     if both:
-        raise ConfigError(f"model {sorted(both)[0]!r} is both allowed and blocked (blocked_models)",
-                          key="allowed_models")
+        raise ConfigError(
+            f"model {sorted(both)[0]!r} is both allowed and blocked (blocked_models)", key="allowed_models"
+        )
     regions = values["allowed_regions"]
     for model in _names(values, "allowed_models"):
         info = CATALOG[model]
         if info.provider in blocked_providers or (
-                values["allowed_providers"] is not None and info.provider not in allowed_providers):
-            raise ConfigError(f"allowed model {model!r} is served by provider {info.provider!r}, "
-                              "which this policy does not allow", key="allowed_models")
+            values["allowed_providers"] is not None and info.provider not in allowed_providers
+        ):
+            raise ConfigError(
+                f"allowed model {model!r} is served by provider {info.provider!r}, which this policy does not allow",
+                key="allowed_models",
+            )
         if regions is not None and info.region not in _names(values, "allowed_regions"):
-            raise ConfigError(f"allowed model {model!r} is in region {info.region!r}, which "
-                              "allowed_regions does not allow", key="allowed_models")
+            raise ConfigError(
+                f"allowed model {model!r} is in region {info.region!r}, which allowed_regions does not allow",
+                key="allowed_models",
+            )
     per_call, per_task = _number(values, "max_cost_per_call_usd"), _number(values, "max_cost_per_task_usd")
     if per_call is not None and per_task is not None and per_call > per_task:
-        raise ConfigError(f"max_cost_per_call_usd {per_call:g} exceeds max_cost_per_task_usd {per_task:g}",
-                          key="max_cost_per_call_usd")
+        raise ConfigError(
+            f"max_cost_per_call_usd {per_call:g} exceeds max_cost_per_task_usd {per_task:g}",
+            key="max_cost_per_call_usd",
+        )
 
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in msgspec.structs.fields(Policy)}

@@ -74,8 +74,18 @@ from ..config.fields import Count, Fraction, NonNegative
 from ..domain.errors import ConfigError
 
 __all__ = [
-    "Trigger", "Strategy", "Step", "RemediationConfig", "Situation", "Decision", "TaskRemediation",
-    "RemediationEngine", "Attempt", "DEFAULT_PLANS", "STRATEGIES_FOR", "ConfigError",
+    "Trigger",
+    "Strategy",
+    "Step",
+    "RemediationConfig",
+    "Situation",
+    "Decision",
+    "TaskRemediation",
+    "RemediationEngine",
+    "Attempt",
+    "DEFAULT_PLANS",
+    "STRATEGIES_FOR",
+    "ConfigError",
 ]
 
 
@@ -95,18 +105,26 @@ class Strategy(StrEnum):
     ABORT_TASK = "abort_task"
 
 
-NEEDS_ROUND = frozenset({Strategy.AUTO_RETRY, Strategy.FALLBACK_MODEL, Strategy.ADJUST_PROMPT,
-                         Strategy.ABORT_TASK})
+NEEDS_ROUND = frozenset({Strategy.AUTO_RETRY, Strategy.FALLBACK_MODEL, Strategy.ADJUST_PROMPT, Strategy.ABORT_TASK})
 """Strategies that only make sense while the task has rounds left."""
 RUNS_ROUND = frozenset({Strategy.AUTO_RETRY, Strategy.FALLBACK_MODEL, Strategy.ADJUST_PROMPT})
 """Strategies whose attempt is the next round (the engine runs it inside the pair)."""
 
 STRATEGIES_FOR: dict[Trigger, tuple[Strategy, ...]] = {
     Trigger.LLM_ERROR: (Strategy.AUTO_RETRY, Strategy.FALLBACK_MODEL, Strategy.ABORT_TASK),
-    Trigger.VALIDATION_FAILED: (Strategy.ADJUST_PROMPT, Strategy.SKIP_VALIDATOR, Strategy.FALLBACK_MODEL,
-                                Strategy.DEGRADE_THRESHOLD, Strategy.ABORT_TASK),
-    Trigger.SCORE_BELOW_THRESHOLD: (Strategy.ADJUST_PROMPT, Strategy.FALLBACK_MODEL, Strategy.DEGRADE_THRESHOLD,
-                                    Strategy.ABORT_TASK),
+    Trigger.VALIDATION_FAILED: (
+        Strategy.ADJUST_PROMPT,
+        Strategy.SKIP_VALIDATOR,
+        Strategy.FALLBACK_MODEL,
+        Strategy.DEGRADE_THRESHOLD,
+        Strategy.ABORT_TASK,
+    ),
+    Trigger.SCORE_BELOW_THRESHOLD: (
+        Strategy.ADJUST_PROMPT,
+        Strategy.FALLBACK_MODEL,
+        Strategy.DEGRADE_THRESHOLD,
+        Strategy.ABORT_TASK,
+    ),
     Trigger.BUDGET_LOW: (Strategy.DEGRADE_THRESHOLD, Strategy.FALLBACK_MODEL, Strategy.ABORT_TASK),
 }
 """Which strategies make sense for which trigger (a plan may use only these)."""
@@ -121,10 +139,13 @@ class Step(Struct, frozen=True):
 
 
 DEFAULT_PLANS: Mapping[Trigger, tuple[Step, ...]] = {
-    Trigger.LLM_ERROR: (Step(Strategy.AUTO_RETRY, 1), Step(Strategy.FALLBACK_MODEL, 3),
-                        Step(Strategy.ABORT_TASK, 1)),
-    Trigger.VALIDATION_FAILED: (Step(Strategy.ADJUST_PROMPT, 2), Step(Strategy.SKIP_VALIDATOR, 1),
-                                Step(Strategy.FALLBACK_MODEL, 1), Step(Strategy.ABORT_TASK, 1)),
+    Trigger.LLM_ERROR: (Step(Strategy.AUTO_RETRY, 1), Step(Strategy.FALLBACK_MODEL, 3), Step(Strategy.ABORT_TASK, 1)),
+    Trigger.VALIDATION_FAILED: (
+        Step(Strategy.ADJUST_PROMPT, 2),
+        Step(Strategy.SKIP_VALIDATOR, 1),
+        Step(Strategy.FALLBACK_MODEL, 1),
+        Step(Strategy.ABORT_TASK, 1),
+    ),
     Trigger.SCORE_BELOW_THRESHOLD: (Step(Strategy.ADJUST_PROMPT, 2), Step(Strategy.DEGRADE_THRESHOLD, 1)),
     Trigger.BUDGET_LOW: (Step(Strategy.DEGRADE_THRESHOLD, 1), Step(Strategy.FALLBACK_MODEL, 1)),
 }
@@ -173,8 +194,10 @@ class RemediationConfig(Struct, frozen=True):
 
 # -- the file shape (a project file's ``remediation`` key) -----------------------------------
 
-StepItem = Annotated[Strategy | dict[Strategy, Count],
-                     Meta(extra={"expected": "a strategy name or {strategy: attempts}", "noun": "strategy"})]
+StepItem = Annotated[
+    Strategy | dict[Strategy, Count],
+    Meta(extra={"expected": "a strategy name or {strategy: attempts}", "noun": "strategy"}),
+]
 Plan = Annotated[list[StepItem], Meta(extra={"expected": "a list of strategies"})] | None
 
 
@@ -202,8 +225,9 @@ class RemediationFile(Struct, frozen=True, forbid_unknown_fields=True):
         written += [(t.value, t, getattr(self, t.value)) for t in Trigger if getattr(self, t.value) is not UNSET]
         for key, trigger, items in written:
             plans[trigger] = tuple(_step(item, f"{key}[{i}]", trigger) for i, item in enumerate(items or ()))
-        return RemediationConfig(plans, self.retry_delay_seconds, self.degrade_step, self.min_threshold,
-                                 self.budget_low_rounds)
+        return RemediationConfig(
+            plans, self.retry_delay_seconds, self.degrade_step, self.min_threshold, self.budget_low_rounds
+        )
 
 
 def _step(item: Strategy | dict[Strategy, int], key: str, trigger: Trigger) -> Step:
@@ -217,8 +241,11 @@ def _step(item: Strategy | dict[Strategy, int], key: str, trigger: Trigger) -> S
 
 def _check_applies(step: Step, trigger: Trigger, key: str) -> None:
     if step.strategy not in STRATEGIES_FOR[trigger]:
-        raise ConfigError(f"{step.strategy.value} does not apply to {trigger.value} (use: "
-                          f"{', '.join(s.value for s in STRATEGIES_FOR[trigger])})", key=key)
+        raise ConfigError(
+            f"{step.strategy.value} does not apply to {trigger.value} (use: "
+            f"{', '.join(s.value for s in STRATEGIES_FOR[trigger])})",
+            key=key,
+        )
 
 
 @dataclass(frozen=True)
@@ -281,8 +308,9 @@ class Attempt:
             handle.set_attribute(attr.REMEDIATION_DETAIL, events.ModelText(d.situation.detail[:300]))
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._handle is not None:
             self._handle.set_attribute(attr.REMEDIATION_SUCCESS, bool(self.success) and exc is None)
             self._handle.__exit__(exc_type, exc, tb)
@@ -359,10 +387,14 @@ class RemediationEngine:
 def adjust_prompt_instruction(situation: Situation) -> str:
     """The text ``adjust_prompt`` adds to the next revise prompt."""
     if situation.trigger == Trigger.VALIDATION_FAILED:
-        return ("An earlier version of the answer failed these automatic checks:\n"
-                f"{situation.detail}\nMake sure the improved answer passes every one of them.")
-    return (f"The evaluator scored the answer {situation.score:.2f}; at least {situation.threshold:.2f} "
-            f"is needed. Its reasons: {situation.detail or 'none given'}\nAddress every point.")
+        return (
+            "An earlier version of the answer failed these automatic checks:\n"
+            f"{situation.detail}\nMake sure the improved answer passes every one of them."
+        )
+    return (
+        f"The evaluator scored the answer {situation.score:.2f}; at least {situation.threshold:.2f} "
+        f"is needed. Its reasons: {situation.detail or 'none given'}\nAddress every point."
+    )
 
 
 def steps_of(plan: Sequence[Step]) -> str:

@@ -46,8 +46,20 @@ from ..domain.errors import OrchestratorError
 if TYPE_CHECKING:
     from .harness import Job
 
-__all__ = ["LEVELS", "SANDBOX_CHOICES", "Limits", "Sandbox", "SandboxRun", "SandboxUnavailable", "clean_env",
-           "current", "kill_running", "probe", "resolve", "using"]
+__all__ = [
+    "LEVELS",
+    "SANDBOX_CHOICES",
+    "Limits",
+    "Sandbox",
+    "SandboxRun",
+    "SandboxUnavailable",
+    "clean_env",
+    "current",
+    "kill_running",
+    "probe",
+    "resolve",
+    "using",
+]
 
 LEVELS = ("bwrap", "unshare", "none")
 SANDBOX_CHOICES = ("auto", *LEVELS)
@@ -94,9 +106,16 @@ class SandboxRun:
 
 def clean_env(home: str, pythonpath: str | None = None) -> dict[str, str]:
     """The whole environment of code we run: nothing of ours (no key, proxy or setting)."""
-    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
-           "TMPDIR": home if home != WORKDIR else "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONNOUSERSITE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "NO_COLOR": "1"}
+    env = {
+        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": home if home != WORKDIR else "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "NO_COLOR": "1",
+    }
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     return env
@@ -174,15 +193,41 @@ class Sandbox:
         job["become"] = list(NOBODY) if root else None
         symlinks, binds = layout()
         if self.level == "unshare":
-            job["setup"] = {"symlinks": symlinks, "binds": binds, "tmp_bytes": self.limits.tmp_bytes,
-                            "userns": not root}
+            job["setup"] = {
+                "symlinks": symlinks,
+                "binds": binds,
+                "tmp_bytes": self.limits.tmp_bytes,
+                "userns": not root,
+            }
             user = [] if root else ["--user", "--map-root-user"]
-            return [exe, *user, "--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--net", "--ipc",
-                    "--uts", "--propagation", "private", "--"]
-        argv = [exe, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--cap-drop", "ALL"]
-        argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if root else ["--unshare-user",
-                                                                                    "--disable-userns"]
+            return [
+                exe,
+                *user,
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--mount-proc",
+                "--net",
+                "--ipc",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+            ]
+        argv = [
+            exe,
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-drop",
+            "ALL",
+        ]
+        argv += (
+            ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if root else ["--unshare-user", "--disable-userns"]
+        )
         argv += ["--die-with-parent", "--new-session", "--as-pid-1"]
         for link, target in symlinks:
             argv += ["--symlink", target, link]
@@ -190,13 +235,43 @@ class Sandbox:
             argv += ["--perms", "0755", "--dir", parent]
         for source, dest in binds:
             argv += ["--ro-bind", source, dest]
-        argv += ["--dev", "/dev", "--proc", "/proc", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp",
-                 "--remount-ro", "/dev", "--size", str(1 << 20), "--tmpfs", "/dev/shm", "--remount-ro", "/",
-                 "--chdir", "/", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--"]
+        argv += [
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--size",
+            str(self.limits.tmp_bytes),
+            "--tmpfs",
+            "/tmp",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(1 << 20),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/",
+            "--chdir",
+            "/",
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            "/usr/bin:/bin",
+            "--",
+        ]
         return argv
 
-    def run(self, mode: str, files: Mapping[str, str], *, timeout: float, argv: Sequence[str] = (),
-            count: int = 0, test_file: str = "") -> SandboxRun:
+    def run(
+        self,
+        mode: str,
+        files: Mapping[str, str],
+        *,
+        timeout: float,
+        argv: Sequence[str] = (),
+        count: int = 0,
+        test_file: str = "",
+    ) -> SandboxRun:
         """Run the harness in ``mode`` (``checks``, ``command`` or ``ping``) on ``files``
         (written into the code's work dir), for at most ``timeout`` seconds of the code's
         time.  Never raises for what the code does; a sandbox that cannot start is a
@@ -207,12 +282,23 @@ class Sandbox:
             else:
                 workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestrator-sandbox-"))
             job: Job = {
-                "mode": mode, "files": dict(files), "timeout": timeout, "argv": list(argv), "count": count,
-                "test_file": test_file, "workdir": workdir, "pid_namespace": self.isolated,
+                "mode": mode,
+                "files": dict(files),
+                "timeout": timeout,
+                "argv": list(argv),
+                "count": count,
+                "test_file": test_file,
+                "workdir": workdir,
+                "pid_namespace": self.isolated,
                 "env": clean_env(workdir, workdir),
-                "limits": {"memory_bytes": self.limits.memory_bytes, "processes": self.limits.processes,
-                           "file_bytes": self.limits.file_bytes, "open_files": self.limits.open_files,
-                           "cpu_seconds": max(1, int(timeout) + 1)}}
+                "limits": {
+                    "memory_bytes": self.limits.memory_bytes,
+                    "processes": self.limits.processes,
+                    "file_bytes": self.limits.file_bytes,
+                    "open_files": self.limits.open_files,
+                    "cpu_seconds": max(1, int(timeout) + 1),
+                },
+            }
             try:
                 prefix = self._prefix(job)
             except FileNotFoundError as exc:
@@ -223,9 +309,16 @@ class Sandbox:
         read_end, write_end = os.pipe()
         job["result_fd"] = write_end
         try:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    pass_fds=(write_end,), env={"PATH": "/usr/bin:/bin"}, cwd="/",
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_end,),
+                env={"PATH": "/usr/bin:/bin"},
+                cwd="/",
+                start_new_session=True,
+            )
         except OSError as exc:
             os.close(read_end)
             return SandboxRun((), "", False, self.level, f"cannot start the sandbox: {exc.strerror or exc}")
@@ -240,9 +333,13 @@ class Sandbox:
             with contextlib.suppress(BrokenPipeError):  # one line; stdin stays open: the harness's lifeline
                 proc.stdin.write(json.dumps(job).encode() + b"\n")
                 proc.stdin.flush()
-            output, results, killed = _collect(proc, proc.stdout.fileno(), read_end,
-                                               time.monotonic() + timeout + START_GRACE_SECONDS,
-                                               self.limits.output_bytes)
+            output, results, killed = _collect(
+                proc,
+                proc.stdout.fileno(),
+                read_end,
+                time.monotonic() + timeout + START_GRACE_SECONDS,
+                self.limits.output_bytes,
+            )
         finally:
             os.close(read_end)
             with contextlib.suppress(OSError):
@@ -265,14 +362,17 @@ class Sandbox:
                 error = f"the sandbox was stopped (signal {-proc.returncode})"
             else:
                 error = f"the sandbox failed to start (exit status {proc.returncode}): {last[:300] or 'no output'}"
-        timed_out = killed or any(r.get("error_type") == "Timeout" or ("returncode" in r and r["returncode"] is None)
-                                  for r in records)
-        return SandboxRun(tuple(r for r in records if "error" not in r or "index" in r), output, timed_out,
-                          self.level, error)
+        timed_out = killed or any(
+            r.get("error_type") == "Timeout" or ("returncode" in r and r["returncode"] is None) for r in records
+        )
+        return SandboxRun(
+            tuple(r for r in records if "error" not in r or "index" in r), output, timed_out, self.level, error
+        )
 
 
-def _collect(proc: subprocess.Popen[bytes], out_fd: int, result_fd: int, deadline: float,
-             cap: int) -> tuple[str, str, bool]:
+def _collect(
+    proc: subprocess.Popen[bytes], out_fd: int, result_fd: int, deadline: float, cap: int
+) -> tuple[str, str, bool]:
     """Read the output (keeping its head and tail, ``cap`` bytes in all) and the result
     channel until both end; kill the sandbox at ``deadline``.  Returns (output, results,
     killed)."""
@@ -307,7 +407,7 @@ def _collect(proc: subprocess.Popen[bytes], out_fd: int, result_fd: int, deadlin
                     tail += data
                 if len(tail) > half:
                     dropped += len(tail) - half
-                    del tail[:len(tail) - half]
+                    del tail[: len(tail) - half]
     text = head.decode("utf-8", "replace")
     if dropped:
         text += f"\n[... {dropped} bytes of output dropped ...]\n"
@@ -317,6 +417,7 @@ def _collect(proc: subprocess.Popen[bytes], out_fd: int, result_fd: int, deadlin
 # ---------------------------------------------------------------------------------------
 # Choosing a level
 # ---------------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=16)
 def probe(level: str, search_path: str | None = None) -> str | None:
@@ -329,14 +430,19 @@ def probe(level: str, search_path: str | None = None) -> str | None:
     if run.error:
         return run.error
     facts = run.records[0] if run.records else {}
-    problems = [what for what, ok in (
-        ("not pid 1 of its own pid namespace", facts.get("pid") == 1),
-        ("other processes are visible", facts.get("processes") == [1]),
-        ("the root is writable", facts.get("root_writable") is False),
-        ("network interfaces other than loopback", facts.get("interfaces") == ["lo"]),
-        ("capabilities left", facts.get("capabilities") == 0),
-        # run as root, no user namespace is made: the uid seen inside is the host's
-        ("the code would run as root", os.geteuid() != 0 or facts.get("host_uid") not in (0, None))) if not ok]
+    problems = [
+        what
+        for what, ok in (
+            ("not pid 1 of its own pid namespace", facts.get("pid") == 1),
+            ("other processes are visible", facts.get("processes") == [1]),
+            ("the root is writable", facts.get("root_writable") is False),
+            ("network interfaces other than loopback", facts.get("interfaces") == ["lo"]),
+            ("capabilities left", facts.get("capabilities") == 0),
+            # run as root, no user namespace is made: the uid seen inside is the host's
+            ("the code would run as root", os.geteuid() != 0 or facts.get("host_uid") not in (0, None)),
+        )
+        if not ok
+    ]
     return f"the sandbox does not hold: {', '.join(problems)}" if problems else None
 
 
@@ -361,7 +467,8 @@ def resolve(choice: str = "auto", *, search_path: str | None = None, limits: Lim
         reasons.append(f"{level}: {why}")
     raise SandboxUnavailable(
         f"no sandbox for model-written code here ({'; '.join(reasons)}); install bubblewrap (e.g. apt-get install "
-        "bubblewrap), or pass --sandbox none to run that code without isolation")
+        "bubblewrap), or pass --sandbox none to run that code without isolation"
+    )
 
 
 _CURRENT: ContextVar[Sandbox | None] = ContextVar("orchestrator_sandbox", default=None)

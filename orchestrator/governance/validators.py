@@ -51,10 +51,24 @@ from .sandbox import Sandbox, SandboxUnavailable, clean_env
 from .sandbox import current as current_sandbox
 
 __all__ = [
-    "ValidationResult", "ValidatorSpec", "ValidatorConfig", "VALIDATORS", "DEFAULT_VALIDATORS",
-    "extract_code", "extract_json_text", "python_syntax", "json_valid", "not_empty", "length",
-    "ruff_check", "pytest_check", "run_validators", "validators_for", "validator_names",
-    "register_validator", "ConfigError",
+    "ValidationResult",
+    "ValidatorSpec",
+    "ValidatorConfig",
+    "VALIDATORS",
+    "DEFAULT_VALIDATORS",
+    "extract_code",
+    "extract_json_text",
+    "python_syntax",
+    "json_valid",
+    "not_empty",
+    "length",
+    "ruff_check",
+    "pytest_check",
+    "run_validators",
+    "validators_for",
+    "validator_names",
+    "register_validator",
+    "ConfigError",
 ]
 
 
@@ -92,6 +106,7 @@ def extract_json_text(output: str) -> str:
 # Cheap validators
 # ---------------------------------------------------------------------------------------
 
+
 def python_syntax(output: str, task: Task | None = None) -> ValidationResult:
     code = extract_code(output)
     if not code.strip():
@@ -103,7 +118,9 @@ def python_syntax(output: str, task: Task | None = None) -> ValidationResult:
     return ValidationResult("python_syntax", True)
 
 
-def json_valid(output: str, task: Task | None = None, *, schema: Mapping[str, object] | None = None) -> ValidationResult:
+def json_valid(
+    output: str, task: Task | None = None, *, schema: Mapping[str, object] | None = None
+) -> ValidationResult:
     try:
         data = json.loads(extract_json_text(output))
     except ValueError as exc:
@@ -124,11 +141,22 @@ def not_empty(output: str, task: Task | None = None) -> ValidationResult:
     return ValidationResult("not_empty", ok, "" if ok else "empty answer")
 
 
-def length(output: str, task: Task | None = None, *, min_chars: int | None = None, max_chars: int | None = None,
-           min_words: int | None = None, max_words: int | None = None) -> ValidationResult:
+def length(
+    output: str,
+    task: Task | None = None,
+    *,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    min_words: int | None = None,
+    max_words: int | None = None,
+) -> ValidationResult:
     chars, words = len(output.strip()), len(output.split())
-    for value, limit, what, cmp in ((chars, min_chars, "characters", "fewer"), (chars, max_chars, "characters", "more"),
-                                    (words, min_words, "words", "fewer"), (words, max_words, "words", "more")):
+    for value, limit, what, cmp in (
+        (chars, min_chars, "characters", "fewer"),
+        (chars, max_chars, "characters", "more"),
+        (words, min_words, "words", "fewer"),
+        (words, max_words, "words", "more"),
+    ):
         if limit is None:
             continue
         if (cmp == "fewer" and value < limit) or (cmp == "more" and value > limit):
@@ -140,6 +168,7 @@ def length(output: str, task: Task | None = None, *, min_chars: int | None = Non
 # ---------------------------------------------------------------------------------------
 # Subprocess validators: ruff and pytest
 # ---------------------------------------------------------------------------------------
+
 
 def _ruff_executable() -> str | None:
     sibling = Path(sys.executable).with_name("ruff")
@@ -159,8 +188,9 @@ def _ruff_executable() -> str | None:
 RUFF_DEFAULT_SELECT = ("E9", "F63", "F7", "F82")
 
 
-def ruff_check(output: str, task: Task | None = None, *, select: Iterable[str] | str = RUFF_DEFAULT_SELECT,
-               timeout: float = 30.0) -> ValidationResult:
+def ruff_check(
+    output: str, task: Task | None = None, *, select: Iterable[str] | str = RUFF_DEFAULT_SELECT, timeout: float = 30.0
+) -> ValidationResult:
     exe = _ruff_executable()
     if exe is None:
         return ValidationResult("ruff", True, "skipped: ruff is not installed")
@@ -168,11 +198,23 @@ def ruff_check(output: str, task: Task | None = None, *, select: Iterable[str] |
     if not code.strip():
         return ValidationResult("ruff", False, "no code in the answer")
     rules = select if isinstance(select, str) else ",".join(select)
-    cmd = [exe, "check", "--isolated", "--no-cache", "--output-format", "concise", "--select", rules,
-           "--stdin-filename", "solution.py", "-"]
+    cmd = [
+        exe,
+        "check",
+        "--isolated",
+        "--no-cache",
+        "--output-format",
+        "concise",
+        "--select",
+        rules,
+        "--stdin-filename",
+        "solution.py",
+        "-",
+    ]
     try:
-        proc = subprocess.run(cmd, input=code, capture_output=True, text=True, timeout=timeout,
-                              env=clean_env(tempfile.gettempdir()))
+        proc = subprocess.run(
+            cmd, input=code, capture_output=True, text=True, timeout=timeout, env=clean_env(tempfile.gettempdir())
+        )
     except subprocess.TimeoutExpired:
         return ValidationResult("ruff", False, f"ruff timed out after {timeout:g}s")
     if proc.returncode == 0:
@@ -236,8 +278,12 @@ def plan_test_files(output: str) -> tuple[dict[str, str], list[str]]:
     if "solution.py" in files:
         for _, tree in tests:
             for module in sorted(_imported_modules(tree)):
-                if (f"{module}.py" in files or module in sys.stdlib_module_names
-                        or not module.isidentifier() or module.startswith("test")):
+                if (
+                    f"{module}.py" in files
+                    or module in sys.stdlib_module_names
+                    or not module.isidentifier()
+                    or module.startswith("test")
+                ):
                     continue
                 try:
                     installed = importlib.util.find_spec(module) is not None
@@ -263,8 +309,9 @@ def _pytest_summary(text: str) -> str:
     return message[:600]
 
 
-def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0, smoke: bool = True,
-                 sandbox: Sandbox | None = None) -> ValidationResult:
+def pytest_check(
+    output: str, task: Task | None = None, *, timeout: float = 60.0, smoke: bool = True, sandbox: Sandbox | None = None
+) -> ValidationResult:
     """Run the answer's tests (or import its code) in ``sandbox`` (default: the run's,
     see :func:`~.sandbox.current`)."""
     files, tests = plan_test_files(output)
@@ -278,8 +325,18 @@ def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0
         return ValidationResult("pytest", True, "skipped: pytest is not installed")
     if tests:
         files["pytest.ini"] = "[pytest]\n"
-        argv = [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider", "--tb=short", "-x",
-                *tests]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--no-header",
+            "-p",
+            "no:cacheprovider",
+            "--tb=short",
+            "-x",
+            *tests,
+        ]
     else:
         argv = [sys.executable, "-c", "import solution"]
     try:
@@ -307,6 +364,7 @@ def pytest_check(output: str, task: Task | None = None, *, timeout: float = 60.0
 # ---------------------------------------------------------------------------------------
 # Registry, specs and configuration
 # ---------------------------------------------------------------------------------------
+
 
 def _positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
@@ -340,8 +398,11 @@ def _json_schema(value: object) -> dict[str, object]:
 
 def _rules(value: object) -> str:
     items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not items or not all(
-            isinstance(i, str) and re.fullmatch(r"[A-Z]+[0-9]*", i.strip()) for i in items):
+    if (
+        not isinstance(items, list | tuple)
+        or not items
+        or not all(isinstance(i, str) and re.fullmatch(r"[A-Z]+[0-9]*", i.strip()) for i in items)
+    ):
         raise ValueError(f"must be ruff rule codes such as E9 or F821, got {value!r}")
     return ",".join(i.strip() for i in items)
 
@@ -370,8 +431,9 @@ def validator_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def register_validator(name: str, func: Validator, *, options: Mapping[str, Callable[[Any], Any]] | None = None,
-                       expensive: bool = False) -> None:
+def register_validator(
+    name: str, func: Validator, *, options: Mapping[str, Callable[[Any], Any]] | None = None, expensive: bool = False
+) -> None:
     """Add a validator ``func(output, task, **options) -> ValidationResult``; each option
     maps to a converter that returns the value or raises ``ValueError``."""
     _REGISTRY[name] = _Entry(func, dict(options or {}), expensive)
@@ -476,8 +538,10 @@ class ValidatorConfig:
 
 # -- the file shape (a project file's ``validators`` key) ------------------------------------
 
-ValidatorItem = Annotated[str | dict[str, dict[str, object] | None],
-                          Meta(extra={"expected": "a validator name or a one-key mapping {name: {options}}"})]
+ValidatorItem = Annotated[
+    str | dict[str, dict[str, object] | None],
+    Meta(extra={"expected": "a validator name or a one-key mapping {name: {options}}"}),
+]
 ValidatorList = Annotated[list[ValidatorItem], Meta(extra={"expected": "a list of validators"})] | None
 
 
@@ -501,26 +565,28 @@ class ValidatorsFile(Struct, frozen=True, forbid_unknown_fields=True):
         self.config()  # the names and options exist and are valid: checked while the file is read
 
     def config(self) -> ValidatorConfig:
-        by_type = {t: _parse_specs(getattr(self, t.value), t.value) for t in TaskType
-                   if getattr(self, t.value) is not UNSET}
-        by_task = {tid: _parse_specs(items, join_key("tasks", key_text(tid)))
-                   for tid, items in (self.tasks or {}).items()}
+        by_type = {
+            t: _parse_specs(getattr(self, t.value), t.value) for t in TaskType if getattr(self, t.value) is not UNSET
+        }
+        by_task = {
+            tid: _parse_specs(items, join_key("tasks", key_text(tid))) for tid, items in (self.tasks or {}).items()
+        }
         return ValidatorConfig(by_type, by_task)
 
 
-def _parse_specs(items: list[str | dict[str, dict[str, object] | None]] | None,
-                 key: str) -> tuple[ValidatorSpec, ...]:
+def _parse_specs(items: list[str | dict[str, dict[str, object] | None]] | None, key: str) -> tuple[ValidatorSpec, ...]:
     out = []
     for index, item in enumerate(items or ()):
         try:
             if isinstance(item, str):
                 out.append(ValidatorSpec.of(item))
             elif len(item) == 1:
-                (name, options), = item.items()
+                ((name, options),) = item.items()
                 out.append(ValidatorSpec.of(name, options))
             else:
-                raise ConfigError(f"a validator is a name or a one-key mapping {{name: {{options}}}}, got {item!r}"
-                                  [:200])
+                raise ConfigError(
+                    f"a validator is a name or a one-key mapping {{name: {{options}}}}, got {item!r}"[:200]
+                )
         except ConfigError as exc:
             raise exc.within(f"{key}[{index}]") from None
     return tuple(out)
@@ -533,8 +599,9 @@ def validators_for(task: Task, config: ValidatorConfig | None = None) -> tuple[V
 _DEFAULT_CONFIG = ValidatorConfig()
 
 
-def run_validators(output: str, task: Task, config: ValidatorConfig | None = None, *,
-                   skip: Iterable[str] = ()) -> list[ValidationResult]:
+def run_validators(
+    output: str, task: Task, config: ValidatorConfig | None = None, *, skip: Iterable[str] = ()
+) -> list[ValidationResult]:
     """The task's validators in order, cheap ones first; the expensive ones (pytest,
     ruff) run only when every cheap one passed.  Validators named in ``skip`` do not run.
     Returns the results of those that ran."""

@@ -12,6 +12,17 @@ from .catalog import CATALOG, LOCAL_MODEL, ModelInfo, get_model, register_model
 from .client import APIResponse, BudgetExceededError, LLMCallError, TimeBudgetExceededError, UnifiedClient
 from .routing import Router
 
-__all__ = ["APIResponse", "BudgetExceededError", "CATALOG", "LLMCallError", "LOCAL_MODEL", "ModelInfo",
-           "ResponseCache", "Router", "TimeBudgetExceededError", "UnifiedClient", "get_model",
-           "register_model"]
+__all__ = [
+    "APIResponse",
+    "BudgetExceededError",
+    "CATALOG",
+    "LLMCallError",
+    "LOCAL_MODEL",
+    "ModelInfo",
+    "ResponseCache",
+    "Router",
+    "TimeBudgetExceededError",
+    "UnifiedClient",
+    "get_model",
+    "register_model",
+]

@@ -41,11 +41,16 @@ def reserve(budget: Budget, model: str, worst: float) -> None:
     if budget.overrun is not None:
         raise BudgetExceededError(f"the budget is halted after an overrun ({budget.overrun}); {model} not called")
     if not budget.reserve(worst):
-        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                    fraction=_fraction(budget), reason=f"call to {model} refused: worst case ${worst:.6f} > "
-                                                       f"remaining ${budget.remaining_usd:.6f}")
+        events.emit(
+            events.budget_warning,
+            spent_usd=budget.spent_usd,
+            max_usd=budget.max_usd,
+            fraction=_fraction(budget),
+            reason=f"call to {model} refused: worst case ${worst:.6f} > remaining ${budget.remaining_usd:.6f}",
+        )
         raise BudgetExceededError(
-            f"worst-case cost ${worst:.6f} of {model} exceeds the remaining ${budget.remaining_usd:.6f}")
+            f"worst-case cost ${worst:.6f} of {model} exceeds the remaining ${budget.remaining_usd:.6f}"
+        )
 
 
 async def reserve_shared(budget: Budget, model: str, worst: float) -> object | None:
@@ -63,15 +68,23 @@ async def reserve_shared(budget: Budget, model: str, worst: float) -> object | N
         raise
     except PoolUnavailable as exc:
         budget.release(worst)
-        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                    fraction=_fraction(budget), reason=f"call to {model} refused: the batch budget cannot be "
-                                                       f"asked ({exc})")
+        events.emit(
+            events.budget_warning,
+            spent_usd=budget.spent_usd,
+            max_usd=budget.max_usd,
+            fraction=_fraction(budget),
+            reason=f"call to {model} refused: the batch budget cannot be asked ({exc})",
+        )
         raise BudgetExceededError(f"the batch budget cannot be asked ({exc}); {model} not called") from None
     if ticket is None:
         budget.release(worst)
-        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                    fraction=_fraction(budget), reason=f"call to {model} refused: worst case ${worst:.6f} is more "
-                                                       "than the batch budget has left")
+        events.emit(
+            events.budget_warning,
+            spent_usd=budget.spent_usd,
+            max_usd=budget.max_usd,
+            fraction=_fraction(budget),
+            reason=f"call to {model} refused: worst case ${worst:.6f} is more than the batch budget has left",
+        )
         raise BudgetExceededError(f"worst-case cost ${worst:.6f} of {model} exceeds what the batch budget has left")
     return ticket
 
@@ -93,18 +106,27 @@ def settle(budget: Budget, model: str, worst: float, cost: float, phase: Phase) 
         # the provider reported more usage than the worst case allowed: booked as reported
         # (spend is never hidden), and the budget admits no new call
         logger.warning("%s cost $%.6f, above its reservation $%.6f: no new call will be sent", model, cost, worst)
-        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                    fraction=_fraction(budget),
-                    reason=f"overrun: {model} reported usage costing ${cost:.6f}, above its reservation "
-                           f"${worst:.6f}; no new call is sent")
+        events.emit(
+            events.budget_warning,
+            spent_usd=budget.spent_usd,
+            max_usd=budget.max_usd,
+            fraction=_fraction(budget),
+            reason=f"overrun: {model} reported usage costing ${cost:.6f}, above its reservation "
+            f"${worst:.6f}; no new call is sent",
+        )
     if budget.max_usd <= 0:
         return
     fraction = _fraction(budget)
     crossed = [f for f in WARN_FRACTIONS if budget.warned_fraction < f <= fraction]
     if crossed:
         budget.warned_fraction = crossed[-1]
-        events.emit(events.budget_warning, spent_usd=budget.spent_usd, max_usd=budget.max_usd,
-                    fraction=fraction, reason=f"spent {crossed[-1]:.0%} of the budget")
+        events.emit(
+            events.budget_warning,
+            spent_usd=budget.spent_usd,
+            max_usd=budget.max_usd,
+            fraction=fraction,
+            reason=f"spent {crossed[-1]:.0%} of the budget",
+        )
 
 
 def call_cost(info: ModelInfo, raw: ProviderResponse, sent_at: datetime) -> float:
@@ -115,5 +137,6 @@ def call_cost(info: ModelInfo, raw: ProviderResponse, sent_at: datetime) -> floa
     tokens_in = max(0, raw.input_tokens)
     cache_read = min(max(0, raw.cache_read_tokens), tokens_in)
     cache_write = min(max(0, raw.cache_write_tokens), tokens_in - cache_read)
-    return info.cost(tokens_in, max(0, raw.output_tokens), cache_read_tokens=cache_read,
-                     cache_write_tokens=cache_write, at=sent_at)
+    return info.cost(
+        tokens_in, max(0, raw.output_tokens), cache_read_tokens=cache_read, cache_write_tokens=cache_write, at=sent_at
+    )

@@ -92,11 +92,19 @@ class CachedAnswer:
     response_model: str | None
 
 
-def cache_key(model: str, system: str, prompt: str, max_tokens: int, temperature: float,
-              json_schema: JsonSchema | None, variant: int = 0) -> str:
+def cache_key(
+    model: str,
+    system: str,
+    prompt: str,
+    max_tokens: int,
+    temperature: float,
+    json_schema: JsonSchema | None,
+    variant: int = 0,
+) -> str:
     material = json.dumps(
         [model, system, prompt, max_tokens, round(temperature, 4), json_schema, variant],
-        sort_keys=True, ensure_ascii=False,
+        sort_keys=True,
+        ensure_ascii=False,
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
@@ -121,8 +129,9 @@ class ResponseCache:
                     "created REAL DEFAULT (julianday('now')))"
                 )
         except (OSError, sqlite3.Error) as exc:
-            raise CacheError(f"cache {self.path} cannot be used ({exc}); choose another --cache-dir, or run "
-                             "with --no-cache") from None
+            raise CacheError(
+                f"cache {self.path} cannot be used ({exc}); choose another --cache-dir, or run with --no-cache"
+            ) from None
 
     def _failed(self, what: str, exc: Exception) -> None:
         if not self._warned:
@@ -135,7 +144,8 @@ class ResponseCache:
             with self._lock:
                 row = self._db.execute(
                     "SELECT text, input_tokens, output_tokens, finish_reason, response_model "
-                    "FROM responses WHERE key = ?", (key,),
+                    "FROM responses WHERE key = ?",
+                    (key,),
                 ).fetchone()
         except sqlite3.Error as exc:
             self._failed("a read", exc)
@@ -149,8 +159,15 @@ class ResponseCache:
                 self._db.execute(
                     "INSERT OR REPLACE INTO responses (key, model, text, input_tokens, output_tokens, "
                     "finish_reason, response_model) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, model, redact(answer.text), answer.input_tokens, answer.output_tokens,
-                     answer.finish_reason, answer.response_model),
+                    (
+                        key,
+                        model,
+                        redact(answer.text),
+                        answer.input_tokens,
+                        answer.output_tokens,
+                        answer.finish_reason,
+                        answer.response_model,
+                    ),
                 )
         except sqlite3.Error as exc:
             self._failed("a write", exc)

@@ -96,8 +96,7 @@ def preserved() -> Iterator[None]:
     run in-process (tests, a library caller) leaves nothing behind."""
     from genai_prices import data_snapshot
 
-    saved = (dict(CATALOG), dict(ROUTING), list(PLANNER_CANDIDATES), list(_USER_FILES),
-             data_snapshot._custom_snapshot)  # noqa: SLF001 - genai-prices has no getter for it
+    saved = (dict(CATALOG), dict(ROUTING), list(PLANNER_CANDIDATES), list(_USER_FILES), data_snapshot._custom_snapshot)  # noqa: SLF001 - genai-prices has no getter for it
     try:
         yield
     finally:
@@ -144,9 +143,24 @@ def get_model(name: str) -> ModelInfo:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(CATALOG))}") from None
 
 
-__all__ = ["CATALOG", "LOCAL_MODEL", "ModelInfo", "PLANNER_CANDIDATES", "ROUTING",
-           "RETIRING_WITHIN_DAYS", "as_of", "catalog_files", "default_user_catalog", "today", "get_model", "preserved",
-           "register_model", "reload", "unregister_model", "use_catalog_files"]
+__all__ = [
+    "CATALOG",
+    "LOCAL_MODEL",
+    "ModelInfo",
+    "PLANNER_CANDIDATES",
+    "ROUTING",
+    "RETIRING_WITHIN_DAYS",
+    "as_of",
+    "catalog_files",
+    "default_user_catalog",
+    "today",
+    "get_model",
+    "preserved",
+    "register_model",
+    "reload",
+    "unregister_model",
+    "use_catalog_files",
+]
 
 try:
     use_catalog_files()

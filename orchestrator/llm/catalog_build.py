@@ -18,14 +18,7 @@ from ..domain.errors import ConfigError, unknown
 from ..domain.tasks import TaskType
 from .catalog_file import PLANNER, CatalogFile, model_key
 from .model_info import ModelInfo
-from .pricing import (
-    DATABASE_PROVIDER_IDS,
-    PriceSource,
-    Pricing,
-    database_model,
-    flat_price,
-    has_token_prices,
-)
+from .pricing import DATABASE_PROVIDER_IDS, PriceSource, Pricing, database_model, flat_price, has_token_prices
 
 SERVER_CONTEXT_WINDOW = 8192
 SERVER_MAX_OUTPUT = 2048
@@ -54,23 +47,34 @@ def build_catalog(files: Sequence[CatalogFile], local_model: str, at: dt.datetim
             key = model_key(name)
             if name not in slots:
                 if "provider" not in entry:
-                    raise ConfigError("a model the catalog does not have needs a provider", key=f"{key}.provider",
-                                      source=file.source)
+                    raise ConfigError(
+                        "a model the catalog does not have needs a provider", key=f"{key}.provider", source=file.source
+                    )
                 if entry["provider"] == "local" and name != local_model:
-                    raise ConfigError(f"the only local model is the embedded {local_model}; run another GGUF "
-                                      "file with --local-model PATH", key=f"{key}.provider", source=file.source)
+                    raise ConfigError(
+                        f"the only local model is the embedded {local_model}; run another GGUF "
+                        "file with --local-model PATH",
+                        key=f"{key}.provider",
+                        source=file.source,
+                    )
                 origin[name] = index
             slot = slots.setdefault(name, {})
             slot.update({k: (v, index) for k, v in entry.items()})
     if slots.get(local_model, {}).get("provider", (None,))[0] != "local":
-        raise ConfigError(f"the local model {local_model} must be defined with provider \"local\"",
-                          key=model_key(local_model), source=files[0].source)
+        raise ConfigError(
+            f'the local model {local_model} must be defined with provider "local"',
+            key=model_key(local_model),
+            source=files[0].source,
+        )
     models = {name: _model(name, slot, files, origin[name], at) for name, slot in slots.items()}
     for name, slot in slots.items():
         if "replacement" in slot and slot["replacement"][0] not in models:
             value, index = slot["replacement"]
-            raise ConfigError(unknown("model", value, sorted(models)), key=f"{model_key(name)}.replacement",
-                              source=files[index].source)
+            raise ConfigError(
+                unknown("model", value, sorted(models)),
+                key=f"{model_key(name)}.replacement",
+                source=files[index].source,
+            )
     routing, warnings = _routing(files, models, local_model, at.date())
     planner = routing.pop(PLANNER)
     return BuiltCatalog(models, {TaskType(k): v for k, v in routing.items()}, planner, warnings)
@@ -89,8 +93,11 @@ def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int, at: 
         ref, index = slot["price_ref"]
         db_provider, db_model = ref.get("provider", db_provider), ref.get("model", name)
         if database_model(db_provider, db_model) is None:
-            raise ConfigError(f"genai-prices has no model {db_model!r} at provider {db_provider!r}",
-                              key=f"{key}.price_ref", source=files[index].source)
+            raise ConfigError(
+                f"genai-prices has no model {db_model!r} at provider {db_provider!r}",
+                key=f"{key}.price_ref",
+                source=files[index].source,
+            )
     db = database_model(db_provider, db_model)
     if "price" in slot:
         value, index = slot["price"]
@@ -103,8 +110,11 @@ def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int, at: 
     window = _get(slot, "context_window") or (db.context_window if db is not None else None)
     if window is None:
         if provider != "server":
-            raise ConfigError("the price database does not know this model's context window: give one",
-                              key=f"{key}.context_window", source=files[first].source)
+            raise ConfigError(
+                "the price database does not know this model's context window: give one",
+                key=f"{key}.context_window",
+                source=files[first].source,
+            )
         window = SERVER_CONTEXT_WINDOW
     deprecated, deprecated_by = None, ""
     if "deprecated" in slot:
@@ -114,33 +124,46 @@ def _model(name: str, slot: Slot, files: Sequence[CatalogFile], first: int, at: 
         deprecated, deprecated_by = True, "genai-prices"
     default_output = SERVER_MAX_OUTPUT if provider == "server" else DEFAULT_MAX_OUTPUT
     return ModelInfo(
-        name, provider, rates.input if rates else None, rates.output if rates else None, int(window),
-        int(_get(slot, "max_output_tokens") or default_output), _get(slot, "region") or "us",
-        tuple(_get(slot, "tags") or ()), _get(slot, "display_name") or (db.name if db is not None else None) or name,
-        deprecated, deprecated_by, _get(slot, "end_of_life"), _get(slot, "replacement"), pricing,
-        bool(rates and rates.tiered), bool(rates and rates.time_of_day))
+        name,
+        provider,
+        rates.input if rates else None,
+        rates.output if rates else None,
+        int(window),
+        int(_get(slot, "max_output_tokens") or default_output),
+        _get(slot, "region") or "us",
+        tuple(_get(slot, "tags") or ()),
+        _get(slot, "display_name") or (db.name if db is not None else None) or name,
+        deprecated,
+        deprecated_by,
+        _get(slot, "end_of_life"),
+        _get(slot, "replacement"),
+        pricing,
+        bool(rates and rates.tiered),
+        bool(rates and rates.time_of_day),
+    )
 
 
 def _get(slot: Slot, key: str) -> Any:
     return slot[key][0] if key in slot else None
 
 
-def _routing(files: Sequence[CatalogFile], models: dict[str, ModelInfo], local_model: str,
-             on: dt.date) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+def _routing(
+    files: Sequence[CatalogFile], models: dict[str, ModelInfo], local_model: str, on: dt.date
+) -> tuple[dict[str, tuple[str, ...]], list[str]]:
     chosen: dict[str, tuple[tuple[str, ...], int]] = {}
     for index, file in enumerate(files):
         for key, names in file.routing.items():
             for name in names:
                 if name not in models:
-                    raise ConfigError(unknown("model", name, sorted(models)), key=f"routing.{key}",
-                                      source=file.source)
+                    raise ConfigError(unknown("model", name, sorted(models)), key=f"routing.{key}", source=file.source)
             chosen[key] = (names, index)
     warnings = []
     routing = {}
     for key in (*(t.value for t in TaskType), PLANNER):
         if key not in chosen:
-            raise ConfigError("missing: every task type and the planner need candidates", key=f"routing.{key}",
-                              source=files[0].source)
+            raise ConfigError(
+                "missing: every task type and the planner need candidates", key=f"routing.{key}", source=files[0].source
+            )
         names, index = chosen[key]
         for name in names:
             why = models[name].retirement(on)

@@ -40,8 +40,10 @@ PROVIDERS = ("local", "openai", "anthropic", "google", "deepseek", "kimi", "open
 PLANNER = "planner"
 ROUTING_KEYS = (*(t.value for t in TaskType), PLANNER)
 
-Provider = Annotated[Literal["local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter", "server"],
-                     Meta(extra={"noun": "provider"})]
+Provider = Annotated[
+    Literal["local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter", "server"],
+    Meta(extra={"noun": "provider"}),
+]
 PerMillion = Annotated[float, Meta(ge=0, le=FINITE, extra={"expected": "a number >= 0 (USD per 1M tokens)"})]
 Tokens = Annotated[int, Meta(gt=0, extra={"expected": "a whole number of tokens > 0"})]
 NonEmpty = Annotated[str, Meta(pattern=NAME_PATTERN, extra={"expected": "a non-empty string"})]
@@ -129,8 +131,11 @@ def read_catalog_file(path: str | Path) -> CatalogFile:
 
 def parse_catalog(data: object, source: str) -> CatalogFile:
     shape: CatalogShape = convert(data, CatalogShape, source=source)
-    return CatalogFile(source, {name: entry.given() for name, entry in shape.models.items()},
-                       {name: tuple(dict.fromkeys(names)) for name, names in shape.routing.items()})
+    return CatalogFile(
+        source,
+        {name: entry.given() for name, entry in shape.models.items()},
+        {name: tuple(dict.fromkeys(names)) for name, names in shape.routing.items()},
+    )
 
 
 def model_key(name: object) -> str:

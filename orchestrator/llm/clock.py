@@ -95,8 +95,9 @@ def parse_moment(text: str, key: str = TODAY_ENV) -> dt.datetime:
             return to_moment(dt.datetime.fromisoformat(value))
     except ValueError:
         pass
-    raise ConfigError(f"must be a date such as 2027-06-01 or a UTC time such as 2027-06-01T14:30, got {text!r}",
-                      key=key)
+    raise ConfigError(
+        f"must be a date such as 2027-06-01 or a UTC time such as 2027-06-01T14:30, got {text!r}", key=key
+    )
 
 
 __all__ = ["TODAY_ENV", "is_pinned", "now", "parse_moment", "pinned", "to_moment", "today", "wall_clock"]

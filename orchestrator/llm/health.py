@@ -25,9 +25,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .. import events
 from ..domain.errors import OrchestratorError
+
+T = TypeVar("T")
 
 logger = logging.getLogger("orchestrator.client")
 
@@ -57,10 +60,15 @@ class _Breaker:
 class ModelHealth:
     """The health of every model a client calls; see the module docstring."""
 
-    def __init__(self, *, threshold: int = DEFAULT_THRESHOLD, cooldown: float = DEFAULT_COOLDOWN,
-                 cooldown_max: float = DEFAULT_COOLDOWN_MAX,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        threshold: int = DEFAULT_THRESHOLD,
+        cooldown: float = DEFAULT_COOLDOWN,
+        cooldown_max: float = DEFAULT_COOLDOWN_MAX,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.threshold = max(1, threshold)
         self.cooldown = cooldown
         self.cooldown_max = max(cooldown, cooldown_max)
@@ -102,8 +110,10 @@ class ModelHealth:
             remaining = breaker.opened_at + breaker.cooldown - self._clock()
             if remaining > 0:
                 if time_left is not None and remaining >= time_left() - 1.0:
-                    raise CircuitOpen(f"{model} is cooling down after repeated failures ({breaker.reason}); "
-                                      f"{remaining:.1f}s left of its cool-down is more than the time left")
+                    raise CircuitOpen(
+                        f"{model} is cooling down after repeated failures ({breaker.reason}); "
+                        f"{remaining:.1f}s left of its cool-down is more than the time left"
+                    )
                 opened = breaker.opened_at
                 await self._sleep(remaining)
                 if breaker.opened_at != opened or not breaker.open:
@@ -150,10 +160,46 @@ class ModelHealth:
         elif not breaker.open and breaker.failures >= self.threshold:
             breaker.open, breaker.opened_at = True, self._clock()
             breaker.reason = f"{breaker.failures} consecutive failures, last {reason}"
-            logger.warning("model %s: circuit breaker open after %s; probe in %.0fs", model, breaker.reason,
-                           breaker.cooldown)
-            events.emit(events.model_unhealthy, model=model,
-                        reason=f"{breaker.reason}; probed again after a {breaker.cooldown:g}s cool-down")
+            logger.warning(
+                "model %s: circuit breaker open after %s; probe in %.0fs", model, breaker.reason, breaker.cooldown
+            )
+            events.emit(
+                events.model_unhealthy,
+                model=model,
+                reason=f"{breaker.reason}; probed again after a {breaker.cooldown:g}s cool-down",
+            )
+
+    async def through(
+        self, model: str, time_left: Callable[[], float] | None, attempt: Callable[[], Awaitable[T]]
+    ) -> T:
+        """One attempt through the model's circuit breaker: wait while it is open (the
+        half-open probe goes alone), and tell it the outcome.  A breaker that stays open
+        past the time left is a transient ``CircuitOpen`` provider error."""
+        from .providers.base import ProviderError
+
+        try:
+            probe = await self.admit(model, time_left)
+        except CircuitOpen as exc:
+            raise ProviderError(str(exc), transient=True, error_type="CircuitOpen") from None
+        told = False
+        try:
+            result = await attempt()
+            told = True
+            self.succeeded(model, probe)
+            return result
+        except ProviderError as exc:
+            told = True
+            self.failed(
+                model,
+                transient=exc.transient,
+                fatal=exc.fatal_for_model,
+                reason=f"{exc.error_type}: {exc}",
+                probe=probe,
+            )
+            raise
+        finally:
+            if not told:  # refused for money or time, or cancelled: no news of the model
+                self.abandoned(model, probe)
 
     def abandoned(self, model: str, probe: bool) -> None:
         """The attempt ended without an outcome (cancelled): a probe lets the next caller probe."""

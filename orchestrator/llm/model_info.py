@@ -43,8 +43,11 @@ class ModelInfo:
         if self.pricing is None:  # built in Python with plain prices: a flat price of its own
             known = self.input_per_m is not None and self.output_per_m is not None
             price = flat_price([("input", self.input_per_m or 0.0), ("output", self.output_per_m or 0.0)])
-            object.__setattr__(self, "pricing", Pricing(PriceSource.CATALOG if known else PriceSource.UNKNOWN,
-                                                        price if known else None))
+            object.__setattr__(
+                self,
+                "pricing",
+                Pricing(PriceSource.CATALOG if known else PriceSource.UNKNOWN, price if known else None),
+            )
 
     # -- money ---------------------------------------------------------------------------
     @property
@@ -56,8 +59,15 @@ class ModelInfo:
     def price_known(self) -> bool:
         return self.price.known
 
-    def cost(self, input_tokens: int, output_tokens: int, *, cache_read_tokens: int = 0,
-             cache_write_tokens: int = 0, at: dt.datetime | None = None) -> float:
+    def cost(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        at: dt.datetime | None = None,
+    ) -> float:
         """USD of a call that used these tokens (ValueError when the price is unknown)."""
         return self.price.cost(TokenUsage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens), at)
 

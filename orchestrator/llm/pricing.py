@@ -47,8 +47,12 @@ logger = logging.getLogger("orchestrator.pricing")
 PER_MILLION = Decimal(1_000_000)
 
 DATABASE_PROVIDER_IDS: dict[str, str] = {
-    "openai": "openai", "anthropic": "anthropic", "google": "google", "deepseek": "deepseek",
-    "kimi": "moonshotai", "openrouter": "openrouter",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "google",
+    "deepseek": "deepseek",
+    "kimi": "moonshotai",
+    "openrouter": "openrouter",
 }
 """Our provider names -> genai-prices provider ids (``local`` and ``server`` have none)."""
 
@@ -100,8 +104,7 @@ class FlatPrice:
     def cost(self, usage: TokenUsage) -> Decimal:
         cached = self.input if self.cached_input is None else self.cached_input
         plain = max(0, usage.input_tokens - usage.cache_read_tokens)
-        return (plain * self.input + usage.cache_read_tokens * cached
-                + usage.output_tokens * self.output) / PER_MILLION
+        return (plain * self.input + usage.cache_read_tokens * cached + usage.output_tokens * self.output) / PER_MILLION
 
     def worst_case(self, input_tokens: int, output_tokens: int) -> Decimal:
         top = max(self.input, self.cached_input or Decimal(0))
@@ -145,11 +148,15 @@ class Pricing:
             raise ValueError("no known price")
         from genai_prices import Usage, calc_price
 
-        reported = Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                         cache_read_tokens=usage.cache_read_tokens or None,
-                         cache_write_tokens=usage.cache_write_tokens or None)
-        result = calc_price(reported, model_ref=self.db_model, provider_id=self.db_provider,
-                            genai_request_timestamp=at or now())
+        reported = Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens or None,
+            cache_write_tokens=usage.cache_write_tokens or None,
+        )
+        result = calc_price(
+            reported, model_ref=self.db_model, provider_id=self.db_provider, genai_request_timestamp=at or now()
+        )
         return float(result.total_price)
 
     def worst_case(self, input_tokens: int, output_tokens: int, at: datetime | None = None) -> float:
@@ -158,8 +165,7 @@ class Pricing:
         if self.flat is not None:
             return float(self.flat.worst_case(input_tokens, output_tokens))
         prices = self._db_prices(at)
-        top_in = max((_reachable(getattr(prices, key, None), input_tokens) for key in _INPUT_KEYS),
-                     default=Decimal(0))
+        top_in = max((_reachable(getattr(prices, key, None), input_tokens) for key in _INPUT_KEYS), default=Decimal(0))
         top_out = max(_reachable(getattr(prices, key, None), input_tokens) for key in _OUTPUT_KEYS)
         per_request = _reachable(getattr(prices, _REQUEST_KEY, None), input_tokens) / 1000
         return float((input_tokens * top_in + output_tokens * top_out) / PER_MILLION + per_request)
@@ -178,9 +184,13 @@ class Pricing:
         prices = self._db_prices(at)
         base = {key: _base(getattr(prices, key, None)) for key in (*_INPUT_KEYS, _OUTPUT_KEY)}
         tiered = any(_is_tiered(getattr(prices, key, None)) for key in (*_INPUT_KEYS, _OUTPUT_KEY))
-        return Rates(float(base["input_mtok"] or 0), float(base[_OUTPUT_KEY] or 0),
-                     None if base["cache_read_mtok"] is None else float(base["cache_read_mtok"]),
-                     tiered, _has_time_of_day(model))
+        return Rates(
+            float(base["input_mtok"] or 0),
+            float(base[_OUTPUT_KEY] or 0),
+            None if base["cache_read_mtok"] is None else float(base["cache_read_mtok"]),
+            tiered,
+            _has_time_of_day(model),
+        )
 
     def _db_prices(self, at: datetime | None) -> ModelPrice:
         model = database_model(self.db_provider, self.db_model)
@@ -226,6 +236,7 @@ def _has_time_of_day(model: PricedModel) -> bool:
 
 
 # -- the database ------------------------------------------------------------------------
+
 
 def database_model(provider_id: str | None, model_ref: str | None) -> PricedModel | None:
     """The genai-prices model entry for ``model_ref`` at ``provider_id``, or None."""
@@ -316,13 +327,23 @@ def price_data_summary() -> PriceData:
     from genai_prices.types import StartDateConstraint
 
     snapshot = data_snapshot.get_snapshot()
-    starts = [price.constraint.start_date for provider in snapshot.providers for model in provider.models
-              if isinstance(model.prices, list) for price in model.prices
-              if isinstance(price.constraint, StartDateConstraint)]
+    starts = [
+        price.constraint.start_date
+        for provider in snapshot.providers
+        for model in provider.models
+        if isinstance(model.prices, list)
+        for price in model.prices
+        if isinstance(price.constraint, StartDateConstraint)
+    ]
     newest = max(starts).isoformat() if starts else None
     models = sum(len(provider.models) for provider in snapshot.providers)
     label = f"{snapshot_label()}: {len(snapshot.providers)} providers, {models} models"
     if newest:
         label += f", newest dated price {newest}"
-    return {"label": label, "providers": len(snapshot.providers), "models": models, "newest_price_date": newest,
-            "fetched": bool(snapshot.from_auto_update)}
+    return {
+        "label": label,
+        "providers": len(snapshot.providers),
+        "models": models,
+        "newest_price_date": newest,
+        "fetched": bool(snapshot.from_auto_update),
+    }

@@ -31,9 +31,23 @@ from .. import events
 from ..domain.errors import OrchestratorError
 from ..redaction import redact
 
-__all__ = ["Observer", "Subscribable", "Handler", "UnknownHandlerError", "unknown_handlers", "number", "redact",
-           "register_span_source", "span_ids_for", "visible", "visible_fields", "apply_content_rule",
-           "copy_attributes", "has_model_text", "whole"]
+__all__ = [
+    "Observer",
+    "Subscribable",
+    "Handler",
+    "UnknownHandlerError",
+    "unknown_handlers",
+    "number",
+    "redact",
+    "register_span_source",
+    "span_ids_for",
+    "visible",
+    "visible_fields",
+    "apply_content_rule",
+    "copy_attributes",
+    "has_model_text",
+    "whole",
+]
 
 HANDLER_PREFIX = "on_"
 
@@ -142,14 +156,16 @@ class Observer:
     def __enter__(self) -> Self:
         return self.subscribe()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.unsubscribe()
 
 
 # ---------------------------------------------------------------------------------------
 # Span ids of pairs, for observers that want to log them (no OpenTelemetry import here)
 # ---------------------------------------------------------------------------------------
+
 
 def visible(value: V, capture_content: bool) -> V | str:
     """The content rule, in one place: a value the emitter marked as model or prompt text

@@ -62,7 +62,8 @@ class BatchProgressObserver(Observer):
 
         with self._lock:
             return Text.assemble(
-                ("▶ ", "bold cyan"), (f"{self.batch_id}  ", "bold"),
+                ("▶ ", "bold cyan"),
+                (f"{self.batch_id}  ", "bold"),
                 f"projects {self.done}/{self.total} done",
                 f"  {self.running} running",
                 ((f"  {self.failed} failed", "red") if self.failed else ""),
@@ -83,8 +84,13 @@ class BatchProgressObserver(Observer):
             self.batch_id, self.total, self.max_usd = p.batch_id, p.project_count, p.budget_usd
             self._t0 = time.monotonic()
         if self._live is None:
-            self._live = Live(get_renderable=self.render, console=self.console, transient=True,
-                              refresh_per_second=self.refresh_per_second, redirect_stderr=False)
+            self._live = Live(
+                get_renderable=self.render,
+                console=self.console,
+                transient=True,
+                refresh_per_second=self.refresh_per_second,
+                redirect_stderr=False,
+            )
             self._live.start()
 
     def on_batch_progress(self, p: events.BatchProgress) -> None:

@@ -72,8 +72,19 @@ class LlmSpanAttributes:
         model, call_type = given.get(_LLM_MODEL), given.get(_LLM_CALL_TYPE)
         if capture_content or len(given) != 2 or type(model) is not str or type(call_type) is not str:
             return self._build(p, capture_content)  # not what traced_llm_call gives: nothing to share
-        key = (model, call_type, p.model, p.call_type, p.provider, p.max_tokens, p.temperature, p.attempt,
-               p.output_type, p.server_address, p.server_port)
+        key = (
+            model,
+            call_type,
+            p.model,
+            p.call_type,
+            p.provider,
+            p.max_tokens,
+            p.temperature,
+            p.attempt,
+            p.output_type,
+            p.server_address,
+            p.server_port,
+        )
         found = self._starts.get(key)
         if found is None:
             if len(self._starts) >= _STATIC_CACHE_LIMIT:
@@ -98,8 +109,9 @@ class LlmSpanAttributes:
             attrs[GEN_AI_REQUEST_MAX_TOKENS] = p.max_tokens
         if p.temperature is not None:
             attrs[GEN_AI_REQUEST_TEMPERATURE] = p.temperature
-        attrs[attr.OI_LLM_INVOCATION_PARAMETERS] = json.dumps({"max_tokens": p.max_tokens,
-                                                               "temperature": p.temperature})
+        attrs[attr.OI_LLM_INVOCATION_PARAMETERS] = json.dumps(
+            {"max_tokens": p.max_tokens, "temperature": p.temperature}
+        )
         if p.attempt != 1:
             attrs[attr.LLM_ATTEMPT] = p.attempt
         attrs[GEN_AI_OUTPUT_TYPE] = p.output_type
@@ -172,7 +184,7 @@ class ContentCapture:
         text = redact(text)
         if len(text) <= self.max_chars:
             return text
-        return text[:self.max_chars] + f"...[truncated {len(text) - self.max_chars} chars]"
+        return text[: self.max_chars] + f"...[truncated {len(text) - self.max_chars} chars]"
 
     def add_input(self, p: events.LlmCallStarted, attrs: dict[str, Any]) -> None:
         self._inputs[p.correlation_id] = (p.provider, p.prompt or "")
@@ -197,8 +209,9 @@ class ContentCapture:
         attrs[attr.OI_INPUT_VALUE] = prompt
         attrs[attr.OI_INPUT_MIME_TYPE] = "text/plain"
 
-    def add_output(self, correlation_id: str, content: Mapping[str, str] | None, attrs: dict[str, Any],
-                   provider: str = "") -> None:
+    def add_output(
+        self, correlation_id: str, content: Mapping[str, str] | None, attrs: dict[str, Any], provider: str = ""
+    ) -> None:
         """``content``: the call's ``completion`` and ``sent_system`` (either may be missing);
         ``provider``: the call's, when its start was not seen."""
         provider, prompt = self._inputs.pop(correlation_id, (provider, ""))
@@ -212,8 +225,11 @@ class ContentCapture:
             return
         text = self.clip(completion)
         finish_reason = attrs.get(attr.LLM_FINISH_REASON) or "stop"
-        message: Mapping[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}],
-                                      "finish_reason": finish_reason}
+        message: Mapping[str, Any] = {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": text}],
+            "finish_reason": finish_reason,
+        }
         attrs[GEN_AI_OUTPUT_MESSAGES] = json.dumps([message])
         attrs[attr.oi_output_message(0, "role")] = "assistant"
         attrs[attr.oi_output_message(0, "content")] = text

@@ -26,8 +26,7 @@ from importlib.metadata import EntryPoint, entry_points
 from ..domain.errors import OrchestratorError
 from .base import Observer, Subscribable, unknown_handlers
 
-__all__ = ["ObserverLoadError", "load_observer", "ENTRY_POINT_GROUP", "BUILTIN_OBSERVERS",
-           "available_observer_names"]
+__all__ = ["ObserverLoadError", "load_observer", "ENTRY_POINT_GROUP", "BUILTIN_OBSERVERS", "available_observer_names"]
 
 ENTRY_POINT_GROUP = "orchestrator.observers"
 BUILTIN_OBSERVERS = {
@@ -55,8 +54,9 @@ def _resolve(module_name: str, attr_path: str, spec: str) -> object:
     except ImportError as exc:
         raise ObserverLoadError(f"--observer {spec}: cannot import {module_name!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a plugin that fails at import time
-        raise ObserverLoadError(f"--observer {spec}: importing {module_name!r} failed: "
-                                f"{type(exc).__name__}: {exc}") from None
+        raise ObserverLoadError(
+            f"--observer {spec}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
     target: object = module
     for part in attr_path.split("."):
         try:
@@ -77,8 +77,9 @@ def _instantiate(target: object, spec: str) -> Subscribable:
         except Exception as exc:  # noqa: BLE001
             raise ObserverLoadError(f"--observer {spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     if not (isinstance(observer, Subscribable) and callable(observer.subscribe) and callable(observer.unsubscribe)):
-        raise ObserverLoadError(f"--observer {spec}: the factory returned {type(observer).__name__}, "
-                                "which has no subscribe()/unsubscribe()")
+        raise ObserverLoadError(
+            f"--observer {spec}: the factory returned {type(observer).__name__}, which has no subscribe()/unsubscribe()"
+        )
     if isinstance(observer, Observer):
         problems = unknown_handlers(observer)
         if problems:
@@ -101,12 +102,15 @@ def load_observer(spec: str) -> Subscribable:
         try:
             target = eps[spec].load()
         except Exception as exc:  # noqa: BLE001
-            raise ObserverLoadError(f"--observer {spec}: loading entry point {eps[spec].value!r} failed: "
-                                    f"{type(exc).__name__}: {exc}") from None
+            raise ObserverLoadError(
+                f"--observer {spec}: loading entry point {eps[spec].value!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
         return _instantiate(target, spec)
     if spec in BUILTIN_OBSERVERS:
         module_name, _, attr_path = BUILTIN_OBSERVERS[spec].partition(":")
         return _instantiate(_resolve(module_name, attr_path, spec), spec)
-    raise ObserverLoadError(f"--observer {spec}: no entry point {spec!r} in group {ENTRY_POINT_GROUP!r} "
-                            f"(known: {', '.join(available_observer_names())}); "
-                            "or use package.module:factory")
+    raise ObserverLoadError(
+        f"--observer {spec}: no entry point {spec!r} in group {ENTRY_POINT_GROUP!r} "
+        f"(known: {', '.join(available_observer_names())}); "
+        "or use package.module:factory"
+    )

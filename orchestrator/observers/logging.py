@@ -22,6 +22,7 @@ from .base import Handler, Observer, redact, span_ids_for, visible_fields
 
 __all__ = ["LoggingObserver"]
 
+
 def _span_name(p: events.PairFinish) -> str:
     """The name the tracing observer gives the pair's span."""
     match p:
@@ -35,6 +36,8 @@ def _span_name(p: events.PairFinish) -> str:
             return "policy_check"
         case _:
             return "remediation"
+
+
 _PREFIX = {"project_finished": "project", "task_finished": "task", "remediation_finished": "remediation"}
 
 
@@ -77,8 +80,7 @@ class LoggingObserver(Observer):
         """The structured fields of one finished pair."""
         a = p.attributes
         name = _span_name(p)
-        out: dict[str, object] = {"event": name, "status": p.status,
-                               "duration_ms": round(p.duration_ns / 1e6, 3)}
+        out: dict[str, object] = {"event": name, "status": p.status, "duration_ms": round(p.duration_ns / 1e6, 3)}
         if p.status != "ok":
             out["error_type"] = p.error_type
             if p.error_message:
@@ -130,9 +132,14 @@ class LoggingObserver(Observer):
     def _on_point(self, p: events.PointEvent) -> None:
         if not self.logger.isEnabledFor(logging.DEBUG):
             return
-        data = {k: v for k, v in p.to_dict().items()
-                if k not in ("signal", "correlation_id", "parent_id", "timestamp_ns") and v is not None}
-        data = {k: redact(v) if isinstance(v, str) else v  # a log line never holds model text or keys
-                for k, v in visible_fields(data, False).items()}
+        data = {
+            k: v
+            for k, v in p.to_dict().items()
+            if k not in ("signal", "correlation_id", "parent_id", "timestamp_ns") and v is not None
+        }
+        data = {
+            k: redact(v) if isinstance(v, str) else v  # a log line never holds model text or keys
+            for k, v in visible_fields(data, False).items()
+        }
         message = p.signal_name + " " + " ".join(f"{k}={_fmt(v)}" for k, v in data.items())
         self.logger.debug("%s", message, extra={"orchestrator": {"event": p.signal_name, **data}})

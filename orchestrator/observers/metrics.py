@@ -42,8 +42,7 @@ from .tracing import _instrumentation_version
 __all__ = ["MetricsObserver", "TOKEN_USAGE_BUCKETS", "DURATION_BUCKETS"]
 
 #: bucket boundaries advised by the GenAI semantic conventions
-TOKEN_USAGE_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                       16777216, 67108864)
+TOKEN_USAGE_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 
@@ -53,29 +52,37 @@ class MetricsObserver(Observer):
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         super().__init__()
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        meter = provider.get_meter("orchestrator", _instrumentation_version(),
-                                   schema_url="https://opentelemetry.io/schemas/1.37.0")
+        meter = provider.get_meter(
+            "orchestrator", _instrumentation_version(), schema_url="https://opentelemetry.io/schemas/1.37.0"
+        )
         self.token_usage = meter.create_histogram(
-            GEN_AI_CLIENT_TOKEN_USAGE, unit="{token}",
+            GEN_AI_CLIENT_TOKEN_USAGE,
+            unit="{token}",
             description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(TOKEN_USAGE_BUCKETS))
+            explicit_bucket_boundaries_advisory=list(TOKEN_USAGE_BUCKETS),
+        )
         self.operation_duration = meter.create_histogram(
-            GEN_AI_CLIENT_OPERATION_DURATION, unit="s",
+            GEN_AI_CLIENT_OPERATION_DURATION,
+            unit="s",
             description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
-        self.cost = meter.create_counter(
-            "orchestrator.llm.cost", unit="USD", description="Spend on LLM calls.")
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        self.cost = meter.create_counter("orchestrator.llm.cost", unit="USD", description="Spend on LLM calls.")
         self.cache_hits = meter.create_counter(
-            "orchestrator.llm.cache_hits", unit="{call}", description="LLM calls answered from the cache.")
-        self.tasks = meter.create_counter(
-            "orchestrator.tasks", unit="{task}", description="Tasks finished, by status.")
+            "orchestrator.llm.cache_hits", unit="{call}", description="LLM calls answered from the cache."
+        )
+        self.tasks = meter.create_counter("orchestrator.tasks", unit="{task}", description="Tasks finished, by status.")
         self.projects = meter.create_counter(
-            "orchestrator.projects", unit="{project}", description="Project runs finished, by status.")
+            "orchestrator.projects", unit="{project}", description="Project runs finished, by status."
+        )
 
     def on_llm_call_finished(self, p: events.LlmCallFinished) -> None:
         a = p.attributes
-        attrs: dict[str, Any] = {GEN_AI_OPERATION_NAME: "chat", GEN_AI_REQUEST_MODEL: p.model,
-                                 attr.ORCHESTRATOR_CALL_TYPE: p.call_type}
+        attrs: dict[str, Any] = {
+            GEN_AI_OPERATION_NAME: "chat",
+            GEN_AI_REQUEST_MODEL: p.model,
+            attr.ORCHESTRATOR_CALL_TYPE: p.call_type,
+        }
         if p.provider:
             attrs[GEN_AI_PROVIDER_NAME] = attr.gen_ai_provider_name(p.provider)
         if a.get(attr.LLM_CACHED):
@@ -95,8 +102,9 @@ class MetricsObserver(Observer):
             self.token_usage.record(tout, {**attrs, GEN_AI_TOKEN_TYPE: "output"})
         cost = number(a.get(attr.LLM_COST_USD))
         if cost:
-            self.cost.add(cost, {GEN_AI_REQUEST_MODEL: p.model,
-                                 GEN_AI_PROVIDER_NAME: attrs.get(GEN_AI_PROVIDER_NAME, "")})
+            self.cost.add(
+                cost, {GEN_AI_REQUEST_MODEL: p.model, GEN_AI_PROVIDER_NAME: attrs.get(GEN_AI_PROVIDER_NAME, "")}
+            )
 
     def on_task_finished(self, p: events.TaskFinished) -> None:
         status = p.attributes.get(attr.TASK_STATUS) or ("cancelled" if p.status == "cancelled" else p.status)

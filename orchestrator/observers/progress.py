@@ -28,8 +28,7 @@ _MAX_CALL_ROWS = 8
 
 
 class ProgressObserver(Observer):
-    def __init__(self, console: Console | None = None, *, quiet: bool = False,
-                 refresh_per_second: float = 4.0) -> None:
+    def __init__(self, console: Console | None = None, *, quiet: bool = False, refresh_per_second: float = 4.0) -> None:
         super().__init__()
         if console is None:
             from rich.console import Console
@@ -67,13 +66,13 @@ class ProgressObserver(Observer):
         with self._lock:
             total = str(self.total) if self.total is not None else "?"
             head = Text.assemble(
-                ("▶ ", "bold cyan"), (f"{self.project_id or 'project'}  ", "bold"),
+                ("▶ ", "bold cyan"),
+                (f"{self.project_id or 'project'}  ", "bold"),
                 f"tasks {self.done}/{total} done",
                 (f"  {len(self.running)} running" if self.running else ""),
                 ((f"  {self.failed} failed", "red") if self.failed else ""),
                 ((f"  {self.skipped} skipped", "yellow") if self.skipped else ""),
-                f"   spend ${self.spent_usd:.4f}"
-                + (f" / ${self.budget_usd:.2f}" if self.budget_usd else ""),
+                f"   spend ${self.spent_usd:.4f}" + (f" / ${self.budget_usd:.2f}" if self.budget_usd else ""),
                 f"   {time.monotonic() - self._t0:.0f}s",
             )
             calls = sorted(self.calls.values(), key=lambda c: c[3])[:_MAX_CALL_ROWS]
@@ -93,8 +92,13 @@ class ProgressObserver(Observer):
         from rich.live import Live
 
         if self._live is None:
-            self._live = Live(get_renderable=self.render, console=self.console, transient=True,
-                              refresh_per_second=self.refresh_per_second, redirect_stderr=False)
+            self._live = Live(
+                get_renderable=self.render,
+                console=self.console,
+                transient=True,
+                refresh_per_second=self.refresh_per_second,
+                redirect_stderr=False,
+            )
             self._live.start()
 
     def _stop_live(self) -> None:

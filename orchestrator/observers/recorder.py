@@ -58,8 +58,7 @@ def json_line(payload: events.Event, include_content: bool = False) -> str:
         data = visible_fields(data, False)
         if isinstance(data.get("attributes"), dict):
             data["attributes"] = visible_fields(data["attributes"], False)
-    return json.dumps(redact_data(data), default=lambda v: redact(str(v)), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(redact_data(data), default=lambda v: redact(str(v)), ensure_ascii=False, allow_nan=False)
 
 
 def _private_opener(path: str, flags: int) -> int:
@@ -79,9 +78,16 @@ class EventRecorder(Observer):
     keeps them in the run store this way).
     """
 
-    def __init__(self, signals: Iterable[str | events.BusSignal | type] | None = None, *,
-                 jsonl_path: str | Path | None = None, include_content: bool = False,
-                 mode: str = "a", keep: bool = True, sink: Callable[[str], object] | None = None) -> None:
+    def __init__(
+        self,
+        signals: Iterable[str | events.BusSignal | type] | None = None,
+        *,
+        jsonl_path: str | Path | None = None,
+        include_content: bool = False,
+        mode: str = "a",
+        keep: bool = True,
+        sink: Callable[[str], object] | None = None,
+    ) -> None:
         super().__init__()
         if mode not in ("a", "w"):
             raise ValueError("mode must be 'a' or 'w'")
@@ -97,14 +103,17 @@ class EventRecorder(Observer):
 
     # -- subscription ----------------------------------------------------------------
     def handlers(self) -> list[Handler]:
-        return [(sig, self._record) for sig in events.ALL_SIGNALS
-                if self._only is None or sig.name in self._only]
+        return [(sig, self._record) for sig in events.ALL_SIGNALS if self._only is None or sig.name in self._only]
 
     def subscribe(self) -> Self:
         if self.jsonl_path is not None and self._file is None:
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.jsonl_path, self.mode, encoding="utf-8",  # closed in close()
-                              opener=_private_opener)
+            self._file = open(
+                self.jsonl_path,
+                self.mode,
+                encoding="utf-8",  # closed in close()
+                opener=_private_opener,
+            )
             self.mode = "a"  # a second subscription appends
         return super().subscribe()
 

@@ -35,8 +35,12 @@ ROLLUP_PREFIX = {"project": "project", "task": "task", "remediation": "remediati
 
 def _rollup_keys(kind: str) -> tuple[str, str, str, str]:
     prefix = ROLLUP_PREFIX.get(kind, kind)
-    return (attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN), attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT),
-            attr.rollup_key(prefix, attr.ROLLUP_COST_USD), attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS))
+    return (
+        attr.rollup_key(prefix, attr.ROLLUP_TOKENS_IN),
+        attr.rollup_key(prefix, attr.ROLLUP_TOKENS_OUT),
+        attr.rollup_key(prefix, attr.ROLLUP_COST_USD),
+        attr.rollup_key(prefix, attr.ROLLUP_LLM_CALLS),
+    )
 
 
 _ROLLUP_KEYS = {kind: _rollup_keys(kind) for kind in ROLLUP_PREFIX}
@@ -113,9 +117,18 @@ class SpanBook:
             parent.ctx = set_span_in_context(parent.span)
         return parent.ctx
 
-    def open(self, p: events.PairStart, name: str, kind: SpanKind, attrs: Mapping[str, Any],
-             span_kind: str, enclosing: bool, links: Sequence[trace.Link] | None = None, *,
-             new_trace: bool = False) -> LiveSpan:
+    def open(
+        self,
+        p: events.PairStart,
+        name: str,
+        kind: SpanKind,
+        attrs: Mapping[str, Any],
+        span_kind: str,
+        enclosing: bool,
+        links: Sequence[trace.Link] | None = None,
+        *,
+        new_trace: bool = False,
+    ) -> LiveSpan:
         """``new_trace``: a root whatever the current context (a batch, a batch's project)."""
         cid = p.correlation_id
         parent_cid = p.parent_id
@@ -199,11 +212,12 @@ class SpanBook:
         recent = self._recent
         recent[cid] = span.get_span_context()
         if len(recent) > self._recent_limit * 2:  # forget the older half at once, not one per span
-            self._recent = dict(list(recent.items())[-self._recent_limit:])
+            self._recent = dict(list(recent.items())[-self._recent_limit :])
         return True
 
-    def end_orphans(self, project_id: str | None, end_time: int | None, *, all_: bool = False,
-                     keep: str | None = None) -> int:
+    def end_orphans(
+        self, project_id: str | None, end_time: int | None, *, all_: bool = False, keep: str | None = None
+    ) -> int:
         """End (status ERROR) the open spans of ``project_id`` (or all), except ``keep``;
         innermost first, each handing its usage up as a finish would."""
         count = 0

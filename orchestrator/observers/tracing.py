@@ -71,8 +71,9 @@ def _instrumentation_version() -> str:
         return "0"
 
 
-def resume_links(carriers: Sequence[Mapping[str, str] | str], propagator: TextMapPropagator | None = None,
-                 why: str = "resumed_from") -> list[trace.Link]:
+def resume_links(
+    carriers: Sequence[Mapping[str, str] | str], propagator: TextMapPropagator | None = None, why: str = "resumed_from"
+) -> list[trace.Link]:
     """Span links to earlier attempts' roots (oldest first) - or, ``why="batch"``, to a
     batch's span - read from their carriers with ``propagator`` (default: the configured
     one); a plain string is a W3C ``traceparent`` (event logs of earlier versions).
@@ -104,16 +105,23 @@ class TracingObserver(Observer):
     which ``OTEL_PROPAGATORS`` configures; W3C trace context and baggage unless told).
     """
 
-    def __init__(self, tracer_provider: trace.TracerProvider | None = None,
-                 capture_content: bool | None = None, *, content_max_chars: int = 4000,
-                 attach_context: bool = True, recent_spans: int = 4096,
-                 propagator: TextMapPropagator | None = None) -> None:
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        capture_content: bool | None = None,
+        *,
+        content_max_chars: int = 4000,
+        attach_context: bool = True,
+        recent_spans: int = 4096,
+        propagator: TextMapPropagator | None = None,
+    ) -> None:
         super().__init__()
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.tracer_provider = provider
         tracer = provider.get_tracer("orchestrator", _instrumentation_version(), schema_url=SCHEMA_URL)
-        self.content = ContentCapture(capture_content_from_env() if capture_content is None else capture_content,
-                                      content_max_chars)
+        self.content = ContentCapture(
+            capture_content_from_env() if capture_content is None else capture_content, content_max_chars
+        )
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
         self._llm = LlmSpanAttributes()
         self._point_fields: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
@@ -164,8 +172,14 @@ class TracingObserver(Observer):
     # sent or replayed (``on_*_finished``: the span by correlation id, the payload's
     # attributes less the start's).  Both end the span alike.
 
-    def _ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
-               failure: events.PairFailure | None) -> None:
+    def _ended(
+        self,
+        live: LiveSpan,
+        end_ns: int,
+        attrs: Mapping[str, Any],
+        content: Mapping[str, str] | None,
+        failure: events.PairFailure | None,
+    ) -> None:
         mine = attrs.copy() if type(attrs) is dict else dict(attrs)
         if _MODEL_TEXT in map(type, mine.values()):  # has_model_text, inlined
             apply_content_rule(mine, self.content.enabled)
@@ -191,14 +205,21 @@ class TracingObserver(Observer):
             if batch:
                 attrs[attr.ORCHESTRATOR_BATCH_TRACE_ID] = f"{batch[0].context.trace_id:032x}"
                 links = [*(links or []), *batch]
-        live = self.book.open(p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links,
-                              new_trace=p.batch_id is not None)
+        live = self.book.open(
+            p, "run_project", SpanKind.INTERNAL, attrs, "project", True, links, new_trace=p.batch_id is not None
+        )
         if live.ctx is not None:  # the engine keeps it in the checkpoint, for a resume to link to
             self._inject(p.carrier, context=live.ctx)
         return live
 
-    def _project_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any],
-                       content: Mapping[str, str] | None, failure: events.PairFailure | None) -> None:
+    def _project_ended(
+        self,
+        live: LiveSpan,
+        end_ns: int,
+        attrs: Mapping[str, Any],
+        content: Mapping[str, str] | None,
+        failure: events.PairFailure | None,
+    ) -> None:
         self.book.end_orphans(live.project_id, end_ns, keep=live.cid)
         self._ended(live, end_ns, attrs, content, failure)
 
@@ -213,8 +234,9 @@ class TracingObserver(Observer):
     def on_batch_started(self, p: events.BatchStarted) -> LiveSpan:
         """The batch's own span: a root, not made current (its projects are traces of
         their own that link to it); its totals come with the finish."""
-        live = self.book.open(p, "run_batch", SpanKind.INTERNAL, self._start_attrs(p, "AGENT"), "batch", False,
-                              new_trace=True)
+        live = self.book.open(
+            p, "run_batch", SpanKind.INTERNAL, self._start_attrs(p, "AGENT"), "batch", False, new_trace=True
+        )
         # handed to every project of the batch, for its root to link to
         self._inject(p.carrier, context=set_span_in_context(live.span, Context()))
         return live
@@ -243,8 +265,15 @@ class TracingObserver(Observer):
             self._inject(p.carrier, context=set_span_in_context(live.span, live.base))
         return live
 
-    def _llm_ended(self, live: LiveSpan, end_ns: int, attrs: Mapping[str, Any], content: Mapping[str, str] | None,
-                   failure: events.PairFailure | None, provider: str = "") -> None:
+    def _llm_ended(
+        self,
+        live: LiveSpan,
+        end_ns: int,
+        attrs: Mapping[str, Any],
+        content: Mapping[str, str] | None,
+        failure: events.PairFailure | None,
+        provider: str = "",
+    ) -> None:
         mine = attrs.copy() if type(attrs) is dict else dict(attrs)
         capture = self.content.enabled
         tokens_in, tokens_out, cost = self._llm.finish(mine, capture)
@@ -272,8 +301,7 @@ class TracingObserver(Observer):
 
     # -- policy check ------------------------------------------------------------------
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> LiveSpan:
-        return self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy",
-                              False)
+        return self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy", False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
         self._finish(p)
@@ -281,8 +309,7 @@ class TracingObserver(Observer):
     # -- remediation -------------------------------------------------------------------
     def on_remediation_started(self, p: events.RemediationStarted) -> LiveSpan:
         # enclosing: a remediation may make LLM calls of its own (retry, fallback model)
-        return self.book.open(p, "remediation", SpanKind.INTERNAL, self._start_attrs(p, "CHAIN"), "remediation",
-                              True)
+        return self.book.open(p, "remediation", SpanKind.INTERNAL, self._start_attrs(p, "CHAIN"), "remediation", True)
 
     def on_remediation_finished(self, p: events.RemediationFinished) -> None:
         self._finish(p)
@@ -343,8 +370,11 @@ class TracingObserver(Observer):
         ended = {events.project_finished: self._project_ended, events.llm_call_finished: self._llm_ended}
         out: list[Handler] = []
         for start_sig, finish_sig in events.PAIRS:
-            receiver = events.PairReceiver(getattr(self, f"on_{start_sig.name}"), ended.get(finish_sig, self._ended),
-                                           getattr(self, f"on_{finish_sig.name}"))
+            receiver = events.PairReceiver(
+                getattr(self, f"on_{start_sig.name}"),
+                ended.get(finish_sig, self._ended),
+                getattr(self, f"on_{finish_sig.name}"),
+            )
             out.append((start_sig, receiver))
             out.append((finish_sig, receiver))
         out.extend((sig, self._on_point) for sig in events.POINT_SIGNALS if sig is not events.batch_progress)
@@ -359,6 +389,7 @@ def _values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
 
     def one(payload: Any) -> tuple[Any, ...]:
         return (get(payload),)
+
     return one
 
 

@@ -40,8 +40,11 @@ HTTP_PROTOBUF = "http/protobuf"
 PROTOCOLS = (GRPC, HTTP_PROTOBUF)
 DEFAULT_SERVICE_NAME = "multi-llm-orchestrator"
 EXTRA_HINT = "pip install 'multi-llm-orchestrator[tracing]'"
-_REQUIRED_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.grpc",
-                     "opentelemetry.exporter.otlp.proto.http")
+_REQUIRED_MODULES = (
+    "opentelemetry.sdk",
+    "opentelemetry.exporter.otlp.proto.grpc",
+    "opentelemetry.exporter.otlp.proto.http",
+)
 
 
 class TracingUnavailable(OrchestratorError, ImportError):
@@ -94,6 +97,7 @@ class TracingConfig:
 # ---------------------------------------------------------------------------------------
 # Validation and resolution (pure: no OpenTelemetry import)
 # ---------------------------------------------------------------------------------------
+
 
 def validate_endpoint(url: str, what: str = "--otlp-endpoint") -> str:
     """The URL stripped, or ValueError with a one-line reason."""
@@ -272,9 +276,19 @@ def resolve_config(cfg: TracingConfig, environ: Mapping[str, str] | None = None)
     else:
         rate = 1.0
     timeout, timeout_source, shutdown = resolve_timeouts(cfg, env)
-    return ResolvedTracing(True, endpoint, protocol, source, service, service_source, rate, sampler_from_env,
-                           export_timeout_s=timeout, export_timeout_source=timeout_source,
-                           shutdown_timeout_s=shutdown)
+    return ResolvedTracing(
+        True,
+        endpoint,
+        protocol,
+        source,
+        service,
+        service_source,
+        rate,
+        sampler_from_env,
+        export_timeout_s=timeout,
+        export_timeout_source=timeout_source,
+        shutdown_timeout_s=shutdown,
+    )
 
 
 TEMPORALITY_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
@@ -292,12 +306,14 @@ def metrics_preferences(environ: Mapping[str, str] | None = None) -> tuple[str, 
     env = os.environ if environ is None else environ
     temporality = env.get(TEMPORALITY_VARIABLE, "").strip().lower() or TEMPORALITIES[0]
     if temporality not in TEMPORALITIES:
-        raise ValueError(f"{TEMPORALITY_VARIABLE} must be one of {', '.join(TEMPORALITIES)}, "
-                         f"got {env[TEMPORALITY_VARIABLE]!r}")
+        raise ValueError(
+            f"{TEMPORALITY_VARIABLE} must be one of {', '.join(TEMPORALITIES)}, got {env[TEMPORALITY_VARIABLE]!r}"
+        )
     histogram = env.get(HISTOGRAM_VARIABLE, "").strip().lower() or HISTOGRAM_AGGREGATIONS[0]
     if histogram not in HISTOGRAM_AGGREGATIONS:
-        raise ValueError(f"{HISTOGRAM_VARIABLE} must be one of {', '.join(HISTOGRAM_AGGREGATIONS)}, "
-                         f"got {env[HISTOGRAM_VARIABLE]!r}")
+        raise ValueError(
+            f"{HISTOGRAM_VARIABLE} must be one of {', '.join(HISTOGRAM_AGGREGATIONS)}, got {env[HISTOGRAM_VARIABLE]!r}"
+        )
     return temporality, histogram
 
 

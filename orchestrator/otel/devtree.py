@@ -33,14 +33,22 @@ if TYPE_CHECKING:
 
 __all__ = ["render_span_tree", "print_span_tree", "DevTreeExporter", "span_label"]
 
-_TOKENS = ((GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS),
-           (attr.TASK_TOKENS_IN, attr.TASK_TOKENS_OUT),
-           (attr.PROJECT_TOKENS_IN, attr.PROJECT_TOKENS_OUT),
-           (attr.BATCH_TOKENS_IN, attr.BATCH_TOKENS_OUT),
-           (attr.rollup_key("remediation", attr.ROLLUP_TOKENS_IN), attr.rollup_key("remediation", attr.ROLLUP_TOKENS_OUT)))
+_TOKENS = (
+    (GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS),
+    (attr.TASK_TOKENS_IN, attr.TASK_TOKENS_OUT),
+    (attr.PROJECT_TOKENS_IN, attr.PROJECT_TOKENS_OUT),
+    (attr.BATCH_TOKENS_IN, attr.BATCH_TOKENS_OUT),
+    (attr.rollup_key("remediation", attr.ROLLUP_TOKENS_IN), attr.rollup_key("remediation", attr.ROLLUP_TOKENS_OUT)),
+)
 # shown by the status, score, tree already
 _ROUTINE_EVENTS = {"exception", "iteration_scored", "tasks_planned", "task_restored"}
-_COST = (attr.LLM_COST_USD, attr.TASK_COST_USD, attr.PROJECT_COST_USD, attr.BATCH_COST_USD, attr.rollup_key("remediation", attr.ROLLUP_COST_USD))
+_COST = (
+    attr.LLM_COST_USD,
+    attr.TASK_COST_USD,
+    attr.PROJECT_COST_USD,
+    attr.BATCH_COST_USD,
+    attr.rollup_key("remediation", attr.ROLLUP_COST_USD),
+)
 
 
 def _duration(span: ReadableSpan) -> str:
@@ -80,8 +88,10 @@ def span_label(span: ReadableSpan) -> str:
         parts.append(f"score {number(a[attr.TASK_SCORE]) or 0.0:.2f}")
     attempt = a.get(attr.ORCHESTRATOR_ATTEMPT)
     if isinstance(attempt, int) and attempt > 1:
-        parts.append(f"[cyan]resumed: attempt {attempt}[/cyan]"
-                     + (f" [dim](linked to {len(span.links)} earlier)[/dim]" if span.links else ""))
+        parts.append(
+            f"[cyan]resumed: attempt {attempt}[/cyan]"
+            + (f" [dim](linked to {len(span.links)} earlier)[/dim]" if span.links else "")
+        )
     if attr.POLICY_PASSED in a:
         noted = whole(a.get(attr.POLICY_VIOLATIONS)) or 0
         if not a[attr.POLICY_PASSED]:
@@ -99,8 +109,11 @@ def span_label(span: ReadableSpan) -> str:
     if span.events:
         counts = collections.Counter(e.name for e in span.events if e.name not in _ROUTINE_EVENTS)
         if counts:
-            parts.append("[magenta]" + ", ".join(
-                escape(name) + (f"×{n}" if n > 1 else "") for name, n in counts.items()) + "[/magenta]")
+            parts.append(
+                "[magenta]"
+                + ", ".join(escape(name) + (f"×{n}" if n > 1 else "") for name, n in counts.items())
+                + "[/magenta]"
+            )
     return "  ".join(parts)
 
 
@@ -150,11 +163,13 @@ def restored_labels(span: ReadableSpan) -> list[str]:
         if event.name != "task_restored":
             continue
         e = event.attributes or {}
-        out.append(f"[dim]task:{escape(str(e.get('task_id', '?')))}  from checkpoint (attempt "
-                   f"{e.get('from_attempt', '?')})  {e.get('tokens_in', 0)}→{e.get('tokens_out', 0)} tok  "
-                   f"${number(e.get('cost_usd')) or 0.0:.6f}  {escape(str(e.get('status', '')))}"
-                   + (f"  score {number(e.get('score')) or 0.0:.2f}" if number(e.get("score")) is not None else "")
-                   + "[/dim]")
+        out.append(
+            f"[dim]task:{escape(str(e.get('task_id', '?')))}  from checkpoint (attempt "
+            f"{e.get('from_attempt', '?')})  {e.get('tokens_in', 0)}→{e.get('tokens_out', 0)} tok  "
+            f"${number(e.get('cost_usd')) or 0.0:.6f}  {escape(str(e.get('status', '')))}"
+            + (f"  score {number(e.get('score')) or 0.0:.2f}" if number(e.get("score")) is not None else "")
+            + "[/dim]"
+        )
     return out
 
 
@@ -173,8 +188,9 @@ class DevTreeExporter(SpanExporter):
     """Keeps finished spans in memory (the last ``max_spans``); with ``print_on_root_end``
     prints a trace's tree on stderr when its root span ends."""
 
-    def __init__(self, max_spans: int = 50_000, print_on_root_end: bool = False,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self, max_spans: int = 50_000, print_on_root_end: bool = False, console: Console | None = None
+    ) -> None:
         self._spans: collections.deque[ReadableSpan] = collections.deque(maxlen=max_spans)
         self._lock = threading.Lock()
         self.print_on_root_end = print_on_root_end

@@ -84,8 +84,10 @@ def quiet_otlp_logs() -> Iterator[None]:
 # Why exports fail: asked of the endpoint
 # ---------------------------------------------------------------------------------------
 
-def export_headers(headers: Mapping[str, str] | None, signal: str,
-                   environ: Mapping[str, str] | None = None) -> dict[str, str]:
+
+def export_headers(
+    headers: Mapping[str, str] | None, signal: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The headers the OTLP exporter sends: the given ones, else
     ``OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS`` or ``OTEL_EXPORTER_OTLP_HEADERS``."""
     if headers:
@@ -103,8 +105,14 @@ class EndpointProbe:
     request (no spans, valid for any collector): ``HTTP 503 Service Unavailable``,
     ``gRPC UNAVAILABLE``, ``no answer within 1 s``; an empty reason when it answers well."""
 
-    def __init__(self, endpoint: str, protocol: str | None, headers: Mapping[str, str] | None = None,
-                 service: str = TRACE_SERVICE, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        protocol: str | None,
+        headers: Mapping[str, str] | None = None,
+        service: str = TRACE_SERVICE,
+        timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
         self.endpoint = endpoint
         self.protocol = protocol
         self.headers = dict(headers or {})
@@ -147,8 +155,9 @@ class EndpointProbe:
             return type(exc).__name__
 
     def _http(self) -> str:
-        request = urllib.request.Request(self.endpoint, data=b"", method="POST",
-                                         headers={**self.headers, "Content-Type": "application/x-protobuf"})
+        request = urllib.request.Request(
+            self.endpoint, data=b"", method="POST", headers={**self.headers, "Content-Type": "application/x-protobuf"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s):  # noqa: S310 - the configured endpoint
                 return ""
@@ -166,8 +175,11 @@ class EndpointProbe:
         import grpc
 
         target = f"{self.host}:{self.port}"
-        channel = (grpc.secure_channel(target, grpc.ssl_channel_credentials()) if self.secure
-                   else grpc.insecure_channel(target))
+        channel = (
+            grpc.secure_channel(target, grpc.ssl_channel_credentials())
+            if self.secure
+            else grpc.insecure_channel(target)
+        )
         try:
             export = channel.unary_unary(self.service)  # raw bytes: b"" is an empty export request
             export(b"", timeout=self.timeout_s, metadata=tuple(self.headers.items()) or None)
@@ -184,6 +196,7 @@ class EndpointProbe:
 # ---------------------------------------------------------------------------------------
 # The fault rules
 # ---------------------------------------------------------------------------------------
+
 
 class ExportGuard:
     """The fault rules every exporter of ours follows, whatever it exports: never raise,
@@ -234,8 +247,10 @@ class ExportGuard:
         self.failed += count
         if not self._warned:
             why = self._why()
-            self.warn_once(f"{self.what} export to {self.endpoint} failed{f' ({why})' if why else ''}; "
-                           f"{consequence.format(count=count)}")
+            self.warn_once(
+                f"{self.what} export to {self.endpoint} failed{f' ({why})' if why else ''}; "
+                f"{consequence.format(count=count)}"
+            )
         return False
 
     def timed_out(self, timeout_s: float, dropped: str) -> None:
@@ -246,8 +261,10 @@ class ExportGuard:
         if why == "connection refused":  # given up at once: nothing listens there
             self.warn_once(f"{self.what} export to {self.endpoint} failed ({why}); {dropped}")
             return
-        self.warn_once(f"{self.what} export to {self.endpoint} did not finish within {timeout_s:g} s "
-                       f"({why or 'collector down or hanging'}); {dropped}")
+        self.warn_once(
+            f"{self.what} export to {self.endpoint} did not finish within {timeout_s:g} s "
+            f"({why or 'collector down or hanging'}); {dropped}"
+        )
 
     def quietly(self, call: Callable[[], object]) -> object:
         """A shutdown or flush step of the wrapped exporter: no exception, no log records."""
@@ -286,8 +303,12 @@ class QuietSpanExporter(Guarded, SpanExporter):
         self.guard = ExportGuard("span", endpoint, probe)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = self.guard.export(lambda: self.inner.export(spans), SpanExportResult.SUCCESS, len(spans),
-                               "{count} spans were not exported; the run goes on")
+        ok = self.guard.export(
+            lambda: self.inner.export(spans),
+            SpanExportResult.SUCCESS,
+            len(spans),
+            "{count} spans were not exported; the run goes on",
+        )
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -324,8 +345,9 @@ class ExportGate(SpanProcessor):
     the final warning can say how many were not exported (and say nothing when all were,
     however slowly)."""
 
-    def __init__(self, processor: SpanProcessor, exporter: QuietSpanExporter | None = None,
-                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self, processor: SpanProcessor, exporter: QuietSpanExporter | None = None, queue_size: int = DEFAULT_QUEUE_SIZE
+    ) -> None:
         self.processor = processor
         self.exporter = exporter
         self.queue_size = queue_size
@@ -354,8 +376,12 @@ class ExportGate(SpanProcessor):
         return self.processor.force_flush(timeout_millis)
 
 
-def run_bounded(fn: Callable[[], object], timeout_s: float, name: str = "orchestrator-otel-flush",
-                give_up: Callable[[], bool] | None = None) -> bool:
+def run_bounded(
+    fn: Callable[[], object],
+    timeout_s: float,
+    name: str = "orchestrator-otel-flush",
+    give_up: Callable[[], bool] | None = None,
+) -> bool:
     """Run ``fn`` in a daemon thread; True when it finished within ``timeout_s``.  With
     ``give_up``, stop waiting as soon as it says there is no point (checked every 50 ms)."""
     done = threading.Event()

@@ -53,8 +53,14 @@ from . import config as tracing_config
 from .export import METRICS_SERVICE, EndpointProbe, ExportGuard, Guarded, export_headers, run_bounded
 from .setup import build_resource
 
-__all__ = ["QuietMetricExporter", "MetricsExport", "configure_metrics", "metrics_endpoint",
-           "preferred_temporality", "preferred_aggregation"]
+__all__ = [
+    "QuietMetricExporter",
+    "MetricsExport",
+    "configure_metrics",
+    "metrics_endpoint",
+    "preferred_temporality",
+    "preferred_aggregation",
+]
 
 logger = logging.getLogger("orchestrator.tracing")
 
@@ -82,14 +88,30 @@ def metrics_endpoint(resolved: tracing_config.ResolvedTracing, environ: Mapping[
 _DELTA, _CUMULATIVE = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
 #: the specification's OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE table
 _TEMPORALITY: dict[str, dict[type, AggregationTemporality]] = {
-    "cumulative": {Counter: _CUMULATIVE, UpDownCounter: _CUMULATIVE, Histogram: _CUMULATIVE,
-                   ObservableCounter: _CUMULATIVE, ObservableUpDownCounter: _CUMULATIVE,
-                   ObservableGauge: _CUMULATIVE},
-    "delta": {Counter: _DELTA, UpDownCounter: _CUMULATIVE, Histogram: _DELTA,
-              ObservableCounter: _DELTA, ObservableUpDownCounter: _CUMULATIVE, ObservableGauge: _CUMULATIVE},
-    "lowmemory": {Counter: _DELTA, UpDownCounter: _CUMULATIVE, Histogram: _DELTA,
-                  ObservableCounter: _CUMULATIVE, ObservableUpDownCounter: _CUMULATIVE,
-                  ObservableGauge: _CUMULATIVE},
+    "cumulative": {
+        Counter: _CUMULATIVE,
+        UpDownCounter: _CUMULATIVE,
+        Histogram: _CUMULATIVE,
+        ObservableCounter: _CUMULATIVE,
+        ObservableUpDownCounter: _CUMULATIVE,
+        ObservableGauge: _CUMULATIVE,
+    },
+    "delta": {
+        Counter: _DELTA,
+        UpDownCounter: _CUMULATIVE,
+        Histogram: _DELTA,
+        ObservableCounter: _DELTA,
+        ObservableUpDownCounter: _CUMULATIVE,
+        ObservableGauge: _CUMULATIVE,
+    },
+    "lowmemory": {
+        Counter: _DELTA,
+        UpDownCounter: _CUMULATIVE,
+        Histogram: _DELTA,
+        ObservableCounter: _CUMULATIVE,
+        ObservableUpDownCounter: _CUMULATIVE,
+        ObservableGauge: _CUMULATIVE,
+    },
 }
 
 
@@ -111,16 +133,26 @@ class QuietMetricExporter(Guarded, MetricExporter):
     asks this wrapper for the temporality and aggregation, so it is given the same ones
     as the exporter it wraps."""
 
-    def __init__(self, inner: MetricExporter, endpoint: str, probe: EndpointProbe | None = None, *,
-                 temporality: dict[type, AggregationTemporality] | None = None,
-                 aggregation: dict[type, Aggregation] | None = None) -> None:
+    def __init__(
+        self,
+        inner: MetricExporter,
+        endpoint: str,
+        probe: EndpointProbe | None = None,
+        *,
+        temporality: dict[type, AggregationTemporality] | None = None,
+        aggregation: dict[type, Aggregation] | None = None,
+    ) -> None:
         super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.inner = inner
         self.guard = ExportGuard("metric", endpoint, probe)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object) -> MetricExportResult:
-        ok = self.guard.export(lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
-                               MetricExportResult.SUCCESS, 1, "the run goes on")
+        ok = self.guard.export(
+            lambda: self.inner.export(metrics_data, timeout_millis=timeout_millis),
+            MetricExportResult.SUCCESS,
+            1,
+            "the run goes on",
+        )
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -144,30 +176,47 @@ class MetricsExport:
         still have failed: see ``exporter``)."""
         timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
         probe = self.exporter.guard.probe
-        ok = run_bounded(self.provider.shutdown, timeout, name="orchestrator-otel-metrics",
-                         give_up=probe.refused if probe is not None else None)
+        ok = run_bounded(
+            self.provider.shutdown,
+            timeout,
+            name="orchestrator-otel-metrics",
+            give_up=probe.refused if probe is not None else None,
+        )
         if not ok:
             self.exporter.guard.abandoned = True
             self.exporter.guard.timed_out(timeout, "the run's metrics are dropped")
         return ok
 
 
-def _otlp_metric_exporter(protocol: str | None, endpoint: str, headers: Mapping[str, str] | None,
-                          timeout_s: float, temporality: dict[type, AggregationTemporality],
-                          aggregation: dict[type, Aggregation]) -> MetricExporter:
+def _otlp_metric_exporter(
+    protocol: str | None,
+    endpoint: str,
+    headers: Mapping[str, str] | None,
+    timeout_s: float,
+    temporality: dict[type, AggregationTemporality],
+    aggregation: dict[type, Aggregation],
+) -> MetricExporter:
     hdrs = dict(headers) if headers else None
     if protocol == tracing_config.HTTP_PROTOBUF:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter(endpoint=endpoint, headers=hdrs, timeout=timeout_s,
-                                  preferred_temporality=temporality, preferred_aggregation=aggregation)
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-        OTLPMetricExporter as GrpcMetricExporter,
-    )
+        return OTLPMetricExporter(
+            endpoint=endpoint,
+            headers=hdrs,
+            timeout=timeout_s,
+            preferred_temporality=temporality,
+            preferred_aggregation=aggregation,
+        )
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 
-    return GrpcMetricExporter(endpoint=endpoint, insecure=urlsplit(endpoint).scheme == "http", headers=hdrs,
-                              timeout=timeout_s, preferred_temporality=temporality,
-                              preferred_aggregation=aggregation)
+    return GrpcMetricExporter(
+        endpoint=endpoint,
+        insecure=urlsplit(endpoint).scheme == "http",
+        headers=hdrs,
+        timeout=timeout_s,
+        preferred_temporality=temporality,
+        preferred_aggregation=aggregation,
+    )
 
 
 def configure_metrics(cfg: tracing_config.TracingConfig, resolved: tracing_config.ResolvedTracing) -> MetricsExport:
@@ -178,12 +227,17 @@ def configure_metrics(cfg: tracing_config.TracingConfig, resolved: tracing_confi
     endpoint = metrics_endpoint(resolved)
     temporality_choice, histogram_choice = tracing_config.metrics_preferences()
     temporality, aggregation = preferred_temporality(temporality_choice), preferred_aggregation(histogram_choice)
-    inner = _otlp_metric_exporter(resolved.protocol, endpoint, cfg.headers, resolved.export_timeout_s,
-                                  temporality, aggregation)
+    inner = _otlp_metric_exporter(
+        resolved.protocol, endpoint, cfg.headers, resolved.export_timeout_s, temporality, aggregation
+    )
     probe = EndpointProbe(endpoint, resolved.protocol, export_headers(cfg.headers, "metrics"), METRICS_SERVICE)
     exporter = QuietMetricExporter(inner, endpoint, probe, temporality=temporality, aggregation=aggregation)
-    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_INTERVAL_S * 1000,
-                                           export_timeout_millis=resolved.export_timeout_s * 1000)
-    provider = MeterProvider(metric_readers=[reader], resource=build_resource(cfg, resolved),
-                             shutdown_on_exit=False)  # the bounded shutdown above runs instead
+    reader = PeriodicExportingMetricReader(
+        exporter,
+        export_interval_millis=EXPORT_INTERVAL_S * 1000,
+        export_timeout_millis=resolved.export_timeout_s * 1000,
+    )
+    provider = MeterProvider(
+        metric_readers=[reader], resource=build_resource(cfg, resolved), shutdown_on_exit=False
+    )  # the bounded shutdown above runs instead
     return MetricsExport(provider, exporter, resolved.shutdown_timeout_s)

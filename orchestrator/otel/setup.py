@@ -101,8 +101,9 @@ def _build_otlp_exporter(cfg: TracingConfig, resolved: ResolvedTracing) -> SpanE
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
     insecure = urlsplit(resolved.endpoint or "").scheme == "http"
-    return GrpcExporter(endpoint=resolved.endpoint, insecure=insecure, headers=headers,
-                        timeout=resolved.export_timeout_s)
+    return GrpcExporter(
+        endpoint=resolved.endpoint, insecure=insecure, headers=headers, timeout=resolved.export_timeout_s
+    )
 
 
 def configure_tracing(cfg: TracingConfig | None = None, *, console: Console | None = None) -> TracerProvider | None:
@@ -129,17 +130,25 @@ def configure_tracing(cfg: TracingConfig | None = None, *, console: Console | No
         from .devtree import DevTreeExporter
         from .export import EndpointProbe, ExportGate, QuietSpanExporter, batch_sizes, export_headers
 
-        provider = TracerProvider(resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved),
-                                  shutdown_on_exit=False)  # our own bounded shutdown runs at exit
+        provider = TracerProvider(
+            resource=build_resource(cfg, resolved), sampler=_build_sampler(resolved), shutdown_on_exit=False
+        )  # our own bounded shutdown runs at exit
         exporter: QuietSpanExporter | DevTreeExporter
         gate: ExportGate | None = None
         if resolved.endpoint:
             probe = EndpointProbe(resolved.endpoint, resolved.protocol, export_headers(cfg.headers, "traces"))
             exporter = QuietSpanExporter(_build_otlp_exporter(cfg, resolved), resolved.endpoint, probe)
             queue, batch = batch_sizes()
-            gate = ExportGate(BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch,
-                                                 export_timeout_millis=resolved.export_timeout_s * 1000),
-                              exporter, queue)
+            gate = ExportGate(
+                BatchSpanProcessor(
+                    exporter,
+                    max_queue_size=queue,
+                    max_export_batch_size=batch,
+                    export_timeout_millis=resolved.export_timeout_s * 1000,
+                ),
+                exporter,
+                queue,
+            )
             provider.add_span_processor(gate)
         else:
             exporter = DevTreeExporter(print_on_root_end=cfg.dev_print, console=console)

@@ -15,5 +15,12 @@ from .load import ReportInputError, events_from_files, events_from_lines, split_
 from .model import Report, build_report
 from .render import render_html
 
-__all__ = ["Report", "ReportInputError", "build_report", "events_from_files", "events_from_lines",
-           "render_html", "split_attempts"]
+__all__ = [
+    "Report",
+    "ReportInputError",
+    "build_report",
+    "events_from_files",
+    "events_from_lines",
+    "render_html",
+    "split_attempts",
+]

@@ -17,8 +17,16 @@ from .format import duration, money, tokens
 from .model import Report
 from .spans import Attempt, Span
 
-__all__ = ["Timeline", "timeline", "BarChart", "cost_charts", "ScoreChart", "score_chart", "BudgetChart",
-           "budget_chart"]
+__all__ = [
+    "Timeline",
+    "timeline",
+    "BarChart",
+    "cost_charts",
+    "ScoreChart",
+    "score_chart",
+    "BudgetChart",
+    "budget_chart",
+]
 
 LABEL_W = 250
 BAR_X = 260
@@ -104,8 +112,10 @@ def lanes(report: Report) -> list[LaneGeom]:
         width = max(attempt.duration_ns, 1) * scale
         end = "finished" if attempt.finished else "stopped (no finish recorded)"
         tasks, calls = len(attempt.tasks), len(attempt.calls)
-        header = (f"attempt {attempt.number}: {duration(attempt.duration_ns)}, {tasks} task{'s' if tasks != 1 else ''}, "
-                  f"{calls} call{'s' if calls != 1 else ''}; {end}")
+        header = (
+            f"attempt {attempt.number}: {duration(attempt.duration_ns)}, {tasks} task{'s' if tasks != 1 else ''}, "
+            f"{calls} call{'s' if calls != 1 else ''}; {end}"
+        )
         lane = LaneGeom(attempt, x0, width, scale, 0.0, header)
         if n:
             lane.gap_label = f"{duration(attempt.first_ns - attempts[n - 1].last_ns)} later"
@@ -121,8 +131,12 @@ def lanes(report: Report) -> list[LaneGeom]:
 
 def span_title(span: Span, attempt: Attempt) -> str:
     """The hover text of a bar (also its accessible name)."""
-    parts = [span.name, f"attempt {attempt.number}", f"at +{duration(span.start - attempt.first_ns)}",
-             f"took {duration(span.duration_ns)}"]
+    parts = [
+        span.name,
+        f"attempt {attempt.number}",
+        f"at +{duration(span.start - attempt.first_ns)}",
+        f"took {duration(span.duration_ns)}",
+    ]
     if span.kind == "llm":
         parts.append(span.model)
         if span.queue_ns:
@@ -166,14 +180,26 @@ def timeline(report: Report) -> Timeline:
                 call_bars += 1
             elif span.kind == "task":
                 task_bars += 1
-            row = TimelineRow(y, span.name, span.depth, f"r-{span.kind}", bar, lane=lane_no,
-                              toggle=span.kind in ("task", "remediation") and bool(span.children))
+            row = TimelineRow(
+                y,
+                span.name,
+                span.depth,
+                f"r-{span.kind}",
+                bar,
+                lane=lane_no,
+                toggle=span.kind in ("task", "remediation") and bool(span.children),
+            )
             for point in span.points:
                 signal = point["signal"]
                 if signal in ("budget_warning", "llm_retry", "model_unhealthy", "task_skipped"):
                     detail = point.get("reason") or point.get("error_type") or ""
-                    row.marks.append((lane.x(int(point["timestamp_ns"])), f"mk mk-{signal}",
-                                      f"{signal}: {detail}" if detail else signal))
+                    row.marks.append(
+                        (
+                            lane.x(int(point["timestamp_ns"])),
+                            f"mk mk-{signal}",
+                            f"{signal}: {detail}" if detail else signal,
+                        )
+                    )
             rows.append(row)
             y += ROW_H
         for point in attempt.points:
@@ -185,11 +211,13 @@ def timeline(report: Report) -> Timeline:
                 continue
             rows.append(TimelineRow(y, label, 1, "r-restored", lane=lane_no))
             y += ROW_H
-    return Timeline(rows, geoms, BAR_X + BAR_W + 20, y + 6, task_bars, call_bars,
-                    titles=len(report.spans) <= TITLED_SPANS)
+    return Timeline(
+        rows, geoms, BAR_X + BAR_W + 20, y + 6, task_bars, call_bars, titles=len(report.spans) <= TITLED_SPANS
+    )
 
 
 # -- bars: cost and tokens by model and by task ----------------------------------------------
+
 
 @dataclass
 class BarItem:
@@ -225,9 +253,11 @@ def _cost_text(usage: Usage) -> str:
     text = money(usage.cost)
     if usage.unpriced:
         text = f"unpriced ({usage.unpriced} call{'s' if usage.unpriced > 1 else ''})" + (
-            f" + {text}" if usage.cost else "")
+            f" + {text}" if usage.cost else ""
+        )
     return f"{text} · {usage.calls} call{'s' if usage.calls != 1 else ''}" + (
-        f" ({usage.cached} cached)" if usage.cached else "")
+        f" ({usage.cached} cached)" if usage.cached else ""
+    )
 
 
 def _cost_bars(title: str, groups: Sequence[tuple[str, Usage]]) -> BarChart:
@@ -255,13 +285,17 @@ def _token_bars(title: str, groups: Sequence[tuple[str, Usage]]) -> BarChart:
 def cost_charts(report: Report) -> list[BarChart]:
     acct = report.acct
     by_model = [(m.model, m.usage) for m in acct.models]
-    by_task = ([("(planning)", acct.planning)] if acct.planning.calls else []) + [
-        (t.id, t.usage) for t in acct.tasks]
-    return [_cost_bars("Cost by model", by_model), _token_bars("Tokens by model", by_model),
-            _cost_bars("Cost by task", by_task), _token_bars("Tokens by task", by_task)]
+    by_task = ([("(planning)", acct.planning)] if acct.planning.calls else []) + [(t.id, t.usage) for t in acct.tasks]
+    return [
+        _cost_bars("Cost by model", by_model),
+        _token_bars("Tokens by model", by_model),
+        _cost_bars("Cost by task", by_task),
+        _token_bars("Tokens by task", by_task),
+    ]
 
 
 # -- scores ----------------------------------------------------------------------------------
+
 
 @dataclass
 class ScoreRow:
@@ -294,18 +328,29 @@ def score_chart(report: Report) -> ScoreChart:
             by_task.setdefault(it.task, []).append((it.attempt, it.score, it.iteration))
     y = AXIS_H
     for task in report.acct.tasks:
-        dots = [(chart.x(score), str(iteration), f"attempt {attempt}, iteration {iteration}: {score:.2f}")
-                for attempt, score, iteration in by_task.get(task.id, [])
-                if attempt == task.attempt or not task.attempt]
+        dots = [
+            (chart.x(score), str(iteration), f"attempt {attempt}, iteration {iteration}: {score:.2f}")
+            for attempt, score, iteration in by_task.get(task.id, [])
+            if attempt == task.attempt or not task.attempt
+        ]
         text = f"{task.score:.2f} ({task.status})" if task.score is not None else f"{task.score_note} ({task.status})"
-        chart.rows.append(ScoreRow(task.id, y, chart.x(task.threshold) if task.threshold is not None else None, dots,
-                                   text, "none" if task.score is None else ""))
+        chart.rows.append(
+            ScoreRow(
+                task.id,
+                y,
+                chart.x(task.threshold) if task.threshold is not None else None,
+                dots,
+                text,
+                "none" if task.score is None else "",
+            )
+        )
         y += ROW_H
     chart.height = y + 6
     return chart
 
 
 # -- budget burn -----------------------------------------------------------------------------
+
 
 @dataclass
 class BudgetChart:
@@ -351,13 +396,27 @@ def budget_chart(report: Report) -> BudgetChart:
             continue
         lane = mark_lane
         cls = "stop" if mark.stop else "warn"
-        marks.append((lane.x(mark.t), y(mark.spent), cls,
-                      f"{'hard stop' if mark.stop else 'budget warning'}: {mark.reason} "
-                      f"({money(mark.spent)}, {mark.fraction:.0%} of the cap)"))
+        marks.append(
+            (
+                lane.x(mark.t),
+                y(mark.spent),
+                cls,
+                f"{'hard stop' if mark.stop else 'budget warning'}: {mark.reason} "
+                f"({money(mark.spent)}, {mark.fraction:.0%} of the cap)",
+            )
+        )
     if report.status == "budget_exhausted":
         final = report.attempts[-1]
         lane = geoms[final.order]
         marks.append((lane.x(final.last_ns), y(spent_max), "stop", "hard stop: the budget cap was reached"))
     ticks = [(y(top * f / 4), money(top * f / 4, short=True)) for f in range(5)]
-    return BudgetChart(BAR_X + BAR_W + 20, height, "".join(parts), y(cap) if cap else None,
-                       f"cap {money(cap, short=True)}" if cap else "", marks, ticks, top)
+    return BudgetChart(
+        BAR_X + BAR_W + 20,
+        height,
+        "".join(parts),
+        y(cap) if cap else None,
+        f"cap {money(cap, short=True)}" if cap else "",
+        marks,
+        ticks,
+        top,
+    )

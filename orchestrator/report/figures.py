@@ -186,16 +186,19 @@ def _task_row(tid: str, kept: _Kept, final: Attempt) -> TaskRow:
     a = span.attrs if span is not None and span.status != "open" else {}
     start = span.start_fields if span is not None else {}
     row = TaskRow(
-        id=tid, type=str(a.get(attr.TASK_TYPE) or start.get("task_type") or ""),
+        id=tid,
+        type=str(a.get(attr.TASK_TYPE) or start.get("task_type") or ""),
         status=str(a.get(attr.TASK_STATUS) or point.get("status") or (span.status if span else "")),
         score=_num(a.get(attr.TASK_SCORE)) if a else _num(point.get("score")),
-        threshold=_num(a.get(attr.TASK_THRESHOLD)), iterations=int(_num(a.get(attr.TASK_ITERATIONS)) or 0),
+        threshold=_num(a.get(attr.TASK_THRESHOLD)),
+        iterations=int(_num(a.get(attr.TASK_ITERATIONS)) or 0),
         model=str(a.get(attr.TASK_MODEL) or point.get("model") or ""),
         checks_passed=int(_num(a.get(attr.TASK_CHECKS_PASSED)) or 0),
         checks_total=int(_num(a.get(attr.TASK_CHECKS_TOTAL)) or 0),
         attempt=kept.attempt.number if kept.attempt is not None else int(_num(point.get("from_attempt")) or 0),
         restored=kept.restored is not None or (kept.attempt is not None and kept.attempt is not final),
-        span=span)
+        span=span,
+    )
     if kept.attempt is None:
         row.note = "kept from an attempt whose events are not here: its calls are not counted"
     return row
@@ -227,18 +230,28 @@ def account(attempts: Sequence[Attempt]) -> Accounting:
                 tasks[span.task_id] = row
     for tid, (number, reason) in _not_run(attempts).items():
         if tid not in tasks:
-            tasks[tid] = TaskRow(tid, status="skipped" if reason is not None else "not run", attempt=number,
-                                 note=reason or "planned, never started")
+            tasks[tid] = TaskRow(
+                tid,
+                status="skipped" if reason is not None else "not run",
+                attempt=number,
+                note=reason or "planned, never started",
+            )
     order = _task_order(attempts)
     rows = sorted(tasks.values(), key=lambda r: order.get(r.id, len(order)))
     models: dict[str, ModelRow] = {}
     for call in kept_calls:
         models.setdefault(call.model, ModelRow(call.model)).usage.add(call)
     return Accounting(
-        totals=Usage.of(kept_calls), other=other, tasks=rows,
+        totals=Usage.of(kept_calls),
+        other=other,
+        tasks=rows,
         models=sorted(models.values(), key=lambda m: (-m.usage.cost, -m.usage.tokens, m.model)),
-        planning=Usage.of(planning_calls), kept_calls=kept_calls, iterations=_iterations(attempts),
-        spend=_spend(attempts), marks=_marks(attempts))
+        planning=Usage.of(planning_calls),
+        kept_calls=kept_calls,
+        iterations=_iterations(attempts),
+        spend=_spend(attempts),
+        marks=_marks(attempts),
+    )
 
 
 def _not_run(attempts: Sequence[Attempt]) -> dict[str, tuple[int, str | None]]:
@@ -299,8 +312,19 @@ def _iterations(attempts: Sequence[Attempt]) -> list[IterationRow]:
                         note = "checks passed: no evaluator asked"
                     else:
                         note = "no evaluator score"
-                rows.append(IterationRow(tid, attempt.number, iteration, ev, _num(point.get("score")),
-                                         _num(point.get("best_score")), sum(results), len(results), note))
+                rows.append(
+                    IterationRow(
+                        tid,
+                        attempt.number,
+                        iteration,
+                        ev,
+                        _num(point.get("score")),
+                        _num(point.get("best_score")),
+                        sum(results),
+                        len(results),
+                        note,
+                    )
+                )
     return rows
 
 
@@ -323,7 +347,14 @@ def _marks(attempts: Sequence[Attempt]) -> list[BudgetMark]:
             if point["signal"] != "budget_warning":
                 continue
             reason = str(point.get("reason") or "")
-            marks.append(BudgetMark(int(point["timestamp_ns"]), attempt.order, _num(point.get("spent_usd")) or 0.0,
-                                    _num(point.get("fraction")) or 0.0, reason,
-                                    stop=reason.startswith("overrun") or " refused" in reason))
+            marks.append(
+                BudgetMark(
+                    int(point["timestamp_ns"]),
+                    attempt.order,
+                    _num(point.get("spent_usd")) or 0.0,
+                    _num(point.get("fraction")) or 0.0,
+                    reason,
+                    stop=reason.startswith("overrun") or " refused" in reason,
+                )
+            )
     return sorted(marks, key=lambda m: m.t)

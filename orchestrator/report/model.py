@@ -16,8 +16,14 @@ from .spans import Attempt, Span, _num, build_attempt
 
 __all__ = ["Report", "build_report", "exit_reason"]
 
-_ERROR_POINTS = ("validation_failed", "llm_retry", "model_unhealthy", "json_mode_rejected", "task_skipped",
-                 "decomposition_fallback")
+_ERROR_POINTS = (
+    "validation_failed",
+    "llm_retry",
+    "model_unhealthy",
+    "json_mode_rejected",
+    "task_skipped",
+    "decomposition_fallback",
+)
 
 
 @dataclass
@@ -92,7 +98,7 @@ def exit_reason(final: Attempt, status: str, tasks_done: int, tasks_total: int) 
         "budget_exhausted": "the budget cap was reached: no further call could be paid",
         "timed_out": "the time cap was reached",
         "partial_success": f"{tasks_done} of {tasks_total} tasks completed; the others were degraded, failed "
-                           "or skipped",
+        "or skipped",
         "failed": f"no task completed ({tasks_done}/{tasks_total})",
     }.get(status, status)
 
@@ -109,8 +115,11 @@ def _isolation(attempts: Sequence[Attempt]) -> str:
         for span in attempt.spans:
             for source in (span.attrs, *span.points):
                 for key, value in source.items():
-                    if (key in ISOLATION_KEYS or key == "isolation" or key.endswith(".isolation")) and value \
-                            and str(value) not in found:
+                    if (
+                        (key in ISOLATION_KEYS or key == "isolation" or key.endswith(".isolation"))
+                        and value
+                        and str(value) not in found
+                    ):
                         found.append(str(value))
     return ", ".join(found)
 
@@ -130,15 +139,31 @@ def build_report(events: Sequence[Event], *, notes: Sequence[str] = (), status: 
     recorded = {k: v for k, v in final.root.attrs.items() if k.startswith("project.")} if final.finished else {}
     run_status = str(recorded.get(attr.PROJECT_STATUS) or status or ("stopped" if final.finished is None else "?"))
     done = sum(1 for t in acct.tasks if t.status == "completed")
-    profile = next((str(a.root.attrs[attr.ORCHESTRATOR_PROFILE]) for a in reversed(attempts)
-                    if a.root.attrs.get(attr.ORCHESTRATOR_PROFILE)), "")
+    profile = next(
+        (
+            str(a.root.attrs[attr.ORCHESTRATOR_PROFILE])
+            for a in reversed(attempts)
+            if a.root.attrs.get(attr.ORCHESTRATOR_PROFILE)
+        ),
+        "",
+    )
     report = Report(
-        project_id=project_id, description=str(started.get("description") or ""),
-        criteria=str(started.get("criteria") or ""), budget_usd=_num(final.started.get("budget_usd")) or None,
-        time_limit_s=_num(final.started.get("time_limit_seconds")), attempts=attempts, spans=spans, acct=acct,
-        status=run_status, exit_reason=exit_reason(final, run_status, done, len(acct.tasks)), profile=profile,
-        isolation=_isolation(attempts), recorded=recorded, mismatches=_mismatches(recorded, acct),
-        notes=[redact(str(n)) for n in notes])
+        project_id=project_id,
+        description=str(started.get("description") or ""),
+        criteria=str(started.get("criteria") or ""),
+        budget_usd=_num(final.started.get("budget_usd")) or None,
+        time_limit_s=_num(final.started.get("time_limit_seconds")),
+        attempts=attempts,
+        spans=spans,
+        acct=acct,
+        status=run_status,
+        exit_reason=exit_reason(final, run_status, done, len(acct.tasks)),
+        profile=profile,
+        isolation=_isolation(attempts),
+        recorded=recorded,
+        mismatches=_mismatches(recorded, acct),
+        notes=[redact(str(n)) for n in notes],
+    )
     _tables(report)
     return report
 
@@ -148,9 +173,13 @@ def _mismatches(recorded: LoadedJson, acct: Accounting) -> list[str]:
     if not recorded:
         return []
     t = acct.totals
-    pairs = [(attr.PROJECT_LLM_CALLS, t.calls), (attr.PROJECT_CACHED_CALLS, t.cached),
-             (attr.PROJECT_TOKENS_IN, t.tokens_in), (attr.PROJECT_TOKENS_OUT, t.tokens_out),
-             (attr.PROJECT_COST_USD, round(t.cost, 8))]
+    pairs = [
+        (attr.PROJECT_LLM_CALLS, t.calls),
+        (attr.PROJECT_CACHED_CALLS, t.cached),
+        (attr.PROJECT_TOKENS_IN, t.tokens_in),
+        (attr.PROJECT_TOKENS_OUT, t.tokens_out),
+        (attr.PROJECT_COST_USD, round(t.cost, 8)),
+    ]
     out = []
     for key, mine in pairs:
         theirs = _num(recorded.get(key))
@@ -165,47 +194,99 @@ def _tables(report: Report) -> None:
         for span in attempt.spans:
             if span.kind == "checks":
                 for point in span.points:
-                    report.checks.append(Row([
-                        span.task_id or "", point.get("iteration", ""), point.get("stage", ""),
-                        str(point.get("check") or ""), "passed" if point.get("passed") is True else "FAILED",
-                        str(point.get("error_type") or "")], span, n, "" if point.get("passed") else "bad"))
+                    report.checks.append(
+                        Row(
+                            [
+                                span.task_id or "",
+                                point.get("iteration", ""),
+                                point.get("stage", ""),
+                                str(point.get("check") or ""),
+                                "passed" if point.get("passed") is True else "FAILED",
+                                str(point.get("error_type") or ""),
+                            ],
+                            span,
+                            n,
+                            "" if point.get("passed") else "bad",
+                        )
+                    )
             elif span.kind == "policy":
                 a = span.attrs
                 passed = a.get(attr.POLICY_PASSED)
-                report.policies.append(Row([
-                    span.task_id or "(planning)", str(a.get(attr.POLICY_MODEL) or span.start_fields.get("model") or ""),
-                    "allowed" if passed is True else "blocked" if passed is False else span.status,
-                    _text(a.get(attr.POLICY_NAMES)), _text(a.get(attr.POLICY_VIOLATIONS)),
-                    _text(a.get(attr.POLICY_REASONS))], span, n, "bad" if passed is False else ""))
+                report.policies.append(
+                    Row(
+                        [
+                            span.task_id or "(planning)",
+                            str(a.get(attr.POLICY_MODEL) or span.start_fields.get("model") or ""),
+                            "allowed" if passed is True else "blocked" if passed is False else span.status,
+                            _text(a.get(attr.POLICY_NAMES)),
+                            _text(a.get(attr.POLICY_VIOLATIONS)),
+                            _text(a.get(attr.POLICY_REASONS)),
+                        ],
+                        span,
+                        n,
+                        "bad" if passed is False else "",
+                    )
+                )
             elif span.kind == "remediation":
                 a = span.attrs
                 success = a.get(attr.REMEDIATION_SUCCESS)
-                moved = " → ".join(str(a[k]) for k in (attr.REMEDIATION_FROM_MODEL, attr.REMEDIATION_TO_MODEL)
-                                   if a.get(k))
-                report.remediations.append(Row([
-                    span.task_id or "", str(a.get(attr.REMEDIATION_TRIGGER) or span.start_fields.get("trigger") or ""),
-                    str(a.get(attr.REMEDIATION_STRATEGY) or span.start_fields.get("strategy") or ""),
-                    "succeeded" if success is True else "did not succeed" if success is False else span.status,
-                    moved, redact(_text(a.get(attr.REMEDIATION_DETAIL)))], span, n,
-                    "bad" if success is not True else ""))
+                moved = " → ".join(
+                    str(a[k]) for k in (attr.REMEDIATION_FROM_MODEL, attr.REMEDIATION_TO_MODEL) if a.get(k)
+                )
+                report.remediations.append(
+                    Row(
+                        [
+                            span.task_id or "",
+                            str(a.get(attr.REMEDIATION_TRIGGER) or span.start_fields.get("trigger") or ""),
+                            str(a.get(attr.REMEDIATION_STRATEGY) or span.start_fields.get("strategy") or ""),
+                            "succeeded" if success is True else "did not succeed" if success is False else span.status,
+                            moved,
+                            redact(_text(a.get(attr.REMEDIATION_DETAIL))),
+                        ],
+                        span,
+                        n,
+                        "bad" if success is not True else "",
+                    )
+                )
             if span.kind == "llm" and span.cached:
                 hit = next((p for p in span.points if p["signal"] == "cache_hit"), {})
-                report.cache_hits.append(Row([span.task_id or "(planning)", span.model, span.call_type,
-                                              str(hit.get("cache_key") or "")], span, n))
+                report.cache_hits.append(
+                    Row(
+                        [span.task_id or "(planning)", span.model, span.call_type, str(hit.get("cache_key") or "")],
+                        span,
+                        n,
+                    )
+                )
             if span.status in ("error", "cancelled", "open"):
                 what = span.error_type or ("never finished" if span.status == "open" else span.status)
-                report.errors.append(Row([span.name, span.task_id or "", what,
-                                          redact(span.error_message)[:500]], span, n, "bad"))
+                report.errors.append(
+                    Row([span.name, span.task_id or "", what, redact(span.error_message)[:500]], span, n, "bad")
+                )
             for point in span.points:
                 if point["signal"] in _ERROR_POINTS:
-                    report.errors.append(Row([point["signal"], str(point.get("task_id") or ""),
-                                              str(point.get("error_type") or point.get("validator")
-                                                  or point.get("model") or ""),
-                                              redact(_point_text(point))[:500]], span, n))
+                    report.errors.append(
+                        Row(
+                            [
+                                point["signal"],
+                                str(point.get("task_id") or ""),
+                                str(point.get("error_type") or point.get("validator") or point.get("model") or ""),
+                                redact(_point_text(point))[:500],
+                            ],
+                            span,
+                            n,
+                        )
+                    )
             if span.kind == "llm":
                 start, finish = span.start_fields, span.finish_fields
-                texts = {k: str(v) for k, v in (("prompt", start.get("prompt")), ("system", start.get("system")),
-                                                ("completion", finish.get("completion"))) if v}
+                texts = {
+                    k: str(v)
+                    for k, v in (
+                        ("prompt", start.get("prompt")),
+                        ("system", start.get("system")),
+                        ("completion", finish.get("completion")),
+                    )
+                    if v
+                }
                 if texts:
                     report.content.append(Content(span, **{k: redact(v) for k, v in texts.items()}))
 

@@ -50,8 +50,13 @@ def json_block(data: object) -> str:
     """JSON that is safe inside ``<script type="application/json">``: nothing in it can
     end the element or start markup."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def _version() -> str:
@@ -68,31 +73,94 @@ def _data(report: Report) -> dict[str, Any]:
     t = report.acct.totals
 
     def usage(u: Usage) -> dict[str, Any]:
-        return {"calls": u.calls, "cached_calls": u.cached, "failed_calls": u.failed, "tokens_in": u.tokens_in,
-                "tokens_out": u.tokens_out, "cost_usd": round(u.cost, 8), "unpriced_calls": u.unpriced}
+        return {
+            "calls": u.calls,
+            "cached_calls": u.cached,
+            "failed_calls": u.failed,
+            "tokens_in": u.tokens_in,
+            "tokens_out": u.tokens_out,
+            "cost_usd": round(u.cost, 8),
+            "unpriced_calls": u.unpriced,
+        }
 
     spans = []
     for attempt in report.attempts:
         for s in attempt.spans:
-            spans.append([s.name, s.kind, attempt.number, round((s.start - attempt.first_ns) / 1e6, 3),
-                          round(s.duration_ns / 1e6, 3), round(s.queue_ns / 1e6, 3) if s.kind == "llm" else 0,
-                          s.model if s.kind == "llm" else "", s.status, s.error_type,
-                          s.tokens_in if s.kind == "llm" else 0, s.tokens_out if s.kind == "llm" else 0,
-                          round(s.cost, 8) if s.kind == "llm" else 0, s.unpriced, s.cached, s.critical,
-                          s.task_id or ""])
+            spans.append(
+                [
+                    s.name,
+                    s.kind,
+                    attempt.number,
+                    round((s.start - attempt.first_ns) / 1e6, 3),
+                    round(s.duration_ns / 1e6, 3),
+                    round(s.queue_ns / 1e6, 3) if s.kind == "llm" else 0,
+                    s.model if s.kind == "llm" else "",
+                    s.status,
+                    s.error_type,
+                    s.tokens_in if s.kind == "llm" else 0,
+                    s.tokens_out if s.kind == "llm" else 0,
+                    round(s.cost, 8) if s.kind == "llm" else 0,
+                    s.unpriced,
+                    s.cached,
+                    s.critical,
+                    s.task_id or "",
+                ]
+            )
     return {
-        "project_id": report.project_id, "status": report.status, "exit_reason": report.exit_reason,
-        "profile": report.profile, "isolation": report.isolation, "budget_usd": report.budget_usd,
-        "wall_seconds": round(report.wall_ns / 1e9, 3), "totals": usage(t), "other": usage(report.acct.other),
-        "planning": usage(report.acct.planning), "recorded": report.recorded, "mismatches": report.mismatches,
-        "attempts": [{"number": a.number, "start_ns": a.first_ns, "end_ns": a.last_ns, "finished": a.finished is not None,
-                      "tasks": len(a.tasks), "calls": len(a.calls)} for a in report.attempts],
-        "tasks": [{"id": r.id, "status": r.status, "score": r.score, "threshold": r.threshold,
-                   "attempt": r.attempt, "restored": r.restored, **usage(r.usage)} for r in report.acct.tasks],
+        "project_id": report.project_id,
+        "status": report.status,
+        "exit_reason": report.exit_reason,
+        "profile": report.profile,
+        "isolation": report.isolation,
+        "budget_usd": report.budget_usd,
+        "wall_seconds": round(report.wall_ns / 1e9, 3),
+        "totals": usage(t),
+        "other": usage(report.acct.other),
+        "planning": usage(report.acct.planning),
+        "recorded": report.recorded,
+        "mismatches": report.mismatches,
+        "attempts": [
+            {
+                "number": a.number,
+                "start_ns": a.first_ns,
+                "end_ns": a.last_ns,
+                "finished": a.finished is not None,
+                "tasks": len(a.tasks),
+                "calls": len(a.calls),
+            }
+            for a in report.attempts
+        ],
+        "tasks": [
+            {
+                "id": r.id,
+                "status": r.status,
+                "score": r.score,
+                "threshold": r.threshold,
+                "attempt": r.attempt,
+                "restored": r.restored,
+                **usage(r.usage),
+            }
+            for r in report.acct.tasks
+        ],
         "models": [{"model": m.model, **usage(m.usage)} for m in report.acct.models],
-        "span_fields": ["name", "kind", "attempt", "start_ms", "duration_ms", "queue_ms", "model", "status",
-                        "error_type", "tokens_in", "tokens_out", "cost_usd", "unpriced", "cached", "critical",
-                        "task"],
+        "span_fields": [
+            "name",
+            "kind",
+            "attempt",
+            "start_ms",
+            "duration_ms",
+            "queue_ms",
+            "model",
+            "status",
+            "error_type",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "unpriced",
+            "cached",
+            "critical",
+            "task",
+        ],
         "spans": spans,
     }
 
@@ -100,10 +168,14 @@ def _data(report: Report) -> dict[str, Any]:
 def _environment() -> jinja2.Environment:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("orchestrator.report", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(duration=duration, money=money, tokens=tokens, clock=clock,
-                       px=lambda v: f"{float(v):.1f}")
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("orchestrator.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(duration=duration, money=money, tokens=tokens, clock=clock, px=lambda v: f"{float(v):.1f}")
     return env
 
 
@@ -111,8 +183,11 @@ def critical_path(report: Report) -> list[str]:
     """The critical path of each attempt as text: its tasks and calls in order."""
     out = []
     for attempt in report.attempts:
-        steps = [s for s in attempt.spans if s.critical and s.kind in ("task", "llm", "checks", "remediation")
-                 and s.duration_ns > 0]
+        steps = [
+            s
+            for s in attempt.spans
+            if s.critical and s.kind in ("task", "llm", "checks", "remediation") and s.duration_ns > 0
+        ]
         steps.sort(key=lambda s: s.start)
         shown = " → ".join(f"{s.name} ({duration(s.duration_ns)})" for s in steps[:40])
         more = f" → … {len(steps) - 40} more" if len(steps) > 40 else ""
@@ -125,10 +200,21 @@ def render_html(report: Report) -> str:
     from markupsafe import Markup
 
     css, js = _static("report.css"), _static("report.js")
-    csp = (f"default-src 'none'; script-src {csp_hash(js)}; style-src {csp_hash(css)}; "
-           "img-src data:; base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; script-src {csp_hash(js)}; style-src {csp_hash(css)}; "
+        "img-src data:; base-uri 'none'; form-action 'none'"
+    )
     template = _environment().get_template("report.html.j2")
     return template.render(
-        r=report, csp=csp, css=Markup(css), js=Markup(js), data=Markup(json_block(_data(report))),
-        tl=timeline(report), bars=cost_charts(report), scores=score_chart(report), budget=budget_chart(report),
-        critical=critical_path(report), version=_version())
+        r=report,
+        csp=csp,
+        css=Markup(css),
+        js=Markup(js),
+        data=Markup(json_block(_data(report))),
+        tl=timeline(report),
+        bars=cost_charts(report),
+        scores=score_chart(report),
+        budget=budget_chart(report),
+        critical=critical_path(report),
+        version=_version(),
+    )

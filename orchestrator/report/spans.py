@@ -168,10 +168,17 @@ def _check_spans(points: Sequence[Event]) -> list[Span]:
         took = max((_num(c.get("duration_ms")) or 0.0) for c in checks)
         ts = min(int(c["timestamp_ns"]) for c in checks)
         passed = sum(1 for c in checks if c.get("passed") is True)
-        span = Span(id=f"checks-{checks[0]['correlation_id']}", parent=parent, kind="checks",
-                    name=f"checks:{stage or 'run'}", start=int(ts - took * 1e6), end=int(ts),
-                    status="ok" if passed == len(checks) else "failed", task_id=task_id,
-                    attrs={"checks.passed": passed, "checks.total": len(checks), "checks.iteration": iteration})
+        span = Span(
+            id=f"checks-{checks[0]['correlation_id']}",
+            parent=parent,
+            kind="checks",
+            name=f"checks:{stage or 'run'}",
+            start=int(ts - took * 1e6),
+            end=int(ts),
+            status="ok" if passed == len(checks) else "failed",
+            task_id=task_id,
+            attrs={"checks.passed": passed, "checks.total": len(checks), "checks.iteration": iteration},
+        )
         span.points.extend(checks)
         out.append(span)
     return out
@@ -187,9 +194,16 @@ def build_attempt(order: int, events: Sequence[Event]) -> Attempt:
         if signal in PAIR_KINDS:
             kind = PAIR_KINDS[signal][0]
             spans[e["correlation_id"]] = Span(
-                id=e["correlation_id"], parent=e.get("parent_id"), kind=kind, name=_name(kind, e),
-                start=int(e["timestamp_ns"]), end=last, attrs=dict(e.get("attributes") or {}), start_fields=e,
-                task_id=e.get("task_id") or None)
+                id=e["correlation_id"],
+                parent=e.get("parent_id"),
+                kind=kind,
+                name=_name(kind, e),
+                start=int(e["timestamp_ns"]),
+                end=last,
+                attrs=dict(e.get("attributes") or {}),
+                start_fields=e,
+                task_id=e.get("task_id") or None,
+            )
         elif signal in FINISHES:
             span = spans.get(e["correlation_id"])
             if span is None:
@@ -228,9 +242,17 @@ def build_attempt(order: int, events: Sequence[Event]) -> Attempt:
     _mark_critical(root)
     started = events[0]
     finished = root.finish_fields or None
-    return Attempt(order=order, number=int(_num(started.get("attempt")) or order), root=root, spans=ordered,
-                   points=points, started=started, finished=finished,
-                   first_ns=min(int(e["timestamp_ns"]) for e in events), last_ns=last)
+    return Attempt(
+        order=order,
+        number=int(_num(started.get("attempt")) or order),
+        root=root,
+        spans=ordered,
+        points=points,
+        started=started,
+        finished=finished,
+        first_ns=min(int(e["timestamp_ns"]) for e in events),
+        last_ns=last,
+    )
 
 
 def _mark_critical(root: Span) -> None:

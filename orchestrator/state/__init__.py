@@ -17,5 +17,14 @@ from .paths import DB_NAME, default_state_dir
 from .schema import SCHEMA_VERSION
 from .store import RunRow, RunStore
 
-__all__ = ["Checkpoint", "DB_NAME", "ProjectBusyError", "RunRow", "RunStore", "SCHEMA_VERSION", "StoreError",
-           "UnknownProjectError", "default_state_dir"]
+__all__ = [
+    "Checkpoint",
+    "DB_NAME",
+    "ProjectBusyError",
+    "RunRow",
+    "RunStore",
+    "SCHEMA_VERSION",
+    "StoreError",
+    "UnknownProjectError",
+    "default_state_dir",
+]

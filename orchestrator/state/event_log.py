@@ -19,11 +19,12 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["EventLog", "PeriodicFlush", "pack", "unpack"]
+__all__ = ["EventLog", "PeriodicFlush", "insert_events", "pack", "unpack", "write_log"]
 
 
 def pack(lines: Iterable[str]) -> bytes:
@@ -76,8 +77,9 @@ class PeriodicFlush:
     """Calls ``flush`` every ``seconds`` on a daemon thread until :meth:`stop`; a flush
     that raises is reported once through ``on_error`` and tried again next time."""
 
-    def __init__(self, flush: Callable[[], object], seconds: float = 1.0,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self, flush: Callable[[], object], seconds: float = 1.0, on_error: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._flush = flush
         self._seconds = seconds
         self._on_error = on_error
@@ -113,3 +115,29 @@ class PeriodicFlush:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+
+def insert_events(conn: sqlite3.Connection, project_id: str, attempt: int, lines: Sequence[str]) -> None:
+    """One row of ``run_events``: ``lines`` packed, after the attempt's last batch."""
+    seq = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE project_id = ? AND attempt = ?", (project_id, attempt)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO run_events (project_id, attempt, seq, events) VALUES (?, ?, ?, ?)",
+        (project_id, attempt, seq, pack(lines)),
+    )
+
+
+def write_log(conn: sqlite3.Connection, log: EventLog) -> int:
+    """What waits in ``log``, written in the caller's transaction; a failed write puts the
+    lines back for the next try.  Returns how many were written."""
+    lines = log.take()
+    if not lines:
+        return 0
+    try:
+        insert_events(conn, log.project_id, log.attempt, lines)
+    except BaseException:
+        log.put_back(lines)
+        raise
+    log.written += len(lines)
+    return len(lines)

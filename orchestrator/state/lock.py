@@ -25,8 +25,11 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 def lock_path(lock_dir: Path, project_id: str) -> Path:
     """The lock file of a project (ids that are not safe file names are hashed)."""
-    name = project_id if _SAFE.match(project_id) and not project_id.startswith(".") else (
-        "h-" + hashlib.sha256(project_id.encode()).hexdigest()[:32])
+    name = (
+        project_id
+        if _SAFE.match(project_id) and not project_id.startswith(".")
+        else ("h-" + hashlib.sha256(project_id.encode()).hexdigest()[:32])
+    )
     return lock_dir / f"{name}.lock"
 
 
@@ -68,8 +71,9 @@ class ProjectLock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()
 
 

@@ -101,8 +101,7 @@ def prepare(conn: sqlite3.Connection, where: str) -> None:
 
 def _version(conn: sqlite3.Connection, tables: set[str], where: str) -> int:
     if "schema_version" not in tables:
-        raise StoreError(f"{where}: not a run store of this program (no schema version); "
-                         "use another --state-dir")
+        raise StoreError(f"{where}: not a run store of this program (no schema version); use another --state-dir")
     rows = conn.execute("SELECT version FROM schema_version").fetchall()
     if len(rows) != 1 or not isinstance(rows[0][0], int):
         raise StoreError(f"{where}: the schema version is unreadable; use another --state-dir")
@@ -111,12 +110,16 @@ def _version(conn: sqlite3.Connection, tables: set[str], where: str) -> int:
 
 def _migrate(conn: sqlite3.Connection, version: int, where: str) -> None:
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{where}: store schema version {version} is newer than this orchestrator "
-                         f"understands ({SCHEMA_VERSION}); upgrade multi-llm-orchestrator or use another --state-dir")
+        raise StoreError(
+            f"{where}: store schema version {version} is newer than this orchestrator "
+            f"understands ({SCHEMA_VERSION}); upgrade multi-llm-orchestrator or use another --state-dir"
+        )
     steps = [MIGRATIONS.get(v) for v in range(version, SCHEMA_VERSION)]
     if any(step is None for step in steps):
-        raise StoreError(f"{where}: store schema version {version} is too old to migrate to {SCHEMA_VERSION}; "
-                         "move the file away or use another --state-dir")
+        raise StoreError(
+            f"{where}: store schema version {version} is too old to migrate to {SCHEMA_VERSION}; "
+            "move the file away or use another --state-dir"
+        )
     for step in steps:
         for statement in step or ():
             conn.execute(statement)

@@ -22,9 +22,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -33,14 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain.checkpoint import FINISHED_STATUSES, RUNNING, Checkpoint, ProjectBusyError, StoreError
-from ..files import PRIVATE_FILE, private_dir, tighten_file
+from ..files import private_dir, tighten_file
 from ..redaction import redact
 from . import codec
 from .batches import BatchTable
-from .event_log import EventLog, pack, unpack
+from .event_log import EventLog, insert_events, unpack, write_log
 from .lock import ProjectLock, is_locked, lock_path
 from .paths import DB_NAME, default_state_dir
 from .schema import prepare
+from .store_file import check_store_file, create_store_file
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -95,13 +94,14 @@ class RunStore:
             if not create and not (self.path.exists() or self.path.is_symlink()):
                 return  # a read-only command where there is no store: nothing to read, nothing made
             private_dir(self.dir, tighten=ours)
-            self._check_file()
+            check_store_file(self.path)
             if not self.path.exists():
-                self._create()
+                create_store_file(self.dir, self.path)
             for suffix in ("", "-wal", "-shm"):
                 tighten_file(f"{self.path}{suffix}")
-            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                         check_same_thread=False)
+            self._conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the run store ({_reason(exc)})") from None
         conn = self._conn
@@ -115,8 +115,9 @@ class RunStore:
             prepare(conn, str(self.path))
         except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"{self.path}: not a readable run store ({_reason(exc)}); "
-                             "move it away or use another --state-dir") from None
+            raise StoreError(
+                f"{self.path}: not a readable run store ({_reason(exc)}); move it away or use another --state-dir"
+            ) from None
         except BaseException:
             conn.close()
             raise
@@ -130,45 +131,6 @@ class RunStore:
     def exists(self) -> bool:
         """False for a ``create=False`` store that found no file (it reads as empty)."""
         return self._conn is not None
-
-    def _check_file(self) -> None:
-        """An existing store file must be a file with content: an empty one lost its
-        history (we never leave one empty, see :meth:`_create`), so it is refused."""
-        if not (self.path.exists() or self.path.is_symlink()):
-            return
-        if not self.path.is_file():
-            raise StoreError(f"{self.path}: not a run store (not a regular file); "
-                             "move it away or use another --state-dir")
-        if self.path.stat().st_size == 0:
-            raise StoreError(f"{self.path}: the run store is empty (0 bytes): its history is lost or it is "
-                             "not a run store; move it away or use another --state-dir")
-
-    def _create(self) -> None:
-        """Build a new store whole in a temporary file (0600, schema in place), then
-        link it into place: another process opening the store at the same time finds
-        either no file or a complete one, and a kill mid-way leaves no empty store."""
-        fd, temp = tempfile.mkstemp(prefix=f".{DB_NAME}.", suffix=".tmp", dir=self.dir)
-        try:
-            os.fchmod(fd, PRIVATE_FILE)
-            os.close(fd)
-            conn = sqlite3.connect(temp, isolation_level=None)
-            try:
-                prepare(conn, str(self.path))
-            finally:
-                conn.close()
-            try:
-                os.link(temp, self.path)
-            except FileExistsError:
-                pass  # another process made it first: use theirs
-            except OSError:  # a file system without hard links
-                if not self.path.exists():
-                    os.replace(temp, self.path)
-        finally:
-            for leftover in (temp, f"{temp}-journal"):
-                try:
-                    os.unlink(leftover)
-                except FileNotFoundError:
-                    pass
 
     def close(self) -> None:
         with self._mutex:
@@ -200,9 +162,10 @@ class RunStore:
         """Write the checkpoint in one transaction: the run's row and its results together."""
         cp = checkpoint
         record = codec.checkpoint_json(cp)
-        rows = [(cp.project_id, redact(tid), cp.result_attempts.get(tid, cp.attempt), r.status.value,
-                 codec.result_json(r))
-                for tid, r in cp.results.items()]
+        rows = [
+            (cp.project_id, redact(tid), cp.result_attempts.get(tid, cp.attempt), r.status.value, codec.result_json(r))
+            for tid, r in cp.results.items()
+        ]
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (project_id, description, status, attempt, started_at, updated_at, spent_usd,"
@@ -211,13 +174,25 @@ class RunStore:
                 " status = excluded.status, attempt = excluded.attempt, updated_at = excluded.updated_at,"
                 " spent_usd = excluded.spent_usd, tasks_total = excluded.tasks_total,"
                 " tasks_done = excluded.tasks_done, checkpoint = excluded.checkpoint",
-                (cp.project_id, redact(cp.description), cp.status, cp.attempt, cp.started_at, cp.updated_at or time.time(),
-                 cp.spent_usd, cp.tasks_total, cp.tasks_done, record))
+                (
+                    cp.project_id,
+                    redact(cp.description),
+                    cp.status,
+                    cp.attempt,
+                    cp.started_at,
+                    cp.updated_at or time.time(),
+                    cp.spent_usd,
+                    cp.tasks_total,
+                    cp.tasks_done,
+                    record,
+                ),
+            )
             conn.execute("DELETE FROM task_results WHERE project_id = ?", (cp.project_id,))
-            conn.executemany("INSERT INTO task_results (project_id, task_id, attempt, status, result)"
-                             " VALUES (?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO task_results (project_id, task_id, attempt, status, result) VALUES (?, ?, ?, ?, ?)", rows
+            )
             if self._event_log is not None and self._event_log.project_id == cp.project_id:
-                self._write_events(conn, self._event_log)  # the events up to this checkpoint, with it
+                write_log(conn, self._event_log)  # the events up to this checkpoint, with it
 
     def load(self, project_id: str) -> Checkpoint | None:
         """The last checkpoint of a project, or None when no run has this id."""
@@ -227,15 +202,18 @@ class RunStore:
             row = conn.execute("SELECT checkpoint FROM runs WHERE project_id = ?", (project_id,)).fetchone()
             if row is None:
                 return None
-            results = conn.execute("SELECT task_id, attempt, result FROM task_results WHERE project_id = ?"
-                                   " ORDER BY rowid", (project_id,)).fetchall()
+            results = conn.execute(
+                "SELECT task_id, attempt, result FROM task_results WHERE project_id = ? ORDER BY rowid", (project_id,)
+            ).fetchall()
         try:
             parsed = {tid: codec.result_from(json.loads(text)) for tid, _, text in results}
             cp = codec.checkpoint_from(row[0], parsed)
             cp.result_attempts = {tid: int(attempt) for tid, attempt, _ in results}
         except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{self.path}: the record of {project_id} is damaged ({exc}); "
-                             f"remove it with 'orchestrator runs rm {project_id}'") from None
+            raise StoreError(
+                f"{self.path}: the record of {project_id} is damaged ({exc}); "
+                f"remove it with 'orchestrator runs rm {project_id}'"
+            ) from None
         return cp
 
     # -- event logs ------------------------------------------------------------------
@@ -254,7 +232,7 @@ class RunStore:
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE project_id = ?", (log.project_id,)).fetchone() is None:
                 return 0
-            return self._write_events(conn, log)
+            return write_log(conn, log)
 
     def save_events(self, project_id: str, attempt: int, lines: Sequence[str]) -> None:
         """Append ``lines`` (event JSON lines) to the event log of ``project_id``'s
@@ -262,27 +240,7 @@ class RunStore:
         other processes, keep theirs (a run of its own attaches an :class:`EventLog`)."""
         if lines:
             with self._write() as conn:
-                self._insert_events(conn, project_id, attempt, lines)
-
-    @staticmethod
-    def _insert_events(conn: sqlite3.Connection, project_id: str, attempt: int, lines: Sequence[str]) -> None:
-        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE project_id = ?"
-                           " AND attempt = ?", (project_id, attempt)).fetchone()[0]
-        conn.execute("INSERT INTO run_events (project_id, attempt, seq, events) VALUES (?, ?, ?, ?)",
-                     (project_id, attempt, seq, pack(lines)))
-
-    @classmethod
-    def _write_events(cls, conn: sqlite3.Connection, log: EventLog) -> int:
-        lines = log.take()
-        if not lines:
-            return 0
-        try:
-            cls._insert_events(conn, log.project_id, log.attempt, lines)
-        except BaseException:
-            log.put_back(lines)
-            raise
-        log.written += len(lines)
-        return len(lines)
+                insert_events(conn, project_id, attempt, lines)
 
     def event_logs(self, project_id: str) -> dict[int, list[str]]:
         """Each attempt's event lines (attempt -> JSON lines, in the order sent); empty when
@@ -290,8 +248,9 @@ class RunStore:
         if self._conn is None:
             return {}
         with self._read() as conn:
-            rows = conn.execute("SELECT attempt, events FROM run_events WHERE project_id = ?"
-                                " ORDER BY attempt, seq", (project_id,)).fetchall()
+            rows = conn.execute(
+                "SELECT attempt, events FROM run_events WHERE project_id = ? ORDER BY attempt, seq", (project_id,)
+            ).fetchall()
         out: dict[int, list[str]] = {}
         try:
             for attempt, blob in rows:
@@ -306,12 +265,26 @@ class RunStore:
         if self._conn is None:
             return []
         with self._read() as conn:
-            rows = conn.execute("SELECT project_id, description, status, attempt, started_at, updated_at,"
-                                " spent_usd, tasks_total, tasks_done FROM runs"
-                                " ORDER BY started_at DESC, project_id").fetchall()
-        return [RunRow(project_id=r[0], description=r[1], status=r[2], attempt=r[3], started_at=r[4],
-                       updated_at=r[5], spent_usd=r[6], tasks_total=r[7], tasks_done=r[8],
-                       live=self.is_running(r[0])) for r in rows]
+            rows = conn.execute(
+                "SELECT project_id, description, status, attempt, started_at, updated_at,"
+                " spent_usd, tasks_total, tasks_done FROM runs"
+                " ORDER BY started_at DESC, project_id"
+            ).fetchall()
+        return [
+            RunRow(
+                project_id=r[0],
+                description=r[1],
+                status=r[2],
+                attempt=r[3],
+                started_at=r[4],
+                updated_at=r[5],
+                spent_usd=r[6],
+                tasks_total=r[7],
+                tasks_done=r[8],
+                live=self.is_running(r[0]),
+            )
+            for r in rows
+        ]
 
     def is_running(self, project_id: str) -> bool:
         return is_locked(lock_path(self.lock_dir, project_id))
@@ -334,8 +307,10 @@ class RunStore:
         if self._conn is None:
             return []
         with self._read() as conn:
-            return [r[0] for r in conn.execute("SELECT project_id FROM runs WHERE updated_at < ?"
-                                               " ORDER BY started_at", (cutoff,))]
+            return [
+                r[0]
+                for r in conn.execute("SELECT project_id FROM runs WHERE updated_at < ? ORDER BY started_at", (cutoff,))
+            ]
 
     # -- transactions ----------------------------------------------------------------
     def _writable(self) -> sqlite3.Connection:

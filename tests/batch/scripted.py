@@ -55,8 +55,15 @@ class LoggedScript(PricedScript):
             ids = events.current_ids()
             props = (request.json_schema or {}).get("properties", {})
             kind = "decompose" if "tasks" in props else "evaluate" if "score" in props else "other"
-            line = json.dumps({"project": ids.project_id, "task": ids.task_id, "kind": kind, "pid": os.getpid(),
-                               "tokens": [response.input_tokens, response.output_tokens]})
+            line = json.dumps(
+                {
+                    "project": ids.project_id,
+                    "task": ids.task_id,
+                    "kind": kind,
+                    "pid": os.getpid(),
+                    "tokens": [response.input_tokens, response.output_tokens],
+                }
+            )
             with open(Path(self.calls_dir) / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
         return response
@@ -65,9 +72,15 @@ class LoggedScript(PricedScript):
 class ScriptedFactory:
     """Builds each project's engine on the scripted provider (``scripted-pro`` only)."""
 
-    def __init__(self, calls_dir: str | None = None, slow: float = 1.0, concurrency: int = 2,
-                 fixed_latency: float | None = None, cache_dir: str | None = None,
-                 worker_tracing: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        calls_dir: str | None = None,
+        slow: float = 1.0,
+        concurrency: int = 2,
+        fixed_latency: float | None = None,
+        cache_dir: str | None = None,
+        worker_tracing: dict[str, Any] | None = None,
+    ) -> None:
         self.worker_tracing = worker_tracing
         """Set tracing up in the process that runs the project (a Ray worker), as the CLI does."""
         self.calls_dir = calls_dir
@@ -89,8 +102,14 @@ class ScriptedFactory:
 
             cache = ResponseCache(self.cache_dir)
         client = UnifiedClient({"server": provider, "local": provider}, cache=cache, concurrency=4)
-        return Orchestrator(budget=budget, client=client, concurrency=self.concurrency, only_model=MODEL,
-                            max_tasks=int(job.settings.get("max_tasks", 5)), store=store)
+        return Orchestrator(
+            budget=budget,
+            client=client,
+            concurrency=self.concurrency,
+            only_model=MODEL,
+            max_tasks=int(job.settings.get("max_tasks", 5)),
+            store=store,
+        )
 
     async def finish(self, orchestrator: Orchestrator) -> None:
         await orchestrator.client.aclose()
@@ -111,9 +130,27 @@ def calls(calls_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def jobs(batch_id: str, count: int, *, budget_usd: float = 1.0, time_seconds: float = 600.0,
-         settings: dict[str, Any] | None = None) -> list[ProjectJob]:
+def jobs(
+    batch_id: str,
+    count: int,
+    *,
+    budget_usd: float = 1.0,
+    time_seconds: float = 600.0,
+    settings: dict[str, Any] | None = None,
+) -> list[ProjectJob]:
     from orchestrator.engine.orchestrator import new_project_id
 
-    return [ProjectJob(batch_id, i + 1, f"p{i + 1:02d}", new_project_id(), f"Scripted project {i + 1}", "ok",
-                       budget_usd, time_seconds, dict(settings or {})) for i in range(count)]
+    return [
+        ProjectJob(
+            batch_id,
+            i + 1,
+            f"p{i + 1:02d}",
+            new_project_id(),
+            f"Scripted project {i + 1}",
+            "ok",
+            budget_usd,
+            time_seconds,
+            dict(settings or {}),
+        )
+        for i in range(count)
+    ]

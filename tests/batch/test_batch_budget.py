@@ -71,16 +71,19 @@ class BillingProvider:
         await asyncio.sleep(self.rng.choice((0, 0.0005, 0.002)))
         if self.rng.random() < 0.1:
             raise ProviderError("503", transient=True, status_code=503, error_type="ServiceUnavailable")
-        raw = ProviderResponse("ok", self.rng.randint(0, honest_input_bound(request)),
-                               self.rng.randint(0, request.max_tokens))
+        raw = ProviderResponse(
+            "ok", self.rng.randint(0, honest_input_bound(request)), self.rng.randint(0, request.max_tokens)
+        )
         self.bills.append((self.project, call_cost(get_model(request.model), raw, now())))
         return raw
 
 
 call_spec = st.tuples(st.sampled_from(sorted(MODELS)), st.text(max_size=300), st.integers(1, 3000), st.booleans())
-project_spec = st.tuples(st.lists(call_spec, min_size=1, max_size=8),
-                         st.floats(0.0, 0.2, allow_nan=False),                       # the project's own cap
-                         st.one_of(st.none(), st.floats(0.0, 0.006)))                # killed after this long
+project_spec = st.tuples(
+    st.lists(call_spec, min_size=1, max_size=8),
+    st.floats(0.0, 0.2, allow_nan=False),  # the project's own cap
+    st.one_of(st.none(), st.floats(0.0, 0.006)),
+)  # killed after this long
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -88,8 +91,11 @@ async def _no_sleep(_seconds: float) -> None:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(projects=st.lists(project_spec, min_size=1, max_size=5), cap=st.floats(0.0, 0.3, allow_nan=False),
-       seed=st.integers(0, 2**31))
+@given(
+    projects=st.lists(project_spec, min_size=1, max_size=5),
+    cap=st.floats(0.0, 0.3, allow_nan=False),
+    seed=st.integers(0, 2**31),
+)
 def test_the_batch_cap_holds_under_concurrency_and_kills(projects, cap, seed):
     rng = random.Random(seed)
     ledger = BatchLedger(cap)
@@ -106,8 +112,7 @@ def test_the_batch_cap_holds_under_concurrency_and_kills(projects, cap, seed):
 
         async def one(model: str, prompt: str, max_tokens: int, json: bool) -> None:
             try:
-                await client.call(model, prompt, max_tokens=max_tokens, json_schema=SCHEMA if json else None,
-                                  retries=1)
+                await client.call(model, prompt, max_tokens=max_tokens, json_schema=SCHEMA if json else None, retries=1)
             except Exception:  # refused for money or every attempt failed: outcomes here
                 pass
 
@@ -123,8 +128,9 @@ def test_the_batch_cap_holds_under_concurrency_and_kills(projects, cap, seed):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def main() -> None:
-        await asyncio.gather(*(attempt(f"p{i}", 1, calls, pcap, kill) for i, (calls, pcap, kill)
-                               in enumerate(projects)))
+        await asyncio.gather(
+            *(attempt(f"p{i}", 1, calls, pcap, kill) for i, (calls, pcap, kill) in enumerate(projects))
+        )
 
     asyncio.run(main())
     ledger.close()

@@ -80,10 +80,12 @@ def test_a_reservation_id_is_used_once():
     assert ledger.held_usd == 0.1
 
 
-op = st.tuples(st.sampled_from(("reserve", "settle", "settle", "die", "close_none")),
-               st.integers(0, 4),                                     # project
-               st.floats(0.0, 0.2, allow_nan=False),                  # amount
-               st.floats(0.0, 1.0, allow_nan=False))                  # share of the reservation really used
+op = st.tuples(
+    st.sampled_from(("reserve", "settle", "settle", "die", "close_none")),
+    st.integers(0, 4),  # project
+    st.floats(0.0, 0.2, allow_nan=False),  # amount
+    st.floats(0.0, 1.0, allow_nan=False),
+)  # share of the reservation really used
 
 
 @settings(max_examples=300, deadline=None)
@@ -118,8 +120,10 @@ def test_spent_never_exceeds_the_cap_whoever_dies_when(ops, cap, seed):
                     del open_[rid]
             holder[project] = f"p{project}/{counter}"
             ledger.begin(pid, holder[project])
-        assert math.fsum([ledger.spent_usd, ledger.held_usd]) <= cap or \
-            math.fsum([*ledger._spent.partials, *ledger._held.partials]) <= cap  # noqa: SLF001
+        assert (
+            math.fsum([ledger.spent_usd, ledger.held_usd]) <= cap
+            or math.fsum([*ledger._spent.partials, *ledger._held.partials]) <= cap
+        )  # noqa: SLF001
         assert ledger.overrun is None
     ledger.close()
     for _rid, (_p, reserved, _h) in open_.items():  # still in flight at the end: billed at worst

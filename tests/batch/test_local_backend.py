@@ -36,8 +36,9 @@ def _run(driver: BatchDriver):
 def test_projects_share_one_budget_and_each_keeps_its_own(tmp_path, recorded):
     store = RunStore(tmp_path / "state")
     batch = jobs("batch-a", 5, budget_usd=0.02)
-    driver = BatchDriver("batch-a", batch, LocalBackend(ScriptedFactory(str(tmp_path)), store), max_usd=0.05,
-                         max_parallel=3)
+    driver = BatchDriver(
+        "batch-a", batch, LocalBackend(ScriptedFactory(str(tmp_path)), store), max_usd=0.05, max_parallel=3
+    )
     result = _run(driver)
     assert [o.position for o in result.outcomes] == [1, 2, 3, 4, 5]
     assert result.ledger.spent_usd <= 0.05 and result.ledger.held_usd == 0.0
@@ -52,7 +53,8 @@ def test_projects_share_one_budget_and_each_keeps_its_own(tmp_path, recorded):
     (batch_start,) = [p for p in recorded if isinstance(p, events.BatchStarted)]
     (batch_end,) = [p for p in recorded if isinstance(p, events.BatchFinished)]
     assert batch_start.project_count == 5 and batch_end.attributes[attr.BATCH_SPENT_USD] == round(
-        result.ledger.spent_usd, 8)
+        result.ledger.spent_usd, 8
+    )
     assert [p for p in recorded if isinstance(p, events.BatchProgress)]
     for cp in (store.load(j.project_id) for j in batch):
         assert cp is not None and cp.finished or cp.status == "budget_exhausted"
@@ -67,8 +69,9 @@ class Failing(ScriptedFactory):
 
 def test_a_failing_project_never_stops_the_others(tmp_path):
     store = RunStore(tmp_path / "state")
-    result = _run(BatchDriver("batch-f", jobs("batch-f", 4), LocalBackend(Failing(), store), max_usd=5.0,
-                              max_parallel=2))
+    result = _run(
+        BatchDriver("batch-f", jobs("batch-f", 4), LocalBackend(Failing(), store), max_usd=5.0, max_parallel=2)
+    )
     statuses = {o.name: o.status for o in result.outcomes}
     assert statuses["p02"] == ERROR and "cannot be built" in result.outcomes[1].error
     assert [s for n, s in statuses.items() if n != "p02"] == ["partial_success"] * 3
@@ -100,8 +103,14 @@ def test_interrupted_projects_checkpoint_and_a_resumed_batch_pays_nothing_twice(
     # the batch goes on: the ledger from what was spent, every project from its checkpoint
     (tmp_path / "calls2").mkdir()
     spent_before = {pid: cp.spent_usd for pid, cp in checkpoints.items()}
-    again = BatchDriver("batch-i", batch, LocalBackend(ScriptedFactory(str(tmp_path / "calls2")), store),
-                        max_usd=5.0, max_parallel=3, spent_before=spent_before)
+    again = BatchDriver(
+        "batch-i",
+        batch,
+        LocalBackend(ScriptedFactory(str(tmp_path / "calls2")), store),
+        max_usd=5.0,
+        max_parallel=3,
+        spent_before=spent_before,
+    )
     second = _run(again)
     assert {o.status for o in second.outcomes} == {"partial_success"}
     assert all(o.attempt == 2 for o in second.outcomes)
@@ -113,8 +122,9 @@ def test_interrupted_projects_checkpoint_and_a_resumed_batch_pays_nothing_twice(
 
 def test_one_trace_per_project_linked_to_the_batch_span(tmp_path, span_exporter):
     store = RunStore(tmp_path / "state")
-    result = _run(BatchDriver("batch-t", jobs("batch-t", 3), LocalBackend(ScriptedFactory(), store), max_usd=5.0,
-                              max_parallel=3))
+    result = _run(
+        BatchDriver("batch-t", jobs("batch-t", 3), LocalBackend(ScriptedFactory(), store), max_usd=5.0, max_parallel=3)
+    )
     batch_span = span_exporter.by_name("run_batch")
     roots = span_exporter.spans("run_project")
     assert len(roots) == 3 and batch_span.parent is None
@@ -137,13 +147,22 @@ def test_one_trace_per_project_linked_to_the_batch_span(tmp_path, span_exporter)
 def test_kept_projects_count_in_the_result_without_running(tmp_path):
     store = RunStore(tmp_path / "state")
     batch = jobs("batch-k", 2)
-    first = _run(BatchDriver("batch-k", batch[:1], LocalBackend(ScriptedFactory(), store), max_usd=5.0,
-                             max_parallel=1))
+    first = _run(BatchDriver("batch-k", batch[:1], LocalBackend(ScriptedFactory(), store), max_usd=5.0, max_parallel=1))
     cp = store.load(batch[0].project_id)
-    kept = ProjectOutcome(1, "p01", cp.project_id, cp.status, restored_state(cp, resumed_budget(cp), next_attempt=False),
-                          kept=True)
-    second = _run(BatchDriver("batch-k", [batch[1]], LocalBackend(ScriptedFactory(), store), max_usd=5.0,
-                              max_parallel=1, kept=[kept], spent_before={cp.project_id: cp.spent_usd}))
+    kept = ProjectOutcome(
+        1, "p01", cp.project_id, cp.status, restored_state(cp, resumed_budget(cp), next_attempt=False), kept=True
+    )
+    second = _run(
+        BatchDriver(
+            "batch-k",
+            [batch[1]],
+            LocalBackend(ScriptedFactory(), store),
+            max_usd=5.0,
+            max_parallel=1,
+            kept=[kept],
+            spent_before={cp.project_id: cp.spent_usd},
+        )
+    )
     assert [o.kept for o in second.outcomes] == [True, False]
     assert second.usage.llm_calls == first.usage.llm_calls + second.outcomes[1].usage.llm_calls
     assert math.isclose(second.ledger.spent_usd, cp.spent_usd + second.outcomes[1].spent_usd, abs_tol=1e-12)
@@ -152,8 +171,16 @@ def test_kept_projects_count_in_the_result_without_running(tmp_path):
 def test_the_time_cap_starts_nothing_late(tmp_path):
     store = RunStore(tmp_path / "state")
     batch = [replace(j, time_seconds=600) for j in jobs("batch-c", 3)]
-    result = _run(BatchDriver("batch-c", batch, LocalBackend(ScriptedFactory(slow=30.0), store), max_usd=5.0,
-                              max_parallel=1, time_seconds=1.5))
+    result = _run(
+        BatchDriver(
+            "batch-c",
+            batch,
+            LocalBackend(ScriptedFactory(slow=30.0), store),
+            max_usd=5.0,
+            max_parallel=1,
+            time_seconds=1.5,
+        )
+    )
     assert result.outcomes[0].status in ("timed_out", "partial_success")
     assert {o.status for o in result.outcomes[1:]} <= {"not_started", "timed_out"}
     assert any(o.status == "not_started" for o in result.outcomes)

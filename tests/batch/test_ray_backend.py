@@ -37,9 +37,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 * 1024, log_to_driver=False,
-             configure_logging=True, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # the tests' own modules (the factory)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 1024 * 1024,
+        log_to_driver=False,
+        configure_logging=True,
+        logging_level="ERROR",
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )  # the tests' own modules (the factory)
     try:
         yield ray
     finally:
@@ -183,8 +189,13 @@ def _phoenix_batch(base: str, batch_id: str, projects: int, llm_calls: int) -> t
         status, body = _get(f"{base}/v1/projects/default/spans?limit=1000")
         spans = json.loads(body)["data"] if status == 200 else []
         batch = [s for s in spans if s["name"] == "run_batch" and s["attributes"].get("batch.id") == batch_id]
-        roots = [s for s in spans if s["name"] == "run_project" and s["parent_id"] is None
-                 and s["attributes"].get("orchestrator.batch_id") == batch_id]
+        roots = [
+            s
+            for s in spans
+            if s["name"] == "run_project"
+            and s["parent_id"] is None
+            and s["attributes"].get("orchestrator.batch_id") == batch_id
+        ]
         traces = [[s for s in spans if s["context"]["trace_id"] == r["context"]["trace_id"]] for r in roots]
         calls = sum(1 for t in traces for s in t if s["name"].startswith("llm_call:"))
         if len(batch) == 1 and len(roots) == projects and calls >= llm_calls:
@@ -204,8 +215,7 @@ def test_workers_export_one_trace_per_project_to_phoenix_linked_to_the_batch(clu
     session = setup_observers({**tracing, "quiet": True})
     try:
         backend = _backend(tmp_path, ScriptedFactory(worker_tracing=tracing), relay_events=False)
-        result = asyncio.run(BatchDriver("batch-ph", jobs("batch-ph", 5), backend, max_usd=5.0,
-                                         max_parallel=2).run())
+        result = asyncio.run(BatchDriver("batch-ph", jobs("batch-ph", 5), backend, max_usd=5.0, max_parallel=2).run())
     finally:
         report = session.finish(None)
     assert report["flushed"] and report["exported"] == 1  # the driver's only span: the batch
@@ -220,8 +230,9 @@ def test_workers_export_one_trace_per_project_to_phoenix_linked_to_the_batch(clu
         assert sum(1 for s in trace if s["name"].startswith("llm_call:")) == outcome.usage.llm_calls
         assert root["attributes"]["project.cost_usd"] == round(outcome.usage.cost_usd, 8)
     roots = [next(s for s in t if s["parent_id"] is None) for t in traces]
-    assert batch["attributes"]["batch.cost_usd"] == round(math.fsum(r["attributes"]["project.cost_usd"]
-                                                                    for r in roots), 8)
+    assert batch["attributes"]["batch.cost_usd"] == round(
+        math.fsum(r["attributes"]["project.cost_usd"] for r in roots), 8
+    )
 
 
 def _raylets() -> set[int]:
@@ -241,11 +252,30 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
 
     (tmp_path / "five.yaml").write_text(FIVE)
     address = cluster.get_runtime_context().gcs_address
-    driver = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "five.yaml"), "--backend",
-                               "ray", "--ray-address", address, "--state-dir", str(tmp_path / "state"), "-o",
-                               str(tmp_path / "out"), "--no-cache", "-q"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                              env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")})  # Ray's token for the cluster
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "batch",
+            str(tmp_path / "five.yaml"),
+            "--backend",
+            "ray",
+            "--ray-address",
+            address,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "-o",
+            str(tmp_path / "out"),
+            "--no-cache",
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")},
+    )  # Ray's token for the cluster
     out, err = driver.communicate(timeout=600)
     proc = subprocess.CompletedProcess(driver.args, driver.returncode, out, err)
     summary = check_five(tmp_path, proc, "ray")
@@ -256,7 +286,6 @@ def test_five_embedded_projects_through_the_cli_join_the_cluster(cluster, tmp_pa
     store = RunStore(tmp_path / "state")  # each worker kept its projects' event logs through the store actor
     for row in summary["results"]:
         check_event_log(store, row, tmp_path)
-
 
 
 TWO_LONG = """budget_usd: 1.0
@@ -288,11 +317,32 @@ def test_ctrl_c_at_the_command_line_stops_a_ray_batch_within_5_seconds(cluster, 
     (tmp_path / "two.yaml").write_text(TWO_LONG)
     state = tmp_path / "state"
     address = cluster.get_runtime_context().gcs_address
-    driver = subprocess.Popen([sys.executable, "-m", "orchestrator", "batch", str(tmp_path / "two.yaml"), "--backend",
-                               "ray", "--ray-address", address, "--state-dir", str(state), "-o",
-                               str(tmp_path / "out"), "--no-cache", "--max-tasks", "4", "-q"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                              env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")})
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "batch",
+            str(tmp_path / "two.yaml"),
+            "--backend",
+            "ray",
+            "--ray-address",
+            address,
+            "--state-dir",
+            str(state),
+            "-o",
+            str(tmp_path / "out"),
+            "--no-cache",
+            "--max-tasks",
+            "4",
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**_env(tmp_path), "HOME": os.environ.get("HOME", "")},
+    )
 
     def running() -> bool:
         if not (state / "runs.sqlite3").exists():
@@ -328,20 +378,44 @@ def test_ctrl_c_at_the_command_line_stops_a_ray_batch_within_5_seconds(cluster, 
     assert {r.status for r in store.runs()} == {"interrupted"}
     assert cluster.is_initialized() and cluster.cluster_resources().get("CPU") == 2.0  # left running
 
+
 def test_without_an_address_a_local_cluster_starts_and_stops(cluster, tmp_path):
     import subprocess
     import sys
 
     from tests.cli.test_batch_cli import _env
 
-    (tmp_path / "two.yaml").write_text("projects:\n  - project: Scripted project one\n"
-                                       "  - project: Scripted project two\n")
+    (tmp_path / "two.yaml").write_text(
+        "projects:\n  - project: Scripted project one\n  - project: Scripted project two\n"
+    )
     before = _raylets()
     env = {**_env(tmp_path), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", "batch", str(tmp_path / "two.yaml"),
-                           "--backend", "ray", "--state-dir", str(tmp_path / "state"), "--max-tasks", "2",
-                           "--model", "scripted-pro", "--catalog", str(ROOT / "tests/state/scripted_catalog.toml"),
-                           "--no-cache", "-q"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.state.scripted_cli",
+            "batch",
+            str(tmp_path / "two.yaml"),
+            "--backend",
+            "ray",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--max-tasks",
+            "2",
+            "--model",
+            "scripted-pro",
+            "--catalog",
+            str(ROOT / "tests/state/scripted_catalog.toml"),
+            "--no-cache",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert "ray backend" in proc.stdout and "Total: 2 projects" in proc.stdout
     _wait(lambda: _raylets() == before, 30, "the batch's own cluster to stop")

@@ -29,8 +29,15 @@ def test_every_event_of_a_batch_survives_the_trip(tmp_path, recorded):
         waits.append(wait)
 
     with preserved(), Forwarder(push, flush_every=0.0) as forwarder:
-        asyncio.run(BatchDriver("batch-relay", jobs("batch-relay", 2), LocalBackend(ScriptedFactory(),
-                                RunStore(tmp_path / "state")), max_usd=5.0, max_parallel=2).run())
+        asyncio.run(
+            BatchDriver(
+                "batch-relay",
+                jobs("batch-relay", 2),
+                LocalBackend(ScriptedFactory(), RunStore(tmp_path / "state")),
+                max_usd=5.0,
+                max_parallel=2,
+            ).run()
+        )
     assert forwarder is not None and waits[-1] is True  # the last flush waits for delivery
     relayed = [d for batch in pushed for d in batch]
     mine = [p for p in recorded if p.signal_name not in ("batch_started", "batch_finished", "batch_progress")]
@@ -57,8 +64,15 @@ def test_the_driver_delivers_each_event_in_a_fresh_context(recorded):
 
     events.task_skipped.connect(receiver)
     try:
-        payload = {"signal": "task_skipped", "correlation_id": "c1", "parent_id": None, "project_id": "p",
-                   "timestamp_ns": 1, "task_id": "t", "reason": "x"}
+        payload = {
+            "signal": "task_skipped",
+            "correlation_id": "c1",
+            "parent_id": None,
+            "project_id": "p",
+            "timestamp_ns": 1,
+            "task_id": "t",
+            "reason": "x",
+        }
         assert deliver([payload, dict(payload, correlation_id="c2"), {"signal": "no_such_signal"}]) == 2
     finally:
         events.task_skipped.disconnect(receiver)
@@ -71,9 +85,22 @@ def test_the_live_view_shows_the_driver_s_figures():
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     view = BatchProgressObserver(console)
     assert view.enabled
-    view.on_batch_progress(events.BatchProgress(correlation_id="c", parent_id=None, project_id=None, timestamp_ns=1,
-                                                batch_id="batch-x", total=5, done=2, running=3, failed=1,
-                                                spent_usd=0.25, max_usd=5.0, eta_seconds=95.0))
+    view.on_batch_progress(
+        events.BatchProgress(
+            correlation_id="c",
+            parent_id=None,
+            project_id=None,
+            timestamp_ns=1,
+            batch_id="batch-x",
+            total=5,
+            done=2,
+            running=3,
+            failed=1,
+            spent_usd=0.25,
+            max_usd=5.0,
+            eta_seconds=95.0,
+        )
+    )
     text = view.render().plain
     assert "projects 2/5 done" in text and "3 running" in text and "1 failed" in text
     assert "spend $0.2500 / $5.00" in text and "ETA 1m35s" in text

@@ -25,8 +25,12 @@ SCRIPTED = ["--model", MODEL, "--catalog", CATALOG_FILE, "--no-cache", "-q"]
 
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("OTEL_")}
-    env.update(HOME=str(tmp / "home"), XDG_CACHE_HOME=str(tmp / "xdg-cache"), XDG_CONFIG_HOME=str(tmp / "xdg-config"),
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        HOME=str(tmp / "home"),
+        XDG_CACHE_HOME=str(tmp / "xdg-cache"),
+        XDG_CONFIG_HOME=str(tmp / "xdg-config"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return env
 
 
@@ -39,33 +43,68 @@ ONE = "projects:\n  - project: x\n"
 BAD = [  # (name, batch file (path -> text), extra argv, fragment of the one error line)
     ("missing-file", {}, [], "no such batch file"),
     ("top-key-typo", {"b.yaml": "projets:\n  - project: x\n"}, [], "did you mean 'projects'"),
-    ("entry-key-typo", {"b.yaml": "projects:\n  - project: x\n    budjet_usd: 1\n"}, [],
-     "projects[0].budjet_usd: unknown key"),
+    (
+        "entry-key-typo",
+        {"b.yaml": "projects:\n  - project: x\n    budjet_usd: 1\n"},
+        [],
+        "projects[0].budjet_usd: unknown key",
+    ),
     ("entry-budget-nan", {"b.yaml": "projects:\n  - project: x\n    budget_usd: .nan\n"}, [], "projects[0].budget_usd"),
     ("no-projects", {"b.yaml": "projects: []\n"}, [], "projects"),
     ("entry-without-project", {"b.yaml": "projects:\n  - criteria: ok\n"}, [], "projects[0].project"),
-    ("yaml-alias", {"b.yaml": "defaults: &d {criteria: ok}\nprojects:\n  - project: x\n    budget_usd: *d\n"}, [],
-     "aliases are not allowed"),
+    (
+        "yaml-alias",
+        {"b.yaml": "defaults: &d {criteria: ok}\nprojects:\n  - project: x\n    budget_usd: *d\n"},
+        [],
+        "aliases are not allowed",
+    ),
     ("duplicate-key", {"b.yaml": "budget_usd: 0.01\nbudget_usd: 500\n" + ONE}, [], "duplicate key 'budget_usd'"),
-    ("duplicate-names", {"b.yaml": "projects:\n  - {name: a, project: x}\n  - {name: A, project: y}\n"}, [],
-     "projects[1].name: the name 'A' is already the name of project 1"),
+    (
+        "duplicate-names",
+        {"b.yaml": "projects:\n  - {name: a, project: x}\n  - {name: A, project: y}\n"},
+        [],
+        "projects[1].name: the name 'A' is already the name of project 1",
+    ),
     ("name-with-slash", {"b.yaml": "projects:\n  - {name: ../up, project: x}\n"}, [], "projects[0].name"),
     ("defaults-output-dir", {"b.yaml": "defaults: {output_dir: o}\n" + ONE}, [], "defaults.output_dir"),
-    ("same-output-dir", {"b.yaml": "projects:\n  - {project: x, output_dir: o}\n  - {project: y, output_dir: o}\n"},
-     [], "two projects write to the same output directory"),
-    ("task-cycle", {"b.yaml": "projects:\n  - project: x\n    tasks:\n      - {id: a, prompt: p, depends_on: [b]}\n"
-                              "      - {id: b, prompt: q, depends_on: [a]}\n"}, [], "dependency cycle"),
+    (
+        "same-output-dir",
+        {"b.yaml": "projects:\n  - {project: x, output_dir: o}\n  - {project: y, output_dir: o}\n"},
+        [],
+        "two projects write to the same output directory",
+    ),
+    (
+        "task-cycle",
+        {
+            "b.yaml": "projects:\n  - project: x\n    tasks:\n      - {id: a, prompt: p, depends_on: [b]}\n"
+            "      - {id: b, prompt: q, depends_on: [a]}\n"
+        },
+        [],
+        "dependency cycle",
+    ),
     ("jsonl-bad-line", {"b.jsonl": '{"project": "x"}\n{"project": \n'}, [], "b.jsonl:2"),
-    ("jsonl-unknown-key", {"b.jsonl": '{"project": "x"}\n{"project": "y", "budjet_usd": 1}\n'}, [],
-     "b.jsonl:2: budjet_usd: unknown key"),
-    ("prompt-too-long", {"b.yaml": "projects:\n  - project: " + "lorem ipsum " * 8000 + "\n"}, [],
-     "the prompt is too long"),
+    (
+        "jsonl-unknown-key",
+        {"b.jsonl": '{"project": "x"}\n{"project": "y", "budjet_usd": 1}\n'},
+        [],
+        "b.jsonl:2: budjet_usd: unknown key",
+    ),
+    (
+        "prompt-too-long",
+        {"b.yaml": "projects:\n  - project: " + "lorem ipsum " * 8000 + "\n"},
+        [],
+        "the prompt is too long",
+    ),
     ("max-parallel-zero", {"b.yaml": ONE}, ["--max-parallel", "0"], "--max-parallel must be a whole number >= 1"),
     ("budget-nan", {"b.yaml": ONE}, ["-b", "nan"], "--budget must be a number >= 0"),
     ("time-zero", {"b.yaml": ONE}, ["-t", "0"], "--time must be a number > 0"),
     ("ray-address-without-ray", {"b.yaml": ONE}, ["--ray-address", "auto"], "need --backend ray"),
-    ("ray-cpus-under-one-on-the-embedded-model", {"b.yaml": ONE}, ["--backend", "ray", "--ray-num-cpus", "0.5"],
-     "needs at least 1 CPU"),
+    (
+        "ray-cpus-under-one-on-the-embedded-model",
+        {"b.yaml": ONE},
+        ["--backend", "ray", "--ray-num-cpus", "0.5"],
+        "needs at least 1 CPU",
+    ),
     ("backend-unknown", {"b.yaml": ONE}, ["--backend", "spark"], "invalid choice: 'spark'"),
 ]
 
@@ -76,8 +115,18 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, name, files, ext
         (tmp_path / file).write_text(text)
     batch = next(iter(files), "b.yaml")
     before = _snapshot(tmp_path)
-    proc = _cli(tmp_path, "batch", str(tmp_path / batch), "--state-dir", str(tmp_path / "state"), "-o",
-                str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *extra)
+    proc = _cli(
+        tmp_path,
+        "batch",
+        str(tmp_path / batch),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "-o",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *extra,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("orchestrator: error: ") and fragment in lines[0], lines[0]
@@ -87,7 +136,8 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, name, files, ext
 def test_resume_of_an_unknown_batch_is_one_line(tmp_path):
     proc = _cli(tmp_path, "batch", "resume", "batch-nope", "--state-dir", str(tmp_path / "state"))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "orchestrator: error: unknown batch id 'batch-nope' (see 'orchestrator runs --batches')"]
+        "orchestrator: error: unknown batch id 'batch-nope' (see 'orchestrator runs --batches')"
+    ]
     assert not (tmp_path / "state").exists()
 
 
@@ -108,8 +158,19 @@ projects:
 
 def test_a_scripted_batch_writes_outputs_summary_and_record(tmp_path):
     (tmp_path / "b.yaml").write_text(BATCH.format(budget=0.06))
-    proc = _cli(tmp_path, "batch", str(tmp_path / "b.yaml"), "--state-dir", str(tmp_path / "state"), "-o",
-                str(tmp_path / "out"), "--max-tasks", "3", *SCRIPTED, scripted=True)
+    proc = _cli(
+        tmp_path,
+        "batch",
+        str(tmp_path / "b.yaml"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "-o",
+        str(tmp_path / "out"),
+        "--max-tasks",
+        "3",
+        *SCRIPTED,
+        scripted=True,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     summary = json.loads((tmp_path / "out" / "batch-summary.json").read_text())
     assert summary["budget"]["spent_usd"] <= 0.06 and summary["budget"]["held_usd"] == 0
@@ -172,9 +233,26 @@ def test_a_killed_batch_resumes_without_paying_twice(tmp_path):
     (tmp_path / "b.yaml").write_text(BATCH.format(budget=5.0))
     state = tmp_path / "state"
     env = {**_env(tmp_path), "SCRIPTED_SLOW": "6"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.state.scripted_cli", "batch", str(tmp_path / "b.yaml"),
-                             "--state-dir", str(state), "-o", str(tmp_path / "out"), "--max-tasks", "5",
-                             *SCRIPTED], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.state.scripted_cli",
+            "batch",
+            str(tmp_path / "b.yaml"),
+            "--state-dir",
+            str(state),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-tasks",
+            "5",
+            *SCRIPTED,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for(lambda: sum(map(len, _kept(state).values())) >= 2 or proc.poll() is not None, 120)
     finally:
@@ -187,8 +265,18 @@ def test_a_killed_batch_resumes_without_paying_twice(tmp_path):
     assert status == "running"  # killed while it ran
     spent_before = sum(store.load(pid).spent_usd for pid in kept)
     store.close()
-    resumed = _cli(tmp_path, "batch", "resume", batch_id, "--state-dir", str(state), "--events-jsonl",
-                   str(tmp_path / "e.jsonl"), "-q", scripted=True)
+    resumed = _cli(
+        tmp_path,
+        "batch",
+        "resume",
+        batch_id,
+        "--state-dir",
+        str(state),
+        "--events-jsonl",
+        str(tmp_path / "e.jsonl"),
+        "-q",
+        scripted=True,
+    )
     assert resumed.returncode in (0, 1), resumed.stderr
     events = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     started = [(e["project_id"], e["task_id"]) for e in events if e["signal"] == "task_started"]
@@ -208,9 +296,27 @@ def test_ctrl_c_stops_a_batch_within_5_seconds_with_everything_checkpointed(tmp_
     (tmp_path / "b.yaml").write_text(BATCH.format(budget=5.0))
     state = tmp_path / "state"
     env = {**_env(tmp_path), "SCRIPTED_SLOW": "20"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.state.scripted_cli", "batch", str(tmp_path / "b.yaml"),
-                             "--state-dir", str(state), "-o", str(tmp_path / "out"), "--max-tasks", "5",
-                             *SCRIPTED], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.state.scripted_cli",
+            "batch",
+            str(tmp_path / "b.yaml"),
+            "--state-dir",
+            str(state),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-tasks",
+            "5",
+            *SCRIPTED,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: sum(map(len, _kept(state).values())) >= 1, 120)
         started = time.monotonic()
@@ -228,7 +334,10 @@ def test_ctrl_c_stops_a_batch_within_5_seconds_with_everything_checkpointed(tmp_
     assert set(statuses.values()) <= {"interrupted"} and len(statuses) == 2  # the third never started
     summary = json.loads((tmp_path / "out" / "batch-summary.json").read_text())
     assert summary["status"] == "interrupted" and [r["status"] for r in summary["results"]] == [
-        "interrupted", "interrupted", "not_started"]
+        "interrupted",
+        "interrupted",
+        "not_started",
+    ]
     assert f"orchestrator batch resume {batch_id}" in out
 
 
@@ -262,8 +371,16 @@ def check_five(tmp_path: Path, proc: subprocess.CompletedProcess, backend: str) 
 
 def test_five_small_projects_on_the_embedded_model_locally(tmp_path):
     (tmp_path / "five.yaml").write_text(FIVE)
-    proc = _cli(tmp_path, "batch", str(tmp_path / "five.yaml"), "--state-dir", str(tmp_path / "state"), "-o",
-                str(tmp_path / "out"), "--no-cache")
+    proc = _cli(
+        tmp_path,
+        "batch",
+        str(tmp_path / "five.yaml"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "-o",
+        str(tmp_path / "out"),
+        "--no-cache",
+    )
     summary = check_five(tmp_path, proc, "local")
     assert {row["worker"].rsplit(":", 1)[1] for row in summary["results"]} != {""}
     assert len({row["worker"] for row in summary["results"]}) == 1  # one process ran them all
@@ -274,8 +391,19 @@ def test_the_batch_report_has_a_row_per_project_and_no_script(tmp_path):
     self-contained file, every project a row, hostile names escaped, nothing that runs."""
     (tmp_path / "b.yaml").write_text(BATCH.format(budget=5.0).replace("name: two", "name: two_script"))
     report = tmp_path / "batch.html"
-    proc = _cli(tmp_path, "batch", str(tmp_path / "b.yaml"), "--state-dir", str(tmp_path / "state"), "--max-tasks",
-                "2", "--report", str(report), *SCRIPTED, scripted=True)
+    proc = _cli(
+        tmp_path,
+        "batch",
+        str(tmp_path / "b.yaml"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--max-tasks",
+        "2",
+        "--report",
+        str(report),
+        *SCRIPTED,
+        scripted=True,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     html = report.read_text()
     ((batch_id, _, _, _),) = RunStore(tmp_path / "state").batches.ids()

@@ -16,39 +16,49 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--bogus"], "unrecognized arguments"),
-    ([], "no project given"),
-    (["-p", "x", "--budget", "-1"], "--budget must be a number >= 0"),
-    (["-p", "x", "--concurrency", "0"], "--concurrency must be a whole number >= 1"),
-    (["-p", "x", "--budget", "abc"], "invalid float value"),
-    (["-p", "x", "--model", "no-such-model"], "unknown model"),
-    (["-p", "x", "--local-model", "/nonexistent.gguf"], "no such file"),
-    (["-p", "x", "--max-tasks", "40"], "--max-tasks must be between 1 and 15"),
-    (["-p", "x", "--otlp-endpoint", "localhost:4317"], "--otlp-endpoint"),
-    (["-p", "x", "--otlp-endpoint", "ftp://127.0.0.1:4317"], "--otlp-endpoint"),
-    (["-p", "x", "--sample-rate", "1.5"], "sample"),
-    (["-p", "x", "--otlp-protocol", "udp"], "invalid choice"),
-    (["-p", "x", "--observer", "no_such_module_xyz:factory"], "no_such_module_xyz"),
-    (["-p", "x", "--service-name", " "], "--service-name must not be empty"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--bogus"], "unrecognized arguments"),
+        ([], "no project given"),
+        (["-p", "x", "--budget", "-1"], "--budget must be a number >= 0"),
+        (["-p", "x", "--concurrency", "0"], "--concurrency must be a whole number >= 1"),
+        (["-p", "x", "--budget", "abc"], "invalid float value"),
+        (["-p", "x", "--model", "no-such-model"], "unknown model"),
+        (["-p", "x", "--local-model", "/nonexistent.gguf"], "no such file"),
+        (["-p", "x", "--max-tasks", "40"], "--max-tasks must be between 1 and 15"),
+        (["-p", "x", "--otlp-endpoint", "localhost:4317"], "--otlp-endpoint"),
+        (["-p", "x", "--otlp-endpoint", "ftp://127.0.0.1:4317"], "--otlp-endpoint"),
+        (["-p", "x", "--sample-rate", "1.5"], "sample"),
+        (["-p", "x", "--otlp-protocol", "udp"], "invalid choice"),
+        (["-p", "x", "--observer", "no_such_module_xyz:factory"], "no_such_module_xyz"),
+        (["-p", "x", "--service-name", " "], "--service-name must not be empty"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(argv, fragment, capsys):
     assert cli.main(argv) == cli.EXIT_USAGE
     assert_one_line_error(capsys.readouterr().err, fragment)
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("project: [unclosed", "not valid YAML"),
-    ("- just\n- a list\n", "must be a mapping with at least 'project'"),
-    ("project: x\ncriteria: y\nbudjet_usd: 3\n", "unknown key 'budjet_usd'"),
-    ("project: x\nbudget_usd: lots\n", "budget_usd: must be a finite number >= 0"),
-    ("project: x\ntasks:\n  - id: a\n    type: poetry\n    prompt: p\n", "tasks[0].type: unknown task type 'poetry'"),
-    ("criteria: only criteria\n", "no project given"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("project: [unclosed", "not valid YAML"),
+        ("- just\n- a list\n", "must be a mapping with at least 'project'"),
+        ("project: x\ncriteria: y\nbudjet_usd: 3\n", "unknown key 'budjet_usd'"),
+        ("project: x\nbudget_usd: lots\n", "budget_usd: must be a finite number >= 0"),
+        (
+            "project: x\ntasks:\n  - id: a\n    type: poetry\n    prompt: p\n",
+            "tasks[0].type: unknown task type 'poetry'",
+        ),
+        ("criteria: only criteria\n", "no project given"),
+    ],
+)
 def test_malformed_project_files(tmp_path, content, fragment, capsys):
     f = tmp_path / "project.yaml"
     f.write_text(content)
@@ -73,8 +83,17 @@ def test_help_shows_the_profile_and_the_check_rule():
 def test_the_readme_quick_start_succeeds_on_the_local_model(tmp_path):
     """README's first command, as a user runs it (plus a fresh cache and an output dir):
     exit 0, the task completed, the check shown as passed in the summary."""
-    proc = _run_cli("-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
-                    "--tracing", "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"))
+    proc = _run_cli(
+        "-p",
+        "Write a Python function add(a, b) that returns a + b",
+        "-c",
+        "add(1, 1) == 2",
+        "--tracing",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = " ".join(proc.stdout.split())
     assert "check [add] add(1, 1) == 2: passed" in out and "status success" in out
@@ -96,10 +115,25 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
     for sig in events.ALL_SIGNALS:
         sig.connect(seen.append)
     try:
-        code = cli.main(["-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
-                         "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"), "--max-tasks", "2",
-                         "--profile", "full",
-                         "--tracing", "--events-jsonl", str(tmp_path / "events.jsonl")])
+        code = cli.main(
+            [
+                "-p",
+                "Write a Python function add(a, b) that returns a + b",
+                "-c",
+                "add(1, 1) == 2",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "-o",
+                str(tmp_path / "out"),
+                "--max-tasks",
+                "2",
+                "--profile",
+                "full",
+                "--tracing",
+                "--events-jsonl",
+                str(tmp_path / "events.jsonl"),
+            ]
+        )
     finally:
         for sig in events.ALL_SIGNALS:
             sig.disconnect(seen.append)
@@ -121,8 +155,10 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
     for tid, start in task_starts.items():
         mine = [c for c in calls if c.task_id == tid]
         # a call's parent is its task, or a remediation attempt of that task (a round it re-ran)
-        assert all(c.parent_id == start.correlation_id or remediations[c.parent_id].parent_id
-                   == start.correlation_id for c in mine), tid
+        assert all(
+            c.parent_id == start.correlation_id or remediations[c.parent_id].parent_id == start.correlation_id
+            for c in mine
+        ), tid
         assert {"generate", "critique", "revise"} <= {c.call_type for c in mine}, tid
         answered = [c for c in mine if c.status == "ok" and not c.attributes["llm.cached"]]
         assert all(c.attributes["llm.tokens_out"] > 0 for c in answered)
@@ -134,7 +170,7 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
         if result["output"]:
             assert any(p.name.startswith(tid) for p in (tmp_path / "out").iterdir())
     # --tracing without an endpoint: the span tree follows the summary, one node per span
-    tree = out[out.index("Total:"):]
+    tree = out[out.index("Total:") :]
     assert "run_project" in tree and "llm_call:decompose" in tree
     for tid in task_starts:
         assert f"task:{tid}" in tree
@@ -146,20 +182,18 @@ def test_real_run_on_the_local_model(tmp_path, capsys):
 
 
 def test_seed_command_works_as_written(tmp_path):
-    proc = _run_cli("--project", "Add 1+1", "--criteria", "returns 2", "--budget", "0.01",
-                    "--cache-dir", str(tmp_path))
+    proc = _run_cli("--project", "Add 1+1", "--criteria", "returns 2", "--budget", "0.01", "--cache-dir", str(tmp_path))
     assert proc.returncode in (0, 1), proc.stderr
     assert "Total:" in proc.stdout and "$0.000000 of $0.01" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
 def test_without_the_local_extra_the_message_names_it():
-    code = ("import sys; sys.modules['llama_cpp'] = None\n"
-            "from orchestrator import cli\n"
-            "sys.exit(cli.main(['-p', 'x']))\n")
+    code = (
+        "import sys; sys.modules['llama_cpp'] = None\nfrom orchestrator import cli\nsys.exit(cli.main(['-p', 'x']))\n"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_API_KEY")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env=env)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert proc.returncode == 2
     assert "'local' extra" in proc.stderr and "pip install" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -174,15 +208,32 @@ def test_ctrl_c_keeps_the_results_so_far(tmp_path):
     import time
 
     project = tmp_path / "project.yaml"
-    project.write_text("project: Two small functions\ncriteria: they work\ntasks:\n"
-                       "  - id: first\n    type: summarization\n    prompt: Say hello in one sentence.\n"
-                       "    max_iterations: 1\n"
-                       "  - id: second\n    type: code_generation\n    prompt: Write a long Python module "
-                       "with ten functions.\n    depends_on: [first]\n    max_iterations: 3\n")
+    project.write_text(
+        "project: Two small functions\ncriteria: they work\ntasks:\n"
+        "  - id: first\n    type: summarization\n    prompt: Say hello in one sentence.\n"
+        "    max_iterations: 1\n"
+        "  - id: second\n    type: code_generation\n    prompt: Write a long Python module "
+        "with ten functions.\n    depends_on: [first]\n    max_iterations: 3\n"
+    )
     jsonl = tmp_path / "events.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "-f", str(project), "--no-cache",
-                             "-o", str(tmp_path / "out"), "--events-jsonl", str(jsonl)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "-f",
+            str(project),
+            "--no-cache",
+            "-o",
+            str(tmp_path / "out"),
+            "--events-jsonl",
+            str(jsonl),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not _second_started(jsonl):
@@ -205,8 +256,9 @@ def test_ctrl_c_keeps_the_results_so_far(tmp_path):
     assert "Total:" in out and "first" in out
     recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
     starts = [r["correlation_id"] for r in recorded if r["signal"].endswith("_started")]
-    finishes = [r["correlation_id"] for r in recorded if r["signal"].endswith("_finished") or
-                r["signal"] == "policy_checked"]
+    finishes = [
+        r["correlation_id"] for r in recorded if r["signal"].endswith("_finished") or r["signal"] == "policy_checked"
+    ]
     assert sorted(starts) == sorted(finishes)  # nothing left open
     (project_end,) = [r for r in recorded if r["signal"] == "project_finished"]
     assert project_end["status"] != "ok"
@@ -216,5 +268,6 @@ def _second_started(jsonl: Path) -> str:
     """The JSONL lines of the second task's start (empty until it starts)."""
     if not jsonl.exists():
         return ""
-    return "".join(line for line in jsonl.read_text().splitlines(keepends=True)
-                   if '"task_started"' in line and '"second"' in line)
+    return "".join(
+        line for line in jsonl.read_text().splitlines(keepends=True) if '"task_started"' in line and '"second"' in line
+    )

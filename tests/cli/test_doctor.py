@@ -14,17 +14,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 AMX_CPU = "processor\t: 0\nmodel name\t: Fake Xeon\nflags\t\t: fpu sse2 avx avx2 avx512f amx_tile amx_int8\n"
-KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY",
-            "KIMI_API_KEY", "MOONSHOT_API_KEY", "OPENROUTER_API_KEY", "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+KEY_VARS = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "KIMI_API_KEY",
+    "MOONSHOT_API_KEY",
+    "OPENROUTER_API_KEY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
 
 
 def _doctor(tmp_path: Path, *flags: str, env: dict[str, str] | None = None, user: tuple[str, ...] = ()):
     base = {k: v for k, v in os.environ.items() if k not in KEY_VARS}
     base.setdefault("ORCHESTRATOR_STATE_DIR", str(tmp_path / "state"))
     argv = [*user, sys.executable, "-m", "orchestrator", "doctor", "--cache-dir", str(tmp_path / "cache"), *flags]
-    return subprocess.run(argv, cwd=tmp_path, env={**base, **(env or {})}, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(argv, cwd=tmp_path, env={**base, **(env or {})}, capture_output=True, text=True, timeout=300)
 
 
 def _findings(proc) -> dict[str, dict]:
@@ -39,9 +47,23 @@ def test_a_healthy_install_says_so_and_generates_in_the_worker(tmp_path):
     assert report["ok"] is True and report["exit_code"] == 0
     found = {f["name"]: f for f in report["findings"]}
     assert not [f for f in report["findings"] if f["status"] == "fail"]
-    for name in ("python", "orchestrator", "llama-cpp-python", "opentelemetry-sdk", "price data", "cpu",
-                 "safe mode", "local model", "self-test", "provider keys", "state dir", "cache dir", "catalog",
-                 "otlp endpoint", "sandbox"):
+    for name in (
+        "python",
+        "orchestrator",
+        "llama-cpp-python",
+        "opentelemetry-sdk",
+        "price data",
+        "cpu",
+        "safe mode",
+        "local model",
+        "self-test",
+        "provider keys",
+        "state dir",
+        "cache dir",
+        "catalog",
+        "otlp endpoint",
+        "sandbox",
+    ):
         assert name in found, name
     assert found["sandbox"]["status"] == "ok" and found["sandbox"]["data"]["auto"] in ("bwrap", "unshare")
     assert found["llama-cpp-python"]["data"]["version"] == "0.3.36"
@@ -96,7 +118,9 @@ def test_a_refused_endpoint_fails_and_a_listening_one_passes(tmp_path):
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        accepted = _doctor(tmp_path, "--no-self-test", "--json", "--otlp-endpoint", f"http://127.0.0.1:{port}/v1/traces")
+        accepted = _doctor(
+            tmp_path, "--no-self-test", "--json", "--otlp-endpoint", f"http://127.0.0.1:{port}/v1/traces"
+        )
     assert accepted.returncode == 0
     found = _findings(accepted)["otlp endpoint"]
     assert found["status"] == "ok" and found["data"]["reachable"] and found["data"]["protocol"] == "http/protobuf"
@@ -136,11 +160,18 @@ def test_an_unreadable_state_dir_fails(tmp_path):
             os.chmod(locked, 0o700)  # root's, closed to others
         else:
             os.chmod(locked, 0o000)
-        proc = _doctor(shared, "--no-self-test", "--state-dir", str(locked), user=user,
-                       env={"HOME": str(shared), "XDG_CONFIG_HOME": str(shared / "xdg")})
+        proc = _doctor(
+            shared,
+            "--no-self-test",
+            "--state-dir",
+            str(locked),
+            user=user,
+            env={"HOME": str(shared), "XDG_CONFIG_HOME": str(shared / "xdg")},
+        )
         assert proc.returncode == 1, proc.stdout + proc.stderr
-        assert proc.stdout.splitlines()[0] == (f"FAIL  state dir          {locked}: not readable and writable "
-                                               "by this user")
+        assert proc.stdout.splitlines()[0] == (
+            f"FAIL  state dir          {locked}: not readable and writable by this user"
+        )
     finally:
         os.chmod(shared / "locked", 0o700)
         shutil.rmtree(shared)
@@ -162,12 +193,18 @@ def test_a_bad_safe_mode_setting_fails(tmp_path):
     proc = _doctor(tmp_path, "--no-self-test", env={"ORCHESTRATOR_LOCAL_SAFE_MODE": "maybe"})
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[0].startswith("FAIL  safe mode setting")
-    run = subprocess.run([sys.executable, "-m", "orchestrator", "-p", "x", "--no-cache"], cwd=tmp_path,
-                         env={**os.environ, "ORCHESTRATOR_LOCAL_SAFE_MODE": "maybe"}, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "-p", "x", "--no-cache"],
+        cwd=tmp_path,
+        env={**os.environ, "ORCHESTRATOR_LOCAL_SAFE_MODE": "maybe"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
-    assert run.stderr.strip() == ("orchestrator: error: ORCHESTRATOR_LOCAL_SAFE_MODE must be one of auto, on, off, "
-                                  "not 'maybe'")
+    assert run.stderr.strip() == (
+        "orchestrator: error: ORCHESTRATOR_LOCAL_SAFE_MODE must be one of auto, on, off, not 'maybe'"
+    )
 
 
 def test_no_sandbox_is_a_failure_of_the_default_run(tmp_path):
@@ -177,5 +214,7 @@ def test_no_sandbox_is_a_failure_of_the_default_run(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     sandbox = _findings(proc)["sandbox"]
     assert sandbox["status"] == "fail" and sandbox["data"]["auto"] is None
-    assert sandbox["detail"] == ("no level works (bwrap: bwrap is not installed; unshare: unshare is not installed); "
-                                 "runs refuse to execute model-written code unless --sandbox none")
+    assert sandbox["detail"] == (
+        "no level works (bwrap: bwrap is not installed; unshare: unshare is not installed); "
+        "runs refuse to execute model-written code unless --sandbox none"
+    )

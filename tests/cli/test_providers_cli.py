@@ -14,12 +14,7 @@ import pytest
 from orchestrator import cli
 from orchestrator.llm.catalog import CATALOG
 from tests.assertions import assert_one_line_error
-from tests.fake_providers import (
-    BASE_URL_VARIABLES,
-    KEY_VARIABLES,
-    FakeServer,
-    error,
-)
+from tests.fake_providers import BASE_URL_VARIABLES, KEY_VARIABLES, FakeServer, error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,13 +50,16 @@ def test_models_with_a_server_shows_its_model(no_keys, capsys, catalog_restored)
     assert "server" in row and "yes" in row and "free" in row
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--provider-url", "ftp://host/v1", "--model", "m", "-p", "x"], "is not an http(s) URL"),
-    (["--provider-url", "localhost:11434", "--model", "m", "-p", "x"], "is not an http(s) URL"),
-    (["--provider-url", "http://127.0.0.1:11434/v1", "-p", "x"], "needs --model NAME"),
-    (["--provider-url", "http://127.0.0.1:1/v1", "--model", "m", "-p", "x"], "cannot connect"),
-    (["models", "--provider-url", "nonsense", "--model", "m"], "is not an http(s) URL"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--provider-url", "ftp://host/v1", "--model", "m", "-p", "x"], "is not an http(s) URL"),
+        (["--provider-url", "localhost:11434", "--model", "m", "-p", "x"], "is not an http(s) URL"),
+        (["--provider-url", "http://127.0.0.1:11434/v1", "-p", "x"], "needs --model NAME"),
+        (["--provider-url", "http://127.0.0.1:1/v1", "--model", "m", "-p", "x"], "cannot connect"),
+        (["models", "--provider-url", "nonsense", "--model", "m"], "is not an http(s) URL"),
+    ],
+)
 def test_bad_provider_url_is_a_one_line_usage_error(argv, fragment, no_keys, capsys, catalog_restored):
     assert cli.main(argv) == cli.EXIT_USAGE
     assert_one_line_error(capsys.readouterr().err, fragment)
@@ -93,20 +91,50 @@ def test_no_key_appears_in_anything_a_run_produces(tmp_path):
     work.mkdir()
     (work / ".env").write_text(f"GOOGLE_API_KEY={KEYS['GOOGLE_API_KEY']}\n")
     with FakeServer("openai") as oai, FakeServer("anthropic") as ant, FakeServer("gemini") as gem:
-        ant.fallback = lambda r: error("anthropic", 401, f"invalid x-api-key: {r.headers.get('x-api-key')}",
-                                       error_type="authentication_error")
+        ant.fallback = lambda r: error(
+            "anthropic", 401, f"invalid x-api-key: {r.headers.get('x-api-key')}", error_type="authentication_error"
+        )
         env = {k: v for k, v in os.environ.items() if k not in (*KEY_VARIABLES, *BASE_URL_VARIABLES)}
-        env.update(PYTHONPATH=str(ROOT), OPENAI_API_KEY=KEYS["OPENAI_API_KEY"], OPENAI_BASE_URL=oai.url,
-                   ANTHROPIC_API_KEY=KEYS["ANTHROPIC_API_KEY"], ANTHROPIC_BASE_URL=ant.url,
-                   GOOGLE_GEMINI_BASE_URL=gem.url)
-        code = ("import sys; sys.modules['llama_cpp'] = None\n"  # reviewers from the fakes only
-                "from orchestrator import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
+        env.update(
+            PYTHONPATH=str(ROOT),
+            OPENAI_API_KEY=KEYS["OPENAI_API_KEY"],
+            OPENAI_BASE_URL=oai.url,
+            ANTHROPIC_API_KEY=KEYS["ANTHROPIC_API_KEY"],
+            ANTHROPIC_BASE_URL=ant.url,
+            GOOGLE_GEMINI_BASE_URL=gem.url,
+        )
+        code = (
+            "import sys; sys.modules['llama_cpp'] = None\n"  # reviewers from the fakes only
+            "from orchestrator import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
+        )
         proc = subprocess.run(
-            [sys.executable, "-c", code, "-p", "Write a Python function add(a, b)", "-c", "add(1, 2) == 3",
-             "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"),
-             "--events-jsonl", str(tmp_path / "events.jsonl"), "--tracing", "-v", "--budget", "1",
-             "--state-dir", str(tmp_path / "state")],
-            capture_output=True, text=True, timeout=240, cwd=work, env=env)
+            [
+                sys.executable,
+                "-c",
+                code,
+                "-p",
+                "Write a Python function add(a, b)",
+                "-c",
+                "add(1, 2) == 3",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "-o",
+                str(tmp_path / "out"),
+                "--events-jsonl",
+                str(tmp_path / "events.jsonl"),
+                "--tracing",
+                "-v",
+                "--budget",
+                "1",
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=work,
+            env=env,
+        )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     # the run really used all three keys, and tracing really propagated

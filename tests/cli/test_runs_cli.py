@@ -84,15 +84,18 @@ def test_resume_cannot_lower_the_caps(tmp_path, scripted, capsys):
     assert RunStore(state).load(pid).max_usd == 3.0
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["resume", "proj-nope"], "unknown project id 'proj-nope' (see 'orchestrator runs')"),
-    (["resume"], "the following arguments are required: PROJECT_ID"),
-    (["runs", "show", "proj-nope"], "unknown project id 'proj-nope'"),
-    (["runs", "rm", "proj-nope"], "unknown project id 'proj-nope'"),
-    (["runs", "rm"], "give run ids or --older-than AGE"),
-    (["runs", "rm", "--older-than", "soon"], "--older-than: expected an age like 30m"),
-    (["runs", "bogus"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["resume", "proj-nope"], "unknown project id 'proj-nope' (see 'orchestrator runs')"),
+        (["resume"], "the following arguments are required: PROJECT_ID"),
+        (["runs", "show", "proj-nope"], "unknown project id 'proj-nope'"),
+        (["runs", "rm", "proj-nope"], "unknown project id 'proj-nope'"),
+        (["runs", "rm"], "give run ids or --older-than AGE"),
+        (["runs", "rm", "--older-than", "soon"], "--older-than: expected an age like 30m"),
+        (["runs", "bogus"], "invalid choice"),
+    ],
+)
 def test_bad_ids_and_usage_are_one_line(tmp_path, argv, fragment, capsys):
     assert cli.main([*argv, "--state-dir", str(tmp_path)]) == cli.EXIT_USAGE
     assert_one_line_error(capsys.readouterr().err, fragment)
@@ -142,8 +145,14 @@ def test_two_resumes_of_one_project_one_is_refused(tmp_path):
     env = {**os.environ, "SCRIPTED_SLOW": "40"}
 
     def start(*argv: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "tests.state.scripted_cli", *argv, "--state-dir", str(state)],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.state.scripted_cli", *argv, "--state-dir", str(state)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     first = start(*ARGS)
     try:

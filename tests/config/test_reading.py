@@ -15,9 +15,11 @@ from orchestrator.config import MAX_BYTES, MAX_DEPTH, ConfigError, read_document
 from orchestrator.config.reading import parse_text
 
 # nine levels of nine aliases: 387 million strings once expanded (PyYAML would build them all)
-ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
-) + "project: x\ncriteria: *i\n"
+ALIAS_BOMB = (
+    "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+    + "project: x\ncriteria: *i\n"
+)
 
 
 def _error(text: str, fmt: str = "yaml") -> str:
@@ -42,15 +44,18 @@ def test_the_alias_bomb_is_refused_at_the_first_alias_fast_and_small():
     assert message == "line 2: YAML aliases are not allowed (*a): write the value out"
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("a: &x 1\nb: *x\n", "line 2: YAML aliases are not allowed (*x)"),
-    ("base: &b {x: 1}\nother:\n  <<: *b\n", "YAML aliases are not allowed"),
-    ("other:\n  <<: {x: 1}\n  y: 2\n", "line 2: YAML merge keys (<<) are not allowed"),
-    ("budget_usd: 0.01\nbudget_usd: 500\n", "line 2: duplicate key 'budget_usd' (first on line 1)"),
-    ("tasks:\n  - id: a\n    prompt: p\n    prompt: q\n", "line 4: duplicate key 'prompt' (first on line 3)"),
-    ("{a: 1, a: 2}", "duplicate key 'a'"),
-    ("1: x\n1.0: y\n", "duplicate key 1.0"),  # the same key to Python: one would overwrite the other
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("a: &x 1\nb: *x\n", "line 2: YAML aliases are not allowed (*x)"),
+        ("base: &b {x: 1}\nother:\n  <<: *b\n", "YAML aliases are not allowed"),
+        ("other:\n  <<: {x: 1}\n  y: 2\n", "line 2: YAML merge keys (<<) are not allowed"),
+        ("budget_usd: 0.01\nbudget_usd: 500\n", "line 2: duplicate key 'budget_usd' (first on line 1)"),
+        ("tasks:\n  - id: a\n    prompt: p\n    prompt: q\n", "line 4: duplicate key 'prompt' (first on line 3)"),
+        ("{a: 1, a: 2}", "duplicate key 'a'"),
+        ("1: x\n1.0: y\n", "duplicate key 1.0"),  # the same key to Python: one would overwrite the other
+    ],
+)
 def test_yaml_refusals(text, fragment):
     assert fragment in _error(text)
 
@@ -64,6 +69,7 @@ def test_nesting_is_capped_at_max_depth(fmt):
     def nested(depth: int) -> str:
         inner = "[" * depth + "1" + "]" * depth
         return f"a = {inner}" if fmt == "toml" else f'{{"a": {inner}}}'
+
     # the top-level mapping is one level: MAX_DEPTH - 1 lists inside it are the most allowed
     assert parse_text(nested(MAX_DEPTH - 1), fmt)
     assert f"nested deeper than {MAX_DEPTH} levels" in _error(nested(MAX_DEPTH), fmt)
@@ -85,7 +91,7 @@ def test_json_duplicates_nested_and_brackets_inside_strings():
 
 
 def test_toml_duplicates_are_the_parsers_own_error():
-    assert "not valid TOML" in _error('a = 1\na = 2\n', "toml")
+    assert "not valid TOML" in _error("a = 1\na = 2\n", "toml")
 
 
 def test_files(tmp_path):

@@ -31,8 +31,9 @@ from orchestrator.governance.remediation import STRATEGIES_FOR, RemediationFile,
 from orchestrator.governance.validators import ValidatorsFile
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True)
-TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0xD7FF, blacklist_categories=("Cc", "Cs")),
-               min_size=1, max_size=30).filter(lambda s: s.strip())
+TEXT = st.text(
+    st.characters(min_codepoint=32, max_codepoint=0xD7FF, blacklist_categories=("Cc", "Cs")), min_size=1, max_size=30
+).filter(lambda s: s.strip())
 UNKNOWN = st.from_regex(r"zz[a-z_]{0,6}", fullmatch=True)  # no declared key starts with zz
 Where = tuple[tuple[object, ...], str]  # (where in the data, the key path a user reads)
 
@@ -44,8 +45,11 @@ def _subset(items):
 @st.composite
 def policy(draw, name: str) -> dict:
     entry: dict = {"name": name}
-    for key, items in (("blocked_providers", known_providers()), ("requires", known_tags()),
-                       ("skippable_validators", ["pytest", "ruff", "json"])):
+    for key, items in (
+        ("blocked_providers", known_providers()),
+        ("requires", known_tags()),
+        ("skippable_validators", ["pytest", "ruff", "json"]),
+    ):
         if draw(st.booleans()):
             entry[key] = draw(_subset(items))
     if draw(st.booleans()):
@@ -70,8 +74,11 @@ def project_file(draw) -> tuple[dict, list[Where]]:
     data: dict = {"project": draw(TEXT)}
     if draw(st.booleans()):
         data["criteria"] = draw(TEXT)
-    for key, number in (("budget_usd", st.floats(0, 1e6)), ("time_seconds", st.floats(0.5, 1e6)),
-                        ("concurrency", st.integers(1, 64))):
+    for key, number in (
+        ("budget_usd", st.floats(0, 1e6)),
+        ("time_seconds", st.floats(0.5, 1e6)),
+        ("concurrency", st.integers(1, 64)),
+    ):
         if draw(st.booleans()):
             data[key] = draw(number)
     if draw(st.booleans()):
@@ -95,26 +102,35 @@ def project_file(draw) -> tuple[dict, list[Where]]:
             places.append((("policies",), "policies"))
             section: dict = {"policies": draw(policy_list(("policies", "policies"), "policies.policies", places))}
             for ttype in draw(_subset([t.value for t in TaskType])):
-                section.setdefault("task_types", {})[ttype] = draw(policy_list(
-                    ("policies", "task_types", ttype), f"policies.task_types.{ttype}", places))
+                section.setdefault("task_types", {})[ttype] = draw(
+                    policy_list(("policies", "task_types", ttype), f"policies.task_types.{ttype}", places)
+                )
             data["policies"] = section
     if draw(st.booleans()):
         places.append((("remediation",), "remediation"))
         remediation: dict = {}
         for trigger in draw(_subset([t.value for t in Trigger])):
             allowed = [s.value for s in STRATEGIES_FOR[Trigger(trigger)]]
-            remediation[trigger] = draw(st.lists(st.one_of(
-                st.sampled_from(allowed), st.builds(lambda s, n: {s: n}, st.sampled_from(allowed), st.integers(1, 4))),
-                max_size=3))
+            remediation[trigger] = draw(
+                st.lists(
+                    st.one_of(
+                        st.sampled_from(allowed),
+                        st.builds(lambda s, n: {s: n}, st.sampled_from(allowed), st.integers(1, 4)),
+                    ),
+                    max_size=3,
+                )
+            )
         if draw(st.booleans()):
             remediation["min_threshold"] = draw(st.floats(0, 1))
         data["remediation"] = remediation
     if draw(st.booleans()):
         places.append((("validators",), "validators"))
-        choices = st.sampled_from(["not_empty", "python_syntax", {"length": {"max_words": 50}},
-                                   {"pytest": {"timeout": 30.0}}])
-        data["validators"] = {t: draw(st.lists(choices, max_size=3))
-                              for t in draw(_subset([t.value for t in TaskType]))}
+        choices = st.sampled_from(
+            ["not_empty", "python_syntax", {"length": {"max_words": 50}}, {"pytest": {"timeout": 30.0}}]
+        )
+        data["validators"] = {
+            t: draw(st.lists(choices, max_size=3)) for t in draw(_subset([t.value for t in TaskType]))
+        }
     return data, places
 
 
@@ -129,8 +145,9 @@ def _dump(data: dict, fmt: str) -> str:
 
 def _plain(value: object) -> object:
     """Written out as data: UNSET and None keys dropped, tuples as lists."""
-    return json.loads(json.dumps(msgspec.to_builtins(value)), object_hook=lambda d: {
-        k: v for k, v in d.items() if v is not None})
+    return json.loads(
+        json.dumps(msgspec.to_builtins(value)), object_hook=lambda d: {k: v for k, v in d.items() if v is not None}
+    )
 
 
 def _assert_kept(written: object, read: object, where: str = "$") -> None:
@@ -178,13 +195,19 @@ def test_an_unknown_key_anywhere_is_refused_with_its_key_path(generated, pick, u
 
 
 def test_a_near_miss_gets_a_did_you_mean_at_every_depth():
-    data = {"project": "x", "tasks": [{"id": "a", "promt": "p"}],
-            "policies": {"task_types": {"summarization": [{"name": "n", "blocked_provider": ["kimi"]}]}}}
+    data = {
+        "project": "x",
+        "tasks": [{"id": "a", "promt": "p"}],
+        "policies": {"task_types": {"summarization": [{"name": "n", "blocked_provider": ["kimi"]}]}},
+    }
     with pytest.raises(ConfigError, match=r"tasks\[0\]\.promt: unknown key 'promt' \(did you mean 'prompt'\?"):
         convert(data, ProjectFile)
     del data["tasks"]
-    with pytest.raises(ConfigError, match=r"^policies\.task_types\.summarization\[0\]\.blocked_provider: unknown "
-                                          r"key 'blocked_provider' \(did you mean 'blocked_providers'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^policies\.task_types\.summarization\[0\]\.blocked_provider: unknown "
+        r"key 'blocked_provider' \(did you mean 'blocked_providers'\?",
+    ):
         convert(data, ProjectFile)
 
 

@@ -38,8 +38,11 @@ def kind(request: ProviderRequest) -> str:
 def scripted(draft: str, revision: str = GOOD, score: float = 0.1, **kw) -> ScriptedProvider:
     """The local model's adapter, answering the draft first and ``revision`` after; its
     self-grade is ``score`` (low: the checks, not the grade, must decide)."""
-    return ScriptedProvider(answer=lambda r: draft if kind(r) == "generate" else revision
-                            if kind(r) == "revise" else "Looks wrong.", score=score, **kw)
+    return ScriptedProvider(
+        answer=lambda r: draft if kind(r) == "generate" else revision if kind(r) == "revise" else "Looks wrong.",
+        score=score,
+        **kw,
+    )
 
 
 def run(provider: ScriptedProvider, description: str, criteria: str, **kw):
@@ -53,22 +56,27 @@ def kinds(provider: ScriptedProvider) -> list[str]:
 
 # -- which task runs which check -----------------------------------------------------------
 
+
 def _tasks(*specs: tuple[str, TaskType, str, list[str]]) -> list[Task]:
     return [Task(tid, tt, prompt, list(deps)) for tid, tt, prompt, deps in specs]
 
 
 def test_a_check_goes_to_the_code_tasks_that_name_what_it_uses():
-    tasks = _tasks(("adder", TaskType.CODE_GENERATION, "Write add(a, b)", []),
-                   ("muler", TaskType.CODE_GENERATION, "Write mul(a, b)", []),
-                   ("docs", TaskType.SUMMARIZATION, "Document add and mul", []))
+    tasks = _tasks(
+        ("adder", TaskType.CODE_GENERATION, "Write add(a, b)", []),
+        ("muler", TaskType.CODE_GENERATION, "Write mul(a, b)", []),
+        ("docs", TaskType.SUMMARIZATION, "Document add and mul", []),
+    )
     criteria, notes = assign_checks(tasks, parse_criteria("add(1, 1) == 2\nmul(2, 3) == 6\nreadable"))
     assert [t.checks for t in tasks] == [("add(1, 1) == 2",), ("mul(2, 3) == 6",), ()]
     assert criteria.prose == "readable" and len(notes) == 2
 
 
 def test_a_check_naming_no_task_goes_to_the_final_code_tasks():
-    tasks = _tasks(("core", TaskType.CODE_GENERATION, "Write the core", []),
-                   ("api", TaskType.CODE_GENERATION, "Write the API on top", ["core"]))
+    tasks = _tasks(
+        ("core", TaskType.CODE_GENERATION, "Write the core", []),
+        ("api", TaskType.CODE_GENERATION, "Write the API on top", ["core"]),
+    )
     assign_checks(tasks, parse_criteria("compute(2) == 4"))
     assert [t.checks for t in tasks] == [(), ("compute(2) == 4",)]
 
@@ -81,6 +89,7 @@ def test_without_a_code_task_the_checks_go_to_the_evaluator_as_prose():
 
 
 # -- the local profile ----------------------------------------------------------------------
+
 
 def test_a_passing_draft_is_done_after_one_call(recorded):
     provider = scripted(GOOD)
@@ -146,6 +155,7 @@ def test_the_local_profile_caps_tokens_per_role():
 
 # -- the full profile -------------------------------------------------------------------------
 
+
 def test_full_profile_reviews_with_the_failing_check_in_hand():
     provider = scripted(WRONG)
     state = run(provider, *README, profile="full")
@@ -176,13 +186,16 @@ def test_checks_apply_to_given_tasks_too():
 
 # -- the task's span -----------------------------------------------------------------------------
 
+
 def test_each_check_is_an_event_on_the_task_span_without_model_values(span_exporter):
     provider = scripted(WRONG)
     run(provider, *README)
     task = span_exporter.by_name("task:add")
     checks = [e for e in task.events if e.name == "acceptance_check"]
-    assert [(e.attributes["check"], e.attributes["passed"], e.attributes.get("error_type"))
-            for e in checks] == [("add(1, 1) == 2", False, "AssertionError"), ("add(1, 1) == 2", True, None)]
+    assert [(e.attributes["check"], e.attributes["passed"], e.attributes.get("error_type")) for e in checks] == [
+        ("add(1, 1) == 2", False, "AssertionError"),
+        ("add(1, 1) == 2", True, None),
+    ]
     for span in span_exporter.spans():
         for event in span.events:
             assert "assert 0 == 2" not in str(dict(event.attributes or {}))

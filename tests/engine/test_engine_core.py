@@ -28,13 +28,18 @@ def _orch(provider, **kw):
 
 # -- decomposition sanitising -------------------------------------------------------------
 
+
 def test_sanitize_drops_unknown_and_self_dependencies_and_renames_duplicates():
-    tasks, notes = sanitize_tasks({"tasks": [
-        {"id": "a", "type": "code_generation", "prompt": "A", "depends_on": ["a", "ghost"]},
-        {"id": "a", "type": "summarization", "prompt": "B", "depends_on": ["a"]},
-        {"id": "c", "type": "nonsense", "prompt": "C", "depends_on": ["a_2"]},
-        {"id": "d", "type": "code_review", "prompt": "", "depends_on": []},
-    ]})
+    tasks, notes = sanitize_tasks(
+        {
+            "tasks": [
+                {"id": "a", "type": "code_generation", "prompt": "A", "depends_on": ["a", "ghost"]},
+                {"id": "a", "type": "summarization", "prompt": "B", "depends_on": ["a"]},
+                {"id": "c", "type": "nonsense", "prompt": "C", "depends_on": ["a_2"]},
+                {"id": "d", "type": "code_review", "prompt": "", "depends_on": []},
+            ]
+        }
+    )
     by_id = {t.id: t for t in tasks}
     assert list(by_id) == ["a", "a_2", "c"]
     assert by_id["a"].depends_on == []
@@ -44,8 +49,10 @@ def test_sanitize_drops_unknown_and_self_dependencies_and_renames_duplicates():
 
 
 def test_sanitize_breaks_cycles_and_clamps():
-    raw = [{"id": f"t{i}", "type": "summarization", "prompt": f"p{i}",
-            "depends_on": [f"t{(i + 1) % 15}"]} for i in range(20)]
+    raw = [
+        {"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "depends_on": [f"t{(i + 1) % 15}"]}
+        for i in range(20)
+    ]
     tasks, notes = sanitize_tasks(raw, max_tasks=15)
     assert len(tasks) == 15
     order = topological_order({t.id: t for t in tasks})
@@ -71,18 +78,21 @@ def test_explicit_task_values_beat_type_defaults():
 
 # -- runs --------------------------------------------------------------------------------
 
+
 async def test_run_completes_and_costs_add_up(recorded):
-    provider = ScriptedProvider(plan=decomposition(
-        {"id": "a", "type": "code_generation", "prompt": "write add", "depends_on": []},
-        {"id": "b", "type": "code_review", "prompt": "review add", "depends_on": ["a"]}))
+    provider = ScriptedProvider(
+        plan=decomposition(
+            {"id": "a", "type": "code_generation", "prompt": "write add", "depends_on": []},
+            {"id": "b", "type": "code_review", "prompt": "review add", "depends_on": ["a"]},
+        )
+    )
     state = await _orch(provider).run_project("Build add", "add(1,1)==2")
     assert state.status == ProjectStatus.SUCCESS
     assert [state.results[t].status for t in ("a", "b")] == [TaskStatus.COMPLETED] * 2
     # b's prompt carried a's output as context
     review_prompts = [r.prompt for r in provider.requests if "review add" in r.prompt]
     assert review_prompts and "Output of a" in review_prompts[0]
-    call_costs = sum(p.attributes.get("llm.cost_usd", 0.0) for p in recorded
-                     if isinstance(p, events.LlmCallFinished))
+    call_costs = sum(p.attributes.get("llm.cost_usd", 0.0) for p in recorded if isinstance(p, events.LlmCallFinished))
     assert call_costs == pytest.approx(state.budget.spent_usd)
     assert_pairs_balanced(recorded)
 
@@ -91,10 +101,14 @@ async def test_dependants_of_a_failed_task_are_skipped(recorded):
     def answer(req: ProviderRequest):
         return "def broken(:\n" if "write broken" in req.prompt else "fine"
 
-    provider = ScriptedProvider(answer=answer, plan=decomposition(
-        {"id": "a", "type": "code_generation", "prompt": "write broken", "depends_on": []},
-        {"id": "b", "type": "summarization", "prompt": "summarize a", "depends_on": ["a"]},
-        {"id": "c", "type": "summarization", "prompt": "independent", "depends_on": []}))
+    provider = ScriptedProvider(
+        answer=answer,
+        plan=decomposition(
+            {"id": "a", "type": "code_generation", "prompt": "write broken", "depends_on": []},
+            {"id": "b", "type": "summarization", "prompt": "summarize a", "depends_on": ["a"]},
+            {"id": "c", "type": "summarization", "prompt": "independent", "depends_on": []},
+        ),
+    )
     state = await _orch(provider).run_project("p", "c")
     assert state.results["a"].status == TaskStatus.FAILED
     assert state.results["b"].status == TaskStatus.SKIPPED
@@ -127,10 +141,13 @@ async def test_scheduler_has_no_level_barrier():
                     await asyncio.sleep(0.3 if tid == "slow" else 0.01)
             return await super().complete(request)
 
-    provider = Timed(plan=decomposition(
-        {"id": "fast", "type": "summarization", "prompt": "do fast", "depends_on": []},
-        {"id": "slow", "type": "summarization", "prompt": "do slow", "depends_on": []},
-        {"id": "after", "type": "summarization", "prompt": "do after", "depends_on": ["fast"]}))
+    provider = Timed(
+        plan=decomposition(
+            {"id": "fast", "type": "summarization", "prompt": "do fast", "depends_on": []},
+            {"id": "slow", "type": "summarization", "prompt": "do slow", "depends_on": []},
+            {"id": "after", "type": "summarization", "prompt": "do after", "depends_on": ["fast"]},
+        )
+    )
     state = await _orch(provider, concurrency=4).run_project("p", "c")
     assert state.status == ProjectStatus.SUCCESS
     assert starts["after"] - starts["slow"] < 0.3
@@ -150,15 +167,22 @@ async def test_concurrency_bound_is_respected():
                 running -= 1
             return await super().complete(request)
 
-    plan = decomposition(*({"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "depends_on": []}
-                           for i in range(8)))
+    plan = decomposition(
+        *({"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "depends_on": []} for i in range(8))
+    )
     await _orch(Counting(plan=plan), concurrency=3).run_project("p", "c")
     assert peak == 3
 
 
 async def test_budget_is_never_exceeded_and_status_says_why():
-    provider = ScriptedProvider(name="openai", tokens=(2000, 2000), score=0.1, plan=decomposition(
-        *({"id": f"t{i}", "type": "complex_reasoning", "prompt": f"p{i}", "depends_on": []} for i in range(5))))
+    provider = ScriptedProvider(
+        name="openai",
+        tokens=(2000, 2000),
+        score=0.1,
+        plan=decomposition(
+            *({"id": f"t{i}", "type": "complex_reasoning", "prompt": f"p{i}", "depends_on": []} for i in range(5))
+        ),
+    )
     budget = Budget(max_usd=0.05, max_time_seconds=600)
     client = UnifiedClient({"openai": provider})
     state = await Orchestrator(budget=budget, client=client, only_model="gpt-4o").run_project("p", "c")
@@ -176,8 +200,7 @@ async def test_threshold_plateau_and_iteration_cap():
                 self.score = next(scores)
             return await super().complete(request)
 
-    provider = Plateau(plan=decomposition({"id": "t", "type": "summarization", "prompt": "p",
-                                           "depends_on": []}))
+    provider = Plateau(plan=decomposition({"id": "t", "type": "summarization", "prompt": "p", "depends_on": []}))
     tasks = [Task("t", TaskType.SUMMARIZATION, "p", max_iterations=10, acceptance_threshold=0.95)]
     state = await _orch(provider, project_tasks=tasks).run_project("p", "c")
     result = state.results["t"]
@@ -187,8 +210,9 @@ async def test_threshold_plateau_and_iteration_cap():
 
 async def test_llm_error_falls_back_to_the_next_candidate():
     bad = ScriptedProvider(name="openai", answer=ProviderError("boom", transient=True, status_code=503))
-    good = ScriptedProvider(name="local", plan=decomposition(
-        {"id": "t", "type": "summarization", "prompt": "p", "depends_on": []}))
+    good = ScriptedProvider(
+        name="local", plan=decomposition({"id": "t", "type": "summarization", "prompt": "p", "depends_on": []})
+    )
     bad.plan = good.plan
     client = UnifiedClient({"openai": bad, "local": good}, sleep=no_sleep)
     state = await Orchestrator(budget=Budget(5, 600), client=client).run_project("p", "c")
@@ -211,14 +235,16 @@ async def test_raising_receiver_does_not_change_the_outcome(recorded):
         for sig in events.ALL_SIGNALS:
             sig.disconnect(broken)
     assert again.status == baseline.status
-    assert json.dumps({k: r.to_dict() for k, r in again.results.items()}) == \
-        json.dumps({k: r.to_dict() for k, r in baseline.results.items()})
+    assert json.dumps({k: r.to_dict() for k, r in again.results.items()}) == json.dumps(
+        {k: r.to_dict() for k, r in baseline.results.items()}
+    )
     assert_pairs_balanced(recorded)
 
 
 async def test_time_cap_stops_the_run_with_timed_out():
-    plan = decomposition(*({"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "depends_on": []}
-                           for i in range(4)))
+    plan = decomposition(
+        *({"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "depends_on": []} for i in range(4))
+    )
     provider = ScriptedProvider(plan=plan, latency=0.3, score=0.1)
     budget = Budget(max_usd=1.0, max_time_seconds=2.0)
     loop = asyncio.get_running_loop()
@@ -235,9 +261,13 @@ async def test_dependency_context_is_truncated_to_the_window():
     def answer(req: ProviderRequest):
         return huge if "make big" in req.prompt else "short"
 
-    provider = ScriptedProvider(answer=answer, plan=decomposition(
-        {"id": "big", "type": "summarization", "prompt": "make big", "depends_on": []},
-        {"id": "user", "type": "summarization", "prompt": "use big", "depends_on": ["big"]}))
+    provider = ScriptedProvider(
+        answer=answer,
+        plan=decomposition(
+            {"id": "big", "type": "summarization", "prompt": "make big", "depends_on": []},
+            {"id": "user", "type": "summarization", "prompt": "use big", "depends_on": ["big"]},
+        ),
+    )
     await _orch(provider).run_project("p", "c")
     prompts = [r.prompt for r in provider.requests if "use big" in r.prompt and r.prompt.startswith("Context")]
     assert prompts, "the dependant's generate prompt carries the context"

@@ -32,26 +32,30 @@ def run(provider: ScriptedProvider, description: str, criteria: str = "it works"
     return asyncio.run(orch.run_project(description, criteria))
 
 
-@pytest.mark.parametrize("request_text, target", [
-    ("Write a Python function add(a, b) that returns a + b", ("function", "add")),
-    ("Write a function named slugify", ("function", "slugify")),
-    ("Implement is_even(n)", ("function", "is_even")),
-    ("Write a class Stack with push() and pop() methods", ("class", "Stack")),
-    ("Create the file rate_limiter.py with a token bucket", ("file", "rate_limiter.py")),
-    ("Write a Python function that adds two numbers", ("function", "")),
-    ("Write functions add and mul", None),
-    ("Write add(a, b) and mul(a, b)", None),
-    ("Write a function add and a class Calculator", None),
-    ("Build a rate limiter", None),
-    ("Add 1+1", None),
-])
+@pytest.mark.parametrize(
+    "request_text, target",
+    [
+        ("Write a Python function add(a, b) that returns a + b", ("function", "add")),
+        ("Write a function named slugify", ("function", "slugify")),
+        ("Implement is_even(n)", ("function", "is_even")),
+        ("Write a class Stack with push() and pop() methods", ("class", "Stack")),
+        ("Create the file rate_limiter.py with a token bucket", ("file", "rate_limiter.py")),
+        ("Write a Python function that adds two numbers", ("function", "")),
+        ("Write functions add and mul", None),
+        ("Write add(a, b) and mul(a, b)", None),
+        ("Write a function add and a class Calculator", None),
+        ("Build a rate limiter", None),
+        ("Add 1+1", None),
+    ],
+)
 def test_what_names_one_target(request_text, target):
     found = single_target(request_text)
     assert (None if found is None else (found.kind, found.name)) == target
 
 
-@pytest.mark.parametrize("task_id", ["01_23456789_task_type", "task_type", "string", "id", "12345",
-                                     "code_generation", "example_1", ""])
+@pytest.mark.parametrize(
+    "task_id", ["01_23456789_task_type", "task_type", "string", "id", "12345", "code_generation", "example_1", ""]
+)
 def test_ids_that_mean_nothing(task_id):
     assert meaningless_id(task_id)
 
@@ -71,8 +75,14 @@ def test_slugs_are_short_and_readable():
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=120), st.text(max_size=200))
 def test_sanitized_ids_are_always_short_clean_and_unique(raw_id, prompt):
-    tasks, _ = sanitize_tasks({"tasks": [{"id": raw_id, "type": "code_generation", "prompt": f"p {prompt}"},
-                                         {"id": raw_id, "type": "code_generation", "prompt": f"p {prompt}"}]})
+    tasks, _ = sanitize_tasks(
+        {
+            "tasks": [
+                {"id": raw_id, "type": "code_generation", "prompt": f"p {prompt}"},
+                {"id": raw_id, "type": "code_generation", "prompt": f"p {prompt}"},
+            ]
+        }
+    )
     ids = [t.id for t in tasks]
     assert len(set(ids)) == len(ids) == 2
     for task_id in ids:
@@ -81,9 +91,18 @@ def test_sanitized_ids_are_always_short_clean_and_unique(raw_id, prompt):
 
 
 def test_an_id_copied_from_the_schema_becomes_a_slug_of_the_prompt():
-    tasks, notes = sanitize_tasks({"tasks": [
-        {"id": "01_23456789_task_type", "type": "code_generation", "prompt": "Write a Python function mul(a, b)"},
-        {"id": "string", "type": "summarization", "prompt": "Summarize the design"}]})
+    tasks, notes = sanitize_tasks(
+        {
+            "tasks": [
+                {
+                    "id": "01_23456789_task_type",
+                    "type": "code_generation",
+                    "prompt": "Write a Python function mul(a, b)",
+                },
+                {"id": "string", "type": "summarization", "prompt": "Summarize the design"},
+            ]
+        }
+    )
     assert [t.id for t in tasks] == ["mul", "summarize_design"]
     assert any("means nothing" in n for n in notes)
 

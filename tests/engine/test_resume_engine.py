@@ -62,16 +62,25 @@ class Script(ScriptedProvider):
             score = 0.5 if "BETA" in request.prompt else 0.95
             return ProviderResponse(json.dumps({"reasons": "r", "score": score}), 20, 10, "stop", request.model)
         if "CODE" in request.prompt:
-            text = "```python\ndef add(a, b) return\n```" if self.broken else "```python\ndef add(a, b):\n    return a + b\n```"
+            text = (
+                "```python\ndef add(a, b) return\n```"
+                if self.broken
+                else "```python\ndef add(a, b):\n    return a + b\n```"
+            )
         else:
             text = f"answer {abs(hash(request.prompt)) % 1000}"
         return ProviderResponse(text, 100, 50, "stop", request.model)
 
 
 def _orch(store: RunStore, provider: ScriptedProvider, budget: Budget | None = None) -> Orchestrator:
-    return Orchestrator(budget=budget or Budget(1.0, 600), client=UnifiedClient({"local": provider}),
-                        store=store, only_model=PRICED, max_tasks=5,
-                        validators={"code_generation": ["python_syntax"]})
+    return Orchestrator(
+        budget=budget or Budget(1.0, 600),
+        client=UnifiedClient({"local": provider}),
+        store=store,
+        only_model=PRICED,
+        max_tasks=5,
+        validators={"code_generation": ["python_syntax"]},
+    )
 
 
 async def _interrupted_run(store: RunStore, provider: Script) -> str:
@@ -81,8 +90,11 @@ async def _interrupted_run(store: RunStore, provider: Script) -> str:
     for _ in range(2000):
         await asyncio.sleep(0.005)
         state = orch.state
-        if state and len([r for r in state.results.values() if r.status not in (
-                TaskStatus.RUNNING, TaskStatus.PENDING)]) == 4:
+        if (
+            state
+            and len([r for r in state.results.values() if r.status not in (TaskStatus.RUNNING, TaskStatus.PENDING)])
+            == 4
+        ):
             break
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -96,8 +108,13 @@ async def test_resume_keeps_completed_and_degraded_and_runs_the_rest(tmp_path, r
     cp = store.load(pid)
     assert cp.status == "interrupted"
     statuses = {t: r.status for t, r in cp.results.items()}
-    assert statuses == {"alpha": TaskStatus.COMPLETED, "beta": TaskStatus.DEGRADED, "code": TaskStatus.FAILED,
-                        "dep": TaskStatus.SKIPPED, "slow": TaskStatus.FAILED}
+    assert statuses == {
+        "alpha": TaskStatus.COMPLETED,
+        "beta": TaskStatus.DEGRADED,
+        "code": TaskStatus.FAILED,
+        "dep": TaskStatus.SKIPPED,
+        "slow": TaskStatus.FAILED,
+    }
     assert cp.results["slow"].error == "interrupted" and cp.spent_usd > 0
     first_attempt = list(recorded)
     recorded.clear()
@@ -107,15 +124,22 @@ async def test_resume_keeps_completed_and_degraded_and_runs_the_rest(tmp_path, r
     assert state.status == ProjectStatus.PARTIAL_SUCCESS  # beta stays degraded
     assert state.attempt == 2 and state.restored == {"alpha": 1, "beta": 1}
     assert {t: r.status for t, r in state.results.items()} == {
-        "alpha": TaskStatus.COMPLETED, "beta": TaskStatus.DEGRADED, "code": TaskStatus.COMPLETED,
-        "dep": TaskStatus.COMPLETED, "slow": TaskStatus.COMPLETED}
+        "alpha": TaskStatus.COMPLETED,
+        "beta": TaskStatus.DEGRADED,
+        "code": TaskStatus.COMPLETED,
+        "dep": TaskStatus.COMPLETED,
+        "slow": TaskStatus.COMPLETED,
+    }
     assert state.results["alpha"] == cp.results["alpha"] and state.results["beta"] == cp.results["beta"]
     # kept tasks are not started again and no call is made for them
     started = [p.task_id for p in recorded if isinstance(p, events.TaskStarted)]
     assert sorted(started) == ["code", "dep", "slow"]
     assert [p.task_id for p in recorded if isinstance(p, events.TaskRestored)] == ["alpha", "beta"]
-    assert not [r for r in provider.requests if "ALPHA" in r.prompt or "BETA" in r.prompt or "tasks" in
-                (r.json_schema or {}).get("properties", {})]
+    assert not [
+        r
+        for r in provider.requests
+        if "ALPHA" in r.prompt or "BETA" in r.prompt or "tasks" in (r.json_schema or {}).get("properties", {})
+    ]
     # the budget went on from what was spent; the project total is the sum of both attempts' calls
     calls = [p for p in first_attempt + recorded if isinstance(p, events.LlmCallFinished)]
     assert state.budget.spent_usd == pytest.approx(sum(p.attributes.get("llm.cost_usd", 0.0) for p in calls))
@@ -198,8 +222,17 @@ async def test_budget_goes_on_from_what_was_spent_and_caps_only_rise(tmp_path):
 
 
 def test_the_time_cap_counts_the_time_earlier_attempts_ran():
-    cp = Checkpoint("p", "d", "c", status="timed_out", max_usd=1.0, max_time_seconds=600, elapsed_seconds=590,
-                    spent_usd=0.5, phase_spend={"generation": 0.5})
+    cp = Checkpoint(
+        "p",
+        "d",
+        "c",
+        status="timed_out",
+        max_usd=1.0,
+        max_time_seconds=600,
+        elapsed_seconds=590,
+        spent_usd=0.5,
+        phase_spend={"generation": 0.5},
+    )
     budget = resumed_budget(cp)
     assert 9 < budget.remaining_seconds <= 10 and budget.elapsed_seconds >= 590
     assert budget.spent_usd == 0.5 and budget.remaining_usd == pytest.approx(0.5)
@@ -227,8 +260,9 @@ async def test_a_changed_catalog_is_noted_on_resume(tmp_path):
     cp.versions["catalog"] = "000000000000"
     store.save(cp)
     state = await _orch(store, Script(broken=False, block_slow=False)).resume(pid)
-    assert any(n.startswith("resumed with other versions than the checkpoint's (catalog 000000000000 -> ")
-               for n in state.notes)
+    assert any(
+        n.startswith("resumed with other versions than the checkpoint's (catalog 000000000000 -> ") for n in state.notes
+    )
 
 
 async def test_unknown_ids_and_a_missing_store(tmp_path):
@@ -242,8 +276,11 @@ async def test_two_resumes_at_once_one_is_refused(tmp_path):
     store = RunStore(tmp_path)
     pid = await _interrupted_run(store, Script())
     provider = Script(broken=False, block_slow=False, latency=0.05)
-    results = await asyncio.gather(_orch(RunStore(tmp_path), provider).resume(pid),
-                                   _orch(RunStore(tmp_path), provider).resume(pid), return_exceptions=True)
+    results = await asyncio.gather(
+        _orch(RunStore(tmp_path), provider).resume(pid),
+        _orch(RunStore(tmp_path), provider).resume(pid),
+        return_exceptions=True,
+    )
     refused = [r for r in results if isinstance(r, ProjectBusyError)]
     done = [r for r in results if not isinstance(r, BaseException)]
     assert len(refused) == 1 and len(done) == 1, results
@@ -259,8 +296,8 @@ async def test_the_resumed_root_links_to_the_original(tmp_path, span_exporter):
     pid = await _interrupted_run(store, Script())
     (first_root,) = [s for s in span_exporter.get_finished_spans() if s.name == "run_project"]
     assert store.load(pid).roots[0]["traceparent"] == (
-        f"00-{first_root.context.trace_id:032x}-{first_root.context.span_id:016x}-"
-        f"{first_root.context.trace_flags:02x}")
+        f"00-{first_root.context.trace_id:032x}-{first_root.context.span_id:016x}-{first_root.context.trace_flags:02x}"
+    )
     span_exporter.clear()
     await _orch(store, Script(broken=False, block_slow=False)).resume(pid)
     spans: list[ReadableSpan] = list(span_exporter.get_finished_spans())
@@ -269,8 +306,7 @@ async def test_the_resumed_root_links_to_the_original(tmp_path, span_exporter):
     assert root.attributes["orchestrator.resumed_from"] == pid
     assert root.attributes["orchestrator.original_trace_id"] == f"{first_root.context.trace_id:032x}"
     (link,) = root.links
-    assert (link.context.trace_id, link.context.span_id) == (first_root.context.trace_id,
-                                                            first_root.context.span_id)
+    assert (link.context.trace_id, link.context.span_id) == (first_root.context.trace_id, first_root.context.span_id)
     assert root.context.trace_id != first_root.context.trace_id  # a new trace, linked
     assert sorted(s.name for s in spans if s.name.startswith("task:")) == ["task:code", "task:dep", "task:slow"]
     assert sorted(e.attributes["task_id"] for e in root.events if e.name == "task_restored") == ["alpha", "beta"]

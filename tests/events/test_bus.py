@@ -51,8 +51,14 @@ def test_pair_payloads_share_ids_and_nest(collector):
                 call.set_completion("answer")
             task.set_attribute("task.status", "completed")
     names = [p.signal_name for p in collector.seen]
-    assert names == ["project_started", "task_started", "llm_call_started", "llm_call_finished",
-                     "task_finished", "project_finished"]
+    assert names == [
+        "project_started",
+        "task_started",
+        "llm_call_started",
+        "llm_call_finished",
+        "task_finished",
+        "project_finished",
+    ]
     proj_s, task_s, call_s, call_f, task_f, proj_f = collector.seen
     assert proj_s.correlation_id == proj_f.correlation_id and proj_s.parent_id is None
     assert task_s.parent_id == proj_s.correlation_id
@@ -162,8 +168,10 @@ def test_every_signal_documents_its_payload():
         assert sig.payload_type.signal_name == sig.name
         assert sig.payload_type.__name__ in sig.__doc__
         assert getattr(events, sig.name) is sig and getattr(events, sig.payload_type.__name__) is sig.payload_type
-    assert all(issubclass(start.payload_type, events.PairStart) and issubclass(finish.payload_type, events.PairFinish)
-               for start, finish in events.PAIRS)
+    assert all(
+        issubclass(start.payload_type, events.PairStart) and issubclass(finish.payload_type, events.PairFinish)
+        for start, finish in events.PAIRS
+    )
 
 
 def test_pairs_and_points_see_the_ids_reseeded_after_a_fork(collector):
@@ -192,7 +200,6 @@ def test_the_listening_flag_follows_connections():
     finally:
         events.cache_hit.disconnect(seen.append)
     assert not events.is_active()
-
 
 
 class PairLog:

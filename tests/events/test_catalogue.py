@@ -36,7 +36,7 @@ def _tables() -> dict[str, list[str]]:
         for i, line in enumerate(lines):
             if line.startswith(HEADER):
                 rows = []
-                for row in lines[i + 2:]:
+                for row in lines[i + 2 :]:
                     if not row.startswith("|"):
                         break
                     rows.append(row)
@@ -64,8 +64,9 @@ def _segments(payload_cell: str) -> dict[str, set[str]]:
     """The fields a row lists: ``both`` (before any marker), ``start`` and ``finish``."""
     text = _without_parentheses(payload_cell)
     out = {"both": set(), "start": set(), "finish": set()}
-    for part, chunk in zip(["both", *re.findall(r"\b(start|finish):", text)], re.split(r"\b(?:start|finish):", text),
-                           strict=True):
+    for part, chunk in zip(
+        ["both", *re.findall(r"\b(start|finish):", text)], re.split(r"\b(?:start|finish):", text), strict=True
+    ):
         out[part] |= set(FIELD.findall(chunk))
     return out
 
@@ -99,8 +100,10 @@ def problems(rows: list[str]) -> list[str]:
             want = {"both": start_own & finish_own, "start": start_own - finish_own, "finish": finish_own - start_own}
             for part in ("both", "start", "finish"):
                 if listed[part] != want[part]:
-                    found.append(f"{names[0]}/{names[1]} ({part}): lists {sorted(listed[part])}, "
-                                 f"the payloads have {sorted(want[part])}")
+                    found.append(
+                        f"{names[0]}/{names[1]} ({part}): lists {sorted(listed[part])}, "
+                        f"the payloads have {sorted(want[part])}"
+                    )
         elif len(names) == 1:
             signal = events.SIGNALS_BY_NAME[names[0]]
             if signal not in events.POINT_SIGNALS:
@@ -114,8 +117,10 @@ def problems(rows: list[str]) -> list[str]:
             found.append(f"a row names {len(names)} signals: {names}")
     every = [s.name for s in events.ALL_SIGNALS]
     if sorted(seen) != sorted(every):
-        found.append(f"missing: {sorted(set(every) - set(seen))}, extra or repeated: "
-                     f"{sorted(n for n in set(seen) if seen.count(n) > 1 or n not in every)}")
+        found.append(
+            f"missing: {sorted(set(every) - set(seen))}, extra or repeated: "
+            f"{sorted(n for n in set(seen) if seen.count(n) > 1 or n not in every)}"
+        )
     return found
 
 
@@ -139,4 +144,3 @@ def test_the_check_finds_a_wrong_field_a_missing_signal_and_a_broken_pair():
     assert any("not a start/finish pair" in p for p in problems(swapped))
     no_finish_marker = [r.replace("finish: `completion`", "`completion`") for r in rows]  # now start-only
     assert any("llm_call_started/llm_call_finished (start)" in p for p in problems(no_finish_marker))
-

@@ -43,8 +43,19 @@ def mypy_report(tmp_path_factory) -> dict[str, list[str]]:
     work = tmp_path_factory.mktemp("typed_emit")
     snippet = work / "snippet.py"
     snippet.write_text(SNIPPET, encoding="utf-8")
-    out, err, _ = api.run(["--strict", "--follow-imports=silent", "--no-incremental", "--cache-dir", str(work / "cache"),
-                           "--config-file", str(ROOT / "pyproject.toml"), "--show-error-codes", str(snippet)])
+    out, err, _ = api.run(
+        [
+            "--strict",
+            "--follow-imports=silent",
+            "--no-incremental",
+            "--cache-dir",
+            str(work / "cache"),
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--show-error-codes",
+            str(snippet),
+        ]
+    )
     assert "Traceback" not in err, err
     starts = {n + 1: line.split("(")[0][4:] for n, line in enumerate(SNIPPET.splitlines()) if line.startswith("def ")}
     by_function: dict[str, list[str]] = {name: [] for name in starts.values()}

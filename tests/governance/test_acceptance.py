@@ -9,12 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.governance.acceptance import (
-    _test_module,
-    checked_code,
-    parse_criteria,
-    run_checks,
-)
+from orchestrator.governance.acceptance import _test_module, checked_code, parse_criteria, run_checks
 from orchestrator.governance.sandbox import Sandbox
 from tests.sandboxes import BOXES
 
@@ -24,34 +19,41 @@ WRONG_ADD = "```python\ndef add(a, b):\n    return a - b\n```"
 
 # -- parsing ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, checks, prose", [
-    ("add(1, 1) == 2", ["add(1, 1) == 2"], ""),
-    ("assert add(1, 1) == 2", ["assert add(1, 1) == 2"], ""),
-    ("assert add(1,1) == 2\nassert add(2, 3) == 5, 'five'",
-     ["assert add(1,1) == 2", "assert add(2, 3) == 5, 'five'"], ""),
-    ("is_prime(7)", ["is_prime(7)"], ""),                              # a call on literals
-    ("not is_prime(8)", ["not is_prime(8)"], ""),
-    ("add(1, 1) == 2 and add(0, 0) == 0", ["add(1, 1) == 2 and add(0, 0) == 0"], ""),
-    ("[sq(i) for i in range(3)] == [0, 1, 4]", ["[sq(i) for i in range(3)] == [0, 1, 4]"], ""),
-    ("add(1, 1) == 2; add(2, 2) == 4", ["add(1, 1) == 2", "add(2, 2) == 4"], ""),
-    # prose stays prose: words, sentences, things that parse but say nothing checkable
-    ("returns 2", [], "returns 2"),
-    ("pytest passes", [], "pytest passes"),
-    ("fast", [], "fast"),
-    ("fast and correct", [], "fast and correct"),
-    ("not bad", [], "not bad"),
-    ("it is fast", [], "it is fast"),
-    ("works (mostly)", [], "works (mostly)"),
-    ("1+1", [], "1+1"),
-    ("import os", [], "import os"),
-    ("x = add(1, 1)", [], "x = add(1, 1)"),
-    # mixed
-    ("add(1, 1) == 2\nreadable code", ["add(1, 1) == 2"], "readable code"),
-    ("- add(1, 1) == 2.\n- handles negatives", ["add(1, 1) == 2"], "handles negatives"),
-    ("add(1, 1) == 2; it is fast", ["add(1, 1) == 2"], "it is fast"),
-    ("It must hold that `add(2, 2) == 4`.", ["add(2, 2) == 4"], "It must hold that `add(2, 2) == 4`."),
-    ("", [], ""),
-])
+
+@pytest.mark.parametrize(
+    "text, checks, prose",
+    [
+        ("add(1, 1) == 2", ["add(1, 1) == 2"], ""),
+        ("assert add(1, 1) == 2", ["assert add(1, 1) == 2"], ""),
+        (
+            "assert add(1,1) == 2\nassert add(2, 3) == 5, 'five'",
+            ["assert add(1,1) == 2", "assert add(2, 3) == 5, 'five'"],
+            "",
+        ),
+        ("is_prime(7)", ["is_prime(7)"], ""),  # a call on literals
+        ("not is_prime(8)", ["not is_prime(8)"], ""),
+        ("add(1, 1) == 2 and add(0, 0) == 0", ["add(1, 1) == 2 and add(0, 0) == 0"], ""),
+        ("[sq(i) for i in range(3)] == [0, 1, 4]", ["[sq(i) for i in range(3)] == [0, 1, 4]"], ""),
+        ("add(1, 1) == 2; add(2, 2) == 4", ["add(1, 1) == 2", "add(2, 2) == 4"], ""),
+        # prose stays prose: words, sentences, things that parse but say nothing checkable
+        ("returns 2", [], "returns 2"),
+        ("pytest passes", [], "pytest passes"),
+        ("fast", [], "fast"),
+        ("fast and correct", [], "fast and correct"),
+        ("not bad", [], "not bad"),
+        ("it is fast", [], "it is fast"),
+        ("works (mostly)", [], "works (mostly)"),
+        ("1+1", [], "1+1"),
+        ("import os", [], "import os"),
+        ("x = add(1, 1)", [], "x = add(1, 1)"),
+        # mixed
+        ("add(1, 1) == 2\nreadable code", ["add(1, 1) == 2"], "readable code"),
+        ("- add(1, 1) == 2.\n- handles negatives", ["add(1, 1) == 2"], "handles negatives"),
+        ("add(1, 1) == 2; it is fast", ["add(1, 1) == 2"], "it is fast"),
+        ("It must hold that `add(2, 2) == 4`.", ["add(2, 2) == 4"], "It must hold that `add(2, 2) == 4`."),
+        ("", [], ""),
+    ],
+)
 def test_what_counts_as_a_check(text, checks, prose):
     criteria = parse_criteria(text)
     assert [c.source for c in criteria.checks] == checks
@@ -81,8 +83,13 @@ def test_any_text_parses_into_checks_that_are_each_one_python_check(text):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(["add(1, 1) == 2", "assert mul(2, 3) == 6", "fast", "works well",
-                                 "is_even(4)", "no crashes"]), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.sampled_from(["add(1, 1) == 2", "assert mul(2, 3) == 6", "fast", "works well", "is_even(4)", "no crashes"]),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_mixed_lines_split_into_checks_and_prose_without_losing_any(lines):
     criteria = parse_criteria("\n".join(lines))
     code = {"add(1, 1) == 2", "assert mul(2, 3) == 6", "is_even(4)"}
@@ -100,9 +107,11 @@ def test_the_test_module_holds_only_the_checks_as_asserts():
 
 # -- the checked code -------------------------------------------------------------------------
 
+
 def test_demo_calls_and_the_models_own_asserts_are_left_out():
-    code, note = checked_code("```python\ndef add(a, b):\n    return a + b\nprint(add(10))\n"
-                              "assert add(1, 1) == 3\nTOTAL = add(1, 2)\n```")
+    code, note = checked_code(
+        "```python\ndef add(a, b):\n    return a + b\nprint(add(10))\nassert add(1, 1) == 3\nTOTAL = add(1, 2)\n```"
+    )
     assert "print" not in code and "assert" not in code and "TOTAL = add(1, 2)" in code and note == ""
 
 
@@ -112,6 +121,7 @@ def test_a_block_ending_in_prose_keeps_the_code_before_it():
 
 
 # -- running, for real, in the sandbox ---------------------------------------------------------
+
 
 def test_passing_and_failing_checks_each_report_their_outcome():
     criteria = parse_criteria("add(1, 1) == 2\nassert add(2, 3) == 5, 'five'\nmul(2, 3) == 6")
@@ -131,8 +141,10 @@ def test_passing_and_failing_checks_each_report_their_outcome():
 
 
 def test_code_that_fails_on_import_fails_every_check_with_its_error():
-    report = run_checks("```python\nraise RuntimeError('boom')\ndef add(a, b):\n    return a + b\n```",
-                        parse_criteria("add(1, 1) == 2").checks)
+    report = run_checks(
+        "```python\nraise RuntimeError('boom')\ndef add(a, b):\n    return a + b\n```",
+        parse_criteria("add(1, 1) == 2").checks,
+    )
     (result,) = report.results
     assert not result.passed and result.error_type == "RuntimeError" and "boom" in result.error
 
@@ -149,12 +161,16 @@ def test_a_check_that_never_ends_is_killed_at_the_timeout():
 
 
 def test_dependency_code_comes_first():
-    report = run_checks("```python\ndef twice(x):\n    return add(x, x)\n```", parse_criteria("twice(2) == 4").checks,
-                        prelude=["def add(a, b):\n    return a + b"])
+    report = run_checks(
+        "```python\ndef twice(x):\n    return add(x, x)\n```",
+        parse_criteria("twice(2) == 4").checks,
+        prelude=["def add(a, b):\n    return a + b"],
+    )
     assert report.passed
 
 
 # -- malicious criteria stay in the sandbox (the full probe suite is tests/security/) ----------
+
 
 @pytest.mark.parametrize("box", BOXES)
 def test_a_check_cannot_reach_a_loopback_server_outside_the_sandbox(loopback_server, box):
@@ -171,9 +187,11 @@ def test_a_check_cannot_reach_a_loopback_server_outside_the_sandbox(loopback_ser
 def test_a_check_cannot_read_the_callers_secrets(monkeypatch, box):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-for-the-sandbox")
     monkeypatch.setenv("ORCH_TEST_SECRET", "hunter2")
-    criteria = parse_criteria("__import__('os').environ.get('OPENAI_API_KEY') is None\n"
-                              "__import__('os').environ.get('ORCH_TEST_SECRET') is None\n"
-                              "'hunter2' not in str(dict(__import__('os').environ))")
+    criteria = parse_criteria(
+        "__import__('os').environ.get('OPENAI_API_KEY') is None\n"
+        "__import__('os').environ.get('ORCH_TEST_SECRET') is None\n"
+        "'hunter2' not in str(dict(__import__('os').environ))"
+    )
     report = run_checks(ADD, criteria.checks, sandbox=box)
     assert report.passed, report.results  # the sandbox's environment holds none of them
 

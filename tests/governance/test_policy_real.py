@@ -29,17 +29,21 @@ def _providers(local_model: str | None = None) -> dict:
     """The real local model; Anthropic failing every call with a 503; Google answering
     fine but blocked by the policies (it must never be called)."""
     overloaded = ProviderError("503 overloaded", transient=True, status_code=503)
-    return {"local": LocalProvider(local_model),
-            "anthropic": ScriptedProvider(name="anthropic", answer=overloaded, plan=overloaded),
-            "google": ScriptedProvider(name="google")}
+    return {
+        "local": LocalProvider(local_model),
+        "anthropic": ScriptedProvider(name="anthropic", answer=overloaded, plan=overloaded),
+        "google": ScriptedProvider(name="google"),
+    }
 
 
 # Google is blocked everywhere.  Anthropic is blocked for project-level calls (the
 # planner), but each task type overrides that policy to monitor mode, so tasks try it
 # first (every task type routes to an Anthropic model before the local one) and it fails.
 POLICIES = {
-    "policies": [{"name": "no_google", "blocked_providers": ["google"]},
-                 {"name": "plan_offline", "blocked_providers": ["anthropic"]}],
+    "policies": [
+        {"name": "no_google", "blocked_providers": ["google"]},
+        {"name": "plan_offline", "blocked_providers": ["anthropic"]},
+    ],
     "task_types": {t.value: [{"name": "plan_offline", "enforcement_mode": "monitor"}] for t in TaskType},
 }
 
@@ -47,11 +51,16 @@ POLICIES = {
 def test_the_seed_span_tree_in_a_real_run_where_a_policy_blocks_and_a_call_fails(span_exporter):
     provs = _providers()
     # the full profile: the seed's whole loop (decompose, generate, critique, revise), on the local model
-    orch = Orchestrator(budget=Budget(1.0, 900), client=UnifiedClient(provs, sleep=no_sleep), max_tasks=1,
-                        policies=POLICIES, profile="full")
+    orch = Orchestrator(
+        budget=Budget(1.0, 900),
+        client=UnifiedClient(provs, sleep=no_sleep),
+        max_tasks=1,
+        policies=POLICIES,
+        profile="full",
+    )
     state = asyncio.run(orch.run_project("Write a Python function add(a, b) that returns a + b", "add(1, 1) == 2"))
     assert provs["google"].requests == []  # blocked: never sent anything
-    assert provs["anthropic"].requests     # tried, and failed
+    assert provs["anthropic"].requests  # tried, and failed
 
     ex = span_exporter
     root = ex.by_name("run_project")
@@ -61,10 +70,13 @@ def test_the_seed_span_tree_in_a_real_run_where_a_policy_blocks_and_a_call_fails
     # the plan: the local model decomposed, after the planner's policy checks refused the others
     decompositions = [s for s in children if s.name == "llm_call:decompose"]  # a second try if unusable
     assert 1 <= len(decompositions) <= 2
-    assert all(s.attributes["llm.model"] == LOCAL_MODEL and s.attributes["gen_ai.usage.output_tokens"] > 0
-               for s in decompositions)
-    planner_checks = [(s.attributes["policy.model"], s.attributes["policy.passed"])
-                      for s in children if s.name == "policy_check"]
+    assert all(
+        s.attributes["llm.model"] == LOCAL_MODEL and s.attributes["gen_ai.usage.output_tokens"] > 0
+        for s in decompositions
+    )
+    planner_checks = [
+        (s.attributes["policy.model"], s.attributes["policy.passed"]) for s in children if s.name == "policy_check"
+    ]
     assert planner_checks[-1] == (LOCAL_MODEL, True)
     assert all(not passed for _, passed in planner_checks[:-1]) and len(planner_checks) >= 2
 
@@ -82,8 +94,9 @@ def test_the_seed_span_tree_in_a_real_run_where_a_policy_blocks_and_a_call_fails
     # policy_check: a blocked one (Google) and passed ones, under the task (the checks of
     # a fallback sit in its remediation span: they are part of that attempt)
     subtree = _descendants(ex, task)
-    checks = {(s.attributes["policy.model"], s.attributes["policy.passed"]) for s in subtree
-              if s.name == "policy_check"}
+    checks = {
+        (s.attributes["policy.model"], s.attributes["policy.passed"]) for s in subtree if s.name == "policy_check"
+    }
     assert any(not passed and model.startswith("gemini") for model, passed in checks), checks
     assert (LOCAL_MODEL, True) in checks
 
@@ -96,8 +109,9 @@ def test_the_seed_span_tree_in_a_real_run_where_a_policy_blocks_and_a_call_fails
     (to_local,) = [r for r in remediations if r.attributes.get("remediation.to_model") == LOCAL_MODEL]
     assert to_local.attributes["remediation.strategy"] == "fallback_model"
     assert to_local.attributes["remediation.success"] is True
-    local_calls = [s for s in ex.spans("llm_call:") if ex.parent_of(s) is to_local
-                   and s.attributes["llm.model"] == LOCAL_MODEL]
+    local_calls = [
+        s for s in ex.spans("llm_call:") if ex.parent_of(s) is to_local and s.attributes["llm.model"] == LOCAL_MODEL
+    ]
     assert {"llm_call:generate", "llm_call:revise"} <= {s.name for s in local_calls}
     assert all(s.attributes["gen_ai.usage.output_tokens"] > 0 for s in local_calls)
     # nothing is left open, nothing is cut loose
@@ -132,17 +146,18 @@ def test_the_cli_dev_tree_shows_policy_checks_and_remediations(tmp_path, monkeyp
         "    max_output_tokens: 128\n"
         "policies:\n"
         "  - name: no_google\n"
-        "    blocked_providers: [google]\n", encoding="utf-8")
+        "    blocked_providers: [google]\n",
+        encoding="utf-8",
+    )
     code = cli.main(["-f", str(project), "--tracing", "--cache-dir", str(tmp_path / "cache")])
     out = capsys.readouterr().out
     assert code in (cli.EXIT_OK, cli.EXIT_RUN_FAILED)
-    tree = out[out.index("Total:"):]
+    tree = out[out.index("Total:") :]
     lines = [ln for ln in tree.splitlines() if "policy_check" in ln or "remediation" in ln]
     assert "run_project" in tree and "llm_call:generate" in tree
     assert any("policy_check" in ln and "gemini-3.5-flash-lite" in ln and "blocked" in ln for ln in lines), tree
     assert any("policy_check" in ln and LOCAL_MODEL in ln and "passed" in ln for ln in lines), tree
-    assert any("remediation" in ln and "fallback_model (llm_error)" in ln and "succeeded" in ln
-               for ln in lines), tree
+    assert any("remediation" in ln and "fallback_model (llm_error)" in ln and "succeeded" in ln for ln in lines), tree
     task_line = next(ln for ln in tree.splitlines() if "task:why" in ln)
     indent = len(task_line) - len(task_line.lstrip("│├└─ "))
     for ln in lines:  # every check and remediation is drawn under the task

@@ -28,13 +28,16 @@ from orchestrator.llm.providers.base import ProviderError
 from tests.helpers import no_sleep
 from tests.scripted import ScriptedProvider, decomposition
 
-SUMMARY_PLAN = decomposition({"id": "t", "type": "summarization", "prompt": "summarize the notes",
-                              "depends_on": []})
+SUMMARY_PLAN = decomposition({"id": "t", "type": "summarization", "prompt": "summarize the notes", "depends_on": []})
 
 
 def _failing(name: str, transient: bool = True) -> ScriptedProvider:
-    error = ProviderError("503 service unavailable" if transient else "401 unauthorized", transient=transient,
-                          status_code=503 if transient else 401, fatal_for_model=not transient)
+    error = ProviderError(
+        "503 service unavailable" if transient else "401 unauthorized",
+        transient=transient,
+        status_code=503 if transient else 401,
+        fatal_for_model=not transient,
+    )
     return ScriptedProvider(name=name, plan=SUMMARY_PLAN, answer=error)
 
 
@@ -45,6 +48,7 @@ def _client(provs, **kw) -> UnifiedClient:
 
 
 # -- plans --------------------------------------------------------------------------------
+
 
 def test_default_plans_are_the_documented_ones():
     assert {t.value: [str(s) for s in plan] for t, plan in DEFAULT_PLANS.items()} == {
@@ -59,12 +63,18 @@ def test_decide_takes_the_first_applicable_step_with_attempts_left():
     rem = TaskRemediation(RemediationConfig(retry_delay_seconds=0))
     error = Situation(Trigger.LLM_ERROR, rounds_left=3, transient=True, has_fallback=True)
     assert [rem.decide(error).strategy for _ in range(5)] == [
-        Strategy.AUTO_RETRY, Strategy.FALLBACK_MODEL, Strategy.FALLBACK_MODEL, Strategy.FALLBACK_MODEL,
-        Strategy.ABORT_TASK]
+        Strategy.AUTO_RETRY,
+        Strategy.FALLBACK_MODEL,
+        Strategy.FALLBACK_MODEL,
+        Strategy.FALLBACK_MODEL,
+        Strategy.ABORT_TASK,
+    ]
     assert rem.decide(error) is None  # the plan is used up
     permanent = TaskRemediation(RemediationConfig())
-    assert permanent.decide(Situation(Trigger.LLM_ERROR, rounds_left=3, has_fallback=True)).strategy == \
-        Strategy.FALLBACK_MODEL  # a permanent error is not retried
+    assert (
+        permanent.decide(Situation(Trigger.LLM_ERROR, rounds_left=3, has_fallback=True)).strategy
+        == Strategy.FALLBACK_MODEL
+    )  # a permanent error is not retried
     no_rounds = TaskRemediation(RemediationConfig())
     assert no_rounds.decide(Situation(Trigger.LLM_ERROR, rounds_left=0, transient=True, has_fallback=True)) is None
 
@@ -77,25 +87,36 @@ def test_budget_low_degrades_first_then_moves_to_a_cheaper_model():
     assert rem.decide(low).strategy == Strategy.FALLBACK_MODEL
     assert rem.decide(low) is None
     nothing_passed = TaskRemediation(RemediationConfig())  # nothing to accept: straight to the cheaper model
-    assert nothing_passed.decide(Situation(Trigger.BUDGET_LOW, rounds_left=2, has_fallback=True,
-                                           threshold=0.85)).strategy == Strategy.FALLBACK_MODEL
+    assert (
+        nothing_passed.decide(Situation(Trigger.BUDGET_LOW, rounds_left=2, has_fallback=True, threshold=0.85)).strategy
+        == Strategy.FALLBACK_MODEL
+    )
 
 
 def test_skip_validator_only_where_a_policy_allows_it():
     cfg = RemediationConfig.from_data({"validation_failed": ["skip_validator", "abort_task"]})
     failed = Situation(Trigger.VALIDATION_FAILED, rounds_left=2, failed_validators=("pytest",))
     assert TaskRemediation(cfg).decide(failed).strategy == Strategy.ABORT_TASK
-    allowed = Situation(Trigger.VALIDATION_FAILED, rounds_left=2, failed_validators=("pytest",),
-                        skippable_validators=frozenset({"pytest"}))
+    allowed = Situation(
+        Trigger.VALIDATION_FAILED,
+        rounds_left=2,
+        failed_validators=("pytest",),
+        skippable_validators=frozenset({"pytest"}),
+    )
     decision = TaskRemediation(cfg).decide(allowed)
     assert decision.strategy == Strategy.SKIP_VALIDATOR and decision.skip == ("pytest",)
 
 
 def test_plans_from_data_and_their_one_line_errors():
-    cfg = RemediationConfig.from_data({"plans": {"llm_error": ["fallback_model", {"abort_task": 1}]},
-                                       "score_below_threshold": None, "retry_delay_seconds": 2})
+    cfg = RemediationConfig.from_data(
+        {
+            "plans": {"llm_error": ["fallback_model", {"abort_task": 1}]},
+            "score_below_threshold": None,
+            "retry_delay_seconds": 2,
+        }
+    )
     assert cfg.plan("llm_error") == (Step(Strategy.FALLBACK_MODEL), Step(Strategy.ABORT_TASK))
-    assert cfg.plan("score_below_threshold") == ()           # turned off
+    assert cfg.plan("score_below_threshold") == ()  # turned off
     assert cfg.plan("budget_low") == DEFAULT_PLANS[Trigger.BUDGET_LOW]  # not given: default
     assert cfg.retry_delay_seconds == 2.0
     for data, fragment in (
@@ -115,9 +136,12 @@ def test_plans_from_data_and_their_one_line_errors():
 
 # -- in the engine: llm_error ---------------------------------------------------------
 
+
 def test_a_provider_that_fails_every_call_gets_auto_retry_then_fallback_model(span_exporter):
-    provs = {"google": _failing("google"), "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN,
-                                                                      answer="a fine summary")}
+    provs = {
+        "google": _failing("google"),
+        "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN, answer="a fine summary"),
+    }
     orch = Orchestrator(budget=Budget(5.0, 600), client=_client(provs))
     state = asyncio.run(orch.run_project("Summarize the notes", "short"))
     result = state.results["t"]
@@ -128,9 +152,10 @@ def test_a_provider_that_fails_every_call_gets_auto_retry_then_fallback_model(sp
 
     task = span_exporter.by_name("task:t")
     remediations = sorted(span_exporter.spans("remediation"), key=lambda s: s.start_time)
-    assert [(r.attributes["remediation.strategy"], r.attributes["remediation.trigger"],
-             r.attributes["remediation.success"]) for r in remediations] == [
-        ("auto_retry", "llm_error", False), ("fallback_model", "llm_error", True)]
+    assert [
+        (r.attributes["remediation.strategy"], r.attributes["remediation.trigger"], r.attributes["remediation.success"])
+        for r in remediations
+    ] == [("auto_retry", "llm_error", False), ("fallback_model", "llm_error", True)]
     assert all(span_exporter.parent_of(r) is task for r in remediations)
     retry, fallback = remediations
     # the retried call is inside the auto_retry span; the fallback model's calls inside its own
@@ -146,8 +171,10 @@ def test_a_provider_that_fails_every_call_gets_auto_retry_then_fallback_model(sp
 
 
 async def test_a_permanent_error_is_not_retried_it_falls_back(orchestrator_events):
-    provs = {"google": _failing("google", transient=False),
-             "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN, answer="a fine summary")}
+    provs = {
+        "google": _failing("google", transient=False),
+        "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN, answer="a fine summary"),
+    }
     state = await Orchestrator(budget=Budget(5.0, 600), client=_client(provs)).run_project("Summarize", "s")
     assert state.results["t"].status == TaskStatus.COMPLETED
     assert [s.strategy for s, _ in orchestrator_events.pairs("remediation")] == ["fallback_model"]
@@ -155,8 +182,10 @@ async def test_a_permanent_error_is_not_retried_it_falls_back(orchestrator_event
 
 
 async def test_with_the_clients_default_health_one_auto_retry_then_the_breaker_opens(orchestrator_events):
-    provs = {"google": _failing("google"), "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN,
-                                                                      answer="a fine summary")}
+    provs = {
+        "google": _failing("google"),
+        "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN, answer="a fine summary"),
+    }
     client = UnifiedClient(provs, sleep=no_sleep)  # 2 retries per call, breaker open after 6 failures in a row
     state = await Orchestrator(budget=Budget(5.0, 600), client=client).run_project("Summarize", "s")
     assert state.results["t"].status == TaskStatus.COMPLETED
@@ -170,19 +199,24 @@ async def test_with_the_clients_default_health_one_auto_retry_then_the_breaker_o
 async def test_when_every_model_fails_the_task_is_aborted_with_the_error(orchestrator_events):
     provs = {"local": _failing("local")}
     tasks = [Task("t", TaskType.SUMMARIZATION, "summarize")]
-    state = await Orchestrator(budget=Budget(5.0, 600), client=_client(provs),
-                               project_tasks=tasks).run_project("p", "c")
+    state = await Orchestrator(budget=Budget(5.0, 600), client=_client(provs), project_tasks=tasks).run_project(
+        "p", "c"
+    )
     result = state.results["t"]
     assert result.status == TaskStatus.FAILED
     assert result.error.startswith("aborted by remediation after llm_error: smollm2-135m: 503")
-    assert [(s.strategy, f.attributes["remediation.success"]) for s, f in orchestrator_events.pairs("remediation")] \
-        == [("auto_retry", False), ("abort_task", True)]
+    assert [(s.strategy, f.attributes["remediation.success"]) for s, f in orchestrator_events.pairs("remediation")] == [
+        ("auto_retry", False),
+        ("abort_task", True),
+    ]
     assert orchestrator_events.unfinished() == []
 
 
 async def test_a_configured_plan_is_followed(orchestrator_events):
-    provs = {"google": _failing("google"), "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN,
-                                                                      answer="a fine summary")}
+    provs = {
+        "google": _failing("google"),
+        "openai": ScriptedProvider(name="openai", plan=SUMMARY_PLAN, answer="a fine summary"),
+    }
     orch = Orchestrator(budget=Budget(5.0, 600), client=_client(provs), remediation={"llm_error": ["abort_task"]})
     state = await orch.run_project("Summarize", "s")
     assert state.results["t"].status == TaskStatus.FAILED
@@ -202,17 +236,21 @@ async def test_code_that_fails_pytest_gets_validation_failed_remediation_and_a_n
 
     provider = ScriptedProvider(name="local", answer=answer)
     tasks = [Task("add", TaskType.CODE_GENERATION, "write add(a, b) with a pytest test")]
-    state = await Orchestrator(budget=Budget(5.0, 600), client=_client({"local": provider}),
-                               project_tasks=tasks).run_project("p", "c")
+    state = await Orchestrator(
+        budget=Budget(5.0, 600), client=_client({"local": provider}), project_tasks=tasks
+    ).run_project("p", "c")
     result = state.results["add"]
     assert result.status == TaskStatus.COMPLETED and result.iterations == 2
     assert "return a + b" in result.output
     (failure,) = orchestrator_events.of("validation_failed")
     assert failure.validator == "pytest" and failure.iteration == 1 and failure.task_id == "add"
     assert "1 failed" in failure.message and "test_add" in failure.message
-    (start, finish), = orchestrator_events.pairs("remediation")
+    ((start, finish),) = orchestrator_events.pairs("remediation")
     assert (start.strategy, start.trigger, finish.attributes["remediation.success"]) == (
-        "adjust_prompt", "validation_failed", True)
+        "adjust_prompt",
+        "validation_failed",
+        True,
+    )
     # the second round's revise was told what failed, and ran inside the remediation pair
     revise = [s for s, _ in orchestrator_events.pairs("llm_call") if s.call_type == "revise"]
     assert len(revise) == 2 and revise[1].parent_id == start.correlation_id
@@ -224,12 +262,16 @@ async def test_skip_validator_when_the_policy_allows_it(orchestrator_events):
     provider = ScriptedProvider(name="local", answer=BROKEN)
     tasks = [Task("add", TaskType.CODE_GENERATION, "write add")]
     policy = Policy("lenient", skippable_validators=("pytest",))
-    state = await Orchestrator(budget=Budget(5.0, 600), client=_client({"local": provider}), project_tasks=tasks,
-                               policies=[policy], remediation={"validation_failed": ["skip_validator"]}
-                               ).run_project("p", "c")
+    state = await Orchestrator(
+        budget=Budget(5.0, 600),
+        client=_client({"local": provider}),
+        project_tasks=tasks,
+        policies=[policy],
+        remediation={"validation_failed": ["skip_validator"]},
+    ).run_project("p", "c")
     result = state.results["add"]
     assert result.status == TaskStatus.COMPLETED and result.iterations == 1 and result.score == 0.95
-    (start, finish), = orchestrator_events.pairs("remediation")
+    ((start, finish),) = orchestrator_events.pairs("remediation")
     assert start.strategy == "skip_validator" and finish.attributes["remediation.success"] is True
     assert list(finish.attributes["remediation.skipped_validators"]) == ["pytest"]
 
@@ -237,8 +279,12 @@ async def test_skip_validator_when_the_policy_allows_it(orchestrator_events):
 async def test_without_the_policy_the_validator_is_never_skipped(orchestrator_events):
     provider = ScriptedProvider(name="local", answer=BROKEN)
     tasks = [Task("add", TaskType.CODE_GENERATION, "write add", max_iterations=2)]
-    state = await Orchestrator(budget=Budget(5.0, 600), client=_client({"local": provider}), project_tasks=tasks,
-                               remediation={"validation_failed": ["skip_validator"]}).run_project("p", "c")
+    state = await Orchestrator(
+        budget=Budget(5.0, 600),
+        client=_client({"local": provider}),
+        project_tasks=tasks,
+        remediation={"validation_failed": ["skip_validator"]},
+    ).run_project("p", "c")
     assert state.results["add"].status == TaskStatus.FAILED
     assert orchestrator_events.pairs("remediation") == []
     assert len(orchestrator_events.of("validation_failed")) == 2
@@ -247,10 +293,14 @@ async def test_without_the_policy_the_validator_is_never_skipped(orchestrator_ev
 async def test_a_low_score_degrades_the_threshold_and_accepts_the_best(orchestrator_events):
     provider = ScriptedProvider(name="local", answer="```python\ndef add(a, b):\n    return a + b\n```", score=0.8)
     tasks = [Task("add", TaskType.CODE_GENERATION, "write add")]  # threshold 0.85
-    state = await Orchestrator(budget=Budget(5.0, 600), client=_client({"local": provider}), project_tasks=tasks,
-                               remediation={"score_below_threshold": ["degrade_threshold"]}).run_project("p", "c")
+    state = await Orchestrator(
+        budget=Budget(5.0, 600),
+        client=_client({"local": provider}),
+        project_tasks=tasks,
+        remediation={"score_below_threshold": ["degrade_threshold"]},
+    ).run_project("p", "c")
     result = state.results["add"]
     assert result.status == TaskStatus.DEGRADED and result.iterations == 1 and result.score == 0.8
-    (start, finish), = orchestrator_events.pairs("remediation")
+    ((start, finish),) = orchestrator_events.pairs("remediation")
     assert (start.strategy, start.trigger) == ("degrade_threshold", "score_below_threshold")
     assert finish.attributes["remediation.success"] is True and finish.attributes["remediation.threshold"] == 0.75

@@ -38,6 +38,7 @@ def _py(code: str) -> str:
 
 # -- the cheap ones -----------------------------------------------------------------------
 
+
 def test_python_syntax():
     assert python_syntax(_py("def f():\n    return 1")).passed
     bad = python_syntax(_py("def f(:\n    return 1"))
@@ -72,22 +73,27 @@ def test_ruff_finds_undefined_names():
 
 # -- pytest: tests, smoke import, sandbox -------------------------------------------------
 
+
 def test_pytest_runs_the_answers_tests():
-    good = pytest_check(_py("""
+    good = pytest_check(
+        _py("""
         def add(a, b):
             return a + b
 
         def test_add():
             assert add(2, 3) == 5
-    """))
+    """)
+    )
     assert good.passed and "1 passed" in good.message
-    bad = pytest_check(_py("""
+    bad = pytest_check(
+        _py("""
         def add(a, b):
             return a - b
 
         def test_add():
             assert add(2, 3) == 5
-    """))
+    """)
+    )
     assert not bad.passed and "1 failed" in bad.message and "test_add" in bad.message
 
 
@@ -98,8 +104,11 @@ def test_pytest_smoke_imports_code_without_tests():
 
 
 def test_tests_importing_the_solution_by_another_name_still_run():
-    answer = _py("def slug(s):\n    return s.lower()") + "\n\n" + _py(
-        "from slugger import slug\n\ndef test_slug():\n    assert slug('A') == 'a'")
+    answer = (
+        _py("def slug(s):\n    return s.lower()")
+        + "\n\n"
+        + _py("from slugger import slug\n\ndef test_slug():\n    assert slug('A') == 'a'")
+    )
     result = pytest_check(answer)
     assert result.passed and "1 passed" in result.message
 
@@ -161,6 +170,7 @@ def test_the_sandbox_holds_no_api_key(monkeypatch, box):
 
 # -- configuration ------------------------------------------------------------------------
 
+
 def test_defaults_per_task_type():
     def names(ttype: TaskType) -> list[str]:
         return [s.name for s in validators_for(Task("t", ttype, "p"))]
@@ -171,29 +181,41 @@ def test_defaults_per_task_type():
 
 
 def test_the_project_file_changes_them_per_type_and_per_task():
-    cfg = ValidatorConfig.from_data({
-        "code_generation": ["python_syntax", {"ruff": {"select": ["F"]}}, {"pytest": {"timeout": 20}}],
-        "summarization": [{"length": {"max_words": 5}}],
-        "tasks": {"raw": ["not_empty"]},
-    }, "project.yaml")
+    cfg = ValidatorConfig.from_data(
+        {
+            "code_generation": ["python_syntax", {"ruff": {"select": ["F"]}}, {"pytest": {"timeout": 20}}],
+            "summarization": [{"length": {"max_words": 5}}],
+            "tasks": {"raw": ["not_empty"]},
+        },
+        "project.yaml",
+    )
     code = cfg.for_task(Task("c", TaskType.CODE_GENERATION, "p"))
     assert [(s.name, dict(s.options)) for s in code] == [
-        ("python_syntax", {}), ("ruff", {"select": "F"}), ("pytest", {"timeout": 20.0})]
+        ("python_syntax", {}),
+        ("ruff", {"select": "F"}),
+        ("pytest", {"timeout": 20.0}),
+    ]
     assert [s.name for s in cfg.for_task(Task("raw", TaskType.CODE_GENERATION, "p"))] == ["not_empty"]
     assert [s.name for s in cfg.for_task(Task("d", TaskType.DATA_EXTRACTION, "p"))] == ["not_empty", "json"]
     summary = Task("s", TaskType.SUMMARIZATION, "p")
     assert [r.passed for r in run_validators("one two three four five six", summary, cfg)] == [False]
 
 
-@pytest.mark.parametrize("data, fragment", [
-    ({"code_generation": ["pylint"]}, "code_generation[0]: unknown validator 'pylint'"),
-    ({"code_generation": [{"pytest": {"timout": 3}}]}, "code_generation[0].pytest.timout: unknown option of pytest"),
-    ({"code_generation": [{"pytest": {"timeout": -1}}]}, "pytest.timeout: must be a finite number > 0"),
-    ({"poetry": ["length"]}, "poetry: unknown task type 'poetry'"),
-    ({"data_extraction": [{"json": {"schema": {"type": "objekt"}}}]}, "json.schema: not a valid JSON schema"),
-    ({"summarization": [{"length": {"min_words": 9, "max_words": 3}}]}, "min_words 9 is more than max_words 3"),
-    ({"code_generation": "pytest"}, "code_generation: must be a list of validators"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"code_generation": ["pylint"]}, "code_generation[0]: unknown validator 'pylint'"),
+        (
+            {"code_generation": [{"pytest": {"timout": 3}}]},
+            "code_generation[0].pytest.timout: unknown option of pytest",
+        ),
+        ({"code_generation": [{"pytest": {"timeout": -1}}]}, "pytest.timeout: must be a finite number > 0"),
+        ({"poetry": ["length"]}, "poetry: unknown task type 'poetry'"),
+        ({"data_extraction": [{"json": {"schema": {"type": "objekt"}}}]}, "json.schema: not a valid JSON schema"),
+        ({"summarization": [{"length": {"min_words": 9, "max_words": 3}}]}, "min_words 9 is more than max_words 3"),
+        ({"code_generation": "pytest"}, "code_generation: must be a list of validators"),
+    ],
+)
 def test_bad_validator_config_is_one_line(data, fragment):
     with pytest.raises(ConfigError) as info:
         ValidatorConfig.from_data(data, "project.yaml")
@@ -212,11 +234,16 @@ def test_expensive_validators_run_only_after_the_cheap_ones_pass():
 
 # -- in the engine ------------------------------------------------------------------------
 
+
 async def test_configured_validators_run_in_the_engine_and_send_validation_failed(orchestrator_events):
     provider = ScriptedProvider(name="local", answer="far too many words for this task, really")
     tasks = [Task("s", TaskType.SUMMARIZATION, "summarize", max_iterations=1)]
-    orch = Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}), project_tasks=tasks,
-                        validators={"summarization": [{"length": {"max_words": 3}}]})
+    orch = Orchestrator(
+        budget=Budget(1.0, 600),
+        client=UnifiedClient({"local": provider}),
+        project_tasks=tasks,
+        validators={"summarization": [{"length": {"max_words": 3}}]},
+    )
     state = await orch.run_project("p", "c")
     assert state.results["s"].status == TaskStatus.FAILED
     assert state.results["s"].error == "no output passed the validators"

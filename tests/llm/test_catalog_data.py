@@ -19,8 +19,26 @@ from orchestrator.llm.pricing import PriceSource
 from orchestrator.llm.routing import Router
 from tests.scripted import ScriptedProvider
 
-MONTHS = {m: i for i, m in enumerate(("January", "February", "March", "April", "May", "June", "July", "August",
-                                      "September", "October", "November", "December"), start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        (
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ),
+        start=1,
+    )
+}
 
 
 def _sdk_date(text: str) -> dt.date:
@@ -45,12 +63,14 @@ def test_retirement_counts_the_days_to_the_end_of_life():
     # more than 30 days ahead it is still deprecated (the SDK says so, our file records it)
     assert sonnet.retirement(dt.date(2026, 10, 1)) == "deprecated (catalog file); use claude-sonnet-5-5 instead"
     assert get_model("claude-sonnet-5-5").retirement(dt.date(2027, 6, 1)) is None
-    assert sonnet.retirement(dt.date(2026, 11, 25)) == ("deprecated: end of life 2026-11-30 (in 5 days); "
-                                                        "use claude-sonnet-5-5 instead")
+    assert sonnet.retirement(dt.date(2026, 11, 25)) == (
+        "deprecated: end of life 2026-11-30 (in 5 days); use claude-sonnet-5-5 instead"
+    )
     assert sonnet.retirement(dt.date(2026, 11, 29)).startswith("deprecated: end of life 2026-11-30 (in 1 day);")
     assert sonnet.retirement(dt.date(2026, 11, 30)).startswith("deprecated: end of life 2026-11-30 (today)")
-    assert sonnet.retirement(dt.date(2026, 12, 1)) == ("past its end of life (2026-11-30); "
-                                                       "use claude-sonnet-5-5 instead")
+    assert sonnet.retirement(dt.date(2026, 12, 1)) == (
+        "past its end of life (2026-11-30); use claude-sonnet-5-5 instead"
+    )
 
 
 @pytest.fixture
@@ -65,7 +85,8 @@ def test_a_user_file_layers_on_ours_key_by_key(tmp_path, restored):
         '[models."gpt-6.1-sol"]\nprice = { input = 1.0, output = 4.0, cached_input = 0.1 }\n'
         'tags = ["no_train", "eu_contract"]\n'
         '[models."house-llm"]\nprovider = "server"\nprice_ref = { provider = "openai", model = "gpt-6-luna" }\n'
-        '[routing]\nsummarization = ["house-llm", "gpt-6-luna"]\n')
+        '[routing]\nsummarization = ["house-llm", "gpt-6-luna"]\n'
+    )
     warnings = catalog.use_catalog_files([path])
     assert warnings == []
     sol = get_model("gpt-6.1-sol")
@@ -103,9 +124,12 @@ def test_a_model_built_in_python_keeps_its_flat_price():
 
 # -- deprecated models at run time ------------------------------------------------------------
 
+
 def _all_usable() -> dict[str, ScriptedProvider]:
-    return {name: ScriptedProvider(name=name) for name in
-            ("local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter")}
+    return {
+        name: ScriptedProvider(name=name)
+        for name in ("local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter")
+    }
 
 
 @pytest.mark.parametrize("day", ["2026-09-01", "2026-12-01"])  # deprecated before its end of life, and after
@@ -122,11 +146,14 @@ def test_routing_never_offers_a_deprecated_model_even_when_a_user_list_puts_it_f
                 assert get_model(name).retirement() is None
 
 
-@pytest.mark.parametrize("day, why", [
-    ("2026-09-01", "deprecated (catalog file)"),
-    ("2026-11-30", "deprecated: end of life 2026-11-30 (today)"),
-    ("2026-12-01", "past its end of life (2026-11-30)"),
-])
+@pytest.mark.parametrize(
+    "day, why",
+    [
+        ("2026-09-01", "deprecated (catalog file)"),
+        ("2026-11-30", "deprecated: end of life 2026-11-30 (today)"),
+        ("2026-12-01", "past its end of life (2026-11-30)"),
+    ],
+)
 async def test_calling_a_deprecated_model_marks_it_unhealthy_with_the_replacement(day, why, recorded):
     provider = ScriptedProvider(name="anthropic")
     client = UnifiedClient({"anthropic": provider}, budget=Budget(1.0))

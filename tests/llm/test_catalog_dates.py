@@ -109,8 +109,10 @@ def _base(price: Any) -> float | None:
 
 
 def _clients() -> tuple[UnifiedClient, dict[str, ScriptedProvider]]:
-    providers = {p: ScriptedProvider(name=p, tokens=(USAGE.input_tokens, USAGE.output_tokens))
-                 for p in ("local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter")}
+    providers = {
+        p: ScriptedProvider(name=p, tokens=(USAGE.input_tokens, USAGE.output_tokens))
+        for p in ("local", "openai", "anthropic", "google", "deepseek", "kimi", "openrouter")
+    }
     return UnifiedClient(providers, budget=Budget(10.0)), providers
 
 
@@ -126,8 +128,9 @@ async def test_retirement_on_both_sides_of_every_end_of_life(name, day, tmp_path
     moment = dt.datetime.combine(day, NOON)
     expected = _expected_retirement(name, day)
     routing = tmp_path / "routing.toml"  # a user file putting the model first everywhere it could go
-    routing.write_text("[routing]\n" + "".join(f'{t.value} = ["{name}"]\n' for t in TaskType)
-                       + f'planner = ["{name}"]\n')
+    routing.write_text(
+        "[routing]\n" + "".join(f'{t.value} = ["{name}"]\n' for t in TaskType) + f'planner = ["{name}"]\n'
+    )
     with catalog.as_of(moment):
         assert clock.today() == day
         assert get_model(name).retirement() == expected
@@ -138,8 +141,9 @@ async def test_retirement_on_both_sides_of_every_end_of_life(name, day, tmp_path
         if expected is None:
             assert warnings == [] and router.candidates(TaskType.CODE_GENERATION)[0] == name
         else:
-            assert len(warnings) == len(TaskType) + 1 and all(f"{name} is {expected}; it is skipped" in w
-                                                              for w in warnings)
+            assert len(warnings) == len(TaskType) + 1 and all(
+                f"{name} is {expected}; it is skipped" in w for w in warnings
+            )
             assert router.candidates(TaskType.CODE_GENERATION) == [LOCAL_MODEL]
             assert router.planner_candidates() == [LOCAL_MODEL]
         # naming it: the client refuses a retired model before sending anything
@@ -174,8 +178,9 @@ async def test_prices_on_both_sides_of_every_price_start_date(name, day, no_keys
     in_rate, out_rate = _base(prices.input_mtok), _base(prices.output_mtok)
     entry = SHIPPED[name]
     db_provider = DATABASE_PROVIDER_IDS[entry["provider"]]
-    expected = float(calc_price(USAGE, model_ref=name, provider_id=db_provider,
-                                genai_request_timestamp=moment).total_price)
+    expected = float(
+        calc_price(USAGE, model_ref=name, provider_id=db_provider, genai_request_timestamp=moment).total_price
+    )
     with catalog.as_of(moment):
         info = get_model(name)
         # the catalog's base rates are the day's

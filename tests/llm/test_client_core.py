@@ -19,8 +19,14 @@ from tests.scripted import ScriptedProvider
 def test_cache_key_changes_with_everything_that_changes_the_answer():
     base = dict(model="m", system="s", prompt="p", max_tokens=10, temperature=0.1, json_schema=None)
     k = cache_key(**base)
-    for field, value in [("model", "m2"), ("system", "s2"), ("prompt", "p2"), ("max_tokens", 11),
-                         ("temperature", 0.2), ("json_schema", {"type": "object"})]:
+    for field, value in [
+        ("model", "m2"),
+        ("system", "s2"),
+        ("prompt", "p2"),
+        ("max_tokens", 11),
+        ("temperature", 0.2),
+        ("json_schema", {"type": "object"}),
+    ]:
         assert cache_key(**{**base, field: value}) != k, field
     assert cache_key(**base, variant=1) != k
     assert cache_key(**base) == k
@@ -73,12 +79,13 @@ async def test_the_reservation_covers_the_json_schema_sent_with_the_prompt(recor
     the system prompt) and is billed as input: a provider counting one token per byte of
     everything it was sent (the most a byte-level tokenizer can) never costs more than
     the reservation, for a schema far larger than the fixed allowance."""
-    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "d" * 60}
-                                               for i in range(300)}}
+    schema = {
+        "type": "object",
+        "properties": {f"field_{i}": {"type": "string", "description": "d" * 60} for i in range(300)},
+    }
     schema_bytes = len(json.dumps(schema, separators=(",", ":")).encode())
     assert schema_bytes > 20_000  # far above the 512-token allowance for how it is sent
-    assert worst_case_input_tokens("sys", "prompt", schema) >= (worst_case_input_tokens("sys", "prompt")
-                                                                + schema_bytes)
+    assert worst_case_input_tokens("sys", "prompt", schema) >= (worst_case_input_tokens("sys", "prompt") + schema_bytes)
 
     def every_byte_a_token(request: ProviderRequest) -> ProviderResponse:
         sent = request.system + request.prompt + json.dumps(request.json_schema, separators=(",", ":"))
@@ -95,8 +102,7 @@ async def test_the_reservation_covers_the_json_schema_sent_with_the_prompt(recor
 
 
 async def test_each_attempt_is_its_own_pair_and_transient_errors_retry(recorded):
-    answers = iter([ProviderError("503", transient=True, status_code=503, error_type="ServiceUnavailable"),
-                    "ok"])
+    answers = iter([ProviderError("503", transient=True, status_code=503, error_type="ServiceUnavailable"), "ok"])
     provider = ScriptedProvider(name="openai", answer=lambda r: _raise_or(next(answers)))
     sleeps: list[float] = []
 
@@ -116,8 +122,12 @@ async def test_each_attempt_is_its_own_pair_and_transient_errors_retry(recorded)
 
 
 async def test_permanent_error_is_not_retried_and_marks_unhealthy(recorded):
-    provider = ScriptedProvider(name="openai", answer=ProviderError(
-        "401 unauthorized", status_code=401, fatal_for_model=True, error_type="AuthenticationError"))
+    provider = ScriptedProvider(
+        name="openai",
+        answer=ProviderError(
+            "401 unauthorized", status_code=401, fatal_for_model=True, error_type="AuthenticationError"
+        ),
+    )
     client = UnifiedClient({"openai": provider})
     with pytest.raises(LLMCallError) as info:
         await client.call("gpt-4o", "hi", retries=3)

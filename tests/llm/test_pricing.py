@@ -28,9 +28,14 @@ USAGE = dict(input_tokens=12_345, output_tokens=678, cache_read_tokens=2_000)
 
 def _database_price(name: str, at: dt.datetime = AT, **usage: int) -> float:
     info = get_model(name)
-    return float(calc_price(Usage(**usage), model_ref=info.price.db_model or name,
-                            provider_id=DATABASE_PROVIDER_IDS[info.provider],
-                            genai_request_timestamp=at).total_price)
+    return float(
+        calc_price(
+            Usage(**usage),
+            model_ref=info.price.db_model or name,
+            provider_id=DATABASE_PROVIDER_IDS[info.provider],
+            genai_request_timestamp=at,
+        ).total_price
+    )
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -66,8 +71,9 @@ def test_a_tiered_price_crosses_its_tier():
     assert pro.tiered and (pro.input_per_m, pro.output_per_m) == (1.25, 10.0)
     assert pro.cost(200_000, 1_000, at=AT) == pytest.approx((200_000 * 1.25 + 1_000 * 10) / 1e6)
     assert pro.cost(200_001, 1_000, at=AT) == pytest.approx((200_001 * 2.5 + 1_000 * 15) / 1e6)
-    assert pro.cost(200_001, 1_000, at=AT) == _database_price("gemini-2.5-pro", input_tokens=200_001,
-                                                              output_tokens=1_000)
+    assert pro.cost(200_001, 1_000, at=AT) == _database_price(
+        "gemini-2.5-pro", input_tokens=200_001, output_tokens=1_000
+    )
     # the reservation of a prompt that may exceed the tier prices it at the tier's rates
     assert pro.worst_case_cost(200_000, 1_000, AT) == pytest.approx((200_000 * 1.25 + 1_000 * 10) / 1e6)
     assert pro.worst_case_cost(250_000, 1_000, AT) == pytest.approx((250_000 * 2.5 + 1_000 * 15) / 1e6)
@@ -103,12 +109,19 @@ DATABASE_MODELS = [n for n in SHIPPED if n != LOCAL_MODEL]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(DATABASE_MODELS), worst_in=st.integers(0, 1_200_000),
-       worst_out=st.integers(0, 200_000), share=st.floats(0, 1), cached_share=st.floats(0, 1),
-       write_share=st.floats(0, 1), out_share=st.floats(0, 1),
-       minute=st.integers(0, 60 * 24 * 60))
-def test_the_worst_case_bounds_every_cost_it_covers(name, worst_in, worst_out, share, cached_share, write_share,
-                                                    out_share, minute):
+@given(
+    name=st.sampled_from(DATABASE_MODELS),
+    worst_in=st.integers(0, 1_200_000),
+    worst_out=st.integers(0, 200_000),
+    share=st.floats(0, 1),
+    cached_share=st.floats(0, 1),
+    write_share=st.floats(0, 1),
+    out_share=st.floats(0, 1),
+    minute=st.integers(0, 60 * 24 * 60),
+)
+def test_the_worst_case_bounds_every_cost_it_covers(
+    name, worst_in, worst_out, share, cached_share, write_share, out_share, minute
+):
     """For any model, any moment (two months from now, so dated and time-of-day prices
     vary) and any usage within the reserved token counts, however it splits into plain,
     cached and cache-written input, the cost is at most the reservation."""
@@ -141,18 +154,25 @@ async def test_the_reservation_uses_the_tier_the_prompt_can_reach():
 
 
 async def test_the_client_prices_cached_tokens_the_provider_reported(recorded):
-    response = ProviderResponse("ok", 10_000, 100, "stop", "claude-haiku-5-5", cache_read_tokens=8_000,
-                                cache_write_tokens=1_000)
+    response = ProviderResponse(
+        "ok", 10_000, 100, "stop", "claude-haiku-5-5", cache_read_tokens=8_000, cache_write_tokens=1_000
+    )
     provider = ScriptedProvider(name="anthropic", answer=response)
     client = UnifiedClient({"anthropic": provider}, budget=Budget(max_usd=1.0))
     answer = await client.call("claude-haiku-5-5", "hi", max_tokens=200)
-    expected = float(calc_price(Usage(input_tokens=10_000, output_tokens=100, cache_read_tokens=8_000,
-                                      cache_write_tokens=1_000), model_ref="claude-haiku-5-5",
-                                provider_id="anthropic", genai_request_timestamp=clock.now()).total_price)
+    expected = float(
+        calc_price(
+            Usage(input_tokens=10_000, output_tokens=100, cache_read_tokens=8_000, cache_write_tokens=1_000),
+            model_ref="claude-haiku-5-5",
+            provider_id="anthropic",
+            genai_request_timestamp=clock.now(),
+        ).total_price
+    )
     assert answer.cost_usd == pytest.approx(expected) and expected < get_model("claude-haiku-5-5").cost(10_000, 100)
 
 
 # -- models without a known price ------------------------------------------------------------
+
 
 @pytest.fixture
 def unpriced(tmp_path):
@@ -184,8 +204,9 @@ async def test_a_model_without_a_price_is_refused_under_a_usd_budget(unpriced, r
 def test_cost_policies_treat_an_unknown_price_as_over_any_limit(unpriced):
     from orchestrator.governance.policy import ModelProfile, Policy, PolicyEngine
 
-    result = PolicyEngine().evaluate("gpt-7-preview", ModelProfile.from_catalog("gpt-7-preview"),
-                                     [Policy("cap", max_cost_per_call_usd=100.0)])
+    result = PolicyEngine().evaluate(
+        "gpt-7-preview", ModelProfile.from_catalog("gpt-7-preview"), [Policy("cap", max_cost_per_call_usd=100.0)]
+    )
     assert not result.passed and "unknown (no price)" in result.reason
 
 

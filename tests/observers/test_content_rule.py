@@ -57,8 +57,9 @@ def _emit_everything(text: str) -> None:
     """A task with an LLM call (prompt, system, completion, what was really sent), a
     remediation whose detail quotes the model, and every point signal, all carrying ``text``."""
     with events.traced_task("t1", "code_generation"):
-        with events.traced_llm_call("gpt-4o", "generate", provider="openai", prompt=f"prompt {text}",
-                                    system=f"system {text}") as call:
+        with events.traced_llm_call(
+            "gpt-4o", "generate", provider="openai", prompt=f"prompt {text}", system=f"system {text}"
+        ) as call:
             call.set_completion(f"answer {text}")
             call.set_sent_system(f"system {text} and the schema")
             for signal in events.POINT_SIGNALS:

@@ -37,8 +37,9 @@ def test_a_name_near_no_signal_says_how_handlers_are_named():
     class Odd(Observer):
         def on_weather(self, p: object) -> None: ...
 
-    assert unknown_handlers(Odd()) == ["Odd.on_weather matches no signal: handlers are on_<signal name> "
-                                       "(see the event catalogue)"]
+    assert unknown_handlers(Odd()) == [
+        "Odd.on_weather matches no signal: handlers are on_<signal name> (see the event catalogue)"
+    ]
 
 
 def test_every_misspelling_is_reported_at_once_and_other_attributes_are_ignored():

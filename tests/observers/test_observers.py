@@ -55,6 +55,7 @@ def nothing_left_connected():
 
 # -- base ------------------------------------------------------------------------------------
 
+
 class Counter(Observer):
     def __init__(self):
         super().__init__()
@@ -96,6 +97,7 @@ def test_redact_removes_env_secrets_and_key_shapes(monkeypatch):
 
 # -- recorder --------------------------------------------------------------------------------
 
+
 def test_recorder_keeps_order_filters_and_round_trips_json_lines(tmp_path):
     with EventRecorder() as rec:
         state = _run_engine()
@@ -103,7 +105,8 @@ def test_recorder_keeps_order_filters_and_round_trips_json_lines(tmp_path):
     assert names[0] == "project_started" and names[-1] == "project_finished"
     assert names.count("task_started") == names.count("task_finished") == len(state.tasks)
     assert [p.signal_name for p in rec.of("task_started", events.task_finished)] == [
-        n for n in names if n in ("task_started", "task_finished")]
+        n for n in names if n in ("task_started", "task_finished")
+    ]
     assert rec.of(events.LlmCallFinished) == rec.of("llm_call_finished")
     assert rec.first("task_started", task_id="b").task_type == "summarization"
     with pytest.raises(AssertionError):
@@ -150,8 +153,10 @@ def test_broken_jsonl_line_names_file_and_line(tmp_path):
 
 # -- loading ---------------------------------------------------------------------------------
 
+
 def test_load_observer_by_module_factory(tmp_path, monkeypatch):
-    (tmp_path / "my_obs.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_obs.py").write_text(
+        textwrap.dedent("""
         from orchestrator.observers.base import Observer
 
         class Mine(Observer):
@@ -166,7 +171,8 @@ def test_load_observer_by_module_factory(tmp_path, monkeypatch):
 
         def broken():
             raise RuntimeError("nope")
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert type(loading.load_observer("my_obs:Mine")).__name__ == "Mine"
     assert type(loading.load_observer("my_obs:make")).__name__ == "Mine"
@@ -194,8 +200,7 @@ def test_load_observer_by_entry_point_name(monkeypatch):
         def load(self):
             return Counter
 
-    monkeypatch.setattr(loading, "entry_points", lambda group: [FakeEP()] if group == loading.ENTRY_POINT_GROUP
-                        else [])
+    monkeypatch.setattr(loading, "entry_points", lambda group: [FakeEP()] if group == loading.ENTRY_POINT_GROUP else [])
     assert isinstance(loading.load_observer("counter"), Counter)
     assert "counter" in loading.available_observer_names()
     logging_obs = loading.load_observer("logging")  # a built-in name
@@ -203,6 +208,7 @@ def test_load_observer_by_entry_point_name(monkeypatch):
 
 
 # -- progress --------------------------------------------------------------------------------
+
 
 def test_progress_is_off_when_not_a_terminal_or_quiet():
     plain = ProgressObserver(Console(file=StringIO()))
@@ -228,8 +234,9 @@ def test_progress_tracks_tasks_spend_and_calls_on_a_terminal():
     console.print(snapshots[-1])
     text = console.export_text()
     assert "tasks 1/? done" in text or "tasks 1/2 done" in text  # the total once the engine sends tasks_planned
-    progress.on_tasks_planned(events.TasksPlanned(correlation_id="x", parent_id=None, project_id=None,
-                                                  timestamp_ns=0, task_count=2))
+    progress.on_tasks_planned(
+        events.TasksPlanned(correlation_id="x", parent_id=None, project_id=None, timestamp_ns=0, task_count=2)
+    )
     assert progress.total == 2
     assert "$1.00" in text and "smollm2-135m" in text
     assert progress._live is None  # stopped at project end
@@ -237,14 +244,18 @@ def test_progress_tracks_tasks_spend_and_calls_on_a_terminal():
 
 # -- CLI setup -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("options, fragment", [
-    (dict(tracing=True, otlp_endpoint="localhost:4317"), "must start with http:// or https://"),
-    (dict(tracing=True, sample_rate=2.0), "--sample-rate must be between 0 and 1"),
-    (dict(tracing=True, sample_rate="abc"), "--sample-rate must be a number"),
-    (dict(tracing=True, otlp_protocol="udp"), "--otlp-protocol must be one of grpc, http/protobuf"),
-    (dict(observer=["nope_mod_xyz:f"]), "cannot import 'nope_mod_xyz'"),
-    (dict(service_name="  ", tracing=True), "--service-name must not be empty"),
-])
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (dict(tracing=True, otlp_endpoint="localhost:4317"), "must start with http:// or https://"),
+        (dict(tracing=True, sample_rate=2.0), "--sample-rate must be between 0 and 1"),
+        (dict(tracing=True, sample_rate="abc"), "--sample-rate must be a number"),
+        (dict(tracing=True, otlp_protocol="udp"), "--otlp-protocol must be one of grpc, http/protobuf"),
+        (dict(observer=["nope_mod_xyz:f"]), "cannot import 'nope_mod_xyz'"),
+        (dict(service_name="  ", tracing=True), "--service-name must not be empty"),
+    ],
+)
 def test_setup_rejects_bad_options_with_one_line(options, fragment, tmp_path):
     with pytest.raises(ValueError) as info:
         setup_observers(SimpleNamespace(**options))
@@ -289,7 +300,8 @@ def test_session_writes_jsonl_and_prints_the_dev_tree(tmp_path):
     assert text.startswith("run_project") and "task:a" in text and "llm_call:decompose" in text
     lines = path.read_text().splitlines()
     assert json.loads(lines[0])["signal"] == "project_started" and json.loads(lines[-1])["signal"] == (
-        "project_finished")
+        "project_finished"
+    )
     assert session.finish(state) is not None  # a second finish is harmless
     quiet_out = StringIO()
     quiet = setup_observers({"tracing": True, "quiet": True}, console=Console(file=quiet_out))
@@ -303,8 +315,9 @@ def _python(code: str, env_extra: dict | None = None) -> subprocess.CompletedPro
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
 
 
 def test_without_tracing_nothing_of_opentelemetry_is_imported():
@@ -369,8 +382,10 @@ def test_import_orchestrator_does_not_import_opentelemetry():
 
 # -- the pytest fixtures as a user writes them ----------------------------------------------
 
+
 def test_fixtures_work_in_a_users_test_file(tmp_path):
-    (tmp_path / "test_user.py").write_text(textwrap.dedent('''
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent("""
         import asyncio
         from orchestrator import Orchestrator, Budget, UnifiedClient
         from tests.scripted import ScriptedProvider
@@ -394,9 +409,15 @@ def test_fixtures_work_in_a_users_test_file(tmp_path):
         def test_fails_on_purpose(orchestrator_events):
             run()
             assert orchestrator_events.of("task_skipped"), "no task was skipped"
-    '''))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert "1 failed, 2 passed" in proc.stdout, proc.stdout[-2000:]
     assert "no task was skipped" in proc.stdout
 
@@ -423,7 +444,15 @@ def test_a_recorded_event_log_replays_into_the_same_spans(tmp_path, span_exporte
 
     def shape(spans):
         by_id = {s.context.span_id: s.name for s in spans}
-        return sorted((s.name, s.start_time, s.end_time, by_id.get(s.parent.span_id) if s.parent else None,
-                       s.attributes.get("llm.tokens_in")) for s in spans)
+        return sorted(
+            (
+                s.name,
+                s.start_time,
+                s.end_time,
+                by_id.get(s.parent.span_id) if s.parent else None,
+                s.attributes.get("llm.tokens_in"),
+            )
+            for s in spans
+        )
 
     assert shape(rebuilt) == shape(live)

@@ -66,8 +66,12 @@ def test_engine_run_produces_the_seed_span_tree(span_exporter, orchestrator_even
         assert a["task.cost_usd"] == pytest.approx(result.cost_usd)
         children = [s for s in spans if s.parent is not None and s.parent.span_id == task.context.span_id]
         assert [c.name for c in sorted(children, key=lambda s: s.start_time)] == [
-            "llm_call:generate", "llm_call:critique", "llm_call:revise",
-            "llm_call:evaluate", "llm_call:evaluate"]  # a remote evaluator takes two samples
+            "llm_call:generate",
+            "llm_call:critique",
+            "llm_call:revise",
+            "llm_call:evaluate",
+            "llm_call:evaluate",
+        ]  # a remote evaluator takes two samples
     calls = span_exporter.spans("llm_call:")
     assert len(calls) == len(provider.requests)
     for call in calls:
@@ -149,6 +153,7 @@ def test_a_body_that_raises_ends_every_span_with_error(span_exporter, monkeypatc
 def test_an_adapter_bug_fails_its_call_not_the_project(span_exporter, orchestrator_events):
     """Any exception from a provider adapter (not a ProviderError) fails that call, which
     then goes to remediation like any provider error; the project runs on."""
+
     def answer(request):
         if "Review:" in request.prompt and not seen:  # the first revise call
             seen.append(request)
@@ -156,8 +161,10 @@ def test_an_adapter_bug_fails_its_call_not_the_project(span_exporter, orchestrat
         return "```python\ndef add(a, b):\n    return a + b\n```"
 
     seen: list = []
-    plan = decomposition({"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
-                         {"id": "b", "type": "code_generation", "prompt": "write mul(a, b)", "depends_on": []})
+    plan = decomposition(
+        {"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []},
+        {"id": "b", "type": "code_generation", "prompt": "write mul(a, b)", "depends_on": []},
+    )
     provider = ScriptedProvider(plan=plan, answer=answer)
     state = run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}), concurrency=1))
     # the bug was not transient and there is no other model: that task fails (as after a 400);
@@ -218,7 +225,8 @@ def test_a_raising_receiver_changes_nothing_for_others(span_exporter, caplog):
         state, rec = one_run(broken)
     assert state.status == baseline.status == ProjectStatus.SUCCESS
     assert {k: (r.status, r.output, r.score, r.iterations) for k, r in state.results.items()} == {
-        k: (r.status, r.output, r.score, r.iterations) for k, r in baseline.results.items()}
+        k: (r.status, r.output, r.score, r.iterations) for k, r in baseline.results.items()
+    }
     assert rec.names() == base_rec.names()
     assert len(span_exporter.get_finished_spans()) == base_spans
     assert span_exporter.observer.open_span_count == 0
@@ -267,8 +275,11 @@ def test_metrics_observer_records_the_gen_ai_instruments():
     metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     usage = metrics["gen_ai.client.token.usage"]
     assert usage.unit == "{token}"
-    points = {p.attributes["gen_ai.token.type"]: p for p in usage.data.data_points if
-              p.attributes["orchestrator.call_type"] == "generate"}
+    points = {
+        p.attributes["gen_ai.token.type"]: p
+        for p in usage.data.data_points
+        if p.attributes["orchestrator.call_type"] == "generate"
+    }
     assert set(points) == {"input", "output"}
     assert tuple(points["input"].explicit_bounds) == TOKEN_USAGE_BUCKETS
     assert points["input"].sum == 100 * points["input"].count
@@ -293,14 +304,14 @@ def test_metrics_count_failed_calls_with_error_type():
 
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    provider = ScriptedProvider(plan=PLAN, answer=ProviderError("bad request", status_code=400,
-                                                                 error_type="BadRequest"))
+    provider = ScriptedProvider(
+        plan=PLAN, answer=ProviderError("bad request", status_code=400, error_type="BadRequest")
+    )
     with MetricsObserver(meter_provider):
         run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider})))
     data = reader.get_metrics_data()
     metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
-    failed = [p for p in metrics["gen_ai.client.operation.duration"].data.data_points
-              if "error.type" in p.attributes]
+    failed = [p for p in metrics["gen_ai.client.operation.duration"].data.data_points if "error.type" in p.attributes]
     assert failed and all(p.attributes["error.type"] == "BadRequest" for p in failed)
     tasks = {p.attributes["task.status"] for p in metrics["orchestrator.tasks"].data.data_points}
     assert "failed" in tasks

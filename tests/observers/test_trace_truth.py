@@ -52,6 +52,7 @@ def _remote(provider: ScriptedProvider) -> UnifiedClient:
 
 # -- totals --------------------------------------------------------------------------------
 
+
 def test_every_total_is_the_sum_of_its_calls_planning_and_cache_included(tmp_path):
     """Root and task roll-ups, the summary's usage and the metrics all count every call,
     the decomposition included; cached answers count as calls with no tokens and $0."""
@@ -82,14 +83,26 @@ def test_every_total_is_the_sum_of_its_calls_planning_and_cache_included(tmp_pat
         assert state.planning.llm_calls == 1  # the decomposition is counted, in no task
         for tid, result in state.results.items():
             task = next(s for s in spans if s.name == f"task:{tid}")
-            below = [s for s in calls if s.parent.span_id == task.context.span_id
-                     or any(r.parent.span_id == task.context.span_id and s.parent.span_id == r.context.span_id
-                            for r in spans if r.name == "remediation")]
+            below = [
+                s
+                for s in calls
+                if s.parent.span_id == task.context.span_id
+                or any(
+                    r.parent.span_id == task.context.span_id and s.parent.span_id == r.context.span_id
+                    for r in spans
+                    if r.name == "remediation"
+                )
+            ]
             assert task.attributes["task.llm_calls"] == len(below) == result.llm_calls
             assert task.attributes["task.tokens_in"] == sum(
-                s.attributes.get("gen_ai.usage.input_tokens", 0) for s in below)
-        data = {m.name: m for rm in reader.get_metrics_data().resource_metrics
-                for sm in rm.scope_metrics for m in sm.metrics}
+                s.attributes.get("gen_ai.usage.input_tokens", 0) for s in below
+            )
+        data = {
+            m.name: m
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
         points = data["gen_ai.client.token.usage"].data.data_points if "gen_ai.client.token.usage" in data else []
         tokens = sum(dp.sum for dp in points if dp.attributes["gen_ai.token.type"] == "input")
         assert tokens == usage.input_tokens
@@ -103,6 +116,7 @@ def test_every_total_is_the_sum_of_its_calls_planning_and_cache_included(tmp_pat
 
 # -- content only on opt-in ----------------------------------------------------------------
 
+
 def _chatty_provider() -> ScriptedProvider:
     """Answers that quote a marker: in the code, the evaluator's reasons and a validator's
     complaint (first round's code does not parse)."""
@@ -114,9 +128,12 @@ def _chatty_provider() -> ScriptedProvider:
             return f"```python\ndef add(a, b) {MODEL_SECRET}\n```"
         return f"```python\n# {MODEL_SECRET}\ndef add(a, b):\n    return a + b\n```"
 
-    return ScriptedProvider(answer=answer, score=0.5, reasons=f"{MODEL_SECRET} looks half done",
-                            plan=decomposition({"id": "a", "type": "code_generation", "prompt": "write add(a, b)",
-                                                "depends_on": []}))
+    return ScriptedProvider(
+        answer=answer,
+        score=0.5,
+        reasons=f"{MODEL_SECRET} looks half done",
+        plan=decomposition({"id": "a", "type": "code_generation", "prompt": "write add(a, b)", "depends_on": []}),
+    )
 
 
 @pytest.mark.parametrize("capture", [False, True])
@@ -126,8 +143,11 @@ def test_no_model_text_anywhere_without_capture(capture, tmp_path, caplog):
     recorder = EventRecorder(jsonl_path=jsonl, include_content=capture)
     logs = LoggingObserver()
     with observer, recorder, logs, caplog.at_level(logging.DEBUG, logger="orchestrator"):
-        state = asyncio.run(Orchestrator(budget=Budget(5.0, 600), client=_remote(_chatty_provider()))
-                            .run_project("Build add", "it adds"))
+        state = asyncio.run(
+            Orchestrator(budget=Budget(5.0, 600), client=_remote(_chatty_provider())).run_project(
+                "Build add", "it adds"
+            )
+        )
     assert state.results["a"].output  # the run produced model text to leak
     remediations = [e for e in recorder.events if isinstance(e, events.RemediationFinished)]
     assert remediations and any("remediation.detail" in e.attributes for e in remediations)
@@ -143,8 +163,11 @@ def test_no_model_text_anywhere_without_capture(capture, tmp_path, caplog):
         assert leaked  # on opt-in the text is there, in the content attributes
     else:
         assert leaked == []
-        details = [span.attributes["remediation.detail"] for span in exporter.get_finished_spans()
-                   if "remediation.detail" in span.attributes]
+        details = [
+            span.attributes["remediation.detail"]
+            for span in exporter.get_finished_spans()
+            if "remediation.detail" in span.attributes
+        ]
         assert details and all(d.startswith("[content omitted: ") for d in details)
 
 
@@ -170,6 +193,7 @@ def test_point_event_strings_and_log_lines_are_redacted(monkeypatch, caplog):
 
 # -- receivers -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("position", ["first", "between", "last"])
 @pytest.mark.parametrize("error", [RuntimeError, asyncio.CancelledError])
 def test_a_raising_receiver_anywhere_stops_no_other_receiver(position, error, caplog):
@@ -186,8 +210,11 @@ def test_a_raising_receiver_anywhere_stops_no_other_receiver(position, error, ca
             else:
                 {"recorder": recorder, "tracing": observer}[item].subscribe()
         try:
-            state = asyncio.run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient(
-                {"local": ScriptedProvider(plan=PLAN)})).run_project("Build", "works"))
+            state = asyncio.run(
+                Orchestrator(
+                    budget=Budget(1.0, 600), client=UnifiedClient({"local": ScriptedProvider(plan=PLAN)})
+                ).run_project("Build", "works")
+            )
         finally:
             recorder.unsubscribe()
             observer.unsubscribe()
@@ -196,8 +223,11 @@ def test_a_raising_receiver_anywhere_stops_no_other_receiver(position, error, ca
         return state, recorder, exporter
 
     baseline, base_rec, base_spans = run_with(["recorder", "tracing"])
-    order = {"first": ["broken", "recorder", "tracing"], "between": ["recorder", "broken", "tracing"],
-             "last": ["recorder", "tracing", "broken"]}[position]
+    order = {
+        "first": ["broken", "recorder", "tracing"],
+        "between": ["recorder", "broken", "tracing"],
+        "last": ["recorder", "tracing", "broken"],
+    }[position]
     with caplog.at_level(logging.WARNING, logger="orchestrator.events"):
         state, rec, spans = run_with(order)
     assert state.status == baseline.status == ProjectStatus.SUCCESS
@@ -208,6 +238,7 @@ def test_a_raising_receiver_anywhere_stops_no_other_receiver(position, error, ca
 
 # -- what the engine and the client send ---------------------------------------------------
 
+
 class _AtTheBound(ScriptedProvider):
     """Reports the most an honest provider could: every call costs its full reservation."""
 
@@ -217,17 +248,20 @@ class _AtTheBound(ScriptedProvider):
         from orchestrator.llm.costing import worst_case_input_tokens
 
         answer = await super().complete(request)
-        return replace(answer, input_tokens=worst_case_input_tokens(request.system, request.prompt,
-                                                                    request.json_schema),
-                       output_tokens=request.max_tokens)
+        return replace(
+            answer,
+            input_tokens=worst_case_input_tokens(request.system, request.prompt, request.json_schema),
+            output_tokens=request.max_tokens,
+        )
 
 
 def test_tasks_planned_and_budget_warnings_come_from_a_real_engine_run():
     provider = _AtTheBound(plan=PLAN)
     recorder = EventRecorder()
     with recorder:
-        state = asyncio.run(Orchestrator(budget=Budget(0.15, 600), client=_remote(provider))
-                            .run_project("Build", "works"))
+        state = asyncio.run(
+            Orchestrator(budget=Budget(0.15, 600), client=_remote(provider)).run_project("Build", "works")
+        )
     (planned,) = recorder.of("tasks_planned")
     assert planned.task_count == 2 and set(planned.task_ids) == {"a", "b"}
     warnings = recorder.of("budget_warning")
@@ -249,10 +283,17 @@ async def test_the_cache_key_holds_the_json_schema(tmp_path):
 
 
 async def test_every_llm_call_hangs_under_its_own_task_or_remediation(span_exporter):
-    provider = ScriptedProvider(plan=decomposition(*(
-        {"id": f"t{i}", "type": "code_generation", "prompt": f"write f{i}", "depends_on": []} for i in range(6))),
-        answer=lambda r: "def broken(:" if "revise" in r.prompt.lower() or "improved" in r.prompt else
-        "```python\ndef f():\n    return 1\n```", latency=0.005)
+    provider = ScriptedProvider(
+        plan=decomposition(
+            *({"id": f"t{i}", "type": "code_generation", "prompt": f"write f{i}", "depends_on": []} for i in range(6))
+        ),
+        answer=lambda r: (
+            "def broken(:"
+            if "revise" in r.prompt.lower() or "improved" in r.prompt
+            else "```python\ndef f():\n    return 1\n```"
+        ),
+        latency=0.005,
+    )
     orch = Orchestrator(budget=Budget(5.0, 600), client=UnifiedClient({"local": provider}), concurrency=6)
     await orch.run_project("Build six", "works")
     spans = {s.context.span_id: s for s in span_exporter.get_finished_spans()}
@@ -275,6 +316,7 @@ def _task_of(span, spans):
 
 # -- GenAI conventions on the wire ---------------------------------------------------------
 
+
 @pytest.fixture
 def openai_server(monkeypatch):
     clean_provider_env(monkeypatch)
@@ -284,9 +326,11 @@ def openai_server(monkeypatch):
 
 async def test_genai_attributes_of_an_openai_compatible_call(openai_server, monkeypatch):
     exporter, observer = _spans(capture=True)
-    openai_server.push(Reply(body={**openai_answer("hi"), "id": "chatcmpl-xyz-42"}),
-                       error("openai", 400, "response_format json_schema is not supported"),
-                       Reply(body={**openai_answer('{"answer": "a"}'), "id": "chatcmpl-json"}))
+    openai_server.push(
+        Reply(body={**openai_answer("hi"), "id": "chatcmpl-xyz-42"}),
+        error("openai", 400, "response_format json_schema is not supported"),
+        Reply(body={**openai_answer('{"answer": "a"}'), "id": "chatcmpl-json"}),
+    )
     provider = OpenAICompatProvider.for_server(openai_server.url)
     from orchestrator.llm.catalog import register_model, unregister_model
     from orchestrator.llm.providers.registry import server_model_info
@@ -342,6 +386,7 @@ async def test_provider_names_and_system_placement_follow_the_registry(monkeypat
 
 # -- waiting is not working ----------------------------------------------------------------
 
+
 async def test_queueing_for_the_concurrency_limit_is_told_apart(span_exporter):
     reader = InMemoryMetricReader()
     metrics = MetricsObserver(MeterProvider(metric_readers=[reader]))
@@ -355,7 +400,12 @@ async def test_queueing_for_the_concurrency_limit_is_told_apart(span_exporter):
     (dispatched,) = [e for e in second.events if e.name == "llm_call_dispatched"]
     assert dispatched.attributes["queue_ms"] == second.attributes["orchestrator.queue_ms"]
     assert second.attributes["llm.latency_ms"] < 0.3 * 1000 + 150
-    data = [m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-            if m.name == "gen_ai.client.operation.duration"]
+    data = [
+        m
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "gen_ai.client.operation.duration"
+    ]
     (point,) = data[0].data.data_points
     assert point.count == 2 and point.max < 0.3 + 0.15  # the metric measures the call, not the wait

@@ -24,15 +24,18 @@ if TYPE_CHECKING:  # mlflow itself is imported by the tests that use it (2-3 s: 
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = "x-mlflow-experiment-id"
-SPAN_NAMES = {"project_started": "run_project", "llm_call_started": "llm_call:{call_type}",
-              "remediation_started": "remediation", "policy_check_started": "policy_check"}
+SPAN_NAMES = {
+    "project_started": "run_project",
+    "llm_call_started": "llm_call:{call_type}",
+    "remediation_started": "remediation",
+    "policy_check_started": "policy_check",
+}
 
 
 def _env(experiment_id: str | None) -> dict[str, str]:
     """The user's environment without OTel settings or keys, plus the experiment header the
     way MLflow's documentation says to give it: ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLFLOW_"))
-           and not k.endswith("_API_KEY")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLFLOW_")) and not k.endswith("_API_KEY")}
     if experiment_id is not None:
         env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = f"{HEADER}={experiment_id}"
     return env
@@ -40,8 +43,14 @@ def _env(experiment_id: str | None) -> dict[str, str]:
 
 def _orchestrator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``orchestrator ARGS`` as a process of its own, on the scripted, priced provider."""
-    return subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.state.scripted_cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _experiment(server: MlflowServer, name: str) -> tuple[MlflowClient, str]:
@@ -84,10 +93,19 @@ def _content(trace: Trace) -> list[tuple]:
     """A trace without its ids: names, parents' names, times, attributes (MLflow's own
     ``mlflow.traceRequestId``, which names the trace, left out), span events."""
     by_id = {s.span_id: s for s in trace.data.spans}
-    return sorted((s.name, by_id[s.parent_id].name if s.parent_id else None, s.start_time_ns, s.end_time_ns,
-                   json.dumps({k: v for k, v in s.attributes.items() if k != "mlflow.traceRequestId"},
-                              sort_keys=True, default=str),
-                   [(e.name, e.timestamp) for e in s.events]) for s in trace.data.spans)
+    return sorted(
+        (
+            s.name,
+            by_id[s.parent_id].name if s.parent_id else None,
+            s.start_time_ns,
+            s.end_time_ns,
+            json.dumps(
+                {k: v for k, v in s.attributes.items() if k != "mlflow.traceRequestId"}, sort_keys=True, default=str
+            ),
+            [(e.name, e.timestamp) for e in s.events],
+        )
+        for s in trace.data.spans
+    )
 
 
 def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow_server, tmp_path):
@@ -101,9 +119,20 @@ def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow
     experiment: the same spans, times, attributes and span events, only the ids differ."""
     client, experiment = _experiment(mlflow_server, "live")
     events = tmp_path / "events.jsonl"
-    proc = _orchestrator(_env(experiment), *scripted_cli.ARGS, "--state-dir", str(tmp_path / "state"),
-                         "-o", str(tmp_path / "out"), "--events-jsonl", str(events),
-                         "--otlp-endpoint", mlflow_server.otlp, "--otlp-protocol", "http/protobuf")
+    proc = _orchestrator(
+        _env(experiment),
+        *scripted_cli.ARGS,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "-o",
+        str(tmp_path / "out"),
+        "--events-jsonl",
+        str(events),
+        "--otlp-endpoint",
+        mlflow_server.otlp,
+        "--otlp-protocol",
+        "http/protobuf",
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr  # two tasks degraded: partial success
     assert proc.stderr == "", proc.stderr  # no export warning: MLflow took every span
     recorded = [json.loads(line) for line in events.read_text().splitlines()]
@@ -125,14 +154,18 @@ def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow
         a, sent = span.attributes, finished[span.start_time_ns]
         assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "scripted-pro"
         assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (
-            sent["llm.tokens_in"], sent["llm.tokens_out"])
+            sent["llm.tokens_in"],
+            sent["llm.tokens_out"],
+        )
         assert a["llm.cost_usd"] == sent["llm.cost_usd"] > 0
         assert a["mlflow.llm.model"] == "scripted-pro"  # the model column of MLflow's trace view
     # MLflow's own roll-up of the trace: the GenAI token counts summed, once (roll-ups use
     # names of their own, so the root and task totals are not counted again)
     usage = trace.info.token_usage
     assert (usage["input_tokens"], usage["output_tokens"]) == (
-        summary["usage"]["input_tokens"], summary["usage"]["output_tokens"])
+        summary["usage"]["input_tokens"],
+        summary["usage"]["output_tokens"],
+    )
     assert trace.info.state.value == "OK"
     # of the resource, MLflow keeps the service.* attributes, as trace tags (docs/tracing.md says so)
     tags = trace.info.tags
@@ -140,13 +173,22 @@ def test_a_cli_run_is_one_mlflow_trace_with_the_span_tree_tokens_and_cost(mlflow
     assert not [k for k in tags if k.startswith("telemetry.sdk.")]
     # MLflow's span types, from the OpenInference kinds we set
     assert {(s.name.split(":")[0], s.span_type) for s in spans} == {
-        ("run_project", "AGENT"), ("task", "CHAIN"), ("remediation", "CHAIN"), ("llm_call", "LLM")}
+        ("run_project", "AGENT"),
+        ("task", "CHAIN"),
+        ("remediation", "CHAIN"),
+        ("llm_call", "LLM"),
+    }
     # the recorded run replayed into MLflow's "Default" experiment (id 0, as the docs'
     # example sends to) is the same trace, new ids
     replay_experiment = "0"
-    replayed = subprocess.run([sys.executable, "-m", "orchestrator", "replay", str(events), "-q",
-                               "--otlp-endpoint", mlflow_server.otlp], cwd=ROOT, env=_env(replay_experiment),
-                              capture_output=True, text=True, timeout=120)
+    replayed = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "replay", str(events), "-q", "--otlp-endpoint", mlflow_server.otlp],
+        cwd=ROOT,
+        env=_env(replay_experiment),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert replayed.returncode == 0 and replayed.stderr == "", replayed.stdout + replayed.stderr
     (again,) = _traces(client, replay_experiment, 1, len(spans))
     assert again.info.trace_id != trace.info.trace_id
@@ -166,10 +208,27 @@ def test_a_killed_and_resumed_run_replays_as_two_linked_mlflow_traces(mlflow_ser
     _, attempts = split_attempts(events)
     starts = [sum(1 for e in a if e["signal"].endswith("_started")) for a in attempts]
     client, experiment = _experiment(mlflow_server, "resumed")
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "replay", resumed.project_id, "-q",
-                           "--state-dir", str(resumed.state_dir), "--otlp-endpoint", mlflow_server.otlp,
-                           "--otlp-protocol", "http/protobuf"], cwd=ROOT, env=_env(experiment),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "replay",
+            resumed.project_id,
+            "-q",
+            "--state-dir",
+            str(resumed.state_dir),
+            "--otlp-endpoint",
+            mlflow_server.otlp,
+            "--otlp-protocol",
+            "http/protobuf",
+        ],
+        cwd=ROOT,
+        env=_env(experiment),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
     first, second = _traces(client, experiment, 2, sum(starts))
     assert [len(first.data.spans), len(second.data.spans)] == starts
@@ -188,8 +247,9 @@ def test_a_killed_and_resumed_run_replays_as_two_linked_mlflow_traces(mlflow_ser
 def test_without_the_experiment_header_mlflow_refuses_and_the_run_says_so_once(mlflow_server, tmp_path):
     """MLflow requires the header: without it every export is refused (HTTP 422).  The run
     still succeeds and says so in one warning line naming the endpoint and the answer."""
-    proc = _orchestrator(_env(None), *scripted_cli.ARGS, "--state-dir", str(tmp_path / "state"),
-                         "--otlp-endpoint", mlflow_server.otlp)
+    proc = _orchestrator(
+        _env(None), *scripted_cli.ARGS, "--state-dir", str(tmp_path / "state"), "--otlp-endpoint", mlflow_server.otlp
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the run's own verdict: partial success
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

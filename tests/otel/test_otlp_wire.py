@@ -58,8 +58,7 @@ class GrpcCollector(trace_service_pb2_grpc.TraceServiceServicer):
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
         self.metric_requests: list = []
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self.metric_requests),
-                                                                      self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self.metric_requests), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
@@ -96,8 +95,7 @@ class HttpCollector:
                 collector.paths.append(self.path)
                 collector.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if status == 200 and self.path.endswith("/v1/metrics"):
-                    collector.metric_requests.append(
-                        metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
+                    collector.metric_requests.append(metrics_service_pb2.ExportMetricsServiceRequest.FromString(body))
                 elif status == 200:
                     collector.requests.append(trace_service_pb2.ExportTraceServiceRequest.FromString(body))
                 payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
@@ -135,10 +133,18 @@ def spans_of(requests) -> tuple[dict, list]:
             resource = {kv.key: _value(kv.value) for kv in rs.resource.attributes}
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    spans.append({"name": s.name, "trace_id": s.trace_id.hex(), "span_id": s.span_id.hex(),
-                                  "parent": s.parent_span_id.hex() or None, "kind": s.kind,
-                                  "scope": ss.scope.name, "status": s.status.code,
-                                  "attrs": {kv.key: _value(kv.value) for kv in s.attributes}})
+                    spans.append(
+                        {
+                            "name": s.name,
+                            "trace_id": s.trace_id.hex(),
+                            "span_id": s.span_id.hex(),
+                            "parent": s.parent_span_id.hex() or None,
+                            "kind": s.kind,
+                            "scope": ss.scope.name,
+                            "status": s.status.code,
+                            "attrs": {kv.key: _value(kv.value) for kv in s.attributes},
+                        }
+                    )
     return resource, spans
 
 
@@ -174,8 +180,9 @@ def test_grpc_receiver_gets_the_tree_with_resource_and_headers(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=observability")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci")
     try:
-        t.configure_tracing(t.TracingConfig(enabled=True, otlp_endpoint=f"http://127.0.0.1:{collector.port}",
-                                            service_name="wire-grpc"))
+        t.configure_tracing(
+            t.TracingConfig(enabled=True, otlp_endpoint=f"http://127.0.0.1:{collector.port}", service_name="wire-grpc")
+        )
         assert t.tracing_state()["resolved"].protocol == "grpc"
         state, provider = run_engine()
         assert t.shutdown_tracing(5.0) is True
@@ -214,8 +221,7 @@ def test_http_receiver_from_environment_variables(monkeypatch):
 def test_http_receiver_chosen_by_the_url():
     collector = HttpCollector()
     try:
-        t.configure_tracing(t.TracingConfig(enabled=True,
-                                            otlp_endpoint=f"http://127.0.0.1:{collector.port}/v1/traces"))
+        t.configure_tracing(t.TracingConfig(enabled=True, otlp_endpoint=f"http://127.0.0.1:{collector.port}/v1/traces"))
         assert t.tracing_state()["resolved"].protocol == "http/protobuf"
         state, provider = run_engine()
         assert t.shutdown_tracing(5.0) is True
@@ -250,8 +256,9 @@ def test_metrics_go_to_the_same_collector_as_the_spans(transport):
     collector = GrpcCollector() if transport == "grpc" else HttpCollector()
     url = f"http://127.0.0.1:{collector.port}" + ("/v1/traces" if transport == "http" else "")
     try:
-        session = setup_observers({"otlp_endpoint": url, "metrics": True, "quiet": True,
-                                   "service_name": "wire-metrics"})
+        session = setup_observers(
+            {"otlp_endpoint": url, "metrics": True, "quiet": True, "service_name": "wire-metrics"}
+        )
         state, provider = run_engine()
         report = session.finish(state)
     finally:
@@ -302,9 +309,17 @@ session.finish(state)
 """
 
 
-@pytest.mark.parametrize("protocol, fault, metrics", [
-    ("grpc", "refused", False), ("grpc", "hang", False), ("http", "hang", False), ("http", "503", False),
-    ("grpc", "hang", True), ("http", "refused", True)])
+@pytest.mark.parametrize(
+    "protocol, fault, metrics",
+    [
+        ("grpc", "refused", False),
+        ("grpc", "hang", False),
+        ("http", "hang", False),
+        ("http", "503", False),
+        ("grpc", "hang", True),
+        ("http", "refused", True),
+    ],
+)
 def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics):
     import json
 
@@ -324,8 +339,14 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics)
     url = f"http://127.0.0.1:{port}" + ("/v1/traces" if protocol == "http" else "")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     try:
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT.format(url=url, metrics=metrics))], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(SCRIPT.format(url=url, metrics=metrics))],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         exited = time.time()
     finally:
         if cleanup:
@@ -348,9 +369,12 @@ def test_collector_fault_never_fails_or_stalls_the_run(protocol, fault, metrics)
     assert len(warnings) == 1, proc.stderr
     assert f"span export to {url} " in warnings[0]
     # why, as the endpoint answers a probe (not as the exporter's log text says it)
-    expected = {"refused": ["(connection refused)"], "503": ["(HTTP 503 Service Unavailable)"],
-                # whichever comes first: the bounded flush giving up, or the export's own deadline
-                "hang": ["did not finish within 3 s", "(no answer within 1 s)"]}
+    expected = {
+        "refused": ["(connection refused)"],
+        "503": ["(HTTP 503 Service Unavailable)"],
+        # whichever comes first: the bounded flush giving up, or the export's own deadline
+        "hang": ["did not finish within 3 s", "(no answer within 1 s)"],
+    }
     assert "spans were not exported" in warnings[0], warnings[0]
     assert any(e in warnings[0] for e in expected[fault]), warnings[0]
 
@@ -420,8 +444,11 @@ def test_exporter_logs_are_held_back_only_while_an_export_runs(caplog):
                 time.sleep(0.05)  # the abandoned export ends its retry, then gives the level back
             assert otlp.level == logging.INFO
             assert not [r for r in caplog.records if r.name.startswith(OTLP_LOGGER)]
-            (warning,) = [r.getMessage() for r in caplog.records
-                          if r.name == "orchestrator.tracing" and r.levelno >= logging.WARNING]
+            (warning,) = [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "orchestrator.tracing" and r.levelno >= logging.WARNING
+            ]
             assert "(HTTP 503 Service Unavailable)" in warning
             caplog.clear()
     finally:
@@ -456,6 +483,7 @@ def test_a_bad_otlp_timeout_flag_is_a_usage_error(value, capsys):
 
 # -- metric temporality and aggregation: the standard variables, through public constructors --
 
+
 def metric_kinds(requests) -> dict[str, tuple[str, int]]:
     """{metric name: (data kind, aggregation temporality)} of every metrics export request."""
     kinds = {}
@@ -468,15 +496,20 @@ def metric_kinds(requests) -> dict[str, tuple[str, int]]:
     return kinds
 
 
-@pytest.mark.parametrize("temporality, histogram, expected", [
-    (None, None, {"orchestrator.projects": ("sum", 2), "gen_ai.client.token.usage": ("histogram", 2)}),
-    ("delta", None, {"orchestrator.projects": ("sum", 1), "gen_ai.client.token.usage": ("histogram", 1)}),
-    ("LowMemory", None, {"orchestrator.projects": ("sum", 1), "gen_ai.client.token.usage": ("histogram", 1)}),
-    (None, "base2_exponential_bucket_histogram",
-     {"orchestrator.projects": ("sum", 2), "gen_ai.client.token.usage": ("exponential_histogram", 2)}),
-])
-def test_metric_temporality_and_histogram_follow_the_standard_variables(monkeypatch, temporality, histogram,
-                                                                        expected):
+@pytest.mark.parametrize(
+    "temporality, histogram, expected",
+    [
+        (None, None, {"orchestrator.projects": ("sum", 2), "gen_ai.client.token.usage": ("histogram", 2)}),
+        ("delta", None, {"orchestrator.projects": ("sum", 1), "gen_ai.client.token.usage": ("histogram", 1)}),
+        ("LowMemory", None, {"orchestrator.projects": ("sum", 1), "gen_ai.client.token.usage": ("histogram", 1)}),
+        (
+            None,
+            "base2_exponential_bucket_histogram",
+            {"orchestrator.projects": ("sum", 2), "gen_ai.client.token.usage": ("exponential_histogram", 2)},
+        ),
+    ],
+)
+def test_metric_temporality_and_histogram_follow_the_standard_variables(monkeypatch, temporality, histogram, expected):
     """1 = DELTA, 2 = CUMULATIVE in OTLP.  The reader asks our wrapper, not the OTLP
     exporter, for the preference: both must be given the one the variables say."""
     from orchestrator.cli.observers import setup_observers
@@ -487,8 +520,9 @@ def test_metric_temporality_and_histogram_follow_the_standard_variables(monkeypa
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", histogram)
     collector = GrpcCollector()
     try:
-        session = setup_observers({"otlp_endpoint": f"http://127.0.0.1:{collector.port}", "metrics": True,
-                                   "quiet": True})
+        session = setup_observers(
+            {"otlp_endpoint": f"http://127.0.0.1:{collector.port}", "metrics": True, "quiet": True}
+        )
         state, _ = run_engine()
         report = session.finish(state)
     finally:
@@ -498,9 +532,13 @@ def test_metric_temporality_and_histogram_follow_the_standard_variables(monkeypa
     assert {name: kinds[name] for name in expected} == expected
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "weekly"),
-    ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "buckets")])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "weekly"),
+        ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "buckets"),
+    ],
+)
 def test_a_bad_metrics_preference_is_a_usage_error(monkeypatch, capsys, variable, value):
     from orchestrator import cli
 
@@ -511,6 +549,7 @@ def test_a_bad_metrics_preference_is_a_usage_error(monkeypatch, capsys, variable
 
 
 # -- the quiet exporter: a refusing endpoint is reported once and never stalls the run -------
+
 
 def test_a_refusing_endpoint_is_reported_once_and_never_stalls_runs(caplog):
     """A real gRPC OTLP exporter to a loopback port nobody listens on, behind our wrapper
@@ -573,7 +612,8 @@ def test_an_exporter_that_raises_is_contained():
     assert (quiet.exported, quiet.failed) == (0, 3)
     assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == [
         "span export to http://127.0.0.1:1 failed (RuntimeError: encoder bug); 1 spans were not exported; "
-        "the run goes on"]
+        "the run goes on"
+    ]
 
 
 def test_the_gate_drops_what_the_queue_cannot_hold_and_counts_it(monkeypatch, caplog):

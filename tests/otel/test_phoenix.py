@@ -58,8 +58,14 @@ print(json.dumps({"status": result.status, "calls": result.usage.llm_calls, "flu
 
 def _send(endpoint: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SEND), endpoint], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SEND), endpoint],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "export" not in proc.stderr, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -71,8 +77,7 @@ def _spans_of_project(base: str, project_id: str, expected: int) -> list[dict]:
     while True:
         status, body = _get(f"{base}/v1/projects/default/spans?limit=1000")
         spans = json.loads(body)["data"] if status == 200 else []
-        roots = [s for s in spans if s["name"] == "run_project" and
-                 s["attributes"].get("project.id") == project_id]
+        roots = [s for s in spans if s["name"] == "run_project" and s["attributes"].get("project.id") == project_id]
         if roots:
             trace_id = roots[0]["context"]["trace_id"]
             mine = [s for s in spans if s["context"]["trace_id"] == trace_id]
@@ -124,20 +129,47 @@ def test_a_real_cli_run_configured_by_otel_variables_alone_tells_the_truth(phoen
     out = tmp_path / "out"
     jsonl = tmp_path / "events.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
-    env.update(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=phoenix["http"],
-               OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
-               OTEL_EXPORTER_OTLP_TRACES_HEADERS="x-run-label=phoenix-test")
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p",
-                           "Write a Python function double(x) that returns 2 * x", "-c", "double(2) == 4",
-                           "--max-tasks", "1", "--no-cache", "-q", "-o", str(out), "--events-jsonl", str(jsonl),
-                           "--profile", "full"],  # with a decomposition, whose calls the totals include
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env.update(
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=phoenix["http"],
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS="x-run-label=phoenix-test",
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "-p",
+            "Write a Python function double(x) that returns 2 * x",
+            "-c",
+            "double(2) == 4",
+            "--max-tasks",
+            "1",
+            "--no-cache",
+            "-q",
+            "-o",
+            str(out),
+            "--events-jsonl",
+            str(jsonl),
+            "--profile",
+            "full",
+        ],  # with a decomposition, whose calls the totals include
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert proc.stderr.strip() == "", proc.stderr  # no export warning, no traceback
     recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
     project_id = recorded[0]["project_id"]
-    pairs = [r for r in recorded if r["signal"] in ("llm_call_finished", "task_finished", "project_finished",
-                                                    "remediation_finished", "policy_checked")]
+    pairs = [
+        r
+        for r in recorded
+        if r["signal"]
+        in ("llm_call_finished", "task_finished", "project_finished", "remediation_finished", "policy_checked")
+    ]
     spans = _spans_of_project(phoenix["base"], project_id, len(pairs))
     assert len(spans) == len(pairs)
     (root,) = [s for s in spans if s["parent_id"] is None]
@@ -151,10 +183,17 @@ def test_a_real_cli_run_configured_by_otel_variables_alone_tells_the_truth(phoen
     assert a["project.tokens_out"] == sum(s["attributes"].get("gen_ai.usage.output_tokens", 0) for s in llm)
     assert a["project.llm_calls"] == len(llm) == summary["usage"]["llm_calls"]
     assert (a["project.tokens_in"], a["project.tokens_out"]) == (
-        summary["usage"]["input_tokens"], summary["usage"]["output_tokens"])
+        summary["usage"]["input_tokens"],
+        summary["usage"]["output_tokens"],
+    )
     # the model's text: its answers (the output files) never appear in an attribute
-    written = [line.strip() for f in out.iterdir() if f.suffix in (".py", ".md")
-               for line in f.read_text().splitlines() if len(line.strip()) >= 16]
+    written = [
+        line.strip()
+        for f in out.iterdir()
+        if f.suffix in (".py", ".md")
+        for line in f.read_text().splitlines()
+        if len(line.strip()) >= 16
+    ]
     assert written, "the run wrote nothing to compare against"
     allowed = {"task.description", "project.description"}
     for span in spans:
@@ -167,23 +206,46 @@ def test_a_real_cli_run_configured_by_otel_variables_alone_tells_the_truth(phoen
 def test_a_real_cli_run_on_the_local_model_arrives_in_phoenix(phoenix, tmp_path):
     """What a user does: the CLI, the embedded model, ``--otlp-endpoint`` to Phoenix."""
     project = tmp_path / "project.yaml"
-    project.write_text("project: Write a Python function double(x) that returns 2 * x\n"
-                       "criteria: double(2) == 4\n"
-                       "tasks:\n  - id: double\n    type: code_generation\n"
-                       "    prompt: Write a Python function double(x) that returns 2 * x.\n"
-                       "    max_iterations: 1\n")
+    project.write_text(
+        "project: Write a Python function double(x) that returns 2 * x\n"
+        "criteria: double(2) == 4\n"
+        "tasks:\n  - id: double\n    type: code_generation\n"
+        "    prompt: Write a Python function double(x) that returns 2 * x.\n"
+        "    max_iterations: 1\n"
+    )
     jsonl = tmp_path / "events.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-f", str(project), "--no-cache",
-                           "--profile", "full",  # the whole loop, so several LLM spans arrive
-                           "--otlp-endpoint", phoenix["grpc"], "--events-jsonl", str(jsonl)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "-f",
+            str(project),
+            "--no-cache",
+            "--profile",
+            "full",  # the whole loop, so several LLM spans arrive
+            "--otlp-endpoint",
+            phoenix["grpc"],
+            "--events-jsonl",
+            str(jsonl),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert "Traceback" not in proc.stderr and "export" not in proc.stderr, proc.stderr
     recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
     project_id = recorded[0]["project_id"]
-    pairs = [r for r in recorded if r["signal"] in ("llm_call_finished", "task_finished", "project_finished",
-                                                    "remediation_finished", "policy_checked")]
+    pairs = [
+        r
+        for r in recorded
+        if r["signal"]
+        in ("llm_call_finished", "task_finished", "project_finished", "remediation_finished", "policy_checked")
+    ]
     spans = _spans_of_project(phoenix["base"], project_id, len(pairs))
     assert len(spans) == len(pairs)
     by_id = {s["context"]["span_id"]: s for s in spans}
@@ -199,10 +261,12 @@ def test_a_real_cli_run_on_the_local_model_arrives_in_phoenix(phoenix, tmp_path)
         assert span["attributes"]["gen_ai.request.model"] == "smollm2-135m"
     # token counts in Phoenix are the model's own, as the events reported them
     assert sorted(s["attributes"]["gen_ai.usage.output_tokens"] for s in llm) == sorted(
-        r["attributes"]["llm.tokens_out"] for r in finished)
+        r["attributes"]["llm.tokens_out"] for r in finished
+    )
 
 
 # -- orchestrator replay ----------------------------------------------------------------------
+
 
 def _traces_of_project(base: str, project_id: str, roots: int, spans: int) -> dict[str, list[dict]]:
     """Every trace whose root is ``project_id``'s, by trace id, once Phoenix has them all."""
@@ -210,8 +274,11 @@ def _traces_of_project(base: str, project_id: str, roots: int, spans: int) -> di
     while True:
         status, body = _get(f"{base}/v1/projects/default/spans?limit=1000")
         everything = json.loads(body)["data"] if status == 200 else []
-        ids = {s["context"]["trace_id"] for s in everything if s["parent_id"] is None
-               and s["attributes"].get("project.id") == project_id}
+        ids = {
+            s["context"]["trace_id"]
+            for s in everything
+            if s["parent_id"] is None and s["attributes"].get("project.id") == project_id
+        }
         traces = {t: [s for s in everything if s["context"]["trace_id"] == t] for t in ids}
         if len(traces) >= roots and sum(map(len, traces.values())) >= spans:
             return traces
@@ -223,14 +290,28 @@ def _traces_of_project(base: str, project_id: str, roots: int, spans: int) -> di
 def _tree(spans: list[dict]) -> list[tuple]:
     """A trace without its ids: each span's name, its parent's name, times, attributes."""
     by_id = {s["context"]["span_id"]: s for s in spans}
-    return sorted((s["name"], by_id[s["parent_id"]]["name"] if s["parent_id"] else None, s["start_time"],
-                   s["end_time"], json.dumps(s["attributes"], sort_keys=True)) for s in spans)
+    return sorted(
+        (
+            s["name"],
+            by_id[s["parent_id"]]["name"] if s["parent_id"] else None,
+            s["start_time"],
+            s["end_time"],
+            json.dumps(s["attributes"], sort_keys=True),
+        )
+        for s in spans
+    )
 
 
 def _replay(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "orchestrator", "replay", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "replay", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_quick_start_replayed_is_the_same_tree_as_sent_live(phoenix, tmp_path):
@@ -240,11 +321,30 @@ def test_the_quick_start_replayed_is_the_same_tree_as_sent_live(phoenix, tmp_pat
     attributes - only the ids differ."""
     jsonl = tmp_path / "events.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and not k.endswith("_API_KEY")}
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p",
-                           "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
-                           "--report", str(tmp_path / "r.html"), "--no-cache", "-q",
-                           "--otlp-endpoint", phoenix["grpc"], "--events-jsonl", str(jsonl)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "-p",
+            "Write a Python function add(a, b) that returns a + b",
+            "-c",
+            "add(1, 1) == 2",
+            "--report",
+            str(tmp_path / "r.html"),
+            "--no-cache",
+            "-q",
+            "--otlp-endpoint",
+            phoenix["grpc"],
+            "--events-jsonl",
+            str(jsonl),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
     project_id = recorded[0]["project_id"]
@@ -295,8 +395,14 @@ def test_a_local_batch_is_one_trace_per_project_linked_to_its_batch_span(phoenix
     shows the batch span and 5 project traces, each root naming the batch and the batch
     span's trace (Phoenix keeps no span links; the links are checked in memory)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SEND_BATCH), phoenix["http"], "batch-phoenix",
-                           str(tmp_path / "state")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SEND_BATCH), phoenix["http"], "batch-phoenix", str(tmp_path / "state")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["flushed"] is True
@@ -305,10 +411,19 @@ def test_a_local_batch_is_one_trace_per_project_linked_to_its_batch_span(phoenix
         status, body = _get(f"{phoenix['base']}/v1/projects/default/spans?limit=1000")
         spans = json.loads(body)["data"] if status == 200 else []
         batch = [s for s in spans if s["name"] == "run_batch" and s["attributes"].get("batch.id") == "batch-phoenix"]
-        roots = [s for s in spans if s["name"] == "run_project" and s["parent_id"] is None
-                 and s["attributes"].get("orchestrator.batch_id") == "batch-phoenix"]
-        calls = [s for s in spans if s["name"].startswith("llm_call:")
-                 and s["context"]["trace_id"] in {r["context"]["trace_id"] for r in roots}]
+        roots = [
+            s
+            for s in spans
+            if s["name"] == "run_project"
+            and s["parent_id"] is None
+            and s["attributes"].get("orchestrator.batch_id") == "batch-phoenix"
+        ]
+        calls = [
+            s
+            for s in spans
+            if s["name"].startswith("llm_call:")
+            and s["context"]["trace_id"] in {r["context"]["trace_id"] for r in roots}
+        ]
         if len(batch) == 1 and len(roots) == 5 and len(calls) >= result["calls"]:
             break
         assert time.monotonic() < deadline, f"{len(batch)} batch spans, {len(roots)} roots, {len(calls)} calls"

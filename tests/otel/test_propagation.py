@@ -27,13 +27,7 @@ from opentelemetry.propagators.textmap import (
     default_getter,
     default_setter,
 )
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    SpanContext,
-    TraceFlags,
-    get_current_span,
-    set_span_in_context,
-)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span, set_span_in_context
 
 from orchestrator.events import traced_llm_call, traced_project
 from orchestrator.observers.tracing import resume_links
@@ -94,11 +88,17 @@ def run_child(tmp_path: Path, propagators: str | None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     if propagators is not None:
         env["OTEL_PROPAGATORS"] = propagators
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def test_default_propagators_send_w3c_trace_context_and_baggage(tmp_path):
@@ -116,6 +116,7 @@ def test_default_propagators_send_w3c_trace_context_and_baggage(tmp_path):
 
 def test_b3_propagator_changes_the_carriers_and_what_a_resume_links_to(tmp_path):
     import opentelemetry.propagators.b3  # noqa: F401 - the dev extra installs it; never skipped
+
     out = run_child(tmp_path, "b3")
     trace_id, span_id = out["first_root"]
     (root,) = out["roots"]
@@ -134,17 +135,20 @@ def test_no_propagator_sends_nothing_and_a_resume_has_nothing_to_link(tmp_path):
 
 # -- in process: the global propagator an application sets ---------------------------------
 
+
 class TenantPropagator(TextMapPropagator):
     """A custom format: ``x-tenant-trace: <trace id>:<span id>``."""
 
-    def inject(self, carrier: CarrierT, context: Context | None = None,
-               setter: Setter[CarrierT] = default_setter) -> None:
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
         sc = get_current_span(context).get_span_context()
         if sc.is_valid:
             setter.set(carrier, "x-tenant-trace", f"{sc.trace_id:032x}:{sc.span_id:016x}")
 
-    def extract(self, carrier: CarrierT, context: Context | None = None,
-                getter: Getter[CarrierT] = default_getter) -> Context:
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
         values = getter.get(carrier, "x-tenant-trace")
         if not values:
             return context if context is not None else Context()

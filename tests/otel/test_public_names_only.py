@@ -46,10 +46,12 @@ def test_no_private_opentelemetry_name_is_used():
 
 
 def test_the_checker_finds_private_uses():
-    code = ("from opentelemetry.context import _RUNTIME_CONTEXT\n"
-            "from opentelemetry.semconv._incubating.attributes import gen_ai_attributes\n"
-            "from opentelemetry.sdk.trace import sampling\n"
-            "sampling._get_from_env_or_default()\n")
+    code = (
+        "from opentelemetry.context import _RUNTIME_CONTEXT\n"
+        "from opentelemetry.semconv._incubating.attributes import gen_ai_attributes\n"
+        "from opentelemetry.sdk.trace import sampling\n"
+        "sampling._get_from_env_or_default()\n"
+    )
     assert len(_private_otel_uses(ast.parse(code))) == 3
 
 

@@ -26,10 +26,18 @@ from orchestrator.tracing import (
     traced_task,
 )
 
-OTEL_VARS = ("OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT",
-             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
-             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
-             "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+OTEL_VARS = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+)
 
 
 def connected() -> int:
@@ -49,6 +57,7 @@ def clean_state(monkeypatch):
 
 
 # -- the seed's scenarios ------------------------------------------------------------------
+
 
 def test_tracing_config_defaults():
     cfg = TracingConfig()
@@ -91,8 +100,14 @@ def test_llm_call_span_attributes(span_exporter):
         span.set_attribute("llm.tokens_in", 100)
         span.set_attribute("llm.tokens_out", 200)
         span.set_attribute("llm.cost_usd", 0.003)
-        span.set_attributes({"llm.finish_reason": "length", "llm.response_model": "gpt-4o-2024-08-06",
-                             "llm.latency_ms": 12.5, "llm.cached": False})
+        span.set_attributes(
+            {
+                "llm.finish_reason": "length",
+                "llm.response_model": "gpt-4o-2024-08-06",
+                "llm.latency_ms": 12.5,
+                "llm.cached": False,
+            }
+        )
     (s,) = span_exporter.get_finished_spans()
     a = s.attributes
     assert s.name == "llm_call:generate"
@@ -116,8 +131,20 @@ def test_llm_call_span_attributes(span_exporter):
     assert a["llm.token_count.total"] == 300
     assert json.loads(a["llm.invocation_parameters"]) == {"max_tokens": 256, "temperature": 0.2}
     # no content by default
-    assert not any(k.startswith(("input.", "output.", "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "llm.input_messages", "llm.output_messages"))
-                   for k in a)
+    assert not any(
+        k.startswith(
+            (
+                "input.",
+                "output.",
+                "gen_ai.input.messages",
+                "gen_ai.output.messages",
+                "gen_ai.system_instructions",
+                "llm.input_messages",
+                "llm.output_messages",
+            )
+        )
+        for k in a
+    )
     assert s.status.status_code == StatusCode.UNSET
 
 
@@ -183,7 +210,8 @@ def test_full_span_tree_shape(span_exporter):
                     pass
     spans = span_exporter.get_finished_spans()
     assert sorted(s.name for s in spans) == sorted(
-        ["run_project", "task:smoke", "llm_call:generate", "policy_check", "remediation", "llm_call:generate"])
+        ["run_project", "task:smoke", "llm_call:generate", "policy_check", "remediation", "llm_call:generate"]
+    )
     root = span_exporter.by_name("run_project")
     task = span_exporter.by_name("task:smoke")
     remediation = span_exporter.by_name("remediation")
@@ -198,6 +226,7 @@ def test_full_span_tree_shape(span_exporter):
 
 
 # -- roll-ups, context, errors, orphans, point events ---------------------------------------
+
 
 def test_usage_rolls_up_under_own_names_not_gen_ai(span_exporter):
     with events.traced_project("p", "d"):
@@ -303,8 +332,14 @@ def _start(signal, payload_type, **kw):
 def test_orphan_spans_are_ended_with_error_at_project_end(span_exporter):
     with events.traced_project("proj-o", "d") as proj:
         # a start whose finish never comes (a buggy emitter)
-        _start(events.task_started, events.TaskStarted, parent_id=proj.correlation_id, project_id="proj-o",
-               task_id="lost", task_type="CODE")
+        _start(
+            events.task_started,
+            events.TaskStarted,
+            parent_id=proj.correlation_id,
+            project_id="proj-o",
+            task_id="lost",
+            task_type="CODE",
+        )
         assert span_exporter.observer.open_span_count == 2
     assert span_exporter.observer.open_span_count == 0
     lost = span_exporter.by_name("task:lost")
@@ -318,8 +353,9 @@ def test_unsubscribe_ends_open_spans():
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     observer = TracingObserver(provider).subscribe()
-    _start(events.llm_call_started, events.LlmCallStarted, parent_id=None, project_id=None, model="m",
-           call_type="generate")
+    _start(
+        events.llm_call_started, events.LlmCallStarted, parent_id=None, project_id=None, model="m", call_type="generate"
+    )
     assert exporter.get_finished_spans() == ()
     observer.unsubscribe()
     (s,) = exporter.get_finished_spans()
@@ -334,8 +370,7 @@ def test_point_events_become_span_events_on_the_enclosing_span(span_exporter):
     task, call = span_exporter.by_name("task:t"), span_exporter.by_name("llm_call:generate")
     (ev,) = task.events
     assert ev.name == "validation_failed"
-    assert dict(ev.attributes) == {"task_id": "t", "validator": "python_syntax", "message": "line 3",
-                                   "iteration": 2}
+    assert dict(ev.attributes) == {"task_id": "t", "validator": "python_syntax", "message": "line 3", "iteration": 2}
     assert [e.name for e in call.events] == ["cache_hit"]
 
 
@@ -362,6 +397,7 @@ def test_content_is_captured_only_on_opt_in(monkeypatch):
 
 
 # -- configure_tracing ----------------------------------------------------------------------
+
 
 def test_configure_without_endpoint_is_dev_mode_and_safe_to_repeat():
     base, base_task = connected(), len(events.task_started.receivers)
@@ -396,7 +432,8 @@ def test_dev_mode_prints_the_tree_when_the_run_ends():
     lines = text.splitlines()
     assert lines[0].startswith("run_project")
     assert lines.index(next(x for x in lines if "task:t1" in x)) < lines.index(
-        next(x for x in lines if "llm_call:generate" in x))
+        next(x for x in lines if "llm_call:generate" in x)
+    )
 
 
 def test_sample_rate_zero_records_nothing():
@@ -433,8 +470,10 @@ def test_service_name_from_env_is_not_overwritten_by_the_default(monkeypatch):
     attrs = provider.resource.attributes
     assert attrs["service.name"] == "from-attrs" and attrs["deployment.environment"] == "ci"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
-    assert configure_tracing(TracingConfig(enabled=True, dev_print=False)).resource.attributes[
-        "service.name"] == "from-env"
+    assert (
+        configure_tracing(TracingConfig(enabled=True, dev_print=False)).resource.attributes["service.name"]
+        == "from-env"
+    )
     # the flag beats the variable
     provider = configure_tracing(TracingConfig(enabled=True, service_name="from-flag", dev_print=False))
     assert provider.resource.attributes["service.name"] == "from-flag"
@@ -444,57 +483,92 @@ def test_service_name_from_env_is_not_overwritten_by_the_default(monkeypatch):
     assert provider.resource.attributes["service.name"] == "multi-llm-orchestrator"
 
 
-@pytest.mark.parametrize("cfg, env, endpoint, protocol", [
-    (dict(otlp_endpoint="http://localhost:4317"), {}, "http://localhost:4317", "grpc"),
-    (dict(otlp_endpoint="http://collector:4318"), {}, "http://collector:4318/v1/traces", "http/protobuf"),
-    (dict(otlp_endpoint="https://x.example/v1/traces"), {}, "https://x.example/v1/traces", "http/protobuf"),
-    (dict(otlp_endpoint="http://h:9000", otlp_protocol="http/protobuf"), {}, "http://h:9000/v1/traces",
-     "http/protobuf"),
-    (dict(otlp_endpoint="http://h:4318"), {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http://h:4318", "grpc"),
-    (dict(otlp_endpoint="http://h:4318", otlp_protocol="grpc"), {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
-     "http://h:4318", "grpc"),
-    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://base:4318"}, "http://base:4318/v1/traces", "http/protobuf"),
-    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://base:4317",
-          "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:55681/custom"},
-     "http://traces:55681/custom", "grpc"),
-    ({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:55681/custom",
-          "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "http://traces:55681/custom", "http/protobuf"),
-    (dict(otlp_endpoint="http://flag:4317"), {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4317"},
-     "http://flag:4317", "grpc"),
-    ({}, {}, None, None),
-])
+@pytest.mark.parametrize(
+    "cfg, env, endpoint, protocol",
+    [
+        (dict(otlp_endpoint="http://localhost:4317"), {}, "http://localhost:4317", "grpc"),
+        (dict(otlp_endpoint="http://collector:4318"), {}, "http://collector:4318/v1/traces", "http/protobuf"),
+        (dict(otlp_endpoint="https://x.example/v1/traces"), {}, "https://x.example/v1/traces", "http/protobuf"),
+        (
+            dict(otlp_endpoint="http://h:9000", otlp_protocol="http/protobuf"),
+            {},
+            "http://h:9000/v1/traces",
+            "http/protobuf",
+        ),
+        (dict(otlp_endpoint="http://h:4318"), {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "http://h:4318", "grpc"),
+        (
+            dict(otlp_endpoint="http://h:4318", otlp_protocol="grpc"),
+            {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+            "http://h:4318",
+            "grpc",
+        ),
+        ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://base:4318"}, "http://base:4318/v1/traces", "http/protobuf"),
+        (
+            {},
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://base:4317",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:55681/custom",
+            },
+            "http://traces:55681/custom",
+            "grpc",
+        ),
+        (
+            {},
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:55681/custom",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            },
+            "http://traces:55681/custom",
+            "http/protobuf",
+        ),
+        (
+            dict(otlp_endpoint="http://flag:4317"),
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4317"},
+            "http://flag:4317",
+            "grpc",
+        ),
+        ({}, {}, None, None),
+    ],
+)
 def test_endpoint_and_protocol_resolution(cfg, env, endpoint, protocol):
     resolved = t.resolve_config(TracingConfig(enabled=True, **cfg), env)
     assert (resolved.endpoint, resolved.protocol) == (endpoint, protocol)
 
 
-@pytest.mark.parametrize("cfg, env, fragment", [
-    (dict(otlp_endpoint="localhost:4317"), {}, "must start with http:// or https://"),
-    (dict(otlp_endpoint="ftp://h:1"), {}, "must start with http:// or https://"),
-    (dict(otlp_endpoint="http://:4317"), {}, "no host"),
-    (dict(otlp_endpoint="http://h:99999"), {}, "invalid port"),
-    (dict(otlp_endpoint="http://h 1:4317"), {}, "must be an http:// or https:// URL"),
-    (dict(sample_rate=1.5), {}, "between 0 and 1"),
-    (dict(sample_rate="x"), {}, "must be a number"),
-    (dict(otlp_endpoint="http://h:1", otlp_protocol="http/json"), {}, "must be one of grpc, http/protobuf"),
-    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "nonsense"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
-    ({}, {"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG"),
-])
+@pytest.mark.parametrize(
+    "cfg, env, fragment",
+    [
+        (dict(otlp_endpoint="localhost:4317"), {}, "must start with http:// or https://"),
+        (dict(otlp_endpoint="ftp://h:1"), {}, "must start with http:// or https://"),
+        (dict(otlp_endpoint="http://:4317"), {}, "no host"),
+        (dict(otlp_endpoint="http://h:99999"), {}, "invalid port"),
+        (dict(otlp_endpoint="http://h 1:4317"), {}, "must be an http:// or https:// URL"),
+        (dict(sample_rate=1.5), {}, "between 0 and 1"),
+        (dict(sample_rate="x"), {}, "must be a number"),
+        (dict(otlp_endpoint="http://h:1", otlp_protocol="http/json"), {}, "must be one of grpc, http/protobuf"),
+        ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "nonsense"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({}, {"OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG"),
+    ],
+)
 def test_bad_settings_are_one_line_value_errors(cfg, env, fragment):
     with pytest.raises(ValueError) as info:
         t.resolve_config(TracingConfig(enabled=True, **cfg), env)
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("sampler, arg, description, root_recorded, under_sampled_parent", [
-    ("traceidratio", "0", "TraceIdRatioBased{0.0}", False, False),
-    ("traceidratio", "1", "TraceIdRatioBased{1.0}", True, True),
-    ("parentbased_traceidratio", "0", "ParentBased{root:TraceIdRatioBased{0.0}", False, True),
-    ("parentbased_always_off", None, "ParentBased{root:AlwaysOffSampler", False, True),
-    ("always_on", None, "AlwaysOnSampler", True, True),
-])
-def test_the_sdk_builds_the_sampler_from_the_standard_variables(monkeypatch, sampler, arg, description,
-                                                                 root_recorded, under_sampled_parent):
+@pytest.mark.parametrize(
+    "sampler, arg, description, root_recorded, under_sampled_parent",
+    [
+        ("traceidratio", "0", "TraceIdRatioBased{0.0}", False, False),
+        ("traceidratio", "1", "TraceIdRatioBased{1.0}", True, True),
+        ("parentbased_traceidratio", "0", "ParentBased{root:TraceIdRatioBased{0.0}", False, True),
+        ("parentbased_always_off", None, "ParentBased{root:AlwaysOffSampler", False, True),
+        ("always_on", None, "AlwaysOnSampler", True, True),
+    ],
+)
+def test_the_sdk_builds_the_sampler_from_the_standard_variables(
+    monkeypatch, sampler, arg, description, root_recorded, under_sampled_parent
+):
     """OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG decide (no --sample-rate given): the
     provider is built without a sampler of ours, and the SDK's, parent-based or not, acts
     on a root span and on a span under a sampled remote parent."""

@@ -30,12 +30,16 @@ from orchestrator.llm.providers.openai_compat import schema_instruction
 from tests.helpers import no_sleep
 
 MODELS = {  # model -> provider name; tiered (gemini-2.5-pro, gpt-6.1-sol), time-of-day (deepseek)
-    "gpt-4o": "openai", "gpt-6.1-sol": "openai", "claude-sonnet-5-5": "anthropic",
-    "claude-haiku-5-5": "anthropic", "gemini-2.5-pro": "google", "deepseek-v4-pro": "deepseek",
+    "gpt-4o": "openai",
+    "gpt-6.1-sol": "openai",
+    "claude-sonnet-5-5": "anthropic",
+    "claude-haiku-5-5": "anthropic",
+    "gemini-2.5-pro": "google",
+    "deepseek-v4-pro": "deepseek",
 }
 SCHEMA = {"type": "object", "properties": {"score": {"type": "number"}}, "required": ["score"]}
-TEMPLATE_TOKENS = 64       # what a chat template adds around the messages
-TOOL_PROMPT_TOKENS = 346   # Anthropic's documented tool-use system prompt (the largest schema overhead)
+TEMPLATE_TOKENS = 64  # what a chat template adds around the messages
+TOOL_PROMPT_TOKENS = 346  # Anthropic's documented tool-use system prompt (the largest schema overhead)
 
 
 def honest_input_bound(request: ProviderRequest) -> int:
@@ -85,31 +89,35 @@ class RandomProvider:
                 tokens_out = rng.randint(request.max_tokens + 1, 4 * request.max_tokens + 1)
         cache_read = rng.randint(0, tokens_in) if rng.random() < 0.3 else 0
         cache_write = rng.randint(0, tokens_in - cache_read) if rng.random() < 0.3 else 0
-        return ProviderResponse("ok", tokens_in, tokens_out, cache_read_tokens=cache_read,
-                                cache_write_tokens=cache_write)
+        return ProviderResponse(
+            "ok", tokens_in, tokens_out, cache_read_tokens=cache_read, cache_write_tokens=cache_write
+        )
 
 
 call_spec = st.tuples(
     st.sampled_from(sorted(MODELS)),
-    st.text(min_size=0, max_size=400),                     # prompt (any unicode: bytes != chars)
-    st.integers(min_value=1, max_value=4000),              # max_tokens
-    st.booleans(),                                         # JSON schema
+    st.text(min_size=0, max_size=400),  # prompt (any unicode: bytes != chars)
+    st.integers(min_value=1, max_value=4000),  # max_tokens
+    st.booleans(),  # JSON schema
     st.one_of(st.none(), st.floats(min_value=0, max_value=0.01)),  # cancel after this many seconds
 )
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(calls=st.lists(call_spec, min_size=1, max_size=24),
-       max_usd=st.floats(min_value=0.0, max_value=0.5, allow_nan=False, allow_infinity=False),
-       concurrency=st.integers(min_value=1, max_value=12),
-       dishonest=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    calls=st.lists(call_spec, min_size=1, max_size=24),
+    max_usd=st.floats(min_value=0.0, max_value=0.5, allow_nan=False, allow_infinity=False),
+    concurrency=st.integers(min_value=1, max_value=12),
+    dishonest=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_spend_never_exceeds_the_cap_for_an_honest_provider(calls, max_usd, concurrency, dishonest, seed):
     rng = random.Random(seed)
     providers = {name: RandomProvider(name, rng, dishonest) for name in set(MODELS.values())}
     budget = Budget(max_usd=max_usd, max_time_seconds=3600)
-    client = UnifiedClient(providers, budget=budget, concurrency=concurrency, sleep=no_sleep,
-                           unhealthy_after=3, breaker_cooldown=0.001)
+    client = UnifiedClient(
+        providers, budget=budget, concurrency=concurrency, sleep=no_sleep, unhealthy_after=3, breaker_cooldown=0.001
+    )
     seen: list[events.Event] = []
     violations: list[str] = []
 
@@ -131,15 +139,14 @@ def test_spend_never_exceeds_the_cap_for_an_honest_provider(calls, max_usd, conc
     finished = [p for p in seen if isinstance(p, events.LlmCallFinished)]
     reported = math.fsum(p.attributes.get("llm.cost_usd", 0.0) for p in finished)
     assert math.isclose(budget.spent_usd, reported, rel_tol=1e-9, abs_tol=1e-15)  # booked as reported
-    overruns = [i for i, p in enumerate(seen) if isinstance(p, events.BudgetWarning)
-                and p.reason.startswith("overrun")]
+    overruns = [i for i, p in enumerate(seen) if isinstance(p, events.BudgetWarning) and p.reason.startswith("overrun")]
     if budget.overrun is None:
         assert budget.spent_usd <= budget.max_usd  # exactly: no epsilon
         assert overruns == []
     else:
         assert dishonest and overruns, "an overrun without its warning"
         # no call was admitted after the overrun
-        assert not [p for p in seen[overruns[0]:] if isinstance(p, events.LlmCallStarted)]
+        assert not [p for p in seen[overruns[0] :] if isinstance(p, events.LlmCallStarted)]
         excess = math.fsum(max(0.0, p.attributes.get("llm.cost_usd", 0.0)) for p in finished)
         assert budget.spent_usd <= budget.max_usd + excess
 
@@ -147,8 +154,7 @@ def test_spend_never_exceeds_the_cap_for_an_honest_provider(calls, max_usd, conc
 async def _drive(client: UnifiedClient, calls: list[tuple]) -> None:
     async def one(model: str, prompt: str, max_tokens: int, json: bool) -> None:
         try:
-            await client.call(model, prompt, max_tokens=max_tokens, json_schema=SCHEMA if json else None,
-                              retries=1)
+            await client.call(model, prompt, max_tokens=max_tokens, json_schema=SCHEMA if json else None, retries=1)
         except Exception:  # refused for money, or every attempt failed: both are outcomes here
             pass
 

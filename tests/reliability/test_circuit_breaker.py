@@ -20,8 +20,7 @@ from tests.scripted import ScriptedProvider
 
 
 def _503() -> ProviderError:
-    return ProviderError("503 service unavailable", transient=True, status_code=503,
-                         error_type="ServiceUnavailable")
+    return ProviderError("503 service unavailable", transient=True, status_code=503, error_type="ServiceUnavailable")
 
 
 class Flaky(ScriptedProvider):
@@ -50,15 +49,23 @@ class Flaky(ScriptedProvider):
 async def test_thirty_percent_transient_faults_lose_no_task_to_the_breaker(orchestrator_events):
     provider = Flaky(0.3, name="local", answer="A fine summary of the text.")
     # a low threshold trips the breaker often; retries make a genuinely lost call negligible
-    client = UnifiedClient({"local": provider}, concurrency=20, default_retries=6, unhealthy_after=3,
-                           breaker_cooldown=0.005, breaker_cooldown_max=0.05, backoff_base=0.001,
-                           backoff_max=0.002)
+    client = UnifiedClient(
+        {"local": provider},
+        concurrency=20,
+        default_retries=6,
+        unhealthy_after=3,
+        breaker_cooldown=0.005,
+        breaker_cooldown_max=0.05,
+        backoff_base=0.001,
+        backoff_max=0.002,
+    )
     tasks = [Task(f"t{i}", TaskType.SUMMARIZATION, f"summarize text {i}", max_iterations=1) for i in range(400)]
     orch = Orchestrator(budget=Budget(1.0, 600), client=client, concurrency=10, project_tasks=tasks)
     state = await orch.run_project("Summaries", "faithful")
     statuses = {r.status for r in state.results.values()}
-    lost = {tid: r.error for tid, r in state.results.items() if r.status not in (TaskStatus.COMPLETED,
-                                                                                 TaskStatus.DEGRADED)}
+    lost = {
+        tid: r.error for tid, r in state.results.items() if r.status not in (TaskStatus.COMPLETED, TaskStatus.DEGRADED)
+    }
     assert lost == {} and statuses <= {TaskStatus.COMPLETED, TaskStatus.DEGRADED}
     trips = [e for e in orchestrator_events.of("model_unhealthy") if "consecutive failures" in e.reason]
     assert trips, "the breaker never opened: the test did not exercise it"
@@ -104,8 +111,9 @@ async def test_a_failed_probe_reopens_with_a_longer_cool_down(recorded):
         slept.append(seconds)
         await asyncio.sleep(0)
 
-    client = UnifiedClient({"openai": provider}, unhealthy_after=2, breaker_cooldown=10, breaker_cooldown_max=25,
-                           sleep=sleep)
+    client = UnifiedClient(
+        {"openai": provider}, unhealthy_after=2, breaker_cooldown=10, breaker_cooldown_max=25, sleep=sleep
+    )
     for _ in range(4):
         try:
             await client.call("gpt-4o", "x", retries=0)
@@ -137,8 +145,10 @@ async def test_a_cool_down_longer_than_the_time_left_fails_the_call_without_send
 
 
 async def test_permanent_errors_stay_final():
-    provider = ScriptedProvider(name="openai", answer=ProviderError(
-        "401", status_code=401, fatal_for_model=True, error_type="AuthenticationError"))
+    provider = ScriptedProvider(
+        name="openai",
+        answer=ProviderError("401", status_code=401, fatal_for_model=True, error_type="AuthenticationError"),
+    )
     client = UnifiedClient({"openai": provider}, breaker_cooldown=0.001)
     try:
         await client.call("gpt-4o", "x")

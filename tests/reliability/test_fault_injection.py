@@ -55,8 +55,9 @@ class RaisingObserver:
     def __call__(self, payload: events.Event) -> None:
         if self.rng.random() < 0.05:
             self.raised += 1
-            raise self.rng.choice((RuntimeError("observer bug"), ValueError("x"), asyncio.CancelledError(),
-                                   ZeroDivisionError()))
+            raise self.rng.choice(
+                (RuntimeError("observer bug"), ValueError("x"), asyncio.CancelledError(), ZeroDivisionError())
+            )
 
 
 def _tasks(rng: random.Random) -> list[Task]:
@@ -64,8 +65,9 @@ def _tasks(rng: random.Random) -> list[Task]:
     tasks: list[Task] = []
     for i in range(rng.randint(4, 14)):
         deps = [t.id for t in tasks if rng.random() < 0.25]
-        tasks.append(Task(f"t{i}", rng.choice(types), f"do part {i}", depends_on=deps,
-                          max_iterations=rng.randint(1, 2)))
+        tasks.append(
+            Task(f"t{i}", rng.choice(types), f"do part {i}", depends_on=deps, max_iterations=rng.randint(1, 2))
+        )
     return tasks
 
 
@@ -73,16 +75,25 @@ def _tasks(rng: random.Random) -> list[Task]:
 async def test_faults_stay_local_and_the_books_balance(seed, span_exporter, orchestrator_events):
     rng = random.Random(seed)
     answer = "```python\ndef add(a, b):\n    return a + b\n```\nA clear, complete answer."
-    providers = {name: Chaotic(rng, name=name, answer=answer, tokens=(40, 20), score=rng.choice((0.5, 0.9)))
-                 for name in ("local", "openai", "anthropic", "google")}
+    providers = {
+        name: Chaotic(rng, name=name, answer=answer, tokens=(40, 20), score=rng.choice((0.5, 0.9)))
+        for name in ("local", "openai", "anthropic", "google")
+    }
     raising = RaisingObserver(rng)
     signals = list(events.ALL_SIGNALS)
     rng.shuffle(signals)  # before or after the tracing observer, depending on the signal
     for sig in signals:
         sig.connect(raising)
     budget = Budget(rng.choice((0.005, 0.05, 2.0)), 600)
-    client = UnifiedClient(providers, concurrency=rng.randint(1, 8), budget=budget, unhealthy_after=3,
-                           breaker_cooldown=0.002, backoff_base=0.0005, backoff_max=0.001)
+    client = UnifiedClient(
+        providers,
+        concurrency=rng.randint(1, 8),
+        budget=budget,
+        unhealthy_after=3,
+        breaker_cooldown=0.002,
+        backoff_base=0.0005,
+        backoff_max=0.001,
+    )
     orch = Orchestrator(budget=budget, client=client, concurrency=rng.randint(1, 6), project_tasks=_tasks(rng))
     cancel_after = rng.choice((None, None, 0.01, 0.05, 0.2))
     try:
@@ -99,8 +110,10 @@ async def test_faults_stay_local_and_the_books_balance(seed, span_exporter, orch
             sig.disconnect(raising)
 
     assert state is not None and state.status is not None
-    print(f"seed {seed}: {len(orchestrator_events.of('llm_call_started'))} calls, {raising.raised} observer raises, "
-          f"cancel {cancel_after}, status {state.status.value}, spent {budget.spent_usd:.6f}/{budget.max_usd}")
+    print(
+        f"seed {seed}: {len(orchestrator_events.of('llm_call_started'))} calls, {raising.raised} observer raises, "
+        f"cancel {cancel_after}, status {state.status.value}, spent {budget.spent_usd:.6f}/{budget.max_usd}"
+    )
     # 0 open spans, 0 unfinished pairs
     assert span_exporter.observer.open_span_count == 0
     assert orchestrator_events.unfinished() == []

@@ -13,16 +13,34 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ("project: A long module\ncriteria: it works\ntasks:\n  - id: big\n    type: code_generation\n"
-           "    prompt: Write a long Python module with ten functions, each with a docstring and tests.\n")
+PROJECT = (
+    "project: A long module\ncriteria: it works\ntasks:\n  - id: big\n    type: code_generation\n"
+    "    prompt: Write a long Python module with ten functions, each with a docstring and tests.\n"
+)
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     (tmp_path / "p.yaml").write_text(PROJECT)
     jsonl = tmp_path / "events.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "-f", str(tmp_path / "p.yaml"), "--no-cache",
-                             "-o", str(tmp_path / "out"), "--events-jsonl", str(jsonl), "-q"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "-f",
+            str(tmp_path / "p.yaml"),
+            "--no-cache",
+            "-o",
+            str(tmp_path / "out"),
+            "--events-jsonl",
+            str(jsonl),
+            "-q",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, jsonl
 
 
@@ -63,8 +81,9 @@ def test_sigint_during_a_local_generation_exits_130_within_two_seconds(tmp_path)
     assert summary["results"]["big"]["status"] == "failed" and summary["results"]["big"]["error"] == "interrupted"
     recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
     starts = sorted(r["correlation_id"] for r in recorded if r["signal"].endswith("_started"))
-    finishes = sorted(r["correlation_id"] for r in recorded
-                      if r["signal"].endswith("_finished") or r["signal"] == "policy_checked")
+    finishes = sorted(
+        r["correlation_id"] for r in recorded if r["signal"].endswith("_finished") or r["signal"] == "policy_checked"
+    )
     assert starts == finishes  # every pair closed, the interrupted call included
 
 

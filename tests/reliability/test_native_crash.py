@@ -23,17 +23,36 @@ PROJECT = "Write a Python function add(a, b) that returns a + b"
 def _run(tmp_path: Path, fault: str) -> tuple[subprocess.CompletedProcess, list[dict], dict]:
     jsonl, out = tmp_path / "events.jsonl", tmp_path / "out"
     env = {**os.environ, FAULT_ENV: fault}
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "-p", PROJECT, "-c", "add(1, 1) == 2",
-                           "--no-cache", "-o", str(out), "--events-jsonl", str(jsonl)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "-p",
+            PROJECT,
+            "-c",
+            "add(1, 1) == 2",
+            "--no-cache",
+            "-o",
+            str(out),
+            "--events-jsonl",
+            str(jsonl),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     recorded = [json.loads(line) for line in jsonl.read_text().splitlines()]
     return proc, recorded, json.loads((out / "summary.json").read_text())
 
 
 def _pairs_closed(recorded: list[dict]) -> None:
     starts = sorted(r["correlation_id"] for r in recorded if r["signal"].endswith("_started"))
-    finishes = sorted(r["correlation_id"] for r in recorded
-                      if r["signal"].endswith("_finished") or r["signal"] == "policy_checked")
+    finishes = sorted(
+        r["correlation_id"] for r in recorded if r["signal"].endswith("_finished") or r["signal"] == "policy_checked"
+    )
     assert starts and starts == finishes
 
 
@@ -50,8 +69,13 @@ def test_a_worker_crash_mid_generation_costs_one_attempt(tmp_path, signal_name):
     # the retry on the restarted worker did the work
     assert summary["status"] == "success" and summary["results"]["add"]["status"] == "completed"
     assert summary["results"]["add"]["llm_calls"] == 2
-    show = subprocess.run([sys.executable, "-m", "orchestrator", "runs", "show", summary["project_id"]],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    show = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "runs", "show", summary["project_id"]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert show.returncode == 0 and "success" in show.stdout  # the checkpoint was written
 
 
@@ -62,8 +86,11 @@ def test_a_worker_that_crashes_every_time_fails_the_task_not_the_run(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     _pairs_closed(recorded)
-    crashed = [r for r in recorded if r["signal"] == "llm_call_finished"
-               and r["attributes"].get("error.type") == "WorkerCrashed"]
+    crashed = [
+        r
+        for r in recorded
+        if r["signal"] == "llm_call_finished" and r["attributes"].get("error.type") == "WorkerCrashed"
+    ]
     assert len(crashed) >= 2
     assert summary["status"] == "failed" and summary["results"]["add"]["status"] == "failed"
     assert any(r["signal"] == "remediation_finished" for r in recorded)

@@ -26,11 +26,18 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 FIREFOX_CANDIDATES = ("firefox-esr", "firefox")
 FIREFOX_PREFS = {
     # every connection goes to a closed local port, and no name is ever resolved
-    "network.proxy.type": 1, "network.proxy.http": "127.0.0.1", "network.proxy.http_port": 9,
-    "network.proxy.ssl": "127.0.0.1", "network.proxy.ssl_port": 9, "network.proxy.no_proxies_on": "",
-    "network.dns.disabled": True, "network.captive-portal-service.enabled": False,
-    "browser.shell.checkDefaultBrowser": False, "app.update.enabled": False,
-    "datareporting.policy.dataSubmissionEnabled": False, "toolkit.telemetry.enabled": False,
+    "network.proxy.type": 1,
+    "network.proxy.http": "127.0.0.1",
+    "network.proxy.http_port": 9,
+    "network.proxy.ssl": "127.0.0.1",
+    "network.proxy.ssl_port": 9,
+    "network.proxy.no_proxies_on": "",
+    "network.dns.disabled": True,
+    "network.captive-portal-service.enabled": False,
+    "browser.shell.checkDefaultBrowser": False,
+    "app.update.enabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "toolkit.telemetry.enabled": False,
 }
 CONSOLE = re.compile(r":CONSOLE(?::\d+|\(\d+\))\] \"(?P<message>.*)\", source: (?P<source>.*)$")
 
@@ -58,13 +65,28 @@ def firefox_screenshot(path: Path, *, width: int = 1000, height: int = 700, time
     with tempfile.TemporaryDirectory(prefix="report-firefox-") as home:
         profile = Path(home) / "profile"
         profile.mkdir()
-        (profile / "user.js").write_text("".join(
-            f"user_pref({json.dumps(key)}, {json.dumps(value)});\n" for key, value in FIREFOX_PREFS.items()))
+        (profile / "user.js").write_text(
+            "".join(f"user_pref({json.dumps(key)}, {json.dumps(value)});\n" for key, value in FIREFOX_PREFS.items())
+        )
         target = Path(home) / "shot.png"
         env = {"HOME": home, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MOZ_HEADLESS": "1"}
-        proc = subprocess.run([firefox(), "--headless", "--no-remote", "--profile", str(profile),
-                               f"--window-size={width},{height}", "--screenshot", str(target),
-                               path.resolve().as_uri()], capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [
+                firefox(),
+                "--headless",
+                "--no-remote",
+                "--profile",
+                str(profile),
+                f"--window-size={width},{height}",
+                "--screenshot",
+                str(target),
+                path.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
         assert proc.returncode == 0 and target.exists(), proc.stderr[-2000:]
         return target.read_bytes()
 
@@ -79,16 +101,26 @@ class Page:
     screenshot: bytes | None = None
 
 
-def load(path: Path, *, screenshot: bool = False, width: int = 1300, height: int = 1600,
-         timeout: float = 60) -> Page:
+def load(path: Path, *, screenshot: bool = False, width: int = 1300, height: int = 1600, timeout: float = 60) -> Page:
     """Open ``path`` (a local file) headless; dump the DOM after the scripts ran (and take a
     screenshot when asked: a second, separate load)."""
     with tempfile.TemporaryDirectory(prefix="report-browser-") as profile:
-        base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND",
-                "--enable-logging=stderr", "--v=0", f"--window-size={width},{height}",
-                "--virtual-time-budget=2000"]
+        base = [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=2000",
+        ]
         url = path.resolve().as_uri()
         started = time.monotonic()
         proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout)
@@ -112,7 +144,7 @@ def png_palette(png: bytes, step: int = 3) -> set[bytes]:
     """The distinct RGB colours of an 8-bit RGB(A) PNG (every ``step``-th pixel of every
     ``step``-th row)."""
     bpp, rows = png_rows(png)
-    return {bytes(row[x:x + 3]) for row in rows[::step] for x in range(0, len(row), bpp * step)}
+    return {bytes(row[x : x + 3]) for row in rows[::step] for x in range(0, len(row), bpp * step)}
 
 
 def png_rows(png: bytes) -> tuple[int, list[bytes]]:
@@ -121,8 +153,8 @@ def png_rows(png: bytes) -> tuple[int, list[bytes]]:
     pos, idat, width = 8, b"", 0
     height = depth = colour = 0
     while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        chunk = png[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        chunk = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
         elif kind == b"IDAT":
@@ -137,7 +169,7 @@ def png_rows(png: bytes) -> tuple[int, list[bytes]]:
     for y in range(height):
         row_start = y * (stride + 1)
         kind = raw[row_start]
-        row = bytearray(raw[row_start + 1:row_start + 1 + stride])
+        row = bytearray(raw[row_start + 1 : row_start + 1 + stride])
         for i in range(stride):  # undo the PNG filter of this row
             left = row[i - bpp] if i >= bpp else 0
             up = previous[i]

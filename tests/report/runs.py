@@ -39,9 +39,26 @@ def killed_and_resumed(d: Path) -> Resumed:
     ``orchestrator resume``) finishes the run and writes the report."""
     state, first = d / "state", d / "events1.jsonl"
     env = {**os.environ, "SCRIPTED_SLOW": "8", "ORCHESTRATOR_STATE_DIR": str(state)}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.state.scripted_cli", *scripted_cli.ARGS, "--concurrency",
-                             "2", "--state-dir", str(state), "-o", str(d / "out"), "--events-jsonl", str(first)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.state.scripted_cli",
+            *scripted_cli.ARGS,
+            "--concurrency",
+            "2",
+            "--state-dir",
+            str(state),
+            "-o",
+            str(d / "out"),
+            "--events-jsonl",
+            str(first),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while _finished_tasks(first) < 1:
@@ -58,11 +75,23 @@ def killed_and_resumed(d: Path) -> Resumed:
             proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
-    project_id = next(json.loads(line)["project_id"] for line in first.read_text().splitlines()
-                      if '"project_started"' in line)
+    project_id = next(
+        json.loads(line)["project_id"] for line in first.read_text().splitlines() if '"project_started"' in line
+    )
     second = d / "events2.jsonl"
-    code = scripted_cli.main(["resume", project_id, "--state-dir", str(state), "--events-jsonl", str(second),
-                              "--report", str(d / "report.html"), "-q"])
+    code = scripted_cli.main(
+        [
+            "resume",
+            project_id,
+            "--state-dir",
+            str(state),
+            "--events-jsonl",
+            str(second),
+            "--report",
+            str(d / "report.html"),
+            "-q",
+        ]
+    )
     assert code in (0, 1)
     summary = json.loads((d / "out" / "summary.json").read_text())
     assert summary["attempt"] == 2 and summary["restored"]

@@ -37,24 +37,43 @@ def _shape(spans) -> list[tuple]:
     out = []
     for s in spans:
         parent = by_id.get(s.parent.span_id).name if s.parent is not None else None
-        events = tuple((e.name, e.timestamp, tuple(sorted(e.attributes.items()))) for e in s.events
-                       if e.name != "exception")  # the live one has a traceback object, a replay its text
-        out.append((s.name, parent, s.start_time, s.end_time, s.kind, s.status.status_code,
-                    tuple(sorted(s.attributes.items())), events))
+        events = tuple(
+            (e.name, e.timestamp, tuple(sorted(e.attributes.items()))) for e in s.events if e.name != "exception"
+        )  # the live one has a traceback object, a replay its text
+        out.append(
+            (
+                s.name,
+                parent,
+                s.start_time,
+                s.end_time,
+                s.kind,
+                s.status.status_code,
+                tuple(sorted(s.attributes.items())),
+                events,
+            )
+        )
     return sorted(out, key=lambda t: (t[2], t[0]))
 
 
 def test_a_replay_makes_the_spans_the_live_run_made(tmp_path):
     provider, live = _memory()
     answers = iter(["draft", "critique", "revised"] * 20)
-    scripted = ScriptedProvider(plan=decomposition(
-        {"id": "a", "type": "summarization", "prompt": "Summarise a.", "depends_on": []},
-        {"id": "b", "type": "creative_writing", "prompt": "Write b.", "depends_on": ["a"]}),
-        answer=lambda request: next(answers), score=0.5, latency=0.002)
+    scripted = ScriptedProvider(
+        plan=decomposition(
+            {"id": "a", "type": "summarization", "prompt": "Summarise a.", "depends_on": []},
+            {"id": "b", "type": "creative_writing", "prompt": "Write b.", "depends_on": ["a"]},
+        ),
+        answer=lambda request: next(answers),
+        score=0.5,
+        latency=0.002,
+    )
     path = tmp_path / "events.jsonl"
     with TracingObserver(provider), EventRecorder(jsonl_path=path, mode="w"):
-        asyncio.run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": scripted})).run_project(
-            "Replay me", "prose"))
+        asyncio.run(
+            Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": scripted})).run_project(
+                "Replay me", "prose"
+            )
+        )
     live_spans = live.get_finished_spans()
     assert any(s.name == "remediation" for s in live_spans) and len(live_spans) > 10
 
@@ -76,7 +95,8 @@ def resumed(tmp_path_factory):
 def test_a_resumed_run_replays_as_two_linked_traces(resumed):
     provider, memory = _memory()
     events, _, _ = __import__("orchestrator.cli.report_cmd", fromlist=["x"]).events_from_store(
-        resumed.project_id, str(resumed.state_dir))
+        resumed.project_id, str(resumed.state_dir)
+    )
     _, attempts = split_attempts(events)
     replay_attempts(attempts, TracingObserver(provider, attach_context=False))
     spans = memory.get_finished_spans()
@@ -101,7 +121,8 @@ def test_a_resumed_run_replays_linked_under_another_propagator(resumed):
 
     provider, memory = _memory()
     events, _, _ = __import__("orchestrator.cli.report_cmd", fromlist=["x"]).events_from_store(
-        resumed.project_id, str(resumed.state_dir))
+        resumed.project_id, str(resumed.state_dir)
+    )
     _, attempts = split_attempts(events)
     observer = TracingObserver(provider, attach_context=False, propagator=B3SingleFormat())
     replay_attempts(attempts, observer)
@@ -116,12 +137,15 @@ def test_replay_without_an_endpoint_prints_the_tree(resumed, capsys):
     assert "run_project" in out and "task:alpha" in out and "2 attempt(s)" in out and "(replayed)" in out
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["replay"], "the following arguments are required"),
-    (["replay", "no-such-run"], "no such file, and no run with this id"),
-    (["replay", "x.jsonl", "--otlp-endpoint", "localhost:4317"], "--otlp-endpoint"),
-    (["replay", "x.jsonl", "--sample-rate", "2"], "sample"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["replay"], "the following arguments are required"),
+        (["replay", "no-such-run"], "no such file, and no run with this id"),
+        (["replay", "x.jsonl", "--otlp-endpoint", "localhost:4317"], "--otlp-endpoint"),
+        (["replay", "x.jsonl", "--sample-rate", "2"], "sample"),
+    ],
+)
 def test_bad_replay_input_is_one_line_and_exit_2(argv, fragment, capsys):
     assert main(argv) == 2
     assert_one_line_error(capsys.readouterr().err, fragment)

@@ -29,9 +29,25 @@ def quickstart(tmp_path_factory):
     """README's first command with ``--report``, on the embedded model, as a user runs it."""
     d = tmp_path_factory.mktemp("quickstart")
     env = {**os.environ, "ORCHESTRATOR_STATE_DIR": str(d / "state"), "XDG_CONFIG_HOME": str(d / "config")}
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", *QUICKSTART, "--report", str(d / "r.html"),
-                           "--cache-dir", str(d / "cache"), "-o", str(d / "out")],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            *QUICKSTART,
+            "--report",
+            str(d / "r.html"),
+            "--cache-dir",
+            str(d / "cache"),
+            "-o",
+            str(d / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"Report written to {d / 'r.html'}" in " ".join(proc.stdout.split())
     return d, json.loads((d / "out" / "summary.json").read_text())
@@ -53,7 +69,9 @@ def test_the_quickstart_report_opens_offline_and_agrees_with_the_summary(quickst
     (task,) = [r for r in rows(dom, "tasks-table") if r[0] == "add"]
     assert task[2] == "completed" and task[4] == "no evaluator score: the acceptance checks passed (1/1)"
     assert (dom.data["totals"]["tokens_in"], dom.data["totals"]["tokens_out"]) == (
-        usage["input_tokens"], usage["output_tokens"])
+        usage["input_tokens"],
+        usage["output_tokens"],
+    )
     assert 'id="tl-controls" hidden' not in page.dom  # the script ran: the timeline's controls are shown
 
 
@@ -75,7 +93,6 @@ def test_the_static_parts_show_without_javascript(quickstart):
     assert "task:add" in dom.texts["spans-table"]
 
 
-
 def test_the_report_opens_in_firefox_and_its_script_runs_there(quickstart):
     """Firefox, from ``file://``, network blocked: the page draws, and our script (allowed
     by its hash in the Content-Security-Policy) runs: it shows the timeline's controls,
@@ -86,7 +103,9 @@ def test_the_report_opens_in_firefox_and_its_script_runs_there(quickstart):
     assert browser.png_colours(with_script) > 40 and browser.png_colours(without) > 40
     assert browser.png_rows(with_script) != browser.png_rows(without)  # the controls the script shows
     assert browser.png_rows(without) == browser.png_rows(
-        browser.firefox_screenshot(browser.without_scripts(d / "r.html")))  # a page draws the same every time
+        browser.firefox_screenshot(browser.without_scripts(d / "r.html"))
+    )  # a page draws the same every time
+
 
 def test_the_report_of_the_quickstart_by_project_id_is_the_same(quickstart, tmp_path):
     from orchestrator.cli.main import main
@@ -102,11 +121,10 @@ def test_the_report_of_the_quickstart_by_project_id_is_the_same(quickstart, tmp_
 PWNED = "#ff00ff"
 """What every payload's script also does: turn the page magenta, which a screenshot shows."""
 PAYLOADS = (
-    '<img src=x onerror="document.body.setAttribute(\'data-pwned\',\'img\');'
-    'document.body.style.background=\'#ff00ff\'">',
+    "<img src=x onerror=\"document.body.setAttribute('data-pwned','img');document.body.style.background='#ff00ff'\">",
     "</script><script>document.body.setAttribute('data-pwned','script');"
     "document.body.style.background='#ff00ff'</script>",
-    '<svg onload="document.body.setAttribute(\'data-pwned\',\'svg\')"><script>'
+    "<svg onload=\"document.body.setAttribute('data-pwned','svg')\"><script>"
     "document.body.setAttribute('data-pwned','svg-script');document.body.style.background='#ff00ff'</script></svg>",
     "\"'><iframe srcdoc=\"<script>parent.document.body.setAttribute('data-pwned','iframe');"
     "parent.document.body.style.background='#ff00ff'</script>\">",
@@ -135,14 +153,21 @@ def _hostile_events(tmp_path: Path) -> Path:
     from tests.scripted import ScriptedProvider, decomposition
 
     answers = iter(["fine", ProviderError("boom", transient=True, error_type="Overloaded")] + ["fine"] * 50)
-    provider = ScriptedProvider(plan=decomposition(
-        {"id": "a", "type": "summarization", "prompt": "Summarise a.", "depends_on": []},
-        {"id": "b", "type": "creative_writing", "prompt": "Write b.", "depends_on": ["a"]}),
-        answer=lambda request: next(answers), score=0.5)
+    provider = ScriptedProvider(
+        plan=decomposition(
+            {"id": "a", "type": "summarization", "prompt": "Summarise a.", "depends_on": []},
+            {"id": "b", "type": "creative_writing", "prompt": "Write b.", "depends_on": ["a"]},
+        ),
+        answer=lambda request: next(answers),
+        score=0.5,
+    )
     raw = tmp_path / "raw.jsonl"
     with EventRecorder(jsonl_path=raw, mode="w", include_content=True):
-        asyncio.run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider})).run_project(
-            "Hostile", "prose"))
+        asyncio.run(
+            Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider})).run_project(
+                "Hostile", "prose"
+            )
+        )
     lines = [json.loads(line) for line in raw.read_text().splitlines()]
     assert any(e["signal"] == "remediation_started" for e in lines)
     assert any(e.get("status") == "error" for e in lines) and any(e.get("completion") for e in lines)
@@ -193,11 +218,10 @@ def test_escaping_alone_holds_without_the_content_security_policy(hostile):
     """The policy is the second line: with it removed, escaping still runs nothing."""
     d, html, _ = hostile
     start = html.index('<meta http-equiv="Content-Security-Policy"')
-    bare = html[:start] + html[html.index(">", start) + 1:]
+    bare = html[:start] + html[html.index(">", start) + 1 :]
     (d / "no-csp.html").write_text(bare)
     page = browser.load(d / "no-csp.html")
     _assert_inert(page.dom, page.console)
-
 
 
 def test_hostile_text_runs_nothing_in_firefox(hostile):
@@ -213,11 +237,14 @@ def test_hostile_text_runs_nothing_in_firefox(hostile):
 def test_the_firefox_check_sees_a_payload_that_runs(tmp_path):
     """The check above can fail: a page where one payload does run is seen as magenta."""
     page = tmp_path / "pwned.html"
-    page.write_text("<!doctype html><html><body><p>report</p>" + PAYLOADS[1].split("</script>", 1)[1] + "</body></html>")
+    page.write_text(
+        "<!doctype html><html><body><p>report</p>" + PAYLOADS[1].split("</script>", 1)[1] + "</body></html>"
+    )
     assert bytes.fromhex(PWNED[1:]) in browser.png_palette(browser.firefox_screenshot(page), step=2)
 
 
 # -- scale -------------------------------------------------------------------------------------
+
 
 def test_a_thousand_task_report_renders_and_grows_linearly(tmp_path):
     """Size grows with the tasks, linearly; the 1,000-task page loads whole in the browser.

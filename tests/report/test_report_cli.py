@@ -25,11 +25,20 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def files(tmp_path):
     (tmp_path / "notjson.jsonl").write_text("hello\nworld\n")
-    (tmp_path / "nostart.jsonl").write_text(json.dumps({"signal": "cache_hit", "correlation_id": "c",
-                                                        "timestamp_ns": 1, "project_id": "p"}) + "\n")
+    (tmp_path / "nostart.jsonl").write_text(
+        json.dumps({"signal": "cache_hit", "correlation_id": "c", "timestamp_ns": 1, "project_id": "p"}) + "\n"
+    )
     (tmp_path / "noclock.jsonl").write_text(json.dumps({"signal": "project_started", "correlation_id": "c"}) + "\n")
-    two = [{"signal": "project_started", "correlation_id": f"c{i}", "timestamp_ns": i, "project_id": f"proj-{i}",
-            "attempt": 1} for i in (1, 2)]
+    two = [
+        {
+            "signal": "project_started",
+            "correlation_id": f"c{i}",
+            "timestamp_ns": i,
+            "project_id": f"proj-{i}",
+            "attempt": 1,
+        }
+        for i in (1, 2)
+    ]
     (tmp_path / "two.jsonl").write_text("".join(json.dumps(e) + "\n" for e in two))
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "dir").mkdir()
@@ -37,22 +46,25 @@ def files(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["report"], "the following arguments are required"),
-    (["report", "proj-nosuch"], "no such file, and no run with this id"),
-    (["report", "{d}/notjson.jsonl"], "notjson.jsonl:1: not a JSON line"),
-    (["report", "{d}/nostart.jsonl"], "no run in these events (no project_started event)"),
-    (["report", "{d}/noclock.jsonl"], "has no whole 'timestamp_ns'"),
-    (["report", "{d}/two.jsonl"], "these events hold 2 runs (proj-1, proj-2)"),
-    (["report", "{d}/empty.jsonl"], "no events"),
-    (["report", "{d}/dir"], "is a directory, not an events file"),
-    (["report", "{d}/two.jsonl", "-o", "{d}/no/such/dir/r.html"], "no such directory"),
-    (["report", "{d}/two.jsonl", "-o", "{d}/dir"], "is a directory"),
-    (["report", "a", "b"], "one project id at a time"),
-    (["-p", "x", "--report", "{d}/dir"], "--report {d}/dir: is a directory"),
-    (["-p", "x", "--report", "{d}/no/such/r.html"], "no such directory"),
-    (["report", "{d}/two.jsonl", "-o", "{d}/link.html"], "is a symbolic link; not followed"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["report"], "the following arguments are required"),
+        (["report", "proj-nosuch"], "no such file, and no run with this id"),
+        (["report", "{d}/notjson.jsonl"], "notjson.jsonl:1: not a JSON line"),
+        (["report", "{d}/nostart.jsonl"], "no run in these events (no project_started event)"),
+        (["report", "{d}/noclock.jsonl"], "has no whole 'timestamp_ns'"),
+        (["report", "{d}/two.jsonl"], "these events hold 2 runs (proj-1, proj-2)"),
+        (["report", "{d}/empty.jsonl"], "no events"),
+        (["report", "{d}/dir"], "is a directory, not an events file"),
+        (["report", "{d}/two.jsonl", "-o", "{d}/no/such/dir/r.html"], "no such directory"),
+        (["report", "{d}/two.jsonl", "-o", "{d}/dir"], "is a directory"),
+        (["report", "a", "b"], "one project id at a time"),
+        (["-p", "x", "--report", "{d}/dir"], "--report {d}/dir: is a directory"),
+        (["-p", "x", "--report", "{d}/no/such/r.html"], "no such directory"),
+        (["report", "{d}/two.jsonl", "-o", "{d}/link.html"], "is a symbolic link; not followed"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(files, argv, fragment, capsys):
     before = sorted(p.name for p in files.iterdir())
     argv = [a.format(d=files) for a in argv]
@@ -73,10 +85,25 @@ def test_a_store_without_an_event_log_says_what_to_do(tmp_path, capsys):
 def test_the_report_is_written_after_ctrl_c(tmp_path):
     events = tmp_path / "events.jsonl"
     env = {**os.environ, "SCRIPTED_SLOW": "8"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.state.scripted_cli", *scripted_cli.ARGS,
-                             "--state-dir", str(tmp_path / "state"), "--events-jsonl", str(events),
-                             "--report", str(tmp_path / "r.html")], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.state.scripted_cli",
+            *scripted_cli.ARGS,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--events-jsonl",
+            str(events),
+            "--report",
+            str(tmp_path / "r.html"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while '"task_finished"' not in (events.read_text() if events.exists() else ""):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -97,8 +124,9 @@ def test_the_report_is_written_after_a_failure(tmp_path, monkeypatch, capsys):
         raise RuntimeError("the scheduler broke")
 
     monkeypatch.setattr(engine, "topological_order", broken)
-    code = scripted_cli.main([*scripted_cli.ARGS, "--state-dir", str(tmp_path / "state"),
-                              "--report", str(tmp_path / "r.html")])
+    code = scripted_cli.main(
+        [*scripted_cli.ARGS, "--state-dir", str(tmp_path / "state"), "--report", str(tmp_path / "r.html")]
+    )
     assert code == 1
     captured = capsys.readouterr()
     assert "the scheduler broke" in captured.err and "Report written to" in captured.out

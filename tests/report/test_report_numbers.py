@@ -25,8 +25,19 @@ def scripted(tmp_path_factory):
     """A 5-task run with prices (a remediation, a degraded task), its report written by
     ``--report``, its summary and its events file."""
     d = tmp_path_factory.mktemp("scripted")
-    code = scripted_cli.main([*scripted_cli.ARGS, "--state-dir", str(d / "state"), "-o", str(d / "out"),
-                              "--events-jsonl", str(d / "events.jsonl"), "--report", str(d / "report.html")])
+    code = scripted_cli.main(
+        [
+            *scripted_cli.ARGS,
+            "--state-dir",
+            str(d / "state"),
+            "-o",
+            str(d / "out"),
+            "--events-jsonl",
+            str(d / "events.jsonl"),
+            "--report",
+            str(d / "report.html"),
+        ]
+    )
     assert code in (0, 1)
     summary = json.loads((d / "out" / "summary.json").read_text())
     return d, summary
@@ -43,11 +54,17 @@ def test_every_total_equals_the_summary_and_the_span_totals(scripted):
     usage, totals = summary["usage"], data["totals"]
     assert usage["cost_usd"] > 0 and usage["llm_calls"] > 20  # a priced run, with a remediation
     assert (totals["calls"], totals["cached_calls"], totals["tokens_in"], totals["tokens_out"]) == (
-        usage["llm_calls"], usage["cached_calls"], usage["input_tokens"], usage["output_tokens"])
+        usage["llm_calls"],
+        usage["cached_calls"],
+        usage["input_tokens"],
+        usage["output_tokens"],
+    )
     assert _close(totals["cost_usd"], usage["cost_usd"])
     # the root span's totals, as the run set them, agree with the sum of its calls
     recorded = data["recorded"]
-    assert recorded["project.llm_calls"] == usage["llm_calls"] and recorded["project.tokens_in"] == usage["input_tokens"]
+    assert (
+        recorded["project.llm_calls"] == usage["llm_calls"] and recorded["project.tokens_in"] == usage["input_tokens"]
+    )
     assert _close(recorded["project.cost_usd"], round(usage["cost_usd"], 8)) and data["mismatches"] == []
     # planning and every task
     plan = summary["planning"]
@@ -57,7 +74,11 @@ def test_every_total_equals_the_summary_and_the_span_totals(scripted):
     for tid, result in summary["results"].items():
         mine = by_task[tid]
         assert (mine["calls"], mine["tokens_in"], mine["tokens_out"], mine["status"]) == (
-            result["llm_calls"], result["input_tokens"], result["output_tokens"], result["status"]), tid
+            result["llm_calls"],
+            result["input_tokens"],
+            result["output_tokens"],
+            result["status"],
+        ), tid
         assert _close(mine["cost_usd"], result["cost_usd"]) and mine["score"] == result["score"], tid
     # by model: the same calls, grouped otherwise
     (model,) = data["models"]
@@ -102,13 +123,17 @@ def test_the_store_and_the_events_file_give_the_same_report(scripted):
 
 
 def test_a_fifteen_task_report_is_small(tmp_path):
-    tasks = [{"id": f"t{i}", "type": "summarization", "prompt": f"Summarise part {i}.", "depends_on": []}
-             for i in range(15)]
+    tasks = [
+        {"id": f"t{i}", "type": "summarization", "prompt": f"Summarise part {i}.", "depends_on": []} for i in range(15)
+    ]
     provider = ScriptedProvider(plan=decomposition(*tasks))
     path = tmp_path / "events.jsonl"
     with EventRecorder(jsonl_path=path, mode="w"):
-        state = asyncio.run(Orchestrator(budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}),
-                                         concurrency=4, max_tasks=15).run_project("Fifteen parts", "summaries"))
+        state = asyncio.run(
+            Orchestrator(
+                budget=Budget(1.0, 600), client=UnifiedClient({"local": provider}), concurrency=4, max_tasks=15
+            ).run_project("Fifteen parts", "summaries")
+        )
     assert len(state.tasks) == 15
     html = render_html(build_report(events_from_files([path])))
     assert len(html.encode()) < 1_000_000
@@ -132,8 +157,10 @@ def test_an_unpriced_call_is_marked_unpriced_never_0(tmp_path):
         with EventRecorder(jsonl_path=path, mode="w"):
             asyncio.run(calls(UnifiedClient({"local": ScriptedProvider()})))
     finished = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [e["attributes"].get("orchestrator.unpriced") for e in finished
-            if e["signal"] == "llm_call_finished"] == [True, True]
+    assert [e["attributes"].get("orchestrator.unpriced") for e in finished if e["signal"] == "llm_call_finished"] == [
+        True,
+        True,
+    ]
     report = build_report(events_from_files([path]))
     assert report.acct.totals.unpriced == report.acct.totals.calls == 2
     page = parse(render_html(report))
@@ -149,11 +176,27 @@ def test_an_unpriced_call_is_marked_unpriced_never_0(tmp_path):
 def test_the_isolation_level_is_shown_when_the_run_records_it(tmp_path):
     """The sandbox records the isolation on the root (``orchestrator.sandbox``); a run of a
     version that does not is "not recorded"."""
-    started = {"signal": "project_started", "correlation_id": "r", "parent_id": None, "project_id": "proj-i",
-               "timestamp_ns": 1_000, "attributes": {}, "description": "d", "criteria": "", "budget_usd": 1.0,
-               "time_limit_seconds": 60.0, "attempt": 1}
-    finished = {**started, "signal": "project_finished", "timestamp_ns": 2_000, "start_timestamp_ns": 1_000,
-                "status": "ok", "attributes": {"project.status": "success", "orchestrator.sandbox": "bwrap"}}
+    started = {
+        "signal": "project_started",
+        "correlation_id": "r",
+        "parent_id": None,
+        "project_id": "proj-i",
+        "timestamp_ns": 1_000,
+        "attributes": {},
+        "description": "d",
+        "criteria": "",
+        "budget_usd": 1.0,
+        "time_limit_seconds": 60.0,
+        "attempt": 1,
+    }
+    finished = {
+        **started,
+        "signal": "project_finished",
+        "timestamp_ns": 2_000,
+        "start_timestamp_ns": 1_000,
+        "status": "ok",
+        "attributes": {"project.status": "success", "orchestrator.sandbox": "bwrap"},
+    }
     path = tmp_path / "e.jsonl"
     path.write_text(json.dumps(started) + "\n" + json.dumps(finished) + "\n")
     assert parse(render_html(build_report(events_from_files([path])))).texts["t-isolation"] == "bwrap"

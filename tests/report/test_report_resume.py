@@ -33,7 +33,10 @@ def test_a_resumed_run_is_one_report_with_a_lane_per_attempt(resumed):
     # the run's accounting: every call behind a kept result once, as summary.json counts
     totals = data["totals"]
     assert (totals["calls"], totals["tokens_in"], totals["tokens_out"]) == (
-        usage["llm_calls"], usage["input_tokens"], usage["output_tokens"])
+        usage["llm_calls"],
+        usage["input_tokens"],
+        usage["output_tokens"],
+    )
     assert abs(totals["cost_usd"] - usage["cost_usd"]) < 1e-9 and data["mismatches"] == []
     by_task = {t["id"]: t for t in data["tasks"]}
     for tid, kept_from in resumed.summary["restored"].items():

@@ -32,14 +32,16 @@ def main() -> int:
     before = _peak_kib()
     results: object
     if job["kind"] == "checks":
-        report = run_checks(answer, parse_criteria(job["criteria"]).checks, sandbox=box,
-                            timeout=float(job.get("timeout", 30)))
+        report = run_checks(
+            answer, parse_criteria(job["criteria"]).checks, sandbox=box, timeout=float(job.get("timeout", 30))
+        )
         results = [r.to_dict() for r in report.results]
     else:
         verdict = pytest_check(answer, sandbox=box, timeout=float(job.get("timeout", 30)))
         results = {"passed": verdict.passed, "message": verdict.message}
-    print(json.dumps({"results": results, "pid": os.getpid(), "peak_before_kib": before,
-                      "peak_after_kib": _peak_kib()}))
+    print(
+        json.dumps({"results": results, "pid": os.getpid(), "peak_before_kib": before, "peak_after_kib": _peak_kib()})
+    )
     return 0
 
 

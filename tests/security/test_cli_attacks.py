@@ -27,28 +27,56 @@ LEVELS = [pytest.param(level, id=level) for level in OFFERED]
 
 def _project(tmp_path: Path) -> str:
     path = tmp_path / "project.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         project: Write a Python function add(a, b)
         tasks:
           - id: add
             type: code_generation
             prompt: Write a Python function add(a, b) that returns a + b.
             max_iterations: 1
-    """), encoding="utf-8")
+    """),
+        encoding="utf-8",
+    )
     return str(path)
 
 
-def cli(tmp_path: Path, answer: str, criteria: str, *extra: str, path: str | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    tmp_path: Path, answer: str, criteria: str, *extra: str, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
     answer_file = tmp_path / "answer.md"
     answer_file.write_text(f"```python\n{textwrap.dedent(answer).strip()}\n```", encoding="utf-8")
-    env = {**os.environ, "OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY, "ATTACK_ANSWER": str(answer_file),
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": KEY,
+        "ANTHROPIC_API_KEY": KEY,
+        "ATTACK_ANSWER": str(answer_file),
+        "COLUMNS": "200",
+    }
     if path is not None:
         env["PATH"] = path
-    argv = [sys.executable, "-m", "tests.security.attack_cli", "-f", _project(tmp_path), "-c", criteria,
-            "--model", MODEL, "--catalog", CATALOG_FILE, "--no-cache", "-q", "-o", str(tmp_path / "out"),
-            "--state-dir", str(tmp_path / "state"), "--events-jsonl", str(tmp_path / "events.jsonl"), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.security.attack_cli",
+        "-f",
+        _project(tmp_path),
+        "-c",
+        criteria,
+        "--model",
+        MODEL,
+        "--catalog",
+        CATALOG_FILE,
+        "--no-cache",
+        "-q",
+        "-o",
+        str(tmp_path / "out"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--events-jsonl",
+        str(tmp_path / "events.jsonl"),
+        *extra,
+    ]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -135,16 +163,20 @@ def test_the_refusal_where_no_sandbox_works(tmp_path):
     proc = cli(tmp_path, "def add(a, b):\n    return a + b", "add(1, 1) == 2", path=str(empty))
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("orchestrator: error: no sandbox for model-written code here (bwrap: bwrap is not "
-                           "installed; unshare: unshare is not installed)") and "--sandbox none" in line
+    assert (
+        line.startswith(
+            "orchestrator: error: no sandbox for model-written code here (bwrap: bwrap is not "
+            "installed; unshare: unshare is not installed)"
+        )
+        and "--sandbox none" in line
+    )
     assert not (tmp_path / "out").exists() and not (tmp_path / "events.jsonl").exists()  # before any work
 
 
 def test_naming_a_level_that_does_not_work_here_is_refused(tmp_path):
     empty = tmp_path / "empty-path"
     empty.mkdir()
-    proc = cli(tmp_path, "def add(a, b):\n    return a + b", "add(1, 1) == 2", "--sandbox", "unshare",
-               path=str(empty))
+    proc = cli(tmp_path, "def add(a, b):\n    return a + b", "add(1, 1) == 2", "--sandbox", "unshare", path=str(empty))
     assert proc.returncode == 2
     assert proc.stderr.strip() == "orchestrator: error: sandbox unshare cannot run here: unshare is not installed"
 
@@ -152,11 +184,12 @@ def test_naming_a_level_that_does_not_work_here_is_refused(tmp_path):
 def test_sandbox_none_is_an_opt_in_warned_about_loudly(tmp_path):
     empty = tmp_path / "empty-path"
     empty.mkdir()  # no isolation available: only the opt-in runs
-    proc = cli(tmp_path, "def add(a, b):\n    return a + b", "add(1, 1) == 2", "--sandbox", "none",
-               path=str(empty))
+    proc = cli(tmp_path, "def add(a, b):\n    return a + b", "add(1, 1) == 2", "--sandbox", "none", path=str(empty))
     assert proc.returncode == 0, proc.stderr
-    assert "orchestrator: warning: --sandbox none: model-written code and acceptance checks will run WITHOUT " \
-           "isolation" in proc.stderr
+    assert (
+        "orchestrator: warning: --sandbox none: model-written code and acceptance checks will run WITHOUT "
+        "isolation" in proc.stderr
+    )
     assert "sandbox NONE (unisolated)" in proc.stdout and "note: sandbox none:" in proc.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
     assert summary["sandbox"] == "none" and summary["results"]["add"]["checks"][0]["passed"] is True

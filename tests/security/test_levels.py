@@ -62,9 +62,11 @@ def test_nothing_available_is_one_line_naming_each_level_and_the_opt_in(tmp_path
     with pytest.raises(SandboxUnavailable) as info:
         resolve("auto", search_path=_path_with(tmp_path))
     message = str(info.value)
-    assert message == ("no sandbox for model-written code here (bwrap: bwrap is not installed; unshare: unshare is "
-                       "not installed); install bubblewrap (e.g. apt-get install bubblewrap), or pass --sandbox none "
-                       "to run that code without isolation")
+    assert message == (
+        "no sandbox for model-written code here (bwrap: bwrap is not installed; unshare: unshare is "
+        "not installed); install bubblewrap (e.g. apt-get install bubblewrap), or pass --sandbox none "
+        "to run that code without isolation"
+    )
     assert resolve("none", search_path=_path_with(tmp_path)).isolated is False  # the opt-in needs nothing
 
 
@@ -87,12 +89,17 @@ def test_the_probe_notices_a_sandbox_that_does_not_hold(tmp_path):
 def test_an_interrupted_run_kills_its_sandboxes_at_once(box):
     """Ctrl-C (the command line calls kill_running): the check's whole sandbox goes."""
     marker = f"orchestrator-interrupted-{uuid.uuid4().hex}"
-    answer = ("```python\nimport os, time\nif os.fork() == 0:\n    os.setsid()\n"
-              f"    os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 60', '{marker}'])\n"
-              "def spin():\n    while True:\n        time.sleep(1)\n```")
+    answer = (
+        "```python\nimport os, time\nif os.fork() == 0:\n    os.setsid()\n"
+        f"    os.execv('/bin/sh', ['/bin/sh', '-c', 'sleep 60', '{marker}'])\n"
+        "def spin():\n    while True:\n        time.sleep(1)\n```"
+    )
     reports = []
-    thread = threading.Thread(target=lambda: reports.append(
-        run_checks(answer, parse_criteria("spin() is None").checks, sandbox=box, timeout=60)))
+    thread = threading.Thread(
+        target=lambda: reports.append(
+            run_checks(answer, parse_criteria("spin() is None").checks, sandbox=box, timeout=60)
+        )
+    )
     thread.start()
     deadline = time.monotonic() + 20
     while not processes_with(marker) and time.monotonic() < deadline:
@@ -140,6 +147,7 @@ def test_an_unknown_level_is_refused_at_construction():
 
 
 # -- resume keeps the run's choice ----------------------------------------------------------------
+
 
 def test_resume_keeps_the_runs_sandbox_unless_it_names_another(tmp_path, scripted, capsys):
     state, out, level = tmp_path / "state", tmp_path / "out", OFFERED[-1]

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # -- the output directory itself -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("target", ["/", "elsewhere"])
 def test_an_output_dir_that_is_a_symbolic_link_is_refused_before_any_work(tmp_path, target):
     elsewhere = tmp_path / "elsewhere"
@@ -75,6 +76,7 @@ def test_a_symbolic_link_where_a_task_file_goes_is_an_error_never_followed(tmp_p
 
 
 # -- the writer ------------------------------------------------------------------------------
+
 
 def test_writes_go_through_the_directory_descriptor_not_its_path(tmp_path):
     """Once opened, the directory is reached by its descriptor: swapping its path for a
@@ -124,14 +126,31 @@ COLLIDING = ["a/b", "a b", "a_b", "a\\b", "x" * 80 + "-one", "x" * 80 + "-two", 
 
 
 def test_ids_that_collided_get_one_file_each_in_a_real_run(tmp_path):
-    project = {"project": "Colliding ids", "criteria": "ok",
-               "tasks": [{"id": tid, "type": "summarization", "prompt": f"Summarise part {i}."}
-                         for i, tid in enumerate(COLLIDING)]}
+    project = {
+        "project": "Colliding ids",
+        "criteria": "ok",
+        "tasks": [
+            {"id": tid, "type": "summarization", "prompt": f"Summarise part {i}."} for i, tid in enumerate(COLLIDING)
+        ],
+    }
     path = tmp_path / "project.yaml"
     path.write_text(yaml.safe_dump(project))
     out = tmp_path / "out"
-    proc = run_scripted_cli(tmp_path, "-f", str(path), "--model", MODEL, "--catalog", CATALOG_FILE, "--no-cache", "-q",
-                "-o", str(out), "--state-dir", str(tmp_path / "state"))
+    proc = run_scripted_cli(
+        tmp_path,
+        "-f",
+        str(path),
+        "--model",
+        MODEL,
+        "--catalog",
+        CATALOG_FILE,
+        "--no-cache",
+        "-q",
+        "-o",
+        str(out),
+        "--state-dir",
+        str(tmp_path / "state"),
+    )
     assert proc.returncode in (0, 1), proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     files = summary["files"]
@@ -146,7 +165,8 @@ def test_ids_that_collided_get_one_file_each_in_a_real_run(tmp_path):
 
 
 IDS = st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=120) | st.sampled_from(
-    ["a/b", "a b", "a_b", "a\\b", "A_B", ".", "..", "-rf", ".hidden", "x" * 81, "x" * 80 + "y", "task~1"])
+    ["a/b", "a b", "a_b", "a\\b", "A_B", ".", "..", "-rf", ".hidden", "x" * 81, "x" * 80 + "y", "task~1"]
+)
 
 
 @given(ids=st.lists(IDS, min_size=1, max_size=12, unique=True), order=st.randoms(use_true_random=False))
@@ -162,7 +182,11 @@ def test_no_two_task_ids_share_a_file_name(ids, order):
     order.shuffle(shuffled)
     assert task_file_names(shuffled) == names  # the same set of ids, the same files: a resume agrees
     for tid in ids:  # a plain id with no twin in case keeps its own name
-        if len(tid) <= 80 and tid[0].isascii() and tid[0].isalnum() and all(
-                c.isascii() and (c.isalnum() or c in "_.-") for c in tid) and sum(
-                t.casefold() == tid.casefold() for t in ids) == 1:
+        if (
+            len(tid) <= 80
+            and tid[0].isascii()
+            and tid[0].isalnum()
+            and all(c.isascii() and (c.isalnum() or c in "_.-") for c in tid)
+            and sum(t.casefold() == tid.casefold() for t in ids) == 1
+        ):
             assert names[tid] == tid

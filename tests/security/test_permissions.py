@@ -45,13 +45,25 @@ with open(report, "w") as fh:
 """
 
 
-def _run(tmp_path: Path, umask: int, state_dir: str, args: list[str], scan: list[Path],
-         env_extra: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+def _run(
+    tmp_path: Path,
+    umask: int,
+    state_dir: str,
+    args: list[str],
+    scan: list[Path],
+    env_extra: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str]]:
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.json"
     env = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_STATE_DIR"}
     env.update(PYTHONPATH=str(ROOT), SCAN=json.dumps([str(p) for p in scan]), **(env_extra or {}))
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, oct(umask), state_dir, str(report), *args],
-                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, oct(umask), state_dir, str(report), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and report.exists(), proc.stderr[-3000:]
     data = json.loads(report.read_text())
     return data["code"], data["modes"]
@@ -61,15 +73,25 @@ def _run(tmp_path: Path, umask: int, state_dir: str, args: list[str], scan: list
 def test_a_fresh_run_leaves_only_private_directories_and_files(tmp_path, umask):
     state = tmp_path / "deep" / "state"  # parents made by us are private too
     cache, out, events = tmp_path / "cache", tmp_path / "made" / "out", tmp_path / "events.jsonl"
-    code, modes = _run(tmp_path, umask, str(state),
-                       [*RUN, "--state-dir", str(state), "--cache-dir", str(cache), "-o", str(out),
-                        "--events-jsonl", str(events)],
-                       [tmp_path / "deep", cache, tmp_path / "made", events])
+    code, modes = _run(
+        tmp_path,
+        umask,
+        str(state),
+        [*RUN, "--state-dir", str(state), "--cache-dir", str(cache), "-o", str(out), "--events-jsonl", str(events)],
+        [tmp_path / "deep", cache, tmp_path / "made", events],
+    )
     assert code in (0, 1)
     names = {Path(p).relative_to(tmp_path).as_posix(): m for p, m in modes.items()}
     # every kind of file is there: the store with its WAL and shared memory, a lock, the cache, outputs
-    for expected in ("deep/state/runs.sqlite3", "deep/state/runs.sqlite3-wal", "deep/state/runs.sqlite3-shm",
-                     "cache/responses.sqlite3", "made/out/summary.json", "made/out/alpha.md", "events.jsonl"):
+    for expected in (
+        "deep/state/runs.sqlite3",
+        "deep/state/runs.sqlite3-wal",
+        "deep/state/runs.sqlite3-shm",
+        "cache/responses.sqlite3",
+        "made/out/summary.json",
+        "made/out/alpha.md",
+        "events.jsonl",
+    ):
         assert expected in names, sorted(names)
     assert any(n.startswith("deep/state/locks/") and n.endswith(".lock") for n in names)
     for name, mode in names.items():
@@ -110,8 +132,14 @@ def test_our_own_loose_directories_are_tightened_and_a_given_one_is_left_alone(t
 
 def test_the_config_directory_is_only_read_never_made(tmp_path):
     config = tmp_path / "config"
-    code, _ = _run(tmp_path, 0o022, str(tmp_path / "state"), [*RUN, "--state-dir", str(tmp_path / "state")],
-                   [tmp_path / "state"], {"XDG_CONFIG_HOME": str(config)})
+    code, _ = _run(
+        tmp_path,
+        0o022,
+        str(tmp_path / "state"),
+        [*RUN, "--state-dir", str(tmp_path / "state")],
+        [tmp_path / "state"],
+        {"XDG_CONFIG_HOME": str(config)},
+    )
     assert code in (0, 1)
     assert not config.exists()
 

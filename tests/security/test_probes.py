@@ -39,8 +39,15 @@ def standin(level: str, answer: str, criteria: str = "", *, kind: str = "checks"
     its initial environment; its JSON report (it must exit 0: it was not killed)."""
     job = {"level": level, "kind": kind, "answer": answer, "criteria": criteria, "timeout": timeout}
     env = {**os.environ, "OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": SECRET}
-    proc = subprocess.run([sys.executable, "-m", "tests.security.standin"], input=json.dumps(job), env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout + 60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.security.standin"],
+        input=json.dumps(job),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+    )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -188,6 +195,7 @@ def test_the_harness_holding_the_verdict_pipe_is_out_of_reach(level):
 
 # -- outliving the run ------------------------------------------------------------------------------------
 
+
 def _daemon(marker: str, outfile: str) -> str:
     return _code(f"""
         import os
@@ -223,6 +231,7 @@ def test_control_without_isolation_a_setsid_daemon_survives(tmp_path):
 
 
 # -- limits -------------------------------------------------------------------------------------------------
+
 
 def _bomb(marker: str) -> str:
     return _code(f"""
@@ -309,11 +318,21 @@ def test_400_mb_of_output_does_not_grow_the_orchestrators_memory(level):
 
 # -- the file system -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_the_code_writes_nowhere_but_its_work_dir(level, tmp_path):
     name = f"orchestrator-escape-{uuid.uuid4().hex}"
-    targets = [str(tmp_path / name), f"/etc/{name}", f"/usr/{name}", f"/{name}", f"{sys.prefix}/{name}",
-               f"{Path.home()}/{name}", f"/dev/{name}", f"/var/tmp/{name}", f"{ROOT}/{name}"]
+    targets = [
+        str(tmp_path / name),
+        f"/etc/{name}",
+        f"/usr/{name}",
+        f"/{name}",
+        f"{sys.prefix}/{name}",
+        f"{Path.home()}/{name}",
+        f"/dev/{name}",
+        f"/var/tmp/{name}",
+        f"{ROOT}/{name}",
+    ]
     answer = _code(f"""
         def escapes():
             done = []

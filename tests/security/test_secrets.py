@@ -45,7 +45,8 @@ _BODY = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 def _key(prefix: str, alphabet: str, size: tuple[int, int], tail: str) -> st.SearchStrategy[tuple[str, str]]:
     """(the key as pasted, its secret part)."""
     return st.text(alphabet, min_size=size[0], max_size=size[1]).map(
-        lambda body: (f"{prefix}{body}{tail}", f"{body}{tail}"))
+        lambda body: (f"{prefix}{body}{tail}", f"{body}{tail}")
+    )
 
 
 def key_shapes(tail: str = TAIL) -> st.SearchStrategy[tuple[str, str]]:
@@ -62,8 +63,9 @@ def key_shapes(tail: str = TAIL) -> st.SearchStrategy[tuple[str, str]]:
 KEYS = key_shapes()
 MODEL_KEYS = key_shapes("Mq4Vn8Rp")
 """Keys the model makes up: never equal to one the user pasted."""
-WORDS = st.lists(st.sampled_from(["build", "a", "rate", "limiter", "with", "tests", "key", "use", "the"]),
-                 min_size=0, max_size=4).map(" ".join)
+WORDS = st.lists(
+    st.sampled_from(["build", "a", "rate", "limiter", "with", "tests", "key", "use", "the"]), min_size=0, max_size=4
+).map(" ".join)
 GLUE = st.sampled_from([" ", " key=", ": ", " (", ' "', "\n"])
 
 
@@ -76,6 +78,7 @@ def pasted(draw: Any, keys: list[tuple[str, str]]) -> str:
 
 
 # -- the scrubber itself ---------------------------------------------------------------------
+
 
 @given(key=KEYS, before=WORDS, glue=GLUE, after=WORDS)
 @settings(max_examples=200, deadline=None)
@@ -99,11 +102,14 @@ def test_redact_masks_keys_inside_json_text(key, before, glue, after):
     assert json.loads(clean)["prompt"].startswith(before)
 
 
-@given(data=st.recursive(st.text(max_size=20) | st.integers() | st.none() | st.booleans(),
-                         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                      max_size=4),
-                         max_leaves=20),
-       key=KEYS)
+@given(
+    data=st.recursive(
+        st.text(max_size=20) | st.integers() | st.none() | st.booleans(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    ),
+    key=KEYS,
+)
 @settings(max_examples=150, deadline=None)
 def test_redact_data_keeps_json_well_formed_and_masks_keys_and_field_names(data, key):
     pasted_key, secret = key
@@ -116,14 +122,19 @@ def test_redact_data_keeps_json_well_formed_and_masks_keys_and_field_names(data,
 def test_ordinary_text_and_code_are_not_taken_for_keys():
     """The key shapes are anchored: a word that merely contains ``sk-`` and code that reads
     its key from the environment are left alone (redacting them would break output files)."""
-    for text in ("task-runner-for-the-risk-assessment-pipeline", "api_key = os.environ['OPENAI_API_KEY']",
-                 "client = OpenAI(api_key=settings.openai_key)", "the desk-organiser-and-lamp-project"):
+    for text in (
+        "task-runner-for-the-risk-assessment-pipeline",
+        "api_key = os.environ['OPENAI_API_KEY']",
+        "client = OpenAI(api_key=settings.openai_key)",
+        "the desk-organiser-and-lamp-project",
+    ):
         assert redact(text) == text
     assert redact('api_key = "hunter2-hunter2"') == f'{REDACTED}"'
     assert redact("api_key=abc123def456") == REDACTED
 
 
 # -- the whole command line ------------------------------------------------------------------
+
 
 def _prompt(record: Recorded) -> str:
     body = record.body if isinstance(record.body, dict) else {}
@@ -141,10 +152,17 @@ def _echo_model(invented_key: str) -> Any:
         prompt = _prompt(record)
         if "tasks" in props:
             first = prompt.split("Project:", 1)[-1].strip().splitlines()[0][:50]
-            content: Any = {"tasks": [
-                {"id": first, "type": "summarization", "prompt": f"Summarise: {prompt[:400]}", "depends_on": []},
-                {"id": f"notes {first}", "type": "creative_writing", "prompt": f"Write about: {prompt[:300]}",
-                 "depends_on": [first]}]}
+            content: Any = {
+                "tasks": [
+                    {"id": first, "type": "summarization", "prompt": f"Summarise: {prompt[:400]}", "depends_on": []},
+                    {
+                        "id": f"notes {first}",
+                        "type": "creative_writing",
+                        "prompt": f"Write about: {prompt[:300]}",
+                        "depends_on": [first],
+                    },
+                ]
+            }
             text = json.dumps(content)
         elif "score" in props:
             text = json.dumps({"reasons": f"echo {prompt[:300]} {invented_key}", "score": 0.95})
@@ -162,9 +180,15 @@ def user_input(draw: Any) -> tuple[list[str], dict[str, Any] | None, list[tuple[
     invented = draw(MODEL_KEYS)
     if draw(st.booleans()):  # a project file with tasks: no planning call
         ids = [f"t{i} {draw(pasted(keys))}" for i in range(draw(st.integers(1, 3)))]
-        tasks = [{"id": tid, "type": draw(st.sampled_from(["summarization", "creative_writing"])),
-                  "prompt": draw(pasted(keys)), "depends_on": ids[:i][-1:]}
-                 for i, tid in enumerate(ids)]
+        tasks = [
+            {
+                "id": tid,
+                "type": draw(st.sampled_from(["summarization", "creative_writing"])),
+                "prompt": draw(pasted(keys)),
+                "depends_on": ids[:i][-1:],
+            }
+            for i, tid in enumerate(ids)
+        ]
         data: dict[str, Any] = {"project": draw(pasted(keys)), "criteria": draw(pasted(keys)), "tasks": tasks}
         return [], data, keys, invented
     return ["-p", draw(pasted(keys)), "-c", draw(pasted(keys))], None, keys, invented
@@ -175,8 +199,9 @@ def _everything_written(root: Path) -> dict[str, bytes]:
 
 
 @given(case=user_input())
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                HealthCheck.too_slow])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 def test_no_pasted_key_reaches_any_file_a_run_writes(case, tmp_path_factory):
     flags, project_file, keys, (invented_key, invented_secret) = case
     root = tmp_path_factory.mktemp("run")
@@ -191,13 +216,37 @@ def test_no_pasted_key_reaches_any_file_a_run_writes(case, tmp_path_factory):
         server.fallback = _echo_model(invented_key)
         env = {k: v for k, v in os.environ.items() if k not in (*KEY_VARIABLES, *BASE_URL_VARIABLES)}
         env.update(PYTHONPATH=str(ROOT), XDG_CONFIG_HOME=str(root / "config"), XDG_CACHE_HOME=str(root / "xdg"))
-        code = ("import sys; sys.modules['llama_cpp'] = None\n"
-                "from orchestrator import cli\nsys.exit(cli.main(sys.argv[1:]))\n")
+        code = (
+            "import sys; sys.modules['llama_cpp'] = None\n"
+            "from orchestrator import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
+        )
         proc = subprocess.run(
-            [sys.executable, "-c", code, *args, "--provider-url", server.url, "--model", "echo",
-             "--budget", "1", "-v", "-o", str(written / "out"), "--state-dir", str(written / "state"),
-             "--cache-dir", str(written / "cache"), "--events-jsonl", str(written / "events.jsonl")],
-            capture_output=True, timeout=240, cwd=root, env=env)
+            [
+                sys.executable,
+                "-c",
+                code,
+                *args,
+                "--provider-url",
+                server.url,
+                "--model",
+                "echo",
+                "--budget",
+                "1",
+                "-v",
+                "-o",
+                str(written / "out"),
+                "--state-dir",
+                str(written / "state"),
+                "--cache-dir",
+                str(written / "cache"),
+                "--events-jsonl",
+                str(written / "events.jsonl"),
+            ],
+            capture_output=True,
+            timeout=240,
+            cwd=root,
+            env=env,
+        )
         requests = list(server.requests)
     assert proc.returncode in (0, 1), proc.stderr.decode()[-3000:]
     assert b"Traceback" not in proc.stderr

@@ -77,8 +77,13 @@ def test_read_only_commands_on_the_default_location_make_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ORCHESTRATOR_STATE_DIR"}
     env.update(PYTHONPATH=str(ROOT), XDG_DATA_HOME=str(tmp_path / "data"))
     for argv in COMMANDS.values():
-        subprocess.run([sys.executable, "-m", "tests.state.scripted_cli", *argv], capture_output=True, timeout=180,
-                       env=env, cwd=tmp_path)
+        subprocess.run(
+            [sys.executable, "-m", "tests.state.scripted_cli", *argv],
+            capture_output=True,
+            timeout=180,
+            env=env,
+            cwd=tmp_path,
+        )
     assert not (tmp_path / "data").exists()
 
 

@@ -24,8 +24,20 @@ from tests.scripted import ScriptedProvider, decomposition
 
 MODEL = "scripted-pro"
 CATALOG_FILE = str(Path(__file__).with_name("scripted_catalog.toml"))
-ARGS = ["-p", "Scripted project", "-c", "ok", "--model", MODEL, "--catalog", CATALOG_FILE, "--max-tasks", "5",
-        "--no-cache", "-q"]
+ARGS = [
+    "-p",
+    "Scripted project",
+    "-c",
+    "ok",
+    "--model",
+    MODEL,
+    "--catalog",
+    CATALOG_FILE,
+    "--max-tasks",
+    "5",
+    "--no-cache",
+    "-q",
+]
 """A run of the scripted project; add the store, output and event flags."""
 PLAN = decomposition(
     {"id": "alpha", "type": "summarization", "prompt": "Summarise alpha.", "depends_on": []},

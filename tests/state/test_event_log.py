@@ -48,12 +48,12 @@ def test_a_failed_checkpoint_keeps_its_lines_for_the_next(tmp_path, monkeypatch)
     store.attach_event_log(log)
     for line in _lines(4):
         log.add(line)
-    from orchestrator.state import store as store_module
+    from orchestrator.state import event_log as event_log_module
 
     def broken(lines):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module, "pack", broken)
+    monkeypatch.setattr(event_log_module, "pack", broken)
     with pytest.raises(OSError):
         store.save(_checkpoint(status="success"))
     assert store.load("proj-1").status == "running"  # the whole transaction was rolled back
@@ -121,7 +121,8 @@ def test_the_stored_log_holds_model_text_only_with_capture(tmp_path, capture):
     """The scripted model answers "answer <digest>": that text is in the stored log only
     when the run captured content, as in the --events-jsonl file."""
     args = [*scripted_cli.ARGS, "--state-dir", str(tmp_path), "--max-tasks", "2"] + (
-        ["--capture-content"] if capture else [])
+        ["--capture-content"] if capture else []
+    )
     assert scripted_cli.main(args) in (0, 1)
     store = RunStore(tmp_path)
     (run,) = store.runs()

@@ -35,8 +35,9 @@ ARGS = [*scripted_cli.ARGS, "--concurrency", "2"]
 @pytest.fixture(scope="module")
 def spawn():
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["orchestrator.cli.run_cmd", "orchestrator.cli.resume_cmd", "orchestrator.state",
-                                "tests.state.scripted_cli"])
+    ctx.set_forkserver_preload(
+        ["orchestrator.cli.run_cmd", "orchestrator.cli.resume_cmd", "orchestrator.state", "tests.state.scripted_cli"]
+    )
 
     def start(argv: list[str], log: Path) -> Any:
         proc = ctx.Process(target=scripted_cli.child, args=(argv, str(log)))
@@ -62,9 +63,13 @@ def _normal(summary: dict[str, Any]) -> dict[str, Any]:
     """What must equal an uninterrupted run's: everything but ids, clocks and resume notes."""
     budget = summary["budget"]
     return {
-        "status": summary["status"], "tasks": summary["tasks"], "execution_order": summary["execution_order"],
-        "results": summary["results"], "max_usd": budget["max_usd"],
-        "planning": summary["planning"], "usage": summary["usage"],  # every kept call, counted once
+        "status": summary["status"],
+        "tasks": summary["tasks"],
+        "execution_order": summary["execution_order"],
+        "results": summary["results"],
+        "max_usd": budget["max_usd"],
+        "planning": summary["planning"],
+        "usage": summary["usage"],  # every kept call, counted once
         "notes": [n for n in summary["notes"] if not n.startswith(("resumed", "interrupted"))],
     }
 
@@ -75,8 +80,18 @@ def _outputs(out: Path) -> dict[str, str]:
 
 def test_random_kills_resume_to_the_same_results(tmp_path, spawn):
     ref_dir = tmp_path / "ref"
-    proc = spawn([*ARGS, "-o", str(ref_dir / "out"), "--state-dir", str(ref_dir / "state"),
-                  "--events-jsonl", str(ref_dir / "events.jsonl")], ref_dir / "log.txt")
+    proc = spawn(
+        [
+            *ARGS,
+            "-o",
+            str(ref_dir / "out"),
+            "--state-dir",
+            str(ref_dir / "state"),
+            "--events-jsonl",
+            str(ref_dir / "events.jsonl"),
+        ],
+        ref_dir / "log.txt",
+    )
     assert _wait_for(ref_dir / "events.jsonl", proc)
     started = time.monotonic()
     proc.join(60)
@@ -192,10 +207,12 @@ def test_a_tasks_checkpoint_is_saved_before_its_task_finished(tmp_path, monkeypa
         state, jsonl = tmp_path / f"killed{n}", tmp_path / f"resumed{n}.jsonl"
         with RunStore(state) as store:
             real_save(store, cp)
-        assert cli.main(["resume", cp.project_id, "--state-dir", str(state), "--events-jsonl", str(jsonl),
-                         "-q"]) in (0, 1)
+        assert cli.main(["resume", cp.project_id, "--state-dir", str(state), "--events-jsonl", str(jsonl), "-q"]) in (
+            0,
+            1,
+        )
         kept = _kept(jsonl)
-        assert {task_id for _, task_id in seen[:n + 1]} <= kept
+        assert {task_id for _, task_id in seen[: n + 1]} <= kept
         resumed = read_events(jsonl)
         assert not {e["task_id"] for e in resumed if e["signal"] == "task_started"} & kept
         assert [e["signal"] for e in resumed].count("project_started") == 1

@@ -45,9 +45,26 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
     project.write_text(PROJECT)
     cache, state, out = tmp_path / "cache", tmp_path / "state", tmp_path / "out"
     killed_jsonl = tmp_path / "killed.jsonl"
-    run = subprocess.Popen(_cli("-f", str(project), "--cache-dir", str(cache), "--state-dir", str(state),
-                                "-o", str(out), "--events-jsonl", str(killed_jsonl), "--tracing", "-q"),
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        _cli(
+            "-f",
+            str(project),
+            "--cache-dir",
+            str(cache),
+            "--state-dir",
+            str(state),
+            "-o",
+            str(out),
+            "--events-jsonl",
+            str(killed_jsonl),
+            "--tracing",
+            "-q",
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not (killed_jsonl.exists() and '"task_finished"' in killed_jsonl.read_text()):
@@ -66,9 +83,14 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
     assert not (out / "summary.json").exists()  # the kill left nothing but the checkpoint
 
     resumed_jsonl = tmp_path / "resumed.jsonl"
-    resumed = subprocess.run(_cli("resume", pid, "--state-dir", str(state), "--events-jsonl", str(resumed_jsonl),
-                                  "--tracing"), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "COLUMNS": "220"})  # wide enough not to fold the tree
+    resumed = subprocess.run(
+        _cli("resume", pid, "--state-dir", str(state), "--events-jsonl", str(resumed_jsonl), "--tracing"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "220"},
+    )  # wide enough not to fold the tree
     assert resumed.returncode in (0, 1), resumed.stderr
     assert "Traceback" not in resumed.stderr
     events = read_events(resumed_jsonl)
@@ -83,7 +105,11 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
     first = summary["results"]["first"]
     attrs = finished["attributes"]
     assert (first["status"], first["input_tokens"], first["output_tokens"], first["cost_usd"]) == (
-        attrs["task.status"], attrs["task.tokens_in"], attrs["task.tokens_out"], attrs["task.cost_usd"])
+        attrs["task.status"],
+        attrs["task.tokens_in"],
+        attrs["task.tokens_out"],
+        attrs["task.cost_usd"],
+    )
     assert summary["restored"] == {"first": 1} and summary["attempt"] == 2
 
     # the accounting of one uninterrupted run: every call behind a kept result counted once -
@@ -91,8 +117,11 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
     # nothing of the second task's calls the kill cut short (their answers come back from
     # the cache, as calls without tokens or cost)
     def calls(events: list[dict[str, Any]], task: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in events if e["signal"] == "llm_call_finished" and e["status"] == "ok"
-                and (task is None or e["task_id"] == task)]
+        return [
+            e
+            for e in events
+            if e["signal"] == "llm_call_finished" and e["status"] == "ok" and (task is None or e["task_id"] == task)
+        ]
 
     counted = calls(killed, "first") + calls(events)
     fresh = [c for c in counted if not c["attributes"]["llm.cached"]]
@@ -102,15 +131,31 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
     assert usage["output_tokens"] == sum(c["attributes"]["llm.tokens_out"] for c in fresh)
     assert usage["cost_usd"] == summary["budget"]["spent_usd"] == 0.0  # the local model is free
     (end,) = [e for e in events if e["signal"] == "project_finished"]
-    assert (end["attributes"]["project.tokens_in"], end["attributes"]["project.tokens_out"],
-            end["attributes"]["project.llm_calls"]) == (usage["input_tokens"], usage["output_tokens"],
-                                                       usage["llm_calls"])
+    assert (
+        end["attributes"]["project.tokens_in"],
+        end["attributes"]["project.tokens_out"],
+        end["attributes"]["project.llm_calls"],
+    ) == (usage["input_tokens"], usage["output_tokens"], usage["llm_calls"])
 
     # the same project without a break, on the same cache (so the same answers): the same
     # results, outputs, calls and exit code
-    reference = subprocess.run(_cli("-f", str(project), "--cache-dir", str(cache), "--state-dir",
-                                    str(tmp_path / "state2"), "-o", str(tmp_path / "ref"), "-q"),
-                               cwd=ROOT, capture_output=True, text=True, timeout=600)
+    reference = subprocess.run(
+        _cli(
+            "-f",
+            str(project),
+            "--cache-dir",
+            str(cache),
+            "--state-dir",
+            str(tmp_path / "state2"),
+            "-o",
+            str(tmp_path / "ref"),
+            "-q",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     ref = json.loads((tmp_path / "ref" / "summary.json").read_text())
     same = ("output", "score", "status", "iterations", "model_used", "llm_calls", "error")
     for tid in ("first", "second"):
@@ -123,6 +168,7 @@ def test_killed_local_run_resumes_without_running_the_finished_task_again(tmp_pa
     # the history lists the project, with both attempts
     (row,) = RunStore(state).runs()
     assert (row.project_id, row.attempt, row.status, row.tasks_total) == (pid, 2, ref["status"], 2)
-    listing = subprocess.run(_cli("runs", "--state-dir", str(state)), cwd=ROOT, capture_output=True, text=True,
-                             timeout=60)
+    listing = subprocess.run(
+        _cli("runs", "--state-dir", str(state)), cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert pid in listing.stdout and listing.returncode == 0

@@ -23,17 +23,44 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _checkpoint(pid: str = "proj-1", **kw) -> Checkpoint:
     tasks = [Task("a", TaskType.SUMMARIZATION, "A"), Task("b", TaskType.CODE_GENERATION, "B", ["a"], 0.7, 2)]
-    results = {"a": TaskResult("a", output="out a", score=0.9, status=TaskStatus.COMPLETED, model_used="m",
-                               iterations=1, cost_usd=0.25, input_tokens=10, output_tokens=5),
-               "b": TaskResult("b", status=TaskStatus.FAILED, error="interrupted", cost_usd=0.5)}
-    values = dict(project_id=pid, description="desc", criteria="crit", status="running", attempt=1,
-                  started_at=time.time(), updated_at=time.time(), tasks=tasks, execution_order=["a", "b"],
-                  plan_notes=["n1"], results=results, result_attempts={"a": 1, "b": 1}, max_usd=2.0,
-                  max_time_seconds=600, spent_usd=0.8,
-                  planning=Usage(llm_calls=1, input_tokens=30, output_tokens=40, cost_usd=0.05),
-                  phase_spend={"decomposition": 0.05, "generation": 0.75}, elapsed_seconds=12.5,
-                  settings={"cli": {"output_dir": "/tmp/x"}}, versions={"package": "0.1.0"},
-                  roots=[{"attempt": 1, "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}], notes=["x"])
+    results = {
+        "a": TaskResult(
+            "a",
+            output="out a",
+            score=0.9,
+            status=TaskStatus.COMPLETED,
+            model_used="m",
+            iterations=1,
+            cost_usd=0.25,
+            input_tokens=10,
+            output_tokens=5,
+        ),
+        "b": TaskResult("b", status=TaskStatus.FAILED, error="interrupted", cost_usd=0.5),
+    }
+    values = dict(
+        project_id=pid,
+        description="desc",
+        criteria="crit",
+        status="running",
+        attempt=1,
+        started_at=time.time(),
+        updated_at=time.time(),
+        tasks=tasks,
+        execution_order=["a", "b"],
+        plan_notes=["n1"],
+        results=results,
+        result_attempts={"a": 1, "b": 1},
+        max_usd=2.0,
+        max_time_seconds=600,
+        spent_usd=0.8,
+        planning=Usage(llm_calls=1, input_tokens=30, output_tokens=40, cost_usd=0.05),
+        phase_spend={"decomposition": 0.05, "generation": 0.75},
+        elapsed_seconds=12.5,
+        settings={"cli": {"output_dir": "/tmp/x"}},
+        versions={"package": "0.1.0"},
+        roots=[{"attempt": 1, "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}],
+        notes=["x"],
+    )
     values.update(kw)
     return Checkpoint(**values)
 
@@ -55,8 +82,9 @@ def test_round_trip_and_wal(tmp_path):
 def test_a_checkpoint_replaces_the_previous_one_whole(tmp_path):
     store = RunStore(tmp_path)
     store.save(_checkpoint())
-    later = _checkpoint(status="success", attempt=2, results={"a": _checkpoint().results["a"]},
-                        result_attempts={"a": 1})
+    later = _checkpoint(
+        status="success", attempt=2, results={"a": _checkpoint().results["a"]}, result_attempts={"a": 1}
+    )
     store.save(later)
     assert store.load("proj-1") == later
     (row,) = store.runs()
@@ -72,8 +100,10 @@ def test_a_failed_write_leaves_the_last_checkpoint(tmp_path):
     broken = _checkpoint(status="success", spent_usd=9.0)
     broken.results["zzz"] = broken.results["a"]
     conn = store._conn
-    conn.execute("CREATE TRIGGER no_zzz BEFORE INSERT ON task_results WHEN NEW.task_id = 'zzz' "
-                 "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    conn.execute(
+        "CREATE TRIGGER no_zzz BEFORE INSERT ON task_results WHEN NEW.task_id = 'zzz' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
     with pytest.raises(StoreError, match="write failed"):
         store.save(broken)
     assert store.load("proj-1") == first
@@ -107,11 +137,12 @@ def test_the_claim_excludes_a_second_claim_in_the_same_process(tmp_path):
 
 def test_a_killed_holder_releases_its_claim(tmp_path):
     """The lock is the kernel's: a kill -9 of the holder frees it at once, no stale claim."""
-    code = ("import sys, time; from orchestrator.state import RunStore\n"
-            "with RunStore(sys.argv[1]).claim('proj-k'):\n"
-            "    print('held', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+    code = (
+        "import sys, time; from orchestrator.state import RunStore\n"
+        "with RunStore(sys.argv[1]).claim('proj-k'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout.readline().strip() == "held"
         store = RunStore(tmp_path)
@@ -137,6 +168,7 @@ def test_odd_project_ids_get_safe_lock_files(tmp_path):
 
 
 # -- schema versions, corrupt files --------------------------------------------------------
+
 
 def _store_with_version(path: Path, version: int) -> None:
     RunStore(path).close()
@@ -173,21 +205,36 @@ def test_an_older_schema_is_migrated_in_one_transaction(tmp_path, monkeypatch):
     store.save(_checkpoint())
     store.close()
     monkeypatch.setattr(schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    monkeypatch.setattr(schema, "MIGRATIONS", {SCHEMA_VERSION: [
-        "ALTER TABLE runs ADD COLUMN label TEXT", "UPDATE runs SET label = 'migrated'", "SELECT no_such_fn()"]})
+    monkeypatch.setattr(
+        schema,
+        "MIGRATIONS",
+        {
+            SCHEMA_VERSION: [
+                "ALTER TABLE runs ADD COLUMN label TEXT",
+                "UPDATE runs SET label = 'migrated'",
+                "SELECT no_such_fn()",
+            ]
+        },
+    )
     with pytest.raises(StoreError):
         RunStore(tmp_path)
     conn = sqlite3.connect(tmp_path / DB_NAME)
     assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert "label" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
-    monkeypatch.setattr(schema, "MIGRATIONS", {SCHEMA_VERSION: [
-        "ALTER TABLE runs ADD COLUMN label TEXT", "UPDATE runs SET label = 'migrated'"]})
+    monkeypatch.setattr(
+        schema,
+        "MIGRATIONS",
+        {SCHEMA_VERSION: ["ALTER TABLE runs ADD COLUMN label TEXT", "UPDATE runs SET label = 'migrated'"]},
+    )
     store = RunStore(tmp_path)
-    assert store.load("proj-1") == _checkpoint(started_at=store.load("proj-1").started_at,
-                                               updated_at=store.load("proj-1").updated_at)
+    assert store.load("proj-1") == _checkpoint(
+        started_at=store.load("proj-1").started_at, updated_at=store.load("proj-1").updated_at
+    )
     assert store._conn.execute("SELECT label, (SELECT version FROM schema_version) FROM runs").fetchone() == (
-        "migrated", SCHEMA_VERSION + 1)
+        "migrated",
+        SCHEMA_VERSION + 1,
+    )
 
 
 @pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b""])
@@ -212,7 +259,7 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path):
 def test_a_damaged_record_is_one_line_naming_the_fix(tmp_path):
     store = RunStore(tmp_path)
     store.save(_checkpoint())
-    store._conn.execute("UPDATE runs SET checkpoint = '{\"tasks\": [{\"type\": \"poetry\"}]}'")
+    store._conn.execute('UPDATE runs SET checkpoint = \'{"tasks": [{"type": "poetry"}]}\'')
     with pytest.raises(StoreError) as exc:
         store.load("proj-1")
     assert "orchestrator runs rm proj-1" in _one_line(exc)
@@ -230,24 +277,46 @@ def test_an_unwritable_directory_is_one_line(tmp_path):
 _text = st.text(max_size=40)
 _money = st.floats(min_value=0, max_value=1e6, allow_nan=False)
 _results = st.builds(
-    TaskResult, task_id=st.just("x"), output=st.text(max_size=200), score=st.none() | st.floats(0, 1),
-    status=st.sampled_from(list(TaskStatus)), model_used=st.none() | _text, reviewer_model=st.none() | _text,
-    iterations=st.integers(0, 50), cost_usd=_money, input_tokens=st.integers(0, 10**9),
-    output_tokens=st.integers(0, 10**9), deterministic_check_passed=st.none() | st.booleans(),
-    fallback_count=st.integers(0, 9), error=st.none() | _text, llm_calls=st.integers(0, 999),
-    cached_calls=st.integers(0, 999))
+    TaskResult,
+    task_id=st.just("x"),
+    output=st.text(max_size=200),
+    score=st.none() | st.floats(0, 1),
+    status=st.sampled_from(list(TaskStatus)),
+    model_used=st.none() | _text,
+    reviewer_model=st.none() | _text,
+    iterations=st.integers(0, 50),
+    cost_usd=_money,
+    input_tokens=st.integers(0, 10**9),
+    output_tokens=st.integers(0, 10**9),
+    deterministic_check_passed=st.none() | st.booleans(),
+    fallback_count=st.integers(0, 9),
+    error=st.none() | _text,
+    llm_calls=st.integers(0, 999),
+    cached_calls=st.integers(0, 999),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(results=st.dictionaries(st.text(min_size=1, max_size=12), _results, max_size=5),
-       description=st.text(max_size=300), spent=_money, notes=st.lists(_text, max_size=3),
-       settings_=st.dictionaries(_text, st.none() | st.booleans() | st.integers() | _text, max_size=4),
-       attempt=st.integers(1, 99))
+@given(
+    results=st.dictionaries(st.text(min_size=1, max_size=12), _results, max_size=5),
+    description=st.text(max_size=300),
+    spent=_money,
+    notes=st.lists(_text, max_size=3),
+    settings_=st.dictionaries(_text, st.none() | st.booleans() | st.integers() | _text, max_size=4),
+    attempt=st.integers(1, 99),
+)
 def test_any_checkpoint_round_trips(tmp_path_factory, results, description, spent, notes, settings_, attempt):
     store = RunStore(tmp_path_factory.mktemp("rt"))
     results = {tid: TaskResult(**{**r.__dict__, "task_id": tid}) for tid, r in results.items()}
-    cp = _checkpoint(description=description, spent_usd=spent, notes=notes, settings=settings_, attempt=attempt,
-                     results=results, result_attempts={tid: attempt for tid in results})
+    cp = _checkpoint(
+        description=description,
+        spent_usd=spent,
+        notes=notes,
+        settings=settings_,
+        attempt=attempt,
+        results=results,
+        result_attempts={tid: attempt for tid in results},
+    )
     store.save(cp)
     assert store.load("proj-1") == cp
     store.close()
@@ -257,9 +326,18 @@ def test_batches_round_trip_and_list_their_runs(tmp_path):
     from orchestrator.domain.batch import BatchProject, BatchRecord
 
     store = RunStore(tmp_path)
-    record = BatchRecord("batch-1", "running", time.time(), time.time(), 2.5, {"backend": "local"},
-                         [BatchProject(1, "p1", "proj-1", {"description": "d", "settings": {"cli": {}}}),
-                          BatchProject(2, "p2", "proj-2", {"description": "e"})])
+    record = BatchRecord(
+        "batch-1",
+        "running",
+        time.time(),
+        time.time(),
+        2.5,
+        {"backend": "local"},
+        [
+            BatchProject(1, "p1", "proj-1", {"description": "d", "settings": {"cli": {}}}),
+            BatchProject(2, "p2", "proj-2", {"description": "e"}),
+        ],
+    )
     store.batches.create(record)
     store.save(_checkpoint("proj-1"))
     loaded = RunStore(tmp_path).batches.load("batch-1")

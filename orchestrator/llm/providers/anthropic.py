@@ -34,8 +34,14 @@ if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
 TOOL_NAME = "answer"
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length",
-           "refusal": "content_filter", "pause_turn": "stop"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "stop",
+    "max_tokens": "length",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
 
 
 def tool_schema(schema: JsonSchema) -> tuple[JsonSchema, bool]:
@@ -73,8 +79,13 @@ class AnthropicProvider(RemoteProvider["AsyncAnthropic"]):
         wrapped = False
         if request.json_schema is not None:
             input_schema, wrapped = tool_schema(request.json_schema)
-            kwargs["tools"] = [{"name": TOOL_NAME, "description": "Give the answer as this tool's input.",
-                                "input_schema": input_schema}]
+            kwargs["tools"] = [
+                {
+                    "name": TOOL_NAME,
+                    "description": "Give the answer as this tool's input.",
+                    "input_schema": input_schema,
+                }
+            ]
             kwargs["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         client = self.client(request.timeout)
         while True:
@@ -83,9 +94,14 @@ class AnthropicProvider(RemoteProvider["AsyncAnthropic"]):
             sample = {} if request.model in self._no_temperature else {"temperature": request.temperature}
             try:
                 raw = await client.messages.create(
-                    model=request.model, max_tokens=request.max_tokens,
-                    messages=[{"role": "user", "content": request.prompt}], extra_body=sample or None,
-                    extra_headers=request.headers or None, timeout=request.timeout, **kwargs)
+                    model=request.model,
+                    max_tokens=request.max_tokens,
+                    messages=[{"role": "user", "content": request.prompt}],
+                    extra_body=sample or None,
+                    extra_headers=request.headers or None,
+                    timeout=request.timeout,
+                    **kwargs,
+                )
             except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a ProviderError
                 error = self._map_error(request, exc)
                 if sample and error.status_code == 400 and "temperature" in str(error):
@@ -118,9 +134,16 @@ class AnthropicProvider(RemoteProvider["AsyncAnthropic"]):
         else:
             text = "".join(getattr(b, "text", "") or "" for b in blocks if getattr(b, "type", None) == "text")
         stop = str(getattr(raw, "stop_reason", None) or "end_turn")
-        return ProviderResponse(text, tokens_in, tokens_out, _FINISH.get(stop, stop),
-                                getattr(raw, "model", None) or model, _text_or_none(getattr(raw, "id", None)),
-                                cache_read_tokens=cache_read, cache_write_tokens=cache_write)
+        return ProviderResponse(
+            text,
+            tokens_in,
+            tokens_out,
+            _FINISH.get(stop, stop),
+            getattr(raw, "model", None) or model,
+            _text_or_none(getattr(raw, "id", None)),
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+        )
 
 
 def _text_or_none(value: object) -> str | None:

@@ -63,9 +63,17 @@ class ProviderError(OrchestratorError):
     whatever the caller's ``retries`` (a crashed local worker: once).
     """
 
-    def __init__(self, message: str, *, transient: bool = False, status_code: int | None = None,
-                 retry_after: float | None = None, fatal_for_model: bool = False,
-                 error_type: str | None = None, max_retries: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        fatal_for_model: bool = False,
+        error_type: str | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status_code = status_code
@@ -79,8 +87,7 @@ class ProviderUnavailable(ProviderError):
     """The provider cannot be used at all here (SDK or extra missing, no key, no model file)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False, fatal_for_model=True,
-                         error_type="ProviderUnavailable")
+        super().__init__(message, transient=False, fatal_for_model=True, error_type="ProviderUnavailable")
 
 
 @runtime_checkable

@@ -29,8 +29,21 @@ RISKY_FLAGS = ("amx_int8", "amx_tile", "amx_bf16")
 """/proc/cpuinfo flags of the kernels known to crash."""
 RISKY_SYSTEM_INFO = ("AMX_INT8 = 1",)
 """The same, as llama.cpp's ``llama_print_system_info()`` says it."""
-SHOWN_FLAGS = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "f16c", "fma",
-               "amx_tile", "amx_int8", "amx_bf16", "neon", "sve")
+SHOWN_FLAGS = (
+    "avx",
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "f16c",
+    "fma",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "sve",
+)
 """The flags ``orchestrator doctor`` lists: the ones llama.cpp's CPU kernels are chosen by."""
 
 

@@ -25,10 +25,21 @@ TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 FATAL_STATUS = frozenset({401, 403, 404})
 
 _STATUS_NAMES = {
-    400: "BadRequest", 401: "AuthenticationError", 403: "PermissionDenied", 404: "NotFound",
-    408: "RequestTimeout", 409: "Conflict", 413: "RequestTooLarge", 422: "UnprocessableEntity",
-    425: "TooEarly", 429: "RateLimited", 500: "InternalServerError", 502: "BadGateway",
-    503: "ServiceUnavailable", 504: "GatewayTimeout", 529: "Overloaded",
+    400: "BadRequest",
+    401: "AuthenticationError",
+    403: "PermissionDenied",
+    404: "NotFound",
+    408: "RequestTimeout",
+    409: "Conflict",
+    413: "RequestTooLarge",
+    422: "UnprocessableEntity",
+    425: "TooEarly",
+    429: "RateLimited",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+    529: "Overloaded",
 }
 _MAX_MESSAGE = 300
 
@@ -77,17 +88,21 @@ def sdk_detail(exc: BaseException) -> str:
     return str(getattr(exc, "message", "") or "")
 
 
-def from_status(provider: str, model: str, status: int, detail: str = "", *,
-                headers: object = None) -> ProviderError:
+def from_status(provider: str, model: str, status: int, detail: str = "", *, headers: object = None) -> ProviderError:
     """The :class:`ProviderError` for an HTTP error answer (``detail`` already scrubbed)."""
     error_type = status_error_type(status)
     message = f"{provider} {model}: HTTP {status} {error_type}"
     if detail:
         message += f": {detail[:_MAX_MESSAGE]}"
     transient = status in TRANSIENT_STATUS
-    return ProviderError(message, transient=transient, status_code=status,
-                         retry_after=parse_retry_after(headers) if transient else None,
-                         fatal_for_model=status in FATAL_STATUS, error_type=error_type)
+    return ProviderError(
+        message,
+        transient=transient,
+        status_code=status,
+        retry_after=parse_retry_after(headers) if transient else None,
+        fatal_for_model=status in FATAL_STATUS,
+        error_type=error_type,
+    )
 
 
 def transport_error(provider: str, model: str, exc: BaseException, timeout: float) -> ProviderError | None:
@@ -96,14 +111,32 @@ def transport_error(provider: str, model: str, exc: BaseException, timeout: floa
     Matched by class name through the MRO because the SDKs wrap two HTTP stacks
     (``httpx`` and ``httpx2``) whose exception classes are distinct."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"TimeoutError", "APITimeoutError", "TimeoutException", "ReadTimeout", "ConnectTimeout",
-                "WriteTimeout", "PoolTimeout"}:
-        return ProviderError(f"{provider} {model}: timed out after {timeout:.1f}s", transient=True,
-                             error_type="TimeoutError")
-    if names & {"APIConnectionError", "ConnectError", "NetworkError", "TransportError", "RemoteProtocolError",
-                "ConnectionError", "OSError"}:
-        return ProviderError(f"{provider} {model}: connection failed ({type(exc).__name__})", transient=True,
-                             error_type="ConnectionError")
+    if names & {
+        "TimeoutError",
+        "APITimeoutError",
+        "TimeoutException",
+        "ReadTimeout",
+        "ConnectTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+    }:
+        return ProviderError(
+            f"{provider} {model}: timed out after {timeout:.1f}s", transient=True, error_type="TimeoutError"
+        )
+    if names & {
+        "APIConnectionError",
+        "ConnectError",
+        "NetworkError",
+        "TransportError",
+        "RemoteProtocolError",
+        "ConnectionError",
+        "OSError",
+    }:
+        return ProviderError(
+            f"{provider} {model}: connection failed ({type(exc).__name__})",
+            transient=True,
+            error_type="ConnectionError",
+        )
     return None
 
 
@@ -112,5 +145,6 @@ def malformed(provider: str, model: str, what: str) -> ProviderError:
 
     Transient: such answers usually come from a flaky hop; N of them in a row still mark
     the model unhealthy through the client's consecutive-failure rule."""
-    return ProviderError(f"{provider} {model}: malformed response ({what[:120]})", transient=True,
-                         error_type="MalformedResponse")
+    return ProviderError(
+        f"{provider} {model}: malformed response ({what[:120]})", transient=True, error_type="MalformedResponse"
+    )

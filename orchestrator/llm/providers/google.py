@@ -29,8 +29,15 @@ from .secrets import Secret
 if TYPE_CHECKING:
     from google import genai
 
-_FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
-           "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter"}
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "SPII": "content_filter",
+}
 
 
 def _retry_delay(details: Any) -> float | None:
@@ -72,9 +79,12 @@ class GoogleProvider(RemoteProvider["genai.Client"]):
         # httpx always, like every other adapter: without a transport of its own the SDK
         # switches to aiohttp whenever aiohttp happens to be installed (another package's
         # dependency), and the calls would behave differently from one install to the next
-        options = types.HttpOptions(base_url=self.base_url, timeout=int(timeout * 1000),
-                                    retry_options=types.HttpRetryOptions(attempts=1),
-                                    async_client_args={"transport": httpx.AsyncHTTPTransport()})
+        options = types.HttpOptions(
+            base_url=self.base_url,
+            timeout=int(timeout * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"transport": httpx.AsyncHTTPTransport()},
+        )
         return genai.Client(api_key=key.reveal(), vertexai=False, http_options=options)
 
     async def _close_client(self, client: genai.Client) -> None:
@@ -86,8 +96,7 @@ class GoogleProvider(RemoteProvider["genai.Client"]):
         config: dict[str, Any] = {
             "temperature": request.temperature,
             "max_output_tokens": request.max_tokens,
-            "http_options": types.HttpOptions(headers=dict(request.headers or {}),
-                                               timeout=int(request.timeout * 1000)),
+            "http_options": types.HttpOptions(headers=dict(request.headers or {}), timeout=int(request.timeout * 1000)),
         }
         if request.system:
             config["system_instruction"] = request.system
@@ -97,7 +106,8 @@ class GoogleProvider(RemoteProvider["genai.Client"]):
         client = self.client(request.timeout)
         try:
             raw = await client.aio.models.generate_content(
-                model=request.model, contents=request.prompt, config=types.GenerateContentConfig(**config))
+                model=request.model, contents=request.prompt, config=types.GenerateContentConfig(**config)
+            )
         except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a ProviderError
             raise self._map_error(request, exc) from None
         return self._read(request.model, raw)
@@ -110,8 +120,9 @@ class GoogleProvider(RemoteProvider["genai.Client"]):
             if code == 400 and ("API_KEY_INVALID" in str(details) or "API key not valid" in detail):
                 code = 401
             response = getattr(exc, "response", None)
-            error = errors.from_status(self.name, request.model, code, detail,
-                                       headers=getattr(response, "headers", None))
+            error = errors.from_status(
+                self.name, request.model, code, detail, headers=getattr(response, "headers", None)
+            )
             if error.transient and error.retry_after is None:
                 error.retry_after = _retry_delay(details)
             return self._note(error)
@@ -133,7 +144,12 @@ class GoogleProvider(RemoteProvider["genai.Client"]):
             raise errors.malformed(self.name, model, f"unreadable {type(raw).__name__}") from None
         reason = getattr(candidate.finish_reason, "value", candidate.finish_reason) or "STOP"
         response_id = getattr(raw, "response_id", None)
-        return ProviderResponse(text, tokens_in, tokens_out, _FINISH.get(str(reason), str(reason).lower()),
-                                getattr(raw, "model_version", None) or model,
-                                response_id if isinstance(response_id, str) and response_id else None,
-                                cache_read_tokens=min(max(cached, 0), tokens_in))
+        return ProviderResponse(
+            text,
+            tokens_in,
+            tokens_out,
+            _FINISH.get(str(reason), str(reason).lower()),
+            getattr(raw, "model_version", None) or model,
+            response_id if isinstance(response_id, str) and response_id else None,
+            cache_read_tokens=min(max(cached, 0), tokens_in),
+        )

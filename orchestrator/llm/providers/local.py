@@ -152,8 +152,9 @@ class LocalProvider:
         if self.availability("")[0]:
             self.worker().start()
 
-    def self_test(self, prompt: str = "Say hello in five words.", max_tokens: int = 16,
-                  timeout: float = 120.0) -> Frame:
+    def self_test(
+        self, prompt: str = "Say hello in five words.", max_tokens: int = 16, timeout: float = 120.0
+    ) -> Frame:
         """One short generation in the worker, as ``orchestrator doctor`` shows it: the
         worker's reply (text, tokens, ``generation_ms``) plus ``tokens_per_second``.  A
         crash is retried once on the restarted worker, as the client does; raises
@@ -161,8 +162,13 @@ class LocalProvider:
         available, why = self.availability("")
         if not available:
             raise ProviderUnavailable(why)
-        payload: Generation = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                               "temperature": 0.0, "repeat_penalty": 1.15, "schema": None}
+        payload: Generation = {
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "repeat_penalty": 1.15,
+            "schema": None,
+        }
         worker = self.worker()
         try:
             reply = worker.generate(payload, timeout, threading.Event())
@@ -185,8 +191,9 @@ class LocalProvider:
             cancelled.set()  # the worker stops at its next token (its answer is not wanted)
             raise
 
-    def _complete_blocking(self, request: ProviderRequest,
-                           cancelled: threading.Event | None = None) -> ProviderResponse:
+    def _complete_blocking(
+        self, request: ProviderRequest, cancelled: threading.Event | None = None
+    ) -> ProviderResponse:
         available, why = self.availability(request.model)
         if not available:
             raise ProviderUnavailable(why)
@@ -194,17 +201,19 @@ class LocalProvider:
         if request.system:
             messages.append({"role": "system", "content": request.system})
         messages.append({"role": "user", "content": request.prompt})
-        payload: Generation = {"messages": messages, "max_tokens": request.max_tokens,
-                               "temperature": request.temperature, "repeat_penalty": 1.15,
-                               "schema": request.json_schema}
-        reply = self.worker().generate(payload, request.timeout, cancelled or threading.Event(),
-                                       request.on_dispatch)
+        payload: Generation = {
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "repeat_penalty": 1.15,
+            "schema": request.json_schema,
+        }
+        reply = self.worker().generate(payload, request.timeout, cancelled or threading.Event(), request.on_dispatch)
         if reply.get("op") != "done":
             kind = str(reply.get("type") or "LocalModelError")
             # a timeout is not transient: the same generation on the same CPU takes as long again;
             # a prompt longer than the context window is permanent for this request
-            raise ProviderError(str(reply.get("message") or "local model error"), transient=False,
-                                error_type=kind)
+            raise ProviderError(str(reply.get("message") or "local model error"), transient=False, error_type=kind)
         return ProviderResponse(
             text=str(reply["text"]),
             input_tokens=int(reply["input_tokens"]),

@@ -57,8 +57,21 @@ KERNEL_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGILL, signal.SIGBUS, signal
 """Deaths that point at a CPU kernel: after one with the fast kernels on, use the safe mode."""
 STDERR_TAIL = 4096
 
-_ENV_KEPT = ("PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TMP", "TEMP", "PYTHONPATH", "PYTHONHOME",
-             "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LD_PRELOAD", "DONT_FAKE_MONOTONIC")
+_ENV_KEPT = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "DONT_FAKE_MONOTONIC",
+)
 _ENV_PREFIXES = ("LC_", "OMP_", "GOMP_", "KMP_", "GGML_", "LLAMA_", "FAKETIME")
 
 
@@ -130,8 +143,8 @@ class _Replies:
             return None
         if len(self.buffer) < header + size:
             return None
-        body = bytes(self.buffer[header:header + size])
-        del self.buffer[:header + size]
+        body = bytes(self.buffer[header : header + size])
+        del self.buffer[: header + size]
         message = json.loads(body)
         return message if isinstance(message, dict) else None
 
@@ -179,10 +192,24 @@ class LocalWorker:
         fault = os.environ.get(protocol.FAULT_ENV)
         if fault and (self._spawns == 1 or fault.endswith(":every")):  # tests: see FAULT_ENV
             env[protocol.FAULT_ENV] = fault
-        argv = [sys.executable, "-P", str(WORKER_SCRIPT), str(self.path), str(self.n_ctx), str(self.threads),
-                "off" if self.safe_mode else "on"]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                      env=env, start_new_session=True, close_fds=True)
+        argv = [
+            sys.executable,
+            "-P",
+            str(WORKER_SCRIPT),
+            str(self.path),
+            str(self.n_ctx),
+            str(self.threads),
+            "off" if self.safe_mode else "on",
+        ]
+        self._proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
         assert self._proc.stdout is not None
         self._replies = _Replies(self._proc.stdout)
         self.ready = None
@@ -216,8 +243,13 @@ class LocalWorker:
                     stream.close()
 
     # -- a generation --------------------------------------------------------------------
-    def generate(self, request: protocol.Generation, timeout: float, cancelled: threading.Event,
-                 on_dispatch: Callable[[], None] | None = None) -> protocol.Frame:
+    def generate(
+        self,
+        request: protocol.Generation,
+        timeout: float,
+        cancelled: threading.Event,
+        on_dispatch: Callable[[], None] | None = None,
+    ) -> protocol.Frame:
         """The worker's reply to one generation (``done`` or ``error``).  Raises
         :class:`WorkerCrashed` when the worker dies, ProviderError on a hang or a cancel."""
         while not self.generation_lock.acquire(timeout=0.05):
@@ -242,8 +274,11 @@ class LocalWorker:
                 raise cancelled_error()
             if time.monotonic() > deadline:
                 self.kill()
-                raise ProviderError(f"the local model did not load within {READY_TIMEOUT:.0f}s", transient=False,
-                                    error_type="TimeoutError")
+                raise ProviderError(
+                    f"the local model did not load within {READY_TIMEOUT:.0f}s",
+                    transient=False,
+                    error_type="TimeoutError",
+                )
             assert self._replies is not None
             frame = self._replies.next(0.05)
             if frame is None:
@@ -257,8 +292,14 @@ class LocalWorker:
                     self.start()
                     continue
                 self.ready = frame
-                events.emit(events.local_model_loaded, model=self.path.name, load_ms=float(frame.get("load_ms", 0.0)),
-                            safe_mode=self.safe_mode, kernels=self.kernels.reason, restarts=len(self.crashes))
+                events.emit(
+                    events.local_model_loaded,
+                    model=self.path.name,
+                    load_ms=float(frame.get("load_ms", 0.0)),
+                    safe_mode=self.safe_mode,
+                    kernels=self.kernels.reason,
+                    restarts=len(self.crashes),
+                )
 
     def _build_needs_safe_mode(self, ready: protocol.Frame) -> bool:
         """llama.cpp's own system info can show kernels the CPU flags did not (another OS,
@@ -272,8 +313,7 @@ class LocalWorker:
             self.kernels = choice
         return choice.safe_mode
 
-    def _exchange(self, request: protocol.Generation, timeout: float,
-                  cancelled: threading.Event) -> protocol.Frame:
+    def _exchange(self, request: protocol.Generation, timeout: float, cancelled: threading.Event) -> protocol.Frame:
         request_id = next(self._ids)
         message: protocol.GenerateRequest = {**request, "op": protocol.GENERATE, "id": request_id, "timeout": timeout}
         self._send(message)
@@ -288,8 +328,11 @@ class LocalWorker:
                 raise cancelled_error()
             if time.monotonic() > hard_deadline:
                 self.kill()
-                raise ProviderError(f"local model timed out after {timeout:.1f}s (its worker stopped answering "
-                                    "and was killed)", transient=False, error_type="TimeoutError")
+                raise ProviderError(
+                    f"local model timed out after {timeout:.1f}s (its worker stopped answering and was killed)",
+                    transient=False,
+                    error_type="TimeoutError",
+                )
 
     def _cancel(self, request_id: int) -> None:
         """Tell the worker to stop at its next token; kill it if it does not within the grace."""
@@ -332,15 +375,19 @@ class LocalWorker:
         how = describe_exit(returncode)
         detail = self._stderr_tail()
         switched = ""
-        if (returncode is not None and returncode < 0 and -returncode in KERNEL_SIGNALS
-                and not self.safe_mode and safe_mode_setting() != "off"):
+        if (
+            returncode is not None
+            and returncode < 0
+            and -returncode in KERNEL_SIGNALS
+            and not self.safe_mode
+            and safe_mode_setting() != "off"
+        ):
             self.kernels = KernelChoice(True, f"its worker {how} with llama.cpp's fast kernels on")
             switched = " in the safe mode (llama.cpp's extra buffer types off)"
         self.crashes.append(how)
         logger.warning("local model worker %s%s; restarting it%s", how, f" ({detail})" if detail else "", switched)
         self.start()
-        return WorkerCrashed(f"local model worker {how}{f' ({detail})' if detail else ''}; "
-                             f"restarted{switched}")
+        return WorkerCrashed(f"local model worker {how}{f' ({detail})' if detail else ''}; restarted{switched}")
 
     def _stderr_tail(self) -> str:
         """The last line llama.cpp wrote before dying (e.g. a GGML_ASSERT), trimmed."""

@@ -213,9 +213,13 @@ class Worker:
 
     def generate(self, request: Frame) -> Done | Failed:
         request_id = int(request["id"])
-        kwargs: dict[str, Any] = {"messages": request["messages"], "max_tokens": request["max_tokens"],
-                                  "temperature": request["temperature"],
-                                  "repeat_penalty": request.get("repeat_penalty", 1.0), "stream": True}
+        kwargs: dict[str, Any] = {
+            "messages": request["messages"],
+            "max_tokens": request["max_tokens"],
+            "temperature": request["temperature"],
+            "repeat_penalty": request.get("repeat_penalty", 1.0),
+            "stream": True,
+        }
         if request.get("schema") is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request["schema"]}
         if request.get("seed") is not None:
@@ -228,8 +232,12 @@ class Worker:
         started = time.perf_counter()
         try:
             if self.is_cancelled(request_id):  # cancelled while it waited in the queue
-                return {"op": ERROR, "id": request_id, "type": "CancelledError",
-                        "message": "local generation cancelled"}
+                return {
+                    "op": ERROR,
+                    "id": request_id,
+                    "type": "CancelledError",
+                    "message": "local generation cancelled",
+                }
             completion = self.llm.create_chat_completion(**kwargs)
             if not isinstance(completion, Generator):  # stream=True: a generator of chunks
                 raise RuntimeError("llama-cpp-python did not stream the completion")
@@ -247,20 +255,35 @@ class Worker:
                     finish_reason = choice["finish_reason"]
                 if self.is_cancelled(request_id):
                     stream.close()
-                    return {"op": ERROR, "id": request_id, "type": "CancelledError",
-                            "message": "local generation cancelled"}
+                    return {
+                        "op": ERROR,
+                        "id": request_id,
+                        "type": "CancelledError",
+                        "message": "local generation cancelled",
+                    }
                 if time.monotonic() > deadline:
                     stream.close()
-                    return {"op": ERROR, "id": request_id, "type": "TimeoutError",
-                            "message": f"local model timed out after {float(request['timeout']):.1f}s"}
+                    return {
+                        "op": ERROR,
+                        "id": request_id,
+                        "type": "TimeoutError",
+                        "message": f"local model timed out after {float(request['timeout']):.1f}s",
+                    }
         except (ValueError, RuntimeError) as exc:  # e.g. a prompt longer than the context window
             return {"op": ERROR, "id": request_id, "type": type(exc).__name__, "message": f"local model error: {exc}"}
         finally:
             with self.lock:
                 self.cancelled.discard(request_id)
-        return {"op": DONE, "id": request_id, "text": "".join(parts), "output_tokens": tokens,
-                "input_tokens": max(0, int(self.llm.n_tokens) - tokens), "finish_reason": finish_reason,
-                "response_id": response_id, "generation_ms": round((time.perf_counter() - started) * 1000, 3)}
+        return {
+            "op": DONE,
+            "id": request_id,
+            "text": "".join(parts),
+            "output_tokens": tokens,
+            "input_tokens": max(0, int(self.llm.n_tokens) - tokens),
+            "finish_reason": finish_reason,
+            "response_id": response_id,
+            "generation_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
 
 
 def parse_fault(value: str) -> tuple[signal.Signals, int] | None:
@@ -285,12 +308,18 @@ def main(argv: list[str]) -> int:
     except (ImportError, ValueError, RuntimeError, OSError) as exc:
         write_frame(replies, {"op": LOAD_FAILED, "message": f"{type(exc).__name__}: {exc}"})
         return 1
-    write_frame(replies, {
-        "op": READY, "pid": os.getpid(), "load_ms": round((time.perf_counter() - started) * 1000, 3),
-        SAFE_MODE_FIELD: bool(getattr(llm.model_params, SAFE_MODE_FIELD)),
-        "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
-        "llama_cpp_version": getattr(llama_cpp, "__version__", "unknown"), "threads": threads,
-    })
+    write_frame(
+        replies,
+        {
+            "op": READY,
+            "pid": os.getpid(),
+            "load_ms": round((time.perf_counter() - started) * 1000, 3),
+            SAFE_MODE_FIELD: bool(getattr(llm.model_params, SAFE_MODE_FIELD)),
+            "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
+            "llama_cpp_version": getattr(llama_cpp, "__version__", "unknown"),
+            "threads": threads,
+        },
+    )
     worker = Worker(llm, replies, parse_fault(os.environ.get(FAULT_ENV, "")))
     threading.Thread(target=worker.read_requests, args=(requests,), daemon=True, name="requests").start()
     worker.serve()

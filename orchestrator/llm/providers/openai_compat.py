@@ -54,8 +54,14 @@ logger = logging.getLogger("orchestrator.providers")
 
 JSON_LADDER = ("json_schema", "json_object_schema", "json_object", "prompt")
 _REJECTED_PARAMETER = frozenset({400, 422})
-_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls",
-           "function_call": "tool_calls", "eos": "stop"}
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "eos": "stop",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +76,22 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("openai", ("OPENAI_API_KEY",), ("OPENAI_BASE_URL",), None,
-                     max_tokens_param="max_completion_tokens"),
-    "deepseek": Preset("deepseek", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_BASE_URL",), "https://api.deepseek.com",
-                       json_mode="json_object"),
-    "kimi": Preset("kimi", ("KIMI_API_KEY", "MOONSHOT_API_KEY"), ("KIMI_BASE_URL", "MOONSHOT_BASE_URL"),
-                   "https://api.moonshot.ai/v1", json_mode="json_object"),
-    "openrouter": Preset("openrouter", ("OPENROUTER_API_KEY",), ("OPENROUTER_BASE_URL",),
-                         "https://openrouter.ai/api/v1"),
+    "openai": Preset(
+        "openai", ("OPENAI_API_KEY",), ("OPENAI_BASE_URL",), None, max_tokens_param="max_completion_tokens"
+    ),
+    "deepseek": Preset(
+        "deepseek", ("DEEPSEEK_API_KEY",), ("DEEPSEEK_BASE_URL",), "https://api.deepseek.com", json_mode="json_object"
+    ),
+    "kimi": Preset(
+        "kimi",
+        ("KIMI_API_KEY", "MOONSHOT_API_KEY"),
+        ("KIMI_BASE_URL", "MOONSHOT_BASE_URL"),
+        "https://api.moonshot.ai/v1",
+        json_mode="json_object",
+    ),
+    "openrouter": Preset(
+        "openrouter", ("OPENROUTER_API_KEY",), ("OPENROUTER_BASE_URL",), "https://openrouter.ai/api/v1"
+    ),
     "server": Preset("server", ("ORCHESTRATOR_SERVER_API_KEY",), (), None, key_required=False),
 }
 
@@ -97,8 +111,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def schema_instruction(schema: JsonSchema) -> str:
-    return ("Answer only with one JSON value that matches this JSON schema, no prose, no code fence:\n"
-            + json.dumps(schema, separators=(",", ":")))
+    return "Answer only with one JSON value that matches this JSON schema, no prose, no code fence:\n" + json.dumps(
+        schema, separators=(",", ":")
+    )
 
 
 def extract_json(text: str) -> str:
@@ -111,7 +126,7 @@ def extract_json(text: str) -> str:
     for open_, close in (("{", "}"), ("[", "]")):
         start, end = stripped.find(open_), stripped.rfind(close)
         if 0 <= start < end:
-            candidates.append(stripped[start:end + 1])
+            candidates.append(stripped[start : end + 1])
     for candidate in candidates:
         try:
             json.loads(candidate)
@@ -127,8 +142,9 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
     sdk_module = "openai"
     sdk_package = "openai"
 
-    def __init__(self, preset: str | Preset = "openai", *, api_key: str | None = None,
-                 base_url: str | None = None) -> None:
+    def __init__(
+        self, preset: str | Preset = "openai", *, api_key: str | None = None, base_url: str | None = None
+    ) -> None:
         self.preset = PRESETS[preset] if isinstance(preset, str) else preset
         self.name = self.preset.name
         self.key_envs = self.preset.key_envs
@@ -148,8 +164,9 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
         from openai import AsyncOpenAI
 
         # a keyless server still needs a non-empty key for the SDK; nothing is sent that matters
-        return AsyncOpenAI(api_key=key.reveal() if key else "not-needed", base_url=self.base_url,
-                           max_retries=0, timeout=timeout)
+        return AsyncOpenAI(
+            api_key=key.reveal() if key else "not-needed", base_url=self.base_url, max_retries=0, timeout=timeout
+        )
 
     async def _close_client(self, client: AsyncOpenAI) -> None:
         await client.close()
@@ -172,8 +189,13 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
             except ProviderError as exc:
                 if _rejects_format(exc) and mode != JSON_LADDER[-1]:
                     # the rejected rung stays visible on the call's span
-                    events.emit(events.json_mode_rejected, model=request.model, mode=mode,
-                                status_code=exc.status_code, error_type=exc.error_type)
+                    events.emit(
+                        events.json_mode_rejected,
+                        model=request.model,
+                        mode=mode,
+                        status_code=exc.status_code,
+                        error_type=exc.error_type,
+                    )
                     mode = JSON_LADDER[JSON_LADDER.index(mode) + 1]
                     self._json_mode[request.model] = mode
                     continue
@@ -192,8 +214,10 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
         schema = request.json_schema
         if schema is not None and mode is not None:
             if mode == "json_schema":
-                kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": "answer", "schema": schema, "strict": False}}
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": schema, "strict": False},
+                }
             else:
                 instruction = schema_instruction(schema)
                 system = f"{request.system}\n\n{instruction}" if request.system else instruction
@@ -207,8 +231,13 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
         client = self.client(request.timeout)
         try:
             raw = await client.chat.completions.create(
-                model=request.model, messages=messages, temperature=request.temperature,
-                extra_headers=request.headers or None, timeout=request.timeout, **kwargs)
+                model=request.model,
+                messages=messages,
+                temperature=request.temperature,
+                extra_headers=request.headers or None,
+                timeout=request.timeout,
+                **kwargs,
+            )
         except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a ProviderError
             raise self._map_error(request, exc) from None
         response = self._read(request, raw)
@@ -232,10 +261,16 @@ class OpenAICompatProvider(RemoteProvider["AsyncOpenAI"]):
             tokens_out = estimate_tokens(text)
         response_id = getattr(raw, "id", None)
         cache_read, cache_write = cached_tokens(usage)
-        return ProviderResponse(text, tokens_in, tokens_out, finish, getattr(raw, "model", None) or model,
-                                response_id if isinstance(response_id, str) and response_id else None,
-                                cache_read_tokens=min(cache_read, tokens_in),
-                                cache_write_tokens=min(cache_write, tokens_in))
+        return ProviderResponse(
+            text,
+            tokens_in,
+            tokens_out,
+            finish,
+            getattr(raw, "model", None) or model,
+            response_id if isinstance(response_id, str) and response_id else None,
+            cache_read_tokens=min(cache_read, tokens_in),
+            cache_write_tokens=min(cache_write, tokens_in),
+        )
 
 
 def cached_tokens(usage: Any) -> tuple[int, int]:
@@ -247,5 +282,4 @@ def cached_tokens(usage: Any) -> tuple[int, int]:
     if not isinstance(read, int):
         read = getattr(usage, "prompt_cache_hit_tokens", None)
     write = getattr(details, "cache_write_tokens", None)
-    return (read if isinstance(read, int) and read > 0 else 0,
-            write if isinstance(write, int) and write > 0 else 0)
+    return (read if isinstance(read, int) and read > 0 else 0, write if isinstance(write, int) and write > 0 else 0)

@@ -23,8 +23,9 @@ SERVER_PROVIDER = "server"
 REMOTE_PRESETS = tuple(name for name in PRESETS if name != SERVER_PROVIDER)
 
 
-def default_providers(local_model: str | None = None, *, server_url: str | None = None,
-                      dotenv: bool = True) -> dict[str, Provider]:
+def default_providers(
+    local_model: str | None = None, *, server_url: str | None = None, dotenv: bool = True
+) -> dict[str, Provider]:
     """Adapters for every provider family; remote ones report themselves unavailable
     when their key or SDK is missing, so routing simply skips them.
 
@@ -55,13 +56,24 @@ def server_model_info(name: str, base_url: str) -> ModelInfo:
     known = CATALOG.get(name)
     if known is not None:
         return replace(known, provider=SERVER_PROVIDER)
-    pricing = (Pricing(PriceSource.LOOPBACK, flat_price([("input", 0.0), ("output", 0.0)])) if loopback
-               else Pricing(PriceSource.UNKNOWN))
+    pricing = (
+        Pricing(PriceSource.LOOPBACK, flat_price([("input", 0.0), ("output", 0.0)]))
+        if loopback
+        else Pricing(PriceSource.UNKNOWN)
+    )
     free = 0.0 if loopback else None
-    return ModelInfo(name, SERVER_PROVIDER, free, free, SERVER_CONTEXT_WINDOW, SERVER_MAX_OUTPUT,
-                     region="local" if loopback else "self-hosted",
-                     tags=("no_train", "pii_allowed", "offline") if loopback else (), display_name=name,
-                     pricing=pricing)
+    return ModelInfo(
+        name,
+        SERVER_PROVIDER,
+        free,
+        free,
+        SERVER_CONTEXT_WINDOW,
+        SERVER_MAX_OUTPUT,
+        region="local" if loopback else "self-hosted",
+        tags=("no_train", "pii_allowed", "offline") if loopback else (),
+        display_name=name,
+        pricing=pricing,
+    )
 
 
 def check_server_url(url: str) -> str:

@@ -147,8 +147,9 @@ class RemoteProvider(Generic[ClientT]):
         if isinstance(status, int):
             detail = self._scrub(errors.sdk_detail(exc))
             response = getattr(exc, "response", None)
-            return self._note(errors.from_status(self.name, request.model, status, detail,
-                                                 headers=getattr(response, "headers", None)))
+            return self._note(
+                errors.from_status(self.name, request.model, status, detail, headers=getattr(response, "headers", None))
+            )
         mapped = errors.transport_error(self.name, request.model, exc, request.timeout)
         if mapped is not None:
             return mapped

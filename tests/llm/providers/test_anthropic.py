@@ -82,8 +82,9 @@ async def test_401_marks_unhealthy_without_retry(client, server, orchestrator_ev
 async def test_a_model_that_rejects_temperature_is_called_without_it(monkeypatch, server):
     clean_provider_env(monkeypatch)
     provider = AnthropicProvider(api_key=KEY, base_url=server.url)
-    server.push(error("anthropic", 400, "`temperature` is deprecated for this model.",
-                      error_type="invalid_request_error"))
+    server.push(
+        error("anthropic", 400, "`temperature` is deprecated for this model.", error_type="invalid_request_error")
+    )
     client = UnifiedClient({"anthropic": provider})
     resp = await client.call("claude-haiku-4-5", "x")
     assert resp.attempts == 1

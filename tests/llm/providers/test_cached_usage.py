@@ -18,8 +18,11 @@ from tests.fake_providers import FakeServer, Reply, anthropic_answer, gemini_ans
 
 def _price(model: str, provider: str, **usage: int) -> float:
     """What the database says, at the moment the client prices calls (the catalog clock)."""
-    return float(calc_price(Usage(**usage), model_ref=model, provider_id=provider,
-                            genai_request_timestamp=clock.now()).total_price)
+    return float(
+        calc_price(
+            Usage(**usage), model_ref=model, provider_id=provider, genai_request_timestamp=clock.now()
+        ).total_price
+    )
 
 
 async def test_openai_cached_and_cache_written_prompt_tokens():
@@ -28,11 +31,18 @@ async def test_openai_cached_and_cache_written_prompt_tokens():
         provider = OpenAICompatProvider("openai", api_key="sk-proj-cached-usage-000000", base_url=srv.url)
         client = UnifiedClient({"openai": provider}, budget=Budget(5.0))
         answer = await client.call("gpt-6.1-sol", "hi")
-    raw = await _raw_of(provider, srv, openai_answer("ok", tokens=(50_000, 200), cached=30_000, cache_write=10_000),
-                        "gpt-6.1-sol")
+    raw = await _raw_of(
+        provider, srv, openai_answer("ok", tokens=(50_000, 200), cached=30_000, cache_write=10_000), "gpt-6.1-sol"
+    )
     assert (raw.input_tokens, raw.cache_read_tokens, raw.cache_write_tokens) == (50_000, 30_000, 10_000)
-    expected = _price("gpt-6.1-sol", "openai", input_tokens=50_000, output_tokens=200, cache_read_tokens=30_000,
-                      cache_write_tokens=10_000)
+    expected = _price(
+        "gpt-6.1-sol",
+        "openai",
+        input_tokens=50_000,
+        output_tokens=200,
+        cache_read_tokens=30_000,
+        cache_write_tokens=10_000,
+    )
     assert answer.cost_usd == pytest.approx(expected)
     assert expected != _price("gpt-6.1-sol", "openai", input_tokens=50_000, output_tokens=200)
 
@@ -55,9 +65,16 @@ async def test_anthropic_cache_reads_and_writes_are_part_of_the_prompt():
         srv.push(Reply(body=body))
         answer = await UnifiedClient({"anthropic": provider}, budget=Budget(5.0)).call("claude-sonnet-5-5", "hi")
     assert (raw.input_tokens, raw.cache_read_tokens, raw.cache_write_tokens) == (43_000, 40_000, 2_000)
-    assert answer.cost_usd == pytest.approx(_price("claude-sonnet-5-5", "anthropic", input_tokens=43_000,
-                                                   output_tokens=80, cache_read_tokens=40_000,
-                                                   cache_write_tokens=2_000))
+    assert answer.cost_usd == pytest.approx(
+        _price(
+            "claude-sonnet-5-5",
+            "anthropic",
+            input_tokens=43_000,
+            output_tokens=80,
+            cache_read_tokens=40_000,
+            cache_write_tokens=2_000,
+        )
+    )
 
 
 async def test_gemini_cached_content_tokens():

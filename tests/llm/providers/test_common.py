@@ -10,24 +10,27 @@ import pytest
 
 from orchestrator.llm.catalog import CATALOG, get_model
 from orchestrator.llm.providers import errors
-from orchestrator.llm.providers.registry import (
-    check_server_url,
-    default_providers,
-    probe_server,
-    server_model_info,
-)
+from orchestrator.llm.providers.registry import check_server_url, default_providers, probe_server, server_model_info
 from orchestrator.llm.providers.secrets import Secret, key_from_env, load_dotenv, parse_dotenv, scrub
 from tests.fake_providers import FakeServer, clean_provider_env
 
 
-@pytest.mark.parametrize("status, transient, fatal, name", [
-    (400, False, False, "BadRequest"), (401, False, True, "AuthenticationError"),
-    (403, False, True, "PermissionDenied"), (404, False, True, "NotFound"),
-    (422, False, False, "UnprocessableEntity"), (429, True, False, "RateLimited"),
-    (500, True, False, "InternalServerError"), (502, True, False, "BadGateway"),
-    (503, True, False, "ServiceUnavailable"), (504, True, False, "GatewayTimeout"),
-    (529, True, False, "Overloaded"),
-])
+@pytest.mark.parametrize(
+    "status, transient, fatal, name",
+    [
+        (400, False, False, "BadRequest"),
+        (401, False, True, "AuthenticationError"),
+        (403, False, True, "PermissionDenied"),
+        (404, False, True, "NotFound"),
+        (422, False, False, "UnprocessableEntity"),
+        (429, True, False, "RateLimited"),
+        (500, True, False, "InternalServerError"),
+        (502, True, False, "BadGateway"),
+        (503, True, False, "ServiceUnavailable"),
+        (504, True, False, "GatewayTimeout"),
+        (529, True, False, "Overloaded"),
+    ],
+)
 def test_status_policy(status, transient, fatal, name):
     err = errors.from_status("openai", "gpt-4o", status, "detail", headers={"retry-after": "5"})
     assert (err.transient, err.fatal_for_model, err.error_type, err.status_code) == (transient, fatal, name, status)
@@ -54,8 +57,7 @@ def test_transport_errors_by_kind():
 
 
 def test_dotenv_parsing():
-    text = ('# comment\nexport A_API_KEY="quoted value"\nB=plain # trailing\nC=\'single\'\n'
-            "not a line\nD = spaced\n")
+    text = "# comment\nexport A_API_KEY=\"quoted value\"\nB=plain # trailing\nC='single'\nnot a line\nD = spaced\n"
     assert parse_dotenv(text) == {"A_API_KEY": "quoted value", "B": "plain", "C": "single", "D": "spaced"}
 
 

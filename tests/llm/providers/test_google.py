@@ -57,8 +57,14 @@ async def test_max_tokens_finish(client, server):
 
 
 async def test_503_then_success_honours_retry_info(client, server):
-    body = {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE",
-                      "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "4s"}]}}
+    body = {
+        "error": {
+            "code": 503,
+            "message": "overloaded",
+            "status": "UNAVAILABLE",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "4s"}],
+        }
+    }
     server.push(Reply(status=503, body=body))
     resp = await client.call("gemini-2.5-flash", "x", retries=2)
     assert resp.attempts == 2 and client._sleep.delays == [4.0]
@@ -71,9 +77,14 @@ async def test_429_retry_after_header(client, server):
 
 
 async def test_invalid_key_answer_is_treated_as_401(client, server, orchestrator_events):
-    body = {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
-                      "status": "INVALID_ARGUMENT",
-                      "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}
+    body = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+        }
+    }
     server.push(Reply(status=400, body=body))
     with pytest.raises(LLMCallError) as info:
         await client.call("gemini-2.5-flash", "x", retries=2)
@@ -101,7 +112,9 @@ async def test_traceparent_header_with_tracing(client, server, span_exporter):
     await client.call("gemini-2.5-flash", "x")
     (span,) = span_exporter.spans("llm_call:")
     assert server.requests[0].headers["traceparent"].split("-")[1:3] == [
-        f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}"]
+        f"{span.context.trace_id:032x}",
+        f"{span.context.span_id:016x}",
+    ]
 
 
 def test_either_variable_and_google_wins(monkeypatch):

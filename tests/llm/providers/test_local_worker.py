@@ -29,13 +29,16 @@ from orchestrator.llm.providers.local_worker import LocalWorker, WorkerCrashed, 
 
 STORY = "Write a very long story about a lighthouse keeper and the sea, with many chapters."
 PLAIN_CPU = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse sse2 avx avx2 fma f16c\n"
-AMX_CPU = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Test\n"
-           "flags\t\t: fpu sse sse2 avx avx2 avx512f avx512_vnni amx_bf16 amx_tile amx_int8\n")
+AMX_CPU = (
+    "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Test\n"
+    "flags\t\t: fpu sse sse2 avx avx2 avx512f avx512_vnni amx_bf16 amx_tile amx_int8\n"
+)
 
 
 @pytest.fixture
 def fake_cpu(tmp_path, monkeypatch):
     """Point the CPU flag reader at a fake cpuinfo: ``fake_cpu(PLAIN_CPU)``."""
+
     def use(text: str) -> Path:
         path = tmp_path / "cpuinfo"
         path.write_text(text, encoding="utf-8")
@@ -67,8 +70,9 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
 def _kill_mid_generation(provider: LocalProvider, sig: int, timeout: float = 120):
     """Start a long generation, kill the worker with ``sig`` a few tokens in; the error."""
     dispatched = threading.Event()
-    request = ProviderRequest("smollm2-135m", STORY, max_tokens=400, temperature=0.8, timeout=timeout,
-                              on_dispatch=dispatched.set)
+    request = ProviderRequest(
+        "smollm2-135m", STORY, max_tokens=400, temperature=0.8, timeout=timeout, on_dispatch=dispatched.set
+    )
     outcome: dict[str, BaseException] = {}
 
     def call() -> None:
@@ -88,13 +92,17 @@ def _kill_mid_generation(provider: LocalProvider, sig: int, timeout: float = 120
     return outcome.get("error"), pid
 
 
-@pytest.mark.parametrize("sig, kernel_signal", [
-    (signal.SIGSEGV, True), (signal.SIGILL, True), (signal.SIGBUS, True),
-    (signal.SIGABRT, False),  # a GGML_ASSERT (e.g. a grammar that reaches an empty stack)
-    (signal.SIGKILL, False),  # the OOM killer
-])
-def test_a_worker_killed_mid_generation_fails_the_call_naming_the_signal(own_workers, fake_cpu, sig,
-                                                                         kernel_signal):
+@pytest.mark.parametrize(
+    "sig, kernel_signal",
+    [
+        (signal.SIGSEGV, True),
+        (signal.SIGILL, True),
+        (signal.SIGBUS, True),
+        (signal.SIGABRT, False),  # a GGML_ASSERT (e.g. a grammar that reaches an empty stack)
+        (signal.SIGKILL, False),  # the OOM killer
+    ],
+)
+def test_a_worker_killed_mid_generation_fails_the_call_naming_the_signal(own_workers, fake_cpu, sig, kernel_signal):
     fake_cpu(PLAIN_CPU)
     provider = LocalProvider()
     worker = provider.worker()
@@ -116,8 +124,9 @@ class _Doomed:
     the safe-mode switch on any CPU (on an AMX machine a real worker is safe from the start)."""
 
     def __init__(self, worker: LocalWorker) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(120)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         worker._proc = self.proc
 
     def die(self, sig: int) -> None:
@@ -125,10 +134,17 @@ class _Doomed:
         self.proc.wait(10)
 
 
-@pytest.mark.parametrize("sig, switches", [
-    (signal.SIGSEGV, True), (signal.SIGILL, True), (signal.SIGBUS, True), (signal.SIGFPE, True),
-    (signal.SIGABRT, False), (signal.SIGKILL, False),
-])
+@pytest.mark.parametrize(
+    "sig, switches",
+    [
+        (signal.SIGSEGV, True),
+        (signal.SIGILL, True),
+        (signal.SIGBUS, True),
+        (signal.SIGFPE, True),
+        (signal.SIGABRT, False),
+        (signal.SIGKILL, False),
+    ],
+)
 def test_a_kernel_signal_with_the_fast_kernels_on_switches_to_the_safe_mode(own_workers, fake_cpu, sig, switches):
     fake_cpu(PLAIN_CPU)
     worker = LocalWorker(default_model_path(), 512, 1, KernelChoice(False, "test: fast kernels on"))
@@ -139,8 +155,9 @@ def test_a_kernel_signal_with_the_fast_kernels_on_switches_to_the_safe_mode(own_
         assert worker.safe_mode is switches
         assert ("restarted in the safe mode" in str(error)) is switches
         if switches:
-            assert worker.kernels.reason == (f"its worker died with {signal.Signals(sig).name} (signal {int(sig)}) "
-                                             "with llama.cpp's fast kernels on")
+            assert worker.kernels.reason == (
+                f"its worker died with {signal.Signals(sig).name} (signal {int(sig)}) with llama.cpp's fast kernels on"
+            )
         assert worker.pid is not None  # the next worker is already starting, in the chosen mode
     finally:
         worker.kill()
@@ -164,8 +181,9 @@ def test_a_cpu_with_amx_starts_in_the_safe_mode_and_generates(own_workers, fake_
     provider = LocalProvider()
     worker = provider.worker()
     assert worker.safe_mode and "amx_int8" in worker.kernels.reason
-    answer = asyncio.run(provider.complete(ProviderRequest("smollm2-135m", "Count from one to five.",
-                                                           max_tokens=32, temperature=0.0)))
+    answer = asyncio.run(
+        provider.complete(ProviderRequest("smollm2-135m", "Count from one to five.", max_tokens=32, temperature=0.0))
+    )
     assert answer.input_tokens > 2 and answer.output_tokens > 1
     assert worker.ready is not None and worker.ready["use_extra_bufts"] is False
     assert worker.crashes == []
@@ -221,8 +239,7 @@ def test_the_model_parameter_shim_sets_the_field_for_one_constructor_call():
             pass
 
 
-def test_the_client_retries_a_crashed_call_once_and_the_spans_are_whole(own_workers, fake_cpu, span_exporter,
-                                                                        recorded):
+def test_the_client_retries_a_crashed_call_once_and_the_spans_are_whole(own_workers, fake_cpu, span_exporter, recorded):
     """The first attempt's worker is killed by SIGSEGV mid-generation: that attempt's span
     ends as an error naming the signal, the client retries once on the restarted worker,
     and the call succeeds."""
@@ -239,8 +256,9 @@ def test_the_client_retries_a_crashed_call_once_and_the_spans_are_whole(own_work
 
     events.llm_call_dispatched.connect(kill_first, weak=False)
     try:
-        answer = asyncio.run(client.call("smollm2-135m", STORY, max_tokens=120, temperature=0.8, retries=0,
-                                         timeout=120))
+        answer = asyncio.run(
+            client.call("smollm2-135m", STORY, max_tokens=120, temperature=0.8, retries=0, timeout=120)
+        )
     finally:
         events.llm_call_dispatched.disconnect(kill_first)
     assert answer.output_tokens > 0 and answer.attempts == 2
@@ -268,8 +286,9 @@ def test_a_call_whose_worker_dies_twice_is_retried_once_then_fails(own_workers, 
     events.llm_call_dispatched.connect(kill_every, weak=False)
     try:
         with pytest.raises(LLMCallError) as info:
-            asyncio.run(client.call("smollm2-135m", STORY, max_tokens=300, temperature=0.8, retries=retries,
-                                    timeout=120))
+            asyncio.run(
+                client.call("smollm2-135m", STORY, max_tokens=300, temperature=0.8, retries=retries, timeout=120)
+            )
     finally:
         events.llm_call_dispatched.disconnect(kill_every)
     assert info.value.attempts == 2 and info.value.error_type == "WorkerCrashed"
@@ -306,9 +325,11 @@ def test_the_worker_sees_none_of_the_users_secrets(own_workers, monkeypatch):
 
 def test_the_worker_dies_with_its_parent(tmp_path):
     """A parent killed by SIGKILL runs no cleanup; the worker sees its request pipe close."""
-    code = ("import sys, time\n"
-            "from orchestrator.llm.providers.local import LocalProvider\n"
-            "p = LocalProvider(); p.start(); print(p.worker().pid, flush=True); time.sleep(120)\n")
+    code = (
+        "import sys, time\n"
+        "from orchestrator.llm.providers.local import LocalProvider\n"
+        "p = LocalProvider(); p.start(); print(p.worker().pid, flush=True); time.sleep(120)\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         pid = int(parent.stdout.readline())
@@ -352,7 +373,8 @@ def test_frames_round_trip_and_a_broken_stream_ends():
 def test_a_kernel_choice_is_reported(fake_cpu):
     fake_cpu(AMX_CPU)
     assert LocalWorker(default_model_path(), 512, 1).kernels == KernelChoice(
-        True, "the CPU has amx_int8, amx_tile, amx_bf16 (llama.cpp's AMX kernels crash on it)")
+        True, "the CPU has amx_int8, amx_tile, amx_bf16 (llama.cpp's AMX kernels crash on it)"
+    )
 
 
 def _state(pid: int) -> str:

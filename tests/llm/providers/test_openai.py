@@ -55,8 +55,11 @@ async def test_json_schema_goes_in_response_format(env, server):
 
 async def test_json_ladder_steps_down_when_the_endpoint_rejects_a_format(env, server):
     rejected = error("openai", 400, "response_format json_schema is not supported")
-    server.push(rejected, Reply(status=422, body={"detail": "type must be json_object"}),
-                Reply(body=openai_answer('{"answer": "a"}')))
+    server.push(
+        rejected,
+        Reply(status=422, body={"detail": "type must be json_object"}),
+        Reply(body=openai_answer('{"answer": "a"}')),
+    )
     provider = OpenAICompatProvider("openai", api_key=KEY, base_url=server.url)
     client = UnifiedClient({"openai": provider}, sleep=SleepRecorder())
     resp = await client.call("gpt-4o", "q", json_schema=SCHEMA, system="sys")
@@ -76,8 +79,17 @@ async def test_json_ladder_steps_down_when_the_endpoint_rejects_a_format(env, se
 
 async def test_a_500_that_names_response_format_steps_down_too(env, server):
     """llama-cpp-python's server reports a refused response_format as a 500."""
-    server.push(Reply(status=500, body={"error": {"message": "1 validation error: ('body', 'response_format', "
-                                                             "'type') Input should be 'text' or 'json_object'"}}))
+    server.push(
+        Reply(
+            status=500,
+            body={
+                "error": {
+                    "message": "1 validation error: ('body', 'response_format', "
+                    "'type') Input should be 'text' or 'json_object'"
+                }
+            },
+        )
+    )
     sleep = SleepRecorder()
     resp = await client_for(sleep).call("gpt-4o", "q", json_schema=SCHEMA)
     assert resp.attempts == 1 and sleep.delays == []
@@ -85,8 +97,12 @@ async def test_a_500_that_names_response_format_steps_down_too(env, server):
 
 
 async def test_last_rung_is_the_prompt_and_the_json_is_extracted(env, server):
-    server.push(error("openai", 400, "no"), error("openai", 400, "no"), error("openai", 400, "no"),
-                Reply(body=openai_answer('Sure! Here it is:\n```json\n{"answer": "x"}\n```\nBye')))
+    server.push(
+        error("openai", 400, "no"),
+        error("openai", 400, "no"),
+        error("openai", 400, "no"),
+        Reply(body=openai_answer('Sure! Here it is:\n```json\n{"answer": "x"}\n```\nBye')),
+    )
     resp = await client_for().call("gpt-4o", "q", json_schema=SCHEMA)
     assert json.loads(resp.text) == {"answer": "x"}
     assert "response_format" not in server.requests[-1].body
@@ -174,9 +190,14 @@ async def test_401_is_not_retried_marks_unhealthy_and_never_shows_the_key(env, s
     assert not client.is_usable("gpt-4o")
     ok, why = client.availability("gpt-4o-mini")  # same key: the provider's other models are out too
     assert not ok and "401" in why
-    for text in (str(info.value), repr(info.value), repr(info.value.last), unhealthy.reason,
-                 json.dumps([e.to_dict() for e in orchestrator_events], default=str),
-                 repr(client.providers["openai"])):
+    for text in (
+        str(info.value),
+        repr(info.value),
+        repr(info.value.last),
+        unhealthy.reason,
+        json.dumps([e.to_dict() for e in orchestrator_events], default=str),
+        repr(client.providers["openai"]),
+    ):
         assert KEY not in text
     assert "[REDACTED]" in str(info.value)
     # the unhealthy model is not called again
@@ -203,8 +224,9 @@ async def test_400_is_permanent_but_does_not_mark_unhealthy(env, server):
 
 
 async def test_malformed_bodies_are_retried_and_n_in_a_row_mark_unhealthy(env, server, orchestrator_events):
-    server.push(Reply(body="<html>bad gateway</html>"), Reply(body={"object": "chat.completion"}),
-                Reply(body=b"\x00\x01"))
+    server.push(
+        Reply(body="<html>bad gateway</html>"), Reply(body={"object": "chat.completion"}), Reply(body=b"\x00\x01")
+    )
     client = client_for(unhealthy_after=3)
     with pytest.raises(LLMCallError) as info:
         await client.call("gpt-4o", "q", retries=2)
@@ -247,8 +269,7 @@ async def test_no_traceparent_when_tracing_is_off(env, server):
 def test_availability_says_why_not(monkeypatch):
     clean_provider_env(monkeypatch)
     providers = default_providers(dotenv=False)
-    assert providers["kimi"].availability("kimi-k2-0905-preview") == (
-        False, "KIMI_API_KEY or MOONSHOT_API_KEY not set")
+    assert providers["kimi"].availability("kimi-k2-0905-preview") == (False, "KIMI_API_KEY or MOONSHOT_API_KEY not set")
     monkeypatch.setenv("MOONSHOT_API_KEY", "mk-123456789")
     assert providers["kimi"].availability("kimi-k2-0905-preview") == (True, "")
     assert providers["openrouter"].availability("openai/gpt-4o-mini") == (False, "OPENROUTER_API_KEY not set")
