@@ -127,6 +127,7 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 
 def _read_only(path: str) -> None:
+    """``path`` and every mount below it read-only."""
     attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY)
     _check(
         _libc.syscall(
@@ -136,9 +137,22 @@ def _read_only(path: str) -> None:
     )
 
 
+def _writable(path: str) -> None:
+    """The mount at ``path`` writable again, and only it: the mounts below stay read-only."""
+    attr = _MountAttr(attr_clr=_MOUNT_ATTR_RDONLY)
+    _check(
+        _libc.syscall(_SYS_MOUNT_SETATTR, _AT_FDCWD, path.encode(), 0, ctypes.byref(attr), ctypes.sizeof(attr)),
+        f"writable {path}",
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # The unshare level: build the file system view and drop privileges (bwrap does this itself)
 # ---------------------------------------------------------------------------------------
+
+
+def _under_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
 
 
 def _setup_unshare(setup: UnshareSetup) -> None:
@@ -151,18 +165,27 @@ def _setup_unshare(setup: UnshareSetup) -> None:
         with open("/proc/sys/user/max_user_namespaces", "w", encoding="ascii") as f:
             f.write("0")
     root = "/tmp"  # a private tmpfs over the host's /tmp in this mount namespace, soon the new root
+    # what is bound from under the host's /tmp (a venv there) is held open first: the
+    # staging tmpfs is about to hide it, and a bind from the descriptor still reaches it
+    held = {source: os.open(source, os.O_PATH) for source, _ in setup["binds"] if _under_tmp(source)}
     _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=755")
     for link, target in setup["symlinks"]:
         os.makedirs(os.path.dirname(root + link), exist_ok=True)
         os.symlink(target, root + link)
+    # the sandbox's own /tmp first, so that binds below /tmp land on it, not under it
+    os.makedirs(root + "/tmp")
+    _mount("tmpfs", root + "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={setup['tmp_bytes']},mode=1777")
     for source, path in setup["binds"]:
         dest = root + path
-        if os.path.isdir(source):
+        origin = f"/proc/self/fd/{held[source]}" if source in held else source
+        if os.path.isdir(origin):
             os.makedirs(dest, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             open(dest, "w").close()
-        _mount(source, dest, None, _MS_BIND | _MS_REC)
+        _mount(origin, dest, None, _MS_BIND | _MS_REC)
+    for fd in held.values():
+        os.close(fd)
     os.makedirs(root + "/dev")
     _mount("tmpfs", root + "/dev", "tmpfs", _MS_NOSUID, "size=64k,mode=755")
     for name in ("null", "zero", "full", "random", "urandom", "tty"):
@@ -177,7 +200,7 @@ def _setup_unshare(setup: UnshareSetup) -> None:
         os.symlink(target, f"{root}/dev/{name}")
     os.makedirs(root + "/proc")
     _mount("/proc", root + "/proc", None, _MS_BIND | _MS_REC)  # unshare --mount-proc: this pid namespace's
-    for name in ("tmp", "dev/shm", ".old"):
+    for name in ("dev/shm", ".old"):
         os.makedirs(f"{root}/{name}")
     arch = os.uname().machine
     if arch not in _SYS_PIVOT_ROOT:
@@ -187,7 +210,7 @@ def _setup_unshare(setup: UnshareSetup) -> None:
     _check(_libc.umount2(b"/.old", 2), "detach the old root")  # MNT_DETACH
     os.rmdir("/.old")
     _read_only("/")
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={setup['tmp_bytes']},mode=1777")
+    _writable("/tmp")  # the sandbox's /tmp; what is bound below it (a venv) stays read-only
     _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=1777")
     _loopback_up()
 

@@ -229,6 +229,8 @@ class Sandbox:
             ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if root else ["--unshare-user", "--disable-userns"]
         )
         argv += ["--die-with-parent", "--new-session", "--as-pid-1"]
+        # the sandbox's own /tmp before the binds: one below /tmp (a venv there) lands on it
+        argv += ["--size", str(self.limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
         for link, target in symlinks:
             argv += ["--symlink", target, link]
         for parent in _parents([dest for _, dest in binds]):  # bwrap would make them 0700: not for NOBODY
@@ -240,10 +242,6 @@ class Sandbox:
             "/dev",
             "--proc",
             "/proc",
-            "--size",
-            str(self.limits.tmp_bytes),
-            "--tmpfs",
-            "/tmp",
             "--remount-ro",
             "/dev",
             "--size",

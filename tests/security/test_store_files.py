@@ -23,7 +23,6 @@ import pytest
 
 from orchestrator.domain.checkpoint import StoreError
 from orchestrator.state import DB_NAME, SCHEMA_VERSION, RunStore
-from orchestrator.state import store as store_module
 from tests.helpers import run_scripted_cli
 from tests.state.scripted_cli import ARGS
 
@@ -110,7 +109,9 @@ def test_a_failure_while_making_a_store_leaves_nothing_behind(tmp_path, monkeypa
     def broken(conn: sqlite3.Connection, where: str) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(store_module, "prepare", broken)
+    from orchestrator.state import store_file
+
+    monkeypatch.setattr(store_file, "prepare", broken)  # where a new store is made
     with pytest.raises(StoreError, match="cannot open the run store"):
         RunStore(tmp_path / "state")
     assert list((tmp_path / "state").iterdir()) == []  # no empty store, no temporary file
