@@ -52,7 +52,7 @@ class Forwarder:
 
     def __enter__(self) -> Forwarder:
         for signal in self._signals:
-            signal.connect(self._on_event)
+            signal.connect(self._on_event, weak=False)
         return self
 
     def __exit__(

@@ -14,6 +14,7 @@ budgeted) rather than treated as free.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -204,20 +205,27 @@ class UnifiedClient:
         retries = self.default_retries if retries is None else retries
         timeout = self.default_timeout if timeout is None else timeout
         last_error: ProviderError | None = None
+        budget = self.budget
+        time_left = (lambda: budget.remaining_seconds) if budget is not None else None
         for attempt in itertools.count(1):  # ends at a success or at the break below
             try:
-                response = await self._guarded_attempt(
-                    provider,
-                    info,
-                    prompt,
-                    system,
-                    max_tokens,
-                    temperature,
-                    timeout,
-                    json_schema,
-                    call_type,
-                    phase,
-                    attempt,
+                response = await self.health.through(  # each attempt through the model's breaker
+                    info.name,
+                    time_left,
+                    functools.partial(
+                        self._attempt,
+                        provider,
+                        info,
+                        prompt,
+                        system,
+                        max_tokens,
+                        temperature,
+                        timeout,
+                        json_schema,
+                        call_type,
+                        phase,
+                        attempt,
+                    ),
                 )
             except ProviderError as exc:
                 last_error = exc
@@ -243,30 +251,6 @@ class UnifiedClient:
             return response
         assert last_error is not None
         raise LLMCallError(model, last_error, attempt)
-
-    async def _guarded_attempt(
-        self,
-        provider: Provider,
-        info: ModelInfo,
-        prompt: str,
-        system: str,
-        max_tokens: int,
-        temperature: float,
-        timeout: float,
-        json_schema: JsonSchema | None,
-        call_type: str,
-        phase: Phase,
-        attempt: int,
-    ) -> APIResponse:
-        """One attempt through the model's circuit breaker (:meth:`.health.ModelHealth.through`)."""
-        budget = self.budget
-        return await self.health.through(
-            info.name,
-            (lambda: budget.remaining_seconds) if budget else None,
-            lambda: self._attempt(
-                provider, info, prompt, system, max_tokens, temperature, timeout, json_schema, call_type, phase, attempt
-            ),
-        )
 
     async def _attempt(
         self,
