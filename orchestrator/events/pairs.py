@@ -174,7 +174,9 @@ class PairHandle(msgspec.Struct, eq=False):
     """Set on the handle; the start payload keeps its own."""
     _token: contextvars.Token[_Ids] | None = None
     _content: dict[str, str] | None = None  # completion, sent_system (LLM pairs)
-    _states: tuple[tuple[PairReceiver, object], ...] = ()  # each pair receiver's own state
+    _states: tuple[tuple[PairReceiver, object], ...] = ()  # each pair receiver's own state (several)
+    _only: PairReceiver | None = None  # the one pair receiver when nobody else listened at the start
+    _only_state: object = None  # its state
 
     @property
     def correlation_id(self) -> str:
@@ -217,7 +219,8 @@ class PairHandle(msgspec.Struct, eq=False):
         only = signal._only
         if only is not None and not signal.is_muted:  # the common case: one pair receiver, nobody else
             try:
-                self._states = ((only, only.started(self._start)),)
+                self._only_state = only.started(self._start)
+                self._only = only
             except _NOT_CONTAINED:
                 raise
             except (Exception, asyncio.CancelledError) as exc:  # a broken observer must never break the run
@@ -245,22 +248,26 @@ class PairHandle(msgspec.Struct, eq=False):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._token is not None:
+        token = self._token
+        if token is not None:
+            self._token = None
             try:
-                _ctx.reset(self._token)
+                _ctx.reset(token)
             except ValueError:  # exited in another context: fall back to the parent ids
                 start = self._start
                 _ctx.set((start.project_id, self._ctx_update[1], start.parent_id))
-            self._token = None
         signal = self._finish_signal
         if signal._snapshot is None:
             signal._lanes()
-        only = signal._only
-        states = self._states
-        if only is not None and len(states) == 1 and states[0][0] is only and not signal.is_muted:
+        only = self._only
+        if only is not None and only is signal._only and not signal.is_muted:  # still the only one
             try:
                 only.finished(
-                    states[0][1], time_ns(), self._attrs, self._content, None if exc is None else (*_failure(exc), exc)
+                    self._only_state,
+                    time_ns(),
+                    self._attrs,
+                    self._content,
+                    None if exc is None else (*_failure(exc), exc),
                 )
             except _NOT_CONTAINED:
                 raise
@@ -275,6 +282,8 @@ class PairHandle(msgspec.Struct, eq=False):
         end_ns = time_ns()
         start = self._start
         fast, states = signal._fast, self._states
+        if self._only is not None:  # started with one pair receiver, finished with others
+            states = ((self._only, self._only_state),)
         payload: PairFinish | None = None
         if signal._plain or len(fast) > len(states):
             attrs = start.attributes.copy() if type(start.attributes) is MappingProxyType else dict(start.attributes)

@@ -63,34 +63,33 @@ class LlmSpanAttributes:
     the SDK, which copies what it keeps."""
 
     def __init__(self) -> None:
-        self._starts: dict[tuple[Any, ...], tuple[str, SpanKind, dict[str, Any]]] = {}
+        self._starts: dict[tuple[Any, ...], tuple[str, SpanKind, dict[str, Any], Mapping[str, Any]]] = {}
 
     def start(self, p: events.LlmCallStarted, capture_content: bool = False) -> tuple[str, SpanKind, dict[str, Any]]:
         """(span name, span kind, start attributes) of an ``llm_call`` span; the
-        attributes may be shared between calls: copy them before changing them."""
+        attributes may be shared between calls: copy them before changing them.
+
+        Shared only when the payload's own attributes are the very object they were built
+        from (``traced_llm_call`` hands every call of a model and call type the same
+        read-only view), so a payload built by hand never gets another's attributes."""
         given = p.attributes
-        model, call_type = given.get(_LLM_MODEL), given.get(_LLM_CALL_TYPE)
-        if capture_content or len(given) != 2 or type(model) is not str or type(call_type) is not str:
-            return self._build(p, capture_content)  # not what traced_llm_call gives: nothing to share
-        key = (
-            model,
-            call_type,
-            p.model,
-            p.call_type,
-            p.provider,
-            p.max_tokens,
-            p.temperature,
-            p.attempt,
-            p.output_type,
-            p.server_address,
-            p.server_port,
-        )
+        key = (p.model, p.call_type, p.provider, p.max_tokens, p.temperature, p.server_address, p.server_port)
         found = self._starts.get(key)
-        if found is None:
-            if len(self._starts) >= _STATIC_CACHE_LIMIT:
-                self._starts.clear()
-            found = self._starts[key] = self._build(p)
-        return found
+        if (
+            found is not None
+            and found[3] is given
+            and p.attempt == 1
+            and p.output_type == "text"
+            and not capture_content
+        ):
+            return found[0], found[1], found[2]
+        if capture_content or p.attempt != 1 or p.output_type != "text":
+            return self._build(p, capture_content)  # rare: built for this call alone
+        if len(self._starts) >= _STATIC_CACHE_LIMIT:
+            self._starts.clear()
+        name, kind, attrs = self._build(p)
+        self._starts[key] = (name, kind, attrs, given)
+        return name, kind, attrs
 
     @staticmethod
     def _build(p: events.LlmCallStarted, capture_content: bool = False) -> tuple[str, SpanKind, dict[str, Any]]:
@@ -133,21 +132,23 @@ class LlmSpanAttributes:
         if _MODEL_TEXT in map(type, attrs.values()):  # has_model_text, inlined
             apply_content_rule(attrs, capture_content)
         get = attrs.get
-        cost = get(_COST)
-        cost_usd = float(cost) if type(cost) is float or type(cost) is int else (number(cost) or 0.0)
-        tin, tout = get(_TOKENS_IN), get(_TOKENS_OUT)
+        tin, tout, cost_usd = get(_TOKENS_IN), get(_TOKENS_OUT), get(_COST)
+        if type(cost_usd) is not float:
+            cost_usd = number(cost_usd) or 0.0
         if type(tin) is not int:
             tin = whole(tin)
         if type(tout) is not int:
             tout = whole(tout)
         if get(_CACHED):  # replayed from the cache: no provider processed tokens
             return 0, 0, cost_usd
-        if tin is not None:
+        if tin is not None and tout is not None:  # the common case
             attrs[GEN_AI_USAGE_INPUT_TOKENS] = attrs[_OI_PROMPT] = tin
-        if tout is not None:
             attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = attrs[_OI_COMPLETION] = tout
-            if tin is not None:
-                attrs[_OI_TOTAL] = tin + tout
+            attrs[_OI_TOTAL] = tin + tout
+        elif tin is not None:
+            attrs[GEN_AI_USAGE_INPUT_TOKENS] = attrs[_OI_PROMPT] = tin
+        elif tout is not None:
+            attrs[GEN_AI_USAGE_OUTPUT_TOKENS] = attrs[_OI_COMPLETION] = tout
         response_model = get(_RESPONSE_MODEL)
         if response_model:
             attrs[GEN_AI_RESPONSE_MODEL] = response_model

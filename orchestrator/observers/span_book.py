@@ -96,13 +96,20 @@ class SpanBook:
         self.tracer = tracer
         self.attach_context = attach_context
         self.live: dict[str, LiveSpan] = {}
-        self._recent: dict[str, SpanContext] = {}  # insertion-ordered: the oldest is first; 1-2x the limit
-        self._recent_limit = recent_spans
+        # the span contexts of ended pairs, in two generations: when the newer one is full it
+        # becomes the older one (the one before is dropped), so between recent_spans and
+        # twice as many are kept, at the cost of one dict store per span
+        self._recent: dict[str, SpanContext] = {}
+        self._older: dict[str, SpanContext] = {}
+        self._recent_limit = max(0, recent_spans)
 
     def span_ids(self, correlation_id: str) -> tuple[str, str] | None:
         """(trace id, span id) in hex of a live or recently finished pair's span."""
         live = self.live.get(correlation_id)
-        sc = live.span.get_span_context() if live is not None else self._recent.get(correlation_id)
+        if live is not None:
+            sc: SpanContext | None = live.span.get_span_context()
+        else:
+            sc = self._recent.get(correlation_id) or self._older.get(correlation_id)
         if sc is None or not sc.is_valid:
             return None
         return f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
@@ -210,9 +217,10 @@ class SpanBook:
         span.set_attributes(attrs)
         span.end(end_ns)
         recent = self._recent
-        recent[cid] = span.get_span_context()
-        if len(recent) > self._recent_limit * 2:  # forget the older half at once, not one per span
-            self._recent = dict(list(recent.items())[-self._recent_limit :])
+        if len(recent) < self._recent_limit:
+            recent[cid] = span.get_span_context()
+        elif self._recent_limit:
+            self._older, self._recent = recent, {cid: span.get_span_context()}
         return True
 
     def end_orphans(

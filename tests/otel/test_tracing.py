@@ -157,6 +157,61 @@ def test_local_llm_call_is_internal_and_gets_no_carrier(span_exporter):
     assert carrier == {}
 
 
+def test_a_payload_built_by_hand_never_gets_another_calls_start_attributes(span_exporter):
+    """The observer shares an LLM span's start attributes between calls of the same model,
+    type and parameters; a start payload with attributes of its own (a replay, a test) must
+    still get its own, whatever was seen before it."""
+    with traced_llm_call("gpt-4o", "generate", provider="openai"):
+        pass
+    ids = events.current_ids()
+    own = events.LlmCallStarted(
+        correlation_id="hand-made-1",
+        parent_id=ids.parent_id,
+        project_id=ids.project_id,
+        timestamp_ns=1,
+        attributes={"llm.model": "gpt-4o", "llm.note": "mine"},  # two, like the shared ones
+        model="gpt-4o",
+        call_type="generate",
+        provider="openai",
+    )
+    events.llm_call_started.send(own)
+    events.llm_call_finished.send(
+        events.LlmCallFinished(
+            correlation_id="hand-made-1",
+            parent_id=ids.parent_id,
+            project_id=ids.project_id,
+            timestamp_ns=2,
+            start_timestamp_ns=1,
+            attributes={},
+            model="gpt-4o",
+            call_type="generate",
+            provider="openai",
+        )
+    )
+    with traced_llm_call("gpt-4o", "generate", provider="openai"):
+        pass
+    first, hand_made, third = span_exporter.get_finished_spans()
+    assert hand_made.attributes["llm.note"] == "mine"
+    assert "llm.note" not in first.attributes and "llm.note" not in third.attributes
+    assert hand_made.attributes["gen_ai.request.model"] == "gpt-4o"
+
+
+@pytest.mark.parametrize("limit", [0, 3])
+def test_span_ids_of_ended_pairs_are_kept_between_the_limit_and_twice_it(limit):
+    provider = TracerProvider(shutdown_on_exit=False)
+    observer = TracingObserver(provider, recent_spans=limit).subscribe()
+    try:
+        cids = []
+        for _ in range(10):
+            with traced_llm_call("gpt-4o", "generate", provider="openai") as call:
+                cids.append(call.correlation_id)
+        known = [cid for cid in cids if observer.span_ids(cid) is not None]
+    finally:
+        observer.unsubscribe()
+    assert known == cids[len(cids) - len(known) :]  # the newest ones, none skipped
+    assert limit <= len(known) <= 2 * limit
+
+
 def test_remote_call_carrier_holds_the_call_spans_traceparent(span_exporter):
     with traced_llm_call("gpt-4o", "generate", provider="openai") as call:
         header = call.carrier["traceparent"]
