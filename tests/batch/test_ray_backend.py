@@ -143,7 +143,9 @@ def test_ctrl_c_checkpoints_the_running_projects_within_seconds(cluster, tmp_pat
 
     async def main():
         task = asyncio.ensure_future(BatchDriver("batch-r3", batch, backend, max_usd=5.0, max_parallel=2).run())
-        while len(calls(tmp_path / "calls")) < 4:
+        # both projects running (each has finished a call): on a loaded machine the second
+        # Ray task can start after the first has made several calls
+        while len({c["project"] for c in calls(tmp_path / "calls")}) < 2:
             await asyncio.sleep(0.05)
         started = time.monotonic()
         task.cancel()
