@@ -50,7 +50,8 @@ def capture_content_from_env() -> bool:
     return value.strip().lower() in _TRUTHY
 
 
-_LLM_MODEL, _LLM_CALL_TYPE = attr.LLM_MODEL, attr.LLM_CALL_TYPE
+LlmStart = tuple[str, SpanKind, dict[str, Any], Mapping[str, Any]]
+"""An LLM span's name, kind and start attributes, and the payload attributes they come from."""
 _MODEL_TEXT = events.ModelText
 _CLIENT, _INTERNAL = SpanKind.CLIENT, SpanKind.INTERNAL
 
@@ -63,36 +64,39 @@ class LlmSpanAttributes:
     the SDK, which copies what it keeps."""
 
     def __init__(self) -> None:
-        self._starts: dict[tuple[Any, ...], tuple[str, SpanKind, dict[str, Any], Mapping[str, Any]]] = {}
+        self._starts: dict[tuple[Any, ...], LlmStart] = {}
 
-    def start(self, p: events.LlmCallStarted, capture_content: bool = False) -> tuple[str, SpanKind, dict[str, Any]]:
-        """(span name, span kind, start attributes) of an ``llm_call`` span; the
-        attributes may be shared between calls: copy them before changing them.
+    def start(self, p: events.LlmCallStarted, capture_content: bool = False) -> LlmStart:
+        """(span name, span kind, start attributes, the payload attributes they were built
+        from) of an ``llm_call`` span; the attributes may be shared between calls: copy
+        them before changing them.
 
         Shared only when the payload's own attributes are the very object they were built
         from (``traced_llm_call`` hands every call of a model and call type the same
         read-only view), so a payload built by hand never gets another's attributes."""
-        given = p.attributes
-        key = (p.model, p.call_type, p.provider, p.max_tokens, p.temperature, p.server_address, p.server_port)
+        key = (
+            p.model,
+            p.call_type,
+            p.provider,
+            p.max_tokens,
+            p.temperature,
+            p.server_address,
+            p.server_port,
+            p.attempt,
+            p.output_type,
+        )
         found = self._starts.get(key)
-        if (
-            found is not None
-            and found[3] is given
-            and p.attempt == 1
-            and p.output_type == "text"
-            and not capture_content
-        ):
-            return found[0], found[1], found[2]
-        if capture_content or p.attempt != 1 or p.output_type != "text":
-            return self._build(p, capture_content)  # rare: built for this call alone
+        if found is not None and found[3] is p.attributes and not capture_content:
+            return found
+        if capture_content:
+            return self._build(p, capture_content)  # with the prompt: built for this call alone
         if len(self._starts) >= _STATIC_CACHE_LIMIT:
             self._starts.clear()
-        name, kind, attrs = self._build(p)
-        self._starts[key] = (name, kind, attrs, given)
-        return name, kind, attrs
+        found = self._starts[key] = self._build(p)
+        return found
 
     @staticmethod
-    def _build(p: events.LlmCallStarted, capture_content: bool = False) -> tuple[str, SpanKind, dict[str, Any]]:
+    def _build(p: events.LlmCallStarted, capture_content: bool = False) -> LlmStart:
         attrs = copy_attributes(p.attributes)
         if has_model_text(attrs):
             apply_content_rule(attrs, capture_content)
@@ -119,7 +123,7 @@ class LlmSpanAttributes:
             if p.server_port:
                 attrs[SERVER_PORT] = p.server_port
         remote = bool(p.provider) and p.provider != "local"  # remote calls carry the trace context
-        return "llm_call:" + p.call_type, _CLIENT if remote else _INTERNAL, attrs
+        return "llm_call:" + p.call_type, _CLIENT if remote else _INTERNAL, attrs, p.attributes
 
     @staticmethod
     def finish(attrs: dict[str, Any], capture_content: bool) -> tuple[int, int, float]:

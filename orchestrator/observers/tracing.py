@@ -60,6 +60,8 @@ __all__ = ["TracingObserver", "capture_content_from_env"]
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 _BASE_FIELDS = {"correlation_id", "parent_id", "project_id", "timestamp_ns"}
 _MODEL_TEXT = events.ModelText
+_CLIENT, _INTERNAL = SpanKind.CLIENT, SpanKind.INTERNAL
+_llm_finish = LlmSpanAttributes.finish
 
 
 def _instrumentation_version() -> str:
@@ -123,7 +125,7 @@ class TracingObserver(Observer):
             capture_content_from_env() if capture_content is None else capture_content, content_max_chars
         )
         self.book = SpanBook(tracer, attach_context=attach_context, recent_spans=recent_spans)
-        self._llm = LlmSpanAttributes()
+        self._llm_start = LlmSpanAttributes().start
         self._point_fields: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
         self._redacted: dict[str, str] = {}
         self._redacted_env = -1
@@ -257,11 +259,11 @@ class TracingObserver(Observer):
     # -- llm call ----------------------------------------------------------------------
     def on_llm_call_started(self, p: events.LlmCallStarted) -> LiveSpan:
         capture = self.content.enabled
-        name, kind, attrs = self._llm.start(p, capture)  # attrs may be shared: changed only when built for us
+        name, kind, attrs, _ = self._llm_start(p, capture)  # attrs may be shared: changed only when built for us
         if capture:
             self.content.add_input(p, attrs)
-        live = self.book.open(p, name, kind, attrs, "llm", False)
-        if kind is SpanKind.CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
+        live = self.book.open_leaf(p, name, kind, attrs, "llm")
+        if kind is _CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
             self._inject(p.carrier, context=set_span_in_context(live.span, live.base))
         return live
 
@@ -276,7 +278,7 @@ class TracingObserver(Observer):
     ) -> None:
         mine = attrs.copy() if type(attrs) is dict else dict(attrs)
         capture = self.content.enabled
-        tokens_in, tokens_out, cost = self._llm.finish(mine, capture)
+        tokens_in, tokens_out, cost = _llm_finish(mine, capture)
         if capture:
             self.content.add_output(live.cid, content, mine, provider)
         if self.book.end(live, end_ns, mine, failure):
@@ -301,7 +303,7 @@ class TracingObserver(Observer):
 
     # -- policy check ------------------------------------------------------------------
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> LiveSpan:
-        return self.book.open(p, "policy_check", SpanKind.INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy", False)
+        return self.book.open_leaf(p, "policy_check", _INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy")
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
         self._finish(p)
@@ -340,9 +342,11 @@ class TracingObserver(Observer):
             kind = type(value)
             if kind is str:
                 value = redacted.get(value) or self._redact(value)
-            elif kind is events.ModelText:
+            elif kind is int or kind is float or kind is bool:
+                pass
+            elif kind is _MODEL_TEXT:
                 value = self._redact(visible(value, capture))
-            elif kind is not int and kind is not float and kind is not bool:
+            else:
                 value = str(value) if not isinstance(value, str | bool | int | float) else value
                 if isinstance(value, str):
                     value = self._redact(value)
