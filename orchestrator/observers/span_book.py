@@ -170,34 +170,14 @@ class SpanBook:
         parent_cid = p.parent_id
         parent = self.live.get(parent_cid) if parent_cid is not None else None
         if parent is None:
-            live = LiveSpan(
-                self.tracer.start_span(name, None, kind, attrs, None, p.timestamp_ns),
-                None,
-                None,
-                p.correlation_id,
-                parent_cid,
-                p.project_id,
-                span_kind,
-                None,
-                None,
-                p.attributes,
-            )
+            base = up = None
         else:
             base = parent.ctx
             if base is None:
                 base = parent.ctx = set_span_in_context(parent.span)
-            live = LiveSpan(
-                self.tracer.start_span(name, base, kind, attrs, None, p.timestamp_ns),
-                None,
-                base,
-                p.correlation_id,
-                parent_cid,
-                p.project_id,
-                span_kind,
-                None,
-                parent.roll or parent.up,
-                p.attributes,
-            )
+            up = parent.roll or parent.up
+        span = self.tracer.start_span(name, base, kind, attrs, None, p.timestamp_ns)
+        live = LiveSpan(span, None, base, p.correlation_id, parent_cid, p.project_id, span_kind, None, up, p.attributes)
         self.live[p.correlation_id] = live
         return live
 
