@@ -162,25 +162,6 @@ class SpanBook:
         self.live[cid] = live
         return live
 
-    def open_leaf(
-        self, p: events.PairStart, name: str, kind: SpanKind, attrs: Mapping[str, Any], span_kind: str
-    ) -> LiveSpan:
-        """:meth:`open` for a span that encloses nothing (an LLM call, a policy check): the
-        same span, in one call with no branch it does not need - it runs once per LLM call."""
-        parent_cid = p.parent_id
-        parent = self.live.get(parent_cid) if parent_cid is not None else None
-        if parent is None:
-            base = up = None
-        else:
-            base = parent.ctx
-            if base is None:
-                base = parent.ctx = set_span_in_context(parent.span)
-            up = parent.roll or parent.up
-        span = self.tracer.start_span(name, base, kind, attrs, None, p.timestamp_ns)
-        live = LiveSpan(span, None, base, p.correlation_id, parent_cid, p.project_id, span_kind, None, up, p.attributes)
-        self.live[p.correlation_id] = live
-        return live
-
     def _detach(self, live: LiveSpan) -> None:
         token, mark = live.token, live.mark
         live.token = live.mark = None

@@ -262,7 +262,7 @@ class TracingObserver(Observer):
         name, kind, attrs, _ = self._llm_start(p, capture)  # attrs may be shared: changed only when built for us
         if capture:
             self.content.add_input(p, attrs)
-        live = self.book.open_leaf(p, name, kind, attrs, "llm")
+        live = self.book.open(p, name, kind, attrs, "llm", False)
         if kind is _CLIENT:  # the call's context for the outgoing request (the client sends the carrier)
             self._inject(p.carrier, context=set_span_in_context(live.span, live.base))
         return live
@@ -303,7 +303,7 @@ class TracingObserver(Observer):
 
     # -- policy check ------------------------------------------------------------------
     def on_policy_check_started(self, p: events.PolicyCheckStarted) -> LiveSpan:
-        return self.book.open_leaf(p, "policy_check", _INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy")
+        return self.book.open(p, "policy_check", _INTERNAL, self._start_attrs(p, "GUARDRAIL"), "policy", False)
 
     def on_policy_checked(self, p: events.PolicyChecked) -> None:
         self._finish(p)
