@@ -10,7 +10,7 @@ what runs when; a backend only runs it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,8 +50,10 @@ class Backend(Protocol):
         """Ctrl-C: tell every running project to stop (each checkpoints and returns
         :data:`~.jobs.INTERRUPTED`)."""
 
-    async def close(self) -> LedgerSnapshot:
-        """Book what is still held as spent, stop what was started; the final ledger."""
+    async def close(self, stopped: Collection[str] = ()) -> LedgerSnapshot:
+        """Book what is still held as spent, stop what was started; the final ledger.
+        ``stopped``: the projects the driver recorded as interrupted; one still stored as
+        running (its worker could not save its end in time) is stored as interrupted."""
 
     def kill_now(self) -> None:
         """A second Ctrl-C: end whatever this backend started, at once (no waiting)."""
@@ -94,7 +96,9 @@ class LocalBackend:
         for task in list(self._tasks):
             task.cancel()
 
-    async def close(self) -> LedgerSnapshot:
+    async def close(self, stopped: Collection[str] = ()) -> LedgerSnapshot:
+        """``stopped`` needs nothing here: a project that outlives the driver's wait is
+        cancelled again when the command's loop closes, and saves its own end then."""
         assert self.ledger is not None, "open() first"
         self.ledger.close()
         return self.ledger.snapshot()

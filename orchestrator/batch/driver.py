@@ -36,9 +36,11 @@ __all__ = ["BatchDriver", "BatchResult", "batch_status"]
 
 logger = logging.getLogger("orchestrator.batch")
 
-STOP_SECONDS = 4.0
+STOP_SECONDS = 3.0
 """After Ctrl-C, how long running projects get to checkpoint and return (the command
-must end within 5 s)."""
+must end within 5 s, closing the backend included: about 1 s for Ray on a loaded
+machine).  A project that has not reported by then keeps its last checkpoint, and the
+backend records it as interrupted (:meth:`~.backend.Backend.close`)."""
 
 
 def batch_status(outcomes: Sequence[ProjectOutcome], interrupted: bool) -> str:
@@ -150,6 +152,8 @@ class BatchDriver:
         self.stop_seconds = stop_seconds
         self.outcomes: dict[int, ProjectOutcome] = {o.position: o for o in self.kept}
         self.running: dict[asyncio.Future[ProjectOutcome], ProjectJob] = {}
+        self.launched: dict[int, float] = {}
+        """When each project was handed to the backend (its time, if it never reports)."""
         self.deadline: float | None = None
         self._started = 0.0
         self._done_here = 0
@@ -208,6 +212,7 @@ class BatchDriver:
                     continue
                 future = self.backend.launch(replace(job, deadline=self.deadline))
                 self.running[future] = job
+                self.launched[job.position] = time.time()
             if not self.running:
                 break
             await self._progress()
@@ -259,6 +264,7 @@ class BatchDriver:
                         job.project_id,
                         INTERRUPTED,
                         error="stopped before it could report",
+                        started_at=self.launched.get(job.position, 0.0),
                         ended_at=time.time(),
                     )
                 )
@@ -293,8 +299,9 @@ class BatchDriver:
         )
 
     async def _close_quietly(self) -> LedgerSnapshot:
+        stopped = [o.project_id for o in self.outcomes.values() if o.status == INTERRUPTED and not o.kept]
         try:
-            return await self.backend.close()
+            return await self.backend.close(stopped)
         except Exception:  # noqa: BLE001 - the result must still be reported
             logger.warning("closing the %s backend failed", self.backend.name, exc_info=True)
             return LedgerSnapshot(self.max_usd, math.nan, 0.0, 0, 0, 0.0, "the ledger was lost")

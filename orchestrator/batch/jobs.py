@@ -96,7 +96,8 @@ class ProjectOutcome:
 
     @property
     def seconds(self) -> float:
-        return max(0.0, self.ended_at - self.started_at) if self.ended_at else 0.0
+        """0 when either end is unknown (a project stopped before it reported its start)."""
+        return max(0.0, self.ended_at - self.started_at) if self.ended_at and self.started_at else 0.0
 
     def row(self) -> dict[str, Any]:
         """The project's line of ``batch-summary.json``."""

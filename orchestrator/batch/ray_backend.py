@@ -35,11 +35,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.checkpoint import Checkpoint
+from ..domain.checkpoint import Checkpoint, StoreError
 from ..engine.checkpoints import package_version
 from .backend import BatchServices
 from .jobs import ERROR, INTERRUPTED, ProjectFactory, ProjectJob, ProjectOutcome
@@ -58,7 +58,7 @@ LEDGER_TIMEOUT = 10.0
 STORE_TIMEOUT = 60.0
 """Longest wait for the store actor to load or save a checkpoint."""
 DRAIN_EVERY = 0.25
-CANCEL_AFTER = 2.5
+CANCEL_AFTER = 2.0
 """After Ctrl-C, how long running projects get to stop on their own before Ray cancels them."""
 OBJECT_STORE_BYTES = 256 * 1024 * 1024
 """The object store of a local cluster: jobs and outcomes are small."""
@@ -167,9 +167,17 @@ class StoreOwner:
         out, self.events = self.events, []
         return out
 
-    def close(self) -> None:
+    def close(self, stopped: Sequence[str] = ()) -> None:
+        """Release the claims; then each ``stopped`` project still stored as running (its
+        worker was cancelled, or did not answer, before it saved its end) is stored as
+        interrupted.  One call at a time: no worker's save comes between."""
         for project_id in list(self.claims):
             self.release(project_id)
+        for project_id in stopped:
+            try:
+                self.store.mark_interrupted(project_id)
+            except StoreError as exc:  # e.g. held by another process: that one saves its own end
+                logger.warning("project %s not marked interrupted: %s", project_id, exc)
         self.store.close()
 
 
@@ -453,7 +461,7 @@ class RayBackend:
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
 
-    async def close(self) -> LedgerSnapshot:
+    async def close(self, stopped: Collection[str] = ()) -> LedgerSnapshot:
         import ray
 
         try:
@@ -466,7 +474,7 @@ class RayBackend:
             snapshot: LedgerSnapshot = await asyncio.wrap_future(self._ledger.close.remote().future())
             if self._store is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wrap_future(self._store.close.remote().future())
+                    await asyncio.wrap_future(self._store.close.remote(list(stopped)).future())
             for actor in (self._ledger, self._store, self._stop):
                 with contextlib.suppress(Exception):
                     ray.kill(actor)

@@ -10,7 +10,9 @@ generation, a pytest sandbox) to end on its own, which took minutes.  Here:
   the loop is closed without waiting for worker threads;
 * a second SIGINT exits at once (exit 130, one line);
 * :func:`exit_when_stuck` (the command's entry point, never an in-process caller) ends
-  the process after the summary was written, should a worker thread still be busy.
+  the process after the summary was written, should a worker thread still be busy; from
+  then on a second SIGINT (while the interpreter winds down: Ray's and OpenTelemetry's
+  exit hooks) still exits 130 at once, never dies of the signal.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ..domain.errors import OrchestratorError
 from .errors import EXIT_INTERRUPTED
@@ -99,13 +101,7 @@ class InterruptibleRun:
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self.interrupted_at is not None:
-            os.write(2, b"orchestrator: interrupted again: exiting now\n")
-            if self.on_hard_exit is not None:
-                try:
-                    self.on_hard_exit()
-                finally:
-                    os._exit(EXIT_INTERRUPTED)
-            os._exit(EXIT_INTERRUPTED)
+            exit_now(self.on_hard_exit)
         self.interrupted_at = time.monotonic()
         from ..governance.sandbox import kill_running
 
@@ -126,12 +122,25 @@ def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
+def exit_now(before: Callable[[], None] | None = None) -> NoReturn:
+    """A second Ctrl-C: one line, exit 130 (``before`` first, e.g. kill a local Ray
+    cluster the command started, which would otherwise outlive it)."""
+    os.write(2, b"orchestrator: interrupted again: exiting now\n")
+    try:
+        if before is not None:
+            before()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
 def exit_when_stuck(code: int) -> None:
     """After an interrupted command wrote its summary: give busy worker threads
     :data:`LINGER_SECONDS` to end, then leave without waiting for them (the
-    interpreter would otherwise join them at exit)."""
+    interpreter would otherwise join them at exit).  A further SIGINT exits at once."""
     if code != EXIT_INTERRUPTED:
         return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda signum, frame: exit_now())
     deadline = time.monotonic() + LINGER_SECONDS
     for thread in threading.enumerate():
         if thread is threading.current_thread() or thread.daemon:

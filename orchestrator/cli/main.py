@@ -99,8 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """The ``orchestrator`` command and ``python -m orchestrator``: :func:`main`, then
-    exit; after an interrupt, without waiting long for worker threads still busy."""
-    code = main()
+    exit; after an interrupt, without waiting long for worker threads still busy.  A
+    Ctrl-C that no run catches (before one starts, or as the command returns) is the
+    same one line and exit 130, never a traceback."""
+    from .errors import EXIT_INTERRUPTED
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     from .interrupt import exit_when_stuck
 
     exit_when_stuck(code)

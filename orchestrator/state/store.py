@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..domain.checkpoint import FINISHED_STATUSES, RUNNING, Checkpoint, ProjectBusyError, StoreError
+from ..domain.checkpoint import FINISHED_STATUSES, INTERRUPTED, RUNNING, Checkpoint, ProjectBusyError, StoreError
 from ..files import private_dir, tighten_file
 from ..redaction import redact
 from . import codec
@@ -300,6 +300,19 @@ class RunStore:
                 gone = conn.execute("DELETE FROM runs WHERE project_id = ?", (project_id,)).rowcount
             path.unlink(missing_ok=True)
         return bool(gone)
+
+    def mark_interrupted(self, project_id: str) -> bool:
+        """Record a run that stopped without saving its end as ``interrupted``, its last
+        checkpoint kept: a batch worker that Ray cancelled, or that did not answer, before
+        it could save.  Only a ``running`` run that nobody holds (a live one saves its own
+        end: :class:`ProjectBusyError`); False when there was nothing to change."""
+        with self.claim(project_id):
+            checkpoint = self.load(project_id)
+            if checkpoint is None or checkpoint.status != RUNNING:
+                return False
+            checkpoint.status, checkpoint.updated_at = INTERRUPTED, time.time()
+            self.save(checkpoint)
+        return True
 
     def older_than(self, seconds: float) -> list[str]:
         """Ids of runs last updated more than ``seconds`` ago."""

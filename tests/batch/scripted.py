@@ -6,7 +6,9 @@ their ``PYTHONPATH``).
 ``calls_dir``: each provider call that answered appends one JSON line to
 ``<calls_dir>/<pid>.jsonl`` (project, task, kind, cost), so a test can see which calls
 were made, by which process, and that a task kept from a checkpoint was never paid twice.
-``slow``: a latency multiplier (kills land mid-project).
+``slow``: a latency multiplier (kills land mid-project).  ``stall_on_cancel``: seconds a
+cancelled call holds its process's event loop (KeyboardInterrupt included), as a worker
+that does not answer: nothing of its project, its last checkpoint included, is saved then.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +43,23 @@ def ensure_catalog() -> None:
 
 
 class LoggedScript(PricedScript):
-    def __init__(self, calls_dir: str | None, slow: float, fixed_latency: float | None = None) -> None:
+    def __init__(
+        self, calls_dir: str | None, slow: float, fixed_latency: float | None = None, stall_on_cancel: float = 0.0
+    ) -> None:
         super().__init__()
         self.calls_dir = calls_dir
         self.slow = slow
         self.fixed_latency = fixed_latency
+        self.stall_on_cancel = stall_on_cancel
 
     async def complete(self, request: ProviderRequest) -> ProviderResponse:
+        try:
+            return await self._complete(request)
+        except asyncio.CancelledError:
+            _stall(self.stall_on_cancel)
+            raise
+
+    async def _complete(self, request: ProviderRequest) -> ProviderResponse:
         if self.fixed_latency is not None:
             await asyncio.sleep(self.fixed_latency)
         os.environ["SCRIPTED_SLOW"] = str(self.slow)
@@ -69,6 +82,15 @@ class LoggedScript(PricedScript):
         return response
 
 
+def _stall(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(max(0.0, end - time.monotonic()))
+        except KeyboardInterrupt:  # ray.cancel: not answered
+            pass
+
+
 class ScriptedFactory:
     """Builds each project's engine on the scripted provider (``scripted-pro`` only)."""
 
@@ -80,7 +102,9 @@ class ScriptedFactory:
         fixed_latency: float | None = None,
         cache_dir: str | None = None,
         worker_tracing: dict[str, Any] | None = None,
+        stall_on_cancel: float = 0.0,
     ) -> None:
+        self.stall_on_cancel = stall_on_cancel
         self.worker_tracing = worker_tracing
         """Set tracing up in the process that runs the project (a Ray worker), as the CLI does."""
         self.calls_dir = calls_dir
@@ -95,7 +119,7 @@ class ScriptedFactory:
             from orchestrator.cli.batch_runner import prepare_worker_tracing
 
             prepare_worker_tracing(self.worker_tracing)
-        provider = LoggedScript(self.calls_dir, self.slow, self.fixed_latency)
+        provider = LoggedScript(self.calls_dir, self.slow, self.fixed_latency, self.stall_on_cancel)
         cache = None
         if self.cache_dir:
             from orchestrator.llm.cache import ResponseCache

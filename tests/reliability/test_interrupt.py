@@ -93,3 +93,57 @@ def test_a_second_sigint_exits_at_once(tmp_path):
     assert took < 2.0
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] in ("orchestrator: interrupted again: exiting now", "orchestrator: interrupted")
+
+
+WINDING_DOWN = """
+import atexit, sys, time
+from orchestrator.cli.interrupt import exit_when_stuck
+atexit.register(time.sleep, 30)  # an exit hook that takes its time (Ray's, OpenTelemetry's)
+print("summary written", flush=True)
+exit_when_stuck(130)
+sys.exit(130)
+"""
+
+
+def test_a_second_sigint_while_the_command_winds_down_exits_130_at_once(tmp_path):
+    """After the interrupted command wrote its summary, the interpreter's exit hooks still
+    run; a Ctrl-C then ends it at once, 130 and one line, not killed by the signal (-2)
+    nor a KeyboardInterrupt traceback from an exit hook."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WINDING_DOWN],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "summary written\n"
+        time.sleep(0.5)  # in the exit hook by now
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        seconds = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and seconds < 5.0, (proc.returncode, seconds, err)
+    assert err.strip().splitlines() == ["orchestrator: interrupted again: exiting now"], err
+
+
+def test_a_ctrl_c_no_run_catches_is_one_line_and_130(monkeypatch, capsys):
+    """A KeyboardInterrupt that reaches the entry point (before a run installs its own
+    handler, or as the command returns) is the usual line and 130, not a traceback."""
+    import importlib
+
+    import pytest
+
+    entry = importlib.import_module("orchestrator.cli.main")  # the module (the package exports main itself)
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "main", interrupted)
+    monkeypatch.setattr("orchestrator.cli.interrupt.exit_when_stuck", lambda code: None)  # in-process: no handler
+    with pytest.raises(SystemExit) as exit_:
+        entry.console_main()
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "orchestrator: interrupted\n"

@@ -121,6 +121,36 @@ def test_runs_are_listed_newest_first_and_removed(tmp_path):
     assert store._conn.execute("SELECT count(*) FROM task_results WHERE project_id = 'proj-2'").fetchone()[0] == 0
 
 
+def test_a_run_stopped_before_it_saved_its_end_is_marked_interrupted_its_checkpoint_kept(tmp_path):
+    """What a batch driver does for a project whose worker could not save its end (Ray
+    cancelled it, or it did not answer): ``running`` becomes ``interrupted``, nothing else
+    changes; a finished run, an unknown id and a run some process holds are left alone."""
+    store = RunStore(tmp_path)
+    running = _checkpoint("proj-1", updated_at=100.0)
+    store.save(running)
+    store.save(_checkpoint("proj-2", status="success"))
+    assert store.mark_interrupted("proj-1") is True
+    marked = store.load("proj-1")
+    assert marked.status == "interrupted" and marked.updated_at > 100.0
+    assert marked == _with(running, status="interrupted", updated_at=marked.updated_at)  # results, plan, roots kept
+    (row,) = [r for r in store.runs() if r.project_id == "proj-1"]
+    assert (row.status, row.resumable, row.shown_status) == ("interrupted", True, "interrupted")
+    assert store.mark_interrupted("proj-1") is False  # already
+    assert store.mark_interrupted("proj-2") is False and store.load("proj-2").status == "success"
+    assert store.mark_interrupted("nope") is False and store.load("nope") is None
+    store.save(_checkpoint("proj-3"))
+    with RunStore(tmp_path).claim("proj-3"):  # live elsewhere: it saves its own end
+        with pytest.raises(ProjectBusyError):
+            store.mark_interrupted("proj-3")
+    assert store.load("proj-3").status == "running"
+
+
+def _with(cp: Checkpoint, **changes) -> Checkpoint:
+    from dataclasses import replace
+
+    return replace(cp, **changes)
+
+
 def test_the_claim_excludes_a_second_claim_in_the_same_process(tmp_path):
     store = RunStore(tmp_path)
     with store.claim("proj-1"):
