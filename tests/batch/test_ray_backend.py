@@ -139,7 +139,9 @@ def test_a_worker_killed_mid_project_is_retried_and_pays_nothing_twice(cluster, 
 def test_ctrl_c_checkpoints_the_running_projects_within_seconds(cluster, tmp_path, recorded):
     (tmp_path / "calls").mkdir()
     batch = jobs("batch-r3", 2)
-    backend = _backend(tmp_path, ScriptedFactory(str(tmp_path / "calls"), slow=20.0))
+    # 4 s a call: each project runs for 20 s or more after its first call, longer than a
+    # loaded machine takes to start the second Ray worker (8 s seen with the CPUs busy)
+    backend = _backend(tmp_path, ScriptedFactory(str(tmp_path / "calls"), fixed_latency=4.0))
 
     async def main():
         task = asyncio.ensure_future(BatchDriver("batch-r3", batch, backend, max_usd=5.0, max_parallel=2).run())
