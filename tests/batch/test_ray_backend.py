@@ -15,13 +15,14 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from orchestrator import attributes as attr
 from orchestrator import events
-from orchestrator.batch.driver import BatchDriver
+from orchestrator.batch.driver import BatchDriver, BatchResult
 from orchestrator.batch.jobs import INTERRUPTED
 from orchestrator.batch.ray_backend import RayBackend, RayOptions
 from orchestrator.llm.catalog import preserved
@@ -136,6 +137,22 @@ def test_a_worker_killed_mid_project_is_retried_and_pays_nothing_twice(cluster, 
     assert result.ledger.spent_usd >= outcome.spent_usd - 1e-12
 
 
+def _cancelled_when(driver: BatchDriver, ready: Callable[[], bool]) -> tuple[BatchResult, float]:
+    """Run the batch, cancel it (Ctrl-C) once ``ready()``: its result, and the seconds the
+    cancel took to return it."""
+
+    async def main():
+        task = asyncio.ensure_future(driver.run())
+        while not ready():
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        task.cancel()
+        result = await task
+        return result, time.monotonic() - started
+
+    return asyncio.run(main())
+
+
 def test_ctrl_c_checkpoints_the_running_projects_within_seconds(cluster, tmp_path, recorded):
     (tmp_path / "calls").mkdir()
     batch = jobs("batch-r3", 2)
@@ -143,18 +160,12 @@ def test_ctrl_c_checkpoints_the_running_projects_within_seconds(cluster, tmp_pat
     # loaded machine takes to start the second Ray worker (8 s seen with the CPUs busy)
     backend = _backend(tmp_path, ScriptedFactory(str(tmp_path / "calls"), fixed_latency=4.0))
 
-    async def main():
-        task = asyncio.ensure_future(BatchDriver("batch-r3", batch, backend, max_usd=5.0, max_parallel=2).run())
-        # both projects running (each has finished a call): on a loaded machine the second
-        # Ray task can start after the first has made several calls
-        while len({c["project"] for c in calls(tmp_path / "calls")}) < 2:
-            await asyncio.sleep(0.05)
-        started = time.monotonic()
-        task.cancel()
-        result = await task
-        return result, time.monotonic() - started
-
-    result, seconds = asyncio.run(main())
+    # both projects running (each has finished a call): on a loaded machine the second
+    # Ray task can start after the first has made several calls
+    result, seconds = _cancelled_when(
+        BatchDriver("batch-r3", batch, backend, max_usd=5.0, max_parallel=2),
+        lambda: len({c["project"] for c in calls(tmp_path / "calls")}) == 2,
+    )
     assert result.interrupted and seconds < 5.0, seconds
     assert [o.status for o in result.outcomes] == [INTERRUPTED, INTERRUPTED], [o.error for o in result.outcomes]
     store = RunStore(tmp_path / "state")
@@ -170,16 +181,10 @@ def test_a_project_that_cannot_save_its_end_is_still_recorded_interrupted(cluste
     batch = jobs("batch-r5", 1)
     backend = _backend(tmp_path, ScriptedFactory(str(tmp_path / "calls"), slow=20.0, stall_on_cancel=6.0))
 
-    async def main():
-        task = asyncio.ensure_future(BatchDriver("batch-r5", batch, backend, max_usd=5.0, max_parallel=1).run())
-        while len(calls(tmp_path / "calls")) < 2:  # the plan, then a task's call: checkpointed as running
-            await asyncio.sleep(0.05)
-        started = time.monotonic()
-        task.cancel()
-        result = await task
-        return result, time.monotonic() - started
-
-    result, seconds = asyncio.run(main())
+    result, seconds = _cancelled_when(  # the plan, then a task's call: checkpointed as running
+        BatchDriver("batch-r5", batch, backend, max_usd=5.0, max_parallel=1),
+        lambda: len(calls(tmp_path / "calls")) >= 2,
+    )
     (outcome,) = result.outcomes
     assert result.interrupted and seconds < 6.0, seconds  # it did not wait for the stalled worker
     assert (outcome.status, outcome.error) == (INTERRUPTED, "stopped before it could report")
