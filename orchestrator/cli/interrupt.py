@@ -12,12 +12,15 @@ generation, a pytest sandbox) to end on its own, which took minutes.  Here:
 * :func:`exit_when_stuck` (the command's entry point, never an in-process caller) ends
   the process after the summary was written, should a worker thread still be busy; from
   then on a second SIGINT (while the interpreter winds down: Ray's and OpenTelemetry's
-  exit hooks) still exits 130 at once, never dies of the signal.
+  exit hooks) still exits 130 at once, and in the interpreter's last moments (after every
+  exit hook, see :func:`ignore_sigint_at_the_end`) it is ignored: the command never dies
+  of the signal (exit -2).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import signal
 import sys
@@ -35,6 +38,8 @@ T = TypeVar("T")
 
 LINGER_SECONDS = 1.0
 """How long the interrupted command waits for busy worker threads before exiting."""
+
+_EXITING_INTERRUPTED = threading.Event()
 
 
 class Interrupted(OrchestratorError):
@@ -139,6 +144,7 @@ def exit_when_stuck(code: int) -> None:
     interpreter would otherwise join them at exit).  A further SIGINT exits at once."""
     if code != EXIT_INTERRUPTED:
         return
+    _EXITING_INTERRUPTED.set()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda signum, frame: exit_now())
     deadline = time.monotonic() + LINGER_SECONDS
@@ -150,3 +156,17 @@ def exit_when_stuck(code: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def ignore_sigint_at_the_end() -> None:
+    """Registered by the entry point before anything else (exit hooks run last-registered
+    first, so this one runs after Ray's and OpenTelemetry's): once an interrupted command's
+    exit hooks have all run, SIGINT is ignored.  The interpreter's teardown removes
+    Python's handlers, and a Ctrl-C then would end the process as killed by it (-2)
+    instead of 130; there is nothing left for it to stop."""
+    atexit.register(_ignore_late_sigint)
+
+
+def _ignore_late_sigint() -> None:
+    if _EXITING_INTERRUPTED.is_set() and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -103,14 +103,14 @@ def console_main() -> None:
     Ctrl-C that no run catches (before one starts, or as the command returns) is the
     same one line and exit 130, never a traceback."""
     from .errors import EXIT_INTERRUPTED
+    from .interrupt import exit_when_stuck, ignore_sigint_at_the_end
 
+    ignore_sigint_at_the_end()
     try:
         code = main()
     except KeyboardInterrupt:
         print("orchestrator: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    from .interrupt import exit_when_stuck
-
     exit_when_stuck(code)
     sys.exit(code)
 

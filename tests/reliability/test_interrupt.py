@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = (
     "project: A long module\ncriteria: it works\ntasks:\n  - id: big\n    type: code_generation\n"
@@ -97,20 +99,36 @@ def test_a_second_sigint_exits_at_once(tmp_path):
 
 WINDING_DOWN = """
 import atexit, sys, time
-from orchestrator.cli.interrupt import exit_when_stuck
-atexit.register(time.sleep, 30)  # an exit hook that takes its time (Ray's, OpenTelemetry's)
+from orchestrator.cli.interrupt import exit_when_stuck, ignore_sigint_at_the_end
+
+ignore_sigint_at_the_end()  # as the entry point does, before anything else
+PHASE = sys.argv[1]
+if PHASE == "exit-hook":
+    atexit.register(time.sleep, 30)  # an exit hook that takes its time (Ray's, OpenTelemetry's)
+else:  # the interpreter's teardown, after every exit hook: Python's handlers are gone by then
+
+    class Slow:
+        def __del__(self):
+            time.sleep(3)
+
+    keep = Slow()
 print("summary written", flush=True)
 exit_when_stuck(130)
 sys.exit(130)
 """
 
 
-def test_a_second_sigint_while_the_command_winds_down_exits_130_at_once(tmp_path):
+@pytest.mark.parametrize(
+    "phase, lines",
+    [("exit-hook", ["orchestrator: interrupted again: exiting now"]), ("teardown", [])],
+)
+def test_a_second_sigint_while_the_command_winds_down_still_exits_130(tmp_path, phase, lines):
     """After the interrupted command wrote its summary, the interpreter's exit hooks still
-    run; a Ctrl-C then ends it at once, 130 and one line, not killed by the signal (-2)
-    nor a KeyboardInterrupt traceback from an exit hook."""
+    run, then its teardown.  A Ctrl-C in an exit hook ends it at once, 130 and one line; in
+    the teardown (nothing left to stop) it is ignored.  Never killed by the signal (-2),
+    never a KeyboardInterrupt traceback from an exit hook."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WINDING_DOWN],
+        [sys.executable, "-c", WINDING_DOWN, phase],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -118,7 +136,7 @@ def test_a_second_sigint_while_the_command_winds_down_exits_130_at_once(tmp_path
     )
     try:
         assert proc.stdout.readline() == "summary written\n"
-        time.sleep(0.5)  # in the exit hook by now
+        time.sleep(0.5)  # in the exit hook, or the teardown, by now
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
@@ -126,7 +144,7 @@ def test_a_second_sigint_while_the_command_winds_down_exits_130_at_once(tmp_path
     finally:
         proc.kill()
     assert proc.returncode == 130 and seconds < 5.0, (proc.returncode, seconds, err)
-    assert err.strip().splitlines() == ["orchestrator: interrupted again: exiting now"], err
+    assert err.strip().splitlines() == lines, err
 
 
 def test_a_ctrl_c_no_run_catches_is_one_line_and_130(monkeypatch, capsys):
@@ -134,15 +152,15 @@ def test_a_ctrl_c_no_run_catches_is_one_line_and_130(monkeypatch, capsys):
     handler, or as the command returns) is the usual line and 130, not a traceback."""
     import importlib
 
-    import pytest
-
     entry = importlib.import_module("orchestrator.cli.main")  # the module (the package exports main itself)
 
     def interrupted() -> int:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(entry, "main", interrupted)
-    monkeypatch.setattr("orchestrator.cli.interrupt.exit_when_stuck", lambda code: None)  # in-process: no handler
+    # in-process: no handler, no exit hook
+    monkeypatch.setattr("orchestrator.cli.interrupt.exit_when_stuck", lambda code: None)
+    monkeypatch.setattr("orchestrator.cli.interrupt.ignore_sigint_at_the_end", lambda: None)
     with pytest.raises(SystemExit) as exit_:
         entry.console_main()
     assert exit_.value.code == 130
