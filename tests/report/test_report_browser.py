@@ -93,6 +93,13 @@ def test_the_static_parts_show_without_javascript(quickstart):
     assert "task:add" in dom.texts["spans-table"]
 
 
+def _rows_differing(first: bytes, second: bytes) -> set[int]:
+    """The indexes of the pixel rows two PNG screenshots differ in (a row only one has
+    counts)."""
+    (_, a), (_, b) = browser.png_rows(first), browser.png_rows(second)
+    return {i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]}
+
+
 def test_the_report_opens_in_firefox_and_its_script_runs_there(quickstart):
     """Firefox, from ``file://``, network blocked: the page draws, and our script (allowed
     by its hash in the Content-Security-Policy) runs: it shows the timeline's controls,
@@ -100,11 +107,13 @@ def test_the_report_opens_in_firefox_and_its_script_runs_there(quickstart):
     d, _ = quickstart
     with_script = browser.firefox_screenshot(d / "r.html")
     without = browser.firefox_screenshot(browser.without_scripts(d / "r.html"))
+    again = browser.firefox_screenshot(browser.without_scripts(d / "r.html"))
     assert browser.png_colours(with_script) > 40 and browser.png_colours(without) > 40
-    assert browser.png_rows(with_script) != browser.png_rows(without)  # the controls the script shows
-    assert browser.png_rows(without) == browser.png_rows(
-        browser.firefox_screenshot(browser.without_scripts(d / "r.html"))
-    )  # a page draws the same every time
+    # Firefox may draw a few rows differently from one screenshot to the next (seen once in
+    # CI): the rows two drawings without scripts disagree on are noise; the script must
+    # change rows the page draws the same every time (the controls it shows)
+    noise = _rows_differing(without, again)
+    assert _rows_differing(with_script, without) - noise
 
 
 def test_the_report_of_the_quickstart_by_project_id_is_the_same(quickstart, tmp_path):
